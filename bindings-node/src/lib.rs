@@ -1,1 +1,164 @@
-use napi_derive::napi; #[napi] pub fn ping() -> u32 { 1 }
+//! Node binding: conversion only. Every method takes the host's time and returns the call's
+//! outcome as one `Float64Array` (see `batchling_core::wire`), so a busy producer pays one
+//! crossing per tick, not one per item.
+
+use batchling_core::batcher::{
+    AddError, BatchId, Batcher, BatcherConfig, Event, ItemId, RetryPolicy, Status,
+};
+use batchling_core::wire;
+use napi::bindgen_prelude::{Float64Array, Uint32Array};
+use napi::{Error, Result, Status as NapiStatus};
+use napi_derive::napi;
+
+/// Options as the JS layer passes them, already defaulted; `None` means "no limit".
+#[napi(object)]
+pub struct BatcherOptions {
+    pub max_batch_size: u32,
+    pub max_delay_ms: f64,
+    pub max_queue_size: Option<u32>,
+    pub max_concurrent_batches: Option<u32>,
+    pub retry_attempts: Option<u32>,
+    pub retry_backoff_ms: Option<f64>,
+    pub retry_max_backoff_ms: Option<f64>,
+    pub timeout_ms: Option<f64>,
+    pub jitter_seed: Option<f64>,
+}
+
+#[napi(object)]
+pub struct BatcherStatus {
+    pub pending: f64,
+    pub processing: f64,
+    pub processed: f64,
+    pub failed: f64,
+    pub batches: f64,
+    pub average_batch_size: f64,
+    pub last_batch_time: Option<f64>,
+    pub retried: f64,
+    pub rejected: f64,
+    pub cancelled: f64,
+    pub timed_out: f64,
+}
+
+impl From<Status> for BatcherStatus {
+    fn from(s: Status) -> Self {
+        BatcherStatus {
+            pending: s.pending as f64,
+            processing: s.processing as f64,
+            processed: s.processed as f64,
+            failed: s.failed as f64,
+            batches: s.batches as f64,
+            average_batch_size: s.average_batch_size,
+            last_batch_time: s.last_batch_time_ms.map(|t| t as f64),
+            retried: s.retried as f64,
+            rejected: s.rejected as f64,
+            cancelled: s.cancelled as f64,
+            timed_out: s.timed_out as f64,
+        }
+    }
+}
+
+#[napi]
+pub struct NativeBatcher {
+    inner: Batcher,
+    adds: Vec<std::result::Result<ItemId, AddError>>,
+    out: Vec<f64>,
+}
+
+fn ms(value: f64) -> u64 {
+    value.max(0.0) as u64
+}
+
+#[napi]
+impl NativeBatcher {
+    #[napi(constructor)]
+    pub fn new(options: BatcherOptions) -> Result<Self> {
+        let defaults = RetryPolicy::default();
+        let config = BatcherConfig {
+            max_batch_size: options.max_batch_size as usize,
+            max_delay_ms: ms(options.max_delay_ms),
+            max_queue_size: options.max_queue_size.map_or(usize::MAX, |n| n as usize),
+            max_concurrent_batches: options
+                .max_concurrent_batches
+                .map_or(usize::MAX, |n| n as usize),
+            retry: RetryPolicy {
+                attempts: options.retry_attempts.unwrap_or(0),
+                backoff_ms: options.retry_backoff_ms.map_or(defaults.backoff_ms, ms),
+                max_backoff_ms: options
+                    .retry_max_backoff_ms
+                    .map_or(defaults.max_backoff_ms, ms),
+            },
+            timeout_ms: options.timeout_ms.map(ms),
+            jitter_seed: options.jitter_seed.map_or(0x5eed, |s| s as u64),
+        };
+        let inner =
+            Batcher::new(config).map_err(|e| Error::new(NapiStatus::InvalidArg, e.to_string()))?;
+        Ok(NativeBatcher {
+            inner,
+            adds: Vec::new(),
+            out: Vec::new(),
+        })
+    }
+
+    fn respond(&mut self) -> Float64Array {
+        wire::encode(&mut self.inner, &self.adds, &mut self.out);
+        self.adds.clear();
+        Float64Array::new(std::mem::take(&mut self.out))
+    }
+
+    fn event(&mut self, now_ms: f64, event: Event<'_>) -> Float64Array {
+        self.inner.handle(ms(now_ms), event);
+        self.respond()
+    }
+
+    /// Add one item per entry of `groups` (interned group keys).
+    #[napi]
+    pub fn add(&mut self, now_ms: f64, groups: Uint32Array) -> Float64Array {
+        self.inner.add_many(ms(now_ms), &groups, &mut self.adds);
+        self.respond()
+    }
+
+    #[napi]
+    pub fn tick(&mut self, now_ms: f64) -> Float64Array {
+        self.event(now_ms, Event::Tick)
+    }
+
+    /// The handler returned; `failed` holds the positions of items that failed on their own.
+    #[napi]
+    pub fn completed(&mut self, now_ms: f64, batch: f64, failed: Uint32Array) -> Float64Array {
+        let batch = BatchId(batch as u64);
+        self.event(
+            now_ms,
+            Event::BatchCompleted {
+                batch,
+                failed: &failed,
+            },
+        )
+    }
+
+    #[napi]
+    pub fn failed(&mut self, now_ms: f64, batch: f64, retryable: bool) -> Float64Array {
+        let batch = BatchId(batch as u64);
+        self.event(now_ms, Event::BatchFailed { batch, retryable })
+    }
+
+    #[napi]
+    pub fn cancel(&mut self, now_ms: f64, item: f64) -> Float64Array {
+        let item = ItemId(item as u64);
+        self.event(now_ms, Event::Cancel { item })
+    }
+
+    #[napi]
+    pub fn flush(&mut self, now_ms: f64) -> Float64Array {
+        self.event(now_ms, Event::Flush)
+    }
+
+    #[napi]
+    pub fn close(&mut self, now_ms: f64, abort: bool) -> Float64Array {
+        self.event(now_ms, Event::Close { abort })
+    }
+
+    #[napi]
+    pub fn status(&self) -> BatcherStatus {
+        self.inner.status().into()
+    }
+}

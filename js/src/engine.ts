@@ -1,0 +1,75 @@
+// The engine contract the hosts drive: the native addon and (later) the wasm build both satisfy it.
+// Every call takes the host time in ms and returns the call's outcome as one Float64Array
+// (layout in core/src/wire.rs).
+import { createRequire } from "node:module";
+
+export interface EngineOptions {
+  maxBatchSize: number;
+  maxDelayMs: number;
+  maxQueueSize?: number;
+  maxConcurrentBatches?: number;
+  retryAttempts?: number;
+  retryBackoffMs?: number;
+  retryMaxBackoffMs?: number;
+  timeoutMs?: number;
+  jitterSeed?: number;
+}
+
+export interface EngineStatus {
+  pending: number;
+  processing: number;
+  processed: number;
+  failed: number;
+  batches: number;
+  averageBatchSize: number;
+  lastBatchTime?: number;
+  retried: number;
+  rejected: number;
+  cancelled: number;
+  timedOut: number;
+}
+
+export interface BatcherEngine {
+  add(nowMs: number, groups: Uint32Array): Float64Array;
+  tick(nowMs: number): Float64Array;
+  completed(nowMs: number, batch: number, failed: Uint32Array): Float64Array;
+  failed(nowMs: number, batch: number, retryable: boolean): Float64Array;
+  cancel(nowMs: number, item: number): Float64Array;
+  flush(nowMs: number): Float64Array;
+  close(nowMs: number, abort: boolean): Float64Array;
+  status(): EngineStatus;
+}
+
+export interface Backend {
+  name: "native" | "wasm";
+  NativeBatcher: new (options: EngineOptions) => BatcherEngine;
+}
+
+// Wire constants (core/src/wire.rs).
+export const RUN_BATCH = 1;
+export const RESOLVE = 2;
+export const REJECT = 3;
+export const GROUP_RELEASED = 4;
+export const DRAINED = 5;
+export const ADD_QUEUE_FULL = -1;
+export const ADD_CLOSED = -2;
+export const REASON_TIMED_OUT = 1;
+export const REASON_CANCELLED = 2;
+export const REASON_ITEM_FAILED = 3;
+export const REASON_BATCH_FAILED = 4;
+export const REASON_ABORTED = 5;
+
+/** Item ids carry a generation above bit 32; the low 32 bits are a reusable slot index. */
+export const slotOf = (id: number): number => id % 0x1_0000_0000;
+
+let backend: Backend | undefined;
+
+export function loadBackend(): Backend {
+  if (backend) return backend;
+  // import.meta.url in ESM, __filename in CJS: tsup shims both. The addon sits in
+  // bindings-node/ next to dist/.
+  const require = createRequire(import.meta.url);
+  const native = require("../bindings-node/index.cjs") as { NativeBatcher: Backend["NativeBatcher"] };
+  backend = { name: "native", NativeBatcher: native.NativeBatcher };
+  return backend;
+}

@@ -1,0 +1,12 @@
+export { RequestBatcher } from "./request-batcher.js";
+export type { RequestBatcherOptions, RequestBatcherStatus, RetryOptions, AddOptions } from "./request-batcher.js";
+export {
+  BatchlingError,
+  InvalidOptionError,
+  QueueFullError,
+  ClosedError,
+  TimeoutError,
+  CancelledError,
+  BatchResultError,
+} from "./errors.js";
+export { loadBackend as backend } from "./engine.js";
