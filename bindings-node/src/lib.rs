@@ -1,6 +1,7 @@
-//! Node binding: conversion only. Every method takes the host's time and returns the call's
-//! outcome as one `Float64Array` (see `batchling_core::wire`), so a busy producer pays one
-//! crossing per tick, not one per item.
+//! Node binding: conversion only. Every method takes the host's time and writes the call's
+//! outcome into the host's scratch `Float64Array` (layout: `batchling_core::wire`), returning
+//! its length. Reusing one buffer spares V8 an external ArrayBuffer (and its finalizer) per
+//! call; an outcome larger than the scratch buffer is fetched with `takeOverflow()`.
 
 use batchling_core::batcher::{
     AddError, BatchId, Batcher, BatcherConfig, Event, ItemId, RetryPolicy, Status,
@@ -62,6 +63,7 @@ pub struct NativeBatcher {
     inner: Batcher,
     adds: Vec<std::result::Result<ItemId, AddError>>,
     out: Vec<f64>,
+    overflow: Option<Vec<f64>>,
 }
 
 fn ms(value: f64) -> u64 {
@@ -96,65 +98,91 @@ impl NativeBatcher {
             inner,
             adds: Vec::new(),
             out: Vec::new(),
+            overflow: None,
         })
     }
 
-    fn respond(&mut self) -> Float64Array {
+    fn respond(&mut self, mut scratch: Float64Array) -> u32 {
         wire::encode(&mut self.inner, &self.adds, &mut self.out);
         self.adds.clear();
-        Float64Array::new(std::mem::take(&mut self.out))
+        let len = self.out.len();
+        // SAFETY: JS is blocked in this call and nothing else holds a Rust view of the
+        // buffer, so this is the only reference to its memory while it lives.
+        let target: &mut [f64] = unsafe { scratch.as_mut() };
+        if len <= target.len() {
+            target[..len].copy_from_slice(&self.out);
+        } else {
+            self.overflow = Some(std::mem::take(&mut self.out));
+        }
+        len as u32
     }
 
-    fn event(&mut self, now_ms: f64, event: Event<'_>) -> Float64Array {
+    fn event(&mut self, now_ms: f64, event: Event<'_>, scratch: Float64Array) -> u32 {
         self.inner.handle(ms(now_ms), event);
-        self.respond()
+        self.respond(scratch)
+    }
+
+    /// The last outcome, when it did not fit the scratch buffer.
+    #[napi]
+    pub fn take_overflow(&mut self) -> Float64Array {
+        Float64Array::new(self.overflow.take().unwrap_or_default())
     }
 
     /// Add one item per entry of `groups` (interned group keys).
     #[napi]
-    pub fn add(&mut self, now_ms: f64, groups: Uint32Array) -> Float64Array {
+    pub fn add(&mut self, now_ms: f64, groups: Uint32Array, scratch: Float64Array) -> u32 {
         self.inner.add_many(ms(now_ms), &groups, &mut self.adds);
-        self.respond()
+        self.respond(scratch)
     }
 
     #[napi]
-    pub fn tick(&mut self, now_ms: f64) -> Float64Array {
-        self.event(now_ms, Event::Tick)
+    pub fn tick(&mut self, now_ms: f64, scratch: Float64Array) -> u32 {
+        self.event(now_ms, Event::Tick, scratch)
     }
 
     /// The handler returned; `failed` holds the positions of items that failed on their own.
     #[napi]
-    pub fn completed(&mut self, now_ms: f64, batch: f64, failed: Uint32Array) -> Float64Array {
+    pub fn completed(
+        &mut self,
+        now_ms: f64,
+        batch: f64,
+        failed: Uint32Array,
+        scratch: Float64Array,
+    ) -> u32 {
         let batch = BatchId(batch as u64);
-        self.event(
-            now_ms,
-            Event::BatchCompleted {
-                batch,
-                failed: &failed,
-            },
-        )
+        let event = Event::BatchCompleted {
+            batch,
+            failed: &failed,
+        };
+        self.event(now_ms, event, scratch)
     }
 
     #[napi]
-    pub fn failed(&mut self, now_ms: f64, batch: f64, retryable: bool) -> Float64Array {
+    pub fn failed(
+        &mut self,
+        now_ms: f64,
+        batch: f64,
+        retryable: bool,
+        scratch: Float64Array,
+    ) -> u32 {
         let batch = BatchId(batch as u64);
-        self.event(now_ms, Event::BatchFailed { batch, retryable })
+        self.event(now_ms, Event::BatchFailed { batch, retryable }, scratch)
     }
 
     #[napi]
-    pub fn cancel(&mut self, now_ms: f64, item: f64) -> Float64Array {
+    pub fn cancel(&mut self, now_ms: f64, item: f64, scratch: Float64Array) -> u32 {
         let item = ItemId(item as u64);
-        self.event(now_ms, Event::Cancel { item })
+        self.event(now_ms, Event::Cancel { item }, scratch)
     }
 
     #[napi]
-    pub fn flush(&mut self, now_ms: f64) -> Float64Array {
-        self.event(now_ms, Event::Flush)
+    pub fn flush(&mut self, now_ms: f64, scratch: Float64Array) -> u32 {
+        self.event(now_ms, Event::Flush, scratch)
     }
 
     #[napi]
-    pub fn close(&mut self, now_ms: f64, abort: bool) -> Float64Array {
-        self.event(now_ms, Event::Close { abort })
+    pub fn close(&mut self, now_ms: f64, abort: bool, scratch: Float64Array) -> u32 {
+        self.event(now_ms, Event::Close { abort }, scratch)
     }
 
     #[napi]

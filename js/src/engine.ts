@@ -1,6 +1,7 @@
 // The engine contract the hosts drive: the native addon and (later) the wasm build both satisfy it.
-// Every call takes the host time in ms and returns the call's outcome as one Float64Array
-// (layout in core/src/wire.rs).
+// Every call takes the host time in ms, writes the call's outcome into the host's scratch
+// Float64Array (layout in core/src/wire.rs) and returns its length; an outcome longer than the
+// scratch buffer is fetched with takeOverflow().
 import { createRequire } from "node:module";
 
 export interface EngineOptions {
@@ -30,13 +31,14 @@ export interface EngineStatus {
 }
 
 export interface BatcherEngine {
-  add(nowMs: number, groups: Uint32Array): Float64Array;
-  tick(nowMs: number): Float64Array;
-  completed(nowMs: number, batch: number, failed: Uint32Array): Float64Array;
-  failed(nowMs: number, batch: number, retryable: boolean): Float64Array;
-  cancel(nowMs: number, item: number): Float64Array;
-  flush(nowMs: number): Float64Array;
-  close(nowMs: number, abort: boolean): Float64Array;
+  add(nowMs: number, groups: Uint32Array, scratch: Float64Array): number;
+  tick(nowMs: number, scratch: Float64Array): number;
+  completed(nowMs: number, batch: number, failed: Uint32Array, scratch: Float64Array): number;
+  failed(nowMs: number, batch: number, retryable: boolean, scratch: Float64Array): number;
+  cancel(nowMs: number, item: number, scratch: Float64Array): number;
+  flush(nowMs: number, scratch: Float64Array): number;
+  close(nowMs: number, abort: boolean, scratch: Float64Array): number;
+  takeOverflow(): Float64Array;
   status(): EngineStatus;
 }
 

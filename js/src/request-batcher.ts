@@ -66,20 +66,9 @@ export interface AddOptions {
 
 export interface RequestBatcherStatus extends EngineStatus {}
 
-interface ItemRecord<T, R> {
-  item: T;
-  resolve: (value: R) => void;
-  reject: (reason: unknown) => void;
-  result: R | Error | undefined;
-  signal: AbortSignal | undefined;
-  onAbort: (() => void) | undefined;
-  /** Engine id; -1 while the add is still buffered in this tick. */
-  id: number;
-  seq: number;
-}
-
-interface BatchRecord<T, R> {
-  records: ItemRecord<T, R>[];
+interface BatchRecord {
+  /** Engine ids of the attempt's items, in handler order. */
+  ids: number[];
   error: unknown;
   reported: boolean;
 }
@@ -90,7 +79,12 @@ interface FlushWaiter {
   resolve: () => void;
 }
 
+type Settle = (value: unknown) => void;
+
 const now = (): number => performance.now();
+/** Adds handed to the engine per call at most, so one call's outcome fits the scratch buffer. */
+const ADDS_PER_CALL = 4096;
+const SCRATCH_LENGTH = 4 * ADDS_PER_CALL;
 const EMPTY = new Uint32Array(0);
 
 function checkCount(options: object, name: string, value: unknown, min: number, required = false): void {
@@ -156,16 +150,29 @@ function validate<T, R>(options: RequestBatcherOptions<T, R>): EngineOptions {
 export class RequestBatcher<T, R> {
   readonly #options: RequestBatcherOptions<T, R>;
   readonly #engine: BatcherEngine;
-  /** Live records by engine slot index. */
-  readonly #records: (ItemRecord<T, R> | undefined)[] = [];
-  readonly #batches = new Map<number, BatchRecord<T, R>>();
+  // Live items by engine slot index, as parallel arrays: one object per item would double the
+  // garbage a busy producer makes. #slotId holds the engine id, or -1 for a free slot.
+  readonly #slotId: number[] = [];
+  readonly #slotItem: (T | undefined)[] = [];
+  readonly #slotResolve: (Settle | undefined)[] = [];
+  readonly #slotReject: (Settle | undefined)[] = [];
+  readonly #slotResult: unknown[] = [];
+  readonly #slotSeq: number[] = [];
+  /** Only items added with a signal: slot -> its abort wiring. */
+  readonly #slotSignal = new Map<number, { signal: AbortSignal; onAbort: () => void }>();
+  readonly #batches = new Map<number, BatchRecord>();
   /** Group keys interned to the u32 ids the engine groups by; released when a group empties. */
   readonly #groupOfKey = new Map<unknown, number>();
   readonly #keyOfGroup: unknown[] = [];
   readonly #freeGroups: number[] = [];
-  /** Adds of the current tick, handed to the engine in one call. */
-  #buffered: ItemRecord<T, R>[] = [];
-  #bufferedGroups: number[] = [];
+  // Adds of the current tick, handed to the engine in one call.
+  #bufItems: T[] = [];
+  #bufResolve: Settle[] = [];
+  #bufReject: Settle[] = [];
+  #bufGroups: number[] = [];
+  #bufSignals: Map<number, { signal: AbortSignal; handle: { id: number } }> | undefined;
+  #zeroGroups = new Uint32Array(0);
+  readonly #scratch = new Float64Array(SCRATCH_LENGTH);
   #flushQueued = false;
   #timer: ReturnType<typeof setTimeout> | undefined;
   #timerAt = Infinity;
@@ -174,6 +181,11 @@ export class RequestBatcher<T, R> {
   #closed = false;
   #drained: Promise<void> | undefined;
   #resolveDrained: (() => void) | undefined;
+  /** One executor for every add's promise: no closure per item. */
+  readonly #executor = (resolve: (value: R) => void, reject: Settle): void => {
+    this.#bufResolve.push(resolve as Settle);
+    this.#bufReject.push(reject);
+  };
 
   constructor(options: RequestBatcherOptions<T, R>) {
     const engineOptions = validate(options);
@@ -193,36 +205,26 @@ export class RequestBatcher<T, R> {
   add(item: T, options?: AddOptions): Promise<R> {
     const signal = options?.signal;
     if (signal?.aborted) return Promise.reject(new CancelledError(signal.reason));
-    let group = 0;
     const keyGenerator = this.#options.keyGenerator;
     if (keyGenerator) {
+      let group: number;
       try {
         group = this.#intern(keyGenerator(item));
       } catch (error) {
         return Promise.reject(error);
       }
+      this.#bufGroups.push(group);
     }
-    const record: ItemRecord<T, R> = {
-      item,
-      resolve: undefined as unknown as (value: R) => void,
-      reject: undefined as unknown as (reason: unknown) => void,
-      result: undefined,
-      signal,
-      onAbort: undefined,
-      id: -1,
-      seq: this.#seq++,
-    };
-    const promise = new Promise<R>((resolve, reject) => {
-      record.resolve = resolve;
-      record.reject = reject;
-    });
+    const index = this.#bufItems.length;
+    this.#bufItems.push(item);
+    const promise = new Promise<R>(this.#executor);
     if (signal) {
-      record.onAbort = () => this.#cancel(record);
-      signal.addEventListener("abort", record.onAbort, { once: true });
+      const handle = { id: -1 };
+      (this.#bufSignals ??= new Map()).set(index, { signal, handle });
+      signal.addEventListener("abort", () => this.#cancel(handle), { once: true });
     }
-    this.#buffered.push(record);
-    this.#bufferedGroups.push(group);
-    if (!this.#flushQueued) {
+    if (index + 1 >= ADDS_PER_CALL) this.#sendBuffered();
+    else if (!this.#flushQueued) {
       this.#flushQueued = true;
       queueMicrotask(() => this.#sendBuffered());
     }
@@ -233,13 +235,11 @@ export class RequestBatcher<T, R> {
   flush(): Promise<void> {
     this.#sendBuffered();
     const beforeSeq = this.#seq;
+    this.#apply(this.#engine.flush(now(), this.#scratch));
     let remaining = 0;
-    for (const record of this.#records) if (record && record.seq < beforeSeq) remaining++;
-    this.#apply(this.#engine.flush(now()));
-    if (remaining === 0) return Promise.resolve();
-    // Count again: the flush may have settled some at once (e.g. empty groups, aborts).
-    remaining = 0;
-    for (const record of this.#records) if (record && record.seq < beforeSeq) remaining++;
+    for (let slot = 0; slot < this.#slotId.length; slot++) {
+      if (this.#slotId[slot]! >= 0 && this.#slotSeq[slot]! < beforeSeq) remaining++;
+    }
     if (remaining === 0) return Promise.resolve();
     return new Promise((resolve) => this.#flushWaiters.push({ beforeSeq, remaining, resolve }));
   }
@@ -256,11 +256,16 @@ export class RequestBatcher<T, R> {
     if (!this.#drained) {
       this.#closed = true;
       this.#drained = new Promise((resolve) => (this.#resolveDrained = resolve));
-      this.#apply(this.#engine.close(now(), options?.abort === true));
+      this.#apply(this.#engine.close(now(), options?.abort === true, this.#scratch));
     } else if (options?.abort) {
-      this.#apply(this.#engine.close(now(), true));
+      this.#apply(this.#engine.close(now(), true, this.#scratch));
     }
     return this.#drained;
+  }
+
+  /** True once `close()` has been called. */
+  get closed(): boolean {
+    return this.#closed;
   }
 
   // ---- host internals --------------------------------------------------------------------
@@ -275,54 +280,86 @@ export class RequestBatcher<T, R> {
     return group;
   }
 
+  #groupsOfBuffer(count: number): Uint32Array {
+    if (this.#options.keyGenerator) return Uint32Array.from(this.#bufGroups);
+    if (this.#zeroGroups.length < count) this.#zeroGroups = new Uint32Array(Math.max(count, 1024));
+    return this.#zeroGroups.subarray(0, count);
+  }
+
   #sendBuffered(): void {
     this.#flushQueued = false;
-    const records = this.#buffered;
-    if (records.length === 0) return;
-    const groups = Uint32Array.from(this.#bufferedGroups);
-    this.#buffered = [];
-    this.#bufferedGroups = [];
-    const out = this.#engine.add(now(), groups);
-    for (let i = 0; i < records.length; i++) {
+    const items = this.#bufItems;
+    const count = items.length;
+    if (count === 0) return;
+    const resolves = this.#bufResolve;
+    const rejects = this.#bufReject;
+    const signals = this.#bufSignals;
+    const length = this.#engine.add(now(), this.#groupsOfBuffer(count), this.#scratch);
+    const out = this.#outcome(length);
+    this.#bufItems = [];
+    this.#bufResolve = [];
+    this.#bufReject = [];
+    this.#bufGroups = [];
+    this.#bufSignals = undefined;
+    for (let i = 0; i < count; i++) {
       const id = out[2 + i]!;
-      const record = records[i]!;
       if (id >= 0) {
-        record.id = id;
-        this.#records[slotOf(id)] = record;
+        const slot = slotOf(id);
+        this.#slotId[slot] = id;
+        this.#slotItem[slot] = items[i];
+        this.#slotResolve[slot] = resolves[i];
+        this.#slotReject[slot] = rejects[i];
+        this.#slotSeq[slot] = this.#seq++;
       } else {
-        this.#settleRejected(
-          record,
-          id === ADD_QUEUE_FULL ? new QueueFullError(this.#options.maxQueueSize) : new ClosedError(),
-        );
-        void ADD_CLOSED;
+        this.#seq++;
+        rejects[i]!(id === ADD_QUEUE_FULL ? new QueueFullError(this.#options.maxQueueSize) : new ClosedError());
+      }
+      const wiring = signals?.get(i);
+      if (wiring) {
+        wiring.handle.id = id;
+        if (id >= 0) this.#slotSignal.set(slotOf(id), { signal: wiring.signal, onAbort: () => this.#cancel(wiring.handle) });
       }
     }
-    this.#apply(out, 2 + records.length);
+    void ADD_CLOSED;
+    this.#applyOutcome(out, length, 2 + count);
   }
 
-  #cancel(record: ItemRecord<T, R>): void {
-    if (record.id === -1) this.#sendBuffered();
-    if (record.id >= 0) this.#apply(this.#engine.cancel(now(), record.id));
+  #cancel(handle: { id: number }): void {
+    if (handle.id === -1) this.#sendBuffered();
+    if (handle.id >= 0) this.#apply(this.#engine.cancel(now(), handle.id, this.#scratch));
   }
 
-  /** Carry out the actions of one engine call. `start` skips the header and add results. */
-  #apply(out: Float64Array, start = 2 + out[1]!): void {
+  #outcome(length: number): Float64Array {
+    return length <= this.#scratch.length ? this.#scratch : this.#engine.takeOverflow();
+  }
+
+  /** Carry out the actions of the engine call that returned `length`. */
+  #apply(length: number): void {
+    const out = this.#outcome(length);
+    this.#applyOutcome(out, length, 2 + out[1]!);
+  }
+
+  /** `start` skips the header and add results. User code (handlers, errorHandler) runs only
+   * after the loop: it may call back into the engine, which reuses the scratch buffer. */
+  #applyOutcome(out: Float64Array, length: number, start: number): void {
+    let deferred: (() => void)[] | undefined;
     let i = start;
-    while (i < out.length) {
+    while (i < length) {
       const tag = out[i]!;
       if (tag === RESOLVE) {
-        const record = this.#take(out[i + 1]!);
-        if (record) this.#settle(record, true, record.result);
+        const slot = this.#take(out[i + 1]!);
+        if (slot >= 0) this.#settle(slot, true, this.#slotResult[slot]);
         i += 2;
       } else if (tag === REJECT) {
-        this.#reject(out[i + 1]!, out[i + 2]!, out[i + 3]!);
+        const report = this.#reject(out[i + 1]!, out[i + 2]!, out[i + 3]!);
+        if (report) (deferred ??= []).push(report);
         i += 5;
       } else if (tag === RUN_BATCH) {
         const batch = out[i + 1]!;
         const count = out[i + 4]!;
-        const records = new Array<ItemRecord<T, R>>(count);
-        for (let k = 0; k < count; k++) records[k] = this.#records[slotOf(out[i + 5 + k]!)]!;
-        this.#run(batch, records);
+        const ids = new Array<number>(count);
+        for (let k = 0; k < count; k++) ids[k] = out[i + 5 + k]!;
+        (deferred ??= []).push(() => this.#run(batch, ids));
         i += 5 + count;
       } else if (tag === GROUP_RELEASED) {
         const group = out[i + 1]!;
@@ -339,23 +376,24 @@ export class RequestBatcher<T, R> {
       }
     }
     this.#schedule(out[0]!);
+    if (deferred) for (const task of deferred) task();
   }
 
-  #take(id: number): ItemRecord<T, R> | undefined {
+  /** The slot of a live id, or -1. */
+  #take(id: number): number {
     const slot = slotOf(id);
-    const record = this.#records[slot];
-    if (record === undefined || record.id !== id) return undefined;
-    this.#records[slot] = undefined;
-    return record;
+    return this.#slotId[slot] === id ? slot : -1;
   }
 
-  #reject(id: number, reason: number, batch: number): void {
-    const record = this.#take(id);
-    if (!record) return;
+  /** Settles the item; returns the errorHandler call to make once, if this ends a batch. */
+  #reject(id: number, reason: number, batch: number): (() => void) | undefined {
+    const slot = this.#take(id);
+    if (slot < 0) return undefined;
+    let report: (() => void) | undefined;
     let error: unknown;
-    if (reason === REASON_ITEM_FAILED) error = record.result;
+    if (reason === REASON_ITEM_FAILED) error = this.#slotResult[slot];
     else if (reason === REASON_TIMED_OUT) error = new TimeoutError(this.#options.timeoutMs!);
-    else if (reason === REASON_CANCELLED) error = new CancelledError(record.signal?.reason);
+    else if (reason === REASON_CANCELLED) error = new CancelledError(this.#slotSignal.get(slot)?.signal.reason);
     else if (reason === REASON_ABORTED) error = new ClosedError("the batcher was closed with abort before this item settled");
     else if (reason === REASON_BATCH_FAILED) {
       const failed = this.#batches.get(batch);
@@ -363,31 +401,48 @@ export class RequestBatcher<T, R> {
       if (failed && !failed.reported) {
         failed.reported = true;
         this.#batches.delete(batch);
-        this.#reportBatchError(failed);
+        report = this.#batchErrorReport(failed);
       }
     }
-    this.#settle(record, false, error);
+    this.#settle(slot, false, error);
+    return report;
   }
 
-  #reportBatchError(failed: BatchRecord<T, R>): void {
+  /** Collects the failed batch's items now (before they are settled and forgotten). */
+  #batchErrorReport(failed: BatchRecord): (() => void) | undefined {
     const errorHandler = this.#options.errorHandler;
-    if (!errorHandler) return;
-    try {
-      errorHandler(failed.error, failed.records.map((r) => r.item));
-    } catch {
-      // A throwing errorHandler must not break the settlement of the other items.
+    if (!errorHandler) return undefined;
+    const items: T[] = [];
+    for (const id of failed.ids) {
+      const slot = this.#take(id);
+      if (slot >= 0) items.push(this.#slotItem[slot]!);
     }
+    return () => {
+      try {
+        errorHandler(failed.error, items);
+      } catch {
+        // A throwing errorHandler must not break the settlement of the other items.
+      }
+    };
   }
 
-  #settleRejected(record: ItemRecord<T, R>, error: unknown): void {
-    this.#settle(record, false, error);
-  }
-
-  #settle(record: ItemRecord<T, R>, ok: boolean, value: unknown): void {
-    if (record.onAbort) record.signal!.removeEventListener("abort", record.onAbort);
-    if (ok) record.resolve(value as R);
-    else record.reject(value);
-    if (this.#flushWaiters.length > 0) this.#noteSettled(record.seq);
+  #settle(slot: number, ok: boolean, value: unknown): void {
+    const settle = ok ? this.#slotResolve[slot]! : this.#slotReject[slot]!;
+    const seq = this.#slotSeq[slot]!;
+    this.#slotId[slot] = -1;
+    this.#slotItem[slot] = undefined;
+    this.#slotResolve[slot] = undefined;
+    this.#slotReject[slot] = undefined;
+    this.#slotResult[slot] = undefined;
+    if (this.#slotSignal.size > 0) {
+      const wiring = this.#slotSignal.get(slot);
+      if (wiring) {
+        this.#slotSignal.delete(slot);
+        wiring.signal.removeEventListener("abort", wiring.onAbort);
+      }
+    }
+    settle(value);
+    if (this.#flushWaiters.length > 0) this.#noteSettled(seq);
   }
 
   #noteSettled(seq: number): void {
@@ -400,12 +455,12 @@ export class RequestBatcher<T, R> {
     });
   }
 
-  #run(batch: number, records: ItemRecord<T, R>[]): void {
-    let entry = this.#batches.get(batch);
-    if (entry) entry.records = records;
-    else this.#batches.set(batch, (entry = { records, error: undefined, reported: false }));
-    const items = new Array<T>(records.length);
-    for (let k = 0; k < records.length; k++) items[k] = records[k]!.item;
+  #run(batch: number, ids: number[]): void {
+    const entry = this.#batches.get(batch);
+    if (entry) entry.ids = ids;
+    else this.#batches.set(batch, { ids, error: undefined, reported: false });
+    const items = new Array<T>(ids.length);
+    for (let k = 0; k < ids.length; k++) items[k] = this.#slotItem[slotOf(ids[k]!)]!;
     let pending: Promise<ReadonlyArray<R | Error>> | ReadonlyArray<R | Error>;
     try {
       pending = this.#options.batchHandler(items);
@@ -414,30 +469,31 @@ export class RequestBatcher<T, R> {
       return;
     }
     Promise.resolve(pending).then(
-      (results) => this.#completed(batch, records, results),
+      (results) => this.#completed(batch, ids, results),
       (error) => this.#failed(batch, error, true),
     );
   }
 
-  #completed(batch: number, records: ItemRecord<T, R>[], results: unknown): void {
-    if (!Array.isArray(results) || results.length !== records.length) {
-      this.#failed(batch, new BatchResultError(records.length, results), false);
+  #completed(batch: number, ids: number[], results: unknown): void {
+    if (!Array.isArray(results) || results.length !== ids.length) {
+      this.#failed(batch, new BatchResultError(ids.length, results), false);
       return;
     }
     let failed: number[] | undefined;
-    for (let k = 0; k < records.length; k++) {
-      const result = results[k];
-      records[k]!.result = result;
+    for (let k = 0; k < ids.length; k++) {
+      const result: unknown = results[k];
+      const slot = this.#take(ids[k]!);
+      if (slot >= 0) this.#slotResult[slot] = result; // a settled item's late result is dropped
       if (result instanceof Error) (failed ??= []).push(k);
     }
     this.#batches.delete(batch);
-    this.#apply(this.#engine.completed(now(), batch, failed ? Uint32Array.from(failed) : EMPTY));
+    this.#apply(this.#engine.completed(now(), batch, failed ? Uint32Array.from(failed) : EMPTY, this.#scratch));
   }
 
   #failed(batch: number, error: unknown, retryable: boolean): void {
     const entry = this.#batches.get(batch);
     if (entry) entry.error = error;
-    this.#apply(this.#engine.failed(now(), batch, retryable));
+    this.#apply(this.#engine.failed(now(), batch, retryable, this.#scratch));
   }
 
   #schedule(deadline: number): void {
@@ -456,12 +512,7 @@ export class RequestBatcher<T, R> {
       this.#timer = undefined;
       this.#timerAt = Infinity;
       this.#sendBuffered();
-      this.#apply(this.#engine.tick(now()));
+      this.#apply(this.#engine.tick(now(), this.#scratch));
     }, Math.max(0, Math.ceil(deadline - now())));
-  }
-
-  /** True once `close()` has been called. */
-  get closed(): boolean {
-    return this.#closed;
   }
 }

@@ -1,0 +1,325 @@
+// Shared helpers for the fake LLM provider: canonical JSON and digests,
+// deterministic "model" answers, per-request triggers, error envelopes,
+// multipart parsing and the batch store bookkeeping.
+//
+// Only Node built-ins are used. Nothing here writes to disk or stdout.
+
+import { createHash } from 'node:crypto';
+
+export const PROVIDERS = ['openai', 'anthropic', 'gemini'];
+
+/** Fixed timestamp (unix seconds) used in every generated answer body. */
+export const FIXED_CREATED = 1763880000;
+
+// ---------------------------------------------------------------------------
+// Canonical JSON and digests
+
+/** JSON with object keys sorted recursively (arrays keep their order). */
+export function canonicalJson(value) {
+  return JSON.stringify(sortKeys(value));
+}
+
+function sortKeys(value) {
+  if (Array.isArray(value)) return value.map(sortKeys);
+  if (value && typeof value === 'object') {
+    const out = {};
+    for (const key of Object.keys(value).sort()) {
+      if (value[key] !== undefined) out[key] = sortKeys(value[key]);
+    }
+    return out;
+  }
+  return value;
+}
+
+export function sha256Hex(data) {
+  return createHash('sha256').update(data).digest('hex');
+}
+
+/** The body with the transport-only fields (`stream`, `stream_options`) removed. */
+export function stripStreamFields(body) {
+  if (!body || typeof body !== 'object' || Array.isArray(body)) return body;
+  const { stream: _stream, stream_options: _streamOptions, ...rest } = body;
+  return rest;
+}
+
+/**
+ * Digest of a request body as the fake sees it: sha256 hex of the canonical
+ * JSON of the body minus `stream`/`stream_options` (and minus `model` for
+ * Gemini, where the model is part of the URL). Tests can compute the same
+ * digest for the body they meant to send.
+ */
+export function bodyDigest(body, { provider } = {}) {
+  let canonical = stripStreamFields(body);
+  if (provider === 'gemini' && canonical && typeof canonical === 'object') {
+    const { model: _model, ...rest } = canonical;
+    canonical = rest;
+  }
+  return sha256Hex(canonicalJson(canonical ?? null));
+}
+
+/** Seed of an answer: a pure function of (provider, endpoint, model, body digest). */
+export function answerSeed(provider, endpoint, model, digest) {
+  return sha256Hex(`${provider}\n${endpoint}\n${model ?? ''}\n${digest}`);
+}
+
+/** Rough token estimate: a quarter of the character count, at least 1. */
+export function estimateTokens(text) {
+  return Math.max(1, Math.ceil(String(text ?? '').length / 4));
+}
+
+/** Deterministic float vector in [-1, 1] derived from a hex seed. */
+export function deterministicVector(seedHex, index, dimensions) {
+  const values = [];
+  let block = '';
+  for (let i = 0; values.length < dimensions; i++) {
+    if (block.length < 8) block += sha256Hex(`${seedHex}:${index}:${i}`);
+    const word = parseInt(block.slice(0, 8), 16);
+    block = block.slice(8);
+    // Round through float32 so base64 and float encodings agree exactly.
+    values.push(Math.fround(word / 0xffffffff * 2 - 1));
+  }
+  return values;
+}
+
+export function float32Base64(values) {
+  const buf = Buffer.alloc(values.length * 4);
+  values.forEach((v, i) => buf.writeFloatLE(v, i * 4));
+  return buf.toString('base64');
+}
+
+// ---------------------------------------------------------------------------
+// Per-request triggers found in the last user text
+
+/**
+ * `FAIL:<status>` makes the request fail with that HTTP status (sync and
+ * batch alike); `EXPIRE_LINE` makes the request expire inside a batch.
+ */
+export function parseTriggers(text) {
+  const s = String(text ?? '');
+  const fail = /FAIL:(\d{3})/.exec(s);
+  return {
+    failStatus: fail ? Number(fail[1]) : null,
+    expireLine: s.includes('EXPIRE_LINE'),
+  };
+}
+
+// ---------------------------------------------------------------------------
+// Error envelopes
+
+const OPENAI_ERROR_TYPES = {
+  400: 'invalid_request_error', 401: 'invalid_request_error', 403: 'permission_denied',
+  404: 'invalid_request_error', 409: 'invalid_request_error', 422: 'invalid_request_error',
+  429: 'requests',
+};
+
+/** OpenAI sync error envelope `{error:{message,type,param,code}}`. */
+export function openaiErrorBody(status, message, { param = null, code = null, type } = {}) {
+  return {
+    error: {
+      message,
+      type: type ?? OPENAI_ERROR_TYPES[status] ?? (status >= 500 ? 'server_error' : 'invalid_request_error'),
+      param,
+      code: code ?? (status === 429 ? 'rate_limit_exceeded' : null),
+    },
+  };
+}
+
+/** Anthropic `error.type` for an HTTP status (providers.md §3.4, inverted). */
+export const ANTHROPIC_ERROR_TYPES = {
+  400: 'invalid_request_error', 401: 'authentication_error', 402: 'billing_error',
+  403: 'permission_error', 404: 'not_found_error', 413: 'request_too_large',
+  429: 'rate_limit_error', 500: 'api_error', 504: 'timeout_error', 529: 'overloaded_error',
+};
+
+export function anthropicErrorType(status) {
+  return ANTHROPIC_ERROR_TYPES[status] ?? (status >= 500 ? 'api_error' : 'invalid_request_error');
+}
+
+/** Anthropic error envelope `{type:"error",error:{type,message},request_id}`. */
+export function anthropicErrorBody(status, message, requestId) {
+  return {
+    type: 'error',
+    error: { type: anthropicErrorType(status), message },
+    request_id: requestId ?? `req_fake${sha256Hex(`${status}:${message}`).slice(0, 20)}`,
+  };
+}
+
+/** HTTP status -> [gRPC code, canonical name] (providers.md §4.4, inverted). */
+const GRPC_BY_HTTP = {
+  400: [3, 'INVALID_ARGUMENT'], 401: [16, 'UNAUTHENTICATED'], 403: [7, 'PERMISSION_DENIED'],
+  404: [5, 'NOT_FOUND'], 409: [10, 'ABORTED'], 429: [8, 'RESOURCE_EXHAUSTED'],
+  499: [1, 'CANCELLED'], 500: [13, 'INTERNAL'], 501: [12, 'UNIMPLEMENTED'],
+  503: [14, 'UNAVAILABLE'], 504: [4, 'DEADLINE_EXCEEDED'],
+};
+
+export function grpcForHttp(status) {
+  return GRPC_BY_HTTP[status] ?? (status >= 500 ? [13, 'INTERNAL'] : [3, 'INVALID_ARGUMENT']);
+}
+
+/** Gemini sync error envelope `{error:{code,message,status}}`. */
+export function geminiErrorBody(status, message) {
+  return { error: { code: status, message, status: grpcForHttp(status)[1] } };
+}
+
+export function errorBodyFor(provider, status, message) {
+  if (provider === 'anthropic') return anthropicErrorBody(status, message);
+  if (provider === 'gemini') return geminiErrorBody(status, message);
+  return openaiErrorBody(status, message);
+}
+
+/** A handler result carrying a provider error envelope. */
+export function errorResponse(provider, status, message, headers = {}) {
+  return { status, json: errorBodyFor(provider, status, message), headers };
+}
+
+// ---------------------------------------------------------------------------
+// Request/response helpers
+
+export function readBody(req) {
+  return new Promise((resolve, reject) => {
+    const chunks = [];
+    req.on('data', (chunk) => chunks.push(chunk));
+    req.on('end', () => resolve(Buffer.concat(chunks)));
+    req.on('error', reject);
+  });
+}
+
+/** Parse a JSON request body; returns `{ok:true,value}` or `{ok:false,message}`. */
+export function parseJsonBody(buffer) {
+  if (!buffer || buffer.length === 0) return { ok: true, value: undefined };
+  try {
+    return { ok: true, value: JSON.parse(buffer.toString('utf8')) };
+  } catch (err) {
+    return { ok: false, message: `Invalid JSON body: ${err.message}` };
+  }
+}
+
+export function isPlainObject(value) {
+  return value !== null && typeof value === 'object' && !Array.isArray(value);
+}
+
+/** Headers of an IncomingMessage as a plain object with lower-case keys. */
+export function headersObject(req) {
+  return { ...req.headers };
+}
+
+export function parseJsonl(text) {
+  const lines = [];
+  String(text).split('\n').forEach((raw, index) => {
+    if (raw.trim() === '') return;
+    try {
+      lines.push({ line: index + 1, value: JSON.parse(raw), error: null });
+    } catch (err) {
+      lines.push({ line: index + 1, value: null, error: err.message });
+    }
+  });
+  return lines;
+}
+
+export function toJsonl(values) {
+  return values.map((v) => JSON.stringify(v)).join('\n') + (values.length ? '\n' : '');
+}
+
+/** Results are returned in reversed order to prove callers join by id, not position. */
+export function shuffleForOutput(values, config) {
+  return config.shuffleResults === false ? [...values] : [...values].reverse();
+}
+
+/**
+ * Minimal multipart/form-data parser.
+ * Returns `{fields: {name: string}, files: {name: {filename, contentType, data}}}`.
+ */
+export function parseMultipart(buffer, contentType) {
+  const match = /boundary=(?:"([^"]+)"|([^;]+))/i.exec(contentType ?? '');
+  if (!match) throw new Error('multipart boundary missing');
+  const delimiter = Buffer.from(`--${match[1] ?? match[2]}`);
+  const fields = {};
+  const files = {};
+  let pos = buffer.indexOf(delimiter);
+  while (pos !== -1) {
+    pos += delimiter.length;
+    if (buffer.slice(pos, pos + 2).toString() === '--') break; // closing delimiter
+    if (buffer.slice(pos, pos + 2).toString() === '\r\n') pos += 2;
+    const next = buffer.indexOf(delimiter, pos);
+    if (next === -1) throw new Error('unterminated multipart body');
+    const part = buffer.slice(pos, next - 2); // drop the CRLF before the delimiter
+    const headerEnd = part.indexOf('\r\n\r\n');
+    const headerText = part.slice(0, headerEnd).toString('utf8');
+    const data = part.slice(headerEnd + 4);
+    const headers = {};
+    for (const line of headerText.split('\r\n')) {
+      const colon = line.indexOf(':');
+      if (colon > 0) headers[line.slice(0, colon).trim().toLowerCase()] = line.slice(colon + 1).trim();
+    }
+    const disposition = headers['content-disposition'] ?? '';
+    const name = /\bname="([^"]*)"/.exec(disposition)?.[1];
+    const filename = /\bfilename="([^"]*)"/.exec(disposition)?.[1];
+    if (name !== undefined) {
+      if (filename !== undefined) {
+        files[name] = { filename, contentType: headers['content-type'] ?? 'application/octet-stream', data };
+      } else {
+        fields[name] = data.toString('utf8');
+      }
+    }
+    pos = next;
+  }
+  return { fields, files };
+}
+
+export const nowSeconds = () => Math.floor(Date.now() / 1000);
+export const isoFromSeconds = (s) => (s == null ? null : new Date(s * 1000).toISOString());
+
+// ---------------------------------------------------------------------------
+// Shared state: counters, batch store, active-batch tracking
+
+export function emptyCounters() {
+  return {
+    requests: {},
+    lastHeaders: {},
+    lastPaths: {},
+    batchesCreated: { openai: 0, anthropic: 0, gemini: 0 },
+    batchSizes: [],
+    syncCalls: 0,
+    syncCallsByProvider: { openai: 0, anthropic: 0, gemini: 0 },
+    activeBatches: { openai: 0, anthropic: 0, gemini: 0, total: 0 },
+    maxConcurrentActiveBatches: { openai: 0, anthropic: 0, gemini: 0, total: 0 },
+    faultsTriggered: 0,
+  };
+}
+
+/** Replace the contents of `target` with `source` in place (keeps live references valid). */
+export function assignInPlace(target, source) {
+  for (const key of Object.keys(target)) delete target[key];
+  Object.assign(target, source);
+}
+
+/** Record a newly created batch in the store and the counters. */
+export function registerBatch(state, record) {
+  const { counters } = state;
+  record.seq = state.nextSeq();
+  record.terminal = false;
+  state.batches.set(record.id, record);
+  counters.batchesCreated[record.provider] += 1;
+  counters.batchSizes.push({ provider: record.provider, id: record.id, size: record.requests.length });
+  counters.activeBatches[record.provider] += 1;
+  counters.activeBatches.total += 1;
+  const max = counters.maxConcurrentActiveBatches;
+  max[record.provider] = Math.max(max[record.provider], counters.activeBatches[record.provider]);
+  max.total = Math.max(max.total, counters.activeBatches.total);
+  record.fate = state.takeBatchFate(record.provider);
+}
+
+/** Mark a batch terminal (idempotent) and update the active-batch counters. */
+export function markTerminal(state, record) {
+  if (record.terminal) return;
+  record.terminal = true;
+  state.counters.activeBatches[record.provider] -= 1;
+  state.counters.activeBatches.total -= 1;
+}
+
+/** Batches of one provider, newest first. */
+export function batchesNewestFirst(state, provider) {
+  return [...state.batches.values()]
+    .filter((b) => b.provider === provider)
+    .sort((a, b) => b.seq - a.seq);
+}

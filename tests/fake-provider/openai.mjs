@@ -1,0 +1,555 @@
+// Fake OpenAI API: Files, Batches and the sync endpoints (chat completions,
+// responses, embeddings). Wire formats follow providers.md §1 and the
+// `openai` npm SDK.
+
+import {
+  FIXED_CREATED,
+  answerSeed,
+  batchesNewestFirst,
+  bodyDigest,
+  deterministicVector,
+  errorResponse,
+  estimateTokens,
+  float32Base64,
+  isPlainObject,
+  markTerminal,
+  nowSeconds,
+  openaiErrorBody,
+  parseJsonl,
+  parseMultipart,
+  parseTriggers,
+  registerBatch,
+  sha256Hex,
+  shuffleForOutput,
+  stripStreamFields,
+  toJsonl,
+} from './common.mjs';
+
+const SYNC_ENDPOINTS = ['/v1/chat/completions', '/v1/responses', '/v1/embeddings'];
+const TERMINAL = new Set(['completed', 'failed', 'expired', 'cancelled']);
+
+// ---------------------------------------------------------------------------
+// Deterministic answers
+
+function textOfContent(content) {
+  if (typeof content === 'string') return content;
+  if (Array.isArray(content)) {
+    return content
+      .filter((p) => p && typeof p.text === 'string')
+      .map((p) => p.text)
+      .join('\n');
+  }
+  return '';
+}
+
+/** Text of the last user message of a request, used for the echo and the triggers. */
+export function openaiUserText(endpoint, body) {
+  if (endpoint === '/v1/chat/completions') {
+    const users = (body.messages ?? []).filter((m) => m?.role === 'user');
+    return textOfContent(users.at(-1)?.content);
+  }
+  if (endpoint === '/v1/responses') {
+    if (typeof body.input === 'string') return body.input;
+    const items = Array.isArray(body.input) ? body.input.filter((m) => m?.role === 'user') : [];
+    return textOfContent(items.at(-1)?.content);
+  }
+  if (endpoint === '/v1/embeddings') {
+    const inputs = Array.isArray(body.input) ? body.input : [body.input];
+    return inputs.filter((x) => typeof x === 'string').join('\n');
+  }
+  return '';
+}
+
+function validate(endpoint, body) {
+  if (!isPlainObject(body)) return { param: null, message: 'The request body must be a JSON object.' };
+  if (typeof body.model !== 'string' || body.model === '') {
+    return { param: 'model', message: 'you must provide a model parameter' };
+  }
+  if (endpoint === '/v1/chat/completions' && (!Array.isArray(body.messages) || body.messages.length === 0)) {
+    return { param: 'messages', message: "Invalid 'messages': empty array. Expected an array with minimum length 1." };
+  }
+  if (endpoint === '/v1/embeddings' && (body.input === undefined || body.input === '' ||
+      (Array.isArray(body.input) && body.input.length === 0))) {
+    return { param: 'input', message: "'input' is a required property" };
+  }
+  return null;
+}
+
+/**
+ * The answer to one request: `{status, body, requestId}`. A pure function of
+ * (endpoint, body minus stream fields), shared by the sync endpoints and the
+ * batch executor so both give deep-equal bodies.
+ */
+export function openaiAnswer(endpoint, rawBody) {
+  const body = stripStreamFields(rawBody);
+  const digest = bodyDigest(body);
+  const seed = answerSeed('openai', endpoint, body?.model, digest);
+  const requestId = `req_${seed.slice(0, 24)}`;
+  const invalid = validate(endpoint, body);
+  if (invalid) {
+    return { status: 400, requestId, body: openaiErrorBody(400, invalid.message, { param: invalid.param }) };
+  }
+  const text = openaiUserText(endpoint, body);
+  const { failStatus } = parseTriggers(text);
+  if (failStatus) {
+    const message = `Fake failure triggered by FAIL:${failStatus} (body sha256 ${digest})`;
+    return { status: failStatus, requestId, body: openaiErrorBody(failStatus, message, { code: 'fake_failure' }) };
+  }
+  const promptTokens = estimateTokens(JSON.stringify(body));
+  const reply = `echo: ${text}`;
+  const completionTokens = estimateTokens(reply);
+
+  if (endpoint === '/v1/chat/completions') {
+    const n = Number.isInteger(body.n) && body.n > 0 ? body.n : 1;
+    return {
+      status: 200,
+      requestId,
+      body: {
+        id: `chatcmpl-${seed.slice(0, 24)}`,
+        object: 'chat.completion',
+        created: FIXED_CREATED,
+        model: body.model,
+        choices: Array.from({ length: n }, (_, index) => ({
+          index,
+          message: { role: 'assistant', content: reply, refusal: null, annotations: [] },
+          logprobs: null,
+          finish_reason: 'stop',
+        })),
+        usage: {
+          prompt_tokens: promptTokens,
+          completion_tokens: completionTokens * n,
+          total_tokens: promptTokens + completionTokens * n,
+          prompt_tokens_details: { cached_tokens: 0, audio_tokens: 0 },
+          completion_tokens_details: {
+            reasoning_tokens: 0, audio_tokens: 0, accepted_prediction_tokens: 0, rejected_prediction_tokens: 0,
+          },
+        },
+        service_tier: 'default',
+        system_fingerprint: `fp_${digest.slice(0, 10)}`,
+        fake_body_sha256: digest,
+      },
+    };
+  }
+
+  if (endpoint === '/v1/responses') {
+    return {
+      status: 200,
+      requestId,
+      body: {
+        id: `resp_${seed.slice(0, 32)}`,
+        object: 'response',
+        created_at: FIXED_CREATED,
+        status: 'completed',
+        background: false,
+        error: null,
+        incomplete_details: null,
+        instructions: body.instructions ?? null,
+        max_output_tokens: body.max_output_tokens ?? null,
+        model: body.model,
+        output: [{
+          type: 'message',
+          id: `msg_${seed.slice(32, 64)}`,
+          status: 'completed',
+          role: 'assistant',
+          content: [{ type: 'output_text', text: reply, annotations: [], logprobs: [] }],
+        }],
+        parallel_tool_calls: body.parallel_tool_calls ?? true,
+        previous_response_id: body.previous_response_id ?? null,
+        reasoning: { effort: null, summary: null },
+        service_tier: 'default',
+        store: body.store ?? true,
+        temperature: body.temperature ?? 1,
+        text: body.text ?? { format: { type: 'text' } },
+        tool_choice: body.tool_choice ?? 'auto',
+        tools: body.tools ?? [],
+        top_p: body.top_p ?? 1,
+        truncation: body.truncation ?? 'disabled',
+        usage: {
+          input_tokens: promptTokens,
+          input_tokens_details: { cached_tokens: 0 },
+          output_tokens: completionTokens,
+          output_tokens_details: { reasoning_tokens: 0 },
+          total_tokens: promptTokens + completionTokens,
+        },
+        user: body.user ?? null,
+        metadata: body.metadata ?? {},
+        fake_body_sha256: digest,
+      },
+    };
+  }
+
+  // /v1/embeddings
+  const inputs = Array.isArray(body.input) ? body.input : [body.input];
+  const dimensions = Number.isInteger(body.dimensions) && body.dimensions > 0 ? body.dimensions : 8;
+  const base64 = body.encoding_format === 'base64';
+  return {
+    status: 200,
+    requestId,
+    body: {
+      object: 'list',
+      data: inputs.map((_, index) => {
+        const vector = deterministicVector(seed, index, dimensions);
+        return { object: 'embedding', index, embedding: base64 ? float32Base64(vector) : vector };
+      }),
+      model: body.model,
+      usage: { prompt_tokens: promptTokens, total_tokens: promptTokens },
+      fake_body_sha256: digest,
+    },
+  };
+}
+
+// ---------------------------------------------------------------------------
+// Files
+
+function createFile(state, { filename, purpose, data }) {
+  const id = `file-fake${state.nextId()}`;
+  const createdAt = nowSeconds();
+  const file = {
+    provider: 'openai',
+    id,
+    data,
+    object: {
+      id,
+      object: 'file',
+      bytes: data.length,
+      created_at: createdAt,
+      filename,
+      purpose,
+      status: 'processed',
+      expires_at: createdAt + 30 * 24 * 3600,
+      status_details: null,
+    },
+  };
+  state.files.set(id, file);
+  return file;
+}
+
+function getFile(state, id) {
+  const file = state.files.get(id);
+  return file?.provider === 'openai' ? file : null;
+}
+
+// ---------------------------------------------------------------------------
+// Batches
+
+/** Parse and validate the input file; returns `{requests, model, errors}`. */
+function parseBatchInput(text, endpoint) {
+  const requests = [];
+  const errors = [];
+  const seen = new Set();
+  let model = null;
+  const lines = parseJsonl(text);
+  if (lines.length === 0) errors.push({ code: 'empty_file', message: 'The input file is empty.', param: null, line: null });
+  for (const { line, value, error } of lines) {
+    const fail = (code, message, param = null) => errors.push({ code, message, param, line });
+    if (error) { fail('invalid_json_line', `This line is not parseable as valid JSON: ${error}`); continue; }
+    if (typeof value?.custom_id !== 'string' || value.custom_id === '') {
+      fail('missing_required_parameter', 'Missing required parameter: custom_id.', 'custom_id'); continue;
+    }
+    if (seen.has(value.custom_id)) {
+      fail('duplicate_custom_id', `The custom_id for this request is a duplicate of another request: ${value.custom_id}`, 'custom_id');
+      continue;
+    }
+    seen.add(value.custom_id);
+    if (value.method !== 'POST') { fail('invalid_method', 'The method must be POST.', 'method'); continue; }
+    if (value.url !== endpoint) {
+      fail('mismatched_endpoint', `The url ${value.url} does not match the batch endpoint ${endpoint}.`, 'url'); continue;
+    }
+    if (!isPlainObject(value.body)) { fail('invalid_body', 'The body must be a JSON object.', 'body'); continue; }
+    if (model === null) model = value.body.model ?? null;
+    else if (value.body.model !== model) {
+      fail('mismatched_model', `The model ${value.body.model} does not match the model ${model} of the other requests in the file.`, 'body.model');
+      continue;
+    }
+    requests.push({ customId: value.custom_id, body: value.body, method: value.method, url: value.url });
+  }
+  return { requests, model, errors };
+}
+
+function emptyUsage() {
+  return {
+    input_tokens: 0, input_tokens_details: { cached_tokens: 0 },
+    output_tokens: 0, output_tokens_details: { reasoning_tokens: 0 }, total_tokens: 0,
+  };
+}
+
+function addUsage(usage, endpoint, body) {
+  const u = body.usage ?? {};
+  const input = endpoint === '/v1/responses' ? u.input_tokens : u.prompt_tokens;
+  const output = endpoint === '/v1/responses' ? u.output_tokens : u.completion_tokens ?? 0;
+  usage.input_tokens += input ?? 0;
+  usage.output_tokens += output ?? 0;
+  usage.total_tokens += (input ?? 0) + (output ?? 0);
+}
+
+/** The output/error line of one request in a finished batch. */
+function executeLine(state, record, request) {
+  const lineId = `batch_req_${sha256Hex(`${record.id}:${request.customId}`).slice(0, 24)}`;
+  const text = isPlainObject(request.body) ? openaiUserText(record.endpoint, request.body) : '';
+  if (parseTriggers(text).expireLine) return notExecutedLine(lineId, request, 'batch_expired');
+  if (state.config.rejectStreamInBatch && request.body?.stream === true) {
+    return {
+      ok: false,
+      line: {
+        id: lineId, custom_id: request.customId, error: null,
+        response: {
+          status_code: 400,
+          request_id: `req_${sha256Hex(lineId).slice(0, 24)}`,
+          body: openaiErrorBody(400, 'Streaming is not supported in the Batch API.', { param: 'stream', code: 'unsupported_value' }),
+        },
+      },
+    };
+  }
+  const answer = openaiAnswer(record.endpoint, request.body);
+  return {
+    ok: answer.status >= 200 && answer.status < 300,
+    body: answer.body,
+    line: {
+      id: lineId,
+      custom_id: request.customId,
+      response: { status_code: answer.status, request_id: answer.requestId, body: answer.body },
+      error: null,
+    },
+  };
+}
+
+function notExecutedLine(lineId, request, code) {
+  const message = code === 'batch_expired'
+    ? 'This request could not be executed before the completion window expired.'
+    : 'This request was not executed because the batch was cancelled.';
+  return { ok: false, line: { id: lineId, custom_id: request.customId, response: null, error: { code, message } } };
+}
+
+/** Run the requests and write the output and error files. */
+function writeResults(state, record, { expireFrom = Infinity } = {}) {
+  const outputs = [];
+  const errors = [];
+  const usage = emptyUsage();
+  record.requests.forEach((request, index) => {
+    const lineId = `batch_req_${sha256Hex(`${record.id}:${request.customId}`).slice(0, 24)}`;
+    const result = index >= expireFrom
+      ? notExecutedLine(lineId, request, 'batch_expired')
+      : executeLine(state, record, request);
+    if (result.ok) {
+      outputs.push(result.line);
+      addUsage(usage, record.endpoint, result.body);
+    } else {
+      errors.push(result.line);
+    }
+  });
+  const writeFile = (lines, kind) => (lines.length === 0 ? null : createFile(state, {
+    filename: `${record.id}_${kind}.jsonl`,
+    purpose: 'batch_output',
+    data: Buffer.from(toJsonl(shuffleForOutput(lines, state.config))),
+  }).id);
+  record.outputFileId = writeFile(outputs, 'output');
+  record.errorFileId = writeFile(errors, 'error');
+  record.requestCounts = { total: record.requests.length, completed: outputs.length, failed: errors.length };
+  record.usage = usage;
+}
+
+function finish(state, record, status) {
+  const t = nowSeconds();
+  record.state = status;
+  if (status === 'completed') {
+    writeResults(state, record);
+    record.times.finalizing_at ??= t;
+    record.times.completed_at = t;
+  } else if (status === 'expired') {
+    // Half of the requests ran; the rest come back as batch_expired lines.
+    writeResults(state, record, { expireFrom: Math.floor(record.requests.length / 2) });
+    record.times.expired_at = t;
+  } else if (status === 'cancelled') {
+    record.times.cancelling_at ??= t;
+    record.times.cancelled_at = t;
+  } else if (status === 'failed') {
+    record.times.failed_at = t;
+    if (!record.errors) {
+      record.errors = [{ code: 'fake_batch_failure', message: 'The batch failed (injected fault).', param: null, line: null }];
+    }
+  }
+  markTerminal(state, record);
+}
+
+/** One poll: advance the lifecycle as providers.md §1.3 describes. */
+function advance(state, record) {
+  if (record.terminal) return;
+  record.polls += 1;
+  if (record.errors) return finish(state, record, 'failed'); // validation failure
+  if (record.cancelRequested) return finish(state, record, 'cancelled');
+  if (record.polls >= state.config.pollsUntilDone) return finish(state, record, fateStatus(record.fate));
+  const t = nowSeconds();
+  record.times.in_progress_at ??= t;
+  record.state = record.polls >= 2 && record.polls === state.config.pollsUntilDone - 1 ? 'finalizing' : 'in_progress';
+  if (record.state === 'finalizing') record.times.finalizing_at ??= t;
+}
+
+function fateStatus(fate) {
+  return { failed: 'failed', expired: 'expired', cancelled: 'cancelled' }[fate] ?? 'completed';
+}
+
+function batchObject(record) {
+  const counts = record.requestCounts ?? { total: record.terminal ? record.requests.length : 0, completed: 0, failed: 0 };
+  return {
+    id: record.id,
+    object: 'batch',
+    endpoint: record.endpoint,
+    model: record.model,
+    errors: record.errors ? { object: 'list', data: record.errors } : null,
+    input_file_id: record.inputFileId,
+    completion_window: record.completionWindow,
+    status: record.state,
+    output_file_id: record.outputFileId ?? null,
+    error_file_id: record.errorFileId ?? null,
+    created_at: record.createdAt,
+    in_progress_at: record.times.in_progress_at ?? null,
+    expires_at: record.createdAt + 24 * 3600,
+    finalizing_at: record.times.finalizing_at ?? null,
+    completed_at: record.times.completed_at ?? null,
+    failed_at: record.times.failed_at ?? null,
+    expired_at: record.times.expired_at ?? null,
+    cancelling_at: record.times.cancelling_at ?? null,
+    cancelled_at: record.times.cancelled_at ?? null,
+    request_counts: counts,
+    usage: record.usage ?? emptyUsage(),
+    metadata: record.metadata ?? null,
+  };
+}
+
+function getBatch(state, id) {
+  const record = state.batches.get(id);
+  return record?.provider === 'openai' ? record : null;
+}
+
+const notFound = (what, id) => errorResponse('openai', 404, `No such ${what}: '${id}'`);
+
+// ---------------------------------------------------------------------------
+// Routes
+
+export function openaiRoutes() {
+  const route = (name, method, pattern, handle, extra = {}) => ({ provider: 'openai', name, method, pattern, handle, ...extra });
+
+  const sync = (endpoint, name) => route(name, 'POST', new RegExp(`^${endpoint}$`), (ctx) => {
+    if (ctx.jsonError) return errorResponse('openai', 400, ctx.jsonError);
+    if (ctx.json?.stream === true) {
+      return errorResponse('openai', 400, 'The fake provider does not implement streaming responses.');
+    }
+    const answer = openaiAnswer(endpoint, ctx.json);
+    return { status: answer.status, json: answer.body, headers: { 'x-request-id': answer.requestId } };
+  }, { sync: true });
+
+  return [
+    sync('/v1/chat/completions', 'openai.chat.completions'),
+    sync('/v1/responses', 'openai.responses'),
+    sync('/v1/embeddings', 'openai.embeddings'),
+
+    route('openai.files.create', 'POST', /^\/v1\/files$/, (ctx) => {
+      let form;
+      try {
+        form = parseMultipart(ctx.body, ctx.headers['content-type']);
+      } catch (err) {
+        return errorResponse('openai', 400, `Invalid multipart body: ${err.message}`);
+      }
+      const file = form.files.file;
+      if (!file) return { status: 400, json: openaiErrorBody(400, "Missing required parameter: 'file'.", { param: 'file' }) };
+      const purpose = form.fields.purpose;
+      if (!purpose) return { status: 400, json: openaiErrorBody(400, "Missing required parameter: 'purpose'.", { param: 'purpose' }) };
+      return { status: 200, json: createFile(ctx.state, { filename: file.filename, purpose, data: file.data }).object };
+    }),
+
+    route('openai.files.retrieve', 'GET', /^\/v1\/files\/([^/]+)$/, (ctx, [id]) => {
+      const file = getFile(ctx.state, id);
+      return file ? { status: 200, json: file.object } : notFound('File', id);
+    }),
+
+    route('openai.files.content', 'GET', /^\/v1\/files\/([^/]+)\/content$/, (ctx, [id]) => {
+      const file = getFile(ctx.state, id);
+      if (!file) return notFound('File', id);
+      return { status: 200, raw: file.data, contentType: 'application/octet-stream' };
+    }),
+
+    route('openai.files.delete', 'DELETE', /^\/v1\/files\/([^/]+)$/, (ctx, [id]) => {
+      if (!getFile(ctx.state, id)) return notFound('File', id);
+      ctx.state.files.delete(id);
+      return { status: 200, json: { id, object: 'file', deleted: true } };
+    }),
+
+    route('openai.batches.create', 'POST', /^\/v1\/batches$/, (ctx) => {
+      if (ctx.jsonError) return errorResponse('openai', 400, ctx.jsonError);
+      const body = ctx.json ?? {};
+      const bad = (message, param) => ({ status: 400, json: openaiErrorBody(400, message, { param }) });
+      if (typeof body.input_file_id !== 'string') return bad("Missing required parameter: 'input_file_id'.", 'input_file_id');
+      if (!SYNC_ENDPOINTS.includes(body.endpoint)) {
+        return bad(`Invalid 'endpoint': the fake provider supports ${SYNC_ENDPOINTS.join(', ')}.`, 'endpoint');
+      }
+      if (body.completion_window !== '24h') return bad("Invalid 'completion_window': only '24h' is supported.", 'completion_window');
+      const file = getFile(ctx.state, body.input_file_id);
+      if (!file) return bad(`Invalid 'input_file_id': '${body.input_file_id}'. File not found.`, 'input_file_id');
+      if (file.object.purpose !== 'batch') return bad(`File '${file.id}' does not have purpose 'batch'.`, 'input_file_id');
+
+      const { requests, model, errors } = parseBatchInput(file.data.toString('utf8'), body.endpoint);
+      const record = {
+        provider: 'openai',
+        id: `batch_fake${ctx.state.nextId()}`,
+        requests,
+        headers: ctx.headers,
+        metadata: body.metadata ?? null,
+        endpoint: body.endpoint,
+        model,
+        inputFileId: body.input_file_id,
+        completionWindow: body.completion_window,
+        state: 'validating',
+        polls: 0,
+        errors: errors.length ? errors : null,
+        createdAt: nowSeconds(),
+        times: {},
+      };
+      registerBatch(ctx.state, record);
+      if (ctx.state.config.pollsUntilDone <= 0 && !record.errors) finish(ctx.state, record, fateStatus(record.fate));
+      return { status: 200, json: batchObject(record) };
+    }),
+
+    route('openai.batches.retrieve', 'GET', /^\/v1\/batches\/([^/]+)$/, (ctx, [id]) => {
+      const record = getBatch(ctx.state, id);
+      if (!record) return notFound('batch', id);
+      advance(ctx.state, record);
+      return { status: 200, json: batchObject(record) };
+    }),
+
+    route('openai.batches.list', 'GET', /^\/v1\/batches$/, (ctx) => {
+      const limit = Math.min(100, Math.max(1, Number(ctx.url.searchParams.get('limit') ?? 20) || 20));
+      let all = batchesNewestFirst(ctx.state, 'openai');
+      const after = ctx.url.searchParams.get('after');
+      if (after) {
+        const index = all.findIndex((b) => b.id === after);
+        all = index === -1 ? [] : all.slice(index + 1);
+      }
+      const data = all.slice(0, limit).map(batchObject);
+      return {
+        status: 200,
+        json: { object: 'list', data, first_id: data[0]?.id ?? null, last_id: data.at(-1)?.id ?? null, has_more: all.length > limit },
+      };
+    }),
+
+    route('openai.batches.cancel', 'POST', /^\/v1\/batches\/([^/]+)\/cancel$/, (ctx, [id]) => {
+      const record = getBatch(ctx.state, id);
+      if (!record) return notFound('batch', id);
+      if (TERMINAL.has(record.state)) {
+        return errorResponse('openai', 400, `Cannot cancel a batch with status '${record.state}'.`);
+      }
+      record.cancelRequested = true;
+      record.state = 'cancelling';
+      record.times.cancelling_at = nowSeconds();
+      return { status: 200, json: batchObject(record) };
+    }),
+  ];
+}
+
+export function openaiAuthError(headers) {
+  const auth = headers.authorization ?? '';
+  if (/^Bearer\s+\S+/i.test(auth)) return null;
+  return {
+    status: 401,
+    json: openaiErrorBody(401, "You didn't provide an API key. You need to provide your API key in an Authorization header using Bearer auth (i.e. Authorization: Bearer YOUR_KEY).", { type: 'invalid_request_error' }),
+  };
+}
