@@ -6,6 +6,8 @@
 use batchling_core::batcher::{
     AddError, BatchId, Batcher, BatcherConfig, Event, ItemId, RetryPolicy, Status,
 };
+use batchling_core::http::{HttpRequest, HttpResponse};
+use batchling_core::interceptor::{self, Input, Interceptor};
 use batchling_core::wire;
 use napi::bindgen_prelude::{Float64Array, Uint32Array};
 use napi::{Error, Result, Status as NapiStatus};
@@ -188,5 +190,112 @@ impl NativeBatcher {
     #[napi]
     pub fn status(&self) -> BatcherStatus {
         self.inner.status().into()
+    }
+}
+
+/// The provider batching engine (`batchify`). Every call returns one JSON string:
+/// `{"deadline": ms | null, "outputs": [...]}` (see `batchling_core::interceptor::Output`).
+#[napi]
+pub struct NativeInterceptor {
+    inner: Interceptor,
+}
+
+fn invalid(e: impl std::fmt::Display) -> Error {
+    Error::new(NapiStatus::InvalidArg, e.to_string())
+}
+
+fn parse_headers(json: &str) -> Result<Vec<(String, String)>> {
+    serde_json::from_str(json).map_err(|e| invalid(format!("headers must be [[name, value], …]: {e}")))
+}
+
+#[napi]
+impl NativeInterceptor {
+    #[napi(constructor)]
+    pub fn new(options_json: String) -> Result<Self> {
+        let inner = Interceptor::from_options_json(&options_json).map_err(invalid)?;
+        Ok(NativeInterceptor { inner })
+    }
+
+    /// Journal lines from a previous run; damaged ones become warning events.
+    #[napi]
+    pub fn load_cache(&mut self, lines: Vec<String>) -> String {
+        self.inner.load_cache(lines.iter().map(String::as_str));
+        interceptor::outputs_json(&mut self.inner)
+    }
+
+    fn input(&mut self, now_ms: f64, input: Input) -> String {
+        self.inner.handle(ms(now_ms), input);
+        interceptor::outputs_json(&mut self.inner)
+    }
+
+    #[napi]
+    pub fn submit(
+        &mut self,
+        now_ms: f64,
+        request: f64,
+        method: String,
+        url: String,
+        headers_json: String,
+        body: String,
+    ) -> Result<String> {
+        let http = HttpRequest {
+            method,
+            url,
+            headers: parse_headers(&headers_json)?,
+            body,
+        };
+        let request = request as u64;
+        Ok(self.input(now_ms, Input::Submit { request, http }))
+    }
+
+    #[napi]
+    pub fn response(
+        &mut self,
+        now_ms: f64,
+        call: f64,
+        status: u32,
+        headers_json: String,
+        body: String,
+    ) -> Result<String> {
+        let response = HttpResponse {
+            status: status as u16,
+            headers: parse_headers(&headers_json)?,
+            body,
+        };
+        let call = call as u64;
+        Ok(self.input(now_ms, Input::Response { call, response }))
+    }
+
+    #[napi]
+    pub fn transport_error(&mut self, now_ms: f64, call: f64, message: String) -> String {
+        let call = call as u64;
+        self.input(now_ms, Input::TransportError { call, message })
+    }
+
+    #[napi]
+    pub fn tick(&mut self, now_ms: f64) -> String {
+        self.input(now_ms, Input::Tick)
+    }
+
+    #[napi]
+    pub fn cancel(&mut self, now_ms: f64, request: f64) -> String {
+        let request = request as u64;
+        self.input(now_ms, Input::Cancel { request })
+    }
+
+    #[napi]
+    pub fn flush(&mut self, now_ms: f64) -> String {
+        self.input(now_ms, Input::Flush)
+    }
+
+    #[napi]
+    pub fn close(&mut self, now_ms: f64) -> String {
+        self.input(now_ms, Input::Close)
+    }
+
+    /// Per queue: provider, endpoint, model, requests, batches, cache hits, estimated cost.
+    #[napi]
+    pub fn report(&self) -> String {
+        serde_json::to_string(&self.inner.report()).expect("report serializes")
     }
 }

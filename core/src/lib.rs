@@ -1,5 +1,9 @@
 //! batchling-core: a sans-IO batching engine. Events in, actions out; the host owns time and I/O.
 
 pub mod batcher;
+pub mod cache;
+pub mod interceptor;
 pub mod http;
+pub mod pricing;
+pub mod providers;
 pub mod wire;

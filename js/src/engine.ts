@@ -64,14 +64,39 @@ export const REASON_ABORTED = 5;
 /** Item ids carry a generation above bit 32; the low 32 bits are a reusable slot index. */
 export const slotOf = (id: number): number => id % 0x1_0000_0000;
 
+/** The provider batching engine: every call returns `{"deadline", "outputs"}` as JSON. */
+export interface InterceptorEngine {
+  loadCache(lines: string[]): string;
+  submit(nowMs: number, request: number, method: string, url: string, headersJson: string, body: string): string;
+  response(nowMs: number, call: number, status: number, headersJson: string, body: string): string;
+  transportError(nowMs: number, call: number, message: string): string;
+  tick(nowMs: number): string;
+  cancel(nowMs: number, request: number): string;
+  flush(nowMs: number): string;
+  close(nowMs: number): string;
+  report(): string;
+}
+
+export interface InterceptorBackend {
+  name: "native" | "wasm";
+  NativeInterceptor: new (optionsJson: string) => InterceptorEngine;
+}
+
 let backend: Backend | undefined;
+let interceptorBackend: InterceptorBackend | undefined;
+
+function loadNative(): { NativeBatcher: Backend["NativeBatcher"]; NativeInterceptor: InterceptorBackend["NativeInterceptor"] } {
+  // import.meta.url in ESM, a shim in CJS (tsup). The addon sits in bindings-node/ next to dist/.
+  const require = createRequire(import.meta.url);
+  return require("../bindings-node/index.cjs");
+}
+
+export function loadInterceptorBackend(): InterceptorBackend {
+  interceptorBackend ??= { name: "native", NativeInterceptor: loadNative().NativeInterceptor };
+  return interceptorBackend;
+}
 
 export function loadBackend(): Backend {
-  if (backend) return backend;
-  // import.meta.url in ESM, __filename in CJS: tsup shims both. The addon sits in
-  // bindings-node/ next to dist/.
-  const require = createRequire(import.meta.url);
-  const native = require("../bindings-node/index.cjs") as { NativeBatcher: Backend["NativeBatcher"] };
-  backend = { name: "native", NativeBatcher: native.NativeBatcher };
+  backend ??= { name: "native", NativeBatcher: loadNative().NativeBatcher };
   return backend;
 }

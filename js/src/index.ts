@@ -1,4 +1,6 @@
 export { RequestBatcher } from "./request-batcher.js";
+export { batchify } from "./batchify.js";
+export type { BatchifyOptions, BatchifyContext, BatchifyReport, QueueReport, BatchlingEvent } from "./batchify.js";
 export type { RequestBatcherOptions, RequestBatcherStatus, RetryOptions, AddOptions } from "./request-batcher.js";
 export {
   BatchlingError,

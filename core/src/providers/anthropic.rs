@@ -1,0 +1,564 @@
+//! Anthropic Message Batches: inline `POST {base}/v1/messages/batches` with
+//! `{requests:[{custom_id, params}]}`; results are JSONL at the batch's `results_url`.
+//! Wire formats: providers.md §3.
+
+use serde_json::{json, Map, Value};
+
+use super::common::{self, json_request, json_response, ok_json, str_field};
+use super::{
+    BatchContext, BatchItem, BatchLimits, EndKind, ItemResult, ParsedResults, PassThrough,
+    PollReport, PollState, ProtocolError, ProviderAdapter, ProviderId, RemoteBatch, Route,
+};
+use crate::http::{HttpRequest, HttpResponse};
+
+const MESSAGES_PATH: &str = "/v1/messages";
+const BATCHES_PATH: &str = "/v1/messages/batches";
+
+/// Documented limits: 100,000 requests and 256 MB per batch. MB read as 10^6 bytes; 64 KiB kept
+/// for the `{"requests":[...]}` wrapper.
+const MAX_REQUESTS: usize = 100_000;
+const MAX_BATCH_BYTES: usize = 256_000_000;
+const ENVELOPE_HEADROOM_BYTES: usize = 64 * 1024;
+
+pub struct Anthropic;
+
+/// HTTP status the synchronous API returns for each `error.type` (providers.md §3.4).
+fn status_for_error_type(t: &str) -> u16 {
+    match t {
+        "invalid_request_error" => 400,
+        "authentication_error" => 401,
+        "billing_error" => 402,
+        "permission_error" => 403,
+        "not_found_error" => 404,
+        "request_too_large" => 413,
+        "rate_limit_error" => 429,
+        "timeout_error" => 504,
+        "overloaded_error" => 529,
+        // "api_error" and anything new.
+        _ => 500,
+    }
+}
+
+impl Anthropic {
+    fn request_entry(item: &BatchItem) -> Value {
+        json!({"custom_id": item.custom_id, "params": item.body})
+    }
+
+    /// The sync error envelope for a request that did not run.
+    fn not_run(batch_id: &str, kind: EndKind, detail: &str) -> HttpResponse {
+        // timeout_error is Anthropic's own name for a 504; there is no "cancelled" type.
+        let error_type = match kind {
+            EndKind::Expired => "timeout_error",
+            EndKind::Cancelled | EndKind::Failed => "api_error",
+        };
+        let body = json!({
+            "type": "error",
+            "error": {
+                "type": error_type,
+                "message": common::not_run_message(ProviderId::Anthropic, batch_id, kind, detail),
+            },
+        });
+        json_response(kind.http_status(), &body, &common::not_run_headers(batch_id))
+    }
+
+    fn parse_line(batch_id: &str, line: &Value) -> Result<ItemResult, String> {
+        let obj = line.as_object().ok_or("line is not a JSON object")?;
+        let custom_id = obj
+            .get("custom_id")
+            .and_then(Value::as_str)
+            .ok_or("no string custom_id")?
+            .to_string();
+        let result = obj.get("result").ok_or("no result")?;
+        let response = match str_field(result, "/type") {
+            Some("succeeded") => {
+                let message = result.get("message").filter(|m| m.is_object()).ok_or("succeeded without message")?;
+                HttpResponse::json(200, message.to_string())
+            }
+            Some("errored") => {
+                let envelope = result.get("error").filter(|e| e.is_object()).ok_or("errored without error")?;
+                let error_type = str_field(envelope, "/error/type").ok_or("errored without error.error.type")?;
+                let mut r = HttpResponse::json(status_for_error_type(error_type), envelope.to_string());
+                if let Some(id) = str_field(envelope, "/request_id") {
+                    r.headers.push(("request-id".into(), id.into()));
+                }
+                r
+            }
+            Some("canceled") => Self::not_run(batch_id, EndKind::Cancelled, ""),
+            Some("expired") => Self::not_run(batch_id, EndKind::Expired, ""),
+            Some(other) => return Err(format!("unknown result type {other:?}")),
+            None => return Err("result has no type".into()),
+        };
+        Ok(ItemResult { custom_id, response })
+    }
+
+    fn remote_batch(v: &Value) -> Option<RemoteBatch> {
+        Some(RemoteBatch {
+            id: str_field(v, "/id")?.to_string(),
+            state_label: str_field(v, "/processing_status").unwrap_or("").to_string(),
+        })
+    }
+}
+
+impl ProviderAdapter for Anthropic {
+    fn id(&self) -> ProviderId {
+        ProviderId::Anthropic
+    }
+
+    fn recognize(&self, req: &HttpRequest) -> Option<Result<Route, PassThrough>> {
+        // The SDK adds `?beta=true` for client.beta.messages; the beta itself rides in the
+        // anthropic-beta header, which we forward, so the query is dropped.
+        let (url, _query) = common::split_query(&req.url);
+        let base = common::strip_path_suffix(url, MESSAGES_PATH)?;
+        // `/v1/messages` alone is not distinctive; require Anthropic's signature.
+        if req.header("anthropic-version").is_none() && req.header("x-api-key").is_none() {
+            return None;
+        }
+        if !common::is_post(req) {
+            return Some(Err(PassThrough::NotPost));
+        }
+        Some(route(req, base))
+    }
+
+    fn limits(&self, _route: &Route) -> BatchLimits {
+        BatchLimits {
+            max_requests: MAX_REQUESTS,
+            max_bytes: MAX_BATCH_BYTES - ENVELOPE_HEADROOM_BYTES,
+        }
+    }
+
+    fn item_bytes(&self, _ctx: &BatchContext, item: &BatchItem) -> usize {
+        // +1 for the separating comma.
+        Self::request_entry(item).to_string().len() + 1
+    }
+
+    fn build_upload(&self, _ctx: &BatchContext, _items: &[BatchItem]) -> Option<HttpRequest> {
+        None
+    }
+
+    fn parse_upload(&self, _resp: &HttpResponse) -> Result<String, ProtocolError> {
+        Err(ProtocolError::new("anthropic batches have no upload step"))
+    }
+
+    fn build_create(
+        &self,
+        ctx: &BatchContext,
+        items: &[BatchItem],
+        _uploaded_file: Option<&str>,
+    ) -> HttpRequest {
+        let requests: Vec<Value> = items.iter().map(Self::request_entry).collect();
+        json_request(
+            "POST",
+            format!("{}{BATCHES_PATH}", ctx.route.base_url),
+            &ctx.route.forward_headers,
+            Some(&json!({"requests": requests})),
+        )
+    }
+
+    fn parse_create(&self, resp: &HttpResponse) -> Result<RemoteBatch, ProtocolError> {
+        let v = ok_json(resp, "batch create")?;
+        Self::remote_batch(&v).ok_or_else(|| ProtocolError::new("batch create: answer has no id"))
+    }
+
+    /// Anthropic offers nowhere to put a tag: a MessageBatch has no metadata or name, the create
+    /// call takes no idempotency key, and the per-request custom_ids are only visible in the
+    /// results, after the batch has ended. A listing could only be matched on request count and
+    /// creation time, which can claim another client's batch on the same key; its results would
+    /// then silently be missing for our callers. We prefer no answer to a wrong one: `None`
+    /// tells the batcher an ambiguous create cannot be resolved for this provider.
+    fn build_find(&self, _ctx: &BatchContext) -> Option<HttpRequest> {
+        None
+    }
+
+    fn parse_find(
+        &self,
+        _resp: &HttpResponse,
+        _tag: &str,
+    ) -> Result<Option<RemoteBatch>, ProtocolError> {
+        Ok(None)
+    }
+
+    fn build_poll(&self, ctx: &BatchContext, batch_id: &str) -> HttpRequest {
+        json_request(
+            "GET",
+            format!("{}{BATCHES_PATH}/{batch_id}", ctx.route.base_url),
+            &ctx.route.forward_headers,
+            None,
+        )
+    }
+
+    fn parse_poll(
+        &self,
+        resp: &HttpResponse,
+        _custom_ids_in_order: &[String],
+    ) -> Result<PollReport, ProtocolError> {
+        let v = ok_json(resp, "batch poll")?;
+        let status = str_field(&v, "/processing_status")
+            .ok_or_else(|| ProtocolError::new("batch poll: answer has no processing_status"))?;
+        let count = |k: &str| common::count_field(&v, &format!("/request_counts/{k}"));
+        let (succeeded, errored, canceled, expired) =
+            (count("succeeded"), count("errored"), count("canceled"), count("expired"));
+        let (state, end_kind_if_partial) = match status {
+            "in_progress" | "canceling" => (PollState::Running, None),
+            "ended" => {
+                let cancelled = v.get("cancel_initiated_at").is_some_and(|t| !t.is_null());
+                let partial = cancelled.then_some(EndKind::Cancelled);
+                match str_field(&v, "/results_url") {
+                    Some(url) if !url.is_empty() => {
+                        (PollState::Completed { downloads: vec![url.to_string()], inline: None }, partial)
+                    }
+                    // Results are deleted 29 days after creation (archived_at is then set).
+                    _ => {
+                        let message = if v.get("archived_at").is_some_and(|t| !t.is_null()) {
+                            "batch results were archived and are no longer available"
+                        } else {
+                            "batch ended without a results_url"
+                        };
+                        (PollState::Ended { kind: EndKind::Failed, message: message.into() }, None)
+                    }
+                }
+            }
+            other => {
+                return Err(ProtocolError::new(format!("batch poll: unknown processing_status {other:?}")))
+            }
+        };
+        Ok(PollReport {
+            state_label: status.to_string(),
+            total: count("processing") + succeeded + errored + canceled + expired,
+            completed: succeeded,
+            failed: errored + canceled + expired,
+            state,
+            end_kind_if_partial,
+        })
+    }
+
+    /// `results_url` is absolute. The SDK GETs it as is, with the same auth headers. We do too
+    /// when it is on the route's origin. When it points elsewhere (the caller went through a
+    /// proxy that passes batch objects through unchanged) we rebase its path onto the route's
+    /// base URL, so credentials go only where the caller sent them and traffic keeps using the
+    /// proxy.
+    fn build_download(&self, ctx: &BatchContext, results_url: &str) -> HttpRequest {
+        let base = &ctx.route.base_url;
+        let url = if !results_url.contains("://") {
+            format!("{}{}", common::origin(base), results_url)
+        } else if common::origin(results_url) == common::origin(base) {
+            results_url.to_string()
+        } else {
+            match results_url.find(BATCHES_PATH) {
+                Some(i) => format!("{base}{}", &results_url[i..]),
+                None => results_url.to_string(),
+            }
+        };
+        json_request("GET", url, &ctx.route.forward_headers, None)
+    }
+
+    fn parse_results(&self, batch_id: &str, body: &str) -> ParsedResults {
+        common::parse_jsonl(body, |line| Self::parse_line(batch_id, line))
+    }
+
+    fn ended_response(&self, batch_id: &str, kind: EndKind, message: &str) -> HttpResponse {
+        Self::not_run(batch_id, kind, message)
+    }
+
+    fn dry_run_response(&self, route: &Route, custom_id: &str) -> HttpResponse {
+        let body = json!({
+            "id": format!("msg_dryrun_{custom_id}"),
+            "type": "message",
+            "role": "assistant",
+            "model": route.model,
+            "content": [{"type": "text", "text": common::DRY_RUN_TEXT}],
+            "stop_reason": "end_turn",
+            "stop_sequence": null,
+            "usage": {"input_tokens": 0, "output_tokens": 0},
+        });
+        json_response(200, &body, &[(common::DRY_RUN_HEADER, "1")])
+    }
+}
+
+fn route(req: &HttpRequest, base: &str) -> Result<Route, PassThrough> {
+    let body: Map<String, Value> = common::strip_streaming(common::json_object_body(req)?)?;
+    let model = match body.get("model").and_then(Value::as_str) {
+        Some(m) if !m.is_empty() => m.to_string(),
+        _ => return Err(PassThrough::NoModel),
+    };
+    let base_url = base.trim_end_matches('/').to_string();
+    let forward_headers = common::forward_headers(&req.headers);
+    Ok(Route {
+        provider: ProviderId::Anthropic,
+        endpoint: MESSAGES_PATH.to_string(),
+        model,
+        credential_fingerprint: common::fingerprint(ProviderId::Anthropic, &base_url, &forward_headers),
+        base_url,
+        forward_headers,
+        body: Value::Object(body),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::providers::tests::{ctx_for, garbage_lines_strategy, mixed_jsonl, req};
+    use proptest::prelude::*;
+
+    const HEADERS: &[(&str, &str)] = &[
+        ("x-api-key", "sk-ant-test"),
+        ("anthropic-version", "2023-06-01"),
+        ("anthropic-beta", "output-128k-2025-02-19"),
+        ("content-type", "application/json"),
+        ("x-stainless-os", "Linux"),
+    ];
+
+    fn route_for(url: &str, body: &str) -> Route {
+        Anthropic.recognize(&req("POST", url, HEADERS, body)).unwrap().unwrap()
+    }
+
+    fn sample_route() -> Route {
+        route_for(
+            "https://api.anthropic.com/v1/messages",
+            r#"{"model":"claude-sonnet-4-6","max_tokens":256,"stream":false,"messages":[{"role":"user","content":"Hello"}],"system":"be brief","metadata":{"user_id":"u1"}}"#,
+        )
+    }
+
+    #[test]
+    fn recognize_shapes() {
+        let r = sample_route();
+        assert_eq!(r.base_url, "https://api.anthropic.com");
+        assert_eq!(r.model, "claude-sonnet-4-6");
+        assert_eq!(r.endpoint, "/v1/messages");
+        assert_eq!(
+            r.body.to_string(),
+            r#"{"model":"claude-sonnet-4-6","max_tokens":256,"messages":[{"role":"user","content":"Hello"}],"system":"be brief","metadata":{"user_id":"u1"}}"#
+        );
+        assert_eq!(
+            r.forward_headers,
+            vec![
+                ("anthropic-beta".to_string(), "output-128k-2025-02-19".to_string()),
+                ("anthropic-version".to_string(), "2023-06-01".to_string()),
+                ("x-api-key".to_string(), "sk-ant-test".to_string()),
+            ]
+        );
+        // The current SDK authenticates with a bearer token.
+        let bearer = req(
+            "POST",
+            "http://127.0.0.1:8080/v1/messages",
+            &[("authorization", "Bearer k"), ("anthropic-version", "2026-10-21")],
+            r#"{"model":"m","max_tokens":1,"messages":[]}"#,
+        );
+        assert_eq!(Anthropic.recognize(&bearer).unwrap().unwrap().base_url, "http://127.0.0.1:8080");
+        // Unsigned /v1/messages is not ours.
+        assert!(Anthropic
+            .recognize(&req("POST", "http://h/v1/messages", &[("authorization", "Bearer k")], "{}"))
+            .is_none());
+        assert_eq!(
+            Anthropic.recognize(&req("GET", "http://h/v1/messages", HEADERS, "")),
+            Some(Err(PassThrough::NotPost))
+        );
+        assert_eq!(
+            Anthropic.recognize(&req("POST", "http://h/v1/messages", HEADERS, r#"{"max_tokens":1}"#)),
+            Some(Err(PassThrough::NoModel))
+        );
+        assert!(Anthropic.recognize(&req("POST", "http://h/v1/messages/batches", HEADERS, "{}")).is_none());
+    }
+
+    #[test]
+    fn build_create_inlines_params_unchanged() {
+        let route = sample_route();
+        let ctx = ctx_for(&route, "batchling-t");
+        let items = vec![
+            BatchItem { custom_id: "q1".into(), body: route.body.clone() },
+            BatchItem { custom_id: "q2".into(), body: json!({"model":"claude-haiku-4-5","max_tokens":5,"messages":[]}) },
+        ];
+        let c = Anthropic.build_create(&ctx, &items, None);
+        assert_eq!((c.method.as_str(), c.url.as_str()), ("POST", "https://api.anthropic.com/v1/messages/batches"));
+        assert_eq!(c.header("x-api-key"), Some("sk-ant-test"));
+        assert_eq!(c.header("anthropic-version"), Some("2023-06-01"));
+        assert_eq!(c.header("anthropic-beta"), Some("output-128k-2025-02-19"));
+        assert_eq!(c.header("content-type"), Some("application/json"));
+        assert_eq!(c.header("x-stainless-os"), None);
+        let expected = format!(
+            r#"{{"requests":[{{"custom_id":"q1","params":{}}},{{"custom_id":"q2","params":{{"model":"claude-haiku-4-5","max_tokens":5,"messages":[]}}}}]}}"#,
+            route.body
+        );
+        assert_eq!(c.body, expected);
+        let item_sum: usize = items.iter().map(|i| Anthropic.item_bytes(&ctx, i)).sum();
+        assert!(item_sum >= c.body.len() - r#"{"requests":[]}"#.len());
+        assert!(Anthropic.build_upload(&ctx, &items).is_none());
+        assert!(Anthropic.build_find(&ctx).is_none());
+        assert_eq!(Anthropic.parse_find(&HttpResponse::json(200, "{}".into()), "batchling-t"), Ok(None));
+    }
+
+    #[test]
+    fn poll_and_download_requests() {
+        let route = sample_route();
+        let ctx = ctx_for(&route, "t");
+        let p = Anthropic.build_poll(&ctx, "msgbatch_01");
+        assert_eq!((p.method.as_str(), p.url.as_str()), ("GET", "https://api.anthropic.com/v1/messages/batches/msgbatch_01"));
+        assert_eq!(p.header("anthropic-version"), Some("2023-06-01"));
+        let same = "https://api.anthropic.com/v1/messages/batches/msgbatch_01/results";
+        assert_eq!(Anthropic.build_download(&ctx, same).url, same);
+        assert_eq!(Anthropic.build_download(&ctx, same).header("x-api-key"), Some("sk-ant-test"));
+
+        let proxied = route_for("http://127.0.0.1:9/proxy/v1/messages", r#"{"model":"m","max_tokens":1,"messages":[]}"#);
+        let pctx = ctx_for(&proxied, "t");
+        assert_eq!(
+            Anthropic.build_download(&pctx, same).url,
+            "http://127.0.0.1:9/proxy/v1/messages/batches/msgbatch_01/results"
+        );
+        assert_eq!(
+            Anthropic.build_download(&pctx, "http://127.0.0.1:9/proxy/v1/messages/batches/b/results").url,
+            "http://127.0.0.1:9/proxy/v1/messages/batches/b/results"
+        );
+        assert_eq!(Anthropic.build_download(&pctx, "/r/1").url, "http://127.0.0.1:9/r/1");
+    }
+
+    #[test]
+    fn parse_create_and_poll() {
+        let created = HttpResponse::json(200, r#"{"id":"msgbatch_013Zva2CMHLNnXjNJJKqJ2EF","type":"message_batch","processing_status":"in_progress","request_counts":{"processing":2,"succeeded":0,"errored":0,"canceled":0,"expired":0},"results_url":null}"#.into());
+        assert_eq!(
+            Anthropic.parse_create(&created).unwrap(),
+            RemoteBatch { id: "msgbatch_013Zva2CMHLNnXjNJJKqJ2EF".into(), state_label: "in_progress".into() }
+        );
+        let running = Anthropic.parse_poll(&created, &[]).unwrap();
+        assert_eq!((running.state, running.total, running.completed), (PollState::Running, 2, 0));
+
+        let ended = HttpResponse::json(200, r#"{"id":"msgbatch_013Zva2CMHLNnXjNJJKqJ2EF","type":"message_batch","processing_status":"ended","request_counts":{"processing":0,"succeeded":95,"errored":3,"canceled":0,"expired":2},"created_at":"2026-11-23T10:00:00.000000Z","expires_at":"2026-11-24T10:00:00.000000Z","ended_at":"2026-11-23T10:41:02.000000Z","cancel_initiated_at":null,"archived_at":null,"results_url":"https://api.anthropic.com/v1/messages/batches/msgbatch_013Zva2CMHLNnXjNJJKqJ2EF/results"}"#.into());
+        let r = Anthropic.parse_poll(&ended, &[]).unwrap();
+        assert_eq!((r.total, r.completed, r.failed), (100, 95, 5));
+        assert_eq!(r.state_label, "ended");
+        assert_eq!(
+            r.state,
+            PollState::Completed {
+                downloads: vec!["https://api.anthropic.com/v1/messages/batches/msgbatch_013Zva2CMHLNnXjNJJKqJ2EF/results".into()],
+                inline: None
+            }
+        );
+        assert_eq!(r.end_kind_if_partial, None);
+
+        let cancelled = HttpResponse::json(200, r#"{"id":"b","processing_status":"ended","request_counts":{"processing":0,"succeeded":1,"errored":0,"canceled":1,"expired":0},"cancel_initiated_at":"2026-11-23T10:00:00Z","results_url":"https://x/v1/messages/batches/b/results"}"#.into());
+        assert_eq!(Anthropic.parse_poll(&cancelled, &[]).unwrap().end_kind_if_partial, Some(EndKind::Cancelled));
+
+        let archived = HttpResponse::json(200, r#"{"id":"b","processing_status":"ended","request_counts":{},"archived_at":"2026-12-23T10:00:00Z","results_url":null}"#.into());
+        assert!(matches!(
+            Anthropic.parse_poll(&archived, &[]).unwrap().state,
+            PollState::Ended { kind: EndKind::Failed, .. }
+        ));
+        assert!(Anthropic.parse_poll(&HttpResponse::json(200, r#"{"processing_status":"new"}"#.into()), &[]).is_err());
+        assert!(Anthropic.parse_create(&HttpResponse::json(529, r#"{"type":"error","error":{"type":"overloaded_error","message":"Overloaded"}}"#.into())).unwrap_err().message.contains("Overloaded"));
+    }
+
+    const RESULTS: &str = concat!(
+        r#"{"custom_id":"q1","result":{"type":"succeeded","message":{"id":"msg_01X","type":"message","role":"assistant","model":"claude-sonnet-4-6","content":[{"type":"text","text":"Hi!"}],"stop_reason":"end_turn","stop_sequence":null,"usage":{"input_tokens":8,"output_tokens":4}}}}"#,
+        "\n",
+        r#"{"custom_id":"q2","result":{"type":"errored","error":{"type":"error","error":{"type":"invalid_request_error","message":"max_tokens: field required"},"request_id":"req_011"}}}"#,
+        "\n",
+        r#"{"custom_id":"q3","result":{"type":"canceled"}}"#,
+        "\n",
+        r#"{"custom_id":"q4","result":{"type":"expired"}}"#,
+        "\n",
+    );
+
+    #[test]
+    fn parse_results_maps_each_type() {
+        let parsed = Anthropic.parse_results("msgbatch_1", RESULTS);
+        assert!(parsed.malformed.is_empty());
+        let by_id = |id: &str| parsed.items.iter().find(|i| i.custom_id == id).unwrap().response.clone();
+        let ok = by_id("q1");
+        assert_eq!(ok.status, 200);
+        assert_eq!(
+            ok.body,
+            r#"{"id":"msg_01X","type":"message","role":"assistant","model":"claude-sonnet-4-6","content":[{"type":"text","text":"Hi!"}],"stop_reason":"end_turn","stop_sequence":null,"usage":{"input_tokens":8,"output_tokens":4}}"#
+        );
+        let err = by_id("q2");
+        assert_eq!(err.status, 400);
+        assert_eq!(err.header("request-id"), Some("req_011"));
+        assert_eq!(
+            err.body,
+            r#"{"type":"error","error":{"type":"invalid_request_error","message":"max_tokens: field required"},"request_id":"req_011"}"#
+        );
+        let c = by_id("q3");
+        assert_eq!((c.status, c.header("x-should-retry")), (499, Some("false")));
+        assert!(c.body.contains("msgbatch_1"));
+        let e = by_id("q4");
+        assert_eq!(e.status, 504);
+        let v: Value = serde_json::from_str(&e.body).unwrap();
+        assert_eq!(v["type"], "error");
+        assert_eq!(v["error"]["type"], "timeout_error");
+        for i in &parsed.items {
+            assert_eq!(i.response.header("content-type"), Some("application/json"));
+        }
+    }
+
+    #[test]
+    fn error_type_table() {
+        for (t, status) in [
+            ("invalid_request_error", 400),
+            ("authentication_error", 401),
+            ("billing_error", 402),
+            ("permission_error", 403),
+            ("not_found_error", 404),
+            ("request_too_large", 413),
+            ("rate_limit_error", 429),
+            ("api_error", 500),
+            ("timeout_error", 504),
+            ("overloaded_error", 529),
+            ("brand_new_error", 500),
+        ] {
+            let line = json!({"custom_id":"x","result":{"type":"errored","error":{"type":"error","error":{"type":t,"message":"m"},"request_id":null}}}).to_string();
+            let parsed = Anthropic.parse_results("b", &line);
+            assert_eq!(parsed.items[0].response.status, status, "{t}");
+            assert_eq!(parsed.items[0].response.header("request-id"), None);
+        }
+        let bad = Anthropic.parse_results("b", r#"{"custom_id":"x","result":{"type":"errored"}}"#);
+        assert_eq!(bad.malformed.len(), 1);
+        let unknown = Anthropic.parse_results("b", r#"{"custom_id":"x","result":{"type":"weird"}}"#);
+        assert_eq!(unknown.malformed[0].line_number, 1);
+    }
+
+    #[test]
+    fn ended_and_dry_run() {
+        for (kind, status, t) in [
+            (EndKind::Expired, 504, "timeout_error"),
+            (EndKind::Cancelled, 499, "api_error"),
+            (EndKind::Failed, 500, "api_error"),
+        ] {
+            let r = Anthropic.ended_response("msgbatch_7", kind, "");
+            assert_eq!(r.status, status);
+            assert_eq!(r.header("x-should-retry"), Some("false"));
+            let v: Value = serde_json::from_str(&r.body).unwrap();
+            assert_eq!(v["type"], "error");
+            assert_eq!(v["error"]["type"], t);
+            let msg = v["error"]["message"].as_str().unwrap();
+            assert!(msg.contains("msgbatch_7") && msg.contains(kind.as_str()), "{msg}");
+        }
+        let d = Anthropic.dry_run_response(&sample_route(), "c1");
+        assert_eq!((d.status, d.header("x-batchling-dry-run")), (200, Some("1")));
+        assert_eq!(d.header("content-type"), Some("application/json"));
+        let v: Value = serde_json::from_str(&d.body).unwrap();
+        assert_eq!(v["type"], "message");
+        assert_eq!(v["model"], "claude-sonnet-4-6");
+        assert_eq!(v["content"][0]["type"], "text");
+    }
+
+    fn valid_line(id: &str, n: u32) -> String {
+        match n % 4 {
+            0 => json!({"custom_id": id, "result": {"type": "succeeded", "message": {"id": format!("msg_{n}"), "type": "message", "role": "assistant", "content": [], "usage": {"input_tokens": n, "output_tokens": 1}}}}),
+            1 => json!({"custom_id": id, "result": {"type": "errored", "error": {"type": "error", "error": {"type": "rate_limit_error", "message": "slow down"}, "request_id": "req_1"}}}),
+            2 => json!({"custom_id": id, "result": {"type": "canceled"}}),
+            _ => json!({"custom_id": id, "result": {"type": "expired"}}),
+        }
+        .to_string()
+    }
+
+    proptest! {
+        #[test]
+        fn parse_results_never_loses_a_good_line(case in mixed_jsonl(valid_line)) {
+            let parsed = Anthropic.parse_results("b", &case.body);
+            prop_assert_eq!(parsed.items.iter().map(|i| i.custom_id.clone()).collect::<Vec<_>>(), case.good_ids);
+            prop_assert_eq!(parsed.malformed.iter().map(|m| m.line_number).collect::<Vec<_>>(), case.bad_lines);
+        }
+
+        #[test]
+        fn parse_results_survives_garbage(body in garbage_lines_strategy()) {
+            let _ = Anthropic.parse_results("b", &body);
+        }
+    }
+}

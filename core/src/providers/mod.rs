@@ -1,0 +1,405 @@
+//! Provider adapters: one file per provider behind one trait.
+//!
+//! An adapter is a bag of pure functions over plain data. It never performs I/O, reads a clock or
+//! draws random numbers; it turns an intercepted [`HttpRequest`] into a [`Route`], builds the
+//! [`HttpRequest`]s of one provider batch (upload, create, find, poll, download) for the host to
+//! send, and turns the host's [`HttpResponse`]s back into what the caller's SDK would have got from
+//! the synchronous endpoint.
+//!
+//! The life of a batch, as driven by the batcher:
+//!
+//! 1. [`classify`] each intercepted request. `Err(PassThrough)` means "send it to the real network
+//!    untouched"; `Ok(Route)` means it can be batched. Requests whose route differs in
+//!    `provider`, `base_url`, `endpoint`, `model` or `credential_fingerprint` never share a batch.
+//! 2. Split a group under [`ProviderAdapter::limits`] using [`ProviderAdapter::item_bytes`].
+//! 3. [`ProviderAdapter::build_upload`] (OpenAI only) → [`ProviderAdapter::parse_upload`], then
+//!    [`ProviderAdapter::build_create`] → [`ProviderAdapter::parse_create`].
+//!    If the create was sent but no answer came back, [`ProviderAdapter::build_find`] /
+//!    [`ProviderAdapter::parse_find`] look for a batch carrying the group's idempotency tag.
+//!    `build_find` returns `None` when the provider offers no way to tag a batch (Anthropic): the
+//!    batcher then cannot tell whether the batch exists and must not assume it does not.
+//! 4. [`ProviderAdapter::build_poll`] → [`ProviderAdapter::parse_poll`] until the state is terminal.
+//! 5. For [`PollState::Completed`], [`ProviderAdapter::build_download`] each entry of `downloads`
+//!    and feed the body to [`ProviderAdapter::parse_results`] (Gemini inline results come in the
+//!    poll answer instead). Every caller whose `custom_id` got no result gets
+//!    [`ProviderAdapter::ended_response`].
+//!
+//! Adding a provider means one new file implementing [`ProviderAdapter`], one [`ProviderId`]
+//! variant and one entry in [`ADAPTERS`].
+//!
+//! Synthetic error statuses, shared by all adapters so callers see one convention:
+//! a request that did not run because its batch **expired** gets 504 (the provider's "deadline
+//! exceeded" / "timeout" error), **cancelled** gets 499 (the gRPC/nginx "client closed request"
+//! code; nothing more standard exists), and a **failed** batch gets 500. These carry
+//! `x-should-retry: false`: the OpenAI and Anthropic SDKs would otherwise retry 5xx, and a retry
+//! would silently queue the request into another batch for up to another day.
+
+mod anthropic;
+mod common;
+mod gemini;
+mod openai;
+
+use std::fmt;
+
+use serde::{Deserialize, Serialize};
+
+use crate::http::{HttpRequest, HttpResponse};
+
+pub use anthropic::Anthropic;
+pub use gemini::Gemini;
+pub use openai::OpenAi;
+
+/// The batch providers batchling knows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ProviderId {
+    OpenAi,
+    Anthropic,
+    Gemini,
+}
+
+impl ProviderId {
+    pub const ALL: [ProviderId; 3] = [ProviderId::OpenAi, ProviderId::Anthropic, ProviderId::Gemini];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ProviderId::OpenAi => "openai",
+            ProviderId::Anthropic => "anthropic",
+            ProviderId::Gemini => "gemini",
+        }
+    }
+}
+
+impl fmt::Display for ProviderId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// What an intercepted request is, once recognised.
+#[derive(Clone, PartialEq)]
+pub struct Route {
+    pub provider: ProviderId,
+    /// The batch endpoint: "/v1/chat/completions", "/v1/responses", "/v1/embeddings",
+    /// "/v1/messages" or "generateContent".
+    pub endpoint: String,
+    pub model: String,
+    /// Where the batch API lives, taken from the request URL so custom base URLs, proxies and
+    /// local test servers work: OpenAI "https://api.openai.com/v1", Anthropic
+    /// "https://api.anthropic.com", Gemini "https://generativelanguage.googleapis.com/v1beta".
+    /// No trailing slash.
+    pub base_url: String,
+    /// The caller's headers every batch call must carry (auth, organisation, project,
+    /// anthropic-version, anthropic-beta, proxy auth, ...). Names are lower-case, sorted; transport
+    /// and SDK telemetry headers are dropped. Gemini's `?key=` query credential appears here as
+    /// `x-goog-api-key`, which the Gemini API treats the same.
+    pub forward_headers: Vec<(String, String)>,
+    /// Hex SHA-256 over provider, base URL and every forwarded header. Requests with different
+    /// fingerprints never share a batch. Credentials appear only here (hashed) and in
+    /// `forward_headers`; `Debug` redacts them.
+    pub credential_fingerprint: String,
+    /// The request body with `stream` / `stream_options` removed; every other field untouched, in
+    /// the caller's key order.
+    pub body: serde_json::Value,
+}
+
+impl fmt::Debug for Route {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let headers: Vec<(&str, &str)> = self
+            .forward_headers
+            .iter()
+            .map(|(k, v)| {
+                let shown = if common::is_secret_header(k) { "<redacted>" } else { v.as_str() };
+                (k.as_str(), shown)
+            })
+            .collect();
+        f.debug_struct("Route")
+            .field("provider", &self.provider)
+            .field("endpoint", &self.endpoint)
+            .field("model", &self.model)
+            .field("base_url", &self.base_url)
+            .field("forward_headers", &headers)
+            .field("credential_fingerprint", &self.credential_fingerprint)
+            .field("body", &self.body)
+            .finish()
+    }
+}
+
+/// Why a request is not batched. It passes through untouched to the real network.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum PassThrough {
+    /// No adapter recognises the URL (includes Azure classic deployments and Vertex AI, whose
+    /// batch APIs differ).
+    UnknownUrl,
+    /// A batchable path, but not a POST (e.g. listing stored chat completions).
+    NotPost,
+    /// `stream: true`, or Gemini's `:streamGenerateContent`.
+    Streaming,
+    /// The body is not a JSON object (multipart, form, binary, malformed).
+    NotJson,
+    /// No usable model name in the body (or URL, for Gemini).
+    NoModel,
+}
+
+impl PassThrough {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            PassThrough::UnknownUrl => "unknown_url",
+            PassThrough::NotPost => "not_post",
+            PassThrough::Streaming => "streaming",
+            PassThrough::NotJson => "not_json",
+            PassThrough::NoModel => "no_model",
+        }
+    }
+}
+
+impl fmt::Display for PassThrough {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// How much one provider batch may hold.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BatchLimits {
+    pub max_requests: usize,
+    /// Budget for the sum of [`ProviderAdapter::item_bytes`]. Already net of the envelope
+    /// (multipart framing, JSON wrapper), so the batcher only sums items.
+    pub max_bytes: usize,
+}
+
+/// One queued request going into a provider batch.
+#[derive(Debug, Clone, PartialEq)]
+pub struct BatchItem {
+    pub custom_id: String,
+    /// [`Route::body`] of the request.
+    pub body: serde_json::Value,
+}
+
+/// Everything an adapter needs to build the calls of one provider batch.
+#[derive(Debug, Clone, Copy)]
+pub struct BatchContext<'a> {
+    /// The group's route; all items share provider, endpoint, model, base URL and headers.
+    pub route: &'a Route,
+    /// Unique idempotency tag for this batch (e.g. "batchling-<hex>"), stored where the provider
+    /// lets us (OpenAI metadata, Gemini displayName) so a batch whose create answer was lost can be
+    /// found again.
+    pub tag: &'a str,
+}
+
+/// Why a batch ended without (more) results.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum EndKind {
+    Failed,
+    Expired,
+    Cancelled,
+}
+
+impl EndKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            EndKind::Failed => "failed",
+            EndKind::Expired => "expired",
+            EndKind::Cancelled => "cancelled",
+        }
+    }
+
+    /// The HTTP status of the synthetic error for a request that did not run (see module docs).
+    pub fn http_status(self) -> u16 {
+        match self {
+            EndKind::Expired => 504,
+            EndKind::Cancelled => 499,
+            EndKind::Failed => 500,
+        }
+    }
+}
+
+impl fmt::Display for EndKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum PollState {
+    /// Not terminal yet.
+    Running,
+    /// Results are available: fetch each of `downloads` with [`ProviderAdapter::build_download`]
+    /// (OpenAI output and error file ids, Anthropic's results URL, a Gemini responses file), and/or
+    /// take `inline` (Gemini inline batches carry results in the poll answer; line numbers in
+    /// `inline.malformed` are 1-based positions in the inlined list).
+    Completed {
+        downloads: Vec<String>,
+        inline: Option<ParsedResults>,
+    },
+    /// Terminal with no results at all. Every request gets [`ProviderAdapter::ended_response`].
+    Ended { kind: EndKind, message: String },
+}
+
+/// One poll answer, decoded.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PollReport {
+    /// The provider's raw state, e.g. "in_progress", "ended", "BATCH_STATE_RUNNING".
+    pub state_label: String,
+    pub total: u64,
+    pub completed: u64,
+    pub failed: u64,
+    pub state: PollState,
+    /// With [`PollState::Completed`]: `Some(kind)` when the batch stopped early (OpenAI expired or
+    /// cancelled with partial output, an Anthropic batch whose cancel was initiated), so requests
+    /// without a result line did not run for that reason. `None` when the batch completed
+    /// normally; a missing line is then a provider anomaly (treat as [`EndKind::Failed`]).
+    pub end_kind_if_partial: Option<EndKind>,
+}
+
+/// The synthetic response for one caller.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ItemResult {
+    pub custom_id: String,
+    pub response: HttpResponse,
+}
+
+/// A result line that could not be used. Parsing goes on with the next line.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MalformedLine {
+    /// 1-based.
+    pub line_number: usize,
+    pub reason: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct ParsedResults {
+    pub items: Vec<ItemResult>,
+    pub malformed: Vec<MalformedLine>,
+}
+
+/// A provider batch as returned by create / find.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RemoteBatch {
+    /// OpenAI "batch_…", Anthropic "msgbatch_…", Gemini "batches/…" (the full resource name).
+    pub id: String,
+    pub state_label: String,
+}
+
+/// A 2xx answer we could not understand (or a non-2xx handed to a `parse_*` function).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ProtocolError {
+    pub message: String,
+}
+
+impl ProtocolError {
+    pub fn new(message: impl Into<String>) -> Self {
+        ProtocolError { message: message.into() }
+    }
+}
+
+impl fmt::Display for ProtocolError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
+impl std::error::Error for ProtocolError {}
+
+/// One provider's batch protocol. Implementations are stateless unit structs.
+pub trait ProviderAdapter: Sync {
+    fn id(&self) -> ProviderId;
+
+    /// `None`: not this provider's URL shape. `Some(Err(_))`: this provider's URL, but it must pass
+    /// through (GET, streaming, non-JSON, no model).
+    fn recognize(&self, req: &HttpRequest) -> Option<Result<Route, PassThrough>>;
+
+    fn limits(&self, route: &Route) -> BatchLimits;
+
+    /// Bytes this item adds to the batch payload, for splitting under [`BatchLimits::max_bytes`].
+    fn item_bytes(&self, ctx: &BatchContext, item: &BatchItem) -> usize;
+
+    /// The upload step, if the provider needs one (OpenAI). `None` for inline providers.
+    fn build_upload(&self, ctx: &BatchContext, items: &[BatchItem]) -> Option<HttpRequest>;
+
+    /// The uploaded file's id.
+    fn parse_upload(&self, resp: &HttpResponse) -> Result<String, ProtocolError>;
+
+    /// `uploaded_file` is the id from [`ProviderAdapter::parse_upload`] when there was an upload.
+    fn build_create(
+        &self,
+        ctx: &BatchContext,
+        items: &[BatchItem],
+        uploaded_file: Option<&str>,
+    ) -> HttpRequest;
+
+    fn parse_create(&self, resp: &HttpResponse) -> Result<RemoteBatch, ProtocolError>;
+
+    /// After an ambiguous create (sent, no answer): list recent batches to find one carrying
+    /// `ctx.tag`. `None` when the provider has nowhere to store a tag, so no lookup can tell.
+    fn build_find(&self, ctx: &BatchContext) -> Option<HttpRequest>;
+
+    /// `Ok(None)`: no batch in the listing carries `tag`.
+    fn parse_find(
+        &self,
+        resp: &HttpResponse,
+        tag: &str,
+    ) -> Result<Option<RemoteBatch>, ProtocolError>;
+
+    fn build_poll(&self, ctx: &BatchContext, batch_id: &str) -> HttpRequest;
+
+    /// `custom_ids_in_order` are the batch's items in submission order; Gemini inline results
+    /// without a key are matched by position.
+    fn parse_poll(
+        &self,
+        resp: &HttpResponse,
+        custom_ids_in_order: &[String],
+    ) -> Result<PollReport, ProtocolError>;
+
+    /// `url_or_file` is an entry of [`PollState::Completed::downloads`].
+    fn build_download(&self, ctx: &BatchContext, url_or_file: &str) -> HttpRequest;
+
+    /// A downloaded JSONL results body → synthetic synchronous responses. Never panics; a bad line
+    /// is reported in `malformed` and the rest still parse. `batch_id` is named in synthesized
+    /// error messages.
+    fn parse_results(&self, batch_id: &str, body: &str) -> ParsedResults;
+
+    /// The synthetic error for a caller whose request has no result because the batch ended
+    /// (`kind`) or its line is missing. Uses the provider's synchronous error envelope, so the SDK
+    /// throws its usual error class, and names the batch id and state.
+    fn ended_response(&self, batch_id: &str, kind: EndKind, message: &str) -> HttpResponse;
+
+    /// Dry run: a synthetic 200 in the endpoint's shape, with `x-batchling-dry-run: 1`.
+    fn dry_run_response(&self, route: &Route, custom_id: &str) -> HttpResponse;
+}
+
+/// The adapter registry. Order matters only for recognition: the adapters whose recognition
+/// needs a provider signature (headers, `:generateContent`) go before the generic OpenAI shape.
+pub static ADAPTERS: [&(dyn ProviderAdapter); 3] = [&Anthropic, &Gemini, &OpenAi];
+
+pub fn adapter(p: ProviderId) -> &'static dyn ProviderAdapter {
+    match p {
+        ProviderId::OpenAi => &OpenAi,
+        ProviderId::Anthropic => &Anthropic,
+        ProviderId::Gemini => &Gemini,
+    }
+}
+
+/// Recognise an intercepted request. Recognition is by URL path shape plus provider signature, on
+/// any host:
+///
+/// - OpenAI: POST `<base>/chat/completions`, `<base>/responses` or `<base>/embeddings` with a JSON
+///   body naming a `model`, unless it carries Anthropic or Gemini headers.
+/// - Anthropic: POST `<base>/v1/messages` with an `anthropic-version` or `x-api-key` header.
+/// - Gemini: POST `<prefix>/models/{model}:generateContent`.
+pub fn classify(req: &HttpRequest) -> Result<Route, PassThrough> {
+    ADAPTERS
+        .iter()
+        .find_map(|a| a.recognize(req))
+        .unwrap_or(Err(PassThrough::UnknownUrl))
+}
+
+/// A short human-readable reason from a provider's non-2xx answer: `error.message` (the field all
+/// three envelopes share), else the start of the body.
+pub fn describe_error(resp: &HttpResponse) -> String {
+    common::describe_error(resp)
+}
+
+#[cfg(test)]
+mod tests;

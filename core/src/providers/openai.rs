@@ -1,0 +1,799 @@
+//! OpenAI Batch API (and OpenAI-compatible hosts that clone it): JSONL file upload, then
+//! `POST {base}/batches`; results are JSONL files of `{custom_id, response|error}` lines.
+//! Wire formats: providers.md §1.
+
+use serde_json::{json, Map, Value};
+use sha2::{Digest, Sha256};
+
+use super::common::{self, json_request, json_response, ok_json, str_field};
+use super::{
+    BatchContext, BatchItem, BatchLimits, EndKind, ItemResult, ParsedResults, PassThrough,
+    PollReport, PollState, ProtocolError, ProviderAdapter, ProviderId, RemoteBatch, Route,
+};
+use crate::http::{HttpRequest, HttpResponse};
+
+/// The metadata key that carries our idempotency tag on a batch.
+pub const TAG_METADATA_KEY: &str = "batchling_tag";
+
+/// Path suffixes we batch, with the `endpoint` value the batch API expects for them. The batch
+/// endpoint always has the `/v1` prefix, whatever the host's base path (Groq uses `/openai/v1`).
+const ENDPOINTS: &[(&str, &str)] = &[
+    ("/chat/completions", "/v1/chat/completions"),
+    ("/responses", "/v1/responses"),
+    ("/embeddings", "/v1/embeddings"),
+];
+
+/// Documented limits: 50,000 requests and 200 MB per input file. We count MB as 10^6 bytes
+/// (the smaller reading) and keep 64 KiB for the multipart framing.
+const MAX_REQUESTS: usize = 50_000;
+const MAX_FILE_BYTES: usize = 200_000_000;
+const ENVELOPE_HEADROOM_BYTES: usize = 64 * 1024;
+
+pub struct OpenAi;
+
+impl OpenAi {
+    /// One line of the input file: `{custom_id, method, url, body}`, without the newline.
+    fn input_line(endpoint: &str, item: &BatchItem) -> String {
+        json!({
+            "custom_id": item.custom_id,
+            "method": "POST",
+            "url": endpoint,
+            "body": item.body,
+        })
+        .to_string()
+    }
+
+    /// The synthetic answer for a line whose `response` is null and `error` is set: a failure
+    /// outside HTTP, so there is no status to copy.
+    fn line_error_response(batch_id: &str, error: &Value) -> HttpResponse {
+        let code = str_field(error, "/code").unwrap_or("batch_error");
+        let message = str_field(error, "/message").unwrap_or("");
+        let (status, not_run) = match code {
+            "batch_expired" => (EndKind::Expired.http_status(), true),
+            "batch_cancelled" => (EndKind::Cancelled.http_status(), true),
+            // The model call itself timed out. A sync timeout is retryable, so no
+            // x-should-retry: the SDK may retry, which queues it into a new batch.
+            "request_timeout" => (504, false),
+            _ => (500, false),
+        };
+        let body = json!({"error": {
+            "message": format!("batchling: {code} in batch {batch_id}: {message}"),
+            "type": "batch_error",
+            "param": null,
+            "code": code,
+        }});
+        if not_run {
+            json_response(status, &body, &common::not_run_headers(batch_id))
+        } else {
+            json_response(status, &body, &[("x-batchling-batch-id", batch_id)])
+        }
+    }
+
+    fn parse_line(batch_id: &str, line: &Value) -> Result<ItemResult, String> {
+        let obj = line.as_object().ok_or("line is not a JSON object")?;
+        let custom_id = obj
+            .get("custom_id")
+            .and_then(Value::as_str)
+            .ok_or("no string custom_id")?
+            .to_string();
+        let response = match (obj.get("response"), obj.get("error")) {
+            (Some(resp @ Value::Object(_)), _) => {
+                let status = resp
+                    .get("status_code")
+                    .and_then(Value::as_u64)
+                    .filter(|s| (100..=599).contains(s))
+                    .ok_or("response.status_code missing or not an HTTP status")?;
+                let body = resp.get("body").ok_or("response.body missing")?;
+                let mut r = HttpResponse::json(status as u16, body.to_string());
+                if let Some(id) = resp.get("request_id").and_then(Value::as_str) {
+                    r.headers.push(("x-request-id".into(), id.into()));
+                }
+                r
+            }
+            (_, Some(err @ Value::Object(_))) => Self::line_error_response(batch_id, err),
+            _ => return Err("neither response nor error".into()),
+        };
+        Ok(ItemResult { custom_id, response })
+    }
+
+    fn remote_batch(v: &Value) -> Option<RemoteBatch> {
+        Some(RemoteBatch {
+            id: str_field(v, "/id")?.to_string(),
+            state_label: str_field(v, "/status").unwrap_or("").to_string(),
+        })
+    }
+
+    /// The text of `errors.data[].message` of a failed batch.
+    fn batch_errors(v: &Value) -> String {
+        v.pointer("/errors/data")
+            .and_then(Value::as_array)
+            .map(|errs| {
+                errs.iter()
+                    .filter_map(|e| {
+                        let msg = str_field(e, "/message")?;
+                        Some(match e.get("line").and_then(Value::as_u64) {
+                            Some(line) => format!("line {line}: {msg}"),
+                            None => msg.to_string(),
+                        })
+                    })
+                    .collect::<Vec<_>>()
+                    .join("; ")
+            })
+            .unwrap_or_default()
+    }
+}
+
+impl ProviderAdapter for OpenAi {
+    fn id(&self) -> ProviderId {
+        ProviderId::OpenAi
+    }
+
+    fn recognize(&self, req: &HttpRequest) -> Option<Result<Route, PassThrough>> {
+        let (url, _query) = common::split_query(&req.url);
+        let (base, endpoint) = ENDPOINTS
+            .iter()
+            .find_map(|(suffix, endpoint)| Some((common::strip_path_suffix(url, suffix)?, *endpoint)))?;
+        // Anthropic- or Gemini-signed requests are theirs (their OpenAI-compatibility layers
+        // have no OpenAI batch API behind the same base).
+        if req.header("anthropic-version").is_some() || req.header("x-goog-api-key").is_some() {
+            return None;
+        }
+        // Azure's classic deployment URLs put batches elsewhere; Vertex has its own batch API.
+        if url.contains("/deployments/") || url.contains("/projects/") {
+            return Some(Err(PassThrough::UnknownUrl));
+        }
+        Some(route(req, base, endpoint))
+    }
+
+    fn limits(&self, _route: &Route) -> BatchLimits {
+        BatchLimits {
+            max_requests: MAX_REQUESTS,
+            max_bytes: MAX_FILE_BYTES - ENVELOPE_HEADROOM_BYTES,
+        }
+    }
+
+    fn item_bytes(&self, ctx: &BatchContext, item: &BatchItem) -> usize {
+        Self::input_line(&ctx.route.endpoint, item).len() + 1
+    }
+
+    fn build_upload(&self, ctx: &BatchContext, items: &[BatchItem]) -> Option<HttpRequest> {
+        let mut jsonl = String::new();
+        for item in items {
+            jsonl.push_str(&Self::input_line(&ctx.route.endpoint, item));
+            jsonl.push('\n');
+        }
+        // A deterministic boundary (no randomness in core) that cannot occur in the payload.
+        let digest = common::hex(&Sha256::digest(jsonl.as_bytes()));
+        let mut boundary = format!("batchling-{}", &digest[..32]);
+        while jsonl.contains(&boundary) {
+            boundary.push('x');
+        }
+        let filename = format!("{}.jsonl", ctx.tag);
+        let body = format!(
+            "--{b}\r\nContent-Disposition: form-data; name=\"purpose\"\r\n\r\nbatch\r\n\
+             --{b}\r\nContent-Disposition: form-data; name=\"file\"; filename=\"{filename}\"\r\n\
+             Content-Type: application/jsonl\r\n\r\n{jsonl}\r\n--{b}--\r\n",
+            b = boundary,
+        );
+        let mut headers = ctx.route.forward_headers.clone();
+        headers.push((
+            "content-type".into(),
+            format!("multipart/form-data; boundary={boundary}"),
+        ));
+        Some(HttpRequest {
+            method: "POST".into(),
+            url: format!("{}/files", ctx.route.base_url),
+            headers,
+            body,
+        })
+    }
+
+    fn parse_upload(&self, resp: &HttpResponse) -> Result<String, ProtocolError> {
+        let v = ok_json(resp, "file upload")?;
+        str_field(&v, "/id")
+            .map(str::to_string)
+            .ok_or_else(|| ProtocolError::new("file upload: answer has no id"))
+    }
+
+    fn build_create(
+        &self,
+        ctx: &BatchContext,
+        _items: &[BatchItem],
+        uploaded_file: Option<&str>,
+    ) -> HttpRequest {
+        debug_assert!(uploaded_file.is_some(), "OpenAI batches need the uploaded file id");
+        let body = json!({
+            "input_file_id": uploaded_file.unwrap_or_default(),
+            "endpoint": ctx.route.endpoint,
+            "completion_window": "24h",
+            "metadata": {TAG_METADATA_KEY: ctx.tag},
+        });
+        json_request(
+            "POST",
+            format!("{}/batches", ctx.route.base_url),
+            &ctx.route.forward_headers,
+            Some(&body),
+        )
+    }
+
+    fn parse_create(&self, resp: &HttpResponse) -> Result<RemoteBatch, ProtocolError> {
+        let v = ok_json(resp, "batch create")?;
+        Self::remote_batch(&v).ok_or_else(|| ProtocolError::new("batch create: answer has no id"))
+    }
+
+    fn build_find(&self, ctx: &BatchContext) -> Option<HttpRequest> {
+        // Newest first; an ambiguous create is found within the most recent page.
+        Some(json_request(
+            "GET",
+            format!("{}/batches?limit=100", ctx.route.base_url),
+            &ctx.route.forward_headers,
+            None,
+        ))
+    }
+
+    fn parse_find(
+        &self,
+        resp: &HttpResponse,
+        tag: &str,
+    ) -> Result<Option<RemoteBatch>, ProtocolError> {
+        let v = ok_json(resp, "batch list")?;
+        let data = v
+            .get("data")
+            .and_then(Value::as_array)
+            .ok_or_else(|| ProtocolError::new("batch list: no data array"))?;
+        Ok(data
+            .iter()
+            .find(|b| b.pointer(&format!("/metadata/{TAG_METADATA_KEY}")).and_then(Value::as_str) == Some(tag))
+            .and_then(Self::remote_batch))
+    }
+
+    fn build_poll(&self, ctx: &BatchContext, batch_id: &str) -> HttpRequest {
+        json_request(
+            "GET",
+            format!("{}/batches/{batch_id}", ctx.route.base_url),
+            &ctx.route.forward_headers,
+            None,
+        )
+    }
+
+    fn parse_poll(
+        &self,
+        resp: &HttpResponse,
+        _custom_ids_in_order: &[String],
+    ) -> Result<PollReport, ProtocolError> {
+        let v = ok_json(resp, "batch poll")?;
+        let status = str_field(&v, "/status")
+            .ok_or_else(|| ProtocolError::new("batch poll: answer has no status"))?;
+        let downloads: Vec<String> = ["/output_file_id", "/error_file_id"]
+            .iter()
+            .filter_map(|p| str_field(&v, p))
+            .filter(|id| !id.is_empty())
+            .map(str::to_string)
+            .collect();
+        let (state, end_kind_if_partial) = match status {
+            "validating" | "in_progress" | "finalizing" | "cancelling" => (PollState::Running, None),
+            "completed" => (PollState::Completed { downloads, inline: None }, None),
+            "failed" => {
+                let message = Self::batch_errors(&v);
+                (PollState::Ended { kind: EndKind::Failed, message }, None)
+            }
+            // Expired and cancelled batches keep what ran in their output / error files; the
+            // requests without a line did not run.
+            "expired" | "cancelled" => {
+                let kind = if status == "expired" { EndKind::Expired } else { EndKind::Cancelled };
+                if downloads.is_empty() {
+                    (PollState::Ended { kind, message: String::new() }, None)
+                } else {
+                    (PollState::Completed { downloads, inline: None }, Some(kind))
+                }
+            }
+            // Failing loudly beats polling forever on a state we do not understand.
+            other => {
+                return Err(ProtocolError::new(format!("batch poll: unknown status {other:?}")))
+            }
+        };
+        Ok(PollReport {
+            state_label: status.to_string(),
+            total: common::count_field(&v, "/request_counts/total"),
+            completed: common::count_field(&v, "/request_counts/completed"),
+            failed: common::count_field(&v, "/request_counts/failed"),
+            state,
+            end_kind_if_partial,
+        })
+    }
+
+    fn build_download(&self, ctx: &BatchContext, file_id: &str) -> HttpRequest {
+        json_request(
+            "GET",
+            format!("{}/files/{file_id}/content", ctx.route.base_url),
+            &ctx.route.forward_headers,
+            None,
+        )
+    }
+
+    fn parse_results(&self, batch_id: &str, body: &str) -> ParsedResults {
+        common::parse_jsonl(body, |line| Self::parse_line(batch_id, line))
+    }
+
+    fn ended_response(&self, batch_id: &str, kind: EndKind, message: &str) -> HttpResponse {
+        let body = json!({"error": {
+            "message": common::not_run_message(ProviderId::OpenAi, batch_id, kind, message),
+            "type": "batch_error",
+            "param": null,
+            "code": format!("batch_{kind}"),
+        }});
+        json_response(kind.http_status(), &body, &common::not_run_headers(batch_id))
+    }
+
+    fn dry_run_response(&self, route: &Route, custom_id: &str) -> HttpResponse {
+        let model = route.model.as_str();
+        let body = match route.endpoint.as_str() {
+            "/v1/responses" => json!({
+                "id": format!("resp_dryrun_{custom_id}"),
+                "object": "response",
+                "created_at": 0,
+                "status": "completed",
+                "error": null,
+                "incomplete_details": null,
+                "model": model,
+                "output": [{
+                    "type": "message",
+                    "id": format!("msg_dryrun_{custom_id}"),
+                    "status": "completed",
+                    "role": "assistant",
+                    "content": [{"type": "output_text", "text": common::DRY_RUN_TEXT, "annotations": []}],
+                }],
+                "parallel_tool_calls": true,
+                "tools": [],
+                "usage": {
+                    "input_tokens": 0,
+                    "input_tokens_details": {"cached_tokens": 0},
+                    "output_tokens": 0,
+                    "output_tokens_details": {"reasoning_tokens": 0},
+                    "total_tokens": 0,
+                },
+            }),
+            "/v1/embeddings" => dry_run_embeddings(&route.body, model),
+            _ => json!({
+                "id": format!("chatcmpl-dryrun-{custom_id}"),
+                "object": "chat.completion",
+                "created": 0,
+                "model": model,
+                "choices": [{
+                    "index": 0,
+                    "message": {"role": "assistant", "content": common::DRY_RUN_TEXT, "refusal": null},
+                    "logprobs": null,
+                    "finish_reason": "stop",
+                }],
+                "usage": {"prompt_tokens": 0, "completion_tokens": 0, "total_tokens": 0},
+            }),
+        };
+        json_response(200, &body, &[(common::DRY_RUN_HEADER, "1")])
+    }
+}
+
+fn route(req: &HttpRequest, base: &str, endpoint: &str) -> Result<Route, PassThrough> {
+    if !common::is_post(req) {
+        return Err(PassThrough::NotPost);
+    }
+    let body: Map<String, Value> = common::strip_streaming(common::json_object_body(req)?)?;
+    let model = match body.get("model").and_then(Value::as_str) {
+        Some(m) if !m.is_empty() => m.to_string(),
+        _ => return Err(PassThrough::NoModel),
+    };
+    let base_url = base.trim_end_matches('/').to_string();
+    let forward_headers = common::forward_headers(&req.headers);
+    Ok(Route {
+        provider: ProviderId::OpenAi,
+        endpoint: endpoint.to_string(),
+        model,
+        credential_fingerprint: common::fingerprint(ProviderId::OpenAi, &base_url, &forward_headers),
+        base_url,
+        forward_headers,
+        body: Value::Object(body),
+    })
+}
+
+/// A zero vector per input, in the format the request asked for. The Node SDK asks for base64
+/// by default and decodes it itself, so the shape must match or the SDK throws.
+fn dry_run_embeddings(body: &Value, model: &str) -> Value {
+    let inputs = match body.get("input") {
+        // A list of strings or of token arrays is one embedding each; a single token array
+        // (list of numbers) is one input.
+        Some(Value::Array(a)) if a.iter().all(Value::is_number) => 1,
+        Some(Value::Array(a)) => a.len(),
+        _ => 1,
+    };
+    let dimensions = body
+        .get("dimensions")
+        .and_then(Value::as_u64)
+        .map(|d| d as usize)
+        .unwrap_or(if model.contains("3-large") { 3072 } else { 1536 });
+    let base64 = body.get("encoding_format").and_then(Value::as_str) == Some("base64");
+    let data: Vec<Value> = (0..inputs)
+        .map(|index| {
+            let embedding = if base64 {
+                Value::String(common::base64_zeros(dimensions * 4))
+            } else {
+                Value::Array(vec![json!(0.0); dimensions])
+            };
+            json!({"object": "embedding", "index": index, "embedding": embedding})
+        })
+        .collect();
+    json!({
+        "object": "list",
+        "data": data,
+        "model": model,
+        "usage": {"prompt_tokens": 0, "total_tokens": 0},
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::providers::tests::{ctx_for, garbage_lines_strategy, mixed_jsonl, req};
+    use proptest::prelude::*;
+
+    fn chat_req(url: &str, headers: &[(&str, &str)], body: &str) -> HttpRequest {
+        req("POST", url, headers, body)
+    }
+
+    fn openai_route() -> Route {
+        let r = chat_req(
+            "https://api.openai.com/v1/chat/completions",
+            &[("Authorization", "Bearer sk-test"), ("OpenAI-Organization", "org-1")],
+            r#"{"model":"gpt-4o-mini","messages":[{"role":"user","content":"2+2?"}],"max_completion_tokens":50}"#,
+        );
+        OpenAi.recognize(&r).unwrap().unwrap()
+    }
+
+    #[test]
+    fn recognizes_endpoints_on_any_base() {
+        for (suffix, endpoint) in ENDPOINTS {
+            let url = format!("http://127.0.0.1:9/v1{suffix}");
+            let r = chat_req(&url, &[("authorization", "Bearer k")], r#"{"model":"m","input":"x"}"#);
+            let route = OpenAi.recognize(&r).unwrap().unwrap();
+            assert_eq!(route.endpoint, *endpoint);
+            assert_eq!(route.base_url, "http://127.0.0.1:9/v1");
+            assert_eq!(route.model, "m");
+        }
+        // Groq-style base path.
+        let r = chat_req("https://api.groq.com/openai/v1/chat/completions", &[], r#"{"model":"m"}"#);
+        assert_eq!(OpenAi.recognize(&r).unwrap().unwrap().base_url, "https://api.groq.com/openai/v1");
+    }
+
+    #[test]
+    fn not_openai_shapes() {
+        for url in [
+            "https://api.openai.com/v1/responses/resp_1",
+            "https://api.openai.com/v1/chat/completions/abc",
+            "https://api.openai.com/v1/batches",
+            "https://api.openai.com/v1/completions",
+        ] {
+            assert!(OpenAi.recognize(&chat_req(url, &[], r#"{"model":"m"}"#)).is_none(), "{url}");
+        }
+        let signed = chat_req(
+            "https://api.anthropic.com/v1/chat/completions",
+            &[("anthropic-version", "2023-06-01")],
+            r#"{"model":"m"}"#,
+        );
+        assert!(OpenAi.recognize(&signed).is_none());
+        let azure = chat_req(
+            "https://r.openai.azure.com/openai/deployments/d/chat/completions?api-version=2024-10-21",
+            &[("api-key", "k")],
+            r#"{"model":"m"}"#,
+        );
+        assert_eq!(OpenAi.recognize(&azure), Some(Err(PassThrough::UnknownUrl)));
+    }
+
+    #[test]
+    fn pass_through_reasons() {
+        let url = "https://api.openai.com/v1/chat/completions";
+        assert_eq!(OpenAi.recognize(&req("GET", url, &[], "")), Some(Err(PassThrough::NotPost)));
+        assert_eq!(
+            OpenAi.recognize(&chat_req(url, &[], r#"{"model":"m","stream":true}"#)),
+            Some(Err(PassThrough::Streaming))
+        );
+        assert_eq!(
+            OpenAi.recognize(&chat_req(url, &[("content-type", "multipart/form-data; boundary=x")], "--x")),
+            Some(Err(PassThrough::NotJson))
+        );
+        assert_eq!(OpenAi.recognize(&chat_req(url, &[], "[1,2]")), Some(Err(PassThrough::NotJson)));
+        assert_eq!(OpenAi.recognize(&chat_req(url, &[], r#"{"messages":[]}"#)), Some(Err(PassThrough::NoModel)));
+        assert_eq!(OpenAi.recognize(&chat_req(url, &[], r#"{"model":""}"#)), Some(Err(PassThrough::NoModel)));
+    }
+
+    #[test]
+    fn body_fidelity_strips_only_stream_fields() {
+        let body = r#"{"temperature":0.7,"model":"gpt-4o","stream":false,"messages":[{"role":"user","content":"hi"}],"stream_options":{"include_usage":true},"metadata":{"z":"1","a":"2"},"seed":12345678901,"tools":[]}"#;
+        let route = OpenAi
+            .recognize(&chat_req("https://api.openai.com/v1/chat/completions", &[], body))
+            .unwrap()
+            .unwrap();
+        assert_eq!(
+            route.body.to_string(),
+            r#"{"temperature":0.7,"model":"gpt-4o","messages":[{"role":"user","content":"hi"}],"metadata":{"z":"1","a":"2"},"seed":12345678901,"tools":[]}"#
+        );
+    }
+
+    #[test]
+    fn forward_headers_and_fingerprint() {
+        let route = openai_route();
+        assert_eq!(
+            route.forward_headers,
+            vec![
+                ("authorization".to_string(), "Bearer sk-test".to_string()),
+                ("openai-organization".to_string(), "org-1".to_string()),
+            ]
+        );
+        assert_eq!(route.credential_fingerprint.len(), 64);
+        assert!(!route.credential_fingerprint.contains("sk-test"));
+        assert!(!format!("{route:?}").contains("sk-test"));
+    }
+
+    #[test]
+    fn build_upload_is_multipart_jsonl() {
+        let route = openai_route();
+        let ctx = ctx_for(&route, "batchling-t1");
+        let items = vec![
+            BatchItem { custom_id: "a".into(), body: route.body.clone() },
+            BatchItem { custom_id: "b".into(), body: json!({"model":"gpt-4o-mini","messages":[]}) },
+        ];
+        let up = OpenAi.build_upload(&ctx, &items).unwrap();
+        assert_eq!(up.method, "POST");
+        assert_eq!(up.url, "https://api.openai.com/v1/files");
+        assert_eq!(up.header("authorization"), Some("Bearer sk-test"));
+        assert_eq!(up.header("openai-organization"), Some("org-1"));
+        let ct = up.header("content-type").unwrap();
+        let boundary = ct.strip_prefix("multipart/form-data; boundary=").unwrap();
+        assert!(up.body.starts_with(&format!("--{boundary}\r\n")));
+        assert!(up.body.ends_with(&format!("\r\n--{boundary}--\r\n")));
+        assert!(up.body.contains("name=\"purpose\"\r\n\r\nbatch\r\n"));
+        assert!(up.body.contains("filename=\"batchling-t1.jsonl\""));
+        let line_a = format!(
+            r#"{{"custom_id":"a","method":"POST","url":"/v1/chat/completions","body":{}}}"#,
+            route.body
+        );
+        assert!(up.body.contains(&format!("{line_a}\n")));
+        assert_eq!(OpenAi.item_bytes(&ctx, &items[0]), line_a.len() + 1);
+        // Deterministic.
+        assert_eq!(OpenAi.build_upload(&ctx, &items), Some(up));
+    }
+
+    #[test]
+    fn create_find_poll_download_requests() {
+        let route = openai_route();
+        let ctx = ctx_for(&route, "batchling-t1");
+        let c = OpenAi.build_create(&ctx, &[], Some("file-abc"));
+        assert_eq!((c.method.as_str(), c.url.as_str()), ("POST", "https://api.openai.com/v1/batches"));
+        assert_eq!(c.header("content-type"), Some("application/json"));
+        assert_eq!(c.header("authorization"), Some("Bearer sk-test"));
+        let body: Value = serde_json::from_str(&c.body).unwrap();
+        assert_eq!(
+            body,
+            json!({"input_file_id":"file-abc","endpoint":"/v1/chat/completions","completion_window":"24h","metadata":{"batchling_tag":"batchling-t1"}})
+        );
+        let f = OpenAi.build_find(&ctx).unwrap();
+        assert_eq!((f.method.as_str(), f.url.as_str()), ("GET", "https://api.openai.com/v1/batches?limit=100"));
+        let p = OpenAi.build_poll(&ctx, "batch_1");
+        assert_eq!((p.method.as_str(), p.url.as_str()), ("GET", "https://api.openai.com/v1/batches/batch_1"));
+        assert_eq!(p.header("openai-organization"), Some("org-1"));
+        let d = OpenAi.build_download(&ctx, "file-out");
+        assert_eq!(d.url, "https://api.openai.com/v1/files/file-out/content");
+        assert_eq!(d.header("authorization"), Some("Bearer sk-test"));
+        assert!(d.body.is_empty());
+    }
+
+    #[test]
+    fn parse_upload_create_find() {
+        let up = HttpResponse::json(200, r#"{"id":"file-abc123","object":"file","bytes":1532,"created_at":1763880000,"filename":"batch_in.jsonl","purpose":"batch","status":"processed","expires_at":1766472000}"#.into());
+        assert_eq!(OpenAi.parse_upload(&up).unwrap(), "file-abc123");
+        assert!(OpenAi.parse_upload(&HttpResponse::json(200, "{}".into())).is_err());
+        assert!(OpenAi
+            .parse_upload(&HttpResponse::json(401, r#"{"error":{"message":"bad key"}}"#.into()))
+            .unwrap_err()
+            .message
+            .contains("bad key"));
+        let created = HttpResponse::json(200, r#"{"id":"batch_abc123","object":"batch","status":"validating","request_counts":{"total":0,"completed":0,"failed":0}}"#.into());
+        assert_eq!(
+            OpenAi.parse_create(&created).unwrap(),
+            RemoteBatch { id: "batch_abc123".into(), state_label: "validating".into() }
+        );
+        let list = HttpResponse::json(200, r#"{"object":"list","data":[{"id":"batch_1","status":"in_progress","metadata":{"job":"x"}},{"id":"batch_2","status":"validating","metadata":{"batchling_tag":"batchling-t1"}},{"id":"batch_3","status":"completed","metadata":null}],"has_more":false}"#.into());
+        assert_eq!(
+            OpenAi.parse_find(&list, "batchling-t1").unwrap(),
+            Some(RemoteBatch { id: "batch_2".into(), state_label: "validating".into() })
+        );
+        assert_eq!(OpenAi.parse_find(&list, "batchling-other").unwrap(), None);
+        assert!(OpenAi.parse_find(&HttpResponse::json(200, "{}".into()), "t").is_err());
+    }
+
+    fn poll(status: &str, extra: &str) -> PollReport {
+        let body = format!(
+            r#"{{"id":"batch_abc123","object":"batch","status":"{status}","request_counts":{{"total":100,"completed":95,"failed":5}}{extra}}}"#
+        );
+        OpenAi.parse_poll(&HttpResponse::json(200, body), &[]).unwrap()
+    }
+
+    #[test]
+    fn parse_poll_states() {
+        for s in ["validating", "in_progress", "finalizing", "cancelling"] {
+            assert_eq!(poll(s, "").state, PollState::Running);
+        }
+        let done = poll("completed", r#","output_file_id":"file-out456","error_file_id":"file-err789""#);
+        assert_eq!((done.total, done.completed, done.failed), (100, 95, 5));
+        assert_eq!(done.state_label, "completed");
+        assert_eq!(
+            done.state,
+            PollState::Completed { downloads: vec!["file-out456".into(), "file-err789".into()], inline: None }
+        );
+        assert_eq!(done.end_kind_if_partial, None);
+        let no_errors = poll("completed", r#","output_file_id":"file-out456","error_file_id":null"#);
+        assert_eq!(no_errors.state, PollState::Completed { downloads: vec!["file-out456".into()], inline: None });
+
+        let failed = poll(
+            "failed",
+            r#","errors":{"object":"list","data":[{"code":"invalid_json_line","message":"bad line","param":null,"line":3}]}"#,
+        );
+        assert_eq!(failed.state, PollState::Ended { kind: EndKind::Failed, message: "line 3: bad line".into() });
+
+        let expired = poll("expired", r#","output_file_id":"file-out","error_file_id":null"#);
+        assert_eq!(expired.state, PollState::Completed { downloads: vec!["file-out".into()], inline: None });
+        assert_eq!(expired.end_kind_if_partial, Some(EndKind::Expired));
+        assert_eq!(
+            poll("cancelled", r#","output_file_id":null"#).state,
+            PollState::Ended { kind: EndKind::Cancelled, message: String::new() }
+        );
+        assert!(OpenAi.parse_poll(&HttpResponse::json(200, r#"{"status":"weird"}"#.into()), &[]).is_err());
+        assert!(OpenAi.parse_poll(&HttpResponse::json(200, "not json".into()), &[]).is_err());
+    }
+
+    const RESULTS: &str = concat!(
+        r#"{"id":"batch_req_wnaDys","custom_id":"req-1","response":{"status_code":200,"request_id":"req_c187b3","body":{"id":"chatcmpl-9758Iw","object":"chat.completion","created":1763880100,"model":"gpt-5.4-mini-2026-03-17","choices":[{"index":0,"message":{"role":"assistant","content":"4"},"finish_reason":"stop"}],"usage":{"prompt_tokens":12,"completion_tokens":1,"total_tokens":13}}},"error":null}"#,
+        "\n",
+        r#"{"id":"batch_req_x1","custom_id":"req-2","response":{"status_code":400,"request_id":"req_9f","body":{"error":{"message":"Invalid 'messages': empty array","type":"invalid_request_error","param":"messages","code":"empty_array"}}},"error":null}"#,
+        "\r\n",
+        r#"{"id":"batch_req_x2","custom_id":"req-3","response":null,"error":{"code":"batch_expired","message":"This request could not be executed before the completion window expired."}}"#,
+        "\n",
+        r#"{"id":"batch_req_x3","custom_id":"req-4","response":null,"error":{"code":"request_timeout","message":"timed out"}}"#,
+        "\n",
+        r#"{"id":"batch_req_x4","custom_id":"req-5","response":null,"error":{"code":"batch_cancelled","message":"cancelled"}}"#,
+        "\n",
+    );
+
+    #[test]
+    fn parse_results_maps_lines() {
+        let parsed = OpenAi.parse_results("batch_abc", RESULTS);
+        assert!(parsed.malformed.is_empty(), "{:?}", parsed.malformed);
+        let by_id = |id: &str| &parsed.items.iter().find(|i| i.custom_id == id).unwrap().response;
+
+        let ok = by_id("req-1");
+        assert_eq!(ok.status, 200);
+        assert_eq!(ok.header("content-type"), Some("application/json"));
+        assert_eq!(ok.header("x-request-id"), Some("req_c187b3"));
+        assert!(ok.body.starts_with(r#"{"id":"chatcmpl-9758Iw","object":"chat.completion","created":1763880100"#));
+
+        let bad = by_id("req-2");
+        assert_eq!(bad.status, 400);
+        assert_eq!(bad.header("x-request-id"), Some("req_9f"));
+        assert_eq!(
+            bad.body,
+            r#"{"error":{"message":"Invalid 'messages': empty array","type":"invalid_request_error","param":"messages","code":"empty_array"}}"#
+        );
+
+        let expired = by_id("req-3");
+        assert_eq!(expired.status, 504);
+        assert_eq!(expired.header("x-should-retry"), Some("false"));
+        let v: Value = serde_json::from_str(&expired.body).unwrap();
+        assert_eq!(v["error"]["code"], "batch_expired");
+        assert!(v["error"]["message"].as_str().unwrap().contains("batch_abc"));
+
+        let timeout = by_id("req-4");
+        assert_eq!(timeout.status, 504);
+        assert_eq!(timeout.header("x-should-retry"), None);
+
+        let cancelled = by_id("req-5");
+        assert_eq!(cancelled.status, 499);
+        assert_eq!(cancelled.header("x-should-retry"), Some("false"));
+    }
+
+    #[test]
+    fn parse_results_reports_bad_lines() {
+        let body = concat!(
+            r#"{"custom_id":"a","response":{"status_code":200,"body":{}}}"#,
+            "\n",
+            r#"{"custom_id":"b","response":{"status_code":200,"body":{"#,
+            "\n\n",
+            r#"{"custom_id":"c","response":null,"error":null}"#,
+            "\n",
+            r#"{"custom_id":"d","response":{"status_code":42,"body":{}}}"#,
+            "\n",
+            r#"{"custom_id":"a","response":{"status_code":200,"body":{}}}"#,
+            "\n",
+            r#"{"response":{"status_code":200,"body":{}}}"#,
+        );
+        let parsed = OpenAi.parse_results("b1", body);
+        assert_eq!(parsed.items.len(), 1);
+        let lines: Vec<usize> = parsed.malformed.iter().map(|m| m.line_number).collect();
+        assert_eq!(lines, vec![2, 4, 5, 6, 7]);
+        assert!(parsed.malformed[3].reason.contains("duplicate"));
+    }
+
+    #[test]
+    fn ended_response_names_batch_and_state() {
+        for (kind, status) in [(EndKind::Expired, 504), (EndKind::Cancelled, 499), (EndKind::Failed, 500)] {
+            let r = OpenAi.ended_response("batch_9", kind, "window closed");
+            assert_eq!(r.status, status);
+            assert_eq!(r.header("content-type"), Some("application/json"));
+            assert_eq!(r.header("x-should-retry"), Some("false"));
+            let v: Value = serde_json::from_str(&r.body).unwrap();
+            let msg = v["error"]["message"].as_str().unwrap();
+            assert!(msg.contains("batch_9") && msg.contains(kind.as_str()) && msg.contains("window closed"), "{msg}");
+            assert_eq!(v["error"]["code"], format!("batch_{kind}"));
+            assert_eq!(v["error"]["type"], "batch_error");
+        }
+    }
+
+    #[test]
+    fn dry_run_shapes() {
+        let route = openai_route();
+        let r = OpenAi.dry_run_response(&route, "c1");
+        assert_eq!(r.status, 200);
+        assert_eq!(r.header("x-batchling-dry-run"), Some("1"));
+        assert_eq!(r.header("content-type"), Some("application/json"));
+        let v: Value = serde_json::from_str(&r.body).unwrap();
+        assert_eq!(v["object"], "chat.completion");
+        assert_eq!(v["model"], "gpt-4o-mini");
+        assert_eq!(v["choices"][0]["message"]["role"], "assistant");
+
+        let resp_route = OpenAi
+            .recognize(&chat_req("http://h/v1/responses", &[], r#"{"model":"gpt-5","input":"x"}"#))
+            .unwrap()
+            .unwrap();
+        let v: Value = serde_json::from_str(&OpenAi.dry_run_response(&resp_route, "c2").body).unwrap();
+        assert_eq!(v["object"], "response");
+        assert_eq!(v["output"][0]["content"][0]["type"], "output_text");
+
+        let emb = OpenAi
+            .recognize(&chat_req(
+                "http://h/v1/embeddings",
+                &[],
+                r#"{"model":"text-embedding-3-small","input":["a","b"],"encoding_format":"base64","dimensions":3}"#,
+            ))
+            .unwrap()
+            .unwrap();
+        let v: Value = serde_json::from_str(&OpenAi.dry_run_response(&emb, "c3").body).unwrap();
+        assert_eq!(v["object"], "list");
+        assert_eq!(v["data"].as_array().unwrap().len(), 2);
+        assert_eq!(v["data"][1]["index"], 1);
+        assert_eq!(v["data"][0]["embedding"], "AAAAAAAAAAAAAAAA"); // 12 zero bytes
+        let float = OpenAi
+            .recognize(&chat_req("http://h/v1/embeddings", &[], r#"{"model":"text-embedding-3-large","input":"a"}"#))
+            .unwrap()
+            .unwrap();
+        let v: Value = serde_json::from_str(&OpenAi.dry_run_response(&float, "c4").body).unwrap();
+        assert_eq!(v["data"][0]["embedding"].as_array().unwrap().len(), 3072);
+    }
+
+    fn valid_line(id: &str, n: u32) -> String {
+        if n % 2 == 0 {
+            json!({"id": format!("batch_req_{n}"), "custom_id": id, "response": {"status_code": 200, "request_id": "r", "body": {"n": n}}, "error": null}).to_string()
+        } else {
+            json!({"id": format!("batch_req_{n}"), "custom_id": id, "response": null, "error": {"code": "batch_expired", "message": "m"}}).to_string()
+        }
+    }
+
+    proptest! {
+        #[test]
+        fn parse_results_never_loses_a_good_line(case in mixed_jsonl(valid_line)) {
+            let parsed = OpenAi.parse_results("b", &case.body);
+            prop_assert_eq!(parsed.items.iter().map(|i| i.custom_id.clone()).collect::<Vec<_>>(), case.good_ids);
+            prop_assert_eq!(parsed.malformed.iter().map(|m| m.line_number).collect::<Vec<_>>(), case.bad_lines);
+        }
+
+        #[test]
+        fn parse_results_survives_garbage(body in garbage_lines_strategy()) {
+            let _ = OpenAi.parse_results("b", &body);
+        }
+    }
+}
