@@ -67,7 +67,10 @@ pub enum Output {
     PassThrough { request: RequestId, reason: String },
     /// Perform this provider call; answer with `Input::Response` or `Input::TransportError`.
     #[serde(rename_all = "camelCase")]
-    Send { call: CallId, http: SerializableRequest },
+    Send {
+        call: CallId,
+        http: SerializableRequest,
+    },
     /// Answer the caller with this response, as the normal endpoint would have.
     #[serde(rename_all = "camelCase")]
     Respond {
@@ -474,7 +477,11 @@ impl Interceptor {
     fn enqueue(&mut self, now_ms: u64, request: RequestId, fingerprint: String, route: Route) {
         let key = format!(
             "{}\n{}\n{}\n{}\n{}",
-            route.provider, route.base_url, route.endpoint, route.model, route.credential_fingerprint
+            route.provider,
+            route.base_url,
+            route.endpoint,
+            route.model,
+            route.credential_fingerprint
         );
         let group = match self.groups.get(&key) {
             Some(&g) => g,
@@ -537,13 +544,8 @@ impl Interceptor {
             match action {
                 BatcherAction::RunBatch { batch, items, .. } => {
                     // The batch leaves the queue: the job owns it from here.
-                    self.batcher.handle(
-                        now_ms,
-                        BatcherEvent::BatchCompleted {
-                            batch,
-                            failed: &[],
-                        },
-                    );
+                    self.batcher
+                        .handle(now_ms, BatcherEvent::BatchCompleted { batch, failed: &[] });
                     let fingerprints: Vec<String> = items
                         .iter()
                         .filter_map(|item| self.item_entry.remove(item))
@@ -824,7 +826,9 @@ impl Interceptor {
         };
         let http = match step {
             Step::Upload => adapter.build_upload(&ctx, &job.items),
-            Step::Create => Some(adapter.build_create(&ctx, &job.items, job.uploaded_file.as_deref())),
+            Step::Create => {
+                Some(adapter.build_create(&ctx, &job.items, job.uploaded_file.as_deref()))
+            }
             Step::Find => adapter.build_find(&ctx),
             Step::Poll => job
                 .remote_id
@@ -1044,13 +1048,15 @@ impl Interceptor {
             .map(String::as_str)
             .zip(job.fingerprints.iter().map(String::as_str))
             .collect();
-        let mut answers = Vec::new();
-        for item in parsed.items {
-            match by_custom_id.get(item.custom_id.as_str()) {
-                Some(fp) => answers.push((fp.to_string(), item.response)),
-                None => {} // a line for a request this run never asked about
-            }
-        }
+        // A line for a request this run never asked about is skipped.
+        let answers: Vec<(String, HttpResponse)> = parsed
+            .items
+            .into_iter()
+            .filter_map(|item| {
+                let fp = by_custom_id.get(item.custom_id.as_str())?;
+                Some((fp.to_string(), item.response))
+            })
+            .collect();
         let count = answers.len();
         self.outputs.push(Output::Event {
             event: LifecycleEvent::ResultsReceived {
@@ -1140,7 +1146,10 @@ impl Interceptor {
         self.fail_job(
             job_id,
             "ERR_BATCHLING_PROTOCOL",
-            format!("could not read the provider's {} answer{batch}: {message}", step.as_str()),
+            format!(
+                "could not read the provider's {} answer{batch}: {message}",
+                step.as_str()
+            ),
         );
     }
 
@@ -1303,11 +1312,15 @@ impl Interceptor {
         let config = InterceptorConfig {
             batch_size: options.batch_size.unwrap_or(defaults.batch_size),
             batch_window_ms: options.batch_window_ms.unwrap_or(defaults.batch_window_ms),
-            poll_interval_ms: options.poll_interval_ms.unwrap_or(defaults.poll_interval_ms),
+            poll_interval_ms: options
+                .poll_interval_ms
+                .unwrap_or(defaults.poll_interval_ms),
             dry_run: options.dry_run.unwrap_or(false),
             call_attempts: options.retry_attempts.unwrap_or(defaults.call_attempts),
             backoff_ms: options.retry_backoff_ms.unwrap_or(defaults.backoff_ms),
-            max_backoff_ms: options.retry_max_backoff_ms.unwrap_or(defaults.max_backoff_ms),
+            max_backoff_ms: options
+                .retry_max_backoff_ms
+                .unwrap_or(defaults.max_backoff_ms),
             jitter_seed: options.jitter_seed.unwrap_or(defaults.jitter_seed),
         };
         Interceptor::new(

@@ -2,8 +2,8 @@
 
 pub mod batcher;
 pub mod cache;
-pub mod interceptor;
 pub mod http;
+pub mod interceptor;
 pub mod pricing;
 pub mod providers;
 pub mod wire;

@@ -28,6 +28,7 @@ import {
   QueueFullError,
   TimeoutError,
 } from "./errors.js";
+import { ITEM, REJECT as SLOT_REJECT, RESOLVE as SLOT_RESOLVE, RESULT, SEQ, SlotTable } from "./slots.js";
 
 export interface RetryOptions {
   /** Extra attempts after the first failure of a batch (default 0: no retry). */
@@ -150,14 +151,8 @@ function validate<T, R>(options: RequestBatcherOptions<T, R>): EngineOptions {
 export class RequestBatcher<T, R> {
   readonly #options: RequestBatcherOptions<T, R>;
   readonly #engine: BatcherEngine;
-  // Live items by engine slot index, as parallel arrays: one object per item would double the
-  // garbage a busy producer makes. #slotId holds the engine id, or -1 for a free slot.
-  readonly #slotId: number[] = [];
-  readonly #slotItem: (T | undefined)[] = [];
-  readonly #slotResolve: (Settle | undefined)[] = [];
-  readonly #slotReject: (Settle | undefined)[] = [];
-  readonly #slotResult: unknown[] = [];
-  readonly #slotSeq: number[] = [];
+  /** Live items by engine slot index. */
+  readonly #slots = new SlotTable();
   /** Only items added with a signal: slot -> its abort wiring. */
   readonly #slotSignal = new Map<number, { signal: AbortSignal; onAbort: () => void }>();
   readonly #batches = new Map<number, BatchRecord>();
@@ -237,8 +232,8 @@ export class RequestBatcher<T, R> {
     const beforeSeq = this.#seq;
     this.#apply(this.#engine.flush(now(), this.#scratch));
     let remaining = 0;
-    for (let slot = 0; slot < this.#slotId.length; slot++) {
-      if (this.#slotId[slot]! >= 0 && this.#slotSeq[slot]! < beforeSeq) remaining++;
+    for (let slot = 0; slot < this.#slots.span; slot++) {
+      if (this.#slots.id(slot) >= 0 && (this.#slots.get(slot, SEQ) as number) < beforeSeq) remaining++;
     }
     if (remaining === 0) return Promise.resolve();
     return new Promise((resolve) => this.#flushWaiters.push({ beforeSeq, remaining, resolve }));
@@ -304,12 +299,7 @@ export class RequestBatcher<T, R> {
     for (let i = 0; i < count; i++) {
       const id = out[2 + i]!;
       if (id >= 0) {
-        const slot = slotOf(id);
-        this.#slotId[slot] = id;
-        this.#slotItem[slot] = items[i];
-        this.#slotResolve[slot] = resolves[i];
-        this.#slotReject[slot] = rejects[i];
-        this.#slotSeq[slot] = this.#seq++;
+        this.#slots.occupy(slotOf(id), id, items[i], resolves[i], rejects[i], this.#seq++);
       } else {
         this.#seq++;
         rejects[i]!(id === ADD_QUEUE_FULL ? new QueueFullError(this.#options.maxQueueSize) : new ClosedError());
@@ -348,7 +338,7 @@ export class RequestBatcher<T, R> {
       const tag = out[i]!;
       if (tag === RESOLVE) {
         const slot = this.#take(out[i + 1]!);
-        if (slot >= 0) this.#settle(slot, true, this.#slotResult[slot]);
+        if (slot >= 0) this.#settle(slot, true, this.#slots.get(slot, RESULT));
         i += 2;
       } else if (tag === REJECT) {
         const report = this.#reject(out[i + 1]!, out[i + 2]!, out[i + 3]!);
@@ -382,7 +372,7 @@ export class RequestBatcher<T, R> {
   /** The slot of a live id, or -1. */
   #take(id: number): number {
     const slot = slotOf(id);
-    return this.#slotId[slot] === id ? slot : -1;
+    return this.#slots.id(slot) === id ? slot : -1;
   }
 
   /** Settles the item; returns the errorHandler call to make once, if this ends a batch. */
@@ -391,7 +381,7 @@ export class RequestBatcher<T, R> {
     if (slot < 0) return undefined;
     let report: (() => void) | undefined;
     let error: unknown;
-    if (reason === REASON_ITEM_FAILED) error = this.#slotResult[slot];
+    if (reason === REASON_ITEM_FAILED) error = this.#slots.get(slot, RESULT);
     else if (reason === REASON_TIMED_OUT) error = new TimeoutError(this.#options.timeoutMs!);
     else if (reason === REASON_CANCELLED) error = new CancelledError(this.#slotSignal.get(slot)?.signal.reason);
     else if (reason === REASON_ABORTED) error = new ClosedError("the batcher was closed with abort before this item settled");
@@ -415,7 +405,7 @@ export class RequestBatcher<T, R> {
     const items: T[] = [];
     for (const id of failed.ids) {
       const slot = this.#take(id);
-      if (slot >= 0) items.push(this.#slotItem[slot]!);
+      if (slot >= 0) items.push(this.#slots.get(slot, ITEM) as T);
     }
     return () => {
       try {
@@ -427,13 +417,9 @@ export class RequestBatcher<T, R> {
   }
 
   #settle(slot: number, ok: boolean, value: unknown): void {
-    const settle = ok ? this.#slotResolve[slot]! : this.#slotReject[slot]!;
-    const seq = this.#slotSeq[slot]!;
-    this.#slotId[slot] = -1;
-    this.#slotItem[slot] = undefined;
-    this.#slotResolve[slot] = undefined;
-    this.#slotReject[slot] = undefined;
-    this.#slotResult[slot] = undefined;
+    const settle = this.#slots.get(slot, ok ? SLOT_RESOLVE : SLOT_REJECT) as Settle;
+    const seq = this.#slots.get(slot, SEQ) as number;
+    this.#slots.free(slot);
     if (this.#slotSignal.size > 0) {
       const wiring = this.#slotSignal.get(slot);
       if (wiring) {
@@ -460,7 +446,7 @@ export class RequestBatcher<T, R> {
     if (entry) entry.ids = ids;
     else this.#batches.set(batch, { ids, error: undefined, reported: false });
     const items = new Array<T>(ids.length);
-    for (let k = 0; k < ids.length; k++) items[k] = this.#slotItem[slotOf(ids[k]!)]!;
+    for (let k = 0; k < ids.length; k++) items[k] = this.#slots.get(slotOf(ids[k]!), ITEM) as T;
     let pending: Promise<ReadonlyArray<R | Error>> | ReadonlyArray<R | Error>;
     try {
       pending = this.#options.batchHandler(items);
@@ -483,7 +469,7 @@ export class RequestBatcher<T, R> {
     for (let k = 0; k < ids.length; k++) {
       const result: unknown = results[k];
       const slot = this.#take(ids[k]!);
-      if (slot >= 0) this.#slotResult[slot] = result; // a settled item's late result is dropped
+      if (slot >= 0) this.#slots.set(slot, RESULT, result); // a settled item's late result is dropped
       if (result instanceof Error) (failed ??= []).push(k);
     }
     this.#batches.delete(batch);

@@ -58,7 +58,11 @@ impl Anthropic {
                 "message": common::not_run_message(ProviderId::Anthropic, batch_id, kind, detail),
             },
         });
-        json_response(kind.http_status(), &body, &common::not_run_headers(batch_id))
+        json_response(
+            kind.http_status(),
+            &body,
+            &common::not_run_headers(batch_id),
+        )
     }
 
     fn parse_line(batch_id: &str, line: &Value) -> Result<ItemResult, String> {
@@ -71,13 +75,21 @@ impl Anthropic {
         let result = obj.get("result").ok_or("no result")?;
         let response = match str_field(result, "/type") {
             Some("succeeded") => {
-                let message = result.get("message").filter(|m| m.is_object()).ok_or("succeeded without message")?;
+                let message = result
+                    .get("message")
+                    .filter(|m| m.is_object())
+                    .ok_or("succeeded without message")?;
                 HttpResponse::json(200, message.to_string())
             }
             Some("errored") => {
-                let envelope = result.get("error").filter(|e| e.is_object()).ok_or("errored without error")?;
-                let error_type = str_field(envelope, "/error/type").ok_or("errored without error.error.type")?;
-                let mut r = HttpResponse::json(status_for_error_type(error_type), envelope.to_string());
+                let envelope = result
+                    .get("error")
+                    .filter(|e| e.is_object())
+                    .ok_or("errored without error")?;
+                let error_type =
+                    str_field(envelope, "/error/type").ok_or("errored without error.error.type")?;
+                let mut r =
+                    HttpResponse::json(status_for_error_type(error_type), envelope.to_string());
                 if let Some(id) = str_field(envelope, "/request_id") {
                     r.headers.push(("request-id".into(), id.into()));
                 }
@@ -88,7 +100,10 @@ impl Anthropic {
             Some(other) => return Err(format!("unknown result type {other:?}")),
             None => return Err("result has no type".into()),
         };
-        Ok(ItemResult { custom_id, response })
+        Ok(ItemResult {
+            custom_id,
+            response,
+        })
     }
 
     fn remote_batch(v: &Value) -> Option<RemoteBatch> {
@@ -195,17 +210,25 @@ impl ProviderAdapter for Anthropic {
         let status = str_field(&v, "/processing_status")
             .ok_or_else(|| ProtocolError::new("batch poll: answer has no processing_status"))?;
         let count = |k: &str| common::count_field(&v, &format!("/request_counts/{k}"));
-        let (succeeded, errored, canceled, expired) =
-            (count("succeeded"), count("errored"), count("canceled"), count("expired"));
+        let (succeeded, errored, canceled, expired) = (
+            count("succeeded"),
+            count("errored"),
+            count("canceled"),
+            count("expired"),
+        );
         let (state, end_kind_if_partial) = match status {
             "in_progress" | "canceling" => (PollState::Running, None),
             "ended" => {
                 let cancelled = v.get("cancel_initiated_at").is_some_and(|t| !t.is_null());
                 let partial = cancelled.then_some(EndKind::Cancelled);
                 match str_field(&v, "/results_url") {
-                    Some(url) if !url.is_empty() => {
-                        (PollState::Completed { downloads: vec![url.to_string()], inline: None }, partial)
-                    }
+                    Some(url) if !url.is_empty() => (
+                        PollState::Completed {
+                            downloads: vec![url.to_string()],
+                            inline: None,
+                        },
+                        partial,
+                    ),
                     // Results are deleted 29 days after creation (archived_at is then set).
                     _ => {
                         let message = if v.get("archived_at").is_some_and(|t| !t.is_null()) {
@@ -213,12 +236,20 @@ impl ProviderAdapter for Anthropic {
                         } else {
                             "batch ended without a results_url"
                         };
-                        (PollState::Ended { kind: EndKind::Failed, message: message.into() }, None)
+                        (
+                            PollState::Ended {
+                                kind: EndKind::Failed,
+                                message: message.into(),
+                            },
+                            None,
+                        )
                     }
                 }
             }
             other => {
-                return Err(ProtocolError::new(format!("batch poll: unknown processing_status {other:?}")))
+                return Err(ProtocolError::new(format!(
+                    "batch poll: unknown processing_status {other:?}"
+                )))
             }
         };
         Ok(PollReport {
@@ -286,7 +317,11 @@ fn route(req: &HttpRequest, base: &str) -> Result<Route, PassThrough> {
         provider: ProviderId::Anthropic,
         endpoint: MESSAGES_PATH.to_string(),
         model,
-        credential_fingerprint: common::fingerprint(ProviderId::Anthropic, &base_url, &forward_headers),
+        credential_fingerprint: common::fingerprint(
+            ProviderId::Anthropic,
+            &base_url,
+            &forward_headers,
+        ),
         base_url,
         forward_headers,
         body: Value::Object(body),
@@ -308,7 +343,10 @@ mod tests {
     ];
 
     fn route_for(url: &str, body: &str) -> Route {
-        Anthropic.recognize(&req("POST", url, HEADERS, body)).unwrap().unwrap()
+        Anthropic
+            .recognize(&req("POST", url, HEADERS, body))
+            .unwrap()
+            .unwrap()
     }
 
     fn sample_route() -> Route {
@@ -331,7 +369,10 @@ mod tests {
         assert_eq!(
             r.forward_headers,
             vec![
-                ("anthropic-beta".to_string(), "output-128k-2025-02-19".to_string()),
+                (
+                    "anthropic-beta".to_string(),
+                    "output-128k-2025-02-19".to_string()
+                ),
                 ("anthropic-version".to_string(), "2023-06-01".to_string()),
                 ("x-api-key".to_string(), "sk-ant-test".to_string()),
             ]
@@ -340,23 +381,41 @@ mod tests {
         let bearer = req(
             "POST",
             "http://127.0.0.1:8080/v1/messages",
-            &[("authorization", "Bearer k"), ("anthropic-version", "2026-10-21")],
+            &[
+                ("authorization", "Bearer k"),
+                ("anthropic-version", "2026-10-21"),
+            ],
             r#"{"model":"m","max_tokens":1,"messages":[]}"#,
         );
-        assert_eq!(Anthropic.recognize(&bearer).unwrap().unwrap().base_url, "http://127.0.0.1:8080");
+        assert_eq!(
+            Anthropic.recognize(&bearer).unwrap().unwrap().base_url,
+            "http://127.0.0.1:8080"
+        );
         // Unsigned /v1/messages is not ours.
         assert!(Anthropic
-            .recognize(&req("POST", "http://h/v1/messages", &[("authorization", "Bearer k")], "{}"))
+            .recognize(&req(
+                "POST",
+                "http://h/v1/messages",
+                &[("authorization", "Bearer k")],
+                "{}"
+            ))
             .is_none());
         assert_eq!(
             Anthropic.recognize(&req("GET", "http://h/v1/messages", HEADERS, "")),
             Some(Err(PassThrough::NotPost))
         );
         assert_eq!(
-            Anthropic.recognize(&req("POST", "http://h/v1/messages", HEADERS, r#"{"max_tokens":1}"#)),
+            Anthropic.recognize(&req(
+                "POST",
+                "http://h/v1/messages",
+                HEADERS,
+                r#"{"max_tokens":1}"#
+            )),
             Some(Err(PassThrough::NoModel))
         );
-        assert!(Anthropic.recognize(&req("POST", "http://h/v1/messages/batches", HEADERS, "{}")).is_none());
+        assert!(Anthropic
+            .recognize(&req("POST", "http://h/v1/messages/batches", HEADERS, "{}"))
+            .is_none());
     }
 
     #[test]
@@ -364,11 +423,20 @@ mod tests {
         let route = sample_route();
         let ctx = ctx_for(&route, "batchling-t");
         let items = vec![
-            BatchItem { custom_id: "q1".into(), body: route.body.clone() },
-            BatchItem { custom_id: "q2".into(), body: json!({"model":"claude-haiku-4-5","max_tokens":5,"messages":[]}) },
+            BatchItem {
+                custom_id: "q1".into(),
+                body: route.body.clone(),
+            },
+            BatchItem {
+                custom_id: "q2".into(),
+                body: json!({"model":"claude-haiku-4-5","max_tokens":5,"messages":[]}),
+            },
         ];
         let c = Anthropic.build_create(&ctx, &items, None);
-        assert_eq!((c.method.as_str(), c.url.as_str()), ("POST", "https://api.anthropic.com/v1/messages/batches"));
+        assert_eq!(
+            (c.method.as_str(), c.url.as_str()),
+            ("POST", "https://api.anthropic.com/v1/messages/batches")
+        );
         assert_eq!(c.header("x-api-key"), Some("sk-ant-test"));
         assert_eq!(c.header("anthropic-version"), Some("2023-06-01"));
         assert_eq!(c.header("anthropic-beta"), Some("output-128k-2025-02-19"));
@@ -383,7 +451,10 @@ mod tests {
         assert!(item_sum >= c.body.len() - r#"{"requests":[]}"#.len());
         assert!(Anthropic.build_upload(&ctx, &items).is_none());
         assert!(Anthropic.build_find(&ctx).is_none());
-        assert_eq!(Anthropic.parse_find(&HttpResponse::json(200, "{}".into()), "batchling-t"), Ok(None));
+        assert_eq!(
+            Anthropic.parse_find(&HttpResponse::json(200, "{}".into()), "batchling-t"),
+            Ok(None)
+        );
     }
 
     #[test]
@@ -391,23 +462,43 @@ mod tests {
         let route = sample_route();
         let ctx = ctx_for(&route, "t");
         let p = Anthropic.build_poll(&ctx, "msgbatch_01");
-        assert_eq!((p.method.as_str(), p.url.as_str()), ("GET", "https://api.anthropic.com/v1/messages/batches/msgbatch_01"));
+        assert_eq!(
+            (p.method.as_str(), p.url.as_str()),
+            (
+                "GET",
+                "https://api.anthropic.com/v1/messages/batches/msgbatch_01"
+            )
+        );
         assert_eq!(p.header("anthropic-version"), Some("2023-06-01"));
         let same = "https://api.anthropic.com/v1/messages/batches/msgbatch_01/results";
         assert_eq!(Anthropic.build_download(&ctx, same).url, same);
-        assert_eq!(Anthropic.build_download(&ctx, same).header("x-api-key"), Some("sk-ant-test"));
+        assert_eq!(
+            Anthropic.build_download(&ctx, same).header("x-api-key"),
+            Some("sk-ant-test")
+        );
 
-        let proxied = route_for("http://127.0.0.1:9/proxy/v1/messages", r#"{"model":"m","max_tokens":1,"messages":[]}"#);
+        let proxied = route_for(
+            "http://127.0.0.1:9/proxy/v1/messages",
+            r#"{"model":"m","max_tokens":1,"messages":[]}"#,
+        );
         let pctx = ctx_for(&proxied, "t");
         assert_eq!(
             Anthropic.build_download(&pctx, same).url,
             "http://127.0.0.1:9/proxy/v1/messages/batches/msgbatch_01/results"
         );
         assert_eq!(
-            Anthropic.build_download(&pctx, "http://127.0.0.1:9/proxy/v1/messages/batches/b/results").url,
+            Anthropic
+                .build_download(
+                    &pctx,
+                    "http://127.0.0.1:9/proxy/v1/messages/batches/b/results"
+                )
+                .url,
             "http://127.0.0.1:9/proxy/v1/messages/batches/b/results"
         );
-        assert_eq!(Anthropic.build_download(&pctx, "/r/1").url, "http://127.0.0.1:9/r/1");
+        assert_eq!(
+            Anthropic.build_download(&pctx, "/r/1").url,
+            "http://127.0.0.1:9/r/1"
+        );
     }
 
     #[test]
@@ -415,10 +506,16 @@ mod tests {
         let created = HttpResponse::json(200, r#"{"id":"msgbatch_013Zva2CMHLNnXjNJJKqJ2EF","type":"message_batch","processing_status":"in_progress","request_counts":{"processing":2,"succeeded":0,"errored":0,"canceled":0,"expired":0},"results_url":null}"#.into());
         assert_eq!(
             Anthropic.parse_create(&created).unwrap(),
-            RemoteBatch { id: "msgbatch_013Zva2CMHLNnXjNJJKqJ2EF".into(), state_label: "in_progress".into() }
+            RemoteBatch {
+                id: "msgbatch_013Zva2CMHLNnXjNJJKqJ2EF".into(),
+                state_label: "in_progress".into()
+            }
         );
         let running = Anthropic.parse_poll(&created, &[]).unwrap();
-        assert_eq!((running.state, running.total, running.completed), (PollState::Running, 2, 0));
+        assert_eq!(
+            (running.state, running.total, running.completed),
+            (PollState::Running, 2, 0)
+        );
 
         let ended = HttpResponse::json(200, r#"{"id":"msgbatch_013Zva2CMHLNnXjNJJKqJ2EF","type":"message_batch","processing_status":"ended","request_counts":{"processing":0,"succeeded":95,"errored":3,"canceled":0,"expired":2},"created_at":"2026-11-23T10:00:00.000000Z","expires_at":"2026-11-24T10:00:00.000000Z","ended_at":"2026-11-23T10:41:02.000000Z","cancel_initiated_at":null,"archived_at":null,"results_url":"https://api.anthropic.com/v1/messages/batches/msgbatch_013Zva2CMHLNnXjNJJKqJ2EF/results"}"#.into());
         let r = Anthropic.parse_poll(&ended, &[]).unwrap();
@@ -434,15 +531,37 @@ mod tests {
         assert_eq!(r.end_kind_if_partial, None);
 
         let cancelled = HttpResponse::json(200, r#"{"id":"b","processing_status":"ended","request_counts":{"processing":0,"succeeded":1,"errored":0,"canceled":1,"expired":0},"cancel_initiated_at":"2026-11-23T10:00:00Z","results_url":"https://x/v1/messages/batches/b/results"}"#.into());
-        assert_eq!(Anthropic.parse_poll(&cancelled, &[]).unwrap().end_kind_if_partial, Some(EndKind::Cancelled));
+        assert_eq!(
+            Anthropic
+                .parse_poll(&cancelled, &[])
+                .unwrap()
+                .end_kind_if_partial,
+            Some(EndKind::Cancelled)
+        );
 
         let archived = HttpResponse::json(200, r#"{"id":"b","processing_status":"ended","request_counts":{},"archived_at":"2026-12-23T10:00:00Z","results_url":null}"#.into());
         assert!(matches!(
             Anthropic.parse_poll(&archived, &[]).unwrap().state,
-            PollState::Ended { kind: EndKind::Failed, .. }
+            PollState::Ended {
+                kind: EndKind::Failed,
+                ..
+            }
         ));
-        assert!(Anthropic.parse_poll(&HttpResponse::json(200, r#"{"processing_status":"new"}"#.into()), &[]).is_err());
-        assert!(Anthropic.parse_create(&HttpResponse::json(529, r#"{"type":"error","error":{"type":"overloaded_error","message":"Overloaded"}}"#.into())).unwrap_err().message.contains("Overloaded"));
+        assert!(Anthropic
+            .parse_poll(
+                &HttpResponse::json(200, r#"{"processing_status":"new"}"#.into()),
+                &[]
+            )
+            .is_err());
+        assert!(Anthropic
+            .parse_create(&HttpResponse::json(
+                529,
+                r#"{"type":"error","error":{"type":"overloaded_error","message":"Overloaded"}}"#
+                    .into()
+            ))
+            .unwrap_err()
+            .message
+            .contains("Overloaded"));
     }
 
     const RESULTS: &str = concat!(
@@ -460,7 +579,15 @@ mod tests {
     fn parse_results_maps_each_type() {
         let parsed = Anthropic.parse_results("msgbatch_1", RESULTS);
         assert!(parsed.malformed.is_empty());
-        let by_id = |id: &str| parsed.items.iter().find(|i| i.custom_id == id).unwrap().response.clone();
+        let by_id = |id: &str| {
+            parsed
+                .items
+                .iter()
+                .find(|i| i.custom_id == id)
+                .unwrap()
+                .response
+                .clone()
+        };
         let ok = by_id("q1");
         assert_eq!(ok.status, 200);
         assert_eq!(
@@ -509,7 +636,8 @@ mod tests {
         }
         let bad = Anthropic.parse_results("b", r#"{"custom_id":"x","result":{"type":"errored"}}"#);
         assert_eq!(bad.malformed.len(), 1);
-        let unknown = Anthropic.parse_results("b", r#"{"custom_id":"x","result":{"type":"weird"}}"#);
+        let unknown =
+            Anthropic.parse_results("b", r#"{"custom_id":"x","result":{"type":"weird"}}"#);
         assert_eq!(unknown.malformed[0].line_number, 1);
     }
 
@@ -527,10 +655,16 @@ mod tests {
             assert_eq!(v["type"], "error");
             assert_eq!(v["error"]["type"], t);
             let msg = v["error"]["message"].as_str().unwrap();
-            assert!(msg.contains("msgbatch_7") && msg.contains(kind.as_str()), "{msg}");
+            assert!(
+                msg.contains("msgbatch_7") && msg.contains(kind.as_str()),
+                "{msg}"
+            );
         }
         let d = Anthropic.dry_run_response(&sample_route(), "c1");
-        assert_eq!((d.status, d.header("x-batchling-dry-run")), (200, Some("1")));
+        assert_eq!(
+            (d.status, d.header("x-batchling-dry-run")),
+            (200, Some("1"))
+        );
         assert_eq!(d.header("content-type"), Some("application/json"));
         let v: Value = serde_json::from_str(&d.body).unwrap();
         assert_eq!(v["type"], "message");

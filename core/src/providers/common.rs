@@ -1,6 +1,6 @@
 //! Plumbing shared by the adapters: URL splitting, header filtering, fingerprints, JSON and JSONL.
 
-use std::collections::HashSet;
+use std::collections::BTreeSet;
 
 use serde_json::{Map, Value};
 use sha2::{Digest, Sha256};
@@ -90,8 +90,10 @@ fn is_noise_header(lower_name: &str) -> bool {
 /// Headers whose value is a secret; redacted in `Debug` output.
 pub(crate) fn is_secret_header(name: &str) -> bool {
     let n = name.to_ascii_lowercase();
-    matches!(n.as_str(), "authorization" | "proxy-authorization" | "cookie")
-        || n.contains("key")
+    matches!(
+        n.as_str(),
+        "authorization" | "proxy-authorization" | "cookie"
+    ) || n.contains("key")
         || n.contains("token")
         || n.contains("secret")
         || n.contains("auth")
@@ -156,8 +158,13 @@ pub(crate) fn json_object_body(req: &HttpRequest) -> Result<Map<String, Value>, 
 }
 
 /// Rejects `stream: true`; removes `stream` and `stream_options` keeping the order of the rest.
-pub(crate) fn strip_streaming(mut body: Map<String, Value>) -> Result<Map<String, Value>, PassThrough> {
-    if body.get("stream").is_some_and(|v| v != &Value::Bool(false) && !v.is_null()) {
+pub(crate) fn strip_streaming(
+    mut body: Map<String, Value>,
+) -> Result<Map<String, Value>, PassThrough> {
+    if body
+        .get("stream")
+        .is_some_and(|v| v != &Value::Bool(false) && !v.is_null())
+    {
         return Err(PassThrough::Streaming);
     }
     body.shift_remove("stream");
@@ -198,7 +205,10 @@ pub(crate) fn json_response(status: u16, body: &Value, extra: &[(&str, &str)]) -
 
 /// Headers of a synthetic "your request did not run" answer (see the module docs of `providers`).
 pub(crate) fn not_run_headers(batch_id: &str) -> [(&str, &str); 2] {
-    [("x-should-retry", "false"), ("x-batchling-batch-id", batch_id)]
+    [
+        ("x-should-retry", "false"),
+        ("x-batchling-batch-id", batch_id),
+    ]
 }
 
 /// `verb phrase` for a message: "expired", "was cancelled", "failed".
@@ -276,7 +286,7 @@ pub(crate) fn count_field(v: &Value, pointer: &str) -> u64 {
 #[derive(Default)]
 pub(crate) struct ResultsBuilder {
     out: ParsedResults,
-    seen: HashSet<String>,
+    seen: BTreeSet<String>,
 }
 
 impl ResultsBuilder {
@@ -287,7 +297,10 @@ impl ResultsBuilder {
                 line_number,
                 reason: format!("duplicate custom_id {:?}", item.custom_id),
             }),
-            Err(reason) => self.out.malformed.push(MalformedLine { line_number, reason }),
+            Err(reason) => self.out.malformed.push(MalformedLine {
+                line_number,
+                reason,
+            }),
         }
     }
 
@@ -367,12 +380,24 @@ mod tests {
     fn url_helpers() {
         assert_eq!(split_query("http://h/a?b=1#f"), ("http://h/a", Some("b=1")));
         assert_eq!(split_query("http://h/a#f"), ("http://h/a", None));
-        assert_eq!(origin("https://api.x.com:8443/v1/a"), "https://api.x.com:8443");
+        assert_eq!(
+            origin("https://api.x.com:8443/v1/a"),
+            "https://api.x.com:8443"
+        );
         assert_eq!(origin("http://h"), "http://h");
-        assert_eq!(strip_path_suffix("http://h/v1/chat/completions", "/chat/completions"), Some("http://h/v1"));
-        assert_eq!(strip_path_suffix("http://h/chat/completions", "/chat/completions"), Some("http://h"));
+        assert_eq!(
+            strip_path_suffix("http://h/v1/chat/completions", "/chat/completions"),
+            Some("http://h/v1")
+        );
+        assert_eq!(
+            strip_path_suffix("http://h/chat/completions", "/chat/completions"),
+            Some("http://h")
+        );
         // The suffix may not reach into the authority.
-        assert_eq!(strip_path_suffix("http://chat/completions", "/chat/completions"), None);
+        assert_eq!(
+            strip_path_suffix("http://chat/completions", "/chat/completions"),
+            None
+        );
         assert_eq!(query_param("a=1&key=K&b", "key"), Some("K"));
         assert_eq!(query_param("a=1", "key"), None);
     }
@@ -400,7 +425,10 @@ mod tests {
     #[test]
     fn grpc_table() {
         assert_eq!(grpc_to_http(Some(3), None), (400, "INVALID_ARGUMENT"));
-        assert_eq!(grpc_to_http(None, Some("RESOURCE_EXHAUSTED")), (429, "RESOURCE_EXHAUSTED"));
+        assert_eq!(
+            grpc_to_http(None, Some("RESOURCE_EXHAUSTED")),
+            (429, "RESOURCE_EXHAUSTED")
+        );
         assert_eq!(grpc_to_http(Some(4), Some("x")), (504, "DEADLINE_EXCEEDED"));
         assert_eq!(grpc_to_http(Some(0), None), (500, "UNKNOWN"));
         assert_eq!(grpc_to_http(Some(99), None), (500, "UNKNOWN"));
@@ -417,9 +445,16 @@ mod tests {
 
     #[test]
     fn describe_error_prefers_message() {
-        let r = HttpResponse::json(400, r#"{"type":"error","error":{"type":"x","message":"bad"}}"#.into());
+        let r = HttpResponse::json(
+            400,
+            r#"{"type":"error","error":{"type":"x","message":"bad"}}"#.into(),
+        );
         assert_eq!(describe_error(&r), "bad");
-        let r = HttpResponse { status: 502, headers: vec![], body: String::new() };
+        let r = HttpResponse {
+            status: 502,
+            headers: vec![],
+            body: String::new(),
+        };
         assert_eq!(describe_error(&r), "HTTP 502");
     }
 }

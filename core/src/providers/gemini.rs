@@ -68,7 +68,10 @@ impl Gemini {
             .or_else(|| str_field(line, "/metadata/key"))
             .ok_or("no string key")?
             .to_string();
-        Ok(ItemResult { custom_id, response: Self::item_response(line)? })
+        Ok(ItemResult {
+            custom_id,
+            response: Self::item_response(line)?,
+        })
     }
 
     /// Inline results, matched by `metadata.key`; an entry without a key takes the custom id at
@@ -82,8 +85,10 @@ impl Gemini {
             let parsed = match key {
                 _ if !entry.is_object() => Err("entry is not a JSON object".to_string()),
                 None => Err("no key and no request at this position".to_string()),
-                Some(key) => Self::item_response(entry)
-                    .map(|response| ItemResult { custom_id: key.to_string(), response }),
+                Some(key) => Self::item_response(entry).map(|response| ItemResult {
+                    custom_id: key.to_string(),
+                    response,
+                }),
             };
             results.push(i + 1, parsed);
         }
@@ -116,7 +121,11 @@ impl Gemini {
             "message": common::not_run_message(ProviderId::Gemini, batch_id, kind, detail),
             "status": status_name,
         }});
-        json_response(kind.http_status(), &body, &common::not_run_headers(batch_id))
+        json_response(
+            kind.http_status(),
+            &body,
+            &common::not_run_headers(batch_id),
+        )
     }
 }
 
@@ -169,7 +178,9 @@ impl ProviderAdapter for Gemini {
     }
 
     fn parse_upload(&self, _resp: &HttpResponse) -> Result<String, ProtocolError> {
-        Err(ProtocolError::new("gemini inline batches have no upload step"))
+        Err(ProtocolError::new(
+            "gemini inline batches have no upload step",
+        ))
     }
 
     fn build_create(
@@ -185,7 +196,10 @@ impl ProviderAdapter for Gemini {
         }});
         json_request(
             "POST",
-            format!("{}/models/{}:batchGenerateContent", ctx.route.base_url, ctx.route.model),
+            format!(
+                "{}/models/{}:batchGenerateContent",
+                ctx.route.base_url, ctx.route.model
+            ),
             &ctx.route.forward_headers,
             Some(&body),
         )
@@ -278,7 +292,10 @@ impl ProviderAdapter for Gemini {
         let ended = |kind: EndKind, message: String| (PollState::Ended { kind, message }, None);
         let (state, end_kind_if_partial) = match state_name {
             "SUCCEEDED" | "PARTIALLY_SUCCEEDED" => completed(None).unwrap_or_else(|| {
-                ended(EndKind::Failed, "batch succeeded but the answer holds no output".into())
+                ended(
+                    EndKind::Failed,
+                    "batch succeeded but the answer holds no output".into(),
+                )
             }),
             "FAILED" => ended(EndKind::Failed, error_message),
             "CANCELLED" => completed(Some(EndKind::Cancelled))
@@ -292,7 +309,11 @@ impl ProviderAdapter for Gemini {
             },
             "" | "UNSPECIFIED" | "PENDING" | "QUEUED" | "RUNNING" | "CANCELLING" | "PAUSED"
             | "UPDATING" => (PollState::Running, None),
-            _ => return Err(ProtocolError::new(format!("batch poll: unknown state {label:?}"))),
+            _ => {
+                return Err(ProtocolError::new(format!(
+                    "batch poll: unknown state {label:?}"
+                )))
+            }
         };
         Ok(PollReport {
             state_label: label.to_string(),
@@ -337,7 +358,12 @@ impl ProviderAdapter for Gemini {
     }
 }
 
-fn route(req: &HttpRequest, prefix: &str, model: &str, query: Option<&str>) -> Result<Route, PassThrough> {
+fn route(
+    req: &HttpRequest,
+    prefix: &str,
+    model: &str,
+    query: Option<&str>,
+) -> Result<Route, PassThrough> {
     let body: Map<String, Value> = common::strip_streaming(common::json_object_body(req)?)?;
     let base_url = prefix.trim_end_matches('/').to_string();
     let mut forward_headers = common::forward_headers(&req.headers);
@@ -353,7 +379,11 @@ fn route(req: &HttpRequest, prefix: &str, model: &str, query: Option<&str>) -> R
         provider: ProviderId::Gemini,
         endpoint: ENDPOINT.to_string(),
         model: model.to_string(),
-        credential_fingerprint: common::fingerprint(ProviderId::Gemini, &base_url, &forward_headers),
+        credential_fingerprint: common::fingerprint(
+            ProviderId::Gemini,
+            &base_url,
+            &forward_headers,
+        ),
         base_url,
         forward_headers,
         body: Value::Object(body),
@@ -374,7 +404,11 @@ mod tests {
         let r = req(
             "POST",
             GEN_URL,
-            &[("x-goog-api-key", "AIzaTEST"), ("x-goog-api-client", "google-genai-sdk/3.1.0"), ("content-type", "application/json")],
+            &[
+                ("x-goog-api-key", "AIzaTEST"),
+                ("x-goog-api-client", "google-genai-sdk/3.1.0"),
+                ("content-type", "application/json"),
+            ],
             BODY,
         );
         Gemini.recognize(&r).unwrap().unwrap()
@@ -383,13 +417,27 @@ mod tests {
     #[test]
     fn recognize_shapes() {
         let r = sample_route();
-        assert_eq!(r.base_url, "https://generativelanguage.googleapis.com/v1beta");
-        assert_eq!((r.model.as_str(), r.endpoint.as_str()), ("gemini-2.5-flash", "generateContent"));
+        assert_eq!(
+            r.base_url,
+            "https://generativelanguage.googleapis.com/v1beta"
+        );
+        assert_eq!(
+            (r.model.as_str(), r.endpoint.as_str()),
+            ("gemini-2.5-flash", "generateContent")
+        );
         assert_eq!(r.body.to_string(), BODY);
-        assert_eq!(r.forward_headers, vec![("x-goog-api-key".to_string(), "AIzaTEST".to_string())]);
+        assert_eq!(
+            r.forward_headers,
+            vec![("x-goog-api-key".to_string(), "AIzaTEST".to_string())]
+        );
 
         let q = Gemini
-            .recognize(&req("POST", &format!("{GEN_URL}?key=AIzaQ"), &[("x-goog-user-project", "p")], BODY))
+            .recognize(&req(
+                "POST",
+                &format!("{GEN_URL}?key=AIzaQ"),
+                &[("x-goog-user-project", "p")],
+                BODY,
+            ))
             .unwrap()
             .unwrap();
         assert_eq!(
@@ -412,7 +460,9 @@ mod tests {
             assert_eq!(got, expected, "{method} {url}");
         }
         assert_eq!(
-            Gemini.recognize(&req("POST", GEN_URL, &[], "not json")).map(|r| r.map(|_| ())),
+            Gemini
+                .recognize(&req("POST", GEN_URL, &[], "not json"))
+                .map(|r| r.map(|_| ())),
             Some(Err(PassThrough::NotJson))
         );
     }
@@ -422,8 +472,14 @@ mod tests {
         let route = sample_route();
         let ctx = ctx_for(&route, "batchling-g1");
         let items = vec![
-            BatchItem { custom_id: "req-1".into(), body: route.body.clone() },
-            BatchItem { custom_id: "req-2".into(), body: json!({"contents":[]}) },
+            BatchItem {
+                custom_id: "req-1".into(),
+                body: route.body.clone(),
+            },
+            BatchItem {
+                custom_id: "req-2".into(),
+                body: json!({"contents":[]}),
+            },
         ];
         let c = Gemini.build_create(&ctx, &items, None);
         assert_eq!(
@@ -438,7 +494,10 @@ mod tests {
                 r#"{{"batch":{{"displayName":"batchling-g1","inputConfig":{{"requests":{{"requests":[{{"request":{BODY},"metadata":{{"key":"req-1"}}}},{{"request":{{"contents":[]}},"metadata":{{"key":"req-2"}}}}]}}}}}}}}"#
             )
         );
-        assert_eq!(Gemini.item_bytes(&ctx, &items[1]), r#"{"request":{"contents":[]},"metadata":{"key":"req-2"}}"#.len() + 1);
+        assert_eq!(
+            Gemini.item_bytes(&ctx, &items[1]),
+            r#"{"request":{"contents":[]},"metadata":{"key":"req-2"}}"#.len() + 1
+        );
         assert!(Gemini.build_upload(&ctx, &items).is_none());
     }
 
@@ -447,14 +506,23 @@ mod tests {
         let route = sample_route();
         let ctx = ctx_for(&route, "t");
         let f = Gemini.build_find(&ctx).unwrap();
-        assert_eq!(f.url, "https://generativelanguage.googleapis.com/v1beta/batches?pageSize=100");
+        assert_eq!(
+            f.url,
+            "https://generativelanguage.googleapis.com/v1beta/batches?pageSize=100"
+        );
         assert_eq!(f.method, "GET");
         let p = Gemini.build_poll(&ctx, "batches/123456");
-        assert_eq!(p.url, "https://generativelanguage.googleapis.com/v1beta/batches/123456");
+        assert_eq!(
+            p.url,
+            "https://generativelanguage.googleapis.com/v1beta/batches/123456"
+        );
         assert_eq!(Gemini.build_poll(&ctx, "123456").url, p.url);
         assert_eq!(p.header("x-goog-api-key"), Some("AIzaTEST"));
         let d = Gemini.build_download(&ctx, "files/batch-xyz");
-        assert_eq!(d.url, "https://generativelanguage.googleapis.com/v1beta/files/batch-xyz:download?alt=media");
+        assert_eq!(
+            d.url,
+            "https://generativelanguage.googleapis.com/v1beta/files/batch-xyz:download?alt=media"
+        );
     }
 
     const OPERATION: &str = r#"{"name":"batches/123456",
@@ -476,24 +544,56 @@ mod tests {
         let op = HttpResponse::json(200, OPERATION.into());
         assert_eq!(
             Gemini.parse_create(&op).unwrap(),
-            RemoteBatch { id: "batches/123456".into(), state_label: "BATCH_STATE_SUCCEEDED".into() }
+            RemoteBatch {
+                id: "batches/123456".into(),
+                state_label: "BATCH_STATE_SUCCEEDED".into()
+            }
         );
-        let list = HttpResponse::json(200, format!(r#"{{"operations":[{{"name":"batches/1","metadata":{{"displayName":"other","state":"BATCH_STATE_RUNNING"}}}},{OPERATION}],"nextPageToken":"x"}}"#));
-        assert_eq!(Gemini.parse_find(&list, "batchling-g1").unwrap().unwrap().id, "batches/123456");
+        let list = HttpResponse::json(
+            200,
+            format!(
+                r#"{{"operations":[{{"name":"batches/1","metadata":{{"displayName":"other","state":"BATCH_STATE_RUNNING"}}}},{OPERATION}],"nextPageToken":"x"}}"#
+            ),
+        );
+        assert_eq!(
+            Gemini
+                .parse_find(&list, "batchling-g1")
+                .unwrap()
+                .unwrap()
+                .id,
+            "batches/123456"
+        );
         assert_eq!(Gemini.parse_find(&list, "nope").unwrap(), None);
-        assert_eq!(Gemini.parse_find(&HttpResponse::json(200, "{}".into()), "t").unwrap(), None);
+        assert_eq!(
+            Gemini
+                .parse_find(&HttpResponse::json(200, "{}".into()), "t")
+                .unwrap(),
+            None
+        );
 
-        let ids = vec!["req-1".to_string(), "req-2".to_string(), "req-3".to_string()];
+        let ids = vec![
+            "req-1".to_string(),
+            "req-2".to_string(),
+            "req-3".to_string(),
+        ];
         let r = Gemini.parse_poll(&op, &ids).unwrap();
         assert_eq!((r.total, r.completed, r.failed), (3, 1, 2));
         assert_eq!(r.state_label, "BATCH_STATE_SUCCEEDED");
-        let PollState::Completed { downloads, inline: Some(inline) } = r.state else { panic!("{:?}", r.state) };
+        let PollState::Completed {
+            downloads,
+            inline: Some(inline),
+        } = r.state
+        else {
+            panic!("{:?}", r.state)
+        };
         assert!(downloads.is_empty());
         assert!(inline.malformed.is_empty());
         assert_eq!(inline.items.len(), 3);
         assert_eq!(inline.items[0].custom_id, "req-1");
         assert_eq!(inline.items[0].response.status, 200);
-        assert!(inline.items[0].response.body.starts_with(r#"{"candidates":[{"content":{"role":"model","parts":[{"text":"Rayleigh"#));
+        assert!(inline.items[0].response.body.starts_with(
+            r#"{"candidates":[{"content":{"role":"model","parts":[{"text":"Rayleigh"#
+        ));
         assert_eq!(inline.items[1].response.status, 400);
         assert_eq!(
             inline.items[1].response.body,
@@ -502,34 +602,96 @@ mod tests {
         // No key: matched by position.
         assert_eq!(inline.items[2].custom_id, "req-3");
         assert_eq!(inline.items[2].response.status, 429);
-        assert_eq!(inline.items[2].response.header("content-type"), Some("application/json"));
+        assert_eq!(
+            inline.items[2].response.header("content-type"),
+            Some("application/json")
+        );
     }
 
     fn poll_state(body: &str) -> PollReport {
-        Gemini.parse_poll(&HttpResponse::json(200, body.into()), &[]).unwrap()
+        Gemini
+            .parse_poll(&HttpResponse::json(200, body.into()), &[])
+            .unwrap()
     }
 
     #[test]
     fn poll_state_spellings() {
-        for s in ["BATCH_STATE_PENDING", "BATCH_STATE_RUNNING", "JOB_STATE_RUNNING", "JOB_STATE_QUEUED", "BATCH_STATE_UNSPECIFIED"] {
-            let r = poll_state(&format!(r#"{{"name":"batches/1","metadata":{{"state":"{s}","batchStats":{{"requestCount":"5","pendingRequestCount":"5"}}}}}}"#));
+        for s in [
+            "BATCH_STATE_PENDING",
+            "BATCH_STATE_RUNNING",
+            "JOB_STATE_RUNNING",
+            "JOB_STATE_QUEUED",
+            "BATCH_STATE_UNSPECIFIED",
+        ] {
+            let r = poll_state(&format!(
+                r#"{{"name":"batches/1","metadata":{{"state":"{s}","batchStats":{{"requestCount":"5","pendingRequestCount":"5"}}}}}}"#
+            ));
             assert_eq!(r.state, PollState::Running, "{s}");
             assert_eq!(r.total, 5);
         }
-        let file = poll_state(r#"{"name":"batches/1","metadata":{"state":"JOB_STATE_SUCCEEDED","output":{"responsesFile":"files/batch-xyz"}},"done":true}"#);
-        assert_eq!(file.state, PollState::Completed { downloads: vec!["files/batch-xyz".into()], inline: None });
-        let failed = poll_state(r#"{"name":"batches/1","metadata":{"state":"BATCH_STATE_FAILED"},"done":true,"error":{"code":3,"message":"bad input"}}"#);
-        assert_eq!(failed.state, PollState::Ended { kind: EndKind::Failed, message: "bad input".into() });
-        let expired = poll_state(r#"{"name":"batches/1","metadata":{"state":"BATCH_STATE_EXPIRED"},"done":true}"#);
-        assert_eq!(expired.state, PollState::Ended { kind: EndKind::Expired, message: String::new() });
-        let cancelled = poll_state(r#"{"name":"batches/1","metadata":{"state":"JOB_STATE_CANCELLED"},"done":true}"#);
-        assert!(matches!(cancelled.state, PollState::Ended { kind: EndKind::Cancelled, .. }));
-        let partial = poll_state(r#"{"name":"batches/1","metadata":{"state":"BATCH_STATE_CANCELLED","output":{"inlinedResponses":{"inlinedResponses":[{"metadata":{"key":"a"},"response":{}}]}}},"done":true}"#);
+        let file = poll_state(
+            r#"{"name":"batches/1","metadata":{"state":"JOB_STATE_SUCCEEDED","output":{"responsesFile":"files/batch-xyz"}},"done":true}"#,
+        );
+        assert_eq!(
+            file.state,
+            PollState::Completed {
+                downloads: vec!["files/batch-xyz".into()],
+                inline: None
+            }
+        );
+        let failed = poll_state(
+            r#"{"name":"batches/1","metadata":{"state":"BATCH_STATE_FAILED"},"done":true,"error":{"code":3,"message":"bad input"}}"#,
+        );
+        assert_eq!(
+            failed.state,
+            PollState::Ended {
+                kind: EndKind::Failed,
+                message: "bad input".into()
+            }
+        );
+        let expired = poll_state(
+            r#"{"name":"batches/1","metadata":{"state":"BATCH_STATE_EXPIRED"},"done":true}"#,
+        );
+        assert_eq!(
+            expired.state,
+            PollState::Ended {
+                kind: EndKind::Expired,
+                message: String::new()
+            }
+        );
+        let cancelled = poll_state(
+            r#"{"name":"batches/1","metadata":{"state":"JOB_STATE_CANCELLED"},"done":true}"#,
+        );
+        assert!(matches!(
+            cancelled.state,
+            PollState::Ended {
+                kind: EndKind::Cancelled,
+                ..
+            }
+        ));
+        let partial = poll_state(
+            r#"{"name":"batches/1","metadata":{"state":"BATCH_STATE_CANCELLED","output":{"inlinedResponses":{"inlinedResponses":[{"metadata":{"key":"a"},"response":{}}]}}},"done":true}"#,
+        );
         assert_eq!(partial.end_kind_if_partial, Some(EndKind::Cancelled));
-        let stateless_done = poll_state(r#"{"name":"batches/1","done":true,"response":{"responsesFile":"files/f"}}"#);
+        let stateless_done = poll_state(
+            r#"{"name":"batches/1","done":true,"response":{"responsesFile":"files/f"}}"#,
+        );
         assert!(matches!(stateless_done.state, PollState::Completed { .. }));
-        assert!(Gemini.parse_poll(&HttpResponse::json(200, r#"{"metadata":{"state":"BATCH_STATE_NEW"}}"#.into()), &[]).is_err());
-        assert!(Gemini.parse_poll(&HttpResponse::json(404, r#"{"error":{"code":404,"message":"nope","status":"NOT_FOUND"}}"#.into()), &[]).is_err());
+        assert!(Gemini
+            .parse_poll(
+                &HttpResponse::json(200, r#"{"metadata":{"state":"BATCH_STATE_NEW"}}"#.into()),
+                &[]
+            )
+            .is_err());
+        assert!(Gemini
+            .parse_poll(
+                &HttpResponse::json(
+                    404,
+                    r#"{"error":{"code":404,"message":"nope","status":"NOT_FOUND"}}"#.into()
+                ),
+                &[]
+            )
+            .is_err());
     }
 
     #[test]
@@ -547,7 +709,10 @@ mod tests {
         let parsed = Gemini.parse_results("batches/1", body);
         assert_eq!(parsed.items.len(), 3);
         assert_eq!(parsed.items[0].response.status, 200);
-        assert_eq!(parsed.items[1].response.body, r#"{"error":{"code":400,"message":"bad","status":"INVALID_ARGUMENT"}}"#);
+        assert_eq!(
+            parsed.items[1].response.body,
+            r#"{"error":{"code":400,"message":"bad","status":"INVALID_ARGUMENT"}}"#
+        );
         assert_eq!(parsed.items[2].response.status, 503);
         assert_eq!(parsed.malformed.len(), 1);
         assert_eq!(parsed.malformed[0].line_number, 4);
@@ -598,14 +763,17 @@ mod tests {
             assert!(msg.contains("batches/42") && msg.contains(kind.as_str()));
         }
         let d = Gemini.dry_run_response(&sample_route(), "c1");
-        assert_eq!((d.status, d.header("x-batchling-dry-run")), (200, Some("1")));
+        assert_eq!(
+            (d.status, d.header("x-batchling-dry-run")),
+            (200, Some("1"))
+        );
         let v: Value = serde_json::from_str(&d.body).unwrap();
         assert_eq!(v["candidates"][0]["content"]["role"], "model");
         assert_eq!(v["modelVersion"], "gemini-2.5-flash");
     }
 
     fn valid_line(id: &str, n: u32) -> String {
-        if n % 3 == 0 {
+        if n.is_multiple_of(3) {
             json!({"key": id, "error": {"code": n % 17, "message": "m", "status": "X"}}).to_string()
         } else {
             json!({"key": id, "response": {"candidates": [{"content": {"parts": [{"text": n.to_string()}]}}]}}).to_string()

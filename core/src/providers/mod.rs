@@ -59,7 +59,11 @@ pub enum ProviderId {
 }
 
 impl ProviderId {
-    pub const ALL: [ProviderId; 3] = [ProviderId::OpenAi, ProviderId::Anthropic, ProviderId::Gemini];
+    pub const ALL: [ProviderId; 3] = [
+        ProviderId::OpenAi,
+        ProviderId::Anthropic,
+        ProviderId::Gemini,
+    ];
 
     pub fn as_str(self) -> &'static str {
         match self {
@@ -109,7 +113,11 @@ impl fmt::Debug for Route {
             .forward_headers
             .iter()
             .map(|(k, v)| {
-                let shown = if common::is_secret_header(k) { "<redacted>" } else { v.as_str() };
+                let shown = if common::is_secret_header(k) {
+                    "<redacted>"
+                } else {
+                    v.as_str()
+                };
                 (k.as_str(), shown)
             })
             .collect();
@@ -290,7 +298,9 @@ pub struct ProtocolError {
 
 impl ProtocolError {
     pub fn new(message: impl Into<String>) -> Self {
-        ProtocolError { message: message.into() }
+        ProtocolError {
+            message: message.into(),
+        }
     }
 }
 
@@ -371,7 +381,7 @@ pub trait ProviderAdapter: Sync {
 
 /// The adapter registry. Order matters only for recognition: the adapters whose recognition
 /// needs a provider signature (headers, `:generateContent`) go before the generic OpenAI shape.
-pub static ADAPTERS: [&(dyn ProviderAdapter); 3] = [&Anthropic, &Gemini, &OpenAi];
+pub static ADAPTERS: [&dyn ProviderAdapter; 3] = [&Anthropic, &Gemini, &OpenAi];
 
 pub fn adapter(p: ProviderId) -> &'static dyn ProviderAdapter {
     match p {

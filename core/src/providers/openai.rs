@@ -93,7 +93,10 @@ impl OpenAi {
             (_, Some(err @ Value::Object(_))) => Self::line_error_response(batch_id, err),
             _ => return Err("neither response nor error".into()),
         };
-        Ok(ItemResult { custom_id, response })
+        Ok(ItemResult {
+            custom_id,
+            response,
+        })
     }
 
     fn remote_batch(v: &Value) -> Option<RemoteBatch> {
@@ -130,9 +133,9 @@ impl ProviderAdapter for OpenAi {
 
     fn recognize(&self, req: &HttpRequest) -> Option<Result<Route, PassThrough>> {
         let (url, _query) = common::split_query(&req.url);
-        let (base, endpoint) = ENDPOINTS
-            .iter()
-            .find_map(|(suffix, endpoint)| Some((common::strip_path_suffix(url, suffix)?, *endpoint)))?;
+        let (base, endpoint) = ENDPOINTS.iter().find_map(|(suffix, endpoint)| {
+            Some((common::strip_path_suffix(url, suffix)?, *endpoint))
+        })?;
         // Anthropic- or Gemini-signed requests are theirs (their OpenAI-compatibility layers
         // have no OpenAI batch API behind the same base).
         if req.header("anthropic-version").is_some() || req.header("x-goog-api-key").is_some() {
@@ -201,7 +204,10 @@ impl ProviderAdapter for OpenAi {
         _items: &[BatchItem],
         uploaded_file: Option<&str>,
     ) -> HttpRequest {
-        debug_assert!(uploaded_file.is_some(), "OpenAI batches need the uploaded file id");
+        debug_assert!(
+            uploaded_file.is_some(),
+            "OpenAI batches need the uploaded file id"
+        );
         let body = json!({
             "input_file_id": uploaded_file.unwrap_or_default(),
             "endpoint": ctx.route.endpoint,
@@ -243,7 +249,11 @@ impl ProviderAdapter for OpenAi {
             .ok_or_else(|| ProtocolError::new("batch list: no data array"))?;
         Ok(data
             .iter()
-            .find(|b| b.pointer(&format!("/metadata/{TAG_METADATA_KEY}")).and_then(Value::as_str) == Some(tag))
+            .find(|b| {
+                b.pointer(&format!("/metadata/{TAG_METADATA_KEY}"))
+                    .and_then(Value::as_str)
+                    == Some(tag)
+            })
             .and_then(Self::remote_batch))
     }
 
@@ -271,25 +281,57 @@ impl ProviderAdapter for OpenAi {
             .map(str::to_string)
             .collect();
         let (state, end_kind_if_partial) = match status {
-            "validating" | "in_progress" | "finalizing" | "cancelling" => (PollState::Running, None),
-            "completed" => (PollState::Completed { downloads, inline: None }, None),
+            "validating" | "in_progress" | "finalizing" | "cancelling" => {
+                (PollState::Running, None)
+            }
+            "completed" => (
+                PollState::Completed {
+                    downloads,
+                    inline: None,
+                },
+                None,
+            ),
             "failed" => {
                 let message = Self::batch_errors(&v);
-                (PollState::Ended { kind: EndKind::Failed, message }, None)
+                (
+                    PollState::Ended {
+                        kind: EndKind::Failed,
+                        message,
+                    },
+                    None,
+                )
             }
             // Expired and cancelled batches keep what ran in their output / error files; the
             // requests without a line did not run.
             "expired" | "cancelled" => {
-                let kind = if status == "expired" { EndKind::Expired } else { EndKind::Cancelled };
-                if downloads.is_empty() {
-                    (PollState::Ended { kind, message: String::new() }, None)
+                let kind = if status == "expired" {
+                    EndKind::Expired
                 } else {
-                    (PollState::Completed { downloads, inline: None }, Some(kind))
+                    EndKind::Cancelled
+                };
+                if downloads.is_empty() {
+                    (
+                        PollState::Ended {
+                            kind,
+                            message: String::new(),
+                        },
+                        None,
+                    )
+                } else {
+                    (
+                        PollState::Completed {
+                            downloads,
+                            inline: None,
+                        },
+                        Some(kind),
+                    )
                 }
             }
             // Failing loudly beats polling forever on a state we do not understand.
             other => {
-                return Err(ProtocolError::new(format!("batch poll: unknown status {other:?}")))
+                return Err(ProtocolError::new(format!(
+                    "batch poll: unknown status {other:?}"
+                )))
             }
         };
         Ok(PollReport {
@@ -322,7 +364,11 @@ impl ProviderAdapter for OpenAi {
             "param": null,
             "code": format!("batch_{kind}"),
         }});
-        json_response(kind.http_status(), &body, &common::not_run_headers(batch_id))
+        json_response(
+            kind.http_status(),
+            &body,
+            &common::not_run_headers(batch_id),
+        )
     }
 
     fn dry_run_response(&self, route: &Route, custom_id: &str) -> HttpResponse {
@@ -387,7 +433,11 @@ fn route(req: &HttpRequest, base: &str, endpoint: &str) -> Result<Route, PassThr
         provider: ProviderId::OpenAi,
         endpoint: endpoint.to_string(),
         model,
-        credential_fingerprint: common::fingerprint(ProviderId::OpenAi, &base_url, &forward_headers),
+        credential_fingerprint: common::fingerprint(
+            ProviderId::OpenAi,
+            &base_url,
+            &forward_headers,
+        ),
         base_url,
         forward_headers,
         body: Value::Object(body),
@@ -408,7 +458,11 @@ fn dry_run_embeddings(body: &Value, model: &str) -> Value {
         .get("dimensions")
         .and_then(Value::as_u64)
         .map(|d| d as usize)
-        .unwrap_or(if model.contains("3-large") { 3072 } else { 1536 });
+        .unwrap_or(if model.contains("3-large") {
+            3072
+        } else {
+            1536
+        });
     let base64 = body.get("encoding_format").and_then(Value::as_str) == Some("base64");
     let data: Vec<Value> = (0..inputs)
         .map(|index| {
@@ -441,7 +495,10 @@ mod tests {
     fn openai_route() -> Route {
         let r = chat_req(
             "https://api.openai.com/v1/chat/completions",
-            &[("Authorization", "Bearer sk-test"), ("OpenAI-Organization", "org-1")],
+            &[
+                ("Authorization", "Bearer sk-test"),
+                ("OpenAI-Organization", "org-1"),
+            ],
             r#"{"model":"gpt-4o-mini","messages":[{"role":"user","content":"2+2?"}],"max_completion_tokens":50}"#,
         );
         OpenAi.recognize(&r).unwrap().unwrap()
@@ -451,15 +508,26 @@ mod tests {
     fn recognizes_endpoints_on_any_base() {
         for (suffix, endpoint) in ENDPOINTS {
             let url = format!("http://127.0.0.1:9/v1{suffix}");
-            let r = chat_req(&url, &[("authorization", "Bearer k")], r#"{"model":"m","input":"x"}"#);
+            let r = chat_req(
+                &url,
+                &[("authorization", "Bearer k")],
+                r#"{"model":"m","input":"x"}"#,
+            );
             let route = OpenAi.recognize(&r).unwrap().unwrap();
             assert_eq!(route.endpoint, *endpoint);
             assert_eq!(route.base_url, "http://127.0.0.1:9/v1");
             assert_eq!(route.model, "m");
         }
         // Groq-style base path.
-        let r = chat_req("https://api.groq.com/openai/v1/chat/completions", &[], r#"{"model":"m"}"#);
-        assert_eq!(OpenAi.recognize(&r).unwrap().unwrap().base_url, "https://api.groq.com/openai/v1");
+        let r = chat_req(
+            "https://api.groq.com/openai/v1/chat/completions",
+            &[],
+            r#"{"model":"m"}"#,
+        );
+        assert_eq!(
+            OpenAi.recognize(&r).unwrap().unwrap().base_url,
+            "https://api.groq.com/openai/v1"
+        );
     }
 
     #[test]
@@ -470,7 +538,12 @@ mod tests {
             "https://api.openai.com/v1/batches",
             "https://api.openai.com/v1/completions",
         ] {
-            assert!(OpenAi.recognize(&chat_req(url, &[], r#"{"model":"m"}"#)).is_none(), "{url}");
+            assert!(
+                OpenAi
+                    .recognize(&chat_req(url, &[], r#"{"model":"m"}"#))
+                    .is_none(),
+                "{url}"
+            );
         }
         let signed = chat_req(
             "https://api.anthropic.com/v1/chat/completions",
@@ -489,25 +562,45 @@ mod tests {
     #[test]
     fn pass_through_reasons() {
         let url = "https://api.openai.com/v1/chat/completions";
-        assert_eq!(OpenAi.recognize(&req("GET", url, &[], "")), Some(Err(PassThrough::NotPost)));
+        assert_eq!(
+            OpenAi.recognize(&req("GET", url, &[], "")),
+            Some(Err(PassThrough::NotPost))
+        );
         assert_eq!(
             OpenAi.recognize(&chat_req(url, &[], r#"{"model":"m","stream":true}"#)),
             Some(Err(PassThrough::Streaming))
         );
         assert_eq!(
-            OpenAi.recognize(&chat_req(url, &[("content-type", "multipart/form-data; boundary=x")], "--x")),
+            OpenAi.recognize(&chat_req(
+                url,
+                &[("content-type", "multipart/form-data; boundary=x")],
+                "--x"
+            )),
             Some(Err(PassThrough::NotJson))
         );
-        assert_eq!(OpenAi.recognize(&chat_req(url, &[], "[1,2]")), Some(Err(PassThrough::NotJson)));
-        assert_eq!(OpenAi.recognize(&chat_req(url, &[], r#"{"messages":[]}"#)), Some(Err(PassThrough::NoModel)));
-        assert_eq!(OpenAi.recognize(&chat_req(url, &[], r#"{"model":""}"#)), Some(Err(PassThrough::NoModel)));
+        assert_eq!(
+            OpenAi.recognize(&chat_req(url, &[], "[1,2]")),
+            Some(Err(PassThrough::NotJson))
+        );
+        assert_eq!(
+            OpenAi.recognize(&chat_req(url, &[], r#"{"messages":[]}"#)),
+            Some(Err(PassThrough::NoModel))
+        );
+        assert_eq!(
+            OpenAi.recognize(&chat_req(url, &[], r#"{"model":""}"#)),
+            Some(Err(PassThrough::NoModel))
+        );
     }
 
     #[test]
     fn body_fidelity_strips_only_stream_fields() {
         let body = r#"{"temperature":0.7,"model":"gpt-4o","stream":false,"messages":[{"role":"user","content":"hi"}],"stream_options":{"include_usage":true},"metadata":{"z":"1","a":"2"},"seed":12345678901,"tools":[]}"#;
         let route = OpenAi
-            .recognize(&chat_req("https://api.openai.com/v1/chat/completions", &[], body))
+            .recognize(&chat_req(
+                "https://api.openai.com/v1/chat/completions",
+                &[],
+                body,
+            ))
             .unwrap()
             .unwrap();
         assert_eq!(
@@ -536,8 +629,14 @@ mod tests {
         let route = openai_route();
         let ctx = ctx_for(&route, "batchling-t1");
         let items = vec![
-            BatchItem { custom_id: "a".into(), body: route.body.clone() },
-            BatchItem { custom_id: "b".into(), body: json!({"model":"gpt-4o-mini","messages":[]}) },
+            BatchItem {
+                custom_id: "a".into(),
+                body: route.body.clone(),
+            },
+            BatchItem {
+                custom_id: "b".into(),
+                body: json!({"model":"gpt-4o-mini","messages":[]}),
+            },
         ];
         let up = OpenAi.build_upload(&ctx, &items).unwrap();
         assert_eq!(up.method, "POST");
@@ -565,7 +664,10 @@ mod tests {
         let route = openai_route();
         let ctx = ctx_for(&route, "batchling-t1");
         let c = OpenAi.build_create(&ctx, &[], Some("file-abc"));
-        assert_eq!((c.method.as_str(), c.url.as_str()), ("POST", "https://api.openai.com/v1/batches"));
+        assert_eq!(
+            (c.method.as_str(), c.url.as_str()),
+            ("POST", "https://api.openai.com/v1/batches")
+        );
         assert_eq!(c.header("content-type"), Some("application/json"));
         assert_eq!(c.header("authorization"), Some("Bearer sk-test"));
         let body: Value = serde_json::from_str(&c.body).unwrap();
@@ -574,9 +676,15 @@ mod tests {
             json!({"input_file_id":"file-abc","endpoint":"/v1/chat/completions","completion_window":"24h","metadata":{"batchling_tag":"batchling-t1"}})
         );
         let f = OpenAi.build_find(&ctx).unwrap();
-        assert_eq!((f.method.as_str(), f.url.as_str()), ("GET", "https://api.openai.com/v1/batches?limit=100"));
+        assert_eq!(
+            (f.method.as_str(), f.url.as_str()),
+            ("GET", "https://api.openai.com/v1/batches?limit=100")
+        );
         let p = OpenAi.build_poll(&ctx, "batch_1");
-        assert_eq!((p.method.as_str(), p.url.as_str()), ("GET", "https://api.openai.com/v1/batches/batch_1"));
+        assert_eq!(
+            (p.method.as_str(), p.url.as_str()),
+            ("GET", "https://api.openai.com/v1/batches/batch_1")
+        );
         assert_eq!(p.header("openai-organization"), Some("org-1"));
         let d = OpenAi.build_download(&ctx, "file-out");
         assert_eq!(d.url, "https://api.openai.com/v1/files/file-out/content");
@@ -588,31 +696,46 @@ mod tests {
     fn parse_upload_create_find() {
         let up = HttpResponse::json(200, r#"{"id":"file-abc123","object":"file","bytes":1532,"created_at":1763880000,"filename":"batch_in.jsonl","purpose":"batch","status":"processed","expires_at":1766472000}"#.into());
         assert_eq!(OpenAi.parse_upload(&up).unwrap(), "file-abc123");
-        assert!(OpenAi.parse_upload(&HttpResponse::json(200, "{}".into())).is_err());
         assert!(OpenAi
-            .parse_upload(&HttpResponse::json(401, r#"{"error":{"message":"bad key"}}"#.into()))
+            .parse_upload(&HttpResponse::json(200, "{}".into()))
+            .is_err());
+        assert!(OpenAi
+            .parse_upload(&HttpResponse::json(
+                401,
+                r#"{"error":{"message":"bad key"}}"#.into()
+            ))
             .unwrap_err()
             .message
             .contains("bad key"));
         let created = HttpResponse::json(200, r#"{"id":"batch_abc123","object":"batch","status":"validating","request_counts":{"total":0,"completed":0,"failed":0}}"#.into());
         assert_eq!(
             OpenAi.parse_create(&created).unwrap(),
-            RemoteBatch { id: "batch_abc123".into(), state_label: "validating".into() }
+            RemoteBatch {
+                id: "batch_abc123".into(),
+                state_label: "validating".into()
+            }
         );
         let list = HttpResponse::json(200, r#"{"object":"list","data":[{"id":"batch_1","status":"in_progress","metadata":{"job":"x"}},{"id":"batch_2","status":"validating","metadata":{"batchling_tag":"batchling-t1"}},{"id":"batch_3","status":"completed","metadata":null}],"has_more":false}"#.into());
         assert_eq!(
             OpenAi.parse_find(&list, "batchling-t1").unwrap(),
-            Some(RemoteBatch { id: "batch_2".into(), state_label: "validating".into() })
+            Some(RemoteBatch {
+                id: "batch_2".into(),
+                state_label: "validating".into()
+            })
         );
         assert_eq!(OpenAi.parse_find(&list, "batchling-other").unwrap(), None);
-        assert!(OpenAi.parse_find(&HttpResponse::json(200, "{}".into()), "t").is_err());
+        assert!(OpenAi
+            .parse_find(&HttpResponse::json(200, "{}".into()), "t")
+            .is_err());
     }
 
     fn poll(status: &str, extra: &str) -> PollReport {
         let body = format!(
             r#"{{"id":"batch_abc123","object":"batch","status":"{status}","request_counts":{{"total":100,"completed":95,"failed":5}}{extra}}}"#
         );
-        OpenAi.parse_poll(&HttpResponse::json(200, body), &[]).unwrap()
+        OpenAi
+            .parse_poll(&HttpResponse::json(200, body), &[])
+            .unwrap()
     }
 
     #[test]
@@ -620,32 +743,72 @@ mod tests {
         for s in ["validating", "in_progress", "finalizing", "cancelling"] {
             assert_eq!(poll(s, "").state, PollState::Running);
         }
-        let done = poll("completed", r#","output_file_id":"file-out456","error_file_id":"file-err789""#);
+        let done = poll(
+            "completed",
+            r#","output_file_id":"file-out456","error_file_id":"file-err789""#,
+        );
         assert_eq!((done.total, done.completed, done.failed), (100, 95, 5));
         assert_eq!(done.state_label, "completed");
         assert_eq!(
             done.state,
-            PollState::Completed { downloads: vec!["file-out456".into(), "file-err789".into()], inline: None }
+            PollState::Completed {
+                downloads: vec!["file-out456".into(), "file-err789".into()],
+                inline: None
+            }
         );
         assert_eq!(done.end_kind_if_partial, None);
-        let no_errors = poll("completed", r#","output_file_id":"file-out456","error_file_id":null"#);
-        assert_eq!(no_errors.state, PollState::Completed { downloads: vec!["file-out456".into()], inline: None });
+        let no_errors = poll(
+            "completed",
+            r#","output_file_id":"file-out456","error_file_id":null"#,
+        );
+        assert_eq!(
+            no_errors.state,
+            PollState::Completed {
+                downloads: vec!["file-out456".into()],
+                inline: None
+            }
+        );
 
         let failed = poll(
             "failed",
             r#","errors":{"object":"list","data":[{"code":"invalid_json_line","message":"bad line","param":null,"line":3}]}"#,
         );
-        assert_eq!(failed.state, PollState::Ended { kind: EndKind::Failed, message: "line 3: bad line".into() });
+        assert_eq!(
+            failed.state,
+            PollState::Ended {
+                kind: EndKind::Failed,
+                message: "line 3: bad line".into()
+            }
+        );
 
-        let expired = poll("expired", r#","output_file_id":"file-out","error_file_id":null"#);
-        assert_eq!(expired.state, PollState::Completed { downloads: vec!["file-out".into()], inline: None });
+        let expired = poll(
+            "expired",
+            r#","output_file_id":"file-out","error_file_id":null"#,
+        );
+        assert_eq!(
+            expired.state,
+            PollState::Completed {
+                downloads: vec!["file-out".into()],
+                inline: None
+            }
+        );
         assert_eq!(expired.end_kind_if_partial, Some(EndKind::Expired));
         assert_eq!(
             poll("cancelled", r#","output_file_id":null"#).state,
-            PollState::Ended { kind: EndKind::Cancelled, message: String::new() }
+            PollState::Ended {
+                kind: EndKind::Cancelled,
+                message: String::new()
+            }
         );
-        assert!(OpenAi.parse_poll(&HttpResponse::json(200, r#"{"status":"weird"}"#.into()), &[]).is_err());
-        assert!(OpenAi.parse_poll(&HttpResponse::json(200, "not json".into()), &[]).is_err());
+        assert!(OpenAi
+            .parse_poll(
+                &HttpResponse::json(200, r#"{"status":"weird"}"#.into()),
+                &[]
+            )
+            .is_err());
+        assert!(OpenAi
+            .parse_poll(&HttpResponse::json(200, "not json".into()), &[])
+            .is_err());
     }
 
     const RESULTS: &str = concat!(
@@ -665,13 +828,22 @@ mod tests {
     fn parse_results_maps_lines() {
         let parsed = OpenAi.parse_results("batch_abc", RESULTS);
         assert!(parsed.malformed.is_empty(), "{:?}", parsed.malformed);
-        let by_id = |id: &str| &parsed.items.iter().find(|i| i.custom_id == id).unwrap().response;
+        let by_id = |id: &str| {
+            &parsed
+                .items
+                .iter()
+                .find(|i| i.custom_id == id)
+                .unwrap()
+                .response
+        };
 
         let ok = by_id("req-1");
         assert_eq!(ok.status, 200);
         assert_eq!(ok.header("content-type"), Some("application/json"));
         assert_eq!(ok.header("x-request-id"), Some("req_c187b3"));
-        assert!(ok.body.starts_with(r#"{"id":"chatcmpl-9758Iw","object":"chat.completion","created":1763880100"#));
+        assert!(ok.body.starts_with(
+            r#"{"id":"chatcmpl-9758Iw","object":"chat.completion","created":1763880100"#
+        ));
 
         let bad = by_id("req-2");
         assert_eq!(bad.status, 400);
@@ -686,7 +858,10 @@ mod tests {
         assert_eq!(expired.header("x-should-retry"), Some("false"));
         let v: Value = serde_json::from_str(&expired.body).unwrap();
         assert_eq!(v["error"]["code"], "batch_expired");
-        assert!(v["error"]["message"].as_str().unwrap().contains("batch_abc"));
+        assert!(v["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("batch_abc"));
 
         let timeout = by_id("req-4");
         assert_eq!(timeout.status, 504);
@@ -721,14 +896,23 @@ mod tests {
 
     #[test]
     fn ended_response_names_batch_and_state() {
-        for (kind, status) in [(EndKind::Expired, 504), (EndKind::Cancelled, 499), (EndKind::Failed, 500)] {
+        for (kind, status) in [
+            (EndKind::Expired, 504),
+            (EndKind::Cancelled, 499),
+            (EndKind::Failed, 500),
+        ] {
             let r = OpenAi.ended_response("batch_9", kind, "window closed");
             assert_eq!(r.status, status);
             assert_eq!(r.header("content-type"), Some("application/json"));
             assert_eq!(r.header("x-should-retry"), Some("false"));
             let v: Value = serde_json::from_str(&r.body).unwrap();
             let msg = v["error"]["message"].as_str().unwrap();
-            assert!(msg.contains("batch_9") && msg.contains(kind.as_str()) && msg.contains("window closed"), "{msg}");
+            assert!(
+                msg.contains("batch_9")
+                    && msg.contains(kind.as_str())
+                    && msg.contains("window closed"),
+                "{msg}"
+            );
             assert_eq!(v["error"]["code"], format!("batch_{kind}"));
             assert_eq!(v["error"]["type"], "batch_error");
         }
@@ -747,10 +931,15 @@ mod tests {
         assert_eq!(v["choices"][0]["message"]["role"], "assistant");
 
         let resp_route = OpenAi
-            .recognize(&chat_req("http://h/v1/responses", &[], r#"{"model":"gpt-5","input":"x"}"#))
+            .recognize(&chat_req(
+                "http://h/v1/responses",
+                &[],
+                r#"{"model":"gpt-5","input":"x"}"#,
+            ))
             .unwrap()
             .unwrap();
-        let v: Value = serde_json::from_str(&OpenAi.dry_run_response(&resp_route, "c2").body).unwrap();
+        let v: Value =
+            serde_json::from_str(&OpenAi.dry_run_response(&resp_route, "c2").body).unwrap();
         assert_eq!(v["object"], "response");
         assert_eq!(v["output"][0]["content"][0]["type"], "output_text");
 
@@ -768,7 +957,11 @@ mod tests {
         assert_eq!(v["data"][1]["index"], 1);
         assert_eq!(v["data"][0]["embedding"], "AAAAAAAAAAAAAAAA"); // 12 zero bytes
         let float = OpenAi
-            .recognize(&chat_req("http://h/v1/embeddings", &[], r#"{"model":"text-embedding-3-large","input":"a"}"#))
+            .recognize(&chat_req(
+                "http://h/v1/embeddings",
+                &[],
+                r#"{"model":"text-embedding-3-large","input":"a"}"#,
+            ))
             .unwrap()
             .unwrap();
         let v: Value = serde_json::from_str(&OpenAi.dry_run_response(&float, "c4").body).unwrap();
@@ -776,7 +969,7 @@ mod tests {
     }
 
     fn valid_line(id: &str, n: u32) -> String {
-        if n % 2 == 0 {
+        if n.is_multiple_of(2) {
             json!({"id": format!("batch_req_{n}"), "custom_id": id, "response": {"status_code": 200, "request_id": "r", "body": {"n": n}}, "error": null}).to_string()
         } else {
             json!({"id": format!("batch_req_{n}"), "custom_id": id, "response": null, "error": {"code": "batch_expired", "message": "m"}}).to_string()

@@ -90,7 +90,11 @@ pub(crate) fn mixed_jsonl(valid_line: fn(&str, u32) -> String) -> impl Strategy<
             if trailing_newline && !body.is_empty() {
                 body.push('\n');
             }
-            JsonlCase { body, good_ids, bad_lines }
+            JsonlCase {
+                body,
+                good_ids,
+                bad_lines,
+            }
         })
 }
 
@@ -128,16 +132,25 @@ fn classify_each_provider() {
         r#"{"model":"gpt-4o","messages":[]}"#,
     ))
     .unwrap();
-    assert_eq!((openai.provider, openai.endpoint.as_str()), (ProviderId::OpenAi, "/v1/chat/completions"));
+    assert_eq!(
+        (openai.provider, openai.endpoint.as_str()),
+        (ProviderId::OpenAi, "/v1/chat/completions")
+    );
 
     let anthropic = classify(&req(
         "POST",
         "https://api.anthropic.com/v1/messages",
-        &[("x-api-key", "sk-ant-1"), ("anthropic-version", "2023-06-01")],
+        &[
+            ("x-api-key", "sk-ant-1"),
+            ("anthropic-version", "2023-06-01"),
+        ],
         r#"{"model":"claude-sonnet-4-5","max_tokens":10,"messages":[]}"#,
     ))
     .unwrap();
-    assert_eq!((anthropic.provider, anthropic.endpoint.as_str()), (ProviderId::Anthropic, "/v1/messages"));
+    assert_eq!(
+        (anthropic.provider, anthropic.endpoint.as_str()),
+        (ProviderId::Anthropic, "/v1/messages")
+    );
 
     let gemini = classify(&req(
         "POST",
@@ -146,22 +159,40 @@ fn classify_each_provider() {
         r#"{"contents":[]}"#,
     ))
     .unwrap();
-    assert_eq!((gemini.provider, gemini.endpoint.as_str()), (ProviderId::Gemini, "generateContent"));
+    assert_eq!(
+        (gemini.provider, gemini.endpoint.as_str()),
+        (ProviderId::Gemini, "generateContent")
+    );
     assert_eq!(gemini.model, "gemini-2.5-flash");
 }
 
 #[test]
 fn classify_custom_local_base_urls() {
-    let o = classify(&req("POST", "http://127.0.0.1:4010/v1/embeddings", &[], r#"{"model":"e","input":"x"}"#)).unwrap();
-    assert_eq!((o.provider, o.base_url.as_str()), (ProviderId::OpenAi, "http://127.0.0.1:4010/v1"));
+    let o = classify(&req(
+        "POST",
+        "http://127.0.0.1:4010/v1/embeddings",
+        &[],
+        r#"{"model":"e","input":"x"}"#,
+    ))
+    .unwrap();
+    assert_eq!(
+        (o.provider, o.base_url.as_str()),
+        (ProviderId::OpenAi, "http://127.0.0.1:4010/v1")
+    );
     let a = classify(&req(
         "POST",
         "http://127.0.0.1:4010/anthropic/v1/messages?beta=true",
-        &[("authorization", "Bearer x"), ("anthropic-version", "2026-10-21")],
+        &[
+            ("authorization", "Bearer x"),
+            ("anthropic-version", "2026-10-21"),
+        ],
         r#"{"model":"claude-haiku-4-5","max_tokens":5,"messages":[]}"#,
     ))
     .unwrap();
-    assert_eq!((a.provider, a.base_url.as_str()), (ProviderId::Anthropic, "http://127.0.0.1:4010/anthropic"));
+    assert_eq!(
+        (a.provider, a.base_url.as_str()),
+        (ProviderId::Anthropic, "http://127.0.0.1:4010/anthropic")
+    );
     let g = classify(&req(
         "POST",
         "http://127.0.0.1:4010/v1beta/models/gemini-2.5-pro:generateContent?key=AIzaQ",
@@ -169,7 +200,10 @@ fn classify_custom_local_base_urls() {
         r#"{"contents":[]}"#,
     ))
     .unwrap();
-    assert_eq!((g.provider, g.base_url.as_str()), (ProviderId::Gemini, "http://127.0.0.1:4010/v1beta"));
+    assert_eq!(
+        (g.provider, g.base_url.as_str()),
+        (ProviderId::Gemini, "http://127.0.0.1:4010/v1beta")
+    );
 }
 
 #[test]
@@ -228,38 +262,102 @@ fn classify_pass_through() {
         ),
     ];
     for (r, expected) in cases {
-        assert_eq!(classify(r).unwrap_err(), *expected, "{} {}", r.method, r.url);
+        assert_eq!(
+            classify(r).unwrap_err(),
+            *expected,
+            "{} {}",
+            r.method,
+            r.url
+        );
     }
 }
 
 #[test]
 fn fingerprints_separate_credentials_and_never_contain_them() {
     let fp = |url: &str, headers: &[(&str, &str)], body: &str| {
-        classify(&req("POST", url, headers, body)).unwrap().credential_fingerprint
+        classify(&req("POST", url, headers, body))
+            .unwrap()
+            .credential_fingerprint
     };
     let chat = "https://api.openai.com/v1/chat/completions";
     let body = r#"{"model":"gpt-4o","messages":[]}"#;
     let base = fp(chat, &[("Authorization", "Bearer sk-AAAA")], body);
-    assert_eq!(base, fp(chat, &[("authorization", "Bearer sk-AAAA"), ("x-stainless-retry-count", "1")], body));
+    assert_eq!(
+        base,
+        fp(
+            chat,
+            &[
+                ("authorization", "Bearer sk-AAAA"),
+                ("x-stainless-retry-count", "1")
+            ],
+            body
+        )
+    );
     assert_ne!(base, fp(chat, &[("authorization", "Bearer sk-BBBB")], body));
-    assert_ne!(base, fp(chat, &[("authorization", "Bearer sk-AAAA"), ("openai-organization", "org-2")], body));
-    assert_ne!(base, fp(chat, &[("authorization", "Bearer sk-AAAA"), ("openai-project", "p")], body));
-    assert_ne!(base, fp("http://127.0.0.1:9/v1/chat/completions", &[("authorization", "Bearer sk-AAAA")], body));
+    assert_ne!(
+        base,
+        fp(
+            chat,
+            &[
+                ("authorization", "Bearer sk-AAAA"),
+                ("openai-organization", "org-2")
+            ],
+            body
+        )
+    );
+    assert_ne!(
+        base,
+        fp(
+            chat,
+            &[("authorization", "Bearer sk-AAAA"), ("openai-project", "p")],
+            body
+        )
+    );
+    assert_ne!(
+        base,
+        fp(
+            "http://127.0.0.1:9/v1/chat/completions",
+            &[("authorization", "Bearer sk-AAAA")],
+            body
+        )
+    );
     assert!(!base.contains("sk-AAAA"));
 
     let msgs = "https://api.anthropic.com/v1/messages";
     let abody = r#"{"model":"claude-sonnet-4-5","max_tokens":1,"messages":[]}"#;
-    let a = fp(msgs, &[("x-api-key", "sk-ant-KEY"), ("anthropic-version", "2023-06-01")], abody);
+    let a = fp(
+        msgs,
+        &[
+            ("x-api-key", "sk-ant-KEY"),
+            ("anthropic-version", "2023-06-01"),
+        ],
+        abody,
+    );
     let beta = fp(
         msgs,
-        &[("x-api-key", "sk-ant-KEY"), ("anthropic-version", "2023-06-01"), ("anthropic-beta", "x-2025")],
+        &[
+            ("x-api-key", "sk-ant-KEY"),
+            ("anthropic-version", "2023-06-01"),
+            ("anthropic-beta", "x-2025"),
+        ],
         abody,
     );
     assert_ne!(a, beta);
-    assert_ne!(a, fp(msgs, &[("x-api-key", "sk-ant-OTHER"), ("anthropic-version", "2023-06-01")], abody));
+    assert_ne!(
+        a,
+        fp(
+            msgs,
+            &[
+                ("x-api-key", "sk-ant-OTHER"),
+                ("anthropic-version", "2023-06-01")
+            ],
+            abody
+        )
+    );
     assert!(!a.contains("sk-ant-KEY"));
 
-    let gen = "https://generativelanguage.googleapis.com/v1beta/models/gemini-2.5-flash:generateContent";
+    let gen =
+        "https://generativelanguage.googleapis.com/v1beta/models/gemini-2.5-flash:generateContent";
     let g1 = fp(gen, &[("x-goog-api-key", "AIza1")], "{}");
     // The query credential is the same credential as the header.
     assert_eq!(g1, fp(&format!("{gen}?key=AIza1"), &[], "{}"));
@@ -271,7 +369,10 @@ fn route_debug_redacts_secrets() {
     let r = classify(&req(
         "POST",
         "https://api.anthropic.com/v1/messages",
-        &[("x-api-key", "sk-ant-SECRET"), ("anthropic-version", "2023-06-01")],
+        &[
+            ("x-api-key", "sk-ant-SECRET"),
+            ("anthropic-version", "2023-06-01"),
+        ],
         r#"{"model":"claude-sonnet-4-5","max_tokens":1,"messages":[]}"#,
     ))
     .unwrap();
@@ -286,6 +387,12 @@ fn adapter_registry_matches_ids() {
         assert_eq!(adapter(p).id(), p);
     }
     assert_eq!(ProviderId::OpenAi.to_string(), "openai");
-    assert_eq!(serde_json::to_string(&ProviderId::Anthropic).unwrap(), "\"anthropic\"");
-    assert_eq!(serde_json::from_str::<ProviderId>("\"gemini\"").unwrap(), ProviderId::Gemini);
+    assert_eq!(
+        serde_json::to_string(&ProviderId::Anthropic).unwrap(),
+        "\"anthropic\""
+    );
+    assert_eq!(
+        serde_json::from_str::<ProviderId>("\"gemini\"").unwrap(),
+        ProviderId::Gemini
+    );
 }
