@@ -205,7 +205,8 @@ fn invalid(e: impl std::fmt::Display) -> Error {
 }
 
 fn parse_headers(json: &str) -> Result<Vec<(String, String)>> {
-    serde_json::from_str(json).map_err(|e| invalid(format!("headers must be [[name, value], …]: {e}")))
+    serde_json::from_str(json)
+        .map_err(|e| invalid(format!("headers must be [[name, value], …]: {e}")))
 }
 
 #[napi]
