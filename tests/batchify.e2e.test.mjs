@@ -218,6 +218,38 @@ describe("scope, pass-through and dry run", () => {
     assert.ok(row.estimatedBatchUsd > 0 && row.estimatedBatchUsd < row.estimatedSyncUsd);
   });
 
+  test("an aborted call rejects at once and never reaches the provider", async () => {
+    const ctx = batchify({ ...FAST, batchWindowMs: 200 });
+    const client = openaiWith(ctx.fetch);
+    const controller = new AbortController();
+    const aborted = client.chat.completions.create(chat("abort me"), { signal: controller.signal });
+    const kept = client.chat.completions.create(chat("keep me"));
+    setTimeout(() => controller.abort(), 20);
+    await assert.rejects(aborted, OpenAI.APIUserAbortError);
+    assert.equal((await kept).choices[0].message.content, "echo: keep me");
+    await ctx.close();
+    const [batch] = [...fake.batches.values()];
+    assert.equal(batch.requests.length, 1, "the aborted request was taken out of the queue");
+  });
+
+  test("the global hook is installed once and routes each scope to its own context", async () => {
+    const a = batchify({ ...FAST, dryRun: true });
+    const b = batchify(FAST);
+    const first = globalThis.fetch;
+    batchify(FAST);
+    assert.equal(globalThis.fetch, first, "creating more contexts does not re-patch fetch");
+    const client = openaiWith(undefined);
+    const [dry, real] = await Promise.all([
+      a.run(() => client.chat.completions.create(chat("scope a")).withResponse()),
+      b.run(() => client.chat.completions.create(chat("scope b")).withResponse()),
+    ]);
+    await Promise.all([a.close(), b.close()]);
+    assert.equal(dry.response.headers.get("x-batchling-dry-run"), "1");
+    assert.equal(real.response.headers.get("x-batchling-dry-run"), null);
+    assert.equal(real.data.choices[0].message.content, "echo: scope b");
+    assert.equal(fake.counters.batchesCreated.openai, 1);
+  });
+
   test("close() on an idle context resolves; calls after close go out unbatched", async () => {
     const ctx = batchify(FAST);
     await ctx.close();
