@@ -161,9 +161,9 @@ export class RequestBatcher<T, R> {
   readonly #keyOfGroup: unknown[] = [];
   readonly #freeGroups: number[] = [];
   // Adds of the current tick, handed to the engine in one call.
-  #bufItems: T[] = [];
-  #bufResolve: Settle[] = [];
-  #bufReject: Settle[] = [];
+  /** item, resolve, reject per buffered add; reused across ticks so adds make no array garbage. */
+  readonly #buf: unknown[] = new Array(3 * ADDS_PER_CALL).fill(undefined);
+  #bufCount = 0;
   #bufGroups: number[] = [];
   #bufSignals: Map<number, { signal: AbortSignal; handle: { id: number } }> | undefined;
   #zeroGroups = new Uint32Array(0);
@@ -178,8 +178,9 @@ export class RequestBatcher<T, R> {
   #resolveDrained: (() => void) | undefined;
   /** One executor for every add's promise: no closure per item. */
   readonly #executor = (resolve: (value: R) => void, reject: Settle): void => {
-    this.#bufResolve.push(resolve as Settle);
-    this.#bufReject.push(reject);
+    const at = 3 * this.#bufCount;
+    this.#buf[at + 1] = resolve;
+    this.#buf[at + 2] = reject;
   };
 
   constructor(options: RequestBatcherOptions<T, R>) {
@@ -210,9 +211,10 @@ export class RequestBatcher<T, R> {
       }
       this.#bufGroups.push(group);
     }
-    const index = this.#bufItems.length;
-    this.#bufItems.push(item);
+    const index = this.#bufCount;
+    this.#buf[3 * index] = item;
     const promise = new Promise<R>(this.#executor);
+    this.#bufCount = index + 1;
     if (signal) {
       const handle = { id: -1 };
       (this.#bufSignals ??= new Map()).set(index, { signal, handle });
@@ -283,26 +285,21 @@ export class RequestBatcher<T, R> {
 
   #sendBuffered(): void {
     this.#flushQueued = false;
-    const items = this.#bufItems;
-    const count = items.length;
+    const count = this.#bufCount;
     if (count === 0) return;
-    const resolves = this.#bufResolve;
-    const rejects = this.#bufReject;
+    const buf = this.#buf;
     const signals = this.#bufSignals;
     const length = this.#engine.add(now(), this.#groupsOfBuffer(count), this.#scratch);
     const out = this.#outcome(length);
-    this.#bufItems = [];
-    this.#bufResolve = [];
-    this.#bufReject = [];
     this.#bufGroups = [];
     this.#bufSignals = undefined;
     for (let i = 0; i < count; i++) {
       const id = out[2 + i]!;
       if (id >= 0) {
-        this.#slots.occupy(slotOf(id), id, items[i], resolves[i], rejects[i], this.#seq++);
+        this.#slots.occupy(slotOf(id), id, buf[3 * i], buf[3 * i + 1], buf[3 * i + 2], this.#seq++);
       } else {
         this.#seq++;
-        rejects[i]!(id === ADD_QUEUE_FULL ? new QueueFullError(this.#options.maxQueueSize) : new ClosedError());
+        (buf[3 * i + 2] as Settle)(id === ADD_QUEUE_FULL ? new QueueFullError(this.#options.maxQueueSize) : new ClosedError());
       }
       const wiring = signals?.get(i);
       if (wiring) {
@@ -310,6 +307,8 @@ export class RequestBatcher<T, R> {
         if (id >= 0) this.#slotSignal.set(slotOf(id), { signal: wiring.signal, onAbort: () => this.#cancel(wiring.handle) });
       }
     }
+    buf.fill(undefined, 0, 3 * count); // release the references; the slots hold them now
+    this.#bufCount = 0;
     void ADD_CLOSED;
     this.#applyOutcome(out, length, 2 + count);
   }

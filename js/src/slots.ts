@@ -15,8 +15,9 @@ export const RESULT = 3;
 export const SEQ = 4;
 
 interface Page {
-  /** Engine id per slot; -1 when free. Doubles: ids above 2^31 stay unboxed. */
-  ids: Float64Array;
+  /** Engine id per slot; -1 when free. A plain number array: V8 keeps doubles unboxed in it,
+   * and unlike a typed array it needs no off-heap buffer for the GC to track. */
+  ids: number[];
   refs: unknown[];
 }
 
@@ -33,7 +34,7 @@ export class SlotTable {
     let page = this.#pages[index];
     if (page === undefined) {
       while (this.#pages.length <= index) {
-        this.#pages.push({ ids: new Float64Array(PAGE_SIZE).fill(-1), refs: new Array(PAGE_SIZE * FIELDS) });
+        this.#pages.push({ ids: new Array<number>(PAGE_SIZE).fill(-1), refs: new Array(PAGE_SIZE * FIELDS) });
       }
       page = this.#pages[index]!;
     }
