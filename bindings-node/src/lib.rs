@@ -4,7 +4,7 @@
 //! call; an outcome larger than the scratch buffer is fetched with `takeOverflow()`.
 
 use batchling_core::batcher::{
-    AddError, BatchId, Batcher, BatcherConfig, Event, ItemId, RetryPolicy, Status,
+    AddError, BatchId, Batcher, Event, HostBatcherOptions, ItemId, Status,
 };
 use batchling_core::http::{HttpRequest, HttpResponse};
 use batchling_core::interceptor::{self, Input, Interceptor};
@@ -13,14 +13,15 @@ use napi::bindgen_prelude::{Float64Array, Uint32Array};
 use napi::{Error, Result, Status as NapiStatus};
 use napi_derive::napi;
 
-/// Options as the JS layer passes them, already defaulted; `None` means "no limit".
+/// Options as the JS layer passes them, already defaulted; `None` means "no limit". Numbers
+/// stay `f64` here: the core checks their range (a `u32` field would silently wrap 2^32 + 2).
 #[napi(object)]
 pub struct BatcherOptions {
-    pub max_batch_size: u32,
+    pub max_batch_size: f64,
     pub max_delay_ms: f64,
-    pub max_queue_size: Option<u32>,
-    pub max_concurrent_batches: Option<u32>,
-    pub retry_attempts: Option<u32>,
+    pub max_queue_size: Option<f64>,
+    pub max_concurrent_batches: Option<f64>,
+    pub retry_attempts: Option<f64>,
     pub retry_backoff_ms: Option<f64>,
     pub retry_max_backoff_ms: Option<f64>,
     pub timeout_ms: Option<f64>,
@@ -76,26 +77,20 @@ fn ms(value: f64) -> u64 {
 impl NativeBatcher {
     #[napi(constructor)]
     pub fn new(options: BatcherOptions) -> Result<Self> {
-        let defaults = RetryPolicy::default();
-        let config = BatcherConfig {
-            max_batch_size: options.max_batch_size as usize,
-            max_delay_ms: ms(options.max_delay_ms),
-            max_queue_size: options.max_queue_size.map_or(usize::MAX, |n| n as usize),
-            max_concurrent_batches: options
-                .max_concurrent_batches
-                .map_or(usize::MAX, |n| n as usize),
-            retry: RetryPolicy {
-                attempts: options.retry_attempts.unwrap_or(0),
-                backoff_ms: options.retry_backoff_ms.map_or(defaults.backoff_ms, ms),
-                max_backoff_ms: options
-                    .retry_max_backoff_ms
-                    .map_or(defaults.max_backoff_ms, ms),
-            },
-            timeout_ms: options.timeout_ms.map(ms),
-            jitter_seed: options.jitter_seed.map_or(0x5eed, |s| s as u64),
-        };
-        let inner =
-            Batcher::new(config).map_err(|e| Error::new(NapiStatus::InvalidArg, e.to_string()))?;
+        let config = HostBatcherOptions {
+            max_batch_size: options.max_batch_size,
+            max_delay_ms: options.max_delay_ms,
+            max_queue_size: options.max_queue_size,
+            max_concurrent_batches: options.max_concurrent_batches,
+            retry_attempts: options.retry_attempts,
+            retry_backoff_ms: options.retry_backoff_ms,
+            retry_max_backoff_ms: options.retry_max_backoff_ms,
+            timeout_ms: options.timeout_ms,
+            jitter_seed: options.jitter_seed,
+        }
+        .into_config()
+        .map_err(invalid)?;
+        let inner = Batcher::new(config).map_err(invalid)?;
         Ok(NativeBatcher {
             inner,
             adds: Vec::new(),
@@ -130,10 +125,18 @@ impl NativeBatcher {
         Float64Array::new(self.overflow.take().unwrap_or_default())
     }
 
-    /// Add one item per entry of `groups` (interned group keys).
+    /// Add one item per entry of `groups` (interned group keys). `more_follow`: more adds of
+    /// this instant come in the next call, so due windows wait for it.
     #[napi]
-    pub fn add(&mut self, now_ms: f64, groups: Uint32Array, scratch: Float64Array) -> u32 {
-        self.inner.add_many(ms(now_ms), &groups, &mut self.adds);
+    pub fn add(
+        &mut self,
+        now_ms: f64,
+        groups: Uint32Array,
+        more_follow: bool,
+        scratch: Float64Array,
+    ) -> u32 {
+        self.inner
+            .add_many(ms(now_ms), &groups, more_follow, &mut self.adds);
         self.respond(scratch)
     }
 

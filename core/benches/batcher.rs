@@ -16,7 +16,7 @@ fn round(batcher: &mut Batcher, groups: &[u32], per_call: usize) -> usize {
     for chunk in groups.chunks(per_call) {
         now += 1;
         adds.clear();
-        batcher.add_many(now, chunk, &mut adds);
+        batcher.add_many(now, chunk, false, &mut adds);
         for action in batcher.drain_actions() {
             if let Action::RunBatch { batch, .. } = action {
                 runs.push(batch);

@@ -136,6 +136,75 @@ impl BatcherConfig {
     }
 }
 
+/// Options as a JS host holds them (numbers are `f64`), converted with the range checks both
+/// bindings share: a value a `u32` or `u64` cannot hold is refused, never wrapped.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct HostBatcherOptions {
+    pub max_batch_size: f64,
+    pub max_delay_ms: f64,
+    pub max_queue_size: Option<f64>,
+    pub max_concurrent_batches: Option<f64>,
+    pub retry_attempts: Option<f64>,
+    pub retry_backoff_ms: Option<f64>,
+    pub retry_max_backoff_ms: Option<f64>,
+    pub timeout_ms: Option<f64>,
+    pub jitter_seed: Option<f64>,
+}
+
+/// 2^53: the largest whole number a JS number holds exactly.
+const MAX_SAFE: f64 = 9_007_199_254_740_992.0;
+
+fn whole(field: &'static str, value: f64, max: f64) -> Result<f64, ConfigError> {
+    if value.fract() != 0.0 || !(0.0..=max).contains(&value) {
+        return Err(ConfigError {
+            field,
+            message: format!("must be a whole number from 0 to {max}, got {value}"),
+        });
+    }
+    Ok(value)
+}
+
+impl HostBatcherOptions {
+    pub fn into_config(self) -> Result<BatcherConfig, ConfigError> {
+        let defaults = BatcherConfig::default();
+        let size = |field, v: f64| whole(field, v, MAX_SAFE).map(|v| v as usize);
+        let ms = |field, v: f64| whole(field, v, MAX_SAFE).map(|v| v as u64);
+        let config = BatcherConfig {
+            max_batch_size: size("maxBatchSize", self.max_batch_size)?,
+            max_delay_ms: ms("maxDelayMs", self.max_delay_ms)?,
+            max_queue_size: match self.max_queue_size {
+                Some(v) => size("maxQueueSize", v)?,
+                None => usize::MAX,
+            },
+            max_concurrent_batches: match self.max_concurrent_batches {
+                Some(v) => size("maxConcurrentBatches", v)?,
+                None => usize::MAX,
+            },
+            retry: RetryPolicy {
+                attempts: match self.retry_attempts {
+                    Some(v) => whole("retry.attempts", v, u32::MAX as f64)? as u32,
+                    None => 0,
+                },
+                backoff_ms: match self.retry_backoff_ms {
+                    Some(v) => ms("retry.backoffMs", v)?,
+                    None => defaults.retry.backoff_ms,
+                },
+                max_backoff_ms: match self.retry_max_backoff_ms {
+                    Some(v) => ms("retry.maxBackoffMs", v)?,
+                    None => defaults.retry.max_backoff_ms,
+                },
+            },
+            timeout_ms: self.timeout_ms.map(|v| ms("timeoutMs", v)).transpose()?,
+            jitter_seed: match self.jitter_seed {
+                Some(v) => ms("jitterSeed", v)?,
+                None => defaults.jitter_seed,
+            },
+        };
+        config.validate()?;
+        Ok(config)
+    }
+}
+
 /// Why an add was refused. The item was never accepted and gets no action.
 #[derive(Copy, Clone, Debug, PartialEq, Eq)]
 pub enum AddError {
@@ -340,22 +409,27 @@ impl Batcher {
     /// Accept one item into `group`. A refused add gets no action.
     pub fn add(&mut self, now_ms: u64, group: GroupId) -> Result<ItemId, AddError> {
         let result = self.add_one(now_ms, group);
-        self.finish_call(now_ms);
+        self.finish_call(now_ms, false);
         result
     }
 
     /// Accept many items at once (one host crossing per tick). Results in input order.
+    ///
+    /// `more_follow`: the host hands one instant's adds over in several calls and more of them
+    /// follow; windows that are due wait for the last call, so `max_delay_ms: 0` still batches
+    /// everything one tick adds.
     pub fn add_many(
         &mut self,
         now_ms: u64,
         groups: &[GroupId],
+        more_follow: bool,
         out: &mut Vec<Result<ItemId, AddError>>,
     ) {
         out.reserve(groups.len());
         for &group in groups {
             out.push(self.add_one(now_ms, group));
         }
-        self.finish_call(now_ms);
+        self.finish_call(now_ms, more_follow);
     }
 
     pub fn handle(&mut self, now_ms: u64, event: Event<'_>) {
@@ -380,7 +454,7 @@ impl Batcher {
                 }
             }
         }
-        self.finish_call(now_ms);
+        self.finish_call(now_ms, false);
     }
 
     pub fn poll_action(&mut self) -> Option<Action> {
@@ -758,7 +832,9 @@ impl Batcher {
     }
 
     /// Fire everything due, then drop stale timer entries so `next_deadline` is exact.
-    fn finish_call(&mut self, now_ms: u64) {
+    ///
+    /// `hold_windows`: more adds of this instant follow (see [`Batcher::add_many`]).
+    fn finish_call(&mut self, now_ms: u64, hold_windows: bool) {
         let now_ms = self.clamp_time(now_ms);
         while let Some(&Reverse((at, batch))) = self.backoff.peek() {
             if at > now_ms {
@@ -792,7 +868,7 @@ impl Batcher {
         }
         while let Some(&(at, group, window)) = self.windows.front() {
             let open = self.groups.get(&group).is_some_and(|g| g.window == window);
-            if open && at > now_ms {
+            if open && (at > now_ms || hold_windows) {
                 break;
             }
             self.windows.pop_front();

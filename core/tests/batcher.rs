@@ -466,3 +466,45 @@ fn add_cancel_churn_keeps_memory_bounded() {
     assert_eq!(b.live_items(), 1);
     assert_eq!(b.status().pending, 1);
 }
+
+#[test]
+fn zero_delay_batches_one_instants_adds_across_calls() {
+    let mut b = Batcher::new(config(10_000, 0)).unwrap();
+    let mut out = Vec::new();
+    b.add_many(5, &[0; 4096], &mut out);
+    b.add_many(5, &[0; 904], &mut out);
+    assert!(
+        runs(&actions(&mut b)).is_empty(),
+        "adds at the deadline instant join the window"
+    );
+    assert_eq!(b.next_deadline(), Some(5));
+    b.handle(5, Event::Tick);
+    let run = runs(&actions(&mut b));
+    assert_eq!(run.len(), 1);
+    assert_eq!(run[0].2.len(), 5000);
+}
+
+#[test]
+fn host_options_out_of_range_are_refused_not_wrapped() {
+    use batchling_core::batcher::HostBatcherOptions;
+    let base = HostBatcherOptions {
+        max_batch_size: 10.0,
+        max_delay_ms: 5.0,
+        ..HostBatcherOptions::default()
+    };
+    let big = HostBatcherOptions {
+        max_batch_size: 4_294_967_298.0,
+        ..base.clone()
+    };
+    assert_eq!(big.into_config().unwrap().max_batch_size, 4_294_967_298);
+    let attempts = HostBatcherOptions {
+        retry_attempts: Some(4_294_967_296.0),
+        ..base.clone()
+    };
+    assert_eq!(attempts.into_config().unwrap_err().field, "retry.attempts");
+    let fraction = HostBatcherOptions {
+        max_delay_ms: 1.5,
+        ..base
+    };
+    assert_eq!(fraction.into_config().unwrap_err().field, "maxDelayMs");
+}

@@ -137,8 +137,9 @@ impl Model {
         if self.running.len() < cfg.max_concurrent_batches {
             for item in &self.accepted {
                 if !self.settled.contains(item) && !self.ever_run.contains(item) {
+                    let deadline = self.added_at[item] + cfg.max_delay_ms;
                     assert!(
-                        self.added_at[item] + cfg.max_delay_ms > self.now,
+                        deadline > self.now,
                         "an item waited past its window while capacity was free"
                     );
                 }
@@ -158,11 +159,11 @@ proptest! {
         let mut b = Batcher::new(cfg.clone()).unwrap();
         let mut m = Model::default();
         for op in ops {
-            match op {
+            match op.clone() {
                 Op::Add { group, count } => {
                     let groups = vec![group; count];
                     let mut out = Vec::new();
-                    b.add_many(m.now, &groups, &mut out);
+                    b.add_many(m.now, &groups, false, &mut out);
                     for id in out.into_iter().flatten() {
                         m.group_of.insert(id, group);
                         m.added_at.insert(id, m.now);
@@ -170,8 +171,9 @@ proptest! {
                     }
                 }
                 Op::Cancel { pick: i } => {
-                    if let Some(item) = pick(&m.accepted, i) {
-                        b.handle(m.now, Event::Cancel { item });
+                    match pick(&m.accepted, i) {
+                        Some(item) => b.handle(m.now, Event::Cancel { item }),
+                        None => b.handle(m.now, Event::Tick),
                     }
                 }
                 Op::Advance { ms } => {
@@ -184,6 +186,8 @@ proptest! {
                         let items = m.running.remove(&batch).unwrap();
                         let failed: Vec<u32> = (0..items.len() as u32).filter(|p| fail_mask >> (p % 64) & 1 == 1).collect();
                         b.handle(m.now, Event::BatchCompleted { batch, failed: &failed });
+                    } else {
+                        b.handle(m.now, Event::Tick);
                     }
                 }
                 Op::Fail { pick: i, retryable } => {
@@ -191,6 +195,8 @@ proptest! {
                     if let Some(batch) = pick(&ids, i) {
                         m.running.remove(&batch);
                         b.handle(m.now, Event::BatchFailed { batch, retryable });
+                    } else {
+                        b.handle(m.now, Event::Tick);
                     }
                 }
                 Op::Flush => b.handle(m.now, Event::Flush),

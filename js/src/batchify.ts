@@ -7,6 +7,7 @@ import { appendFileSync, chmodSync, existsSync, mkdirSync, readFileSync } from "
 import { dirname, resolve as resolvePath } from "node:path";
 import { loadInterceptorBackend, type InterceptorEngine } from "./engine.js";
 import { BatchlingError, InvalidOptionError } from "./errors.js";
+import { checkCount, checkKnownKeys, engineOptionError, now, timerDelay } from "./host-util.js";
 
 export type BatchlingEvent =
   | { kind: "requestQueued"; provider: string; endpoint: string; model: string }
@@ -97,24 +98,13 @@ function installHook(): void {
   globalThis.fetch = hooked as typeof fetch;
 }
 
-const now = (): number => performance.now();
 const DEFAULT_CACHE_PATH = ".batchling/cache.jsonl";
-
-function checkCount(name: string, value: unknown, min: number): void {
-  if (value === undefined) return;
-  if (typeof value !== "number" || !Number.isInteger(value) || value < min) {
-    throw new InvalidOptionError(name, `must be an integer >= ${min}, got ${String(value)}`);
-  }
-}
 
 function validate(options: BatchifyOptions): void {
   if (options === null || typeof options !== "object") {
     throw new InvalidOptionError("options", "pass an options object, e.g. batchify({ batchSize: 100 })");
   }
-  const known = ["batchSize", "batchWindowMs", "pollIntervalMs", "dryRun", "cache", "retry", "onEvent"];
-  for (const key of Object.keys(options)) {
-    if (!known.includes(key)) throw new InvalidOptionError(key, `unknown option; known options: ${known.join(", ")}`);
-  }
+  checkKnownKeys(options, ["batchSize", "batchWindowMs", "pollIntervalMs", "dryRun", "cache", "retry", "onEvent"]);
   checkCount("batchSize", options.batchSize, 1);
   checkCount("batchWindowMs", options.batchWindowMs, 0);
   checkCount("pollIntervalMs", options.pollIntervalMs, 1);
@@ -131,6 +121,7 @@ function validate(options: BatchifyOptions): void {
     if (options.retry === null || typeof options.retry !== "object") {
       throw new InvalidOptionError("retry", "must be an object { attempts?, backoffMs?, maxBackoffMs? }");
     }
+    checkKnownKeys(options.retry, ["attempts", "backoffMs", "maxBackoffMs"], "retry.");
     checkCount("retry.attempts", options.retry.attempts, 1);
     checkCount("retry.backoffMs", options.retry.backoffMs, 0);
     checkCount("retry.maxBackoffMs", options.retry.maxBackoffMs, 0);
@@ -175,9 +166,7 @@ class Context implements BatchifyContext {
     try {
       this.#engine = new NativeInterceptor(JSON.stringify(engineOptions));
     } catch (error) {
-      const message = error instanceof Error ? error.message : String(error);
-      const match = /invalid option `([^`]+)`: (.*)/.exec(message);
-      throw match ? new InvalidOptionError(match[1]!, match[2]!) : error;
+      throw engineOptionError(error);
     }
     if (this.#cachePath && existsSync(this.#cachePath)) {
       const lines = readFileSync(this.#cachePath, "utf8").split("\n");
@@ -340,7 +329,7 @@ class Context implements BatchifyContext {
       this.#timer = undefined;
       this.#timerAt = Infinity;
       this.#apply(this.#engine.tick(now()));
-    }, Math.max(0, Math.ceil(deadline - now())));
+    }, timerDelay(deadline));
   }
 }
 

@@ -31,7 +31,7 @@ export interface EngineStatus {
 }
 
 export interface BatcherEngine {
-  add(nowMs: number, groups: Uint32Array, scratch: Float64Array): number;
+  add(nowMs: number, groups: Uint32Array, moreFollow: boolean, scratch: Float64Array): number;
   tick(nowMs: number, scratch: Float64Array): number;
   completed(nowMs: number, batch: number, failed: Uint32Array, scratch: Float64Array): number;
   failed(nowMs: number, batch: number, retryable: boolean, scratch: Float64Array): number;

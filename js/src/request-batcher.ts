@@ -28,6 +28,7 @@ import {
   QueueFullError,
   TimeoutError,
 } from "./errors.js";
+import { checkCount, checkKnownKeys, engineOptionError, now, timerDelay } from "./host-util.js";
 import { ITEM, REJECT as SLOT_REJECT, RESOLVE as SLOT_RESOLVE, RESULT, SEQ, SlotTable } from "./slots.js";
 
 export interface RetryOptions {
@@ -82,28 +83,18 @@ interface FlushWaiter {
 
 type Settle = (value: unknown) => void;
 
-const now = (): number => performance.now();
 /** Adds handed to the engine per call at most, so one call's outcome fits the scratch buffer. */
 const ADDS_PER_CALL = 4096;
 const SCRATCH_LENGTH = 4 * ADDS_PER_CALL;
 const EMPTY = new Uint32Array(0);
-
-function checkCount(options: object, name: string, value: unknown, min: number, required = false): void {
-  if (value === undefined && !required) return;
-  if (typeof value !== "number" || !Number.isInteger(value) || value < min) {
-    const what = value === undefined ? "is required" : `got ${String(value)}`;
-    throw new InvalidOptionError(name, `must be an integer >= ${min}, ${what}`);
-  }
-  void options;
-}
 
 function validate<T, R>(options: RequestBatcherOptions<T, R>): EngineOptions {
   if (options === null || typeof options !== "object") {
     throw new InvalidOptionError("options", "pass an options object: new RequestBatcher({ maxBatchSize, maxDelayMs, batchHandler })");
   }
   const o = options;
-  checkCount(o, "maxBatchSize", o.maxBatchSize, 1, true);
-  checkCount(o, "maxDelayMs", o.maxDelayMs, 0, true);
+  checkCount("maxBatchSize", o.maxBatchSize, 1, true);
+  checkCount("maxDelayMs", o.maxDelayMs, 0, true);
   if (typeof o.batchHandler !== "function") {
     throw new InvalidOptionError("batchHandler", "must be a function (items) => results");
   }
@@ -113,9 +104,9 @@ function validate<T, R>(options: RequestBatcherOptions<T, R>): EngineOptions {
   if (o.errorHandler !== undefined && typeof o.errorHandler !== "function") {
     throw new InvalidOptionError("errorHandler", "must be a function (error, items) => void");
   }
-  checkCount(o, "maxQueueSize", o.maxQueueSize, 1);
-  checkCount(o, "maxConcurrentBatches", o.maxConcurrentBatches, 1);
-  checkCount(o, "timeoutMs", o.timeoutMs, 1);
+  checkCount("maxQueueSize", o.maxQueueSize, 1);
+  checkCount("maxConcurrentBatches", o.maxConcurrentBatches, 1);
+  checkCount("timeoutMs", o.timeoutMs, 1);
   if (o.jitterSeed !== undefined && (!Number.isSafeInteger(o.jitterSeed) || o.jitterSeed < 0)) {
     throw new InvalidOptionError("jitterSeed", `must be a non-negative integer, got ${String(o.jitterSeed)}`);
   }
@@ -124,17 +115,15 @@ function validate<T, R>(options: RequestBatcherOptions<T, R>): EngineOptions {
     if (retry === null || typeof retry !== "object") {
       throw new InvalidOptionError("retry", "must be an object { attempts, backoffMs?, maxBackoffMs? }");
     }
-    checkCount(retry, "retry.attempts", retry.attempts, 0, true);
-    checkCount(retry, "retry.backoffMs", retry.backoffMs, 0);
-    checkCount(retry, "retry.maxBackoffMs", retry.maxBackoffMs, 0);
+    checkKnownKeys(retry, ["attempts", "backoffMs", "maxBackoffMs"], "retry.");
+    checkCount("retry.attempts", retry.attempts, 0, true);
+    checkCount("retry.backoffMs", retry.backoffMs, 0);
+    checkCount("retry.maxBackoffMs", retry.maxBackoffMs, 0);
   }
-  const known = new Set([
+  checkKnownKeys(o, [
     "maxBatchSize", "maxDelayMs", "batchHandler", "keyGenerator", "errorHandler", "maxQueueSize",
     "maxConcurrentBatches", "retry", "timeoutMs", "jitterSeed",
   ]);
-  for (const key of Object.keys(o)) {
-    if (!known.has(key)) throw new InvalidOptionError(key, `unknown option; known options: ${[...known].join(", ")}`);
-  }
   return {
     maxBatchSize: o.maxBatchSize,
     maxDelayMs: o.maxDelayMs,
@@ -191,9 +180,7 @@ export class RequestBatcher<T, R> {
       this.#engine = new NativeBatcher(engineOptions);
     } catch (error) {
       // The engine checks ranges the type checks above cannot (e.g. maxBackoffMs < backoffMs).
-      const message = error instanceof Error ? error.message : String(error);
-      const match = /invalid option `([^`]+)`: (.*)/.exec(message);
-      throw match ? new InvalidOptionError(match[1]!, match[2]!) : error;
+      throw engineOptionError(error);
     }
   }
 
@@ -220,7 +207,7 @@ export class RequestBatcher<T, R> {
       (this.#bufSignals ??= new Map()).set(index, { signal, handle });
       signal.addEventListener("abort", () => this.#cancel(handle), { once: true });
     }
-    if (index + 1 >= ADDS_PER_CALL) this.#sendBuffered();
+    if (index + 1 >= ADDS_PER_CALL) this.#sendBuffered(true);
     else if (!this.#flushQueued) {
       this.#flushQueued = true;
       queueMicrotask(() => this.#sendBuffered());
@@ -283,13 +270,14 @@ export class RequestBatcher<T, R> {
     return this.#zeroGroups.subarray(0, count);
   }
 
-  #sendBuffered(): void {
-    this.#flushQueued = false;
+  /** Hand this tick's adds to the engine. `moreFollow`: the buffer filled up mid-tick. */
+  #sendBuffered(moreFollow = false): void {
+    if (!moreFollow) this.#flushQueued = false;
     const count = this.#bufCount;
     if (count === 0) return;
     const buf = this.#buf;
     const signals = this.#bufSignals;
-    const length = this.#engine.add(now(), this.#groupsOfBuffer(count), this.#scratch);
+    const length = this.#engine.add(now(), this.#groupsOfBuffer(count), moreFollow, this.#scratch);
     const out = this.#outcome(length);
     this.#bufGroups = [];
     this.#bufSignals = undefined;
@@ -314,7 +302,7 @@ export class RequestBatcher<T, R> {
   }
 
   #cancel(handle: { id: number }): void {
-    if (handle.id === -1) this.#sendBuffered();
+    this.#sendBuffered(true); // hold due windows: the cancel call fires them, without this item
     if (handle.id >= 0) this.#apply(this.#engine.cancel(now(), handle.id, this.#scratch));
   }
 
@@ -388,9 +376,13 @@ export class RequestBatcher<T, R> {
       const failed = this.#batches.get(batch);
       error = failed?.error;
       if (failed && !failed.reported) {
+        // The batch's other items are rejected by the same outcome: forget the batch after.
         failed.reported = true;
-        this.#batches.delete(batch);
-        report = this.#batchErrorReport(failed);
+        const errorReport = this.#batchErrorReport(failed);
+        report = () => {
+          this.#batches.delete(batch);
+          errorReport?.();
+        };
       }
     }
     this.#settle(slot, false, error);
@@ -472,12 +464,16 @@ export class RequestBatcher<T, R> {
       if (result instanceof Error) (failed ??= []).push(k);
     }
     this.#batches.delete(batch);
+    // The engine must know of every add before it may release a group; the call that follows
+    // fires due windows itself.
+    this.#sendBuffered(true);
     this.#apply(this.#engine.completed(now(), batch, failed ? Uint32Array.from(failed) : EMPTY, this.#scratch));
   }
 
   #failed(batch: number, error: unknown, retryable: boolean): void {
     const entry = this.#batches.get(batch);
     if (entry) entry.error = error;
+    this.#sendBuffered(true);
     this.#apply(this.#engine.failed(now(), batch, retryable, this.#scratch));
   }
 
@@ -498,6 +494,6 @@ export class RequestBatcher<T, R> {
       this.#timerAt = Infinity;
       this.#sendBuffered();
       this.#apply(this.#engine.tick(now(), this.#scratch));
-    }, Math.max(0, Math.ceil(deadline - now())));
+    }, timerDelay(deadline));
   }
 }

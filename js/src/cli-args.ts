@@ -1,0 +1,242 @@
+// The `batchling` command line, parsed without side effects (no process, no fs): cli.ts runs it.
+//
+//   batchling path/to/script.mjs[:fn] [args...] [--batch-size N] [--batch-window-ms N]
+//             [--poll-interval-ms N] [--dry-run] [--no-cache] [--cache-path P] [--name value ...]
+//
+// Rules:
+// - The first positional token is the target `file[:export]`; the export defaults to `main`.
+// - Recognised flags (below) configure batchify(); they take `--flag value` or `--flag=value`.
+// - Every other positional token is passed to the function as a positional argument (a string).
+// - Every other `--name value` / `--name=value` becomes a keyword argument (a string) in one
+//   options object, its name converted from kebab-case to camelCase (`--max-items` → `maxItems`).
+//   A bare `--name` (last, or followed by another `--…` token) becomes `true`. The last
+//   occurrence of a repeated name wins.
+// - `--` ends option parsing: every later token is positional, even `--x`.
+// - `-h` / `--help` (before `--`) asks for the help text; no target is needed then.
+// - Single-dash tokens other than `-h` (`-1`, `-`) are ordinary values, never options.
+
+export interface CliTarget {
+  /** The script path as written (resolved against the working directory by the CLI). */
+  file: string;
+  /** The export to call: the part after the last `:`, or `main`. */
+  exportName: string;
+}
+
+export interface CliBatchifyOptions {
+  batchSize?: number;
+  batchWindowMs?: number;
+  pollIntervalMs?: number;
+  dryRun?: boolean;
+  /** `false` for `--no-cache`, `{ path }` for `--cache-path`; absent means batchify's default. */
+  cache?: false | { path: string };
+}
+
+export interface CliArgs {
+  target: CliTarget;
+  positional: string[];
+  keywords: Record<string, string | true>;
+  batchify: CliBatchifyOptions;
+  help: boolean;
+}
+
+export const USAGE_LINE = "usage: batchling <script.mjs>[:<export>] [args...] [--<name> <value>...] [batching options]";
+
+export const HELP_TEXT = `usage: batchling <script.mjs>[:<export>] [args...] [--<name> <value>...]
+                 [--batch-size N] [--batch-window-ms N] [--poll-interval-ms N]
+                 [--dry-run] [--no-cache | --cache-path P]
+
+Runs an exported function of a script inside batchify(): the LLM SDK calls it makes
+(OpenAI, Anthropic, Gemini) are collected into provider batch jobs, then answered as usual.
+
+Target:
+  <script.mjs>[:<export>]   path relative to the current directory; <export> defaults to main
+
+Batching options:
+  --batch-size N            requests per provider batch (integer >= 1, default 100)
+  --batch-window-ms N       how long a queue's first request waits for others (integer >= 0, default 2000)
+  --poll-interval-ms N      time between two polls of a provider batch (integer >= 1, default 10000)
+  --dry-run                 queue and group as usual but send nothing; print what would be sent and its cost
+  --no-cache                do not read or write the request cache
+  --cache-path P            request cache file (default .batchling/cache.jsonl)
+  -h, --help                show this help
+
+Arguments for the function:
+  other tokens              positional arguments, as strings, in order
+  --<name> <value>          keyword arguments, as strings (also --<name>=<value>); kebab-case names become
+                            camelCase (--max-items 5 -> { maxItems: "5" }); a bare --<name> is true
+  --                        everything after it is positional
+  The function is called as fn(...positional, keywords): the keywords object is passed as one extra,
+  last argument only when at least one keyword was given.
+
+Output:
+  The function's return value is printed on stdout (JSON for objects, nothing for undefined).
+  Progress (on a terminal), warnings and the dry-run report go to stderr.
+  Exit status: 0 success, 1 failure, 2 usage error.
+
+Example:
+  batchling examples/summarize.mjs:main --count=2 --dry-run`;
+
+/** A malformed command line. The CLI prints the message (which includes the usage line) and exits with 2. */
+export class CliUsageError extends Error {
+  readonly code = "ERR_BATCHLING_USAGE";
+  /** The problem alone, without the usage lines. */
+  readonly problem: string;
+  constructor(problem: string) {
+    super(`${problem}\n${USAGE_LINE}\nRun \`batchling --help\` for details.`);
+    this.name = "CliUsageError";
+    this.problem = problem;
+  }
+}
+
+type IntegerFlag = "--batch-size" | "--batch-window-ms" | "--poll-interval-ms";
+const INTEGER_FLAGS: Record<IntegerFlag, { key: "batchSize" | "batchWindowMs" | "pollIntervalMs"; min: number }> = {
+  "--batch-size": { key: "batchSize", min: 1 },
+  "--batch-window-ms": { key: "batchWindowMs", min: 0 },
+  "--poll-interval-ms": { key: "pollIntervalMs", min: 1 },
+};
+const SWITCHES = new Set(["--dry-run", "--no-cache"]);
+const IDENTIFIER = /^[A-Za-z_$][\w$]*$/;
+
+/** `max-items` → `maxItems`; `dry_run` and `already` stay as written. */
+export function kebabToCamel(name: string): string {
+  return name.replace(/-+([A-Za-z0-9])/g, (_, c: string) => c.toUpperCase());
+}
+
+/** `a/b.mjs:run` → { file: "a/b.mjs", exportName: "run" }; `a/b.mjs` → export `main`. */
+export function parseTarget(token: string): CliTarget {
+  const colon = token.lastIndexOf(":");
+  const after = colon === -1 ? "" : token.slice(colon + 1);
+  // No `:`, or a colon that belongs to the path (`C:\x.mjs`, `file:///x.mjs`): the default export name.
+  if (colon === -1 || /[\\/]/.test(after)) {
+    return { file: token, exportName: "main" };
+  }
+  const file = token.slice(0, colon);
+  if (file === "") throw new CliUsageError(`missing script path before ":${after}" in target "${token}"`);
+  if (after === "") throw new CliUsageError(`missing export name after ":" in target "${token}" (omit ":" to call main)`);
+  if (!IDENTIFIER.test(after)) {
+    throw new CliUsageError(`export name "${after}" in target "${token}" is not a JavaScript identifier`);
+  }
+  return { file, exportName: after };
+}
+
+function parseInteger(flag: IntegerFlag, value: string): number {
+  const { min } = INTEGER_FLAGS[flag];
+  const n = /^\d+$/.test(value) ? Number(value) : NaN;
+  if (!Number.isSafeInteger(n) || n < min) {
+    throw new CliUsageError(`${flag} must be an integer >= ${min}, got "${value}"`);
+  }
+  return n;
+}
+
+/**
+ * Parse the arguments after `batchling` (i.e. `process.argv.slice(2)`). Throws CliUsageError.
+ * `-h` / `--help` wins over any other problem on the line: `help` is then true.
+ */
+export function parseCliArgs(argv: readonly string[]): CliArgs {
+  try {
+    return parse(argv);
+  } catch (error) {
+    const end = argv.indexOf("--");
+    const options = end === -1 ? argv : argv.slice(0, end);
+    if (options.includes("-h") || options.includes("--help")) {
+      return { target: { file: "", exportName: "main" }, positional: [], keywords: {}, batchify: {}, help: true };
+    }
+    throw error;
+  }
+}
+
+function parse(argv: readonly string[]): CliArgs {
+  let targetToken: string | undefined;
+  const positional: string[] = [];
+  const keywords: Record<string, string | true> = {};
+  const batchify: CliBatchifyOptions = {};
+  let help = false;
+  let noCache = false;
+  let cachePath: string | undefined;
+  let optionsEnded = false;
+
+  const addPositional = (token: string): void => {
+    if (targetToken === undefined) targetToken = token;
+    else positional.push(token);
+  };
+
+  for (let i = 0; i < argv.length; i++) {
+    const token = argv[i]!;
+    if (optionsEnded) {
+      addPositional(token);
+      continue;
+    }
+    if (token === "--") {
+      optionsEnded = true;
+      continue;
+    }
+    if (token === "-h" || token === "--help") {
+      help = true;
+      continue;
+    }
+    if (!token.startsWith("--")) {
+      addPositional(token);
+      continue;
+    }
+
+    const eq = token.indexOf("=");
+    const flag = eq === -1 ? token : token.slice(0, eq);
+    const inlineValue = eq === -1 ? undefined : token.slice(eq + 1);
+    // The value of `--flag value`: the next token, unless there is none or it is another option.
+    const next = argv[i + 1];
+    const nextIsValue = next !== undefined && !next.startsWith("--");
+
+    if (flag in INTEGER_FLAGS || flag === "--cache-path") {
+      let value = inlineValue;
+      if (value === undefined) {
+        if (!nextIsValue) throw new CliUsageError(`${flag} needs a value, e.g. ${flag}${flag === "--cache-path" ? " .batchling/cache.jsonl" : " 100"}`);
+        value = next;
+        i++;
+      }
+      if (flag === "--cache-path") {
+        if (value === "") throw new CliUsageError("--cache-path needs a non-empty path");
+        cachePath = value;
+      } else {
+        const f = flag as IntegerFlag;
+        batchify[INTEGER_FLAGS[f].key] = parseInteger(f, value);
+      }
+      continue;
+    }
+    if (SWITCHES.has(flag)) {
+      if (inlineValue !== undefined) throw new CliUsageError(`${flag} takes no value, got "${token}"`);
+      if (flag === "--dry-run") batchify.dryRun = true;
+      else noCache = true;
+      continue;
+    }
+
+    // A keyword argument for the function.
+    const raw = flag.slice(2);
+    if (raw === "" || raw.startsWith("-")) throw new CliUsageError(`malformed option "${token}"`);
+    const name = kebabToCamel(raw);
+    if (name === "__proto__") throw new CliUsageError(`"${token}" cannot be used as a keyword argument name`);
+    if (targetToken === undefined) {
+      throw new CliUsageError(`keyword argument "${flag}" comes before the script: put the target first`);
+    }
+    if (inlineValue !== undefined) {
+      keywords[name] = inlineValue;
+    } else if (nextIsValue) {
+      keywords[name] = next;
+      i++;
+    } else {
+      keywords[name] = true;
+    }
+  }
+
+  if (noCache && cachePath !== undefined) {
+    throw new CliUsageError("--cache-path and --no-cache cannot be used together");
+  }
+  if (noCache) batchify.cache = false;
+  if (cachePath !== undefined) batchify.cache = { path: cachePath };
+
+  if (targetToken === undefined) {
+    if (help) return { target: { file: "", exportName: "main" }, positional, keywords, batchify, help };
+    throw new CliUsageError("missing the script to run, e.g. batchling path/to/script.mjs:main");
+  }
+  if (targetToken === "") throw new CliUsageError("the script path is empty");
+  return { target: parseTarget(targetToken), positional, keywords, batchify, help };
+}
