@@ -471,14 +471,12 @@ fn add_cancel_churn_keeps_memory_bounded() {
 fn zero_delay_batches_one_instants_adds_across_calls() {
     let mut b = Batcher::new(config(10_000, 0)).unwrap();
     let mut out = Vec::new();
-    b.add_many(5, &[0; 4096], &mut out);
-    b.add_many(5, &[0; 904], &mut out);
+    b.add_many(5, &[0; 4096], true, &mut out);
     assert!(
         runs(&actions(&mut b)).is_empty(),
-        "adds at the deadline instant join the window"
+        "more adds follow: the due window waits"
     );
-    assert_eq!(b.next_deadline(), Some(5));
-    b.handle(5, Event::Tick);
+    b.add_many(5, &[0; 904], false, &mut out);
     let run = runs(&actions(&mut b));
     assert_eq!(run.len(), 1);
     assert_eq!(run[0].2.len(), 5000);
