@@ -4,6 +4,7 @@
 // status counters, scale and exactly-once settlement.
 import { test, describe } from "node:test";
 import assert from "node:assert/strict";
+import { getEventListeners } from "node:events";
 import {
   RequestBatcher,
   BatchlingError,
@@ -687,11 +688,14 @@ describe("cancellation", () => {
     await batcher.close();
   });
 
-  test("cancelling an item in the same tick as its add keeps it from the handler", async () => {
+  for (const [label, maxBatchSize, maxDelayMs] of [
+    ["maxDelayMs 0", 10, 0],
+    ["the add fills a batch", 2, 50],
+  ]) test(`cancelling an item in the same tick as its add keeps it from the handler (${label})`, async () => {
     const seen = [];
     const batcher = new RequestBatcher({
-      maxBatchSize: 10,
-      maxDelayMs: 0,
+      maxBatchSize,
+      maxDelayMs,
       batchHandler: (items) => {
         seen.push(...items);
         return items;
@@ -743,6 +747,22 @@ describe("cancellation", () => {
     const status = batcher.getStatus();
     assert.equal(status.cancelled, 1);
     assert.equal(status.processed, 1, "only the live item is processed");
+    await batcher.close();
+  });
+
+  test("a shared AbortSignal keeps no listener for items that have settled", async () => {
+    const batcher = new RequestBatcher({ maxBatchSize: 10, maxDelayMs: 0, maxQueueSize: 4, batchHandler: double });
+    const controller = new AbortController();
+    const { signal } = controller;
+    // Resolved items, one tick at a time…
+    for (let i = 0; i < 12; i++) assert.equal(await batcher.add(i, { signal }), i * 2);
+    // …and items refused because the queue is full.
+    const burst = await Promise.allSettled(Array.from({ length: 6 }, (_, i) => batcher.add(i, { signal })));
+    assert.equal(burst.filter((r) => r.reason instanceof QueueFullError).length, 2);
+    assert.equal(getEventListeners(signal, "abort").length, 0, "abort listeners leak on a shared signal");
+    controller.abort();
+    await turn();
+    assert.equal(batcher.getStatus().cancelled, 0);
     await batcher.close();
   });
 

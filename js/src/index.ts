@@ -1,6 +1,8 @@
 export { RequestBatcher } from "./request-batcher.js";
 export { batchify } from "./batchify.js";
 export type { BatchifyOptions, BatchifyContext, BatchifyReport, QueueReport, BatchlingEvent } from "./batchify.js";
+export { MemoryStorage, KeyValueJournal } from "./storage.js";
+export type { KeyValueStorage, JournalStore } from "./storage.js";
 export type { RequestBatcherOptions, RequestBatcherStatus, RetryOptions, AddOptions } from "./request-batcher.js";
 export {
   BatchlingError,

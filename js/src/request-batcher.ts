@@ -83,6 +83,18 @@ interface FlushWaiter {
 
 type Settle = (value: unknown) => void;
 
+interface SignalWiring {
+  signal: AbortSignal;
+  /** Engine id; -1 while buffered, < -1 if the engine refused the add. */
+  id: number;
+  /** Position in this tick's buffer while buffered. */
+  index: number;
+  onAbort: () => void;
+}
+
+/** Marks a buffered add whose signal aborted. */
+const CANCELLED = Symbol("cancelled");
+
 /** Adds handed to the engine per call at most, so one call's outcome fits the scratch buffer. */
 const ADDS_PER_CALL = 4096;
 const SCRATCH_LENGTH = 4 * ADDS_PER_CALL;
@@ -143,7 +155,7 @@ export class RequestBatcher<T, R> {
   /** Live items by engine slot index. */
   readonly #slots = new SlotTable();
   /** Only items added with a signal: slot -> its abort wiring. */
-  readonly #slotSignal = new Map<number, { signal: AbortSignal; onAbort: () => void }>();
+  readonly #slotSignal = new Map<number, SignalWiring>();
   readonly #batches = new Map<number, BatchRecord>();
   /** Group keys interned to the u32 ids the engine groups by; released when a group empties. */
   readonly #groupOfKey = new Map<unknown, number>();
@@ -154,7 +166,9 @@ export class RequestBatcher<T, R> {
   readonly #buf: unknown[] = new Array(3 * ADDS_PER_CALL).fill(undefined);
   #bufCount = 0;
   #bufGroups: number[] = [];
-  #bufSignals: Map<number, { signal: AbortSignal; handle: { id: number } }> | undefined;
+  #bufSignals: Map<number, SignalWiring> | undefined;
+  /** Buffered adds whose signal aborted before they reached the engine. */
+  #bufCancelled = 0;
   #zeroGroups = new Uint32Array(0);
   readonly #scratch = new Float64Array(SCRATCH_LENGTH);
   #flushQueued = false;
@@ -203,9 +217,9 @@ export class RequestBatcher<T, R> {
     const promise = new Promise<R>(this.#executor);
     this.#bufCount = index + 1;
     if (signal) {
-      const handle = { id: -1 };
-      (this.#bufSignals ??= new Map()).set(index, { signal, handle });
-      signal.addEventListener("abort", () => this.#cancel(handle), { once: true });
+      const wiring: SignalWiring = { signal, id: -1, index, onAbort: () => this.#cancel(wiring) };
+      (this.#bufSignals ??= new Map()).set(index, wiring);
+      signal.addEventListener("abort", wiring.onAbort, { once: true });
     }
     if (index + 1 >= ADDS_PER_CALL) this.#sendBuffered(true);
     else if (!this.#flushQueued) {
@@ -273,6 +287,7 @@ export class RequestBatcher<T, R> {
   /** Hand this tick's adds to the engine. `moreFollow`: the buffer filled up mid-tick. */
   #sendBuffered(moreFollow = false): void {
     if (!moreFollow) this.#flushQueued = false;
+    if (this.#bufCancelled > 0) this.#dropCancelledAdds();
     const count = this.#bufCount;
     if (count === 0) return;
     const buf = this.#buf;
@@ -291,8 +306,9 @@ export class RequestBatcher<T, R> {
       }
       const wiring = signals?.get(i);
       if (wiring) {
-        wiring.handle.id = id;
-        if (id >= 0) this.#slotSignal.set(slotOf(id), { signal: wiring.signal, onAbort: () => this.#cancel(wiring.handle) });
+        wiring.id = id;
+        if (id >= 0) this.#slotSignal.set(slotOf(id), wiring);
+        else wiring.signal.removeEventListener("abort", wiring.onAbort);
       }
     }
     buf.fill(undefined, 0, 3 * count); // release the references; the slots hold them now
@@ -301,9 +317,46 @@ export class RequestBatcher<T, R> {
     this.#applyOutcome(out, length, 2 + count);
   }
 
-  #cancel(handle: { id: number }): void {
-    this.#sendBuffered(true); // hold due windows: the cancel call fires them, without this item
-    if (handle.id >= 0) this.#apply(this.#engine.cancel(now(), handle.id, this.#scratch));
+  #cancel(wiring: SignalWiring): void {
+    if (wiring.id === -1) {
+      // Still in this tick's buffer: it never reaches the engine (nor a handler).
+      const reject = this.#buf[3 * wiring.index + 2] as Settle;
+      this.#buf[3 * wiring.index] = CANCELLED;
+      this.#bufCancelled++;
+      reject(new CancelledError(wiring.signal.reason));
+      return;
+    }
+    if (wiring.id >= 0) {
+      this.#sendBuffered(true); // the engine must know of every add before it may release a group
+      this.#apply(this.#engine.cancel(now(), wiring.id, this.#scratch));
+    }
+  }
+
+  /** Compact the buffer around adds cancelled before they were sent. */
+  #dropCancelledAdds(): void {
+    const buf = this.#buf;
+    const signals = this.#bufSignals;
+    const keyed = this.#options.keyGenerator !== undefined;
+    let kept = 0;
+    const keptSignals = new Map<number, SignalWiring>();
+    for (let i = 0; i < this.#bufCount; i++) {
+      if (buf[3 * i] === CANCELLED) continue;
+      buf[3 * kept] = buf[3 * i];
+      buf[3 * kept + 1] = buf[3 * i + 1];
+      buf[3 * kept + 2] = buf[3 * i + 2];
+      if (keyed) this.#bufGroups[kept] = this.#bufGroups[i]!;
+      const wiring = signals?.get(i);
+      if (wiring) {
+        wiring.index = kept;
+        keptSignals.set(kept, wiring);
+      }
+      kept++;
+    }
+    buf.fill(undefined, 3 * kept, 3 * this.#bufCount);
+    if (keyed) this.#bufGroups.length = kept;
+    this.#bufCount = kept;
+    this.#bufSignals = keptSignals.size > 0 ? keptSignals : undefined;
+    this.#bufCancelled = 0;
   }
 
   #outcome(length: number): Float64Array {

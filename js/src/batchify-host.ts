@@ -1,0 +1,351 @@
+// The batchify() host, independent of the runtime: it hands intercepted requests to the core's
+// provider batching engine, performs the provider calls the engine asks for with the runtime's
+// real fetch, appends the cache journal to a JournalStore, and answers callers with the
+// engine's synthetic responses. Node (batchify.ts) and browsers / edge runtimes (browser.ts)
+// give it their fetch, storage and (in Node) an async scope.
+import type { InterceptorEngine } from "./engine.js";
+import { BatchlingError, InvalidOptionError } from "./errors.js";
+import { checkCount, checkKnownKeys, engineOptionError, now, timerDelay } from "./host-util.js";
+import type { JournalStore } from "./storage.js";
+
+export type BatchlingEvent =
+  | { kind: "requestQueued"; provider: string; endpoint: string; model: string }
+  | { kind: "cacheHit"; provider: string; model: string; resumedBatch: string | null }
+  | { kind: "batchSubmitting"; job: number; provider: string; model: string; requests: number; dryRun: boolean }
+  | { kind: "batchSubmitted"; job: number; provider: string; batchId: string; requests: number }
+  | { kind: "batchPolled"; job: number; batchId: string; state: string; total: number; completed: number; failed: number }
+  | { kind: "batchFinished"; job: number; batchId: string; state: string }
+  | { kind: "resultsReceived"; job: number; batchId: string; results: number }
+  | { kind: "retry"; job: number; step: string; attempt: number; delayMs: number; reason: string }
+  | { kind: "warning"; message: string };
+
+export interface BatchifyOptions {
+  /** Requests per provider batch (default 100). */
+  batchSize?: number;
+  /** How long a queue's first request waits for others (default 2 000 ms). */
+  batchWindowMs?: number;
+  /** Time between two polls of a provider batch (default 10 000 ms). */
+  pollIntervalMs?: number;
+  /** Queue and group as usual but send nothing: callers get synthetic 200s. */
+  dryRun?: boolean;
+  /** The persistent request cache. Node: on by default, at `.batchling/cache.jsonl`; `{ path }`
+   * picks the file. Browsers and edge runtimes: `{ storage }`, any async get/put/delete store
+   * (in memory by default). `false` turns it off. */
+  cache?: boolean | { path: string } | { storage: import("./storage.js").KeyValueStorage; prefix?: string };
+  /** Retries of provider calls on 429 / 5xx / transport errors. */
+  retry?: { attempts?: number; backoffMs?: number; maxBackoffMs?: number };
+  /** Lifecycle events: queued, submitting, submitted, polled, finished, results, cache hit, retry. */
+  onEvent?: (event: BatchlingEvent) => void;
+}
+
+export interface QueueReport {
+  provider: string;
+  endpoint: string;
+  model: string;
+  requests: number;
+  batches: number;
+  cacheHits: number;
+  estimatedSyncUsd: number | null;
+  estimatedBatchUsd: number | null;
+  priceNote: string;
+}
+
+export interface BatchifyReport {
+  dryRun: boolean;
+  queues: QueueReport[];
+}
+
+export interface BatchifyContext {
+  /** Run `fn` with every `fetch` it makes (and SDKs make for it) going through this context. */
+  run<T>(fn: () => T | Promise<T>): Promise<T>;
+  /** A fetch to hand to an SDK explicitly: `new OpenAI({ fetch: ctx.fetch })`. */
+  fetch: typeof fetch;
+  /** Send what is queued now (without waiting for the window). */
+  flush(): void;
+  /** Flush, wait for every answer, release timers; returns the report. */
+  close(): Promise<BatchifyReport>;
+  /** The report so far. */
+  report(): BatchifyReport;
+}
+
+type Output =
+  | { type: "passThrough"; request: number; reason: string }
+  | { type: "send"; call: number; http: { method: string; url: string; headers: [string, string][]; body: string } }
+  | { type: "respond"; request: number; status: number; headers: [string, string][]; body: string }
+  | { type: "fail"; request: number; code: string; message: string }
+  | { type: "persist"; line: string }
+  | { type: "event"; event: BatchlingEvent }
+  | { type: "drained" };
+
+interface Pending {
+  request: Request;
+  resolve: (response: Response) => void;
+  reject: (error: unknown) => void;
+  onAbort?: () => void;
+}
+
+export function validateBatchifyOptions(options: BatchifyOptions): void {
+  if (options === null || typeof options !== "object") {
+    throw new InvalidOptionError("options", "pass an options object, e.g. batchify({ batchSize: 100 })");
+  }
+  checkKnownKeys(options, ["batchSize", "batchWindowMs", "pollIntervalMs", "dryRun", "cache", "retry", "onEvent"]);
+  checkCount("batchSize", options.batchSize, 1);
+  checkCount("batchWindowMs", options.batchWindowMs, 0);
+  checkCount("pollIntervalMs", options.pollIntervalMs, 1);
+  if (options.dryRun !== undefined && typeof options.dryRun !== "boolean") {
+    throw new InvalidOptionError("dryRun", `must be a boolean, got ${String(options.dryRun)}`);
+  }
+  const cache = options.cache as unknown;
+  if (cache !== undefined && typeof cache !== "boolean") {
+    const ok =
+      cache !== null &&
+      typeof cache === "object" &&
+      (("path" in cache && typeof cache.path === "string" && cache.path !== "") ||
+        ("storage" in cache && typeof cache.storage === "object" && cache.storage !== null));
+    if (!ok) throw new InvalidOptionError("cache", "must be true, false, { path: string } or { storage }");
+  }
+  if (options.retry !== undefined) {
+    if (options.retry === null || typeof options.retry !== "object") {
+      throw new InvalidOptionError("retry", "must be an object { attempts?, backoffMs?, maxBackoffMs? }");
+    }
+    checkKnownKeys(options.retry, ["attempts", "backoffMs", "maxBackoffMs"], "retry.");
+    checkCount("retry.attempts", options.retry.attempts, 1);
+    checkCount("retry.backoffMs", options.retry.backoffMs, 0);
+    checkCount("retry.maxBackoffMs", options.retry.maxBackoffMs, 0);
+  }
+  if (options.onEvent !== undefined && typeof options.onEvent !== "function") {
+    throw new InvalidOptionError("onEvent", "must be a function (event) => void");
+  }
+}
+
+/** What a runtime gives the host. */
+export interface Platform {
+  engine: InterceptorEngine;
+  /** The runtime's own fetch, never the intercepting one. */
+  realFetch: typeof fetch;
+  /** The cache journal; undefined when caching is off. */
+  journal: JournalStore | undefined;
+  /** Runs `fn` with this context as the current scope (Node's AsyncLocalStorage). */
+  runInScope?: <T>(ctx: BatchifyHost, fn: () => Promise<T>) => Promise<T>;
+  /** Where warnings go when there is no onEvent. */
+  warn: (message: string) => void;
+}
+
+export class BatchifyHost implements BatchifyContext {
+  readonly #engine: InterceptorEngine;
+  readonly #options: BatchifyOptions;
+  readonly #platform: Platform;
+  /** Journal loaded into the engine; submits wait for it. */
+  readonly #ready: Promise<void>;
+  /** Appends in order; a provider call waits for the appends made before it. */
+  #persisted: Promise<void> = Promise.resolve();
+  readonly #pending = new Map<number, Pending>();
+  #nextRequest = 1;
+  #timer: ReturnType<typeof setTimeout> | undefined;
+  #timerAt = Infinity;
+  #inFlightCalls = 0;
+  #closed: Promise<BatchifyReport> | undefined;
+  #resolveClosed: (() => void) | undefined;
+  #drained = false;
+
+  constructor(options: BatchifyOptions, platform: Platform) {
+    this.#options = options;
+    this.#platform = platform;
+    this.#engine = platform.engine;
+    const journal = platform.journal;
+    this.#ready = journal
+      ? journal.load().then((lines) => this.#apply(this.#engine.loadCache(lines)))
+      : Promise.resolve();
+    this.fetch = this.fetch.bind(this) as typeof fetch;
+  }
+
+  run<T>(fn: () => T | Promise<T>): Promise<T> {
+    const runInScope = this.#platform.runInScope;
+    if (!runInScope) {
+      throw new BatchlingError(
+        "ERR_BATCHLING_NO_SCOPE",
+        "ctx.run() needs an async scope (Node's AsyncLocalStorage), which this runtime lacks: pass ctx.fetch to the SDK instead, e.g. new OpenAI({ fetch: ctx.fetch })",
+      );
+    }
+    return runInScope(this, async () => fn());
+  }
+
+  fetch(input: RequestInfo | URL, init?: RequestInit): Promise<Response> {
+    return this.#intercept(input, init);
+  }
+
+  flush(): void {
+    this.#apply(this.#engine.flush(now()));
+  }
+
+  close(): Promise<BatchifyReport> {
+    if (!this.#closed) {
+      const drained = new Promise<void>((resolve) => (this.#resolveClosed = resolve));
+      this.#apply(this.#engine.close(now()));
+      this.#closed = drained.then(() => this.report());
+    }
+    return this.#closed;
+  }
+
+  report(): BatchifyReport {
+    return { dryRun: this.#options.dryRun ?? false, queues: JSON.parse(this.#engine.report()) as QueueReport[] };
+  }
+
+  async #intercept(input: RequestInfo | URL, init?: RequestInit): Promise<Response> {
+    const request = new Request(input, init);
+    const contentType = request.headers.get("content-type") ?? "";
+    // Only JSON POSTs can be batched; everything else goes out untouched, body unread.
+    if (request.method !== "POST" || !contentType.includes("json") || this.#closed) {
+      return this.#platform.realFetch(request);
+    }
+    if (request.signal.aborted) throw request.signal.reason;
+    const body = await request.clone().text();
+    await this.#ready;
+    const id = this.#nextRequest++;
+    const headers = JSON.stringify([...request.headers]);
+    return new Promise<Response>((resolve, reject) => {
+      const pending: Pending = { request, resolve, reject };
+      this.#pending.set(id, pending);
+      if (init?.signal || input instanceof Request) {
+        pending.onAbort = () => this.#apply(this.#engine.cancel(now(), id));
+        request.signal.addEventListener("abort", pending.onAbort, { once: true });
+      }
+      this.#apply(this.#engine.submit(now(), id, request.method, request.url, headers, body));
+    });
+  }
+
+  #settle(id: number): Pending | undefined {
+    const pending = this.#pending.get(id);
+    if (!pending) return undefined;
+    this.#pending.delete(id);
+    if (pending.onAbort) pending.request.signal.removeEventListener("abort", pending.onAbort);
+    return pending;
+  }
+
+  #apply(json: string): void {
+    const { deadline, outputs } = JSON.parse(json) as { deadline: number | null; outputs: Output[] };
+    for (const output of outputs) {
+      switch (output.type) {
+        case "passThrough": {
+          const pending = this.#settle(output.request);
+          if (pending) this.#platform.realFetch(pending.request).then(pending.resolve, pending.reject);
+          break;
+        }
+        case "send":
+          this.#send(output.call, output.http);
+          break;
+        case "respond": {
+          const pending = this.#settle(output.request);
+          pending?.resolve(new Response(output.body, { status: output.status, headers: output.headers }));
+          break;
+        }
+        case "fail": {
+          const pending = this.#settle(output.request);
+          if (!pending) break;
+          const cancelled = output.code === "ERR_BATCHLING_CANCELLED";
+          pending.reject(cancelled ? pending.request.signal.reason : new BatchlingError(output.code, output.message));
+          break;
+        }
+        case "persist":
+          this.#persist(output.line);
+          break;
+        case "event":
+          this.#emit(output.event);
+          break;
+        case "drained":
+          this.#drained = true;
+          this.#resolveClosed?.();
+          break;
+      }
+    }
+    this.#schedule(deadline);
+  }
+
+  #emit(event: BatchlingEvent): void {
+    const onEvent = this.#options.onEvent;
+    if (onEvent) {
+      try {
+        onEvent(event);
+      } catch {
+        // An observer must not break batching.
+      }
+    } else if (event.kind === "warning") {
+      this.#platform.warn(event.message);
+    }
+  }
+
+  #persist(line: string): void {
+    const journal = this.#platform.journal;
+    if (!journal) return;
+    this.#persisted = this.#persisted.then(() => journal.append(line));
+  }
+
+  #send(call: number, http: { method: string; url: string; headers: [string, string][]; body: string }): void {
+    this.#inFlightCalls++;
+    const init: RequestInit = { method: http.method, headers: http.headers };
+    if (http.method !== "GET" && http.method !== "HEAD") init.body = http.body;
+    // The journal records written before this call (e.g. the intent before a create) must be
+    // durable before the call goes out, or a crash could make a re-run pay twice.
+    this.#persisted
+      .then(() => this.#platform.realFetch(http.url, init))
+      .then(async (response) => {
+        const body = await response.text();
+        return this.#engine.response(now(), call, response.status, JSON.stringify([...response.headers]), body);
+      })
+      .catch((error: unknown) => {
+        const message = error instanceof Error ? `${error.message}${error.cause ? ` (${String(error.cause)})` : ""}` : String(error);
+        return this.#engine.transportError(now(), call, message);
+      })
+      .then((json) => {
+        this.#inFlightCalls--;
+        this.#apply(json);
+      });
+  }
+
+  #schedule(deadline: number | null): void {
+    if (deadline === null || this.#drained) {
+      if (this.#timer !== undefined) clearTimeout(this.#timer);
+      this.#timer = undefined;
+      this.#timerAt = Infinity;
+      return;
+    }
+    if (this.#timer !== undefined && this.#timerAt === deadline) return;
+    if (this.#timer !== undefined) clearTimeout(this.#timer);
+    this.#timerAt = deadline;
+    this.#timer = setTimeout(() => {
+      this.#timer = undefined;
+      this.#timerAt = Infinity;
+      this.#apply(this.#engine.tick(now()));
+    }, timerDelay(deadline));
+  }
+}
+
+
+/** The engine's options from the user's, as the JSON the bindings take. */
+export function engineOptionsJson(options: BatchifyOptions, caching: boolean, tagSeed: number): string {
+  return JSON.stringify({
+    batchSize: options.batchSize,
+    batchWindowMs: options.batchWindowMs,
+    pollIntervalMs: options.pollIntervalMs,
+    dryRun: options.dryRun ?? false,
+    cache: caching,
+    retryAttempts: options.retry?.attempts,
+    retryBackoffMs: options.retry?.backoffMs,
+    retryMaxBackoffMs: options.retry?.maxBackoffMs,
+    tagSeed,
+  });
+}
+
+/** Build an engine, mapping its option errors to InvalidOptionError. */
+export function newEngine(
+  Engine: new (optionsJson: string) => InterceptorEngine,
+  options: BatchifyOptions,
+  caching: boolean,
+  tagSeed: number,
+): InterceptorEngine {
+  try {
+    return new Engine(engineOptionsJson(options, caching, tagSeed));
+  } catch (error) {
+    throw engineOptionError(error);
+  }
+}

@@ -1,0 +1,61 @@
+// Where the request cache's journal lives. The engine emits journal lines; a store keeps them
+// in order and hands them back at start. Node uses a file; browsers and edge runtimes use any
+// async key-value storage (in memory by default, Workers KV, Durable Object storage, …).
+
+/** The async get/put/delete a key-value store offers (Workers KV and Durable Object storage fit). */
+export interface KeyValueStorage {
+  get(key: string): Promise<string | null | undefined>;
+  put(key: string, value: string): Promise<void>;
+  delete(key: string): Promise<void>;
+}
+
+/** A journal: read all lines once at start, then append. Appends must be durable in order. */
+export interface JournalStore {
+  load(): Promise<string[]>;
+  append(line: string): Promise<void>;
+}
+
+/** A KeyValueStorage in memory: the default where there is no file system. */
+export class MemoryStorage implements KeyValueStorage {
+  readonly #map = new Map<string, string>();
+  async get(key: string): Promise<string | undefined> {
+    return this.#map.get(key);
+  }
+  async put(key: string, value: string): Promise<void> {
+    this.#map.set(key, value);
+  }
+  async delete(key: string): Promise<void> {
+    this.#map.delete(key);
+  }
+}
+
+/**
+ * A journal over key-value storage: one key per line (`<prefix>:<n>`) and a count
+ * (`<prefix>:count`), so an append is two small writes, never a rewrite of the whole journal.
+ * The line is written before the count: a crash between the two leaves an unreferenced key,
+ * never a count pointing at nothing.
+ */
+export class KeyValueJournal implements JournalStore {
+  readonly #storage: KeyValueStorage;
+  readonly #prefix: string;
+  #count = 0;
+
+  constructor(storage: KeyValueStorage, prefix = "batchling-cache") {
+    this.#storage = storage;
+    this.#prefix = prefix;
+  }
+
+  async load(): Promise<string[]> {
+    this.#count = Number((await this.#storage.get(`${this.#prefix}:count`)) ?? 0) || 0;
+    const lines = await Promise.all(
+      Array.from({ length: this.#count }, (_, i) => this.#storage.get(`${this.#prefix}:${i}`)),
+    );
+    return lines.map((line) => line ?? "");
+  }
+
+  async append(line: string): Promise<void> {
+    const index = this.#count++;
+    await this.#storage.put(`${this.#prefix}:${index}`, line);
+    await this.#storage.put(`${this.#prefix}:count`, String(this.#count));
+  }
+}
