@@ -9,7 +9,7 @@ import OpenAI from "openai";
 import Anthropic from "@anthropic-ai/sdk";
 import { GoogleGenAI } from "@google/genai";
 import { startFakeProvider } from "./fake-provider/server.mjs";
-import { batchify, BatchlingError } from "../dist/index.js";
+import { batchify, BatchlingError, MemoryStorage } from "../dist/index.js";
 
 const FAST = { batchWindowMs: 30, pollIntervalMs: 10, retry: { attempts: 6, backoffMs: 5, maxBackoffMs: 40 }, cache: false };
 
@@ -281,6 +281,22 @@ describe("persistent cache", () => {
     } finally {
       rmSync(dir, { recursive: true, force: true });
     }
+  });
+
+  test("pluggable key-value storage: a repeat run over the same store costs nothing", async () => {
+    const storage = new MemoryStorage();
+    const run = async () => {
+      const ctx = batchify({ ...FAST, cache: { storage } });
+      const out = await Promise.all(["k1", "k2"].map((t) => openaiWith(ctx.fetch).chat.completions.create(chat(t))));
+      await ctx.close();
+      return out.map((a) => a.choices[0].message.content);
+    };
+    assert.deepEqual(await run(), ["echo: k1", "echo: k2"]);
+    const calls = Object.values(fake.counters.requests).reduce((a, b) => a + b, 0);
+    assert.deepEqual(await run(), ["echo: k1", "echo: k2"]);
+    assert.equal(Object.values(fake.counters.requests).reduce((a, b) => a + b, 0), calls);
+    const count = Number(await storage.get("batchling-cache:count"));
+    assert.ok(count >= 4, `journal lines: ${count}`); // intent, submitted, two results
   });
 
   test("a damaged cache line warns and the other records still serve", async () => {
