@@ -41,6 +41,12 @@ pub struct InterceptorConfig {
     pub backoff_ms: u64,
     pub max_backoff_ms: u64,
     pub jitter_seed: u64,
+    /// Provider batches allowed in flight at once; further cut batches wait in cut order.
+    pub max_concurrent_batches: usize,
+    /// Estimated batch-price spend allowed for batches this engine submits. A batch whose
+    /// estimate would pass it is not submitted, nor is any batch after it: their requests fail
+    /// with `ERR_BATCHLING_COST_LIMIT`. Batches already submitted finish.
+    pub cost_limit_usd: Option<f64>,
 }
 
 impl Default for InterceptorConfig {
@@ -54,6 +60,8 @@ impl Default for InterceptorConfig {
             backoff_ms: 1_000,
             max_backoff_ms: 60_000,
             jitter_seed: 0x5eed,
+            max_concurrent_batches: usize::MAX,
+            cost_limit_usd: None,
         }
     }
 }
@@ -137,6 +145,8 @@ pub enum LifecycleEvent {
         model: String,
         requests: usize,
         dry_run: bool,
+        /// At batch prices; `None` for a model with no known price.
+        estimated_usd: Option<f64>,
     },
     #[serde(rename_all = "camelCase")]
     BatchSubmitted {
@@ -291,6 +301,10 @@ pub struct Interceptor {
     report: BTreeMap<(ProviderId, String, String), QueueReport>,
     closing: bool,
     drained_sent: bool,
+    /// Cut batches waiting for a slot under `max_concurrent_batches`.
+    waiting: std::collections::VecDeque<(Route, Vec<String>)>,
+    committed_usd: f64,
+    cost_limit_reached: bool,
     rng_state: u64,
     tag_seed: u64,
 }
@@ -306,6 +320,21 @@ impl Interceptor {
             return Err(crate::batcher::ConfigError {
                 field: "pollIntervalMs",
                 message: "must be at least 1".into(),
+            });
+        }
+        if config.max_concurrent_batches == 0 {
+            return Err(crate::batcher::ConfigError {
+                field: "maxConcurrent",
+                message: "must be at least 1".into(),
+            });
+        }
+        if config
+            .cost_limit_usd
+            .is_some_and(|usd| !usd.is_finite() || usd < 0.0)
+        {
+            return Err(crate::batcher::ConfigError {
+                field: "costLimit.usd",
+                message: "must be a finite number >= 0".into(),
             });
         }
         if config.call_attempts == 0 {
@@ -346,6 +375,9 @@ impl Interceptor {
             report: BTreeMap::new(),
             closing: false,
             drained_sent: false,
+            waiting: std::collections::VecDeque::new(),
+            committed_usd: 0.0,
+            cost_limit_reached: false,
             rng_state,
             tag_seed,
         })
@@ -379,6 +411,7 @@ impl Interceptor {
         self.batcher.handle(now_ms, BatcherEvent::Tick); // windows that elapsed cut now
         self.run_timers(now_ms);
         self.absorb_batcher(now_ms);
+        self.admit_jobs(now_ms);
         if self.closing && self.request_entry.is_empty() && !self.drained_sent {
             self.drained_sent = true;
             self.outputs.push(Output::Drained);
@@ -612,6 +645,86 @@ impl Interceptor {
     }
 
     fn start_job(&mut self, now_ms: u64, route: Route, fingerprints: Vec<String>) {
+        if self.config.dry_run {
+            // Nothing is sent, so nothing waits for a slot or counts against the cost limit.
+            return self.launch_job(now_ms, route, fingerprints);
+        }
+        self.waiting.push_back((route, fingerprints));
+        self.admit_jobs(now_ms);
+    }
+
+    /// Start waiting batches while slots are free and the cost limit allows.
+    fn admit_jobs(&mut self, now_ms: u64) {
+        while self.jobs.len() < self.config.max_concurrent_batches {
+            let Some((route, fingerprints)) = self.waiting.pop_front() else {
+                break;
+            };
+            // Requests cancelled while their batch waited are not sent.
+            let fingerprints: Vec<String> = fingerprints
+                .into_iter()
+                .filter(|fp| self.entries.contains_key(fp))
+                .collect();
+            if fingerprints.is_empty() {
+                continue;
+            }
+            if let Some(limit) = self.config.cost_limit_usd {
+                let estimate = self.estimate_batch_usd(&route, &fingerprints);
+                let refusal = match estimate {
+                    _ if self.cost_limit_reached => Some(format!(
+                        "not run: the cost limit of ${limit:.4} was reached before this batch"
+                    )),
+                    None => Some(format!(
+                        "not run: the price of model {} is unknown, so the cost limit of ${limit:.4} cannot be enforced",
+                        route.model
+                    )),
+                    Some(usd) if self.committed_usd + usd > limit => Some(format!(
+                        "not run: this batch (~${usd:.4}) would pass the cost limit of ${limit:.4} (${:.4} already committed)",
+                        self.committed_usd
+                    )),
+                    Some(usd) => {
+                        self.committed_usd += usd;
+                        None
+                    }
+                };
+                if let Some(message) = refusal {
+                    self.cost_limit_reached = true;
+                    self.fail_entries(&fingerprints, "ERR_BATCHLING_COST_LIMIT", &message);
+                    continue;
+                }
+            }
+            self.launch_job(now_ms, route, fingerprints);
+        }
+    }
+
+    fn estimate_batch_usd(&self, route: &Route, fingerprints: &[String]) -> Option<f64> {
+        fingerprints.iter().try_fold(0.0, |sum, fp| {
+            let body = &self.entries.get(fp)?.route.body;
+            Some(sum + pricing::estimate(route.provider, &route.model, body).batch_usd?)
+        })
+    }
+
+    /// Estimated batch-price spend of the batches submitted so far.
+    pub fn committed_usd(&self) -> f64 {
+        self.committed_usd
+    }
+
+    fn fail_entries(&mut self, fingerprints: &[String], code: &str, message: &str) {
+        for fp in fingerprints {
+            if let Some(entry) = self.entries.remove(fp) {
+                for request in entry.waiters {
+                    if self.request_entry.remove(&request).is_some() {
+                        self.outputs.push(Output::Fail {
+                            request,
+                            code: code.into(),
+                            message: message.into(),
+                        });
+                    }
+                }
+            }
+        }
+    }
+
+    fn launch_job(&mut self, now_ms: u64, route: Route, fingerprints: Vec<String>) {
         let id = self.next_job;
         self.next_job += 1;
         let tag = self.new_tag();
@@ -625,12 +738,14 @@ impl Interceptor {
             })
             .collect();
         self.report_row(&route).batches += 1;
+        let estimated_usd = self.estimate_batch_usd(&route, &fingerprints);
         self.event(LifecycleEvent::BatchSubmitting {
             job: id,
             provider: route.provider,
             model: route.model.clone(),
             requests: fingerprints.len(),
             dry_run: self.config.dry_run,
+            estimated_usd,
         });
         if self.config.dry_run {
             let adapter = adapter(route.provider);
@@ -1120,21 +1235,8 @@ impl Interceptor {
     }
 
     fn fail_job(&mut self, job_id: u64, code: &str, message: String) {
-        let Some(job) = self.jobs.remove(&job_id) else {
-            return;
-        };
-        for fp in job.fingerprints {
-            if let Some(entry) = self.entries.remove(&fp) {
-                for request in entry.waiters {
-                    if self.request_entry.remove(&request).is_some() {
-                        self.outputs.push(Output::Fail {
-                            request,
-                            code: code.into(),
-                            message: message.clone(),
-                        });
-                    }
-                }
-            }
+        if let Some(job) = self.jobs.remove(&job_id) {
+            self.fail_entries(&job.fingerprints, code, &message);
         }
     }
 
@@ -1298,6 +1400,8 @@ pub struct InterceptorOptions {
     pub retry_max_backoff_ms: Option<u64>,
     pub jitter_seed: Option<u64>,
     pub tag_seed: Option<u64>,
+    pub max_concurrent_batches: Option<usize>,
+    pub cost_limit_usd: Option<f64>,
 }
 
 impl Interceptor {
@@ -1322,6 +1426,10 @@ impl Interceptor {
                 .retry_max_backoff_ms
                 .unwrap_or(defaults.max_backoff_ms),
             jitter_seed: options.jitter_seed.unwrap_or(defaults.jitter_seed),
+            max_concurrent_batches: options
+                .max_concurrent_batches
+                .unwrap_or(defaults.max_concurrent_batches),
+            cost_limit_usd: options.cost_limit_usd,
         };
         Interceptor::new(
             config,
