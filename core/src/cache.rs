@@ -109,6 +109,9 @@ pub enum CacheRecord {
         batch_id: String,
         fingerprints: Vec<String>,
     },
+    /// These requests' batch ended without running them (expired, cancelled, failed): a re-run
+    /// submits them again instead of resuming that batch.
+    Released { fingerprints: Vec<String> },
     /// The answer for one request, as its caller received it.
     Result {
         fingerprint: String,
@@ -183,6 +186,12 @@ impl Cache {
                     self.intents.remove(fp);
                     self.submitted
                         .insert(fp.clone(), (place.clone(), batch_id.clone()));
+                }
+            }
+            CacheRecord::Released { fingerprints } => {
+                for fp in fingerprints {
+                    self.intents.remove(fp);
+                    self.submitted.remove(fp);
                 }
             }
             CacheRecord::Result {

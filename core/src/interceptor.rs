@@ -269,7 +269,12 @@ struct Job {
     end_kind: Option<EndKind>,
     /// The current step's attempts so far, and a retry that waits for its time.
     attempts: u32,
-    retry_at: Option<(u64, Step, Option<String>)>,
+    /// Calls waiting for their retry time: (at, step, download). Several downloads of one batch
+    /// can fail and wait at once.
+    retries: Vec<(u64, Step, Option<String>)>,
+    /// Result lines for custom ids not (yet) asked for in this run, kept until the batch is
+    /// done: a resumed request may attach while the results are being downloaded.
+    unclaimed: HashMap<String, HttpResponse>,
     poll_at: Option<u64>,
     /// Set when the create's outcome is unknown and the batch must be looked for.
     created_from_find: bool,
@@ -426,8 +431,7 @@ impl Interceptor {
         let jobs = self
             .jobs
             .values()
-            .flat_map(|j| [j.poll_at, j.retry_at.as_ref().map(|r| r.0)])
-            .flatten();
+            .flat_map(|j| j.poll_at.into_iter().chain(j.retries.iter().map(|r| r.0)));
         self.batcher.next_deadline().into_iter().chain(jobs).min()
     }
 
@@ -565,15 +569,27 @@ impl Interceptor {
             if let Some(item) = entry.item {
                 self.entries.remove(&fingerprint);
                 self.item_entry.remove(&item);
+                // Its Reject is ignored by `absorb_batcher`; a batch the call cuts is not.
                 self.batcher.handle(now_ms, BatcherEvent::Cancel { item });
-                self.batcher.drain_actions().for_each(drop);
             }
         }
     }
 
     fn absorb_batcher(&mut self, now_ms: u64) {
-        let actions: Vec<BatcherAction> = self.batcher.drain_actions().collect();
-        for action in actions {
+        // Handing a batch over is itself a batcher call, which may cut more: loop until quiet.
+        loop {
+            let actions: Vec<BatcherAction> = self.batcher.drain_actions().collect();
+            if actions.is_empty() {
+                return;
+            }
+            for action in actions {
+                self.absorb_batcher_action(now_ms, action);
+            }
+        }
+    }
+
+    fn absorb_batcher_action(&mut self, now_ms: u64, action: BatcherAction) {
+        {
             match action {
                 BatcherAction::RunBatch { batch, items, .. } => {
                     // The batch leaves the queue: the job owns it from here.
@@ -590,13 +606,12 @@ impl Interceptor {
                         self.groups.remove(&key);
                     }
                 }
+                // Hand-overs resolve the batcher's items; cancels reject them. Nothing to do.
                 BatcherAction::Resolve { .. }
                 | BatcherAction::Reject { .. }
                 | BatcherAction::Drained => {}
             }
         }
-        // Completing batches above produced only resolves; drop them.
-        self.batcher.drain_actions().for_each(drop);
     }
 
     // ---- jobs ------------------------------------------------------------------------------
@@ -767,7 +782,8 @@ impl Interceptor {
             downloads_left: 0,
             end_kind: None,
             attempts: 0,
-            retry_at: None,
+            retries: Vec::new(),
+            unclaimed: HashMap::new(),
             poll_at: None,
             created_from_find: false,
         };
@@ -813,6 +829,13 @@ impl Interceptor {
         }
     }
 
+    /// Requests whose batch ended without running them: a re-run must submit them again.
+    fn persist_released(&mut self, fingerprints: Vec<String>) {
+        if self.caching && !fingerprints.is_empty() {
+            self.persist(CacheRecord::Released { fingerprints });
+        }
+    }
+
     fn persist(&mut self, record: CacheRecord) {
         self.cache.apply(&record);
         self.outputs.push(Output::Persist {
@@ -844,8 +867,13 @@ impl Interceptor {
             .values_mut()
             .find(|j| j.remote_id.as_deref() == Some(batch_id.as_str()))
         {
-            job.fingerprints.push(fingerprint);
+            // Its line may already have been downloaded, before anyone asked for it.
+            let early = job.unclaimed.remove(&custom_id);
+            job.fingerprints.push(fingerprint.clone());
             job.custom_ids.push(custom_id);
+            if let Some(response) = early {
+                self.answer_entry(&fingerprint, response, true);
+            }
             return;
         }
         let id = self.next_job;
@@ -864,7 +892,8 @@ impl Interceptor {
                 downloads_left: 0,
                 end_kind: None,
                 attempts: 0,
-                retry_at: None,
+                retries: Vec::new(),
+                unclaimed: HashMap::new(),
                 poll_at: Some(now_ms),
                 created_from_find: false,
             },
@@ -922,7 +951,8 @@ impl Interceptor {
                 downloads_left: 0,
                 end_kind: None,
                 attempts: 0,
-                retry_at: None,
+                retries: Vec::new(),
+                unclaimed: HashMap::new(),
                 poll_at: None,
                 created_from_find: true,
             },
@@ -980,17 +1010,24 @@ impl Interceptor {
             .jobs
             .values()
             .filter(|j| {
-                j.poll_at.is_some_and(|t| t <= now_ms)
-                    || j.retry_at.as_ref().is_some_and(|r| r.0 <= now_ms)
+                j.poll_at.is_some_and(|t| t <= now_ms) || j.retries.iter().any(|r| r.0 <= now_ms)
             })
             .map(|j| j.id)
             .collect();
         for id in due {
             let job = self.jobs.get_mut(&id).expect("due job exists");
-            if job.poll_at.is_some_and(|t| t <= now_ms) {
+            let poll = job.poll_at.is_some_and(|t| t <= now_ms);
+            if poll {
                 job.poll_at = None;
+            }
+            let (due, later): (Vec<_>, Vec<_>) = std::mem::take(&mut job.retries)
+                .into_iter()
+                .partition(|r| r.0 <= now_ms);
+            job.retries = later;
+            if poll {
                 self.send_step(now_ms, id, Step::Poll, None);
-            } else if let Some((_, step, download)) = job.retry_at.take() {
+            }
+            for (_, step, download) in due {
                 self.send_step(now_ms, id, step, download);
             }
         }
@@ -1141,6 +1178,7 @@ impl Interceptor {
                     state: report.state_label,
                 });
                 self.jobs.remove(&job_id);
+                self.persist_released(fingerprints.clone());
                 for fp in fingerprints {
                     self.answer_entry(&fp, response.clone(), false);
                 }
@@ -1163,15 +1201,17 @@ impl Interceptor {
             .map(String::as_str)
             .zip(job.fingerprints.iter().map(String::as_str))
             .collect();
-        // A line for a request this run never asked about is skipped.
-        let answers: Vec<(String, HttpResponse)> = parsed
-            .items
-            .into_iter()
-            .filter_map(|item| {
-                let fp = by_custom_id.get(item.custom_id.as_str())?;
-                Some((fp.to_string(), item.response))
-            })
-            .collect();
+        // A line for a request this run has not asked about (yet) is kept with the job.
+        let mut answers: Vec<(String, HttpResponse)> = Vec::new();
+        let mut unclaimed = Vec::new();
+        for item in parsed.items {
+            match by_custom_id.get(item.custom_id.as_str()) {
+                Some(fp) => answers.push((fp.to_string(), item.response)),
+                None => unclaimed.push((item.custom_id, item.response)),
+            }
+        }
+        let job = self.jobs.get_mut(&job_id).expect("job exists");
+        job.unclaimed.extend(unclaimed);
         let count = answers.len();
         self.outputs.push(Output::Event {
             event: LifecycleEvent::ResultsReceived {
@@ -1197,11 +1237,15 @@ impl Interceptor {
             Some(kind) => format!("the batch {kind} before this request ran"),
             None => "the batch completed without a result line for this request".to_string(),
         };
-        for fp in job.fingerprints {
-            if self.entries.contains_key(&fp) {
-                let response = adapter.ended_response(&batch_id, kind, &message);
-                self.answer_entry(&fp, response, false);
-            }
+        let missing: Vec<String> = job
+            .fingerprints
+            .into_iter()
+            .filter(|fp| self.entries.contains_key(fp))
+            .collect();
+        self.persist_released(missing.clone());
+        for fp in missing {
+            let response = adapter.ended_response(&batch_id, kind, &message);
+            self.answer_entry(&fp, response, false);
         }
     }
 
@@ -1305,7 +1349,7 @@ impl Interceptor {
         let backoff = self.backoff_ms(attempt);
         let delay_ms = retry_after_ms.map_or(backoff, |r| r.max(backoff / 2));
         let job = self.jobs.get_mut(&job_id).expect("job exists");
-        job.retry_at = Some((now_ms + delay_ms, next_step, download));
+        job.retries.push((now_ms + delay_ms, next_step, download));
         self.event(LifecycleEvent::Retry {
             job: job_id,
             step: next_step.as_str().into(),

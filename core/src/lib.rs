@@ -4,6 +4,8 @@ pub mod batcher;
 pub mod cache;
 pub mod http;
 pub mod interceptor;
+pub mod jobs;
+pub mod models;
 pub mod pricing;
 pub mod providers;
 pub mod wire;
