@@ -8,6 +8,7 @@ use batchling_core::batcher::{
 };
 use batchling_core::http::{HttpRequest, HttpResponse};
 use batchling_core::interceptor::{self, Input, Interceptor};
+use batchling_core::job_api;
 use batchling_core::wire;
 use napi::bindgen_prelude::{Float64Array, Uint32Array};
 use napi::{Error, Result, Status as NapiStatus};
@@ -302,4 +303,21 @@ impl NativeInterceptor {
     pub fn report(&self) -> String {
         serde_json::to_string(&self.inner.report()).expect("report serializes")
     }
+}
+
+/// The job builder: which provider serves a job, its request, and its result (JSON in and out,
+/// see `batchling_core::job_api`).
+#[napi]
+pub fn job_provider(spec_json: String) -> String {
+    job_api::provider(&spec_json)
+}
+
+#[napi]
+pub fn job_build_request(spec_json: String, endpoint_json: String) -> String {
+    job_api::build_request(&spec_json, &endpoint_json)
+}
+
+#[napi]
+pub fn job_extract_result(spec_json: String, status: u32, body: String) -> String {
+    job_api::extract_result(&spec_json, status as u16, &body)
 }

@@ -4,6 +4,7 @@ pub mod batcher;
 pub mod cache;
 pub mod http;
 pub mod interceptor;
+pub mod job_api;
 pub mod jobs;
 pub mod models;
 pub mod pricing;

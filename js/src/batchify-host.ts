@@ -141,6 +141,9 @@ export class BatchifyHost implements BatchifyContext {
   #persisted: Promise<void> = Promise.resolve();
   readonly #pending = new Map<number, Pending>();
   #nextRequest = 1;
+  /** Fetches whose body is still being read, before they reach the engine. */
+  #intake = 0;
+  #flushOnIntake = false;
   #timer: ReturnType<typeof setTimeout> | undefined;
   #timerAt = Infinity;
   #inFlightCalls = 0;
@@ -178,6 +181,13 @@ export class BatchifyHost implements BatchifyContext {
     this.#apply(this.#engine.flush(now()));
   }
 
+  /** Flush once every fetch already started has reached the engine (their bodies are read
+   * asynchronously): how a job run cuts its last, partial batch without waiting for a window. */
+  flushWhenSubmitted(): void {
+    if (this.#intake === 0) this.flush();
+    else this.#flushOnIntake = true;
+  }
+
   close(): Promise<BatchifyReport> {
     if (!this.#closed) {
       const drained = new Promise<void>((resolve) => (this.#resolveClosed = resolve));
@@ -199,8 +209,14 @@ export class BatchifyHost implements BatchifyContext {
       return this.#platform.realFetch(request);
     }
     if (request.signal.aborted) throw request.signal.reason;
-    const body = await request.clone().text();
-    await this.#ready;
+    this.#intake++;
+    let body: string;
+    try {
+      body = await request.clone().text();
+      await this.#ready;
+    } finally {
+      this.#intake--;
+    }
     const id = this.#nextRequest++;
     const headers = JSON.stringify([...request.headers]);
     return new Promise<Response>((resolve, reject) => {
@@ -211,6 +227,10 @@ export class BatchifyHost implements BatchifyContext {
         request.signal.addEventListener("abort", pending.onAbort, { once: true });
       }
       this.#apply(this.#engine.submit(now(), id, request.method, request.url, headers, body));
+      if (this.#flushOnIntake && this.#intake === 0) {
+        this.#flushOnIntake = false;
+        this.flush();
+      }
     });
   }
 
@@ -322,8 +342,14 @@ export class BatchifyHost implements BatchifyContext {
 
 
 /** The engine's options from the user's, as the JSON the bindings take. */
-export function engineOptionsJson(options: BatchifyOptions, caching: boolean, tagSeed: number): string {
+export function engineOptionsJson(
+  options: BatchifyOptions,
+  caching: boolean,
+  tagSeed: number,
+  limits: { maxConcurrentBatches?: number; costLimitUsd?: number } = {},
+): string {
   return JSON.stringify({
+    ...limits,
     batchSize: options.batchSize,
     batchWindowMs: options.batchWindowMs,
     pollIntervalMs: options.pollIntervalMs,
@@ -342,9 +368,10 @@ export function newEngine(
   options: BatchifyOptions,
   caching: boolean,
   tagSeed: number,
+  limits: { maxConcurrentBatches?: number; costLimitUsd?: number } = {},
 ): InterceptorEngine {
   try {
-    return new Engine(engineOptionsJson(options, caching, tagSeed));
+    return new Engine(engineOptionsJson(options, caching, tagSeed, limits));
   } catch (error) {
     throw engineOptionError(error);
   }

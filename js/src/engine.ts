@@ -82,6 +82,20 @@ export interface InterceptorBackend {
   NativeInterceptor: new (optionsJson: string) => InterceptorEngine;
 }
 
+/** The job builder's core functions (JSON in and out; see core/src/job_api.rs). */
+export interface JobsBackend {
+  jobProvider(specJson: string): string;
+  jobBuildRequest(specJson: string, endpointJson: string): string;
+  jobExtractResult(specJson: string, status: number, body: string): string;
+}
+
+let jobsBackend: JobsBackend | undefined;
+
+export function loadJobsBackend(): JobsBackend {
+  jobsBackend ??= loadNative() as unknown as JobsBackend;
+  return jobsBackend;
+}
+
 let backend: Backend | undefined;
 let interceptorBackend: InterceptorBackend | undefined;
 

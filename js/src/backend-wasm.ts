@@ -1,0 +1,24 @@
+// The WebAssembly engine: the same classes as the native addon (bindings-wasm/ mirrors
+// bindings-node/ method for method), built by scripts/build-wasm.sh into wasm/node/ (CommonJS
+// glue that loads its .wasm synchronously). Portable: no platform binary needed.
+import { createRequire } from "node:module";
+import type { Backend, InterceptorBackend } from "./engine.js";
+
+export interface WasmBackend {
+  name: "wasm";
+  NativeBatcher: Backend["NativeBatcher"];
+  NativeInterceptor: InterceptorBackend["NativeInterceptor"];
+}
+
+let wasm: WasmBackend | undefined;
+
+/** Load (once) the wasm engine; throws if wasm/node/ has not been built. */
+export function loadWasmBackend(): WasmBackend {
+  if (wasm === undefined) {
+    // import.meta.url in ESM, a shim in CJS (tsup). wasm/ sits next to dist/, like bindings-node/.
+    const require = createRequire(import.meta.url);
+    const module = require("../wasm/node/batchling_wasm.js") as Omit<WasmBackend, "name">;
+    wasm = { name: "wasm", NativeBatcher: module.NativeBatcher, NativeInterceptor: module.NativeInterceptor };
+  }
+  return wasm;
+}
