@@ -110,22 +110,43 @@ const MEDIA_TYPES: Record<string, string> = {
 /** The state file: written whole to a temporary file and renamed over the old one, so a crash
  * at any moment leaves either the previous state or the next, never a torn one. It holds the
  * engine's journal minus answers (those go to the results directory). */
+export interface StateFile {
+  version: 1;
+  /** Where the run writes its results (`batchling jobs status|results` read them there). */
+  resultsDir: string;
+  jobIds: string[];
+  /** The batching engine's journal: which requests went into which provider batch. */
+  journal: string[];
+}
+
+/** Read a run's state file (for `batchling jobs …`). */
+export function readStateFile(path: string): StateFile {
+  return JSON.parse(readFileSync(path, "utf8")) as StateFile;
+}
+
 class StateFileJournal implements JournalStore {
   #lines: string[] = [];
-  constructor(readonly path: string) {}
+  constructor(
+    readonly path: string,
+    readonly resultsDir: string,
+    readonly jobIds: string[],
+  ) {}
   async load(): Promise<string[]> {
     if (!existsSync(this.path)) return [];
-    const state = JSON.parse(readFileSync(this.path, "utf8")) as { version: number; journal: string[] };
-    this.#lines = state.journal;
-    return state.journal;
+    this.#lines = readStateFile(this.path).journal;
+    return this.#lines;
   }
   async append(line: string): Promise<void> {
     // Answers live in the results directory; keeping them here would make every save O(run).
     if (line.startsWith('{"type":"result"')) return;
     this.#lines.push(line);
+    this.save();
+  }
+  save(): void {
     mkdirSync(dirname(this.path), { recursive: true });
+    const state: StateFile = { version: 1, resultsDir: this.resultsDir, jobIds: this.jobIds, journal: this.#lines };
     const tmp = `${this.path}.${process.pid}.tmp`;
-    writeFileSync(tmp, JSON.stringify({ version: 1, journal: this.#lines }), { mode: 0o600 });
+    writeFileSync(tmp, JSON.stringify(state), { mode: 0o600 });
     renameSync(tmp, this.path);
   }
 }
@@ -425,7 +446,7 @@ export class BatchRun {
     const host = new BatchifyHost(options, {
       engine,
       realFetch: globalThis.fetch.bind(globalThis),
-      journal: new StateFileJournal(resolvePath(this.#options.stateFile)),
+      journal: new StateFileJournal(resolvePath(this.#options.stateFile), resolvePath(this.#options.resultsDir), [...this.#jobs.keys()]),
       warn: (message) => process.emitWarning(message, "BatchlingWarning"),
     });
     this.#host = host;

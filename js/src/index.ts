@@ -14,5 +14,5 @@ export {
   BatchResultError,
 } from "./errors.js";
 export { loadBackend as backend } from "./engine.js";
-export { Batch, BatchRun, exportResults } from "./batch.js";
-export type { BatchOptions, BatchStatus, JobDefaults, JobInput, JobResult, ProgressEvent, ResponseModel } from "./batch.js";
+export { Batch, BatchRun, exportResults, readStateFile } from "./batch.js";
+export type { StateFile, BatchOptions, BatchStatus, JobDefaults, JobInput, JobResult, ProgressEvent, ResponseModel } from "./batch.js";
