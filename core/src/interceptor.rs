@@ -278,6 +278,8 @@ struct Job {
     poll_at: Option<u64>,
     /// Set when the create's outcome is unknown and the batch must be looked for.
     created_from_find: bool,
+    /// Made from a previous run's intent record (see `find_then_resume`).
+    from_journal_intent: bool,
 }
 
 /// A distinct request (by fingerprint) and the callers waiting on it.
@@ -674,10 +676,17 @@ impl Interceptor {
             let Some((route, fingerprints)) = self.waiting.pop_front() else {
                 break;
             };
-            // Requests cancelled while their batch waited are not sent.
+            // Requests cancelled while their batch waited are not sent: their entry is still there
+            // (an identical request arriving meanwhile joins it), but with no one waiting on it.
             let fingerprints: Vec<String> = fingerprints
                 .into_iter()
-                .filter(|fp| self.entries.contains_key(fp))
+                .filter(|fp| {
+                    let wanted = self.entries.get(fp).is_some_and(|e| !e.waiters.is_empty());
+                    if !wanted {
+                        self.entries.remove(fp);
+                    }
+                    wanted
+                })
                 .collect();
             if fingerprints.is_empty() {
                 continue;
@@ -786,6 +795,7 @@ impl Interceptor {
             unclaimed: HashMap::new(),
             poll_at: None,
             created_from_find: false,
+            from_journal_intent: false,
         };
         self.persist_intent(&job);
         self.jobs.insert(id, job);
@@ -896,6 +906,7 @@ impl Interceptor {
                 unclaimed: HashMap::new(),
                 poll_at: Some(now_ms),
                 created_from_find: false,
+                from_journal_intent: false,
             },
         );
     }
@@ -955,6 +966,7 @@ impl Interceptor {
                 unclaimed: HashMap::new(),
                 poll_at: None,
                 created_from_find: true,
+                from_journal_intent: true,
             },
         );
         self.send_step(now_ms, id, Step::Find, None);
@@ -1048,7 +1060,9 @@ impl Interceptor {
         let Some(job) = self.jobs.get_mut(&job_id) else {
             return;
         };
-        job.attempts = 0;
+        if step != Step::Find {
+            job.attempts = 0; // a lookup is part of retrying the create, not progress
+        }
         let adapter = adapter(job.route.provider);
         match step {
             Step::Upload => match adapter.parse_upload(&response) {
@@ -1115,8 +1129,13 @@ impl Interceptor {
     }
 
     fn not_found(&mut self, now_ms: u64, job_id: u64) {
+        if !self.jobs[&job_id].from_journal_intent {
+            // This run's create did not reach the provider: create again, within the same job,
+            // so its attempts keep counting towards `call_attempts`.
+            return self.send_step(now_ms, job_id, Step::Create, None);
+        }
         let job = self.jobs.remove(&job_id).expect("job exists");
-        // The lost create never reached the provider: queue the requests again as new.
+        // A previous run's lost create never reached the provider: queue the requests anew.
         for fp in job.fingerprints {
             self.cache.forget_intent(&fp);
             if let Some(entry) = self.entries.remove(&fp) {
@@ -1323,13 +1342,27 @@ impl Interceptor {
             // that answer, as the normal endpoint would have refused them.
             let fingerprints = job.fingerprints.clone();
             self.jobs.remove(&job_id);
+            if step == Step::Poll {
+                // The batch a journal points at is gone (deleted, another account): a re-run
+                // must submit these requests again rather than poll it forever.
+                self.persist_released(fingerprints.clone());
+            }
             for fp in fingerprints {
                 self.answer_entry(&fp, response.clone(), false);
             }
             return;
         }
-        // A create that got no answer may have gone through: look for it before creating again.
-        let next_step = if step == Step::Create && response.is_none() {
+        // A create that got no answer, or a server error, may have gone through: look for the
+        // batch by its tag before creating again. Where batches carry no tag (Anthropic), a
+        // server error is taken at its word and only a lost answer is ambiguous.
+        let may_exist = response.as_ref().is_none_or(|r| r.status >= 500);
+        let findable = adapter(job.route.provider)
+            .build_find(&BatchContext {
+                route: &job.route,
+                tag: &job.tag,
+            })
+            .is_some();
+        let next_step = if step == Step::Create && may_exist && (findable || response.is_none()) {
             job.created_from_find = true;
             Step::Find
         } else {

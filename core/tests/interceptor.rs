@@ -2248,6 +2248,8 @@ struct Traffic {
     fault_seed: u64,
     fault_budget: u32,
     shuffle_seed: u64,
+    max_concurrent_batches: usize,
+    cost_limit_usd: Option<f64>,
 }
 
 fn traffic() -> impl Strategy<Value = Traffic> {
@@ -2261,6 +2263,10 @@ fn traffic() -> impl Strategy<Value = Traffic> {
         any::<u64>(),
         0..10u32,
         any::<u64>(),
+        (
+            prop_oneof![3 => Just(usize::MAX), 1 => 1..3usize],
+            prop_oneof![4 => Just(None), 1 => (0.0..0.003f64).prop_map(Some)],
+        ),
     )
         .prop_map(
             |(
@@ -2273,6 +2279,7 @@ fn traffic() -> impl Strategy<Value = Traffic> {
                 fault_seed,
                 fault_budget,
                 shuffle_seed,
+                (max_concurrent_batches, cost_limit_usd),
             )| {
                 Traffic {
                     ops,
@@ -2284,23 +2291,23 @@ fn traffic() -> impl Strategy<Value = Traffic> {
                     fault_seed,
                     fault_budget,
                     shuffle_seed,
+                    max_concurrent_batches,
+                    cost_limit_usd,
                 }
             },
         )
 }
 
 fn traffic_config(t: &Traffic) -> InterceptorConfig {
-    InterceptorConfig {
-        batch_size: t.batch_size,
-        batch_window_ms: WINDOW,
-        poll_interval_ms: 2_000,
-        dry_run: false,
-        call_attempts: t.call_attempts,
-        backoff_ms: t.backoff_ms,
-        max_backoff_ms: 5_000,
-        jitter_seed: t.fault_seed ^ 1,
-        ..InterceptorConfig::default()
-    }
+    let mut c = config(t.batch_size);
+    c.poll_interval_ms = 2_000;
+    c.call_attempts = t.call_attempts;
+    c.backoff_ms = t.backoff_ms;
+    c.max_backoff_ms = 5_000;
+    c.jitter_seed = t.fault_seed ^ 1;
+    c.max_concurrent_batches = t.max_concurrent_batches;
+    c.cost_limit_usd = t.cost_limit_usd;
+    c
 }
 
 /// A harness on a fake with the traffic's fates and faults, after its operations (no Close yet).
@@ -3279,9 +3286,10 @@ fn close_flushes_drains_once_and_refuses_later_requests() {
 
 // ---- regressions for bugs found while writing these tests ----------------------------------
 
-/// BUG: `Interceptor::cancel` drops every pending batcher action after `Batcher::handle(Cancel)`,
-/// but the batcher also cuts windows that elapsed by then, so a `RunBatch` is thrown away and
-/// its requests are stranded (never sent, never answered, no `Drained`).
+/// Regression (fixed in 6dfa05b): `Interceptor::cancel` dropped every pending batcher action after
+/// `Batcher::handle(Cancel)`, but the batcher also cuts windows that elapsed by then, so a
+/// `RunBatch` is thrown away and its requests are stranded (never sent, never answered, no
+/// `Drained`).
 #[test]
 fn a_cancel_arriving_after_an_elapsed_window_does_not_strand_the_cut_batch() {
     let mut h = Harness::new(config(10));
@@ -3303,9 +3311,9 @@ fn a_cancel_arriving_after_an_elapsed_window_does_not_strand_the_cut_batch() {
     assert_eq!(h.drained, 1);
 }
 
-/// BUG: a job holds one `retry_at` slot, but OpenAI downloads its output and error files in
-/// parallel; when both fail, the second retry overwrites the first, one file is never fetched
-/// again, and its callers wait forever.
+/// Regression (fixed in 6dfa05b): a job held one `retry_at` slot, but OpenAI downloads its output
+/// and error files in parallel; when both fail, the second retry overwrites the first, one file is
+/// never fetched again, and its callers wait forever.
 #[test]
 fn parallel_download_failures_are_each_retried() {
     let mut h = Harness::new(config(2));
@@ -3339,9 +3347,10 @@ fn parallel_download_failures_are_each_retried() {
     assert_eq!(h.drained, 1);
 }
 
-/// BUG: after a restart, a request resumed into a job whose results are already being downloaded
-/// joins that job, misses the result line that was absorbed before it arrived, and is answered
-/// "completed without a result line" (500) although the provider has its answer.
+/// Regression (fixed in 6dfa05b): after a restart, a request resumed into a job whose results are
+/// already being downloaded joins that job, misses the result line that was absorbed before it
+/// arrived, and is answered "completed without a result line" (500) although the provider has its
+/// answer.
 #[test]
 fn a_resumed_request_arriving_mid_download_still_gets_its_line() {
     let p = ProviderId::OpenAi;
@@ -3373,9 +3382,9 @@ fn a_resumed_request_arriving_mid_download_still_gets_its_line() {
     );
 }
 
-/// BUG (design): an expired / cancelled / failed batch leaves its `submitted` records in the
-/// journal, so every later run "resumes" the dead batch and answers the same ended error at once;
-/// the requests can never run again until the cache file is deleted.
+/// Regression (fixed in 6dfa05b by `released` records): an expired / cancelled / failed batch left
+/// its `submitted` records in the journal, so every later run "resumes" the dead batch and answers
+/// the same ended error at once; the requests can never run again until the cache file is deleted.
 #[test]
 fn a_rerun_after_an_expired_batch_submits_the_requests_again() {
     let p = ProviderId::Gemini;
@@ -3399,4 +3408,55 @@ fn a_rerun_after_an_expired_batch_submits_the_requests_again() {
         "{:?}",
         h2.only(again)
     );
+}
+
+/// BUG: a request cancelled while its cut batch waits for a slot under `max_concurrent_batches`
+/// keeps its entry (with no waiters), so `admit_jobs` still sends it when a slot frees up, although
+/// its comment says requests cancelled while their batch waited are not sent.
+#[test]
+fn a_request_cancelled_while_its_batch_waits_for_a_slot_is_not_sent() {
+    let mut cfg = config(1);
+    cfg.max_concurrent_batches = 1;
+    let mut h = Harness::new(cfg);
+    let a = h.submit(request(ProviderId::Anthropic, 0, 0, "runs"));
+    let b = h.submit(request(ProviderId::Anthropic, 0, 0, "waits"));
+    assert_eq!(h.sent(Step::Create), 1, "one batch at a time");
+    h.handle(Input::Cancel { request: b });
+    assert_eq!(h.only(b).fail_code(), Some("ERR_BATCHLING_CANCELLED"));
+    h.close_and_drain();
+    assert!(h
+        .only(a)
+        .is_echo(model_of(ProviderId::Anthropic, 0), "runs"));
+    assert_eq!(
+        h.sent(Step::Create),
+        1,
+        "the cancelled request's waiting batch is never created"
+    );
+}
+
+/// Guards the fix above: an identical request arriving after the cancel, while the batch still
+/// waits, must travel once (not in the waiting batch and again in a new one) and be answered.
+#[test]
+fn an_identical_request_after_a_cancel_in_a_waiting_batch_is_sent_once() {
+    let mut cfg = config(1);
+    cfg.max_concurrent_batches = 2;
+    let mut h = Harness::new(cfg);
+    let a1 = h.submit(request(ProviderId::OpenAi, 0, 0, "runs 1"));
+    let a2 = h.submit(request(ProviderId::OpenAi, 0, 0, "runs 2"));
+    let b = h.submit(request(ProviderId::OpenAi, 0, 0, "again"));
+    h.handle(Input::Cancel { request: b });
+    let c = h.submit(request(ProviderId::OpenAi, 0, 0, "again"));
+    h.close_and_drain();
+    assert_eq!(h.only(b).fail_code(), Some("ERR_BATCHLING_CANCELLED"));
+    assert!(h.only(a1).is_echo("gpt-4o-mini", "runs 1"));
+    assert!(h.only(a2).is_echo("gpt-4o-mini", "runs 2"));
+    assert!(h.only(c).is_echo("gpt-4o-mini", "again"));
+    let lines_with_again = h
+        .fake
+        .batches
+        .iter()
+        .flat_map(|batch| &batch.lines)
+        .filter(|(_, body)| line_text(ProviderId::OpenAi, body) == "again")
+        .count();
+    assert_eq!(lines_with_again, 1, "sent exactly once");
 }
