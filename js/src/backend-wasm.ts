@@ -1,10 +1,10 @@
-// The WebAssembly engine: the same classes as the native addon (bindings-wasm/ mirrors
-// bindings-node/ method for method), built by scripts/build-wasm.sh into wasm/node/ (CommonJS
-// glue that loads its .wasm synchronously). Portable: no platform binary needed.
+// The WebAssembly engine: the same classes and functions as the native addon (bindings-wasm/
+// mirrors bindings-node/ method for method), built by scripts/build-wasm.sh into wasm/node/
+// (CommonJS glue that loads its .wasm synchronously). Portable: no platform binary needed.
 import { createRequire } from "node:module";
-import type { Backend, InterceptorBackend } from "./engine.js";
+import type { Backend, InterceptorBackend, JobsBackend } from "./engine.js";
 
-export interface WasmBackend {
+export interface WasmBackend extends JobsBackend {
   name: "wasm";
   NativeBatcher: Backend["NativeBatcher"];
   NativeInterceptor: InterceptorBackend["NativeInterceptor"];
@@ -17,8 +17,15 @@ export function loadWasmBackend(): WasmBackend {
   if (wasm === undefined) {
     // import.meta.url in ESM, a shim in CJS (tsup). wasm/ sits next to dist/, like bindings-node/.
     const require = createRequire(import.meta.url);
-    const module = require("../wasm/node/batchling_wasm.js") as Omit<WasmBackend, "name">;
-    wasm = { name: "wasm", NativeBatcher: module.NativeBatcher, NativeInterceptor: module.NativeInterceptor };
+    const m = require("../wasm/node/batchling_wasm.js") as Omit<WasmBackend, "name">;
+    wasm = {
+      name: "wasm",
+      NativeBatcher: m.NativeBatcher,
+      NativeInterceptor: m.NativeInterceptor,
+      jobProvider: m.jobProvider,
+      jobBuildRequest: m.jobBuildRequest,
+      jobExtractResult: m.jobExtractResult,
+    };
   }
   return wasm;
 }

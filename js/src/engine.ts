@@ -3,6 +3,7 @@
 // Float64Array (layout in core/src/wire.rs) and returns its length; an outcome longer than the
 // scratch buffer is fetched with takeOverflow().
 import { createRequire } from "node:module";
+import { loadWasmBackend } from "./backend-wasm.js";
 
 export interface EngineOptions {
   maxBatchSize: number;
@@ -89,28 +90,72 @@ export interface JobsBackend {
   jobExtractResult(specJson: string, status: number, body: string): string;
 }
 
-let jobsBackend: JobsBackend | undefined;
-
-export function loadJobsBackend(): JobsBackend {
-  jobsBackend ??= loadNative() as unknown as JobsBackend;
-  return jobsBackend;
+/** Everything a backend module offers: the napi addon and the wasm build export the same. */
+export interface EngineModule extends JobsBackend {
+  name: "native" | "wasm";
+  NativeBatcher: Backend["NativeBatcher"];
+  NativeInterceptor: InterceptorBackend["NativeInterceptor"];
 }
 
-let backend: Backend | undefined;
-let interceptorBackend: InterceptorBackend | undefined;
+let engineModule: EngineModule | undefined;
 
-function loadNative(): { NativeBatcher: Backend["NativeBatcher"]; NativeInterceptor: InterceptorBackend["NativeInterceptor"] } {
+function loadNativeModule(): EngineModule {
   // import.meta.url in ESM, a shim in CJS (tsup). The addon sits in bindings-node/ next to dist/.
   const require = createRequire(import.meta.url);
-  return require("../bindings-node/index.cjs");
+  const m = require("../bindings-node/index.cjs") as Omit<EngineModule, "name">;
+  return { ...pick(m), name: "native" };
+}
+
+function pick(m: Omit<EngineModule, "name">): Omit<EngineModule, "name"> {
+  return {
+    NativeBatcher: m.NativeBatcher,
+    NativeInterceptor: m.NativeInterceptor,
+    jobProvider: m.jobProvider,
+    jobBuildRequest: m.jobBuildRequest,
+    jobExtractResult: m.jobExtractResult,
+  };
+}
+
+/** Install the backend a runtime entry chose (the browser / worker entry installs wasm). */
+export function useEngineModule(module: EngineModule): void {
+  engineModule = module;
+}
+
+/**
+ * The engine for this process: `BATCHLING_BACKEND=native|wasm` forces one; by default the native
+ * addon, falling back to wasm when it cannot load (no build for this platform).
+ */
+export function loadEngineModule(): EngineModule {
+  if (engineModule) return engineModule;
+  const forced = typeof process !== "undefined" ? process.env.BATCHLING_BACKEND : undefined;
+  if (forced !== undefined && forced !== "native" && forced !== "wasm") {
+    throw new Error(`BATCHLING_BACKEND must be "native" or "wasm", got "${forced}"`);
+  }
+  if (forced === "wasm") {
+    engineModule = loadWasmBackend();
+  } else {
+    try {
+      engineModule = loadNativeModule();
+    } catch (nativeError) {
+      if (forced === "native") throw nativeError;
+      try {
+        engineModule = loadWasmBackend();
+      } catch (wasmError) {
+        throw new AggregateError([nativeError, wasmError], "batchling: neither the native addon nor the wasm engine could be loaded");
+      }
+    }
+  }
+  return engineModule;
+}
+
+export function loadJobsBackend(): JobsBackend {
+  return loadEngineModule();
 }
 
 export function loadInterceptorBackend(): InterceptorBackend {
-  interceptorBackend ??= { name: "native", NativeInterceptor: loadNative().NativeInterceptor };
-  return interceptorBackend;
+  return loadEngineModule();
 }
 
 export function loadBackend(): Backend {
-  backend ??= { name: "native", NativeBatcher: loadNative().NativeBatcher };
-  return backend;
+  return loadEngineModule();
 }

@@ -13,6 +13,6 @@ export {
   CancelledError,
   BatchResultError,
 } from "./errors.js";
-export { loadBackend as backend } from "./engine.js";
+export { loadEngineModule as backend } from "./engine.js";
 export { Batch, BatchRun, exportResults, readStateFile } from "./batch.js";
 export type { StateFile, BatchOptions, BatchStatus, JobDefaults, JobInput, JobResult, ProgressEvent, ResponseModel } from "./batch.js";
