@@ -5,11 +5,13 @@ import { test, describe, before, after } from "node:test";
 import assert from "node:assert/strict";
 import { spawn } from "node:child_process";
 import { createServer } from "node:http";
-import { mkdtempSync, rmSync, statSync, writeFileSync, readFileSync } from "node:fs";
+import { copyFileSync, mkdtempSync, mkdirSync, readdirSync, rmSync, statSync, writeFileSync, readFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { parseCliArgs, CliUsageError, USAGE_LINE } from "../dist/cli-args.js";
+import { Batch } from "../dist/index.js";
+import { startFakeProvider } from "./fake-provider/server.mjs";
 
 const ROOT = dirname(dirname(fileURLToPath(import.meta.url)));
 const CLI = join(ROOT, "dist", "cli.js");
@@ -372,5 +374,176 @@ describe("batchling bin", () => {
     r = await runCli(["fixture.mjs", "--no-cache", "--cache-path", "x"], { cwd: dir });
     assert.equal(r.code, 2);
     assert.match(r.stderr, /--cache-path and --no-cache cannot be used together/);
+  });
+});
+
+// ---------------------------------------------------------------------------------------------
+// `batchling jobs status|results <stateFile>` on the state of a real Batch run (fake provider).
+
+/** RFC 4180 CSV: quoted fields may hold commas, doubled quotes and newlines. */
+function parseCsv(text) {
+  const rows = [];
+  let row = [];
+  let field = "";
+  let quoted = false;
+  for (let i = 0; i < text.length; i++) {
+    const c = text[i];
+    if (quoted) {
+      if (c === '"' && text[i + 1] === '"') {
+        field += '"';
+        i++;
+      } else if (c === '"') quoted = false;
+      else field += c;
+    } else if (c === '"' && field === "") quoted = true;
+    else if (c === ",") {
+      row.push(field);
+      field = "";
+    } else if (c === "\n") {
+      row.push(field);
+      rows.push(row);
+      row = [];
+      field = "";
+    } else field += c;
+  }
+  assert.equal(quoted, false, "unterminated quoted field");
+  if (field !== "" || row.length > 0) rows.push([...row, field]);
+  return rows;
+}
+
+describe("batchling jobs", () => {
+  let dir;
+  let stateFile;
+  let results;
+  const ids = ["alpha", "needs/escaping id", "boom", "quote"];
+  const tricky = 'she said "yes", then\nleft';
+  before(async () => {
+    dir = mkdtempSync(join(tmpdir(), "batchling-cli-jobs-"));
+    stateFile = join(dir, "state.json");
+    const fake = await startFakeProvider();
+    try {
+      const batch = new Batch({
+        stateFile,
+        resultsDir: join(dir, "results"),
+        pollIntervalMs: 10,
+        providers: { openai: { apiKey: "sk-test", baseURL: `${fake.url}/v1` } },
+      }).defaults({ model: "gpt-4o-mini" });
+      batch.addJob({ id: "alpha", messages: [{ role: "user", content: "first" }] });
+      batch.addJob({ id: "needs/escaping id", messages: [{ role: "user", content: "second" }] });
+      batch.addJob({ id: "boom", messages: [{ role: "user", content: "FAIL:400 please" }] });
+      batch.addJob({ id: "quote", messages: [{ role: "user", content: tricky }] });
+      results = (await batch.run({ wait: true })).results();
+      assert.equal(fake.counters.batchesCreated.openai, 1);
+    } finally {
+      await fake.close();
+    }
+  });
+  after(() => rmSync(dir, { recursive: true, force: true }));
+
+  const fields = (stdout) => Object.fromEntries(stdout.trim().split("\n").map((l) => [l.slice(0, l.indexOf(":")), l.slice(l.indexOf(":") + 1).trim()]));
+
+  test("status prints jobs, ok, failed, pending, batches and the total cost", async () => {
+    const { code, stdout, stderr } = await runCli(["jobs", "status", stateFile]);
+    assert.equal(code, 0, stderr);
+    assert.equal(stderr, "");
+    const f = fields(stdout);
+    assert.equal(f["state file"], stateFile);
+    assert.equal(f.results, join(dir, "results"));
+    assert.deepEqual([f.jobs, f.ok, f.failed, f.pending, f.batches, f.complete], ["4", "3", "1", "0", "1 submitted", "yes"]);
+    const cost = Object.values(results).reduce((sum, r) => sum + (r.costUsd ?? 0), 0);
+    assert.ok(cost > 0);
+    const shown = Number(/^\$([\d.e-]+)/.exec(f.cost)?.[1]);
+    assert.ok(Math.abs(shown - cost) / cost < 0.01, `${f.cost} vs ${cost}`);
+  });
+
+  test("status counts a job without a result file as pending (relative state path, from the cwd)", async () => {
+    const partial = join(dir, "partial");
+    mkdirSync(partial, { recursive: true });
+    for (const file of readdirSync(join(dir, "results"))) {
+      if (file !== "alpha.json") copyFileSync(join(dir, "results", file), join(partial, file));
+    }
+    const state = JSON.parse(readFileSync(stateFile, "utf8"));
+    writeFileSync(join(dir, "partial-state.json"), JSON.stringify({ ...state, resultsDir: partial }));
+    const { code, stdout, stderr } = await runCli(["jobs", "status", "partial-state.json"], { cwd: dir });
+    assert.equal(code, 0, stderr);
+    const f = fields(stdout);
+    assert.deepEqual([f.jobs, f.ok, f.failed, f.pending, f.complete], ["4", "2", "1", "1", "no"]);
+    const r = await runCli(["jobs", "results", "partial-state.json"], { cwd: dir });
+    assert.deepEqual(JSON.parse(r.stdout).map((x) => x.id), ["needs/escaping id", "boom", "quote"]);
+  });
+
+  test("results prints every finished job as JSON (the default), in job order", async () => {
+    const { code, stdout, stderr } = await runCli(["jobs", "results", stateFile]);
+    assert.equal(code, 0, stderr);
+    const printed = JSON.parse(stdout);
+    assert.deepEqual(printed.map((r) => r.id), ids);
+    for (const r of printed) assert.deepEqual(r, results[r.id]);
+    assert.equal(printed[0].responseText, "echo: first");
+    assert.equal(printed[2].ok, false);
+    assert.match(printed[2].error, /FAIL:400/);
+    const explicit = await runCli(["jobs", "results", stateFile, "--format", "json"]);
+    assert.equal(explicit.stdout, stdout);
+  });
+
+  test("results --format csv parses back, quotes and newlines escaped", async () => {
+    for (const args of [["--format", "csv"], ["--format=csv"]]) {
+      const { code, stdout, stderr } = await runCli(["jobs", "results", stateFile, ...args]);
+      assert.equal(code, 0, stderr);
+      const [header, ...rows] = parseCsv(stdout);
+      assert.deepEqual(header, ["id", "ok", "responseText", "parsedResponse", "inputTokens", "outputTokens", "costUsd", "error"]);
+      assert.deepEqual(rows.map((r) => r[0]), ids);
+      assert.deepEqual(rows.map((r) => r[1]), ["true", "true", "false", "true"]);
+      assert.equal(rows[3][2], `echo: ${tricky}`);
+      assert.equal(rows[2][2], "");
+      assert.equal(rows[2][7], results.boom.error);
+      assert.equal(Number(rows[0][6]), results.alpha.costUsd);
+    }
+  });
+
+  test("a missing or invalid state file exits 1 with a clear message", async () => {
+    let r = await runCli(["jobs", "status", "nope.json"], { cwd: dir });
+    assert.equal(r.code, 1);
+    assert.equal(r.stdout, "");
+    assert.equal(r.stderr, `batchling: state file not found: ${join(dir, "nope.json")}\n`);
+    writeFileSync(join(dir, "garbage.json"), "{not json");
+    r = await runCli(["jobs", "results", join(dir, "garbage.json")]);
+    assert.equal(r.code, 1);
+    assert.match(r.stderr, /garbage\.json is not a batchling state file: .*JSON/);
+    writeFileSync(join(dir, "other.json"), JSON.stringify({ hello: "world" }));
+    r = await runCli(["jobs", "status", join(dir, "other.json")]);
+    assert.equal(r.code, 1);
+    assert.match(r.stderr, /other\.json is not a batchling state file: unsupported version undefined/);
+    writeFileSync(join(dir, "noids.json"), JSON.stringify({ version: 1, resultsDir: dir, journal: [] }));
+    r = await runCli(["jobs", "status", join(dir, "noids.json")]);
+    assert.equal(r.code, 1);
+    assert.match(r.stderr, /`jobIds` is missing/);
+    r = await runCli(["jobs", "status", dir]);
+    assert.equal(r.code, 1);
+    assert.match(r.stderr, /is a directory, not a state file/);
+    assert.doesNotMatch(r.stderr, /\n\s+at /, "no stack trace");
+  });
+
+  test("usage errors exit 2 with the jobs usage; --help exits 0", async () => {
+    for (const [args, pattern] of [
+      [["jobs"], /missing the action: status or results/],
+      [["jobs", "frob", "s.json"], /unknown action "frob"/],
+      [["jobs", "status"], /missing the state file/],
+      [["jobs", "results", "s.json", "--format", "xml"], /--format must be csv or json, got "xml"/],
+      [["jobs", "results", "s.json", "--format"], /--format needs a value/],
+      [["jobs", "status", "s.json", "--format", "csv"], /--format applies to `jobs results` only/],
+      [["jobs", "status", "a.json", "b.json"], /unexpected argument "b\.json"/],
+      [["jobs", "status", "s.json", "--verbose"], /unknown option "--verbose"/],
+    ]) {
+      const r = await runCli(args, { cwd: dir });
+      assert.equal(r.code, 2, args.join(" "));
+      assert.equal(r.stdout, "");
+      assert.match(r.stderr, pattern);
+      assert.match(r.stderr, /usage: batchling jobs status <stateFile>/);
+    }
+    const help = await runCli(["jobs", "--help"]);
+    assert.equal(help.code, 0);
+    assert.match(help.stdout, /^usage: batchling jobs status <stateFile> \| batchling jobs results <stateFile> \[--format csv\|json\]/);
+    const main = await runCli(["--help"]);
+    assert.match(main.stdout, /batchling jobs status <stateFile>/);
+    assert.match(main.stdout, /batchling jobs results <stateFile> \[--format csv\|json\]/);
   });
 });

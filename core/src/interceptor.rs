@@ -695,14 +695,14 @@ impl Interceptor {
                 let estimate = self.estimate_batch_usd(&route, &fingerprints);
                 let refusal = match estimate {
                     _ if self.cost_limit_reached => Some(format!(
-                        "not run: the cost limit of ${limit:.4} was reached before this batch"
+                        "not run: the cost limit of ${limit} was reached before this batch"
                     )),
                     None => Some(format!(
-                        "not run: the price of model {} is unknown, so the cost limit of ${limit:.4} cannot be enforced",
+                        "not run: the price of model {} is unknown, so the cost limit of ${limit} cannot be enforced",
                         route.model
                     )),
                     Some(usd) if self.committed_usd + usd > limit => Some(format!(
-                        "not run: this batch (~${usd:.4}) would pass the cost limit of ${limit:.4} (${:.4} already committed)",
+                        "not run: this batch (~${usd:.6}) would pass the cost limit of ${limit} (${:.6} already committed)",
                         self.committed_usd
                     )),
                     Some(usd) => {

@@ -275,7 +275,7 @@ export class Batch {
     if (!apiKey) {
       throw new BatchlingError(
         "ERR_BATCHLING_MISSING_KEY",
-        `job \`${jobId}\` needs a ${provider} API key: set ${env.key} or pass providers: { ${provider}: { apiKey } }`,
+        `job \`${jobId}\` needs an API key for ${provider}: set ${env.key} or pass providers: { ${provider}: { apiKey } }`,
       );
     }
     const baseUrl = (settings?.baseURL ?? process.env[env.base] ?? env.defaultBase).replace(/\/+$/, "");
@@ -307,12 +307,14 @@ function responseSchema(model: ResponseModel | undefined): { jsonSchema: unknown
   if (model === undefined) return undefined;
   if (typeof (model as { safeParse?: unknown }).safeParse === "function") {
     const zod = model as { safeParse(v: unknown): { success: boolean; error?: unknown }; toJSONSchema?: () => unknown };
-    const toJson = zod.toJSONSchema ?? (globalThis as { __zodToJsonSchema?: (s: unknown) => unknown }).__zodToJsonSchema;
-    if (typeof toJson !== "function") {
-      throw new InvalidOptionError("responseModel", "a zod schema needs zod 4 (schema.toJSONSchema()); or pass a JSON Schema object");
+    if (typeof zod.toJSONSchema !== "function") {
+      throw new InvalidOptionError(
+        "responseModel",
+        "this zod schema has no toJSONSchema() method (zod >= 4.1): pass { ...z.toJSONSchema(schema) } as a JSON Schema instead",
+      );
     }
     return {
-      jsonSchema: toJson.call(zod, zod),
+      jsonSchema: zod.toJSONSchema(),
       validate: (value) => {
         const result = zod.safeParse(value);
         return result.success ? null : `response does not match responseModel: ${String(result.error)}`;
@@ -456,6 +458,7 @@ export class BatchRun {
     const finished = Promise.all(
       todo.map(async (job) => {
         let result: JobResult;
+        let notRun = false;
         try {
           const response = await host.fetch(job.request.url, {
             method: job.request.method,
@@ -469,11 +472,15 @@ export class BatchRun {
             if (problem) result = { ...result, ok: false, error: problem };
           }
         } catch (error) {
-          if (error instanceof BatchlingError && error.code === "ERR_BATCHLING_COST_LIMIT") this.#notRunCostLimit++;
+          notRun = error instanceof BatchlingError && error.code === "ERR_BATCHLING_COST_LIMIT";
+          if (notRun) this.#notRunCostLimit++;
           result = emptyResult(job.id, error instanceof Error ? error.message : String(error));
         }
         if (this.#stopping && !result.ok && !this.#results.has(job.id)) return;
         this.#results.set(job.id, result);
+        // A job the cost limit kept from running has no result to keep: a later run (with a
+        // higher limit) runs it. The limit counts what each run submits.
+        if (notRun) return this.#emit({ kind: "jobFinished", id: job.id, ok: false });
         const path = this.#resultPath(job.id);
         const tmp = `${path}.tmp`;
         writeFileSync(tmp, JSON.stringify(result, null, 2));

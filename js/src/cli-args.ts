@@ -73,6 +73,10 @@ Output:
   Progress (on a terminal), warnings and the dry-run report go to stderr.
   Exit status: 0 success, 1 failure, 2 usage error.
 
+Job runs (a Batch's state file; nothing is sent):
+  batchling jobs status <stateFile>                     jobs, ok, failed, pending and total cost
+  batchling jobs results <stateFile> [--format csv|json] every finished job's result on stdout
+
 Example:
   batchling examples/summarize.mjs:main --count=2 --dry-run`;
 

@@ -16,6 +16,7 @@ import {
   registerBatch,
   shuffleForOutput,
   stripStreamFields,
+  structuredValue,
   toJsonl,
 } from './common.mjs';
 
@@ -42,6 +43,15 @@ function validate(body) {
   return null;
 }
 
+/** The tool a request forces the model to call, if any. */
+function forcedTool(body) {
+  const tools = Array.isArray(body.tools) ? body.tools.filter((t) => isPlainObject(t) && typeof t.name === 'string') : [];
+  const choice = body.tool_choice;
+  if (choice?.type === 'tool') return tools.find((t) => t.name === choice.name) ?? null;
+  if (choice?.type === 'any') return tools[0] ?? null;
+  return null;
+}
+
 /**
  * The answer to one Messages request: `{status, body, requestId}`; a pure
  * function of the body minus stream fields, shared by sync and batch.
@@ -54,12 +64,24 @@ export function anthropicAnswer(rawBody) {
   const invalid = validate(body);
   if (invalid) return { status: 400, requestId, body: anthropicErrorBody(400, invalid, requestId) };
   const text = anthropicUserText(body);
-  const { failStatus } = parseTriggers(text);
+  const { failStatus, badJson } = parseTriggers(text);
   if (failStatus) {
     const message = `Fake failure triggered by FAIL:${failStatus} (body sha256 ${digest})`;
     return { status: failStatus, requestId, body: anthropicErrorBody(failStatus, message, requestId) };
   }
-  const reply = `echo: ${text}`;
+  // A forced tool (`tool_choice: {type: "tool", name}`, or `any` with tools) is answered with
+  // one tool_use block whose input is generated from the tool's input_schema.
+  const tool = forcedTool(body);
+  let reply;
+  let content;
+  if (tool) {
+    const input = structuredValue(tool.input_schema ?? {}, text, { bad: badJson });
+    reply = JSON.stringify(input);
+    content = [{ type: 'tool_use', id: `toolu_fake${seed.slice(24, 48)}`, name: tool.name, input }];
+  } else {
+    reply = `echo: ${text}`;
+    content = [{ type: 'text', text: reply }];
+  }
   return {
     status: 200,
     requestId,
@@ -68,8 +90,8 @@ export function anthropicAnswer(rawBody) {
       type: 'message',
       role: 'assistant',
       model: body.model,
-      content: [{ type: 'text', text: reply }],
-      stop_reason: 'end_turn',
+      content,
+      stop_reason: tool ? 'tool_use' : 'end_turn',
       stop_sequence: null,
       usage: {
         input_tokens: estimateTokens(JSON.stringify(body)),

@@ -100,7 +100,124 @@ export function parseTriggers(text) {
   return {
     failStatus: fail ? Number(fail[1]) : null,
     expireLine: s.includes('EXPIRE_LINE'),
+    badJson: s.includes('BADJSON'),
   };
+}
+
+// ---------------------------------------------------------------------------
+// Structured output: a deterministic instance of a JSON Schema
+
+/** The word every string after the first gets in a structured answer. */
+export const STRUCTURED_WORD = 'fake';
+
+/**
+ * A value that matches `schema`, generated deterministically: the first string
+ * (depth first, in property order) is `echo: <userText>`, every other string
+ * {@link STRUCTURED_WORD}; number / integer 1 (or `minimum` when above 1);
+ * boolean true; null null; arrays `max(1, minItems)` generated items; objects
+ * every listed property; `enum` its first value, `const` its value; a type list
+ * or `nullable` picks the first non-null type; `anyOf` / `oneOf` the first
+ * non-null alternative, `allOf` merges its parts; local `$ref`s are followed.
+ * Gemini's OpenAPI type names (`STRING`, `OBJECT`, ...) are accepted too.
+ *
+ * With `bad: true` (the `BADJSON` trigger) the value is made to violate the
+ * schema: the root's first required property is dropped, or else the first
+ * property (or the root) gets a value of the wrong type.
+ */
+export function structuredValue(schema, userText, { bad = false } = {}) {
+  const st = { root: schema, echoed: false, userText: String(userText ?? '') };
+  const value = generate(schema, st, 0);
+  return bad ? violate(resolveSchema(schema, schema), value) : value;
+}
+
+const MAX_DEPTH = 24;
+
+function resolveSchema(schema, root, hops = 0) {
+  if (!isPlainObject(schema) || typeof schema.$ref !== 'string' || hops > MAX_DEPTH) return schema;
+  const ref = schema.$ref;
+  if (!ref.startsWith('#')) return schema;
+  let target = root;
+  for (const raw of ref.slice(1).split('/').filter((p) => p !== '')) {
+    const key = raw.replace(/~1/g, '/').replace(/~0/g, '~');
+    target = isPlainObject(target) || Array.isArray(target) ? target[key] : undefined;
+  }
+  return target === undefined ? schema : resolveSchema(target, root, hops + 1);
+}
+
+const isNullSchema = (s) => isPlainObject(s) && (s.type === 'null' || String(s.type).toUpperCase() === 'NULL');
+
+function schemaType(schema) {
+  let type = schema.type;
+  if (Array.isArray(type)) type = type.find((t) => String(t).toLowerCase() !== 'null') ?? 'null';
+  if (typeof type === 'string') return type.toLowerCase();
+  if (isPlainObject(schema.properties)) return 'object';
+  if (schema.items !== undefined || Array.isArray(schema.prefixItems)) return 'array';
+  return 'string';
+}
+
+function generate(rawSchema, st, depth) {
+  if (depth > MAX_DEPTH) return null;
+  const schema = resolveSchema(rawSchema, st.root);
+  if (!isPlainObject(schema)) return nextString(st); // `true` / `{}`: anything goes
+  if ('const' in schema) return structuredClone(schema.const);
+  if (Array.isArray(schema.enum) && schema.enum.length > 0) return structuredClone(schema.enum[0]);
+  for (const key of ['anyOf', 'oneOf']) {
+    const alternatives = schema[key];
+    if (Array.isArray(alternatives) && alternatives.length > 0 && schema.type === undefined) {
+      const pick = alternatives.find((alt) => !isNullSchema(resolveSchema(alt, st.root))) ?? alternatives[0];
+      return generate(pick, st, depth + 1);
+    }
+  }
+  if (Array.isArray(schema.allOf) && schema.allOf.length > 0 && schema.type === undefined && !schema.properties) {
+    const parts = schema.allOf.map((part) => generate(part, st, depth + 1));
+    return parts.every(isPlainObject) ? Object.assign({}, ...parts) : parts[0];
+  }
+  switch (schemaType(schema)) {
+    case 'number':
+    case 'integer':
+      return typeof schema.minimum === 'number' && schema.minimum > 1 ? Math.ceil(schema.minimum) : 1;
+    case 'boolean':
+      return true;
+    case 'null':
+      return null;
+    case 'array': {
+      if (schema.maxItems === 0) return [];
+      const count = Math.max(1, Number.isInteger(schema.minItems) ? schema.minItems : 1);
+      const prefix = Array.isArray(schema.prefixItems) ? schema.prefixItems : [];
+      return Array.from({ length: Math.max(count, prefix.length) }, (_, i) =>
+        generate(prefix[i] ?? (Array.isArray(schema.items) ? schema.items[i] : schema.items) ?? {}, st, depth + 1));
+    }
+    case 'object': {
+      const out = {};
+      for (const [key, sub] of Object.entries(isPlainObject(schema.properties) ? schema.properties : {})) {
+        out[key] = generate(sub, st, depth + 1);
+      }
+      return out;
+    }
+    default:
+      return nextString(st);
+  }
+}
+
+function nextString(st) {
+  if (st.echoed) return STRUCTURED_WORD;
+  st.echoed = true;
+  return `echo: ${st.userText}`;
+}
+
+function violate(schema, value) {
+  const wrong = (v) => (typeof v === 'string' ? 12345 : 'BADJSON');
+  if (isPlainObject(value) && isPlainObject(schema)) {
+    const required = Array.isArray(schema.required) ? schema.required.filter((k) => k in value) : [];
+    if (required.length > 0) {
+      const { [required[0]]: _dropped, ...rest } = value;
+      return rest;
+    }
+    const first = Object.keys(value)[0];
+    if (first !== undefined) return { ...value, [first]: wrong(value[first]) };
+    return 'BADJSON';
+  }
+  return wrong(value);
 }
 
 // ---------------------------------------------------------------------------

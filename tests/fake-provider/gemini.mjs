@@ -22,6 +22,7 @@ import {
   parseTriggers,
   registerBatch,
   stripStreamFields,
+  structuredValue,
   toJsonl,
 } from './common.mjs';
 
@@ -56,11 +57,17 @@ export function geminiAnswer(model, rawRequest) {
     return { status: 400, body: geminiErrorBody(400, '* GenerateContentRequest.contents: contents is not specified') };
   }
   const text = geminiUserText(request);
-  const { failStatus } = parseTriggers(text);
+  const { failStatus, badJson } = parseTriggers(text);
   if (failStatus) {
     return { status: failStatus, body: geminiErrorBody(failStatus, `Fake failure triggered by FAIL:${failStatus} (body sha256 ${digest})`) };
   }
-  const reply = `echo: ${text}`;
+  // JSON mode: the part text is JSON generated from responseJsonSchema (or the OpenAPI-subset
+  // responseSchema); without a schema, `{"response": "echo: …"}`.
+  const config = pick(request, 'generationConfig', 'generation_config');
+  const jsonMode = pick(config, 'responseMimeType', 'response_mime_type') === 'application/json';
+  const schema = pick(config, 'responseJsonSchema', 'response_json_schema') ?? pick(config, 'responseSchema', 'response_schema') ??
+    { type: 'object', properties: { response: { type: 'string' } }, required: ['response'] };
+  const reply = jsonMode ? JSON.stringify(structuredValue(schema, text, { bad: badJson })) : `echo: ${text}`;
   const promptTokens = estimateTokens(JSON.stringify(request));
   const candidateTokens = estimateTokens(reply);
   return {

@@ -22,6 +22,7 @@ import {
   sha256Hex,
   shuffleForOutput,
   stripStreamFields,
+  structuredValue,
   toJsonl,
 } from './common.mjs';
 
@@ -76,6 +77,21 @@ function validate(endpoint, body) {
 }
 
 /**
+ * The JSON Schema a request asks the answer to follow: chat completions
+ * `response_format: {type: "json_schema", json_schema: {schema}}`, responses
+ * `text.format: {type: "json_schema", schema}`; `undefined` for a free-text answer.
+ */
+function openaiResponseSchema(endpoint, body) {
+  if (endpoint === '/v1/chat/completions' && body.response_format?.type === 'json_schema') {
+    return body.response_format.json_schema?.schema ?? {};
+  }
+  if (endpoint === '/v1/responses' && body.text?.format?.type === 'json_schema') {
+    return body.text.format.schema ?? {};
+  }
+  return undefined;
+}
+
+/**
  * The answer to one request: `{status, body, requestId}`. A pure function of
  * (endpoint, body minus stream fields), shared by the sync endpoints and the
  * batch executor so both give deep-equal bodies.
@@ -90,13 +106,15 @@ export function openaiAnswer(endpoint, rawBody) {
     return { status: 400, requestId, body: openaiErrorBody(400, invalid.message, { param: invalid.param }) };
   }
   const text = openaiUserText(endpoint, body);
-  const { failStatus } = parseTriggers(text);
+  const { failStatus, badJson } = parseTriggers(text);
   if (failStatus) {
     const message = `Fake failure triggered by FAIL:${failStatus} (body sha256 ${digest})`;
     return { status: failStatus, requestId, body: openaiErrorBody(failStatus, message, { code: 'fake_failure' }) };
   }
   const promptTokens = estimateTokens(JSON.stringify(body));
-  const reply = `echo: ${text}`;
+  // Structured output: a JSON text generated from the requested schema.
+  const schema = openaiResponseSchema(endpoint, body);
+  const reply = schema === undefined ? `echo: ${text}` : JSON.stringify(structuredValue(schema, text, { bad: badJson }));
   const completionTokens = estimateTokens(reply);
 
   if (endpoint === '/v1/chat/completions') {

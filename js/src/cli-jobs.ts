@@ -1,0 +1,192 @@
+// `batchling jobs status <stateFile>` and `batchling jobs results <stateFile> [--format csv|json]`:
+// read what a `Batch` run (js/src/batch.ts) left on disk. The state file names the results
+// directory and the run's job ids; each finished job has one JSON result file there. Nothing is
+// sent to any provider and nothing is written.
+import { createHash } from "node:crypto";
+import { existsSync, readFileSync, statSync } from "node:fs";
+import { join, resolve as resolvePath } from "node:path";
+import { exportResults, readStateFile, type JobResult, type StateFile } from "./batch.js";
+
+export const JOBS_USAGE = "usage: batchling jobs status <stateFile> | batchling jobs results <stateFile> [--format csv|json]";
+
+export const JOBS_HELP_TEXT = `${JOBS_USAGE}
+
+Reads what a Batch run left on disk (its state file and results directory); sends nothing.
+
+  status <stateFile>                    counts: jobs, ok, failed, pending; batches submitted; total cost
+  results <stateFile> [--format F]      every finished job's result on stdout, F = json (default) or csv
+
+Exit status: 0 success, 1 unreadable state or results, 2 usage error.`;
+
+/** A malformed `jobs` command line: exit 2. */
+class JobsUsageError extends Error {}
+/** A state file or result the command cannot use: exit 1. */
+class JobsError extends Error {}
+
+interface JobsCommand {
+  action: "status" | "results";
+  stateFile: string;
+  format: "json" | "csv";
+}
+
+function parseJobsArgs(argv: readonly string[]): JobsCommand | "help" {
+  if (argv.includes("-h") || argv.includes("--help")) return "help";
+  const positional: string[] = [];
+  let format: string | undefined;
+  for (let i = 0; i < argv.length; i++) {
+    const token = argv[i]!;
+    if (token === "--format" || token.startsWith("--format=")) {
+      const value = token === "--format" ? argv[++i] : token.slice("--format=".length);
+      if (value === undefined) throw new JobsUsageError("--format needs a value: csv or json");
+      format = value;
+    } else if (token.startsWith("--")) {
+      throw new JobsUsageError(`unknown option "${token}"`);
+    } else {
+      positional.push(token);
+    }
+  }
+  const [action, stateFile, ...rest] = positional;
+  if (action === undefined) throw new JobsUsageError("missing the action: status or results");
+  if (action !== "status" && action !== "results") {
+    throw new JobsUsageError(`unknown action "${action}": use status or results`);
+  }
+  if (stateFile === undefined || stateFile === "") throw new JobsUsageError(`missing the state file, e.g. batchling jobs ${action} .batchling/state.json`);
+  if (rest.length > 0) throw new JobsUsageError(`unexpected argument "${rest[0]}"`);
+  if (format !== undefined && action !== "results") throw new JobsUsageError("--format applies to `jobs results` only");
+  if (format !== undefined && format !== "csv" && format !== "json") {
+    throw new JobsUsageError(`--format must be csv or json, got "${format}"`);
+  }
+  return { action, stateFile, format: (format as "csv" | "json" | undefined) ?? "json" };
+}
+
+function loadState(path: string): StateFile {
+  const shown = resolvePath(path);
+  if (!existsSync(shown)) throw new JobsError(`state file not found: ${shown}`);
+  if (statSync(shown).isDirectory()) throw new JobsError(`${shown} is a directory, not a state file`);
+  let state: StateFile;
+  try {
+    state = readStateFile(shown);
+  } catch (error) {
+    throw new JobsError(`${shown} is not a batchling state file: ${error instanceof Error ? error.message : String(error)}`);
+  }
+  const problem =
+    state === null || typeof state !== "object" || Array.isArray(state)
+      ? "it does not hold a JSON object"
+      : state.version !== 1
+        ? `unsupported version ${JSON.stringify(state.version)} (expected 1)`
+        : typeof state.resultsDir !== "string" || state.resultsDir === ""
+          ? "`resultsDir` is missing"
+          : !Array.isArray(state.jobIds) || !state.jobIds.every((id) => typeof id === "string")
+            ? "`jobIds` is missing or not a list of strings"
+            : !Array.isArray(state.journal)
+              ? "`journal` is missing"
+              : null;
+  if (problem) throw new JobsError(`${shown} is not a batchling state file: ${problem}`);
+  return state;
+}
+
+/** The result file of job `id`: the same naming as BatchRun's (batch.ts, `#resultPath`). */
+function resultPath(resultsDir: string, id: string): string {
+  const safe = id.replace(/[^A-Za-z0-9._-]/g, "_");
+  const suffix = safe === id ? "" : `-${createHash("sha256").update(id).digest("hex").slice(0, 8)}`;
+  return join(resultsDir, `${safe}${suffix}.json`);
+}
+
+/** The finished jobs' results, in the run's job order; ids without a result file are pending. */
+function loadResults(state: StateFile): { results: JobResult[]; pending: string[] } {
+  const results: JobResult[] = [];
+  const pending: string[] = [];
+  for (const id of state.jobIds) {
+    const path = resultPath(state.resultsDir, id);
+    if (!existsSync(path)) {
+      pending.push(id);
+      continue;
+    }
+    try {
+      results.push(JSON.parse(readFileSync(path, "utf8")) as JobResult);
+    } catch (error) {
+      throw new JobsError(`the result of job \`${id}\` (${path}) is unreadable: ${error instanceof Error ? error.message : String(error)}`);
+    }
+  }
+  return { results, pending };
+}
+
+/** Distinct provider batches the journal records as submitted. */
+function submittedBatches(journal: unknown[]): number {
+  const ids = new Set<string>();
+  for (const line of journal) {
+    if (typeof line !== "string" || !line.startsWith('{"type":"submitted"')) continue;
+    try {
+      const record = JSON.parse(line) as { batch_id?: unknown; place?: { provider?: unknown } };
+      ids.add(`${String(record.place?.provider)}:${String(record.batch_id)}`);
+    } catch {
+      // A damaged line: the engine skips it too.
+    }
+  }
+  return ids.size;
+}
+
+function formatUsd(value: number): string {
+  if (value === 0) return "$0.00";
+  return value >= 0.01 ? `$${value.toFixed(4)}` : `$${value.toPrecision(3)}`;
+}
+
+function statusText(path: string, state: StateFile): string {
+  const { results, pending } = loadResults(state);
+  const ok = results.filter((r) => r.ok).length;
+  const failed = results.length - ok;
+  const costs = results.map((r) => r.costUsd).filter((c): c is number => typeof c === "number");
+  const cost = costs.reduce((sum, c) => sum + c, 0);
+  const batches = submittedBatches(state.journal);
+  const unpriced = results.filter((r) => r.ok && typeof r.costUsd !== "number").length;
+  const lines = [
+    `state file: ${resolvePath(path)}`,
+    `results:    ${state.resultsDir}`,
+    `jobs:       ${state.jobIds.length}`,
+    `ok:         ${ok}`,
+    `failed:     ${failed}`,
+    `pending:    ${pending.length}`,
+    `batches:    ${batches} submitted`,
+    `cost:       ${formatUsd(cost)}${unpriced ? ` (${unpriced} ok ${unpriced === 1 ? "job has" : "jobs have"} no known price)` : ""}`,
+    `complete:   ${pending.length === 0 ? "yes" : "no"}`,
+  ];
+  return lines.join("\n") + "\n";
+}
+
+function write(stream: NodeJS.WriteStream, text: string): Promise<void> {
+  return new Promise((resolve) => {
+    if (text === "") resolve();
+    else stream.write(text, () => resolve());
+  });
+}
+
+/** Run `batchling jobs …` (argv: the arguments after `jobs`); resolves with the exit status. */
+export async function runJobsCommand(argv: readonly string[]): Promise<number> {
+  let command: JobsCommand | "help";
+  try {
+    command = parseJobsArgs(argv);
+  } catch (error) {
+    await write(process.stderr, `batchling: ${(error as Error).message}\n${JOBS_USAGE}\n`);
+    return 2;
+  }
+  if (command === "help") {
+    await write(process.stdout, JOBS_HELP_TEXT + "\n");
+    return 0;
+  }
+  try {
+    const state = loadState(command.stateFile);
+    if (command.action === "status") {
+      await write(process.stdout, statusText(command.stateFile, state));
+    } else {
+      const text = exportResults(loadResults(state).results, command.format);
+      await write(process.stdout, text.endsWith("\n") ? text : text + "\n");
+    }
+    return 0;
+  } catch (error) {
+    if (error instanceof JobsError) {
+      await write(process.stderr, `batchling: ${error.message}\n`);
+      return 1;
+    }
+    throw error;
+  }
+}
