@@ -6,6 +6,7 @@ import { createHash, randomInt } from "node:crypto";
 import { existsSync, mkdirSync, readFileSync, renameSync, writeFileSync, appendFileSync } from "node:fs";
 import { basename, dirname, extname, join, resolve as resolvePath } from "node:path";
 import { BatchifyHost, newEngine, type BatchlingEvent } from "./batchify-host.js";
+import "./engine-node.js";
 import { loadInterceptorBackend, loadJobsBackend } from "./engine.js";
 import { BatchlingError, InvalidOptionError } from "./errors.js";
 import { checkCount, checkKnownKeys } from "./host-util.js";

@@ -11,6 +11,7 @@ import {
   type BatchifyContext,
   type BatchifyOptions,
 } from "./batchify-host.js";
+import "./engine-node.js";
 import { loadInterceptorBackend } from "./engine.js";
 import { KeyValueJournal, type JournalStore } from "./storage.js";
 

@@ -2,8 +2,6 @@
 // Every call takes the host time in ms, writes the call's outcome into the host's scratch
 // Float64Array (layout in core/src/wire.rs) and returns its length; an outcome longer than the
 // scratch buffer is fetched with takeOverflow().
-import { createRequire } from "node:module";
-import { loadWasmBackend } from "./backend-wasm.js";
 
 export interface EngineOptions {
   maxBatchSize: number;
@@ -98,53 +96,25 @@ export interface EngineModule extends JobsBackend {
 }
 
 let engineModule: EngineModule | undefined;
-
-function loadNativeModule(): EngineModule {
-  // import.meta.url in ESM, a shim in CJS (tsup). The addon sits in bindings-node/ next to dist/.
-  const require = createRequire(import.meta.url);
-  const m = require("../bindings-node/index.cjs") as Omit<EngineModule, "name">;
-  return { ...pick(m), name: "native" };
-}
-
-function pick(m: Omit<EngineModule, "name">): Omit<EngineModule, "name"> {
-  return {
-    NativeBatcher: m.NativeBatcher,
-    NativeInterceptor: m.NativeInterceptor,
-    jobProvider: m.jobProvider,
-    jobBuildRequest: m.jobBuildRequest,
-    jobExtractResult: m.jobExtractResult,
-  };
-}
+let engineLoader: (() => EngineModule) | undefined;
 
 /** Install the backend a runtime entry chose (the browser / worker entry installs wasm). */
 export function useEngineModule(module: EngineModule): void {
   engineModule = module;
 }
 
-/**
- * The engine for this process: `BATCHLING_BACKEND=native|wasm` forces one; by default the native
- * addon, falling back to wasm when it cannot load (no build for this platform).
- */
+/** How the Node entry loads a backend on first use (see engine-node.ts). */
+export function setEngineLoader(loader: () => EngineModule): void {
+  engineLoader = loader;
+}
+
+/** The engine for this process, loaded on first use. */
 export function loadEngineModule(): EngineModule {
   if (engineModule) return engineModule;
-  const forced = typeof process !== "undefined" ? process.env.BATCHLING_BACKEND : undefined;
-  if (forced !== undefined && forced !== "native" && forced !== "wasm") {
-    throw new Error(`BATCHLING_BACKEND must be "native" or "wasm", got "${forced}"`);
+  if (!engineLoader) {
+    throw new Error("batchling: no engine is installed; import the package's entry for this runtime (\"batchling\" resolves it)");
   }
-  if (forced === "wasm") {
-    engineModule = loadWasmBackend();
-  } else {
-    try {
-      engineModule = loadNativeModule();
-    } catch (nativeError) {
-      if (forced === "native") throw nativeError;
-      try {
-        engineModule = loadWasmBackend();
-      } catch (wasmError) {
-        throw new AggregateError([nativeError, wasmError], "batchling: neither the native addon nor the wasm engine could be loaded");
-      }
-    }
-  }
+  engineModule = engineLoader();
   return engineModule;
 }
 

@@ -1,3 +1,5 @@
+// The Node entry: installs Node's engine loader (native addon, wasm fallback) first.
+import "./engine-node.js";
 export { RequestBatcher } from "./request-batcher.js";
 export { batchify } from "./batchify.js";
 export type { BatchifyOptions, BatchifyContext, BatchifyReport, QueueReport, BatchlingEvent } from "./batchify.js";
