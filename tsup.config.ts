@@ -1,17 +1,33 @@
 import { defineConfig } from "tsup";
 
-export default defineConfig({
-  // cli: the `batchling` bin (dist/cli.js, ESM; tsup keeps its shebang and makes it executable).
-  // cli-args: its pure argument parser, built on its own so tests/cli.test.mjs can import it.
-  // One config for both entries: the ESM builds share a chunk, so a script run by the CLI that
-  // imports "batchling" gets the very module instance the CLI uses (one fetch hook, one scope).
-  entry: { index: "js/src/index.ts", cli: "js/src/cli.ts", "cli-args": "js/src/cli-args.ts" },
-  format: ["esm", "cjs"],
-  dts: true,
-  outDir: "dist",
-  target: "node20",
-  platform: "node",
-  sourcemap: true,
-  clean: true,
-  shims: true,
-});
+export default defineConfig([
+  {
+    // cli: the `batchling` bin (dist/cli.js, ESM; tsup keeps its shebang and makes it executable).
+    // cli-args: its pure argument parser, built on its own so tests/cli.test.mjs can import it.
+    // One config for these entries: the ESM builds share a chunk, so a script run by the CLI that
+    // imports "batchling" gets the very module instance the CLI uses (one fetch hook, one scope).
+    entry: { index: "js/src/index.ts", cli: "js/src/cli.ts", "cli-args": "js/src/cli-args.ts" },
+    format: ["esm", "cjs"],
+    dts: true,
+    outDir: "dist",
+    target: "node20",
+    platform: "node",
+    sourcemap: true,
+    clean: true,
+    shims: true,
+  },
+  {
+    // Browsers and edge runtimes (package.json `exports` conditions browser / worker / workerd):
+    // the wasm engine, no Node built-ins. Its own directory, so the two builds never race on
+    // cleaning. The wasm-bindgen glue stays external: it finds its .wasm next to itself.
+    entry: { browser: "js/src/browser.ts" },
+    format: ["esm"],
+    dts: true,
+    outDir: "dist-web",
+    target: "es2022",
+    platform: "browser",
+    sourcemap: true,
+    clean: true,
+    external: [/wasm\/web\/batchling_wasm\.js$/],
+  },
+]);

@@ -19,7 +19,7 @@ function loadNativeModule(): EngineModule {
 }
 
 export function loadNodeEngine(): EngineModule {
-  const forced = process.env.BATCHLING_BACKEND;
+  const forced = process.env.BATCHLING_BACKEND || undefined; // empty means unset
   if (forced !== undefined && forced !== "native" && forced !== "wasm") {
     throw new Error(`BATCHLING_BACKEND must be "native" or "wasm", got "${forced}"`);
   }

@@ -1,0 +1,163 @@
+// The wasm engine (bindings-wasm/, built by scripts/build-wasm.sh into wasm/node/) on its own:
+// the scratch-buffer batcher cycle, overflow, option errors and an interceptor dry run, and the
+// same call sequences against the native addon (when it loads) for byte-for-byte parity.
+// `npm test` builds wasm/node/ first (npm run build:wasm); without it these tests fail, never skip.
+import { test, describe } from "node:test";
+import assert from "node:assert/strict";
+import { existsSync } from "node:fs";
+import { createRequire } from "node:module";
+
+const require = createRequire(import.meta.url);
+const WASM = new URL("../wasm/node/batchling_wasm.js", import.meta.url);
+if (!existsSync(WASM)) throw new Error("wasm/node/ is not built: run `npm run build:wasm` first");
+const wasm = require(WASM.pathname);
+const native = require("../bindings-node/index.cjs");
+
+// Wire constants (core/src/wire.rs).
+const RUN_BATCH = 1;
+const RESOLVE = 2;
+
+/** [deadline, nAdds, ...adds, ...actions] → parts. */
+function decode(out, length) {
+  const a = Array.from(out.subarray(0, length));
+  const nAdds = a[1];
+  return { deadline: a[0], adds: a.slice(2, 2 + nAdds), actions: a.slice(2 + nAdds) };
+}
+
+/** One add → RunBatch → completed → Resolve cycle; returns every decoded outcome and the status. */
+function cycle(backend) {
+  const engine = new backend.NativeBatcher({ maxBatchSize: 2, maxDelayMs: 10, maxQueueSize: undefined });
+  const scratch = new Float64Array(64);
+  const steps = [];
+  let n = engine.add(1000, Uint32Array.of(0, 0), false, scratch);
+  const added = decode(scratch, n);
+  steps.push(added);
+  n = engine.completed(1005, added.actions[1], new Uint32Array(0), scratch);
+  steps.push(decode(scratch, n));
+  n = engine.close(1006, false, scratch);
+  steps.push(decode(scratch, n));
+  return { steps, status: engine.status() };
+}
+
+describe("wasm engine", () => {
+  test("NativeBatcher: add → RunBatch → completed → Resolve through the scratch buffer", () => {
+    const { steps, status } = cycle(wasm);
+    const [added, completed] = steps;
+    assert.equal(added.adds.length, 2);
+    const [a, b] = added.adds;
+    assert.ok(a >= 0 && b >= 0 && a !== b);
+    // RunBatch: batch, group 0, attempt 1, 2 items.
+    assert.deepEqual(added.actions.slice(0, 1), [RUN_BATCH]);
+    assert.deepEqual(added.actions.slice(2, 7), [0, 1, 2, a, b]);
+    assert.deepEqual(completed.actions, [RESOLVE, a, RESOLVE, b]);
+    assert.equal(status.processed, 2);
+    assert.equal(status.batches, 1);
+    assert.equal(status.averageBatchSize, 2);
+    assert.equal(status.lastBatchTime, 1000);
+    assert.equal(status.pending, 0);
+  });
+
+  test("NativeBatcher: an outcome larger than the scratch buffer comes from takeOverflow()", () => {
+    const engine = new wasm.NativeBatcher({ maxBatchSize: 3, maxDelayMs: 0 });
+    const small = new Float64Array(2);
+    const n = engine.add(0, Uint32Array.of(0, 0, 0), false, small);
+    assert.ok(n > small.length);
+    const out = engine.takeOverflow();
+    assert.ok(out instanceof Float64Array);
+    assert.equal(out.length, n);
+    const { adds, actions } = decode(out, n);
+    assert.equal(adds.length, 3);
+    assert.equal(actions[0], RUN_BATCH);
+    assert.equal(engine.takeOverflow().length, 0);
+  });
+
+  test("NativeBatcher: status before any cut has no lastBatchTime, like napi", () => {
+    const status = new wasm.NativeBatcher({ maxBatchSize: 2, maxDelayMs: 0 }).status();
+    assert.deepEqual(Object.keys(status), [
+      "pending", "processing", "processed", "failed", "batches", "averageBatchSize",
+      "retried", "rejected", "cancelled", "timedOut",
+    ]);
+  });
+
+  test("option errors carry the core's ConfigError text", () => {
+    assert.throws(() => new wasm.NativeBatcher({ maxBatchSize: 0, maxDelayMs: 0 }), {
+      name: "Error",
+      message: "invalid option `maxBatchSize`: must be at least 1",
+    });
+    assert.throws(() => new wasm.NativeBatcher({ maxBatchSize: 2.5, maxDelayMs: 0 }), {
+      message: "invalid option `maxBatchSize`: must be a whole number from 0 to 9007199254740992, got 2.5",
+    });
+    assert.throws(() => new wasm.NativeInterceptor("nope"), { message: /^invalid option `options`: / });
+    assert.throws(() => new wasm.NativeInterceptor(JSON.stringify({ pollIntervalMs: 0 })), {
+      message: "invalid option `pollIntervalMs`: must be at least 1",
+    });
+  });
+
+  test("NativeInterceptor: a dry-run submit is answered with x-batchling-dry-run", () => {
+    const engine = new wasm.NativeInterceptor(JSON.stringify({ batchSize: 1, dryRun: true, cache: false, tagSeed: 7 }));
+    const loaded = JSON.parse(engine.loadCache([]));
+    assert.deepEqual(loaded, { deadline: null, outputs: [] });
+    const json = engine.submit(
+      0,
+      1,
+      "POST",
+      "https://api.openai.com/v1/chat/completions",
+      JSON.stringify([["content-type", "application/json"]]),
+      JSON.stringify({ model: "gpt-4o-mini", messages: [{ role: "user", content: "hi" }] }),
+    );
+    const { outputs } = JSON.parse(json);
+    const respond = outputs.find((o) => o.type === "respond");
+    assert.ok(respond, json);
+    assert.equal(respond.request, 1);
+    assert.equal(respond.status, 200);
+    assert.deepEqual(respond.headers.find(([name]) => name === "x-batchling-dry-run"), ["x-batchling-dry-run", "1"]);
+    assert.equal(JSON.parse(respond.body).object, "chat.completion");
+    assert.deepEqual(JSON.parse(engine.close(1)).outputs, [{ type: "drained" }]);
+    assert.equal(JSON.parse(engine.report())[0].requests, 1);
+    assert.throws(() => engine.submit(2, 2, "POST", "https://api.openai.com/v1/chat/completions", "{", "{}"), {
+      message: /headers must be \[\[name, value\], …\]/,
+    });
+  });
+
+  test("job builder functions answer JSON", () => {
+    const spec = JSON.stringify({ id: "a", model: "gpt-4o-mini", prompt: "hi" });
+    assert.deepEqual(JSON.parse(wasm.jobProvider(spec)), { ok: true, provider: "openai" });
+    const bad = JSON.parse(wasm.jobProvider("{}"));
+    assert.equal(bad.ok, false);
+    assert.equal(bad.code, "ERR_BATCHLING_INVALID_JOB");
+    const built = JSON.parse(wasm.jobBuildRequest(spec, JSON.stringify({ baseUrl: "", apiKey: "sk-test" })));
+    assert.equal(built.ok, true, JSON.stringify(built));
+    assert.equal(built.request.method, "POST");
+  });
+
+  test("parity with the native addon on the same calls", () => {
+    assert.deepEqual(cycle(wasm), cycle(native));
+    const run = (backend) => {
+      const engine = new backend.NativeInterceptor(JSON.stringify({ batchSize: 1, dryRun: true, cache: true, tagSeed: 7 }));
+      const outs = [engine.loadCache(["not json", ""])];
+      outs.push(engine.submit(0, 1, "POST", "https://api.anthropic.com/v1/messages", "[]",
+        JSON.stringify({ model: "claude-sonnet-4-5", max_tokens: 16, messages: [{ role: "user", content: "hi" }] })));
+      outs.push(engine.submit(1, 2, "GET", "https://example.com/", "[]", ""));
+      outs.push(engine.tick(5), engine.flush(6), engine.cancel(7, 9), engine.transportError(8, 99, "x"));
+      outs.push(engine.response(9, 99, 200, "[]", "{}"), engine.close(10), engine.report());
+      return outs;
+    };
+    assert.deepEqual(run(wasm), run(native));
+    const spec = JSON.stringify({ id: "j1", model: "claude-sonnet-4-5", prompt: "hi", maxTokens: 10 });
+    const endpoint = JSON.stringify({ baseUrl: "http://127.0.0.1:9", apiKey: "k" });
+    const jobs = (backend) => [
+      backend.jobProvider(spec),
+      backend.jobProvider("nope"),
+      backend.jobBuildRequest(spec, endpoint),
+      backend.jobBuildRequest(spec, "{"),
+      backend.jobExtractResult(spec, 200, JSON.stringify({ content: [{ type: "text", text: "ok" }], usage: {} })),
+      backend.jobExtractResult(spec, 500, "boom"),
+    ];
+    assert.deepEqual(jobs(wasm), jobs(native));
+    let wasmError;
+    let nativeError;
+    try { new wasm.NativeBatcher({ maxBatchSize: 1, maxDelayMs: 0, retryBackoffMs: 10, retryMaxBackoffMs: 5 }); } catch (e) { wasmError = e.message; }
+    try { new native.NativeBatcher({ maxBatchSize: 1, maxDelayMs: 0, retryBackoffMs: 10, retryMaxBackoffMs: 5 }); } catch (e) { nativeError = e.message; }
+    assert.equal(wasmError, nativeError);
+  });
+});
