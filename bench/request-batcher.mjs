@@ -4,7 +4,7 @@
 import { Bench } from "tinybench";
 import DataLoader from "dataloader";
 import { create, indexedResolver, windowedFiniteBatchScheduler } from "@yornaath/batshit";
-import { RequestBatcher } from "../dist/index.js";
+import { RequestBatcher, backend } from "../dist/index.js";
 
 const ITEMS = Number(process.env.BENCH_ITEMS ?? 200_000);
 const BATCH = 100;
@@ -74,7 +74,8 @@ async function runMinimal() {
   await Promise.all(keys.map((k) => batcher.add(k)));
 }
 
-const bench = new Bench({ iterations: Number(process.env.BENCH_ITERATIONS ?? 15), warmupIterations: 3, time: 0, warmupTime: 0 });
+const ITERATIONS = Number(process.env.BENCH_ITERATIONS ?? 15);
+const bench = new Bench({ iterations: ITERATIONS, warmupIterations: 3, time: 0, warmupTime: 0 });
 bench
   .add("batchling RequestBatcher", runBatchling)
   .add("dataloader", runDataLoader)
@@ -88,7 +89,7 @@ const rows = bench.tasks.map((task) => {
 });
 const by = Object.fromEntries(rows.map((r) => [r.name, r]));
 const ours = by["batchling RequestBatcher"].itemsPerSec;
-console.log(`workload: ${ITEMS} adds, batch size ${BATCH}, async no-op handler; median of ${bench.opts?.iterations ?? ""} runs (node ${process.version})`);
+console.log(`workload: ${ITEMS} adds, batch size ${BATCH}, async no-op handler; median of ${ITERATIONS} runs (node ${process.version}, ${backend().name} engine)`);
 console.table(
   rows.map((r) => ({
     batcher: r.name,
