@@ -13,10 +13,7 @@ fn round(batcher: &mut Batcher, groups: &[u32], per_call: usize) -> usize {
     let mut runs = Vec::new();
     let mut resolved = 0;
     let mut now = 0;
-    for chunk in groups.chunks(per_call) {
-        now += 1;
-        adds.clear();
-        batcher.add_many(now, chunk, false, &mut adds);
+    let mut settle = |batcher: &mut Batcher, now: u64, runs: &mut Vec<_>| {
         for action in batcher.drain_actions() {
             if let Action::RunBatch { batch, .. } = action {
                 runs.push(batch);
@@ -29,7 +26,16 @@ fn round(batcher: &mut Batcher, groups: &[u32], per_call: usize) -> usize {
                 .filter(|a| matches!(a, Action::Resolve { .. }))
                 .count();
         }
+    };
+    for chunk in groups.chunks(per_call) {
+        now += 1;
+        adds.clear();
+        batcher.add_many(now, chunk, false, &mut adds);
+        settle(batcher, now, &mut runs);
     }
+    // Partial batches of the last tick (several keys): cut them like a host's window would.
+    batcher.handle(now, Event::Flush);
+    settle(batcher, now, &mut runs);
     resolved
 }
 
