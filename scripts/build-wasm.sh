@@ -15,7 +15,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT="$PWD"
 
-PROFILE=release
+PROFILE=wasm
 TEST=0
 for arg in "$@"; do
   case "$arg" in
@@ -35,7 +35,7 @@ echo "[build-wasm] cargo build ($PROFILE, wasm32-unknown-unknown, target/wasm)"
 # mismatch, and RUSTC_BOOTSTRAP unlocks build-std on this stable compiler.
 wasm_cargo() {
   local flags=(--target wasm32-unknown-unknown --target-dir "$ROOT/target/wasm")
-  [ "$PROFILE" = release ] && flags+=(--release)
+  [ "$PROFILE" = wasm ] && flags+=(--profile wasm)
   (cd bindings-wasm && RUSTC_BOOTSTRAP=1 RUSTC=/usr/bin/rustc RUSTDOC=/usr/bin/rustdoc \
     /usr/bin/cargo "$@" "${flags[@]}")
 }
@@ -53,7 +53,7 @@ rm -rf wasm/node wasm/web
 # install_panic_hook in bindings-wasm/src/lib.rs). Not `strip = true` in cargo: that also drops
 # the target_features section wasm-bindgen reads.
 bindgen_flags=()
-[ "$PROFILE" = release ] && bindgen_flags+=(--remove-name-section --remove-producers-section)
+[ "$PROFILE" = wasm ] && bindgen_flags+=(--remove-name-section --remove-producers-section)
 wasm-bindgen --target nodejs "${bindgen_flags[@]}" --out-dir wasm/node "$RAW"
 wasm-bindgen --target web "${bindgen_flags[@]}" --out-dir wasm/web "$RAW"
 # The package is "type": "module"; the nodejs target's glue is CommonJS.
