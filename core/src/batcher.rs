@@ -19,6 +19,8 @@ use std::fmt;
 
 use rustc_hash::FxHashMap;
 
+use crate::backoff::Jitter;
+
 /// A group key, interned by the host (the default key is usually 0).
 pub type GroupId = u32;
 
@@ -366,7 +368,7 @@ pub struct Batcher {
     released: Vec<GroupId>,
     closed: bool,
     drained_sent: bool,
-    rng_state: u64,
+    jitter: Jitter,
     items_cut: u64,
     status: Status,
     actions: VecDeque<Action>,
@@ -376,7 +378,7 @@ pub struct Batcher {
 impl Batcher {
     pub fn new(config: BatcherConfig) -> Result<Self, ConfigError> {
         config.validate()?;
-        let rng_state = config.jitter_seed;
+        let jitter = Jitter::new(config.jitter_seed);
         Ok(Batcher {
             config,
             slots: Vec::new(),
@@ -394,7 +396,7 @@ impl Batcher {
             released: Vec::new(),
             closed: false,
             drained_sent: false,
-            rng_state,
+            jitter,
             items_cut: 0,
             status: Status::default(),
             actions: VecDeque::new(),
@@ -779,25 +781,10 @@ impl Batcher {
         self.start_ready();
     }
 
-    /// Exponential backoff with jitter in [50%, 100%] of the step, capped.
     fn backoff_ms(&mut self, attempt: u32) -> u64 {
         let retry = self.config.retry;
-        let exponent = attempt.saturating_sub(1).min(32);
-        let step = retry
-            .backoff_ms
-            .saturating_mul(1u64 << exponent)
-            .min(retry.max_backoff_ms);
-        let unit = (self.next_random() >> 11) as f64 / (1u64 << 53) as f64;
-        (step as f64 * (0.5 + 0.5 * unit)).round() as u64
-    }
-
-    /// splitmix64: tiny, seedable, good enough for jitter.
-    fn next_random(&mut self) -> u64 {
-        self.rng_state = self.rng_state.wrapping_add(0x9e37_79b9_7f4a_7c15);
-        let mut z = self.rng_state;
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        z ^ (z >> 31)
+        self.jitter
+            .backoff_ms(attempt, retry.backoff_ms, retry.max_backoff_ms)
     }
 
     fn abort_all(&mut self) {

@@ -16,6 +16,7 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 
 use serde::Serialize;
 
+use crate::backoff::Jitter;
 use crate::batcher::{Action as BatcherAction, Batcher, BatcherConfig, Event as BatcherEvent};
 use crate::batcher::{GroupId, ItemId};
 use crate::cache::{self, BatchPlace, Cache, CacheRecord};
@@ -276,10 +277,39 @@ struct Job {
     /// done: a resumed request may attach while the results are being downloaded.
     unclaimed: HashMap<String, HttpResponse>,
     poll_at: Option<u64>,
-    /// Set when the create's outcome is unknown and the batch must be looked for.
-    created_from_find: bool,
     /// Made from a previous run's intent record (see `find_then_resume`).
     from_journal_intent: bool,
+}
+
+impl Job {
+    /// A job before any provider call; `items` are the bodies to upload / create with (empty
+    /// for a batch a previous run already created).
+    fn new(
+        id: u64,
+        route: Route,
+        tag: String,
+        fingerprints: Vec<String>,
+        items: Vec<BatchItem>,
+    ) -> Self {
+        let custom_ids = fingerprints.iter().map(|fp| cache::custom_id(fp)).collect();
+        Job {
+            id,
+            route,
+            tag,
+            fingerprints,
+            custom_ids,
+            items,
+            uploaded_file: None,
+            remote_id: None,
+            downloads_left: 0,
+            end_kind: None,
+            attempts: 0,
+            retries: Vec::new(),
+            unclaimed: HashMap::new(),
+            poll_at: None,
+            from_journal_intent: false,
+        }
+    }
 }
 
 /// A distinct request (by fingerprint) and the callers waiting on it.
@@ -312,7 +342,7 @@ pub struct Interceptor {
     waiting: std::collections::VecDeque<(Route, Vec<String>)>,
     committed_usd: f64,
     cost_limit_reached: bool,
-    rng_state: u64,
+    jitter: Jitter,
     tag_seed: u64,
 }
 
@@ -362,7 +392,7 @@ impl Interceptor {
             },
             message: e.message,
         })?;
-        let rng_state = config.jitter_seed;
+        let jitter = Jitter::new(config.jitter_seed);
         Ok(Interceptor {
             config,
             batcher,
@@ -385,7 +415,7 @@ impl Interceptor {
             waiting: std::collections::VecDeque::new(),
             committed_usd: 0.0,
             cost_limit_reached: false,
-            rng_state,
+            jitter,
             tag_seed,
         })
     }
@@ -657,7 +687,7 @@ impl Interceptor {
     }
 
     fn new_tag(&mut self) -> String {
-        let n = self.next_random();
+        let n = self.jitter.next_u64();
         format!("batchling-{:016x}{:08x}", self.tag_seed ^ n, self.next_job)
     }
 
@@ -779,24 +809,7 @@ impl Interceptor {
             }
             return;
         }
-        let job = Job {
-            id,
-            route,
-            tag,
-            fingerprints,
-            custom_ids,
-            items,
-            uploaded_file: None,
-            remote_id: None,
-            downloads_left: 0,
-            end_kind: None,
-            attempts: 0,
-            retries: Vec::new(),
-            unclaimed: HashMap::new(),
-            poll_at: None,
-            created_from_find: false,
-            from_journal_intent: false,
-        };
+        let job = Job::new(id, route, tag, fingerprints, items);
         self.persist_intent(&job);
         self.jobs.insert(id, job);
         let first = if adapter(self.jobs[&id].route.provider)
@@ -888,27 +901,10 @@ impl Interceptor {
         }
         let id = self.next_job;
         self.next_job += 1;
-        self.jobs.insert(
-            id,
-            Job {
-                id,
-                route,
-                tag: place.tag,
-                fingerprints: vec![fingerprint],
-                custom_ids: vec![custom_id],
-                items: Vec::new(),
-                uploaded_file: None,
-                remote_id: Some(batch_id),
-                downloads_left: 0,
-                end_kind: None,
-                attempts: 0,
-                retries: Vec::new(),
-                unclaimed: HashMap::new(),
-                poll_at: Some(now_ms),
-                created_from_find: false,
-                from_journal_intent: false,
-            },
-        );
+        let mut job = Job::new(id, route, place.tag, vec![fingerprint], Vec::new());
+        job.remote_id = Some(batch_id);
+        job.poll_at = Some(now_ms);
+        self.jobs.insert(id, job);
     }
 
     /// A request whose batch create a previous run sent without learning the outcome: look for
@@ -944,31 +940,13 @@ impl Interceptor {
         }
         let id = self.next_job;
         self.next_job += 1;
-        let custom_id = cache::custom_id(&fingerprint);
-        self.jobs.insert(
-            id,
-            Job {
-                id,
-                tag: place.tag,
-                items: vec![BatchItem {
-                    custom_id: custom_id.clone(),
-                    body: route.body.clone(),
-                }],
-                route,
-                fingerprints: vec![fingerprint],
-                custom_ids: vec![custom_id],
-                uploaded_file: None,
-                remote_id: None,
-                downloads_left: 0,
-                end_kind: None,
-                attempts: 0,
-                retries: Vec::new(),
-                unclaimed: HashMap::new(),
-                poll_at: None,
-                created_from_find: true,
-                from_journal_intent: true,
-            },
-        );
+        let item = BatchItem {
+            custom_id: cache::custom_id(&fingerprint),
+            body: route.body.clone(),
+        };
+        let mut job = Job::new(id, route, place.tag, vec![fingerprint], vec![item]);
+        job.from_journal_intent = true;
+        self.jobs.insert(id, job);
         self.send_step(now_ms, id, Step::Find, None);
     }
 
@@ -1363,7 +1341,6 @@ impl Interceptor {
             })
             .is_some();
         let next_step = if step == Step::Create && may_exist && (findable || response.is_none()) {
-            job.created_from_find = true;
             Step::Find
         } else {
             step
@@ -1393,21 +1370,8 @@ impl Interceptor {
     }
 
     fn backoff_ms(&mut self, attempt: u32) -> u64 {
-        let step = self
-            .config
-            .backoff_ms
-            .saturating_mul(1u64 << attempt.saturating_sub(1).min(32))
-            .min(self.config.max_backoff_ms);
-        let unit = (self.next_random() >> 11) as f64 / (1u64 << 53) as f64;
-        (step as f64 * (0.5 + 0.5 * unit)).round() as u64
-    }
-
-    fn next_random(&mut self) -> u64 {
-        self.rng_state = self.rng_state.wrapping_add(0x9e37_79b9_7f4a_7c15);
-        let mut z = self.rng_state;
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        z ^ (z >> 31)
+        let (base_ms, max_ms) = (self.config.backoff_ms, self.config.max_backoff_ms);
+        self.jitter.backoff_ms(attempt, base_ms, max_ms)
     }
 
     fn report_row(&mut self, route: &Route) -> &mut QueueReport {

@@ -1,5 +1,6 @@
 //! batchling-core: a sans-IO batching engine. Events in, actions out; the host owns time and I/O.
 
+pub mod backoff;
 pub mod batcher;
 pub mod cache;
 pub mod http;
