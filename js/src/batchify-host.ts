@@ -5,7 +5,7 @@
 // give it their fetch, storage and (in Node) an async scope.
 import type { InterceptorEngine } from "./engine.js";
 import { BatchlingError, InvalidOptionError } from "./errors.js";
-import { checkCount, checkKnownKeys, engineOptionError, now, timerDelay } from "./host-util.js";
+import { checkCount, checkKnownKeys, DeadlineTimer, engineOptionError, now } from "./host-util.js";
 import type { JournalStore } from "./storage.js";
 
 export type BatchlingEvent =
@@ -144,8 +144,7 @@ export class BatchifyHost implements BatchifyContext {
   /** Fetches whose body is still being read, before they reach the engine. */
   #intake = 0;
   #flushOnIntake = false;
-  #timer: ReturnType<typeof setTimeout> | undefined;
-  #timerAt = Infinity;
+  readonly #timer = new DeadlineTimer(() => this.#apply(this.#engine.tick(now())));
   #inFlightCalls = 0;
   #closed: Promise<BatchifyReport> | undefined;
   #resolveClosed: (() => void) | undefined;
@@ -323,21 +322,9 @@ export class BatchifyHost implements BatchifyContext {
   }
 
   #schedule(deadline: number | null): void {
-    if (deadline === null || this.#drained) {
-      if (this.#timer !== undefined) clearTimeout(this.#timer);
-      this.#timer = undefined;
-      this.#timerAt = Infinity;
-      return;
-    }
-    if (this.#timer !== undefined && this.#timerAt === deadline) return;
-    if (this.#timer !== undefined) clearTimeout(this.#timer);
-    this.#timerAt = deadline;
-    this.#timer = setTimeout(() => {
-      this.#timer = undefined;
-      this.#timerAt = Infinity;
-      this.#apply(this.#engine.tick(now()));
-    }, timerDelay(deadline));
+    this.#timer.set(this.#drained ? null : deadline);
   }
+
 }
 
 

@@ -31,3 +31,38 @@ export function engineOptionError(error: unknown): unknown {
   const match = /invalid option `([^`]+)`: (.*)/.exec(message);
   return match ? new InvalidOptionError(match[1]!, match[2]!) : error;
 }
+
+/**
+ * The one timer a host keeps for its engine: `set(deadline)` after every engine call, with the
+ * engine's next deadline (host time, ms) or null. Re-arms only when the deadline changes.
+ */
+export class DeadlineTimer {
+  #timer: ReturnType<typeof setTimeout> | undefined;
+  #at = Infinity;
+  readonly #onFire: () => void;
+
+  constructor(onFire: () => void) {
+    this.#onFire = onFire;
+  }
+
+  set(deadline: number | null): void {
+    if (deadline === null) {
+      this.clear();
+      return;
+    }
+    if (this.#timer !== undefined && this.#at === deadline) return;
+    if (this.#timer !== undefined) clearTimeout(this.#timer);
+    this.#at = deadline;
+    this.#timer = setTimeout(() => {
+      this.#timer = undefined;
+      this.#at = Infinity;
+      this.#onFire();
+    }, timerDelay(deadline));
+  }
+
+  clear(): void {
+    if (this.#timer !== undefined) clearTimeout(this.#timer);
+    this.#timer = undefined;
+    this.#at = Infinity;
+  }
+}

@@ -28,7 +28,7 @@ import {
   QueueFullError,
   TimeoutError,
 } from "./errors.js";
-import { checkCount, checkKnownKeys, engineOptionError, now, timerDelay } from "./host-util.js";
+import { checkCount, checkKnownKeys, DeadlineTimer, engineOptionError, now } from "./host-util.js";
 import { ITEM, REJECT as SLOT_REJECT, RESOLVE as SLOT_RESOLVE, RESULT, SEQ, SlotTable } from "./slots.js";
 
 export interface RetryOptions {
@@ -172,8 +172,10 @@ export class RequestBatcher<T, R> {
   #zeroGroups = new Uint32Array(0);
   readonly #scratch = new Float64Array(SCRATCH_LENGTH);
   #flushQueued = false;
-  #timer: ReturnType<typeof setTimeout> | undefined;
-  #timerAt = Infinity;
+  readonly #timer = new DeadlineTimer(() => {
+    this.#sendBuffered();
+    this.#apply(this.#engine.tick(now(), this.#scratch));
+  });
   #seq = 0;
   #flushWaiters: FlushWaiter[] = [];
   #closed = false;
@@ -531,22 +533,7 @@ export class RequestBatcher<T, R> {
   }
 
   #schedule(deadline: number): void {
-    if (deadline < 0) {
-      if (this.#timer !== undefined) {
-        clearTimeout(this.#timer);
-        this.#timer = undefined;
-        this.#timerAt = Infinity;
-      }
-      return;
-    }
-    if (this.#timer !== undefined && this.#timerAt === deadline) return;
-    if (this.#timer !== undefined) clearTimeout(this.#timer);
-    this.#timerAt = deadline;
-    this.#timer = setTimeout(() => {
-      this.#timer = undefined;
-      this.#timerAt = Infinity;
-      this.#sendBuffered();
-      this.#apply(this.#engine.tick(now(), this.#scratch));
-    }, timerDelay(deadline));
+    this.#timer.set(deadline < 0 ? null : deadline);
   }
+
 }
