@@ -461,8 +461,9 @@ describe("batchling jobs", () => {
     for (const file of readdirSync(join(dir, "results"))) {
       if (file !== "alpha.json") copyFileSync(join(dir, "results", file), join(partial, file));
     }
-    const state = JSON.parse(readFileSync(stateFile, "utf8"));
-    writeFileSync(join(dir, "partial-state.json"), JSON.stringify({ ...state, resultsDir: partial }));
+    const [header, ...journal] = readFileSync(stateFile, "utf8").split("\n");
+    const moved = JSON.stringify({ ...JSON.parse(header), resultsDir: partial });
+    writeFileSync(join(dir, "partial-state.json"), [moved, ...journal].join("\n"));
     const { code, stdout, stderr } = await runCli(["jobs", "status", "partial-state.json"], { cwd: dir });
     assert.equal(code, 0, stderr);
     const f = fields(stdout);
@@ -511,8 +512,8 @@ describe("batchling jobs", () => {
     writeFileSync(join(dir, "other.json"), JSON.stringify({ hello: "world" }));
     r = await runCli(["jobs", "status", join(dir, "other.json")]);
     assert.equal(r.code, 1);
-    assert.match(r.stderr, /other\.json is not a batchling state file: unsupported version undefined/);
-    writeFileSync(join(dir, "noids.json"), JSON.stringify({ version: 1, resultsDir: dir, journal: [] }));
+    assert.match(r.stderr, /other\.json is not a batchling state file: its first line is not a batchling state header/);
+    writeFileSync(join(dir, "noids.json"), JSON.stringify({ batchling: "state", version: 1, resultsDir: dir }) + "\n");
     r = await runCli(["jobs", "status", join(dir, "noids.json")]);
     assert.equal(r.code, 1);
     assert.match(r.stderr, /`jobIds` is missing/);

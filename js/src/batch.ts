@@ -108,9 +108,14 @@ const MEDIA_TYPES: Record<string, string> = {
   ".html": "text/html",
 };
 
-/** The state file: written whole to a temporary file and renamed over the old one, so a crash
- * at any moment leaves either the previous state or the next, never a torn one. It holds the
- * engine's journal minus answers (those go to the results directory). */
+/**
+ * The state file, as JSON lines: a header line (`resultsDir`, the job ids) written atomically
+ * (temporary file + rename) when a run starts, then one line per engine journal record,
+ * appended after each submission and each batch that ends. Appending keeps every save
+ * proportional to what it records: rewriting the whole state per save made a run quadratic
+ * (BENCHMARKS.md). A crash can tear only the last line, which the next run reports and skips;
+ * answers are not kept here but in the results directory.
+ */
 export interface StateFile {
   version: 1;
   /** Where the run writes its results (`batchling jobs status|results` read them there). */
@@ -120,36 +125,50 @@ export interface StateFile {
   journal: string[];
 }
 
-/** Read a run's state file (for `batchling jobs …`). */
+/** Read a run's state file (for `batchling jobs …`). Throws on a file that is not one. */
 export function readStateFile(path: string): StateFile {
-  return JSON.parse(readFileSync(path, "utf8")) as StateFile;
+  const [first = "", ...journal] = readFileSync(path, "utf8").split("\n");
+  const header = JSON.parse(first) as { batchling?: string; version?: number; resultsDir?: string; jobIds?: string[] };
+  if (header?.batchling !== "state") throw new Error("its first line is not a batchling state header");
+  return {
+    version: header.version as 1,
+    resultsDir: header.resultsDir as string,
+    jobIds: header.jobIds as string[],
+    journal: journal.filter((line) => line.trim() !== ""),
+  };
 }
 
 class StateFileJournal implements JournalStore {
-  #lines: string[] = [];
   constructor(
     readonly path: string,
     readonly resultsDir: string,
     readonly jobIds: string[],
   ) {}
+
   async load(): Promise<string[]> {
-    if (!existsSync(this.path)) return [];
-    this.#lines = readStateFile(this.path).journal;
-    return this.#lines;
-  }
-  async append(line: string): Promise<void> {
-    // Answers live in the results directory; keeping them here would make every save O(run).
-    if (line.startsWith('{"type":"result"')) return;
-    this.#lines.push(line);
-    this.save();
-  }
-  save(): void {
+    const journal = existsSync(this.path) ? readStateFile(this.path).journal : [];
+    // (Re)write the header with this run's jobs, keeping the journal: once per run.
     mkdirSync(dirname(this.path), { recursive: true });
-    const state: StateFile = { version: 1, resultsDir: this.resultsDir, jobIds: this.jobIds, journal: this.#lines };
+    const header = JSON.stringify({ batchling: "state", version: 1, resultsDir: this.resultsDir, jobIds: this.jobIds });
     const tmp = `${this.path}.${process.pid}.tmp`;
-    writeFileSync(tmp, JSON.stringify(state), { mode: 0o600 });
+    writeFileSync(tmp, [header, ...journal].map((line) => line + "\n").join(""), { mode: 0o600 });
     renameSync(tmp, this.path);
+    return journal;
   }
+
+  async append(line: string): Promise<void> {
+    // Answers live in the results directory.
+    if (line.startsWith('{"type":"result"')) return;
+    appendFileSync(this.path, line + "\n");
+  }
+}
+
+/** A job's result file name in the results directory (ids are sanitised, and disambiguated
+ * by a hash when sanitising changed them). */
+export function resultFileName(id: string): string {
+  const safe = id.replace(/[^A-Za-z0-9._-]/g, "_");
+  const suffix = safe === id ? "" : `-${createHash("sha256").update(id).digest("hex").slice(0, 8)}`;
+  return `${safe}${suffix}.json`;
 }
 
 interface PreparedJob {
@@ -414,9 +433,7 @@ export class BatchRun {
   }
 
   #resultPath(id: string): string {
-    const safe = id.replace(/[^A-Za-z0-9._-]/g, "_");
-    const suffix = safe === id ? "" : `-${createHash("sha256").update(id).digest("hex").slice(0, 8)}`;
-    return join(this.#options.resultsDir, `${safe}${suffix}.json`);
+    return join(this.#options.resultsDir, resultFileName(id));
   }
 
   #emit(event: ProgressEvent): void {

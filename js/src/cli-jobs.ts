@@ -2,10 +2,9 @@
 // read what a `Batch` run (js/src/batch.ts) left on disk. The state file names the results
 // directory and the run's job ids; each finished job has one JSON result file there. Nothing is
 // sent to any provider and nothing is written.
-import { createHash } from "node:crypto";
 import { existsSync, readFileSync, statSync } from "node:fs";
 import { join, resolve as resolvePath } from "node:path";
-import { exportResults, readStateFile, type JobResult, type StateFile } from "./batch.js";
+import { exportResults, readStateFile, resultFileName, type JobResult, type StateFile } from "./batch.js";
 
 export const JOBS_USAGE = "usage: batchling jobs status <stateFile> | batchling jobs results <stateFile> [--format csv|json]";
 
@@ -85,11 +84,9 @@ function loadState(path: string): StateFile {
   return state;
 }
 
-/** The result file of job `id`: the same naming as BatchRun's (batch.ts, `#resultPath`). */
+/** The result file of job `id`, named as BatchRun names it. */
 function resultPath(resultsDir: string, id: string): string {
-  const safe = id.replace(/[^A-Za-z0-9._-]/g, "_");
-  const suffix = safe === id ? "" : `-${createHash("sha256").update(id).digest("hex").slice(0, 8)}`;
-  return join(resultsDir, `${safe}${suffix}.json`);
+  return join(resultsDir, resultFileName(id));
 }
 
 /** The finished jobs' results, in the run's job order; ids without a result file are pending. */

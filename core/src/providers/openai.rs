@@ -2,13 +2,21 @@
 //! `POST {base}/batches`; results are JSONL files of `{custom_id, response|error}` lines.
 //! Wire formats: providers.md §1.
 
+use std::borrow::Cow;
+use std::{fmt, io, mem};
+
+use rustc_hash::FxHashSet;
+use serde::de::{Deserializer, IgnoredAny, MapAccess, Visitor};
+use serde::{Deserialize, Serialize};
+use serde_json::value::RawValue;
 use serde_json::{json, Map, Value};
 use sha2::{Digest, Sha256};
 
 use super::common::{self, json_request, json_response, ok_json, str_field};
 use super::{
-    BatchContext, BatchItem, BatchLimits, EndKind, ItemResult, ParsedResults, PassThrough,
-    PollReport, PollState, ProtocolError, ProviderAdapter, ProviderId, RemoteBatch, Route,
+    BatchContext, BatchItem, BatchLimits, EndKind, ItemResult, MalformedLine, ParsedResults,
+    PassThrough, PollReport, PollState, ProtocolError, ProviderAdapter, ProviderId, RemoteBatch,
+    Route,
 };
 use crate::http::{HttpRequest, HttpResponse};
 
@@ -32,15 +40,17 @@ const ENVELOPE_HEADROOM_BYTES: usize = 64 * 1024;
 pub struct OpenAi;
 
 impl OpenAi {
-    /// One line of the input file: `{custom_id, method, url, body}`, without the newline.
-    fn input_line(endpoint: &str, item: &BatchItem) -> String {
-        json!({
-            "custom_id": item.custom_id,
-            "method": "POST",
-            "url": endpoint,
-            "body": item.body,
-        })
-        .to_string()
+    /// Writes one line of the input file, `{custom_id, method, url, body}`, without the newline.
+    /// The body is serialized where it lies, not copied into a new tree first.
+    fn write_input_line(w: impl io::Write, endpoint: &str, item: &BatchItem) {
+        let line = InputLine {
+            custom_id: &item.custom_id,
+            method: "POST",
+            url: endpoint,
+            body: &item.body,
+        };
+        // Neither a `Value` nor an in-memory writer can fail.
+        serde_json::to_writer(w, &line).expect("a JSON value serializes into memory");
     }
 
     /// The synthetic answer for a line whose `response` is null and `error` is set: a failure
@@ -67,6 +77,34 @@ impl OpenAi {
         } else {
             json_response(status, &body, &[("x-batchling-batch-id", batch_id)])
         }
+    }
+
+    /// The common shapes of a result line, read without building a tree: the response body is
+    /// copied as the provider wrote it. `None` means "not the common case"; the caller then runs
+    /// [`Self::parse_line`], which accepts or rejects the line and words the reason.
+    fn parse_line_fast<'b>(batch_id: &str, text: &'b str) -> Option<(Cow<'b, str>, HttpResponse)> {
+        let line: OutLine<'b> = serde_json::from_str(text).ok()?;
+        let custom_id = json_str(line.custom_id?)?;
+        let response = match (line.response, line.error) {
+            (Some(resp), _) => {
+                let status = resp
+                    .status_code?
+                    .get()
+                    .parse::<u16>()
+                    .ok()
+                    .filter(|s| (100..=599).contains(s))?;
+                let mut r = HttpResponse::json(status, resp.body?.get().to_owned());
+                if let Some(id) = resp.request_id.and_then(json_str) {
+                    r.headers.push(("x-request-id".into(), id.into_owned()));
+                }
+                r
+            }
+            (None, Some(err)) if err.get().starts_with('{') => {
+                Self::line_error_response(batch_id, &serde_json::from_str(err.get()).ok()?)
+            }
+            _ => return None,
+        };
+        Some((custom_id, response))
     }
 
     fn parse_line(batch_id: &str, line: &Value) -> Result<ItemResult, String> {
@@ -156,28 +194,62 @@ impl ProviderAdapter for OpenAi {
     }
 
     fn item_bytes(&self, ctx: &BatchContext, item: &BatchItem) -> usize {
-        Self::input_line(&ctx.route.endpoint, item).len() + 1
+        let mut count = ByteCount(0);
+        Self::write_input_line(&mut count, &ctx.route.endpoint, item);
+        count.0 + 1
     }
 
     fn build_upload(&self, ctx: &BatchContext, items: &[BatchItem]) -> Option<HttpRequest> {
-        let mut jsonl = String::new();
+        // The lines go into chunks of about `UPLOAD_CHUNK` bytes, each hashed while it is still
+        // in cache, so the body below can be allocated once at its exact size.
+        let mut chunks: Vec<String> = Vec::new();
+        let mut hasher = Sha256::new();
+        let mut jsonl_len = 0;
+        let mut chunk = Vec::with_capacity(UPLOAD_CHUNK);
+        let mut finish_chunk = |chunk: Vec<u8>| {
+            hasher.update(&chunk);
+            jsonl_len += chunk.len();
+            chunks.push(String::from_utf8(chunk).expect("serde_json writes UTF-8"));
+        };
         for item in items {
-            jsonl.push_str(&Self::input_line(&ctx.route.endpoint, item));
-            jsonl.push('\n');
+            Self::write_input_line(&mut chunk, &ctx.route.endpoint, item);
+            chunk.push(b'\n');
+            if chunk.len() >= UPLOAD_CHUNK - UPLOAD_CHUNK / 8 {
+                finish_chunk(mem::replace(&mut chunk, Vec::with_capacity(UPLOAD_CHUNK)));
+            }
+        }
+        if !chunk.is_empty() {
+            finish_chunk(chunk);
         }
         // A deterministic boundary (no randomness in core) that cannot occur in the payload.
-        let digest = common::hex(&Sha256::digest(jsonl.as_bytes()));
+        let digest = common::hex(&hasher.finalize());
         let mut boundary = format!("batchling-{}", &digest[..32]);
-        while jsonl.contains(&boundary) {
-            boundary.push('x');
-        }
         let filename = format!("{}.jsonl", ctx.tag);
-        let body = format!(
-            "--{b}\r\nContent-Disposition: form-data; name=\"purpose\"\r\n\r\nbatch\r\n\
-             --{b}\r\nContent-Disposition: form-data; name=\"file\"; filename=\"{filename}\"\r\n\
-             Content-Type: application/jsonl\r\n\r\n{jsonl}\r\n--{b}--\r\n",
-            b = boundary,
-        );
+        let head = |b: &str| {
+            format!(
+                "--{b}\r\nContent-Disposition: form-data; name=\"purpose\"\r\n\r\nbatch\r\n\
+                 --{b}\r\nContent-Disposition: form-data; name=\"file\"; filename=\"{filename}\"\r\n\
+                 Content-Type: application/jsonl\r\n\r\n"
+            )
+        };
+        let tail = |b: &str| format!("\r\n--{b}--\r\n");
+        let (h, t) = (head(&boundary), tail(&boundary));
+        let mut body = String::with_capacity(h.len() + jsonl_len + t.len());
+        body.push_str(&h);
+        for chunk in chunks {
+            body.push_str(&chunk);
+        }
+        let jsonl = h.len()..h.len() + jsonl_len;
+        if body[jsonl.clone()].contains(&boundary) {
+            // Only a payload that quotes its own hash gets here.
+            while body[jsonl.clone()].contains(&boundary) {
+                boundary.push('x');
+            }
+            let jsonl = &body[jsonl];
+            body = [head(&boundary).as_str(), jsonl, &tail(&boundary)].concat();
+        } else {
+            body.push_str(&t);
+        }
         let mut headers = ctx.route.forward_headers.clone();
         headers.push((
             "content-type".into(),
@@ -354,7 +426,45 @@ impl ProviderAdapter for OpenAi {
     }
 
     fn parse_results(&self, batch_id: &str, body: &str) -> ParsedResults {
-        common::parse_jsonl(body, |line| Self::parse_line(batch_id, line))
+        // `common::parse_jsonl`'s rules (BOM, blank lines, 1-based numbers, first `custom_id`
+        // wins), with the common lines read by `parse_line_fast`.
+        let body = body.strip_prefix('\u{feff}').unwrap_or(body);
+        let mut out = ParsedResults::default();
+        let mut seen: FxHashSet<Cow<str>> = FxHashSet::default();
+        for (i, raw) in body.split('\n').enumerate() {
+            let text = raw.trim();
+            if text.is_empty() {
+                continue;
+            }
+            let (custom_id, response) = match Self::parse_line_fast(batch_id, text) {
+                Some(fast) => fast,
+                None => match serde_json::from_str::<Value>(text)
+                    .map_err(|e| format!("invalid JSON: {e}"))
+                    .and_then(|v| Self::parse_line(batch_id, &v))
+                {
+                    Ok(item) => (Cow::Owned(item.custom_id), item.response),
+                    Err(reason) => {
+                        out.malformed.push(MalformedLine {
+                            line_number: i + 1,
+                            reason,
+                        });
+                        continue;
+                    }
+                },
+            };
+            if seen.insert(custom_id.clone()) {
+                out.items.push(ItemResult {
+                    custom_id: custom_id.into_owned(),
+                    response,
+                });
+            } else {
+                out.malformed.push(MalformedLine {
+                    line_number: i + 1,
+                    reason: format!("duplicate custom_id {custom_id:?}"),
+                });
+            }
+        }
+        out
     }
 
     fn ended_response(&self, batch_id: &str, kind: EndKind, message: &str) -> HttpResponse {
@@ -415,6 +525,150 @@ impl ProviderAdapter for OpenAi {
             }),
         };
         json_response(200, &body, &[(common::DRY_RUN_HEADER, "1")])
+    }
+}
+
+/// Bytes per piece of the input file while `build_upload` writes it.
+const UPLOAD_CHUNK: usize = 1 << 20;
+
+/// One line of the input file.
+#[derive(Serialize)]
+struct InputLine<'a> {
+    custom_id: &'a str,
+    method: &'static str,
+    url: &'a str,
+    body: &'a Value,
+}
+
+/// An `io::Write` that only counts what it is given.
+struct ByteCount(usize);
+
+impl io::Write for ByteCount {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        self.0 += buf.len();
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+/// A result line, as far as `parse_line_fast` reads it. Keys may repeat (the last one wins, as in
+/// a `Value`); other keys are skipped.
+#[derive(Default)]
+struct OutLine<'a> {
+    custom_id: Option<&'a RawValue>,
+    response: Option<OutResponse<'a>>,
+    error: Option<&'a RawValue>,
+}
+
+/// The `response` object of a result line.
+#[derive(Default)]
+struct OutResponse<'a> {
+    status_code: Option<&'a RawValue>,
+    request_id: Option<&'a RawValue>,
+    body: Option<&'a RawValue>,
+}
+
+/// The keys `OutLine` and `OutResponse` keep. Hand-written visitors (not `derive`), because a
+/// derived struct would also accept a JSON array, which is not a result line.
+enum Key {
+    CustomId,
+    Response,
+    Error,
+    StatusCode,
+    RequestId,
+    Body,
+    Other,
+}
+
+impl<'de> Deserialize<'de> for Key {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct KeyVisitor;
+        impl Visitor<'_> for KeyVisitor {
+            type Value = Key;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a key")
+            }
+            fn visit_str<E>(self, key: &str) -> Result<Key, E> {
+                Ok(match key {
+                    "custom_id" => Key::CustomId,
+                    "response" => Key::Response,
+                    "error" => Key::Error,
+                    "status_code" => Key::StatusCode,
+                    "request_id" => Key::RequestId,
+                    "body" => Key::Body,
+                    _ => Key::Other,
+                })
+            }
+        }
+        d.deserialize_identifier(KeyVisitor)
+    }
+}
+
+impl<'de> Deserialize<'de> for OutLine<'de> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct LineVisitor;
+        impl<'de> Visitor<'de> for LineVisitor {
+            type Value = OutLine<'de>;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a result line object")
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+                let mut line = OutLine::default();
+                while let Some(key) = map.next_key()? {
+                    match key {
+                        Key::CustomId => line.custom_id = map.next_value()?,
+                        Key::Response => line.response = map.next_value()?,
+                        Key::Error => line.error = map.next_value()?,
+                        _ => {
+                            map.next_value::<IgnoredAny>()?;
+                        }
+                    }
+                }
+                Ok(line)
+            }
+        }
+        d.deserialize_map(LineVisitor)
+    }
+}
+
+impl<'de> Deserialize<'de> for OutResponse<'de> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct ResponseVisitor;
+        impl<'de> Visitor<'de> for ResponseVisitor {
+            type Value = OutResponse<'de>;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a response object")
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+                let mut resp = OutResponse::default();
+                while let Some(key) = map.next_key()? {
+                    match key {
+                        Key::StatusCode => resp.status_code = map.next_value()?,
+                        Key::RequestId => resp.request_id = map.next_value()?,
+                        Key::Body => resp.body = map.next_value()?,
+                        _ => {
+                            map.next_value::<IgnoredAny>()?;
+                        }
+                    }
+                }
+                Ok(resp)
+            }
+        }
+        d.deserialize_map(ResponseVisitor)
+    }
+}
+
+/// The text of a JSON string, borrowed when it has no escapes; `None` for any other value.
+fn json_str(raw: &RawValue) -> Option<Cow<'_, str>> {
+    let text = raw.get();
+    let inner = text.strip_prefix('"')?.strip_suffix('"')?;
+    if inner.contains('\\') {
+        serde_json::from_str(text).ok().map(Cow::Owned)
+    } else {
+        Some(Cow::Borrowed(inner))
     }
 }
 
@@ -892,6 +1146,99 @@ mod tests {
         let lines: Vec<usize> = parsed.malformed.iter().map(|m| m.line_number).collect();
         assert_eq!(lines, vec![2, 4, 5, 6, 7]);
         assert!(parsed.malformed[3].reason.contains("duplicate"));
+    }
+
+    /// `parse_results` as it was before the fast path: every line through a `Value`.
+    fn parse_results_via_value(body: &str) -> ParsedResults {
+        common::parse_jsonl(body, |line| OpenAi::parse_line("b1", line))
+    }
+
+    #[test]
+    fn fast_path_agrees_with_value_path() {
+        let body = [
+            r#"{"custom_id":"a","response":{"status_code":200,"request_id":"r1","body":{"x":[1,2.5,"\u00e9"]}}}"#,
+            r#"{"custom_id":"a\u0062","response":{"status_code":201,"request_id":"r\"2","body":"text"}}"#,
+            r#"{"custom_id":"c","custom_id":"d","response":{"status_code":200,"body":{}},"response":{"status_code":500,"body":[1]}}"#,
+            r#"{"custom_id":"e","response":{"status_code":200,"body":null}}"#,
+            r#"{"custom_id":"f","response":{"status_code":200.0,"body":{}}}"#,
+            r#"{"custom_id":"g","response":{"status_code":200,"request_id":7,"body":{}}}"#,
+            r#"{"custom_id":"h","response":[200,"r",{}]}"#,
+            r#"["i",{"status_code":200,"body":{}},null]"#,
+            r#"{"custom_id":"j","response":"x","error":{"code":"request_timeout","message":"t"}}"#,
+            r#"{"custom_id":"k","response":null,"error":"nope"}"#,
+            r#"{"custom_id":null,"response":{"status_code":200,"body":{}}}"#,
+            r#"{"custom_id":"l","response":{"status_code":700,"body":{}}}"#,
+            r#"{"custom_id":"m","response":{"status_code":200}}"#,
+            r#"{"custom_id":"n","response":{"status_code":200,"body":{}}} trailing"#,
+            r#"{"custom_id":"ab","response":{"status_code":200,"body":{}}}"#,
+            "\u{a0}{\"custom_id\":\"o\",\"response\":{\"status_code\":204,\"body\":{}}}\r",
+        ]
+        .join("\n");
+        let fast = OpenAi.parse_results("b1", &body);
+        let slow = parse_results_via_value(&body);
+        assert_eq!(fast.malformed, slow.malformed);
+        assert_eq!(fast.items.len(), slow.items.len());
+        for (f, s) in fast.items.iter().zip(&slow.items) {
+            assert_eq!(f.custom_id, s.custom_id);
+            assert_eq!(f.response.status, s.response.status);
+            assert_eq!(f.response.headers, s.response.headers);
+            let parse = |b: &str| serde_json::from_str::<Value>(b).unwrap();
+            assert_eq!(
+                parse(&f.response.body),
+                parse(&s.response.body),
+                "{}",
+                f.custom_id
+            );
+        }
+        // The body is passed on as written, not re-serialized.
+        assert_eq!(fast.items[0].response.body, r#"{"x":[1,2.5,"\u00e9"]}"#);
+        assert_eq!(fast.items[1].custom_id, "ab");
+        assert_eq!(fast.items[1].response.header("x-request-id"), Some("r\"2"));
+        assert_eq!(fast.malformed.last().unwrap().line_number, 15);
+    }
+
+    #[test]
+    fn build_upload_matches_a_plain_encoding_across_chunks() {
+        let route = openai_route();
+        let ctx = ctx_for(&route, "batchling-t2");
+        // About 3 MiB of lines, so several chunks, one line far larger than a chunk.
+        let mut items: Vec<BatchItem> = (0..6000)
+            .map(|i| BatchItem {
+                custom_id: format!("id-{i}"),
+                body: json!({"model": "m", "messages": [{"role": "user", "content": "é\"\n".repeat(i % 200)}]}),
+            })
+            .collect();
+        items.insert(
+            10,
+            BatchItem {
+                custom_id: "big".into(),
+                body: json!({"model": "m", "input": "x".repeat(3 << 20)}),
+            },
+        );
+        let mut jsonl = String::new();
+        for item in &items {
+            let line = json!({"custom_id": item.custom_id, "method": "POST", "url": ctx.route.endpoint, "body": item.body});
+            jsonl.push_str(&line.to_string());
+            jsonl.push('\n');
+            assert_eq!(OpenAi.item_bytes(&ctx, item), line.to_string().len() + 1);
+        }
+        let digest = common::hex(&Sha256::digest(jsonl.as_bytes()));
+        let b = format!("batchling-{}", &digest[..32]);
+        let expected = format!(
+            "--{b}\r\nContent-Disposition: form-data; name=\"purpose\"\r\n\r\nbatch\r\n\
+             --{b}\r\nContent-Disposition: form-data; name=\"file\"; filename=\"batchling-t2.jsonl\"\r\n\
+             Content-Type: application/jsonl\r\n\r\n{jsonl}\r\n--{b}--\r\n"
+        );
+        let up = OpenAi.build_upload(&ctx, &items).unwrap();
+        assert!(
+            up.body == expected,
+            "upload body differs from the plain encoding"
+        );
+        assert_eq!(up.body.capacity(), up.body.len());
+        assert_eq!(
+            up.header("content-type"),
+            Some(format!("multipart/form-data; boundary={b}").as_str())
+        );
     }
 
     #[test]
