@@ -191,7 +191,9 @@ export class BatchifyHost implements BatchifyContext {
     if (!this.#closed) {
       const drained = new Promise<void>((resolve) => (this.#resolveClosed = resolve));
       this.#apply(this.#engine.close(now()));
-      this.#closed = drained.then(() => this.report());
+      // Wait for the journal too: a Worker's pending I/O ends with its response, so records
+      // still being written after close() would be lost.
+      this.#closed = drained.then(() => this.#persisted).then(() => this.report());
     }
     return this.#closed;
   }

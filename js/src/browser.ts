@@ -13,8 +13,18 @@ import type { EngineModule } from "./engine.js";
 const initWasm = initWasmUntyped as (options?: { module_or_path?: unknown }) => Promise<unknown>;
 const wasm = wasmGlue as unknown as Omit<EngineModule, "name">;
 import { BatchifyHost, newEngine, validateBatchifyOptions, type BatchifyContext, type BatchifyOptions } from "./batchify-host.js";
-import { loadInterceptorBackend, useEngineModule } from "./engine.js";
+import { loadInterceptorBackend, setEngineLoader, useEngineModule } from "./engine.js";
+import { BatchlingError } from "./errors.js";
 import { KeyValueJournal, MemoryStorage } from "./storage.js";
+
+// Until init() has run, using the engine says what to do here (engine.ts's own message tells
+// Node users to import the right entry, which a caller of this entry already did).
+setEngineLoader(() => {
+  throw new BatchlingError(
+    "ERR_BATCHLING_NOT_READY",
+    "batchling: the wasm engine is not loaded yet: `await ready` (or `await init(wasmModule)` in a Worker) before batchify() or new RequestBatcher()",
+  );
+});
 
 export { RequestBatcher } from "./request-batcher.js";
 export type { RequestBatcherOptions, RequestBatcherStatus, RetryOptions, AddOptions } from "./request-batcher.js";

@@ -30,10 +30,9 @@ export class MemoryStorage implements KeyValueStorage {
 }
 
 /**
- * A journal over key-value storage: one key per line (`<prefix>:<n>`) and a count
- * (`<prefix>:count`), so an append is two small writes, never a rewrite of the whole journal.
- * The line is written before the count: a crash between the two leaves an unreferenced key,
- * never a count pointing at nothing.
+ * A journal over key-value storage: one key per line (`<prefix>:<n>`), each written once, so an
+ * append is one small write and never rewrites a shared key (Workers KV allows one write per
+ * second per key). `load()` reads `<prefix>:0`, `:1`, … until the first missing key.
  */
 export class KeyValueJournal implements JournalStore {
   readonly #storage: KeyValueStorage;
@@ -46,16 +45,17 @@ export class KeyValueJournal implements JournalStore {
   }
 
   async load(): Promise<string[]> {
-    this.#count = Number((await this.#storage.get(`${this.#prefix}:count`)) ?? 0) || 0;
-    const lines = await Promise.all(
-      Array.from({ length: this.#count }, (_, i) => this.#storage.get(`${this.#prefix}:${i}`)),
-    );
-    return lines.map((line) => line ?? "");
+    const lines: string[] = [];
+    for (;;) {
+      const line = await this.#storage.get(`${this.#prefix}:${lines.length}`);
+      if (line === null || line === undefined) break;
+      lines.push(line);
+    }
+    this.#count = lines.length;
+    return lines;
   }
 
   async append(line: string): Promise<void> {
-    const index = this.#count++;
-    await this.#storage.put(`${this.#prefix}:${index}`, line);
-    await this.#storage.put(`${this.#prefix}:count`, String(this.#count));
+    await this.#storage.put(`${this.#prefix}:${this.#count++}`, line);
   }
 }

@@ -154,6 +154,42 @@ function faultResponse(provider, rule) {
 }
 
 // ---------------------------------------------------------------------------
+// CORS, for browser tests (tests/browser.test.mjs): a page on another 127.0.0.1 port calls this
+// server the way a browser app calls a provider. Every answer allows any origin and exposes
+// its headers (retry-after, x-request-id, x-goog-upload-url, …); an OPTIONS preflight gets a
+// 204 that allows the requested method and headers (authorization, x-api-key,
+// anthropic-version, x-stainless-*, …) and is neither routed nor counted.
+
+const CORS_METHODS = 'GET, POST, PUT, PATCH, DELETE, OPTIONS';
+const CORS_DEFAULT_HEADERS = [
+  'authorization', 'content-type', 'x-api-key', 'anthropic-version', 'anthropic-beta',
+  'anthropic-dangerous-direct-browser-access', 'x-goog-api-key', 'x-goog-api-client',
+  'x-goog-upload-protocol', 'x-goog-upload-command', 'x-goog-upload-offset',
+  'x-goog-upload-header-content-length', 'x-goog-upload-header-content-type',
+  'openai-organization', 'openai-project', 'idempotency-key',
+].join(', ');
+
+/** Adds the CORS headers to `res`; answers (and returns true for) an OPTIONS preflight. */
+function answerCors(req, res) {
+  res.setHeader('access-control-allow-origin', '*');
+  res.setHeader('access-control-expose-headers', '*');
+  if (req.method !== 'OPTIONS') return false;
+  // Reflect what the browser asks for (every x-stainless-* header too); `*` would not cover
+  // `authorization`. A bare OPTIONS (no preflight headers) gets the usual SDK headers.
+  const requested = req.headers['access-control-request-headers'];
+  res.setHeader('access-control-allow-methods', CORS_METHODS);
+  res.setHeader('access-control-allow-headers', requested || CORS_DEFAULT_HEADERS);
+  res.setHeader('access-control-max-age', '600');
+  if (req.headers['access-control-request-private-network'] === 'true') {
+    res.setHeader('access-control-allow-private-network', 'true');
+  }
+  res.writeHead(204, { 'content-length': 0 });
+  res.end();
+  req.resume();
+  return true;
+}
+
+// ---------------------------------------------------------------------------
 // Server
 
 export async function startFakeProvider(options = {}) {
@@ -226,6 +262,7 @@ export async function startFakeProvider(options = {}) {
   }
 
   const server = http.createServer((req, res) => {
+    if (answerCors(req, res)) return;
     handle(req, res).catch((err) => {
       if (!res.headersSent && !res.destroyed) {
         writeResponse(res, { status: 500, json: { error: { message: `Fake provider internal error: ${err?.message}` } } });
