@@ -270,7 +270,9 @@ describe("cost limit", () => {
 });
 
 describe("crash and resume", () => {
-  test("SIGKILL after the batches are submitted, then a re-run: zero new batches, every job ends with its result", async () => {
+  // SIGKILL: no chance to clean up. SIGTERM: the run stops submitting and exits 143 at once,
+  // leaving its active batches to the next run (the state file has them).
+  for (const [signal, exitCode, exitSignal] of [["SIGKILL", null, "SIGKILL"], ["SIGTERM", 143, null]]) test(`${signal} after the batches are submitted, then a re-run: zero new batches, every job ends with its result`, async () => {
     const dir = tempDir();
     const stateFile = join(dir, "state.json");
     const resultsDir = join(dir, "results");
@@ -291,15 +293,17 @@ describe("crash and resume", () => {
     const first = spawn(process.execPath, [script], { env, stdio: ["ignore", "pipe", "pipe"] });
     let firstErr = "";
     first.stderr.on("data", (d) => (firstErr += d));
-    const exited = new Promise((r) => first.on("exit", r));
-    const deadline = Date.now() + 10_000;
+    const exited = new Promise((r) => first.on("exit", (code, killedBy) => r([code, killedBy])));
+    const deadline = Date.now() + 60_000; // generous: CI machines are busy
     // Submitted = created at the provider and polled at least once (the state file has them).
     while (totalCreated() < 4 || [...fake.batches.values()].some((b) => b.polls < 1)) {
       assert.ok(Date.now() < deadline, `the first run never submitted its batches: ${firstErr}`);
       await new Promise((r) => setTimeout(r, 10));
     }
-    first.kill("SIGKILL");
-    assert.equal(await exited, null);
+    first.kill(signal);
+    const [firstCode, killedBy] = await exited;
+    assert.equal(firstCode, exitCode, firstErr);
+    assert.equal(killedBy, exitSignal);
     assert.deepEqual(fake.counters.batchesCreated, { openai: 2, anthropic: 1, gemini: 1 });
     assert.deepEqual(readdirSync(resultsDir).filter((f) => f.endsWith(".json")), [], "nothing finished before the kill");
     const state = readStateFile(stateFile);
