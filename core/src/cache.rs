@@ -12,6 +12,7 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 use crate::http::HttpResponse;
+use crate::providers::common::hex;
 use crate::providers::{ProviderId, Route};
 
 /// Hex SHA-256 over everything that decides a request's answer: provider, base URL, endpoint,
@@ -40,16 +41,6 @@ pub fn fingerprint(route: &Route) -> String {
 /// provider (Anthropic allows `^[a-zA-Z0-9_-]{1,64}$`).
 pub fn custom_id(fingerprint: &str) -> String {
     format!("bl-{}", &fingerprint[..fingerprint.len().min(48)])
-}
-
-pub(crate) fn hex(bytes: &[u8]) -> String {
-    const DIGITS: &[u8; 16] = b"0123456789abcdef";
-    let mut out = String::with_capacity(bytes.len() * 2);
-    for b in bytes {
-        out.push(DIGITS[(b >> 4) as usize] as char);
-        out.push(DIGITS[(b & 15) as usize] as char);
-    }
-    out
 }
 
 fn write_canonical(value: &serde_json::Value, out: &mut String) {
@@ -228,14 +219,6 @@ impl Cache {
 
     pub fn forget_intent(&mut self, fingerprint: &str) {
         self.intents.remove(fingerprint);
-    }
-
-    pub fn len(&self) -> usize {
-        self.results.len() + self.submitted.len() + self.intents.len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
     }
 }
 

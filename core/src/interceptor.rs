@@ -12,7 +12,7 @@
 //! an intent first looks for the batch by its tag. Results are persisted as they arrive, so a
 //! finished run costs nothing when repeated.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap};
 
 use serde::Serialize;
 
@@ -1396,11 +1396,6 @@ impl Interceptor {
 
     fn warn(&mut self, message: String) {
         self.event(LifecycleEvent::Warning { message });
-    }
-
-    /// Fingerprints answered or in flight, for tests.
-    pub fn known_fingerprints(&self) -> HashSet<String> {
-        self.entries.keys().cloned().collect()
     }
 }
 

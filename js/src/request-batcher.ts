@@ -2,7 +2,6 @@
 // The engine decides when to cut, retry, time out and settle; this file only keeps payloads,
 // runs the user's handler and turns the engine's actions into promise settlements.
 import {
-  ADD_CLOSED,
   ADD_QUEUE_FULL,
   type BatcherEngine,
   type EngineOptions,
@@ -304,7 +303,7 @@ export class RequestBatcher<T, R> {
         this.#slots.occupy(slotOf(id), id, buf[3 * i], buf[3 * i + 1], buf[3 * i + 2], this.#seq++);
       } else {
         this.#seq++;
-        (buf[3 * i + 2] as Settle)(id === ADD_QUEUE_FULL ? new QueueFullError(this.#options.maxQueueSize) : new ClosedError());
+        (buf[3 * i + 2] as Settle)(id === ADD_QUEUE_FULL ? new QueueFullError(this.#options.maxQueueSize) : new ClosedError()) // else ADD_CLOSED;
       }
       const wiring = signals?.get(i);
       if (wiring) {
@@ -315,7 +314,6 @@ export class RequestBatcher<T, R> {
     }
     buf.fill(undefined, 0, 3 * count); // release the references; the slots hold them now
     this.#bufCount = 0;
-    void ADD_CLOSED;
     this.#applyOutcome(out, length, 2 + count);
   }
 

@@ -35,7 +35,7 @@
 //! would silently queue the request into another batch for up to another day.
 
 mod anthropic;
-mod common;
+pub(crate) mod common;
 mod gemini;
 mod openai;
 
