@@ -866,6 +866,16 @@ impl Interceptor {
         });
     }
 
+    /// Register `request` as waiting on a batch that is (or was) already created.
+    fn await_in_batch(&mut self, request: RequestId, fingerprint: &str, route: &Route) {
+        let entry = Entry {
+            route: route.clone(),
+            waiters: vec![request],
+            item: None,
+        };
+        self.entries.insert(fingerprint.to_string(), entry);
+    }
+
     /// A request whose batch a previous run submitted: poll that batch (one job per batch id).
     fn resume(
         &mut self,
@@ -877,14 +887,7 @@ impl Interceptor {
         batch_id: String,
     ) {
         let custom_id = cache::custom_id(&fingerprint);
-        self.entries.insert(
-            fingerprint.clone(),
-            Entry {
-                route: route.clone(),
-                waiters: vec![request],
-                item: None,
-            },
-        );
+        self.await_in_batch(request, &fingerprint, &route);
         if let Some(job) = self
             .jobs
             .values_mut()
@@ -917,14 +920,7 @@ impl Interceptor {
         route: Route,
         place: BatchPlace,
     ) {
-        self.entries.insert(
-            fingerprint.clone(),
-            Entry {
-                route: route.clone(),
-                waiters: vec![request],
-                item: None,
-            },
-        );
+        self.await_in_batch(request, &fingerprint, &route);
         if let Some(job) = self
             .jobs
             .values_mut()

@@ -26,20 +26,7 @@ setEngineLoader(() => {
   );
 });
 
-export { RequestBatcher } from "./request-batcher.js";
-export type { RequestBatcherOptions, RequestBatcherStatus, RetryOptions, AddOptions } from "./request-batcher.js";
-export type { BatchifyOptions, BatchifyContext, BatchifyReport, QueueReport, BatchlingEvent } from "./batchify-host.js";
-export { MemoryStorage, KeyValueJournal } from "./storage.js";
-export type { KeyValueStorage, JournalStore } from "./storage.js";
-export {
-  BatchlingError,
-  InvalidOptionError,
-  QueueFullError,
-  ClosedError,
-  TimeoutError,
-  CancelledError,
-  BatchResultError,
-} from "./errors.js";
+export * from "./shared-exports.js";
 
 /**
  * Resolves once the wasm engine is loaded. Pass a `module_or_path` (a URL, Response, or an
