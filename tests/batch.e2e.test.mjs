@@ -10,6 +10,7 @@ import { spawn } from "node:child_process";
 import { deflateSync } from "node:zlib";
 import { startFakeProvider } from "./fake-provider/server.mjs";
 import { Batch, BatchlingError, readStateFile } from "../dist/index.js";
+import { parseCsv } from "./support/csv.mjs";
 
 // zod (a dev dependency): a zod responseModel is tested next to JSON Schema.
 const zod = await import("zod");
@@ -49,35 +50,6 @@ const totalRequests = () => Object.values(fake.counters.requests).reduce((a, b) 
 const sizes = (provider) => fake.counters.batchSizes.filter((b) => b.provider === provider).map((b) => b.size).sort((a, b) => a - b);
 const byId = (list) => Object.fromEntries(list.map((r) => [r.id, r]));
 
-/** RFC 4180 CSV: quoted fields may hold commas, doubled quotes and newlines. */
-function parseCsv(text) {
-  const rows = [];
-  let row = [];
-  let field = "";
-  let quoted = false;
-  for (let i = 0; i < text.length; i++) {
-    const c = text[i];
-    if (quoted) {
-      if (c === '"' && text[i + 1] === '"') {
-        field += '"';
-        i++;
-      } else if (c === '"') quoted = false;
-      else field += c;
-    } else if (c === '"' && field === "") quoted = true;
-    else if (c === ",") {
-      row.push(field);
-      field = "";
-    } else if (c === "\n") {
-      row.push(field);
-      rows.push(row);
-      row = [];
-      field = "";
-    } else field += c;
-  }
-  assert.equal(quoted, false, "unterminated quoted field");
-  if (field !== "" || row.length > 0) rows.push([...row, field]);
-  return rows;
-}
 
 /** A valid 1×1 RGBA PNG, built from its chunks. */
 function tinyPng() {

@@ -12,6 +12,7 @@ import { fileURLToPath } from "node:url";
 import { parseCliArgs, CliUsageError, USAGE_LINE } from "../dist/cli-args.js";
 import { Batch } from "../dist/index.js";
 import { startFakeProvider } from "./fake-provider/server.mjs";
+import { parseCsv } from "./support/csv.mjs";
 
 const ROOT = dirname(dirname(fileURLToPath(import.meta.url)));
 const CLI = join(ROOT, "dist", "cli.js");
@@ -380,35 +381,6 @@ describe("batchling bin", () => {
 // ---------------------------------------------------------------------------------------------
 // `batchling jobs status|results <stateFile>` on the state of a real Batch run (fake provider).
 
-/** RFC 4180 CSV: quoted fields may hold commas, doubled quotes and newlines. */
-function parseCsv(text) {
-  const rows = [];
-  let row = [];
-  let field = "";
-  let quoted = false;
-  for (let i = 0; i < text.length; i++) {
-    const c = text[i];
-    if (quoted) {
-      if (c === '"' && text[i + 1] === '"') {
-        field += '"';
-        i++;
-      } else if (c === '"') quoted = false;
-      else field += c;
-    } else if (c === '"' && field === "") quoted = true;
-    else if (c === ",") {
-      row.push(field);
-      field = "";
-    } else if (c === "\n") {
-      row.push(field);
-      rows.push(row);
-      row = [];
-      field = "";
-    } else field += c;
-  }
-  assert.equal(quoted, false, "unterminated quoted field");
-  if (field !== "" || row.length > 0) rows.push([...row, field]);
-  return rows;
-}
 
 describe("batchling jobs", () => {
   let dir;
