@@ -812,24 +812,8 @@ impl Interceptor {
         let job = Job::new(id, route, tag, fingerprints, items);
         self.persist_intent(&job);
         self.jobs.insert(id, job);
-        let first = if adapter(self.jobs[&id].route.provider)
-            .build_upload(&self.ctx_stub(id), &[])
-            .is_some()
-        {
-            Step::Upload
-        } else {
-            Step::Create
-        };
-        self.send_step(now_ms, id, first, None);
-    }
-
-    /// A context with no items, only to ask whether the provider uploads first.
-    fn ctx_stub(&self, job: u64) -> BatchContext<'_> {
-        let job = &self.jobs[&job];
-        BatchContext {
-            route: &job.route,
-            tag: &job.tag,
-        }
+        // Inline providers have no upload: `send_step` goes straight on to the create.
+        self.send_step(now_ms, id, Step::Upload, None);
     }
 
     fn place(job: &Job) -> BatchPlace {
@@ -979,6 +963,9 @@ impl Interceptor {
                 );
                 return self.fail_job(job_id, "ERR_BATCHLING_AMBIGUOUS_CREATE", message);
             }
+            // Only the upload step is optional (inline providers); poll and download always
+            // have their batch id / file by the time they are sent.
+            debug_assert_eq!(step, Step::Upload, "no request for step {step:?}");
             return self.upload_done(now_ms, job_id, None);
         };
         let call = self.next_call;
