@@ -379,8 +379,39 @@ describe("batchify options", () => {
       [{ onEvent: 1 }, "onEvent"],
       [{ retry: { attempts: 0 } }, "retry.attempts"],
       [{ batchsize: 10 }, "batchsize"],
+      [{ hosts: {} }, "hosts"],
+      [{ hosts: [null] }, "hosts[0]"],
+      [{ hosts: [{ baseUrl: "https://x.example/v1" }] }, "hosts[0].provider"],
+      [{ hosts: [{ baseUrl: "", provider: "openai" }] }, "hosts[0].baseUrl"],
+      [{ hosts: [{ baseUrl: "https://x.example/v1", provider: "openai", apiKey: "k" }] }, "hosts[0].apiKey"],
+      [{ hosts: [{ baseUrl: "https://x.example/v1", provider: "openai", maxRequests: 0 }] }, "hosts[0].maxRequests"],
+      [{ hosts: [{ baseUrl: "https://x.example/v1", provider: "openai", completionWindow: 24 }] }, "hosts[0].completionWindow"],
     ]) {
       assert.throws(() => batchify(options), (e) => e instanceof BatchlingError && e.option === option, JSON.stringify(options));
     }
+  });
+
+  test("a declared host's URL and provider are checked by the engine, naming the entry", () => {
+    for (const [hosts, words] of [
+      [[{ baseUrl: "api.example.com/v1", provider: "openai" }], ["hosts[0]", "absolute URL"]],
+      [[{ baseUrl: "https://a.example/v1", provider: "openai" }, { baseUrl: "https://b.example/v1", provider: "acme" }], ["hosts[1]", "acme"]],
+      [[{ baseUrl: "ftp://a.example/v1", provider: "openai" }], ["hosts[0]", "http or https"]],
+    ]) {
+      assert.throws(
+        () => batchify({ hosts, cache: false }),
+        (e) => e instanceof BatchlingError && e.option === "hosts" && words.every((w) => e.message.includes(w)),
+        JSON.stringify(hosts),
+      );
+    }
+  });
+
+  test("a declared host's limits split batches; other hosts keep the defaults", async () => {
+    const ctx = batchify({ ...FAST, batchSize: 100, hosts: [{ baseUrl: `${fake.url}/v1`, provider: "openai", maxRequests: 3 }] });
+    const client = openaiWith(ctx.fetch);
+    const answers = await Promise.all(Array.from({ length: 7 }, (_, i) => client.chat.completions.create(chat(`q${i}`))));
+    await ctx.close();
+    assert.deepEqual(answers.map((a) => a.choices[0].message.content), Array.from({ length: 7 }, (_, i) => `echo: q${i}`));
+    assert.deepEqual(fake.counters.batchSizes.map((b) => b.size).sort(), [1, 3, 3]);
+    assert.equal(fake.counters.syncCalls, 0);
   });
 });

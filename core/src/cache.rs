@@ -235,6 +235,7 @@ mod tests {
             forward_headers: vec![("authorization".into(), format!("Bearer {key}"))],
             credential_fingerprint: hex(&Sha256::digest(key.as_bytes())),
             body,
+            settings: Default::default(),
         }
     }
 

@@ -48,6 +48,9 @@ pub struct InterceptorConfig {
     /// estimate would pass it is not submitted, nor is any batch after it: their requests fail
     /// with `ERR_BATCHLING_COST_LIMIT`. Batches already submitted finish.
     pub cost_limit_usd: Option<f64>,
+    /// Where requests are looked up before recognition by path shape: the user's declared hosts,
+    /// then the built-in ones (Groq, Azure, …).
+    pub hosts: providers::HostTable,
 }
 
 impl Default for InterceptorConfig {
@@ -63,6 +66,7 @@ impl Default for InterceptorConfig {
             jitter_seed: 0x5eed,
             max_concurrent_batches: usize::MAX,
             cost_limit_usd: None,
+            hosts: providers::HostTable::builtin(),
         }
     }
 }
@@ -488,7 +492,7 @@ impl Interceptor {
             });
             return;
         }
-        let route = match providers::classify(&http) {
+        let route = match providers::classify_with(&http, &self.config.hosts) {
             Ok(route) => route,
             Err(reason) => return self.pass_through(request, reason),
         };
@@ -1421,6 +1425,9 @@ pub struct InterceptorOptions {
     pub tag_seed: Option<u64>,
     pub max_concurrent_batches: Option<usize>,
     pub cost_limit_usd: Option<f64>,
+    /// Hosts the user declared (`[{baseUrl, provider, completionWindow?, maxRequests?,
+    /// maxFileBytes?}]`).
+    pub hosts: Option<Vec<serde_json::Value>>,
 }
 
 impl Interceptor {
@@ -1432,6 +1439,12 @@ impl Interceptor {
                 message: e.to_string(),
             })?;
         let defaults = InterceptorConfig::default();
+        let hosts =
+            providers::HostTable::with_declared_json(options.hosts.as_deref().unwrap_or(&[]))
+                .map_err(|e| crate::batcher::ConfigError {
+                    field: "hosts",
+                    message: format!("hosts[{}]: {}", e.index, e.message),
+                })?;
         let config = InterceptorConfig {
             batch_size: options.batch_size.unwrap_or(defaults.batch_size),
             batch_window_ms: options.batch_window_ms.unwrap_or(defaults.batch_window_ms),
@@ -1449,6 +1462,7 @@ impl Interceptor {
                 .max_concurrent_batches
                 .unwrap_or(defaults.max_concurrent_batches),
             cost_limit_usd: options.cost_limit_usd,
+            hosts,
         };
         Interceptor::new(
             config,

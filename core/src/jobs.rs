@@ -79,6 +79,10 @@ pub fn default_base_url(provider: ProviderId) -> &'static str {
         ProviderId::OpenAi => OPENAI_BASE_URL,
         ProviderId::Anthropic => ANTHROPIC_BASE_URL,
         ProviderId::Gemini => GEMINI_BASE_URL,
+        ProviderId::Groq => "https://api.groq.com/openai/v1",
+        ProviderId::Doubleword => "https://api.doubleword.ai/v1",
+        // Azure has no global endpoint: every resource has its own host.
+        ProviderId::Azure => "",
     }
 }
 
@@ -579,9 +583,6 @@ fn classify_media(media_type: &str) -> Option<FileKind> {
 /// Image types each provider accepts inline.
 fn provider_image_types(p: ProviderId) -> &'static [&'static str] {
     match p {
-        ProviderId::OpenAi | ProviderId::Anthropic => {
-            &["image/png", "image/jpeg", "image/gif", "image/webp"]
-        }
         ProviderId::Gemini => &[
             "image/png",
             "image/jpeg",
@@ -589,6 +590,7 @@ fn provider_image_types(p: ProviderId) -> &'static [&'static str] {
             "image/heic",
             "image/heif",
         ],
+        _ => &["image/png", "image/jpeg", "image/gif", "image/webp"],
     }
 }
 
@@ -895,7 +897,13 @@ fn schema_problem(provider: ProviderId, schema: &Value) -> Option<String> {
     };
     let root_is_object = obj.get("type").and_then(Value::as_str) == Some("object");
     match provider {
-        ProviderId::OpenAi => {
+        ProviderId::Anthropic if !root_is_object => Some(
+            "must have `\"type\": \"object\"` at the root for Anthropic structured output (it \
+             becomes a tool's input schema)"
+                .to_string(),
+        ),
+        ProviderId::Anthropic | ProviderId::Gemini => None,
+        _ => {
             if !root_is_object {
                 return Some(
                     "must have `\"type\": \"object\"` at the root for OpenAI structured output"
@@ -911,12 +919,6 @@ fn schema_problem(provider: ProviderId, schema: &Value) -> Option<String> {
                 )
             })
         }
-        ProviderId::Anthropic if !root_is_object => Some(
-            "must have `\"type\": \"object\"` at the root for Anthropic structured output (it \
-             becomes a tool's input schema)"
-                .to_string(),
-        ),
-        ProviderId::Anthropic | ProviderId::Gemini => None,
     }
 }
 
@@ -975,13 +977,13 @@ fn strict_problem(schema: &Value, path: &str) -> Option<String> {
 /// `extra` fields that would undo structured output.
 fn extra_conflict(provider: ProviderId, extra: &Map<String, Value>) -> Option<String> {
     let owned: &[&str] = match provider {
-        ProviderId::OpenAi => &["/response_format"],
         ProviderId::Anthropic => &["/tools", "/tool_choice"],
         ProviderId::Gemini => &[
             "/generationConfig/responseMimeType",
             "/generationConfig/responseJsonSchema",
             "/generationConfig/responseSchema",
         ],
+        _ => &["/response_format"],
     };
     let extra = Value::Object(extra.clone());
     if let Some(p) = owned.iter().find(|p| extra.pointer(p).is_some()) {
@@ -1009,9 +1011,9 @@ fn extra_conflict(provider: ProviderId, extra: &Map<String, Value>) -> Option<St
 
 fn build_body(p: &Prepared, placeholder_data: bool) -> Value {
     let mut body = match p.info.provider {
-        ProviderId::OpenAi => openai_body(p, placeholder_data),
         ProviderId::Anthropic => anthropic_body(p, placeholder_data),
         ProviderId::Gemini => gemini_body(p, placeholder_data),
+        _ => openai_body(p, placeholder_data),
     };
     if let Some(extra) = &p.job.extra {
         deep_merge(&mut body, extra);
@@ -1232,12 +1234,6 @@ fn finish_request(p: &Prepared, endpoint: &ProviderEndpoint) -> Result<HttpReque
     let key = endpoint.api_key.as_str();
     let mut headers: Vec<(String, String)> = Vec::new();
     let url = match provider {
-        ProviderId::OpenAi => {
-            if !key.is_empty() {
-                headers.push(("authorization".into(), format!("Bearer {key}")));
-            }
-            format!("{base}/chat/completions")
-        }
         ProviderId::Anthropic => {
             if !key.is_empty() {
                 headers.push(("x-api-key".into(), key.to_string()));
@@ -1250,6 +1246,12 @@ fn finish_request(p: &Prepared, endpoint: &ProviderEndpoint) -> Result<HttpReque
                 headers.push(("x-goog-api-key".into(), key.to_string()));
             }
             format!("{base}/models/{}:generateContent", p.model)
+        }
+        _ => {
+            if !key.is_empty() {
+                headers.push(("authorization".into(), format!("Bearer {key}")));
+            }
+            format!("{base}/chat/completions")
         }
     };
     headers.push(("content-type".into(), "application/json".into()));
@@ -1461,9 +1463,9 @@ pub fn extract_result(job: &JobSpec, status: u16, body: &str) -> JobResult {
         }
     };
     let out = match info.provider {
-        ProviderId::OpenAi => openai_output(&v),
         ProviderId::Anthropic => anthropic_output(&v),
         ProviderId::Gemini => gemini_output(&v),
+        _ => openai_output(&v),
     };
     r.input_tokens = out.input_tokens;
     r.output_tokens = out.output_tokens;

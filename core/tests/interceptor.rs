@@ -24,6 +24,13 @@ use serde_json::{json, Map, Value};
 
 // ---- requests ------------------------------------------------------------------------------
 
+/// The providers this file's fake speaks (the others are covered by the JS fake provider).
+const FAKE_PROVIDERS: [ProviderId; 3] = [
+    ProviderId::OpenAi,
+    ProviderId::Anthropic,
+    ProviderId::Gemini,
+];
+
 const OPENAI_BASE: &str = "https://api.openai.com/v1";
 const ANTHROPIC_BASE: &str = "https://api.anthropic.com";
 const GEMINI_BASE: &str = "https://generativelanguage.googleapis.com/v1beta";
@@ -141,6 +148,7 @@ fn key_of(p: ProviderId, i: usize) -> &'static str {
         ProviderId::OpenAi => OPENAI_KEYS[i],
         ProviderId::Anthropic => ANTHROPIC_KEYS[i],
         ProviderId::Gemini => GEMINI_KEYS[i],
+        other => unreachable!("this fake speaks OpenAI, Anthropic and Gemini, not {other}"),
     }
 }
 
@@ -149,6 +157,7 @@ fn model_of(p: ProviderId, i: usize) -> &'static str {
         ProviderId::OpenAi => OPENAI_MODELS[i],
         ProviderId::Anthropic => ANTHROPIC_MODELS[i],
         ProviderId::Gemini => GEMINI_MODELS[i],
+        other => unreachable!("this fake speaks OpenAI, Anthropic and Gemini, not {other}"),
     }
 }
 
@@ -159,6 +168,7 @@ fn request(p: ProviderId, k: usize, m: usize, text: &str) -> HttpRequest {
         ProviderId::OpenAi => openai_chat(key, model, text),
         ProviderId::Anthropic => anthropic_msg(key, model, text, None),
         ProviderId::Gemini => gemini_gen(key, model, text),
+        other => unreachable!("this fake speaks OpenAI, Anthropic and Gemini, not {other}"),
     }
 }
 
@@ -652,6 +662,7 @@ impl Fake {
             ProviderId::OpenAi => format!("batch_{n:04}"),
             ProviderId::Anthropic => format!("msgbatch_{n:04}"),
             ProviderId::Gemini => format!("batches/{n}"),
+            other => unreachable!("this fake speaks OpenAI, Anthropic and Gemini, not {other}"),
         };
         let fate = self.fates.pop_front().unwrap_or(Fate::Complete);
         self.batches.push(FakeBatch {
@@ -722,6 +733,9 @@ impl Fake {
                     ProviderId::OpenAi => "in_progress",
                     ProviderId::Anthropic => "in_progress",
                     ProviderId::Gemini => "BATCH_STATE_RUNNING",
+                    other => {
+                        unreachable!("this fake speaks OpenAI, Anthropic and Gemini, not {other}")
+                    }
                 };
                 return ok(self.running_object(i, label));
             }
@@ -738,6 +752,9 @@ impl Fake {
                 match self.batches[i].provider {
                     ProviderId::OpenAi | ProviderId::Anthropic => "in_progress",
                     ProviderId::Gemini => "BATCH_STATE_RUNNING",
+                    other => {
+                        unreachable!("this fake speaks OpenAI, Anthropic and Gemini, not {other}")
+                    }
                 },
             ),
         }
@@ -752,6 +769,7 @@ impl Fake {
                 anthropic_batch_json(b, label, [n, 0, 0, 0, 0], None, false, false)
             }
             ProviderId::Gemini => gemini_operation(b, label, false, None, None, (n, 0, 0)),
+            other => unreachable!("this fake speaks OpenAI, Anthropic and Gemini, not {other}"),
         }
     }
 
@@ -777,6 +795,7 @@ impl Fake {
             ProviderId::OpenAi => self.finalize_openai(i),
             ProviderId::Anthropic => self.finalize_anthropic(i),
             ProviderId::Gemini => self.finalize_gemini(i),
+            other => unreachable!("this fake speaks OpenAI, Anthropic and Gemini, not {other}"),
         }
     }
 
@@ -1087,6 +1106,7 @@ fn error_response(provider: ProviderId, status: u16, retry_after: Option<&str>) 
             };
             json!({"error": {"code": status, "message": message, "status": name}})
         }
+        other => unreachable!("this fake speaks OpenAI, Anthropic and Gemini, not {other}"),
     };
     let mut response = HttpResponse::json(status, body.to_string());
     if let Some(seconds) = retry_after {
@@ -1104,6 +1124,7 @@ fn line_text(provider: ProviderId, body: &Value) -> String {
         ProviderId::OpenAi => "/input",
         ProviderId::Anthropic => "/messages/0/content",
         ProviderId::Gemini => "/contents/0/parts/0/text",
+        other => unreachable!("this fake speaks OpenAI, Anthropic and Gemini, not {other}"),
     };
     body.pointer(pointer)
         .and_then(Value::as_str)
@@ -1656,7 +1677,7 @@ impl Harness {
 
 #[test]
 fn size_trigger_cuts_exactly_batch_size_lines_at_once() {
-    for p in ProviderId::ALL {
+    for p in FAKE_PROVIDERS {
         let mut h = Harness::new(config(4));
         let mut ids = Vec::new();
         for i in 0..3 {
@@ -1704,7 +1725,7 @@ fn size_trigger_cuts_exactly_batch_size_lines_at_once() {
 
 #[test]
 fn window_trigger_cuts_when_the_window_since_the_first_request_has_passed() {
-    for p in ProviderId::ALL {
+    for p in FAKE_PROVIDERS {
         let mut h = Harness::new(config(10));
         h.now = 100;
         let a = h.submit(request(p, 0, 0, "first"));
@@ -1757,7 +1778,7 @@ fn window_trigger_cuts_when_the_window_since_the_first_request_has_passed() {
 #[test]
 fn flush_cuts_every_queue_at_once() {
     let mut h = Harness::new(config(10));
-    let ids: Vec<RequestId> = ProviderId::ALL
+    let ids: Vec<RequestId> = FAKE_PROVIDERS
         .iter()
         .map(|&p| h.submit(request(p, 0, 0, "now")))
         .collect();
@@ -1768,7 +1789,7 @@ fn flush_cuts_every_queue_at_once() {
         "one first call per queue, without waiting for the window"
     );
     h.run();
-    for (id, p) in ids.iter().zip(ProviderId::ALL) {
+    for (id, p) in ids.iter().zip(FAKE_PROVIDERS) {
         assert!(h.only(*id).is_echo(model_of(p, 0), "now"));
     }
     h.check_invariants();
@@ -1951,7 +1972,7 @@ fn models_endpoints_keys_and_betas_never_share_a_batch() {
 
 #[test]
 fn identical_requests_share_one_line_and_one_answer() {
-    for p in ProviderId::ALL {
+    for p in FAKE_PROVIDERS {
         let mut h = Harness::new(config(10));
         let a = h.submit(request(p, 0, 0, "same"));
         let b = h.submit(request(p, 0, 0, "same"));
@@ -1973,7 +1994,7 @@ fn identical_requests_share_one_line_and_one_answer() {
 
 #[test]
 fn an_identical_request_arriving_while_its_batch_runs_joins_it() {
-    for p in ProviderId::ALL {
+    for p in FAKE_PROVIDERS {
         let mut h = Harness::new(config(1));
         let a = h.submit(request(p, 0, 0, "same"));
         h.step_until(|h| h.journal_has("submitted"));
@@ -1988,7 +2009,7 @@ fn an_identical_request_arriving_while_its_batch_runs_joins_it() {
 
 #[test]
 fn the_same_body_with_another_key_is_another_request() {
-    for p in ProviderId::ALL {
+    for p in FAKE_PROVIDERS {
         let mut h = Harness::new(config(10));
         let a = h.submit(request(p, 0, 0, "same"));
         let b = h.submit(request(p, 1, 0, "same"));
@@ -2172,12 +2193,13 @@ enum Op {
 }
 
 fn spec_request(s: &Spec) -> HttpRequest {
-    let p = ProviderId::ALL[s.provider];
+    let p = FAKE_PROVIDERS[s.provider];
     let text = if s.text == 4 {
         match p {
             ProviderId::OpenAi => "t4 #err=400".to_string(),
             ProviderId::Anthropic => "t4 #err=rate_limit_error".to_string(),
             ProviderId::Gemini => "t4 #err=8".to_string(),
+            other => unreachable!("this fake speaks OpenAI, Anthropic and Gemini, not {other}"),
         }
     } else {
         format!("t{}", s.text)
@@ -2204,7 +2226,7 @@ fn spec_request(s: &Spec) -> HttpRequest {
 }
 
 fn spec_text(s: &Spec) -> (ProviderId, &'static str, String) {
-    let p = ProviderId::ALL[s.provider];
+    let p = FAKE_PROVIDERS[s.provider];
     let req = spec_request(s);
     let text = match p {
         ProviderId::OpenAi | ProviderId::Anthropic => {
@@ -2221,6 +2243,7 @@ fn spec_text(s: &Spec) -> (ProviderId, &'static str, String) {
                 .unwrap_or("")
                 .to_string()
         }
+        other => unreachable!("this fake speaks OpenAI, Anthropic and Gemini, not {other}"),
     };
     (p, model_of(p, s.model), text)
 }
@@ -2494,7 +2517,7 @@ proptest! {
 
 #[test]
 fn a_429_with_retry_after_delays_the_retry_by_that_many_seconds() {
-    for p in ProviderId::ALL {
+    for p in FAKE_PROVIDERS {
         let mut h = Harness::new(config(1));
         let first = if p == ProviderId::OpenAi {
             Step::Upload
@@ -2609,7 +2632,7 @@ fn callers_fail_with_provider_unavailable_after_call_attempts_failures() {
 
 #[test]
 fn transport_errors_are_retried_like_server_errors() {
-    for p in ProviderId::ALL {
+    for p in FAKE_PROVIDERS {
         let mut h = Harness::new(config(1));
         h.fake.fault(Some(p), Step::Poll, Fault::Transport);
         h.fake.fault(Some(p), Step::Poll, Fault::Transport);
@@ -2622,7 +2645,7 @@ fn transport_errors_are_retried_like_server_errors() {
 
 #[test]
 fn a_401_on_create_answers_every_caller_with_that_401_and_is_not_retried() {
-    for p in ProviderId::ALL {
+    for p in FAKE_PROVIDERS {
         let mut h = Harness::new(config(10));
         h.fake
             .fault(Some(p), Step::Create, Fault::Status(401, None));
@@ -2741,6 +2764,7 @@ fn crash_texts(p: ProviderId) -> Vec<String> {
         ProviderId::OpenAi => "c2 #err=400",
         ProviderId::Anthropic => "c2 #err=invalid_request_error",
         ProviderId::Gemini => "c2 #err=3",
+        other => unreachable!("this fake speaks OpenAI, Anthropic and Gemini, not {other}"),
     };
     vec!["c0".into(), "c1".into(), err.into()]
 }
@@ -2772,7 +2796,7 @@ fn resubmit(h: &mut Harness, p: ProviderId) -> Vec<RequestId> {
 
 #[test]
 fn after_a_crash_past_submit_a_rerun_polls_the_same_batch_without_creating() {
-    for p in ProviderId::ALL {
+    for p in FAKE_PROVIDERS {
         let expected = baseline(p);
         let mut h1 = Harness::new(config(3));
         resubmit(&mut h1, p);
@@ -2893,7 +2917,7 @@ fn after_a_crash_between_intent_and_create_answer_anthropic_callers_fail_ambiguo
 fn a_finished_run_answers_a_repeat_run_with_zero_provider_calls() {
     let mut h1 = Harness::new(config(3));
     let mut reqs = Vec::new();
-    for p in ProviderId::ALL {
+    for p in FAKE_PROVIDERS {
         for t in crash_texts(p) {
             reqs.push(request(p, 0, 0, &t));
         }
@@ -2999,7 +3023,7 @@ fn a_torn_journal_line_is_a_warning_and_the_other_records_still_work() {
 
 #[test]
 fn expired_cancelled_and_failed_batches_answer_with_the_ended_response() {
-    for p in ProviderId::ALL {
+    for p in FAKE_PROVIDERS {
         for fate in [Fate::Expire, Fate::Cancel, Fate::Fail] {
             let kind = fate.end_kind().unwrap();
             let mut h = Harness::new(config(4));

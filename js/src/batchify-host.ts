@@ -36,6 +36,26 @@ export interface BatchifyOptions {
   retry?: { attempts?: number; backoffMs?: number; maxBackoffMs?: number };
   /** Lifecycle events: queued, submitting, submitted, polled, finished, results, cache hit, retry. */
   onEvent?: (event: BatchlingEvent) => void;
+  /** Batch hosts to know besides the built-in ones: requests whose URL starts with `baseUrl`
+   * speak `provider`'s batch protocol, and their batch calls go under that base. Declared hosts
+   * win over built-in ones. Use it for any OpenAI-compatible batch host
+   * (`{ baseUrl: "https://api.novita.ai/openai/v1", provider: "openai", completionWindow: "48h" }`),
+   * a proxy, or a local server. */
+  hosts?: HostDeclaration[];
+}
+
+/** One declared batch host (see `BatchifyOptions.hosts`). */
+export interface HostDeclaration {
+  /** Scheme, host (a leading `*.` matches subdomains), optional port and path prefix. */
+  baseUrl: string;
+  /** Whose batch protocol the host speaks: "openai", "anthropic", "gemini", "groq", "azure", … */
+  provider: string;
+  /** The `completion_window` a batch asks for (OpenAI-style hosts), e.g. "24h" or "48h". */
+  completionWindow?: string;
+  /** Requests per batch, at most. */
+  maxRequests?: number;
+  /** Bytes of one batch's input file, at most. */
+  maxFileBytes?: number;
 }
 
 export interface QueueReport {
@@ -88,7 +108,7 @@ export function validateBatchifyOptions(options: BatchifyOptions): void {
   if (options === null || typeof options !== "object") {
     throw new InvalidOptionError("options", "pass an options object, e.g. batchify({ batchSize: 100 })");
   }
-  checkKnownKeys(options, ["batchSize", "batchWindowMs", "pollIntervalMs", "dryRun", "cache", "retry", "onEvent"]);
+  checkKnownKeys(options, ["batchSize", "batchWindowMs", "pollIntervalMs", "dryRun", "cache", "retry", "onEvent", "hosts"]);
   checkCount("batchSize", options.batchSize, 1);
   checkCount("batchWindowMs", options.batchWindowMs, 0);
   checkCount("pollIntervalMs", options.pollIntervalMs, 1);
@@ -116,6 +136,32 @@ export function validateBatchifyOptions(options: BatchifyOptions): void {
   if (options.onEvent !== undefined && typeof options.onEvent !== "function") {
     throw new InvalidOptionError("onEvent", "must be a function (event) => void");
   }
+  if (options.hosts !== undefined) validateHosts(options.hosts);
+}
+
+// The shape only; the engine checks URLs and provider names when it is built.
+function validateHosts(hosts: unknown): void {
+  if (!Array.isArray(hosts)) {
+    throw new InvalidOptionError("hosts", 'must be an array like [{ baseUrl: "https://host/v1", provider: "openai" }]');
+  }
+  hosts.forEach((host: unknown, i) => {
+    const name = `hosts[${i}]`;
+    if (host === null || typeof host !== "object") {
+      throw new InvalidOptionError(name, "must be an object { baseUrl, provider, completionWindow?, maxRequests?, maxFileBytes? }");
+    }
+    checkKnownKeys(host, ["baseUrl", "provider", "completionWindow", "maxRequests", "maxFileBytes"], `${name}.`);
+    const h = host as Record<string, unknown>;
+    for (const key of ["baseUrl", "provider"]) {
+      if (typeof h[key] !== "string" || h[key] === "") {
+        throw new InvalidOptionError(`${name}.${key}`, `must be a non-empty string, got ${String(h[key])}`);
+      }
+    }
+    if (h.completionWindow !== undefined && (typeof h.completionWindow !== "string" || h.completionWindow === "")) {
+      throw new InvalidOptionError(`${name}.completionWindow`, `must be a duration string like "24h", got ${String(h.completionWindow)}`);
+    }
+    checkCount(`${name}.maxRequests`, h.maxRequests, 1);
+    checkCount(`${name}.maxFileBytes`, h.maxFileBytes, 1);
+  });
 }
 
 /** What a runtime gives the host. */
@@ -348,6 +394,7 @@ export function engineOptionsJson(
     retryBackoffMs: options.retry?.backoffMs,
     retryMaxBackoffMs: options.retry?.maxBackoffMs,
     tagSeed,
+    hosts: options.hosts,
   });
 }
 

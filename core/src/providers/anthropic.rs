@@ -325,6 +325,7 @@ fn route(req: &HttpRequest, base: &str) -> Result<Route, PassThrough> {
         base_url,
         forward_headers,
         body: Value::Object(body),
+        settings: Default::default(),
     })
 }
 

@@ -387,6 +387,7 @@ fn route(
         base_url,
         forward_headers,
         body: Value::Object(body),
+        settings: Default::default(),
     })
 }
 

@@ -37,6 +37,7 @@
 mod anthropic;
 pub(crate) mod common;
 mod gemini;
+pub mod hosts;
 mod openai;
 
 use std::fmt;
@@ -47,22 +48,30 @@ use crate::http::{HttpRequest, HttpResponse};
 
 pub use anthropic::Anthropic;
 pub use gemini::Gemini;
+pub use hosts::{HostMatch, HostSettings, HostSpec, HostTable};
 pub use openai::OpenAi;
 
-/// The batch providers batchling knows.
+/// The batch providers batchling knows. Groq, Doubleword and Azure OpenAI speak the OpenAI batch
+/// protocol (one adapter, [`OpenAi`], with per-host settings); the others have their own.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum ProviderId {
     OpenAi,
     Anthropic,
     Gemini,
+    Groq,
+    Doubleword,
+    Azure,
 }
 
 impl ProviderId {
-    pub const ALL: [ProviderId; 3] = [
+    pub const ALL: [ProviderId; 6] = [
         ProviderId::OpenAi,
         ProviderId::Anthropic,
         ProviderId::Gemini,
+        ProviderId::Groq,
+        ProviderId::Doubleword,
+        ProviderId::Azure,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -70,6 +79,17 @@ impl ProviderId {
             ProviderId::OpenAi => "openai",
             ProviderId::Anthropic => "anthropic",
             ProviderId::Gemini => "gemini",
+            ProviderId::Groq => "groq",
+            ProviderId::Doubleword => "doubleword",
+            ProviderId::Azure => "azure",
+        }
+    }
+
+    /// The provider whose batch protocol this one speaks (its adapter's [`ProviderAdapter::id`]).
+    pub fn protocol(self) -> ProviderId {
+        match self {
+            ProviderId::Groq | ProviderId::Doubleword | ProviderId::Azure => ProviderId::OpenAi,
+            other => other,
         }
     }
 }
@@ -105,6 +125,9 @@ pub struct Route {
     /// The request body with `stream` / `stream_options` removed; every other field untouched, in
     /// the caller's key order.
     pub body: serde_json::Value,
+    /// The matched host's batch settings (completion window, limits); default when the request was
+    /// recognised by path shape alone.
+    pub settings: HostSettings,
 }
 
 impl fmt::Debug for Route {
@@ -129,6 +152,7 @@ impl fmt::Debug for Route {
             .field("forward_headers", &headers)
             .field("credential_fingerprint", &self.credential_fingerprint)
             .field("body", &self.body)
+            .field("settings", &self.settings)
             .finish()
     }
 }
@@ -320,6 +344,15 @@ pub trait ProviderAdapter: Sync {
     /// through (GET, streaming, non-JSON, no model).
     fn recognize(&self, req: &HttpRequest) -> Option<Result<Route, PassThrough>>;
 
+    /// Recognise a request whose URL falls under a known host (built-in or declared, see
+    /// [`HostTable`]): the host decides the provider, `host.rest_path` is what follows its base.
+    /// A path this provider does not batch is `Err(PassThrough::UnknownUrl)`. The default suits
+    /// providers whose path shape alone identifies them anywhere.
+    fn recognize_at(&self, req: &HttpRequest, host: &HostMatch) -> Result<Route, PassThrough> {
+        let _ = host;
+        self.recognize(req).unwrap_or(Err(PassThrough::UnknownUrl))
+    }
+
     fn limits(&self, route: &Route) -> BatchLimits;
 
     /// Bytes this item adds to the batch payload, for splitting under [`BatchLimits::max_bytes`].
@@ -384,10 +417,10 @@ pub trait ProviderAdapter: Sync {
 pub static ADAPTERS: [&dyn ProviderAdapter; 3] = [&Anthropic, &Gemini, &OpenAi];
 
 pub fn adapter(p: ProviderId) -> &'static dyn ProviderAdapter {
-    match p {
-        ProviderId::OpenAi => &OpenAi,
+    match p.protocol() {
         ProviderId::Anthropic => &Anthropic,
         ProviderId::Gemini => &Gemini,
+        _ => &OpenAi,
     }
 }
 
@@ -398,7 +431,19 @@ pub fn adapter(p: ProviderId) -> &'static dyn ProviderAdapter {
 ///   body naming a `model`, unless it carries Anthropic or Gemini headers.
 /// - Anthropic: POST `<base>/v1/messages` with an `anthropic-version` or `x-api-key` header.
 /// - Gemini: POST `<prefix>/models/{model}:generateContent`.
+///
+/// The built-in hosts of [`HostTable::builtin`] (Groq, Azure, …) are looked up first.
 pub fn classify(req: &HttpRequest) -> Result<Route, PassThrough> {
+    static BUILTIN: std::sync::OnceLock<HostTable> = std::sync::OnceLock::new();
+    classify_with(req, BUILTIN.get_or_init(HostTable::builtin))
+}
+
+/// [`classify`] with the hosts of `hosts` (declared ones first): a URL under a host is that
+/// host's provider's or nobody's; any other URL is recognised by path shape.
+pub fn classify_with(req: &HttpRequest, hosts: &HostTable) -> Result<Route, PassThrough> {
+    if let Some(host) = hosts.lookup(&req.url) {
+        return adapter(host.provider).recognize_at(req, &host);
+    }
     ADAPTERS
         .iter()
         .find_map(|a| a.recognize(req))

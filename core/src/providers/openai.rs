@@ -14,9 +14,9 @@ use sha2::{Digest, Sha256};
 
 use super::common::{self, json_request, json_response, ok_json, str_field};
 use super::{
-    BatchContext, BatchItem, BatchLimits, EndKind, ItemResult, MalformedLine, ParsedResults,
-    PassThrough, PollReport, PollState, ProtocolError, ProviderAdapter, ProviderId, RemoteBatch,
-    Route,
+    BatchContext, BatchItem, BatchLimits, EndKind, HostMatch, HostSettings, ItemResult,
+    MalformedLine, ParsedResults, PassThrough, PollReport, PollState, ProtocolError,
+    ProviderAdapter, ProviderId, RemoteBatch, Route,
 };
 use crate::http::{HttpRequest, HttpResponse};
 
@@ -183,13 +183,32 @@ impl ProviderAdapter for OpenAi {
         if url.contains("/deployments/") || url.contains("/projects/") {
             return Some(Err(PassThrough::UnknownUrl));
         }
-        Some(route(req, base, endpoint))
+        Some(route(
+            req,
+            base,
+            endpoint,
+            ProviderId::OpenAi,
+            &HostSettings::default(),
+        ))
     }
 
-    fn limits(&self, _route: &Route) -> BatchLimits {
+    fn recognize_at(&self, req: &HttpRequest, host: &HostMatch) -> Result<Route, PassThrough> {
+        let endpoint = ENDPOINTS
+            .iter()
+            .find(|(suffix, _)| host.rest_path == *suffix)
+            .map(|(_, endpoint)| *endpoint)
+            .ok_or(PassThrough::UnknownUrl)?;
+        route(req, &host.base_url, endpoint, host.provider, host.settings)
+    }
+
+    fn limits(&self, route: &Route) -> BatchLimits {
+        let file_bytes = route.settings.max_file_bytes.unwrap_or(MAX_FILE_BYTES);
         BatchLimits {
-            max_requests: MAX_REQUESTS,
-            max_bytes: MAX_FILE_BYTES - ENVELOPE_HEADROOM_BYTES,
+            max_requests: route.settings.max_requests.unwrap_or(MAX_REQUESTS),
+            // A tiny declared file limit still leaves room for one line.
+            max_bytes: file_bytes
+                .saturating_sub(ENVELOPE_HEADROOM_BYTES)
+                .max(file_bytes / 2),
         }
     }
 
@@ -283,7 +302,7 @@ impl ProviderAdapter for OpenAi {
         let body = json!({
             "input_file_id": uploaded_file.unwrap_or_default(),
             "endpoint": ctx.route.endpoint,
-            "completion_window": "24h",
+            "completion_window": ctx.route.settings.completion_window.as_deref().unwrap_or("24h"),
             "metadata": {TAG_METADATA_KEY: ctx.tag},
         });
         json_request(
@@ -672,7 +691,13 @@ fn json_str(raw: &RawValue) -> Option<Cow<'_, str>> {
     }
 }
 
-fn route(req: &HttpRequest, base: &str, endpoint: &str) -> Result<Route, PassThrough> {
+fn route(
+    req: &HttpRequest,
+    base: &str,
+    endpoint: &str,
+    provider: ProviderId,
+    settings: &HostSettings,
+) -> Result<Route, PassThrough> {
     if !common::is_post(req) {
         return Err(PassThrough::NotPost);
     }
@@ -684,17 +709,14 @@ fn route(req: &HttpRequest, base: &str, endpoint: &str) -> Result<Route, PassThr
     let base_url = base.trim_end_matches('/').to_string();
     let forward_headers = common::forward_headers(&req.headers);
     Ok(Route {
-        provider: ProviderId::OpenAi,
+        provider,
         endpoint: endpoint.to_string(),
         model,
-        credential_fingerprint: common::fingerprint(
-            ProviderId::OpenAi,
-            &base_url,
-            &forward_headers,
-        ),
+        credential_fingerprint: common::fingerprint(provider, &base_url, &forward_headers),
         base_url,
         forward_headers,
         body: Value::Object(body),
+        settings: settings.clone(),
     })
 }
 

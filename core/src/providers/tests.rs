@@ -388,7 +388,7 @@ fn route_debug_redacts_secrets() {
 #[test]
 fn adapter_registry_matches_ids() {
     for p in ProviderId::ALL {
-        assert_eq!(adapter(p).id(), p);
+        assert_eq!(adapter(p).id(), p.protocol());
     }
     assert_eq!(ProviderId::OpenAi.to_string(), "openai");
     assert_eq!(

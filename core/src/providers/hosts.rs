@@ -1,0 +1,461 @@
+//! Which provider a URL belongs to when its path cannot tell.
+//!
+//! Many providers serve the same path shapes (`POST …/chat/completions` is OpenAI, Groq, Mistral,
+//! Together, xAI, Doubleword, …) but batch differently, so a request is first looked up here by
+//! its origin and path prefix. A [`HostTable`] holds the user's declared hosts (first, so a user
+//! can point any provider's protocol at a proxy, a local server or a new OpenAI-compatible host)
+//! and then the built-in hosts. A URL no entry matches falls back to recognition by path shape
+//! alone ([`super::classify_with`]), where `…/chat/completions` means the OpenAI protocol.
+
+use serde::Deserialize;
+
+use super::ProviderId;
+
+/// Per-host batch settings. `None` means "the provider's default".
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct HostSettings {
+    /// The `completion_window` a batch create asks for, e.g. "24h" or Groq's "7d".
+    pub completion_window: Option<String>,
+    /// Requests per batch, at most.
+    pub max_requests: Option<usize>,
+    /// Bytes of one batch's input file (or inline body), at most.
+    pub max_file_bytes: Option<usize>,
+}
+
+/// One entry: requests whose URL starts with `base_url` (at a path-segment boundary) speak
+/// `provider`'s batch protocol, and their batch calls go to that base.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HostEntry {
+    pub provider: ProviderId,
+    pattern: UrlPattern,
+    pub settings: HostSettings,
+}
+
+/// A recognised host: what an adapter's [`super::ProviderAdapter::recognize_at`] gets.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HostMatch<'a> {
+    pub provider: ProviderId,
+    /// The request URL's own origin plus the entry's path prefix, no trailing slash: the base
+    /// every batch call of this host is built on (e.g. "https://api.groq.com/openai/v1").
+    pub base_url: String,
+    /// What follows `base_url` in the request URL, query removed (e.g. "/chat/completions").
+    pub rest_path: &'a str,
+    /// The request URL's query string without the `?`, if any (Azure's `api-version`).
+    pub query: Option<&'a str>,
+    pub settings: &'a HostSettings,
+}
+
+/// The user's declaration of a host, as the JS `hosts` option passes it (camelCase).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct HostSpec {
+    pub base_url: String,
+    pub provider: ProviderId,
+    #[serde(default)]
+    pub completion_window: Option<String>,
+    #[serde(default)]
+    pub max_requests: Option<usize>,
+    #[serde(default)]
+    pub max_file_bytes: Option<usize>,
+}
+
+/// Why a declared host was refused.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HostSpecError {
+    /// 0-based position in the declared list.
+    pub index: usize,
+    pub message: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct UrlPattern {
+    scheme: String,
+    /// Lower-case host; a leading "*." matches one or more subdomain labels.
+    host: String,
+    /// `None`: the scheme's default port.
+    port: Option<u16>,
+    /// "" or "/a/b", no trailing slash.
+    path: String,
+}
+
+/// A URL split into the parts matching looks at.
+struct UrlParts<'a> {
+    scheme: &'a str,
+    host: String,
+    port: Option<u16>,
+    /// Everything from the first '/' after the authority up to the query, "" if none.
+    path: &'a str,
+    query: Option<&'a str>,
+    /// `scheme://authority`, as written in the URL.
+    origin: &'a str,
+}
+
+fn split_url(url: &str) -> Option<UrlParts<'_>> {
+    let (scheme, rest) = url.split_once("://")?;
+    if scheme.is_empty()
+        || !scheme
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '+')
+    {
+        return None;
+    }
+    let authority_len = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+    let authority = &rest[..authority_len];
+    let origin = &url[..scheme.len() + 3 + authority_len];
+    let after = &rest[authority_len..];
+    let after = after.split('#').next().unwrap_or("");
+    let (path, query) = match after.split_once('?') {
+        Some((p, q)) => (p, Some(q)),
+        None => (after, None),
+    };
+    // Credentials in the authority are never part of a match.
+    let host_port = authority.rsplit('@').next().unwrap_or(authority);
+    // "[::1]:8080" keeps its brackets; otherwise the port follows the last ':'.
+    let (host, port_text) = match host_port.strip_prefix('[') {
+        Some(v6) => {
+            let close = v6.find(']')? + 1;
+            let after = &host_port[close + 1..];
+            (&host_port[..close + 1], after.strip_prefix(':'))
+        }
+        None => match host_port.rsplit_once(':') {
+            Some((h, p)) => (h, Some(p)),
+            None => (host_port, None),
+        },
+    };
+    let port = match port_text {
+        None | Some("") => None,
+        Some(p) => Some(p.parse::<u16>().ok()?),
+    };
+    if host.is_empty() {
+        return None;
+    }
+    let port = match (scheme.to_ascii_lowercase().as_str(), port) {
+        ("https", Some(443)) | ("http", Some(80)) => None,
+        (_, p) => p,
+    };
+    Some(UrlParts {
+        scheme,
+        host: host.to_ascii_lowercase(),
+        port,
+        path,
+        query,
+        origin,
+    })
+}
+
+impl UrlPattern {
+    fn parse(base_url: &str) -> Result<Self, String> {
+        let parts = split_url(base_url.trim()).ok_or_else(|| {
+            format!("{base_url:?} is not an absolute URL like \"https://api.example.com/v1\"")
+        })?;
+        let scheme = parts.scheme.to_ascii_lowercase();
+        if scheme != "http" && scheme != "https" {
+            return Err(format!(
+                "{base_url:?}: the scheme must be http or https, not {scheme:?}"
+            ));
+        }
+        if parts.query.is_some() {
+            return Err(format!(
+                "{base_url:?}: a base URL has no query string (batchling keeps each request's own)"
+            ));
+        }
+        let wildcard_ok = match parts.host.strip_prefix("*.") {
+            Some(rest) => !rest.is_empty() && !rest.contains('*'),
+            None => !parts.host.contains('*'),
+        };
+        if !wildcard_ok {
+            return Err(format!(
+                "{base_url:?}: only a leading \"*.\" may stand for subdomains"
+            ));
+        }
+        Ok(UrlPattern {
+            scheme,
+            host: parts.host,
+            port: parts.port,
+            path: parts.path.trim_end_matches('/').to_string(),
+        })
+    }
+
+    fn host_matches(&self, host: &str) -> bool {
+        match self.host.strip_prefix("*.") {
+            Some(suffix) => host
+                .strip_suffix(suffix)
+                .is_some_and(|head| head.len() > 1 && head.ends_with('.')),
+            None => self.host == host,
+        }
+    }
+
+    /// `Some(rest_path)` when `url` is under this pattern.
+    fn matches<'u>(&self, url: &UrlParts<'u>) -> Option<&'u str> {
+        if !url.scheme.eq_ignore_ascii_case(&self.scheme)
+            || url.port != self.port
+            || !self.host_matches(&url.host)
+        {
+            return None;
+        }
+        let rest = url.path.strip_prefix(self.path.as_str())?;
+        (rest.is_empty() || rest.starts_with('/')).then_some(rest)
+    }
+}
+
+impl HostEntry {
+    pub fn new(
+        base_url: &str,
+        provider: ProviderId,
+        settings: HostSettings,
+    ) -> Result<Self, String> {
+        Ok(HostEntry {
+            provider,
+            pattern: UrlPattern::parse(base_url)?,
+            settings,
+        })
+    }
+}
+
+/// Built-in hosts: base URL pattern → provider. OpenAI, Anthropic and Gemini need no entry (their
+/// path shapes or headers identify them on any host); the entries below share OpenAI's path
+/// shapes and would otherwise be taken for OpenAI.
+const BUILTIN: &[(&str, ProviderId)] = &[
+    ("https://api.groq.com/openai/v1", ProviderId::Groq),
+    ("https://api.doubleword.ai/v1", ProviderId::Doubleword),
+    // Azure OpenAI: classic `/openai/deployments/{name}/…?api-version=` and the v1 surface
+    // `/openai/v1/…`, on both resource host names Azure hands out.
+    ("https://*.openai.azure.com/openai", ProviderId::Azure),
+    (
+        "https://*.cognitiveservices.azure.com/openai",
+        ProviderId::Azure,
+    ),
+];
+
+/// The hosts a request is looked up in: declared ones first, then the built-ins.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HostTable {
+    entries: Vec<HostEntry>,
+}
+
+impl Default for HostTable {
+    fn default() -> Self {
+        Self::builtin()
+    }
+}
+
+impl HostTable {
+    pub fn builtin() -> Self {
+        HostTable {
+            entries: BUILTIN
+                .iter()
+                .map(|&(url, provider)| {
+                    HostEntry::new(url, provider, HostSettings::default())
+                        .expect("built-in host patterns parse")
+                })
+                .collect(),
+        }
+    }
+
+    /// The built-ins after `declared`, which win where both match.
+    pub fn with_declared(declared: &[HostSpec]) -> Result<Self, HostSpecError> {
+        let mut entries = Vec::with_capacity(declared.len() + BUILTIN.len());
+        for (index, spec) in declared.iter().enumerate() {
+            let err = |message: String| HostSpecError { index, message };
+            if spec.max_requests == Some(0) {
+                return Err(err("maxRequests must be at least 1".into()));
+            }
+            if spec.max_file_bytes == Some(0) {
+                return Err(err("maxFileBytes must be at least 1".into()));
+            }
+            if let Some(w) = &spec.completion_window {
+                if w.trim().is_empty() {
+                    return Err(err(
+                        "completionWindow must be a duration like \"24h\"".into()
+                    ));
+                }
+            }
+            let settings = HostSettings {
+                completion_window: spec.completion_window.clone(),
+                max_requests: spec.max_requests,
+                max_file_bytes: spec.max_file_bytes,
+            };
+            entries.push(HostEntry::new(&spec.base_url, spec.provider, settings).map_err(err)?);
+        }
+        entries.extend(Self::builtin().entries);
+        Ok(HostTable { entries })
+    }
+
+    /// [`HostTable::with_declared`] from the host's JSON (one object per host), so an error names
+    /// the entry even when it does not parse (unknown provider, misspelt field).
+    pub fn with_declared_json(declared: &[serde_json::Value]) -> Result<Self, HostSpecError> {
+        let specs = declared
+            .iter()
+            .enumerate()
+            .map(|(index, v)| {
+                HostSpec::deserialize(v).map_err(|e| HostSpecError {
+                    index,
+                    message: e.to_string(),
+                })
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        Self::with_declared(&specs)
+    }
+
+    /// The entry `url` falls under: among matches, a declared entry before a built-in, then the
+    /// longest path prefix.
+    pub fn lookup<'a>(&'a self, url: &'a str) -> Option<HostMatch<'a>> {
+        let parts = split_url(url)?;
+        let mut best: Option<(&HostEntry, &str)> = None;
+        for entry in &self.entries {
+            if let Some(rest) = entry.pattern.matches(&parts) {
+                // Declared entries come first, so a later entry replaces an earlier one only
+                // with a strictly longer prefix.
+                if best.is_none_or(|(b, _)| entry.pattern.path.len() > b.pattern.path.len()) {
+                    best = Some((entry, rest));
+                }
+            }
+        }
+        let (entry, rest_path) = best?;
+        Some(HostMatch {
+            provider: entry.provider,
+            base_url: format!("{}{}", parts.origin, entry.pattern.path),
+            rest_path,
+            query: parts.query,
+            settings: &entry.settings,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn spec(base_url: &str, provider: ProviderId) -> HostSpec {
+        HostSpec {
+            base_url: base_url.into(),
+            provider,
+            completion_window: None,
+            max_requests: None,
+            max_file_bytes: None,
+        }
+    }
+
+    #[test]
+    fn builtin_hosts_match_by_origin_and_prefix() {
+        let t = HostTable::builtin();
+        let m = t
+            .lookup("https://api.groq.com/openai/v1/chat/completions")
+            .unwrap();
+        assert_eq!(m.provider, ProviderId::Groq);
+        assert_eq!(m.base_url, "https://api.groq.com/openai/v1");
+        assert_eq!(m.rest_path, "/chat/completions");
+        let m = t
+            .lookup("https://myres.openai.azure.com/openai/deployments/d1/chat/completions?api-version=2024-10-21")
+            .unwrap();
+        assert_eq!(m.provider, ProviderId::Azure);
+        assert_eq!(m.base_url, "https://myres.openai.azure.com/openai");
+        assert_eq!(m.rest_path, "/deployments/d1/chat/completions");
+        assert_eq!(m.query, Some("api-version=2024-10-21"));
+        assert_eq!(
+            t.lookup("https://API.GROQ.COM:443/openai/v1/chat/completions")
+                .unwrap()
+                .provider,
+            ProviderId::Groq
+        );
+        for (url, p) in [
+            (
+                "https://api.doubleword.ai/v1/embeddings",
+                ProviderId::Doubleword,
+            ),
+            (
+                "https://r.cognitiveservices.azure.com/openai/v1/chat/completions",
+                ProviderId::Azure,
+            ),
+        ] {
+            assert_eq!(t.lookup(url).map(|m| m.provider), Some(p), "{url}");
+        }
+    }
+
+    #[test]
+    fn non_matches() {
+        let t = HostTable::builtin();
+        for url in [
+            "https://api.openai.com/v1/chat/completions",
+            "http://api.groq.com/openai/v1/chat/completions", // other scheme
+            "https://api.groq.com:8443/openai/v1/chat/completions", // other port
+            "https://api.groq.com/openai/v10/chat/completions", // not at a segment boundary
+            "https://api.groq.com.evil.example/openai/v1/chat/completions",
+            "https://openai.azure.com/openai/v1/chat/completions", // the wildcard needs a label
+            "https://evilopenai.azure.com/openai/v1/chat/completions",
+            "not a url",
+        ] {
+            assert!(t.lookup(url).is_none(), "{url}");
+        }
+    }
+
+    #[test]
+    fn declared_hosts_come_first_and_longest_prefix_wins() {
+        let t = HostTable::with_declared(&[
+            spec("http://127.0.0.1:8080/groq/v1", ProviderId::Groq),
+            spec("https://api.groq.com/openai/v1", ProviderId::OpenAi),
+            spec("http://127.0.0.1:8080", ProviderId::Anthropic),
+        ])
+        .unwrap();
+        let m = t
+            .lookup("http://127.0.0.1:8080/groq/v1/chat/completions")
+            .unwrap();
+        assert_eq!(m.provider, ProviderId::Groq);
+        assert_eq!(m.base_url, "http://127.0.0.1:8080/groq/v1");
+        let m = t
+            .lookup("http://127.0.0.1:8080/v1/chat/completions")
+            .unwrap();
+        assert_eq!(
+            (m.provider, m.rest_path),
+            (ProviderId::Anthropic, "/v1/chat/completions")
+        );
+        // A declared entry beats the built-in for the same prefix.
+        assert_eq!(
+            t.lookup("https://api.groq.com/openai/v1/chat/completions")
+                .unwrap()
+                .provider,
+            ProviderId::OpenAi
+        );
+    }
+
+    #[test]
+    fn declared_hosts_are_validated() {
+        let bad = |base: &str| {
+            HostTable::with_declared(&[
+                spec("https://ok.example/v1", ProviderId::OpenAi),
+                spec(base, ProviderId::OpenAi),
+            ])
+            .unwrap_err()
+        };
+        for base in [
+            "api.example.com/v1",
+            "ftp://x.example/v1",
+            "https://x.example/v1?a=1",
+            "https://a.*.example/v1",
+            "https://",
+        ] {
+            let e = bad(base);
+            assert_eq!(e.index, 1, "{base}");
+            assert!(!e.message.is_empty());
+        }
+        let mut zero = spec("https://x.example/v1", ProviderId::OpenAi);
+        zero.max_requests = Some(0);
+        assert!(HostTable::with_declared(&[zero])
+            .unwrap_err()
+            .message
+            .contains("maxRequests"));
+        let parsed: HostSpec = serde_json::from_str(
+            r#"{"baseUrl":"https://x.example/v1","provider":"groq","completionWindow":"7d","maxRequests":10}"#,
+        )
+        .unwrap();
+        assert_eq!(parsed.provider, ProviderId::Groq);
+        assert!(
+            serde_json::from_str::<HostSpec>(r#"{"baseUrl":"https://x","provider":"nope"}"#)
+                .is_err()
+        );
+        assert!(serde_json::from_str::<HostSpec>(
+            r#"{"baseUrl":"https://x","provider":"openai","apiKey":"k"}"#
+        )
+        .is_err());
+    }
+}
