@@ -390,16 +390,17 @@ export const isoFromSeconds = (s) => (s == null ? null : new Date(s * 1000).toIS
 // Shared state: counters, batch store, active-batch tracking
 
 export function emptyCounters() {
+  const perProvider = (extra = {}) => ({ ...Object.fromEntries(PROVIDERS.map((p) => [p, 0])), ...extra });
   return {
     requests: {},
     lastHeaders: {},
     lastPaths: {},
-    batchesCreated: { openai: 0, anthropic: 0, gemini: 0 },
+    batchesCreated: perProvider(),
     batchSizes: [],
     syncCalls: 0,
-    syncCallsByProvider: { openai: 0, anthropic: 0, gemini: 0 },
-    activeBatches: { openai: 0, anthropic: 0, gemini: 0, total: 0 },
-    maxConcurrentActiveBatches: { openai: 0, anthropic: 0, gemini: 0, total: 0 },
+    syncCallsByProvider: perProvider(),
+    activeBatches: perProvider({ total: 0 }),
+    maxConcurrentActiveBatches: perProvider({ total: 0 }),
     faultsTriggered: 0,
   };
 }

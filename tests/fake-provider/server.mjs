@@ -34,7 +34,14 @@ const DEFAULT_CONFIG = {
 
 const FATES = ['failed', 'expired', 'cancelled'];
 
-const AUTH = { openai: openaiAuthError, anthropic: anthropicAuthError, gemini: geminiAuthError };
+// One entry per provider the fake speaks: its routes and its auth check. Providers added after
+// the first three serve under their own path prefix (e.g. /mistral/v1/...).
+const MODULES = [
+  { provider: 'openai', routes: openaiRoutes, authError: openaiAuthError },
+  { provider: 'anthropic', routes: anthropicRoutes, authError: anthropicAuthError },
+  { provider: 'gemini', routes: geminiRoutes, authError: geminiAuthError },
+];
+const AUTH = Object.fromEntries(MODULES.map((m) => [m.provider, m.authError]));
 
 // ---------------------------------------------------------------------------
 // Fault injection
@@ -47,7 +54,7 @@ function routeMatcher(pattern) {
 
 function createFaults() {
   const rules = [];
-  const fates = { openai: [], anthropic: [], gemini: [] };
+  const fates = Object.fromEntries(PROVIDERS.map((p) => [p, []]));
   return {
     /**
      * `{route, status, count=1, retryAfterSeconds?, body?}`: answer the next
@@ -103,7 +110,7 @@ function createFaults() {
 // ---------------------------------------------------------------------------
 // Routing
 
-const ROUTES = [...openaiRoutes(), ...anthropicRoutes(), ...geminiRoutes()];
+const ROUTES = MODULES.flatMap((m) => m.routes());
 const BY_PROVIDER = Object.fromEntries(PROVIDERS.map((p) => [p, ROUTES.filter((r) => r.provider === p)]));
 
 /**
@@ -115,7 +122,9 @@ function selectRoute(ctx) {
   const p = ctx.pathname;
   const google = Boolean(ctx.headers['x-goog-api-key']) || ctx.url.searchParams.has('key') ||
     p.startsWith('/v1beta/') || p.startsWith('/upload/') || p.startsWith('/download/');
-  const order = google ? ['gemini', 'openai', 'anthropic'] : ['openai', 'anthropic', 'gemini'];
+  const shared = google ? ['gemini', 'openai', 'anthropic'] : ['openai', 'anthropic', 'gemini'];
+  // Prefixed providers first: their paths never collide with the shared /v1/ ones.
+  const order = [...PROVIDERS.filter((p) => !shared.includes(p)), ...shared];
   for (const provider of order) {
     for (const route of BY_PROVIDER[provider]) {
       if (route.method !== ctx.method) continue;
