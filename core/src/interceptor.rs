@@ -1233,9 +1233,15 @@ impl Interceptor {
         }
     }
 
-    /// Answer every caller waiting on `fingerprint`; `durable` answers go to the cache.
+    /// Answer every caller waiting on `fingerprint`; `durable` answers go to the cache. A line
+    /// that failed with a status the SDKs retry (408, 409, 429, 5xx) is transient: it is released,
+    /// not cached, so a retry (the SDK's, the framework's or a re-run) runs the request again
+    /// instead of replaying the error forever.
     fn answer_entry(&mut self, fingerprint: &str, response: HttpResponse, durable: bool) {
-        if durable && self.caching {
+        let transient = matches!(response.status, 408 | 409 | 429) || response.status >= 500;
+        if durable && transient {
+            self.persist_released(vec![fingerprint.to_string()]);
+        } else if durable && self.caching {
             self.persist(CacheRecord::Result {
                 fingerprint: fingerprint.to_string(),
                 status: response.status,

@@ -1136,6 +1136,24 @@ fn marker(text: &str) -> Option<&str> {
     text.split_once("#err=").map(|(_, m)| m)
 }
 
+/// Whether the fake answers this line with a status the SDKs retry (408, 409, 429, 5xx), which
+/// the engine does not cache.
+fn transient_line(provider: ProviderId, body: &Value) -> bool {
+    let text = line_text(provider, body);
+    let Some(m) = marker(&text) else {
+        return false;
+    };
+    match provider {
+        ProviderId::OpenAi => {
+            m == "timeout"
+                || m.parse::<u16>()
+                    .is_ok_and(|s| matches!(s, 408 | 409 | 429) || s >= 500)
+        }
+        ProviderId::Anthropic => matches!(m, "rate_limit_error" | "overloaded_error" | "api_error"),
+        ProviderId::Gemini => matches!(m, "4" | "8" | "13" | "14"),
+    }
+}
+
 /// An OpenAI output/error line (§1.5) and whether it goes to the error file.
 fn openai_line(
     k: usize,
@@ -2469,18 +2487,23 @@ fn run_crash(t: &Traffic, crash_after: usize, last_call_lands: bool) -> Result<(
         .collect();
     close_and_check(&mut h2, &specs2)?;
     // Replaying the journal never submits a request to the provider twice, unless the batch it
-    // was in ended without running it.
+    // was in ended without running it, or ran it into a transient error (429 / 5xx: not cached).
     let mut batches_of: HashMap<&str, Vec<&FakeBatch>> = HashMap::new();
+    let mut transient: HashSet<&str> = HashSet::new();
     for b in &h2.fake.batches {
-        for (custom_id, _) in &b.lines {
+        for (custom_id, body) in &b.lines {
             batches_of.entry(custom_id).or_default().push(b);
+            if transient_line(b.provider, body) {
+                transient.insert(custom_id);
+            }
         }
     }
     for (custom_id, batches) in batches_of {
         for later in 1..batches.len() {
-            let reason = batches[..later]
-                .iter()
-                .any(|b| b.terminal.is_some() && !b.answered.contains(custom_id));
+            let reason = batches[..later].iter().any(|b| {
+                b.terminal.is_some()
+                    && (!b.answered.contains(custom_id) || transient.contains(custom_id))
+            });
             prop_assert!(
                 reason,
                 "{} was submitted in {} while {} still held it",
@@ -3432,6 +3455,80 @@ fn a_rerun_after_an_expired_batch_submits_the_requests_again() {
         "{:?}",
         h2.only(again)
     );
+}
+
+/// Regression: a line that failed with a status the SDKs retry (429, 5xx) was cached as the
+/// request's answer, so every retry (the SDK's own, an AI SDK / LangChain retry, a re-run) got the
+/// same error back at once and the request could never run again until the cache was deleted.
+/// Permanent errors (400) stay cached like any answer.
+#[test]
+fn a_transient_line_error_is_not_cached_and_a_retry_runs_the_request_again() {
+    let cases = [
+        (ProviderId::OpenAi, "t #err=500", 500, "p #err=400"),
+        (ProviderId::OpenAi, "t #err=429", 429, "p #err=400"),
+        (
+            ProviderId::Anthropic,
+            "t #err=overloaded_error",
+            529,
+            "p #err=invalid_request_error",
+        ),
+        (ProviderId::Gemini, "t #err=14", 503, "p #err=3"),
+    ];
+    for (p, transient, status, permanent) in cases {
+        let mut h = Harness::new(config(2));
+        let t1 = h.submit(request(p, 0, 0, transient));
+        let p1 = h.submit(request(p, 0, 0, permanent));
+        h.run();
+        assert_eq!(h.sent(Step::Create), 1, "{p}");
+        assert_eq!(h.only(t1).status(), Some(status), "{p}");
+        assert_eq!(h.only(p1).status(), Some(400), "{p}");
+
+        // A retry in the same run: the transient one travels again, the permanent one is cached.
+        let t2 = h.submit(request(p, 0, 0, transient));
+        let p2 = h.submit(request(p, 0, 0, permanent));
+        h.run();
+        assert_eq!(
+            h.sent(Step::Create),
+            2,
+            "{p}: the transient error's retry is a new batch"
+        );
+        assert_eq!(status_body(h.only(t2)).0, status, "{p}");
+        assert_eq!(
+            status_body(h.only(p2)),
+            status_body(h.only(p1)),
+            "{p}: cached"
+        );
+        h.close_and_drain();
+
+        // A re-run on the journal: the same.
+        let now = h.now;
+        let permanent_answer = status_body(h.only(p1));
+        let (fake, journal) = h.crash();
+        let mut h2 = Harness::restart(config(2), fake, &journal, now + 60_000);
+        let t3 = h2.submit(request(p, 0, 0, transient));
+        let p3 = h2.submit(request(p, 0, 0, permanent));
+        h2.close_and_drain();
+        assert_eq!(
+            h2.sent(Step::Create),
+            1,
+            "{p}: the transient request runs again"
+        );
+        let polled: HashSet<String> = h2
+            .sends
+            .iter()
+            .filter_map(classify_call)
+            .filter(|c| c.1 == Step::Poll)
+            .map(|c| c.2)
+            .collect();
+        let newest = h2.fake.batches.last().expect("a batch").id.clone();
+        assert_eq!(
+            polled,
+            HashSet::from([newest]),
+            "{p}: no old batch is resumed for it"
+        );
+        assert_eq!(status_body(h2.only(t3)).0, status, "{p}");
+        assert_eq!(status_body(h2.only(p3)), permanent_answer, "{p}: cached");
+    }
 }
 
 /// BUG: a request cancelled while its cut batch waits for a slot under `max_concurrent_batches`
