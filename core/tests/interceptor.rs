@@ -1151,6 +1151,7 @@ fn transient_line(provider: ProviderId, body: &Value) -> bool {
         }
         ProviderId::Anthropic => matches!(m, "rate_limit_error" | "overloaded_error" | "api_error"),
         ProviderId::Gemini => matches!(m, "4" | "8" | "13" | "14"),
+        other => unreachable!("this fake speaks OpenAI, Anthropic and Gemini, not {other}"),
     }
 }
 
