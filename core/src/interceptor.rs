@@ -243,6 +243,8 @@ enum Step {
     Find,
     Poll,
     Download,
+    /// One call of [`providers::ProviderAdapter::build_after_create`] (xAI: add requests).
+    AfterCreate,
 }
 
 impl Step {
@@ -253,6 +255,7 @@ impl Step {
             Step::Find => "find",
             Step::Poll => "poll",
             Step::Download => "download",
+            Step::AfterCreate => "after_create",
         }
     }
 }
@@ -283,6 +286,8 @@ struct Job {
     poll_at: Option<u64>,
     /// Made from a previous run's intent record (see `find_then_resume`).
     from_journal_intent: bool,
+    /// The after-create calls still to make, in order; the first is the one in flight.
+    after_create: std::collections::VecDeque<HttpRequest>,
 }
 
 impl Job {
@@ -312,6 +317,7 @@ impl Job {
             unclaimed: HashMap::new(),
             poll_at: None,
             from_journal_intent: false,
+            after_create: std::collections::VecDeque::new(),
         }
     }
 }
@@ -954,6 +960,7 @@ impl Interceptor {
                 .as_deref()
                 .map(|id| adapter.build_poll(&ctx, id)),
             Step::Download => download.as_deref().map(|d| adapter.build_download(&ctx, d)),
+            Step::AfterCreate => job.after_create.front().cloned(),
         };
         let Some(http) = http else {
             if step == Step::Find {
@@ -966,6 +973,9 @@ impl Interceptor {
                     job.route.provider, job.tag, job.route.provider
                 );
                 return self.fail_job(job_id, "ERR_BATCHLING_AMBIGUOUS_CREATE", message);
+            }
+            if step == Step::AfterCreate {
+                return self.submitted(now_ms, job_id);
             }
             // Only the upload step is optional (inline providers); poll and download always
             // have their batch id / file by the time they are sent.
@@ -1053,13 +1063,22 @@ impl Interceptor {
             Step::Download => {
                 let batch_id = job.remote_id.clone().unwrap_or_default();
                 let parsed = adapter.parse_results(&batch_id, &response.body);
+                let next = adapter.next_download(&batch_id, &response.body);
                 let _ = download;
                 self.absorb_results(job_id, parsed);
+                if let Some(next) = next {
+                    // A paged listing: this download goes on with its next page.
+                    return self.send_step(now_ms, job_id, Step::Download, Some(next));
+                }
                 let job = self.jobs.get_mut(&job_id).expect("job still open");
                 job.downloads_left = job.downloads_left.saturating_sub(1);
                 if job.downloads_left == 0 {
                     self.finish_job(job_id);
                 }
+            }
+            Step::AfterCreate => {
+                job.after_create.pop_front();
+                self.after_create_step(now_ms, job_id);
             }
         }
     }
@@ -1071,10 +1090,37 @@ impl Interceptor {
         self.send_step(now_ms, job_id, Step::Create, None);
     }
 
+    /// The batch exists (created, or found by its tag): make the adapter's after-create calls,
+    /// with the bodies the job still holds, then start polling.
     fn created(&mut self, now_ms: u64, job_id: u64, batch_id: String) {
         let job = self.jobs.get_mut(&job_id).expect("job exists");
-        job.remote_id = Some(batch_id.clone());
-        job.items = Vec::new(); // the provider has the bodies now
+        let ctx = BatchContext {
+            route: &job.route,
+            tag: &job.tag,
+        };
+        let after = adapter(job.route.provider).build_after_create(&ctx, &job.items, &batch_id);
+        job.after_create = after.into();
+        job.remote_id = Some(batch_id);
+        job.items = Vec::new(); // the provider has the bodies now, or the calls above do
+        self.after_create_step(now_ms, job_id);
+    }
+
+    /// The next after-create call, or, when none is left, the batch is submitted.
+    fn after_create_step(&mut self, now_ms: u64, job_id: u64) {
+        if self.jobs[&job_id].after_create.is_empty() {
+            self.submitted(now_ms, job_id);
+        } else {
+            self.send_step(now_ms, job_id, Step::AfterCreate, None);
+        }
+    }
+
+    /// The batch holds every request: journal it and start polling. Journalled only now, so a
+    /// crash between a create and its after-create calls leaves an intent, and the next run
+    /// finds the batch by its tag and makes the calls again instead of polling a batch that
+    /// does not hold its requests.
+    fn submitted(&mut self, now_ms: u64, job_id: u64) {
+        let job = self.jobs.get_mut(&job_id).expect("job exists");
+        let batch_id = job.remote_id.clone().expect("a submitted batch has its id");
         job.poll_at = Some(now_ms + self.config.poll_interval_ms);
         let event = LifecycleEvent::BatchSubmitted {
             job: job_id,
@@ -1190,7 +1236,11 @@ impl Interceptor {
         let mut unclaimed = Vec::new();
         for item in parsed.items {
             match by_custom_id.get(item.custom_id.as_str()) {
-                Some(fp) => answers.push((fp.to_string(), item.response)),
+                Some(fp) if self.entries.contains_key(*fp) => {
+                    answers.push((fp.to_string(), item.response))
+                }
+                // Already answered by an earlier download (page) of this batch: the first wins.
+                Some(_) => {}
                 None => unclaimed.push((item.custom_id, item.response)),
             }
         }

@@ -18,10 +18,13 @@
 //!    [`ProviderAdapter::parse_find`] look for a batch carrying the group's idempotency tag.
 //!    `build_find` returns `None` when the provider offers no way to tag a batch (Anthropic): the
 //!    batcher then cannot tell whether the batch exists and must not assume it does not.
+//!    Then the calls of [`ProviderAdapter::build_after_create`], if any (xAI adds the requests to
+//!    the batch it created empty), one after another.
 //! 4. [`ProviderAdapter::build_poll`] → [`ProviderAdapter::parse_poll`] until the state is terminal.
 //! 5. For [`PollState::Completed`], [`ProviderAdapter::build_download`] each entry of `downloads`
 //!    and feed the body to [`ProviderAdapter::parse_results`] (Gemini inline results come in the
-//!    poll answer instead). Every caller whose `custom_id` got no result gets
+//!    poll answer instead); a paged listing names its next page through
+//!    [`ProviderAdapter::next_download`]. Every caller whose `custom_id` got no result gets
 //!    [`ProviderAdapter::ended_response`].
 //!
 //! Adding a provider means one new file implementing [`ProviderAdapter`], one [`ProviderId`]
@@ -39,6 +42,7 @@ pub(crate) mod common;
 mod gemini;
 pub mod hosts;
 mod openai;
+mod xai;
 
 use std::fmt;
 
@@ -50,6 +54,7 @@ pub use anthropic::Anthropic;
 pub use gemini::Gemini;
 pub use hosts::{HostMatch, HostSettings, HostSpec, HostTable};
 pub use openai::OpenAi;
+pub use xai::Xai;
 
 /// The batch providers batchling knows. Groq, Doubleword and Azure OpenAI speak the OpenAI batch
 /// protocol (one adapter, [`OpenAi`], with per-host settings); the others have their own.
@@ -62,16 +67,18 @@ pub enum ProviderId {
     Groq,
     Doubleword,
     Azure,
+    Xai,
 }
 
 impl ProviderId {
-    pub const ALL: [ProviderId; 6] = [
+    pub const ALL: [ProviderId; 7] = [
         ProviderId::OpenAi,
         ProviderId::Anthropic,
         ProviderId::Gemini,
         ProviderId::Groq,
         ProviderId::Doubleword,
         ProviderId::Azure,
+        ProviderId::Xai,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -82,6 +89,7 @@ impl ProviderId {
             ProviderId::Groq => "groq",
             ProviderId::Doubleword => "doubleword",
             ProviderId::Azure => "azure",
+            ProviderId::Xai => "xai",
         }
     }
 
@@ -374,6 +382,22 @@ pub trait ProviderAdapter: Sync {
 
     fn parse_create(&self, resp: &HttpResponse) -> Result<RemoteBatch, ProtocolError>;
 
+    /// Calls that must follow a successful create (or a create found again by its tag) before
+    /// the batch holds its requests: xAI creates an empty batch, then takes the requests in
+    /// "add requests" calls of at most 25 MB each. The batcher sends them one after another,
+    /// each retried like any other step, and starts polling (and journals the batch as
+    /// submitted) only once all of them succeeded. Any 2xx answer counts as success. Default:
+    /// none, the create carried everything.
+    fn build_after_create(
+        &self,
+        ctx: &BatchContext,
+        items: &[BatchItem],
+        batch_id: &str,
+    ) -> Vec<HttpRequest> {
+        let _ = (ctx, items, batch_id);
+        Vec::new()
+    }
+
     /// After an ambiguous create (sent, no answer): list recent batches to find one carrying
     /// `ctx.tag`. `None` when the provider has nowhere to store a tag, so no lookup can tell.
     fn build_find(&self, ctx: &BatchContext) -> Option<HttpRequest>;
@@ -403,6 +427,15 @@ pub trait ProviderAdapter: Sync {
     /// error messages.
     fn parse_results(&self, batch_id: &str, body: &str) -> ParsedResults;
 
+    /// For results served in pages (xAI's `pagination_token`): the download after this one, an
+    /// entry to pass to [`ProviderAdapter::build_download`], or `None` when `body` was the last
+    /// page. The batcher fetches it (with retries) before it answers the requests that got no
+    /// result. Default: `None`, every download is complete in itself.
+    fn next_download(&self, batch_id: &str, body: &str) -> Option<String> {
+        let _ = (batch_id, body);
+        None
+    }
+
     /// The synthetic error for a caller whose request has no result because the batch ended
     /// (`kind`) or its line is missing. Uses the provider's synchronous error envelope, so the SDK
     /// throws its usual error class, and names the batch id and state.
@@ -414,12 +447,13 @@ pub trait ProviderAdapter: Sync {
 
 /// The adapter registry. Order matters only for recognition: the adapters whose recognition
 /// needs a provider signature (headers, `:generateContent`) go before the generic OpenAI shape.
-pub static ADAPTERS: [&dyn ProviderAdapter; 3] = [&Anthropic, &Gemini, &OpenAi];
+pub static ADAPTERS: [&dyn ProviderAdapter; 4] = [&Anthropic, &Gemini, &OpenAi, &Xai];
 
 pub fn adapter(p: ProviderId) -> &'static dyn ProviderAdapter {
     match p.protocol() {
         ProviderId::Anthropic => &Anthropic,
         ProviderId::Gemini => &Gemini,
+        ProviderId::Xai => &Xai,
         _ => &OpenAi,
     }
 }

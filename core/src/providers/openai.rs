@@ -691,7 +691,7 @@ fn json_str(raw: &RawValue) -> Option<Cow<'_, str>> {
     }
 }
 
-fn route(
+pub(crate) fn route(
     req: &HttpRequest,
     base: &str,
     endpoint: &str,
