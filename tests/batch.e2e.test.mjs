@@ -11,6 +11,10 @@ import { deflateSync } from "node:zlib";
 import { startFakeProvider } from "./fake-provider/server.mjs";
 import { Batch, BatchlingError, readStateFile } from "../dist/index.js";
 import { parseCsv } from "./support/csv.mjs";
+import { PROVIDERS } from "./fake-provider/common.mjs";
+
+// Per-provider counters have a key for every provider the fake speaks.
+const perProvider = (counts) => ({ ...Object.fromEntries(PROVIDERS.map((p) => [p, 0])), ...counts });
 
 // zod (a dev dependency): a zod responseModel is tested next to JSON Schema.
 const zod = await import("zod");
@@ -107,7 +111,7 @@ describe("a multi-provider run", () => {
     const run = await batch.run({ wait: true });
 
     // ceil(7/3) + ceil(5/3) + ceil(4/3) provider batches, cut at K.
-    assert.deepEqual(fake.counters.batchesCreated, { openai: 3, anthropic: 2, gemini: 2 });
+    assert.deepEqual(fake.counters.batchesCreated, perProvider({ openai: 3, anthropic: 2, gemini: 2 }));
     assert.deepEqual(sizes("openai"), [1, 3, 3]);
     assert.deepEqual(sizes("anthropic"), [2, 3]);
     assert.deepEqual(sizes("gemini"), [1, 3]);
@@ -276,7 +280,7 @@ describe("crash and resume", () => {
     const [firstCode, killedBy] = await exited;
     assert.equal(firstCode, exitCode, firstErr);
     assert.equal(killedBy, exitSignal);
-    assert.deepEqual(fake.counters.batchesCreated, { openai: 2, anthropic: 1, gemini: 1 });
+    assert.deepEqual(fake.counters.batchesCreated, perProvider({ openai: 2, anthropic: 1, gemini: 1 }));
     assert.deepEqual(readdirSync(resultsDir).filter((f) => f.endsWith(".json")), [], "nothing finished before the kill");
     const state = readStateFile(stateFile);
     assert.equal(state.version, 1);
@@ -292,7 +296,7 @@ describe("crash and resume", () => {
     second.stderr.on("data", (d) => (stderr += d));
     const code = await new Promise((r) => second.on("exit", r));
     assert.equal(code, 0, stderr);
-    assert.deepEqual(fake.counters.batchesCreated, { openai: 2, anthropic: 1, gemini: 1 }, "the re-run created no batch");
+    assert.deepEqual(fake.counters.batchesCreated, perProvider({ openai: 2, anthropic: 1, gemini: 1 }), "the re-run created no batch");
     assert.equal(fake.counters.requests["openai.files.create"], 2, "nor uploaded anything");
     const submitted = readStateFile(stateFile).journal.filter((l) => l.startsWith('{"type":"submitted"')).map((l) => JSON.parse(l).batch_id);
     assert.deepEqual(submitted.sort(), [...fake.batches.values()].map((b) => (b.provider === "gemini" ? `batches/${b.id}` : b.id)).sort());
