@@ -225,6 +225,7 @@ const BUILTIN: &[(&str, ProviderId)] = &[
         "https://*.cognitiveservices.azure.com/openai",
         ProviderId::Azure,
     ),
+    ("https://api.mistral.ai/v1", ProviderId::Mistral),
 ];
 
 /// The hosts a request is looked up in: declared ones first, then the built-ins.

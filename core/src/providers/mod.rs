@@ -38,6 +38,7 @@ mod anthropic;
 pub(crate) mod common;
 mod gemini;
 pub mod hosts;
+mod mistral;
 mod openai;
 
 use std::fmt;
@@ -49,6 +50,7 @@ use crate::http::{HttpRequest, HttpResponse};
 pub use anthropic::Anthropic;
 pub use gemini::Gemini;
 pub use hosts::{HostMatch, HostSettings, HostSpec, HostTable};
+pub use mistral::Mistral;
 pub use openai::OpenAi;
 
 /// The batch providers batchling knows. Groq, Doubleword and Azure OpenAI speak the OpenAI batch
@@ -62,16 +64,18 @@ pub enum ProviderId {
     Groq,
     Doubleword,
     Azure,
+    Mistral,
 }
 
 impl ProviderId {
-    pub const ALL: [ProviderId; 6] = [
+    pub const ALL: [ProviderId; 7] = [
         ProviderId::OpenAi,
         ProviderId::Anthropic,
         ProviderId::Gemini,
         ProviderId::Groq,
         ProviderId::Doubleword,
         ProviderId::Azure,
+        ProviderId::Mistral,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -82,6 +86,7 @@ impl ProviderId {
             ProviderId::Groq => "groq",
             ProviderId::Doubleword => "doubleword",
             ProviderId::Azure => "azure",
+            ProviderId::Mistral => "mistral",
         }
     }
 
@@ -414,12 +419,13 @@ pub trait ProviderAdapter: Sync {
 
 /// The adapter registry. Order matters only for recognition: the adapters whose recognition
 /// needs a provider signature (headers, `:generateContent`) go before the generic OpenAI shape.
-pub static ADAPTERS: [&dyn ProviderAdapter; 3] = [&Anthropic, &Gemini, &OpenAi];
+pub static ADAPTERS: [&dyn ProviderAdapter; 4] = [&Anthropic, &Gemini, &OpenAi, &Mistral];
 
 pub fn adapter(p: ProviderId) -> &'static dyn ProviderAdapter {
     match p.protocol() {
         ProviderId::Anthropic => &Anthropic,
         ProviderId::Gemini => &Gemini,
+        ProviderId::Mistral => &Mistral,
         _ => &OpenAi,
     }
 }

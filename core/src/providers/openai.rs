@@ -219,67 +219,10 @@ impl ProviderAdapter for OpenAi {
     }
 
     fn build_upload(&self, ctx: &BatchContext, items: &[BatchItem]) -> Option<HttpRequest> {
-        // The lines go into chunks of about `UPLOAD_CHUNK` bytes, each hashed while it is still
-        // in cache, so the body below can be allocated once at its exact size.
-        let mut chunks: Vec<String> = Vec::new();
-        let mut hasher = Sha256::new();
-        let mut jsonl_len = 0;
-        let mut chunk = Vec::with_capacity(UPLOAD_CHUNK);
-        let mut finish_chunk = |chunk: Vec<u8>| {
-            hasher.update(&chunk);
-            jsonl_len += chunk.len();
-            chunks.push(String::from_utf8(chunk).expect("serde_json writes UTF-8"));
-        };
-        for item in items {
-            Self::write_input_line(&mut chunk, &ctx.route.endpoint, item);
-            chunk.push(b'\n');
-            if chunk.len() >= UPLOAD_CHUNK - UPLOAD_CHUNK / 8 {
-                finish_chunk(mem::replace(&mut chunk, Vec::with_capacity(UPLOAD_CHUNK)));
-            }
-        }
-        if !chunk.is_empty() {
-            finish_chunk(chunk);
-        }
-        // A deterministic boundary (no randomness in core) that cannot occur in the payload.
-        let digest = common::hex(&hasher.finalize());
-        let mut boundary = format!("batchling-{}", &digest[..32]);
-        let filename = format!("{}.jsonl", ctx.tag);
-        let head = |b: &str| {
-            format!(
-                "--{b}\r\nContent-Disposition: form-data; name=\"purpose\"\r\n\r\nbatch\r\n\
-                 --{b}\r\nContent-Disposition: form-data; name=\"file\"; filename=\"{filename}\"\r\n\
-                 Content-Type: application/jsonl\r\n\r\n"
-            )
-        };
-        let tail = |b: &str| format!("\r\n--{b}--\r\n");
-        let (h, t) = (head(&boundary), tail(&boundary));
-        let mut body = String::with_capacity(h.len() + jsonl_len + t.len());
-        body.push_str(&h);
-        for chunk in chunks {
-            body.push_str(&chunk);
-        }
-        let jsonl = h.len()..h.len() + jsonl_len;
-        if body[jsonl.clone()].contains(&boundary) {
-            // Only a payload that quotes its own hash gets here.
-            while body[jsonl.clone()].contains(&boundary) {
-                boundary.push('x');
-            }
-            let jsonl = &body[jsonl];
-            body = [head(&boundary).as_str(), jsonl, &tail(&boundary)].concat();
-        } else {
-            body.push_str(&t);
-        }
-        let mut headers = ctx.route.forward_headers.clone();
-        headers.push((
-            "content-type".into(),
-            format!("multipart/form-data; boundary={boundary}"),
-        ));
-        Some(HttpRequest {
-            method: "POST".into(),
-            url: format!("{}/files", ctx.route.base_url),
-            headers,
-            body,
-        })
+        let endpoint = &ctx.route.endpoint;
+        Some(jsonl_upload(ctx, items, |w, item| {
+            Self::write_input_line(w, endpoint, item)
+        }))
     }
 
     fn parse_upload(&self, resp: &HttpResponse) -> Result<String, ProtocolError> {
@@ -547,6 +490,76 @@ impl ProviderAdapter for OpenAi {
     }
 }
 
+/// The `POST {base}/files` multipart upload (`purpose=batch`) of one JSONL file whose lines
+/// `write_line` writes (without the newline). Also Mistral's upload, whose lines differ.
+pub(crate) fn jsonl_upload(
+    ctx: &BatchContext,
+    items: &[BatchItem],
+    write_line: impl Fn(&mut Vec<u8>, &BatchItem),
+) -> HttpRequest {
+    // The lines go into chunks of about `UPLOAD_CHUNK` bytes, each hashed while it is still
+    // in cache, so the body below can be allocated once at its exact size.
+    let mut chunks: Vec<String> = Vec::new();
+    let mut hasher = Sha256::new();
+    let mut jsonl_len = 0;
+    let mut chunk = Vec::with_capacity(UPLOAD_CHUNK);
+    let mut finish_chunk = |chunk: Vec<u8>| {
+        hasher.update(&chunk);
+        jsonl_len += chunk.len();
+        chunks.push(String::from_utf8(chunk).expect("serde_json writes UTF-8"));
+    };
+    for item in items {
+        write_line(&mut chunk, item);
+        chunk.push(b'\n');
+        if chunk.len() >= UPLOAD_CHUNK - UPLOAD_CHUNK / 8 {
+            finish_chunk(mem::replace(&mut chunk, Vec::with_capacity(UPLOAD_CHUNK)));
+        }
+    }
+    if !chunk.is_empty() {
+        finish_chunk(chunk);
+    }
+    // A deterministic boundary (no randomness in core) that cannot occur in the payload.
+    let digest = common::hex(&hasher.finalize());
+    let mut boundary = format!("batchling-{}", &digest[..32]);
+    let filename = format!("{}.jsonl", ctx.tag);
+    let head = |b: &str| {
+        format!(
+            "--{b}\r\nContent-Disposition: form-data; name=\"purpose\"\r\n\r\nbatch\r\n\
+             --{b}\r\nContent-Disposition: form-data; name=\"file\"; filename=\"{filename}\"\r\n\
+             Content-Type: application/jsonl\r\n\r\n"
+        )
+    };
+    let tail = |b: &str| format!("\r\n--{b}--\r\n");
+    let (h, t) = (head(&boundary), tail(&boundary));
+    let mut body = String::with_capacity(h.len() + jsonl_len + t.len());
+    body.push_str(&h);
+    for chunk in chunks {
+        body.push_str(&chunk);
+    }
+    let jsonl = h.len()..h.len() + jsonl_len;
+    if body[jsonl.clone()].contains(&boundary) {
+        // Only a payload that quotes its own hash gets here.
+        while body[jsonl.clone()].contains(&boundary) {
+            boundary.push('x');
+        }
+        let jsonl = &body[jsonl];
+        body = [head(&boundary).as_str(), jsonl, &tail(&boundary)].concat();
+    } else {
+        body.push_str(&t);
+    }
+    let mut headers = ctx.route.forward_headers.clone();
+    headers.push((
+        "content-type".into(),
+        format!("multipart/form-data; boundary={boundary}"),
+    ));
+    HttpRequest {
+        method: "POST".into(),
+        url: format!("{}/files", ctx.route.base_url),
+        headers,
+        body,
+    }
+}
+
 /// Bytes per piece of the input file while `build_upload` writes it.
 const UPLOAD_CHUNK: usize = 1 << 20;
 
@@ -560,7 +573,7 @@ struct InputLine<'a> {
 }
 
 /// An `io::Write` that only counts what it is given.
-struct ByteCount(usize);
+pub(crate) struct ByteCount(pub(crate) usize);
 
 impl io::Write for ByteCount {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
@@ -691,7 +704,9 @@ fn json_str(raw: &RawValue) -> Option<Cow<'_, str>> {
     }
 }
 
-fn route(
+/// The route of a POST with a JSON body naming a `model` (streaming, non-JSON and model-less
+/// requests pass through). Shared with the OpenAI-shaped adapters (Mistral).
+pub(crate) fn route(
     req: &HttpRequest,
     base: &str,
     endpoint: &str,
