@@ -608,7 +608,7 @@ mod tests {
 
         let file = HttpResponse::json(
             200,
-            r#"{"id":"fe3343a2-1","object":"file","size_bytes":10,"created_at":1,"filename":"x.jsonl","purpose":"batch","sample_type":"batch_request","num_lines":2,"source":"upload"}"#.into(),
+            r#"{"id":"fe3343a2-1","object":"file","bytes":10,"created_at":1,"filename":"x.jsonl","purpose":"batch","sample_type":"batch_request","num_lines":2,"source":"upload"}"#.into(),
         );
         assert_eq!(Mistral.parse_upload(&file).unwrap(), "fe3343a2-1");
         assert!(Mistral
