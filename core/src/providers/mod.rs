@@ -160,8 +160,8 @@ impl fmt::Debug for Route {
 /// Why a request is not batched. It passes through untouched to the real network.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum PassThrough {
-    /// No adapter recognises the URL (includes Azure classic deployments and Vertex AI, whose
-    /// batch APIs differ).
+    /// No adapter recognises the URL (includes Azure classic deployments on a host not known as
+    /// Azure, Vertex AI, whose batch APIs differ, and endpoints a known host does not batch).
     UnknownUrl,
     /// A batchable path, but not a POST (e.g. listing stored chat completions).
     NotPost,
