@@ -1,23 +1,14 @@
 // OpenAI-compatible hosts through the OpenAI adapter (Groq, Doubleword, Azure OpenAI, declared
 // hosts): what the shared contract (tests/contract.test.mjs) does not check. Against the fake
 // provider's flavours of its OpenAI module (tests/fake-provider/openai.mjs, FLAVOURS).
-import { test, describe, before, after, beforeEach } from "node:test";
+import { test, describe } from "node:test";
 import assert from "node:assert/strict";
 import OpenAI, { AzureOpenAI } from "openai";
 import Groq from "groq-sdk";
-import { startFakeProvider } from "./fake-provider/server.mjs";
+import { FAST, useFakeProvider } from "./support/fake.mjs";
 import { batchify, BatchlingError } from "../dist/index.js";
 
-const FAST = { batchWindowMs: 30, pollIntervalMs: 10, retry: { attempts: 6, backoffMs: 5, maxBackoffMs: 40 }, cache: false };
-
-let fake;
-before(async () => {
-  fake = await startFakeProvider();
-});
-after(async () => {
-  await fake.close();
-});
-beforeEach(() => fake.reset());
+const fake = useFakeProvider();
 
 const messages = (content) => [{ role: "user", content }];
 const text = (completion) => completion.choices[0].message.content;
