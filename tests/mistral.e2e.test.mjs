@@ -1,26 +1,15 @@
 // End to end: the Mistral SDK (@mistralai/mistralai) inside batchify() against the fake provider's
-// Mistral module (/mistral/v1/...). The contract cases (one batch, fidelity, per-line errors,
-// ended batches, faults, cache resume, dry run) plus Mistral-specific ones.
-import { test, describe, before, after, beforeEach } from "node:test";
+// Mistral module (/mistral/v1/...). tests/contract.test.mjs runs the shared contract with
+// tests/contract/mistral.mjs; this file checks what is Mistral's own (file-mode jobs, the job
+// states, FIM and embeddings, partial timed-out jobs, the lost create, the fake against the SDK).
+import { test, describe } from "node:test";
 import assert from "node:assert/strict";
-import { mkdtempSync, rmSync } from "node:fs";
-import { tmpdir } from "node:os";
-import { join } from "node:path";
-import { startFakeProvider } from "./fake-provider/server.mjs";
+import { useFakeProvider, FAST } from "./support/fake.mjs";
 import { batchify } from "../dist/index.js";
 import row from "./contract/mistral.mjs";
 
-const FAST = { batchWindowMs: 30, pollIntervalMs: 10, retry: { attempts: 6, backoffMs: 5, maxBackoffMs: 40 }, cache: false };
 const plain = (x) => JSON.parse(JSON.stringify(x));
-
-let fake;
-before(async () => {
-  fake = await startFakeProvider();
-});
-after(async () => {
-  await fake.close();
-});
-beforeEach(() => fake.reset());
+const fake = useFakeProvider();
 
 const ctxFor = (options = {}) => batchify({ ...FAST, hosts: row.hosts(fake), ...options });
 const mistralJobs = () => [...fake.batches.values()].filter((b) => b.provider === "mistral");
@@ -170,19 +159,6 @@ describe("Mistral through batchify", () => {
     assert.equal(row.errorStatus(expired.reason), 504);
   });
 
-  test("429 and 500 on every step of the flow are retried to success", async () => {
-    for (const route of row.faultRoutes) {
-      fake.faults.add({ route, status: 429, retryAfterSeconds: 0 });
-      fake.faults.add({ route, status: 500 });
-    }
-    const ctx = ctxFor();
-    const answers = await Promise.all(["p", "q"].map((t) => row.ask(row.client(fake, ctx.fetch), t)));
-    await ctx.close();
-    assert.deepEqual(answers.map(row.answerText), ["echo: p", "echo: q"]);
-    assert.equal(fake.counters.batchesCreated.mistral, 1);
-    assert.equal(fake.counters.faultsTriggered, row.faultRoutes.length * 2);
-  });
-
   test("a create whose answer is lost is found by its metadata tag, never created twice", async () => {
     fake.faults.add({ route: "mistral.batches.create", drop: true, afterHandling: true });
     const ctx = ctxFor();
@@ -192,25 +168,6 @@ describe("Mistral through batchify", () => {
     assert.equal(fake.counters.batchesCreated.mistral, 1);
     assert.equal(fake.counters.requests["mistral.batches.list"], 1);
     assert.match(fake.counters.lastPaths["mistral.batches.list"], /order_by=-created/);
-  });
-
-  test("a second run with the same cache answers identically with no new job", async () => {
-    const dir = mkdtempSync(join(tmpdir(), "batchling-mistral-"));
-    try {
-      const cache = { path: join(dir, "cache.jsonl") };
-      const run = async () => {
-        const ctx = ctxFor({ cache });
-        const answers = await Promise.all(["one", "two"].map((t) => row.ask(row.client(fake, ctx.fetch), t)));
-        await ctx.close();
-        return answers;
-      };
-      const first = await run();
-      const second = await run();
-      assert.equal(fake.counters.batchesCreated.mistral, 1);
-      assert.deepEqual(plain(second), plain(first));
-    } finally {
-      rmSync(dir, { recursive: true, force: true });
-    }
   });
 
   test("dry run: synthetic answers the SDK accepts, nothing sent", async () => {

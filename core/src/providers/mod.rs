@@ -123,9 +123,9 @@ pub struct Route {
     /// and SDK telemetry headers are dropped. Gemini's `?key=` query credential appears here as
     /// `x-goog-api-key`, which the Gemini API treats the same.
     pub forward_headers: Vec<(String, String)>,
-    /// Hex SHA-256 over provider, base URL and every forwarded header. Requests with different
-    /// fingerprints never share a batch. Credentials appear only here (hashed) and in
-    /// `forward_headers`; `Debug` redacts them.
+    /// Hex SHA-256 over provider, base URL (with Azure's api-version) and every forwarded header.
+    /// Requests with different fingerprints never share a batch. Credentials appear only here
+    /// (hashed) and in `forward_headers`; `Debug` redacts them.
     pub credential_fingerprint: String,
     /// The request body with `stream` / `stream_options` removed; every other field untouched, in
     /// the caller's key order.
@@ -165,8 +165,8 @@ impl fmt::Debug for Route {
 /// Why a request is not batched. It passes through untouched to the real network.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum PassThrough {
-    /// No adapter recognises the URL (includes Azure classic deployments and Vertex AI, whose
-    /// batch APIs differ).
+    /// No adapter recognises the URL (includes Azure classic deployments on a host not known as
+    /// Azure, Vertex AI, whose batch APIs differ, and endpoints a known host does not batch).
     UnknownUrl,
     /// A batchable path, but not a POST (e.g. listing stored chat completions).
     NotPost,
