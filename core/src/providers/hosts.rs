@@ -233,7 +233,8 @@ const BUILTIN: &[(&str, ProviderId)] = &[
 ];
 
 /// A declared completion window the provider is documented to refuse: Groq takes 24h to 7d
-/// (providers.md §6), Azure OpenAI only "24h" (§2). Other hosts get what the user declared.
+/// (providers.md §6), Azure OpenAI only "24h" (§2); Mistral's `timeout_hours` needs a whole
+/// number of hours (§5). Other hosts get what the user declared.
 fn window_error(provider: ProviderId, window: &str) -> Option<String> {
     let hours = window_hours(window);
     match provider {
@@ -243,12 +244,15 @@ fn window_error(provider: ProviderId, window: &str) -> Option<String> {
         ProviderId::Azure if hours != Some(24) => Some(format!(
             "completionWindow {window:?}: Azure OpenAI accepts only \"24h\""
         )),
+        ProviderId::Mistral if !hours.is_some_and(|h| h > 0) => Some(format!(
+            "completionWindow {window:?}: Mistral takes a number of hours, like \"24h\" or \"2d\""
+        )),
         _ => None,
     }
 }
 
 /// "36h" → 36, "7d" → 168; `None` for anything else.
-fn window_hours(window: &str) -> Option<u64> {
+pub(crate) fn window_hours(window: &str) -> Option<u64> {
     let w = window.trim();
     let (digits, per) = match (w.strip_suffix('h'), w.strip_suffix('d')) {
         (Some(n), _) => (n, 1),
@@ -493,6 +497,10 @@ mod tests {
             assert!(e.message.contains("Groq"), "{bad}: {}", e.message);
         }
         assert!(window(ProviderId::Azure, "48h").is_err());
+        assert_eq!(window(ProviderId::Mistral, "48h"), Ok(()));
+        for bad in ["0h", "soon", "24"] {
+            assert!(window(ProviderId::Mistral, bad).is_err(), "{bad}");
+        }
         assert_eq!(window(ProviderId::Azure, "24h"), Ok(()));
         // Generic hosts take any window (Novita uses "48h").
         assert_eq!(window(ProviderId::OpenAi, "48h"), Ok(()));

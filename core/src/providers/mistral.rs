@@ -30,6 +30,7 @@ use serde::Serialize;
 use serde_json::{json, Value};
 
 use super::common::{self, json_request, json_response, ok_json, str_field};
+use super::hosts;
 use super::openai::{self, ByteCount, OpenAi};
 use super::{
     BatchContext, BatchItem, BatchLimits, EndKind, HostMatch, ItemResult, ParsedResults,
@@ -90,17 +91,13 @@ impl Mistral {
         json_request("GET", url, &ctx.route.forward_headers, None)
     }
 
-    /// `timeout_hours` from a declared completion window ("48h", "2d"); Mistral's 24 otherwise.
+    /// `timeout_hours` from a declared completion window ("48h", "2d", checked when the host is
+    /// declared); Mistral's 24 otherwise.
     fn timeout_hours(window: Option<&str>) -> u64 {
-        let Some(w) = window.map(str::trim) else {
-            return DEFAULT_TIMEOUT_HOURS;
-        };
-        let parsed = match w.split_at(w.len().saturating_sub(1)) {
-            (n, "h") => n.parse::<u64>().ok(),
-            (n, "d") => n.parse::<u64>().ok().map(|d| d * 24),
-            _ => None,
-        };
-        parsed.filter(|h| *h > 0).unwrap_or(DEFAULT_TIMEOUT_HOURS)
+        window
+            .and_then(hosts::window_hours)
+            .filter(|h| *h > 0)
+            .unwrap_or(DEFAULT_TIMEOUT_HOURS)
     }
 
     /// Mistral's synchronous error envelope (what its API answers a bad chat request with):
