@@ -244,7 +244,7 @@ fn window_error(provider: ProviderId, window: &str) -> Option<String> {
         ProviderId::Azure if hours != Some(24) => Some(format!(
             "completionWindow {window:?}: Azure OpenAI accepts only \"24h\""
         )),
-        ProviderId::Mistral if !hours.is_some_and(|h| h > 0) => Some(format!(
+        ProviderId::Mistral if hours.is_none_or(|h| h == 0) => Some(format!(
             "completionWindow {window:?}: Mistral takes a number of hours, like \"24h\" or \"2d\""
         )),
         _ => None,
