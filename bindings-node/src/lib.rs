@@ -9,7 +9,7 @@ use batchling_core::batcher::{
 use batchling_core::http::{HttpRequest, HttpResponse};
 use batchling_core::interceptor::{self, Input, Interceptor};
 use batchling_core::job_api;
-use batchling_core::wire;
+use batchling_core::wire::{self, HostIds};
 use napi::bindgen_prelude::{Float64Array, Uint32Array};
 use napi::{Error, Result, Status as NapiStatus};
 use napi_derive::napi;
@@ -27,6 +27,8 @@ pub struct BatcherOptions {
     pub retry_max_backoff_ms: Option<f64>,
     pub timeout_ms: Option<f64>,
     pub jitter_seed: Option<f64>,
+    /// Outcomes name items by the host's own ids (`addWithIds`), in the `wire::HostIds` layout.
+    pub host_item_ids: Option<bool>,
 }
 
 #[napi(object)]
@@ -68,6 +70,7 @@ pub struct NativeBatcher {
     adds: Vec<std::result::Result<ItemId, AddError>>,
     out: Vec<f64>,
     overflow: Option<Vec<f64>>,
+    host_ids: Option<HostIds>,
 }
 
 fn ms(value: f64) -> u64 {
@@ -97,11 +100,18 @@ impl NativeBatcher {
             adds: Vec::new(),
             out: Vec::new(),
             overflow: None,
+            host_ids: options
+                .host_item_ids
+                .unwrap_or(false)
+                .then(HostIds::default),
         })
     }
 
     fn respond(&mut self, mut scratch: Float64Array) -> u32 {
-        wire::encode(&mut self.inner, &self.adds, &mut self.out);
+        match &self.host_ids {
+            Some(ids) => ids.encode(&mut self.inner, &self.adds, &mut self.out),
+            None => wire::encode(&mut self.inner, &self.adds, &mut self.out),
+        }
         self.adds.clear();
         let len = self.out.len();
         // SAFETY: JS is blocked in this call and nothing else holds a Rust view of the
@@ -138,6 +148,25 @@ impl NativeBatcher {
     ) -> u32 {
         self.inner
             .add_many(ms(now_ms), &groups, more_follow, &mut self.adds);
+        self.respond(scratch)
+    }
+
+    /// `add` for the host-id layout (option `hostItemIds`): the adds get the host ids
+    /// `firstId`, `firstId + 1`, … in order.
+    #[napi]
+    pub fn add_with_ids(
+        &mut self,
+        now_ms: f64,
+        groups: Uint32Array,
+        first_id: f64,
+        more_follow: bool,
+        scratch: Float64Array,
+    ) -> u32 {
+        self.inner
+            .add_many(ms(now_ms), &groups, more_follow, &mut self.adds);
+        if let Some(ids) = &mut self.host_ids {
+            ids.record(&self.adds, first_id);
+        }
         self.respond(scratch)
     }
 
