@@ -108,11 +108,14 @@ impl NativeBatcher {
     }
 
     fn respond(&mut self, mut scratch: Float64Array) -> u32 {
-        match &self.host_ids {
+        match &mut self.host_ids {
             Some(ids) => ids.encode(&mut self.inner, &self.adds, &mut self.out),
             None => wire::encode(&mut self.inner, &self.adds, &mut self.out),
         }
         self.adds.clear();
+        if self.inner.is_closed() && self.inner.live_items() == 0 {
+            self.adds.shrink_to_fit(); // drained for good: nothing more is added
+        }
         let len = self.out.len();
         // SAFETY: JS is blocked in this call and nothing else holds a Rust view of the
         // buffer, so this is the only reference to its memory while it lives.

@@ -146,11 +146,14 @@ pub struct NativeBatcher {
 
 impl NativeBatcher {
     fn respond(&mut self, scratch: &Float64Array) -> u32 {
-        match &self.host_ids {
+        match &mut self.host_ids {
             Some(ids) => ids.encode(&mut self.inner, &self.adds, &mut self.out),
             None => wire::encode(&mut self.inner, &self.adds, &mut self.out),
         }
         self.adds.clear();
+        if self.inner.is_closed() && self.inner.live_items() == 0 {
+            self.adds.shrink_to_fit(); // drained for good: nothing more is added
+        }
         let len = self.out.len();
         if len <= scratch.length() as usize {
             // SAFETY: the view of wasm memory is used at once, by `set`, which copies it; no

@@ -756,7 +756,10 @@ impl Batcher {
         };
         let slots = &mut self.slots;
         record.items.retain(|id| {
-            let s = &mut slots[id.index()];
+            // `get_mut`: after a drain the table is gone, and a late outcome finds nothing live.
+            let Some(s) = slots.get_mut(id.index()) else {
+                return false;
+            };
             let live = s.generation == id.generation() && s.state == ItemState::Running;
             if live {
                 s.state = ItemState::Retrying;
@@ -881,6 +884,22 @@ impl Batcher {
         if self.closed && self.live_items == 0 && !self.drained_sent {
             self.drained_sent = true;
             self.actions.push_back(Action::Drained);
+            self.release_memory();
         }
+    }
+
+    /// Once drained, nothing is live and nothing can be added: give the item table and the
+    /// queues' memory back (a wasm host's memory counts against its GC's external budget).
+    fn release_memory(&mut self) {
+        self.slots = Vec::new();
+        self.free_head = NO_FREE_SLOT;
+        self.groups = FxHashMap::default();
+        self.windows = VecDeque::new();
+        self.timeouts = VecDeque::new();
+        self.ready = VecDeque::new();
+        self.backoff = BinaryHeap::new();
+        self.batches.retain(|_, record| record.running); // waiting ones hold only settled items
+        self.batches.shrink_to_fit();
+        self.released = Vec::new();
     }
 }

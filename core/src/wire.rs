@@ -129,7 +129,7 @@ impl HostIds {
 
     /// Encode the outcome of one call in the host-id layout.
     pub fn encode(
-        &self,
+        &mut self,
         batcher: &mut Batcher,
         adds: &[Result<ItemId, AddError>],
         out: &mut Vec<f64>,
@@ -196,6 +196,9 @@ impl HostIds {
                 other => encode_action(&other, out),
             }
             open_run = None;
+        }
+        if batcher.is_closed() && batcher.live_items() == 0 {
+            self.by_slot = Vec::new(); // drained for good: nothing more is added
         }
     }
 }
