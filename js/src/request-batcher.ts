@@ -208,8 +208,7 @@ export class RequestBatcher<T, R> {
     }
     const store = this.#store;
     const id = store.nextId;
-    store.push(item);
-    const promise = new Promise<R>(store.executor as (resolve: (value: R) => void, reject: Settle) => void);
+    const promise = store.push(item) as Promise<R>;
     if (signal) {
       const wiring: SignalWiring = { signal, id, engineId: -1, onAbort: () => this.#cancel(wiring) };
       this.#signals.set(id, wiring);
@@ -232,7 +231,7 @@ export class RequestBatcher<T, R> {
     let remaining = 0;
     for (const block of this.#store.blocks()) {
       const end = Math.min(block.filled, before - block.base);
-      for (let at = 0; at < end; at++) if (block.resolve[at] !== undefined) remaining++;
+      for (let at = 0; at < end; at++) if (block.settlers[at] !== undefined) remaining++;
     }
     if (remaining === 0) return Promise.resolve();
     return new Promise((resolve) => this.#flushWaiters.push({ before, remaining, resolve }));
@@ -444,17 +443,16 @@ export class RequestBatcher<T, R> {
       const block = store.block(id)!;
       const at = id - block.base;
       const stop = Math.min(BLOCK, at + end - id);
-      const { items, resolve, reject } = block;
+      const { items, settlers } = block;
       let settled = 0;
       for (let p = at; p < stop; p++) {
-        const settle = resolve[p];
+        const settle = settlers[p];
         if (settle === undefined) continue; // never happens: the engine resolves live items only
         const value = items[p];
         items[p] = undefined;
-        resolve[p] = undefined;
-        reject[p] = undefined;
+        settlers[p] = undefined;
         settled++;
-        settle(value);
+        settle.resolve(value);
       }
       store.settled(block, settled);
       id += stop - at;
@@ -473,17 +471,17 @@ export class RequestBatcher<T, R> {
     const block = this.#store.block(id);
     if (block === undefined) return;
     const at = id - block.base;
-    const settle = ok ? block.resolve[at] : block.reject[at];
-    if (settle === undefined) return;
+    const settlers = block.settlers[at];
+    if (settlers === undefined) return;
     block.items[at] = undefined;
-    block.resolve[at] = undefined;
-    block.reject[at] = undefined;
+    block.settlers[at] = undefined;
     this.#store.settled(block, 1);
     if (this.#signals.size > 0) {
       const wiring = this.#signals.get(id);
       if (wiring) this.#unwire(wiring);
     }
-    settle(value);
+    if (ok) settlers.resolve(value);
+    else settlers.reject(value);
     if (this.#flushWaiters.length > 0) this.#noteSettled(id, 1);
   }
 
@@ -492,7 +490,7 @@ export class RequestBatcher<T, R> {
     const block = this.#store.block(id);
     if (block === undefined) return { live: false, value: undefined };
     const at = id - block.base;
-    return { live: block.resolve[at] !== undefined, value: block.items[at] };
+    return { live: block.settlers[at] !== undefined, value: block.items[at] };
   }
 
   /** Settles the item; returns the errorHandler call to make once, if this ends a batch. */
@@ -592,7 +590,7 @@ export class RequestBatcher<T, R> {
         for (let p = at; p < stop; p++) {
           const result: unknown = results[k];
           // A settled item's late result is dropped.
-          if (block !== undefined && block.resolve[p] !== undefined) block.items[p] = result;
+          if (block !== undefined && block.settlers[p] !== undefined) block.items[p] = result;
           if (result instanceof Error) (failed ??= []).push(k);
           k++;
         }

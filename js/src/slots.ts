@@ -2,22 +2,30 @@
 // names items by that number (core/src/wire.rs, `HostIds`). Ids live in blocks of BLOCK
 // consecutive ids, so an add writes straight into the block that is filling, a batch of
 // consecutive ids is a slice of one or two blocks, and a block is dropped as soon as all its
-// items have settled. One object per item would double a busy producer's garbage; one flat table
-// of 100k+ entries would land in V8's old space, where every store of a fresh promise callback
-// costs a write barrier. A block fills while it is young, like a per-batch array would.
+// items have settled. One flat table of 100k+ entries would land in V8's old space, where every
+// store of a fresh promise callback costs a write barrier; a block fills while it is young.
 
 export const BLOCK = 1024;
 
 export type Settle = (value: unknown) => void;
+
+/** An item's promise functions, made by a small executor closure per add. Two parallel arrays
+ * filled by one shared executor allocate less, but measured on bench/request-batcher.mjs's
+ * workload (node --trace-gc-nvp, 200,000 adds) they made V8 scavenge 9 times per run and
+ * promote 60 MB; with this object literal (DataLoader's pattern) V8 pretenures the survivors:
+ * 6.3 scavenges, 39 MB promoted, and about 30 % less scavenge time. */
+export interface Settlers {
+  resolve: Settle;
+  reject: Settle;
+}
 
 export class Block {
   /** Host id of position 0. */
   readonly base: number;
   /** The item, replaced by its result once its batch returned (until the item settles). */
   readonly items: unknown[] = new Array(BLOCK);
-  /** Settlement functions; undefined once the item has settled (or was never accepted). */
-  readonly resolve: (Settle | undefined)[] = new Array(BLOCK);
-  readonly reject: (Settle | undefined)[] = new Array(BLOCK);
+  /** Promise functions; undefined once the item has settled (or was never accepted). */
+  readonly settlers: (Settlers | undefined)[] = new Array(BLOCK);
   /** Ids of this block handed out so far. */
   filled = 0;
   /** Items handed out and not yet settled. */
@@ -40,25 +48,22 @@ export class ItemStore {
     return block;
   }
 
-  /** Store a new item; the caller then stores its settlement functions with `settleWith`. */
-  push(item: unknown): void {
+  /** Store a new item and make its promise. */
+  push(item: unknown): Promise<unknown> {
     let block = this.#filling;
     if (block.filled === BLOCK) {
       if (block.live === 0) this.#blocks.delete(block.base / BLOCK);
       block = this.#filling = this.#open(this.nextId);
     }
-    block.items[block.filled] = item;
+    const at = block.filled++;
+    block.items[at] = item;
     block.live++;
     this.nextId++;
+    const settlers = block.settlers;
+    return new Promise((resolve, reject) => {
+      settlers[at] = { resolve, reject };
+    });
   }
-
-  /** A promise executor: stores the pushed item's settlement functions (no closure per item). */
-  readonly executor = (resolve: Settle, reject: Settle): void => {
-    const block = this.#filling;
-    const at = block.filled++;
-    block.resolve[at] = resolve;
-    block.reject[at] = reject;
-  };
 
   /** The block holding `id`, if any of its items is still live (or it is filling). */
   block(id: number): Block | undefined {
