@@ -83,6 +83,7 @@ pub fn default_base_url(provider: ProviderId) -> &'static str {
         ProviderId::Doubleword => "https://api.doubleword.ai/v1",
         // Azure has no global endpoint: every resource has its own host.
         ProviderId::Azure => "",
+        ProviderId::Together => "https://api.together.ai/v1",
     }
 }
 

@@ -22,6 +22,7 @@ import {
 import { openaiAuthError, openaiRoutes } from './openai.mjs';
 import { anthropicAuthError, anthropicRoutes } from './anthropic.mjs';
 import { geminiAuthError, geminiRoutes } from './gemini.mjs';
+import { togetherAuthError, togetherRoutes } from './together.mjs';
 
 export { bodyDigest, canonicalJson } from './common.mjs';
 
@@ -40,6 +41,7 @@ const MODULES = [
   { provider: 'openai', routes: openaiRoutes, authError: openaiAuthError },
   { provider: 'anthropic', routes: anthropicRoutes, authError: anthropicAuthError },
   { provider: 'gemini', routes: geminiRoutes, authError: geminiAuthError },
+  { provider: 'together', routes: togetherRoutes, authError: togetherAuthError },
 ];
 const AUTH = Object.fromEntries(MODULES.map((m) => [m.provider, m.authError]));
 

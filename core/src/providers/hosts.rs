@@ -225,6 +225,9 @@ const BUILTIN: &[(&str, ProviderId)] = &[
         "https://*.cognitiveservices.azure.com/openai",
         ProviderId::Azure,
     ),
+    // Together: the SDK client's default base, and the one its upload helper uses.
+    ("https://api.together.ai/v1", ProviderId::Together),
+    ("https://api.together.xyz/v1", ProviderId::Together),
 ];
 
 /// The hosts a request is looked up in: declared ones first, then the built-ins.

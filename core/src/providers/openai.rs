@@ -365,12 +365,7 @@ impl ProviderAdapter for OpenAi {
         let v = ok_json(resp, "batch poll")?;
         let status = str_field(&v, "/status")
             .ok_or_else(|| ProtocolError::new("batch poll: answer has no status"))?;
-        let downloads: Vec<String> = ["/output_file_id", "/error_file_id"]
-            .iter()
-            .filter_map(|p| str_field(&v, p))
-            .filter(|id| !id.is_empty())
-            .map(str::to_string)
-            .collect();
+        let downloads = result_files(&v);
         let (state, end_kind_if_partial) = match status {
             "validating" | "in_progress" | "finalizing" | "cancelling" => {
                 (PollState::Running, None)
@@ -487,17 +482,7 @@ impl ProviderAdapter for OpenAi {
     }
 
     fn ended_response(&self, batch_id: &str, kind: EndKind, message: &str) -> HttpResponse {
-        let body = json!({"error": {
-            "message": common::not_run_message(ProviderId::OpenAi, batch_id, kind, message),
-            "type": "batch_error",
-            "param": null,
-            "code": format!("batch_{kind}"),
-        }});
-        json_response(
-            kind.http_status(),
-            &body,
-            &common::not_run_headers(batch_id),
-        )
+        ended_response_as(ProviderId::OpenAi, batch_id, kind, message)
     }
 
     fn dry_run_response(&self, route: &Route, custom_id: &str) -> HttpResponse {
@@ -547,6 +532,37 @@ impl ProviderAdapter for OpenAi {
     }
 }
 
+/// A batch object's `output_file_id` and `error_file_id`, those that are set.
+pub(super) fn result_files(batch: &Value) -> Vec<String> {
+    ["/output_file_id", "/error_file_id"]
+        .iter()
+        .filter_map(|p| str_field(batch, p))
+        .filter(|id| !id.is_empty())
+        .map(str::to_string)
+        .collect()
+}
+
+/// [`ProviderAdapter::ended_response`] in the OpenAI error envelope, naming `provider` (also used
+/// by the OpenAI-compatible adapters with a protocol of their own, e.g. Together).
+pub(super) fn ended_response_as(
+    provider: ProviderId,
+    batch_id: &str,
+    kind: EndKind,
+    message: &str,
+) -> HttpResponse {
+    let body = json!({"error": {
+        "message": common::not_run_message(provider, batch_id, kind, message),
+        "type": "batch_error",
+        "param": null,
+        "code": format!("batch_{kind}"),
+    }});
+    json_response(
+        kind.http_status(),
+        &body,
+        &common::not_run_headers(batch_id),
+    )
+}
+
 /// Bytes per piece of the input file while `build_upload` writes it.
 const UPLOAD_CHUNK: usize = 1 << 20;
 
@@ -560,7 +576,7 @@ struct InputLine<'a> {
 }
 
 /// An `io::Write` that only counts what it is given.
-struct ByteCount(usize);
+pub(super) struct ByteCount(pub(super) usize);
 
 impl io::Write for ByteCount {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
@@ -691,7 +707,7 @@ fn json_str(raw: &RawValue) -> Option<Cow<'_, str>> {
     }
 }
 
-fn route(
+pub(super) fn route(
     req: &HttpRequest,
     base: &str,
     endpoint: &str,
