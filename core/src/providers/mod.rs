@@ -40,6 +40,7 @@ mod anthropic;
 pub(crate) mod common;
 mod gemini;
 pub mod hosts;
+mod mistral;
 mod openai;
 mod together;
 
@@ -52,6 +53,7 @@ use crate::http::{HttpRequest, HttpResponse};
 pub use anthropic::Anthropic;
 pub use gemini::Gemini;
 pub use hosts::{HostMatch, HostSettings, HostSpec, HostTable};
+pub use mistral::Mistral;
 pub use openai::OpenAi;
 pub use together::Together;
 
@@ -66,17 +68,19 @@ pub enum ProviderId {
     Groq,
     Doubleword,
     Azure,
+    Mistral,
     Together,
 }
 
 impl ProviderId {
-    pub const ALL: [ProviderId; 7] = [
+    pub const ALL: [ProviderId; 8] = [
         ProviderId::OpenAi,
         ProviderId::Anthropic,
         ProviderId::Gemini,
         ProviderId::Groq,
         ProviderId::Doubleword,
         ProviderId::Azure,
+        ProviderId::Mistral,
         ProviderId::Together,
     ];
 
@@ -88,6 +92,7 @@ impl ProviderId {
             ProviderId::Groq => "groq",
             ProviderId::Doubleword => "doubleword",
             ProviderId::Azure => "azure",
+            ProviderId::Mistral => "mistral",
             ProviderId::Together => "together",
         }
     }
@@ -125,9 +130,9 @@ pub struct Route {
     /// and SDK telemetry headers are dropped. Gemini's `?key=` query credential appears here as
     /// `x-goog-api-key`, which the Gemini API treats the same.
     pub forward_headers: Vec<(String, String)>,
-    /// Hex SHA-256 over provider, base URL and every forwarded header. Requests with different
-    /// fingerprints never share a batch. Credentials appear only here (hashed) and in
-    /// `forward_headers`; `Debug` redacts them.
+    /// Hex SHA-256 over provider, base URL (with Azure's api-version) and every forwarded header.
+    /// Requests with different fingerprints never share a batch. Credentials appear only here
+    /// (hashed) and in `forward_headers`; `Debug` redacts them.
     pub credential_fingerprint: String,
     /// The request body with `stream` / `stream_options` removed; every other field untouched, in
     /// the caller's key order.
@@ -167,8 +172,8 @@ impl fmt::Debug for Route {
 /// Why a request is not batched. It passes through untouched to the real network.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum PassThrough {
-    /// No adapter recognises the URL (includes Azure classic deployments and Vertex AI, whose
-    /// batch APIs differ).
+    /// No adapter recognises the URL (includes Azure classic deployments on a host not known as
+    /// Azure, Vertex AI, whose batch APIs differ, and endpoints a known host does not batch).
     UnknownUrl,
     /// A batchable path, but not a POST (e.g. listing stored chat completions).
     NotPost,
@@ -454,12 +459,14 @@ pub const REDIRECT_MANUAL_HEADER: &str = "x-batchling-redirect";
 /// The adapter registry. Order matters only for recognition: the adapters whose recognition
 /// needs a provider signature (headers, `:generateContent`) go before the generic OpenAI shape.
 /// Together recognises nothing by shape (its URLs look like OpenAI's): only its hosts reach it.
-pub static ADAPTERS: [&dyn ProviderAdapter; 4] = [&Anthropic, &Gemini, &OpenAi, &Together];
+pub static ADAPTERS: [&dyn ProviderAdapter; 5] =
+    [&Anthropic, &Gemini, &OpenAi, &Mistral, &Together];
 
 pub fn adapter(p: ProviderId) -> &'static dyn ProviderAdapter {
     match p.protocol() {
         ProviderId::Anthropic => &Anthropic,
         ProviderId::Gemini => &Gemini,
+        ProviderId::Mistral => &Mistral,
         ProviderId::Together => &Together,
         _ => &OpenAi,
     }
