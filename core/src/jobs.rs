@@ -84,6 +84,7 @@ pub fn default_base_url(provider: ProviderId) -> &'static str {
         // Azure has no global endpoint: every resource has its own host.
         ProviderId::Azure => "",
         ProviderId::Mistral => "https://api.mistral.ai/v1",
+        ProviderId::Together => "https://api.together.ai/v1",
     }
 }
 

@@ -23,6 +23,7 @@ import { FLAVOURS, azureAuthError, openaiAuthError, openaiRoutes } from './opena
 import { anthropicAuthError, anthropicRoutes } from './anthropic.mjs';
 import { geminiAuthError, geminiRoutes } from './gemini.mjs';
 import { mistralAuthError, mistralRoutes } from './mistral.mjs';
+import { togetherAuthError, togetherRoutes } from './together.mjs';
 
 export { bodyDigest, canonicalJson } from './common.mjs';
 
@@ -49,6 +50,7 @@ const MODULES = [
     authError: azureAuthError,
   },
   { provider: 'mistral', routes: mistralRoutes, authError: mistralAuthError },
+  { provider: 'together', routes: togetherRoutes, authError: togetherAuthError },
 ];
 const AUTH = Object.fromEntries(MODULES.map((m) => [m.provider, m.authError]));
 

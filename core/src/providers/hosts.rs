@@ -230,6 +230,9 @@ const BUILTIN: &[(&str, ProviderId)] = &[
         ProviderId::Azure,
     ),
     ("https://api.mistral.ai/v1", ProviderId::Mistral),
+    // Together: the SDK client's default base, and the one its upload helper uses.
+    ("https://api.together.ai/v1", ProviderId::Together),
+    ("https://api.together.xyz/v1", ProviderId::Together),
 ];
 
 /// A declared completion window the provider is documented to refuse: Groq takes 24h to 7d

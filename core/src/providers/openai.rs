@@ -361,12 +361,7 @@ impl ProviderAdapter for OpenAi {
         let v = ok_json(resp, "batch poll")?;
         let status = str_field(&v, "/status")
             .ok_or_else(|| ProtocolError::new("batch poll: answer has no status"))?;
-        let downloads: Vec<String> = ["/output_file_id", "/error_file_id"]
-            .iter()
-            .filter_map(|p| str_field(&v, p))
-            .filter(|id| !id.is_empty())
-            .map(str::to_string)
-            .collect();
+        let downloads = result_files(&v);
         let (state, end_kind_if_partial) = match status {
             "validating" | "in_progress" | "finalizing" | "cancelling" => {
                 (PollState::Running, None)
@@ -483,17 +478,7 @@ impl ProviderAdapter for OpenAi {
     }
 
     fn ended_response(&self, batch_id: &str, kind: EndKind, message: &str) -> HttpResponse {
-        let body = json!({"error": {
-            "message": common::not_run_message(ProviderId::OpenAi, batch_id, kind, message),
-            "type": "batch_error",
-            "param": null,
-            "code": format!("batch_{kind}"),
-        }});
-        json_response(
-            kind.http_status(),
-            &body,
-            &common::not_run_headers(batch_id),
-        )
+        ended_response_as(ProviderId::OpenAi, batch_id, kind, message)
     }
 
     fn dry_run_response(&self, route: &Route, custom_id: &str) -> HttpResponse {
@@ -541,6 +526,37 @@ impl ProviderAdapter for OpenAi {
         };
         json_response(200, &body, &[(common::DRY_RUN_HEADER, "1")])
     }
+}
+
+/// A batch object's `output_file_id` and `error_file_id`, those that are set.
+pub(super) fn result_files(batch: &Value) -> Vec<String> {
+    ["/output_file_id", "/error_file_id"]
+        .iter()
+        .filter_map(|p| str_field(batch, p))
+        .filter(|id| !id.is_empty())
+        .map(str::to_string)
+        .collect()
+}
+
+/// [`ProviderAdapter::ended_response`] in the OpenAI error envelope, naming `provider` (also used
+/// by the OpenAI-compatible adapters with a protocol of their own, e.g. Together).
+pub(super) fn ended_response_as(
+    provider: ProviderId,
+    batch_id: &str,
+    kind: EndKind,
+    message: &str,
+) -> HttpResponse {
+    let body = json!({"error": {
+        "message": common::not_run_message(provider, batch_id, kind, message),
+        "type": "batch_error",
+        "param": null,
+        "code": format!("batch_{kind}"),
+    }});
+    json_response(
+        kind.http_status(),
+        &body,
+        &common::not_run_headers(batch_id),
+    )
 }
 
 /// The `POST {base}/files` multipart upload (`purpose=batch`) of one JSONL file whose lines
