@@ -153,6 +153,16 @@ describe("parseCliArgs", () => {
     );
   };
 
+  test("--host provider=baseUrl declares batch hosts, repeatable, in order", () => {
+    assert.deepEqual(
+      parseCliArgs(["s.mjs", "--host", "openai=https://api.novita.ai/openai/v1", "--host=groq=http://127.0.0.1:9/groq/openai/v1"]).batchify,
+      { hosts: [{ provider: "openai", baseUrl: "https://api.novita.ai/openai/v1" }, { provider: "groq", baseUrl: "http://127.0.0.1:9/groq/openai/v1" }] },
+    );
+    usageError(["s.mjs", "--host", "https://x.example/v1"], /--host needs provider=baseUrl/);
+    usageError(["s.mjs", "--host", "openai="], /--host needs provider=baseUrl/);
+    usageError(["s.mjs", "--host"], /--host needs a value/);
+  });
+
   test("usage error: missing target", () => {
     usageError([], /missing the script/);
     usageError(["--dry-run", "--batch-size", "3"], /missing the script/);

@@ -1,7 +1,9 @@
 //! Node binding: conversion only. Every method takes the host's time and writes the call's
 //! outcome into the host's scratch `Float64Array` (layout: `batchling_core::wire`), returning
 //! its length. Reusing one buffer spares V8 an external ArrayBuffer (and its finalizer) per
-//! call; an outcome larger than the scratch buffer is fetched with `takeOverflow()`.
+//! call; an outcome larger than the scratch buffer is fetched with `takeOverflow()`. Typed
+//! arrays come in as borrowed slices (`…ArraySlice`), not as `Float64Array`, which would create
+//! and delete a napi reference (a V8 global handle) on every call.
 
 use batchling_core::batcher::{
     AddError, BatchId, Batcher, Event, HostBatcherOptions, ItemId, Status,
@@ -9,8 +11,8 @@ use batchling_core::batcher::{
 use batchling_core::http::{HttpRequest, HttpResponse};
 use batchling_core::interceptor::{self, Input, Interceptor};
 use batchling_core::job_api;
-use batchling_core::wire;
-use napi::bindgen_prelude::{Float64Array, Uint32Array};
+use batchling_core::wire::{self, HostIds};
+use napi::bindgen_prelude::{Float64Array, Float64ArraySlice, Uint32ArraySlice};
 use napi::{Error, Result, Status as NapiStatus};
 use napi_derive::napi;
 
@@ -27,6 +29,8 @@ pub struct BatcherOptions {
     pub retry_max_backoff_ms: Option<f64>,
     pub timeout_ms: Option<f64>,
     pub jitter_seed: Option<f64>,
+    /// Outcomes name items by the host's own ids (`addWithIds`), in the `wire::HostIds` layout.
+    pub host_item_ids: Option<bool>,
 }
 
 #[napi(object)]
@@ -68,6 +72,7 @@ pub struct NativeBatcher {
     adds: Vec<std::result::Result<ItemId, AddError>>,
     out: Vec<f64>,
     overflow: Option<Vec<f64>>,
+    host_ids: Option<HostIds>,
 }
 
 fn ms(value: f64) -> u64 {
@@ -97,12 +102,22 @@ impl NativeBatcher {
             adds: Vec::new(),
             out: Vec::new(),
             overflow: None,
+            host_ids: options
+                .host_item_ids
+                .unwrap_or(false)
+                .then(HostIds::default),
         })
     }
 
-    fn respond(&mut self, mut scratch: Float64Array) -> u32 {
-        wire::encode(&mut self.inner, &self.adds, &mut self.out);
+    fn respond(&mut self, mut scratch: Float64ArraySlice<'_>) -> u32 {
+        match &mut self.host_ids {
+            Some(ids) => ids.encode(&mut self.inner, &self.adds, &mut self.out),
+            None => wire::encode(&mut self.inner, &self.adds, &mut self.out),
+        }
         self.adds.clear();
+        if self.inner.is_closed() && self.inner.live_items() == 0 {
+            self.adds.shrink_to_fit(); // drained for good: nothing more is added
+        }
         let len = self.out.len();
         // SAFETY: JS is blocked in this call and nothing else holds a Rust view of the
         // buffer, so this is the only reference to its memory while it lives.
@@ -115,7 +130,7 @@ impl NativeBatcher {
         len as u32
     }
 
-    fn event(&mut self, now_ms: f64, event: Event<'_>, scratch: Float64Array) -> u32 {
+    fn event(&mut self, now_ms: f64, event: Event<'_>, scratch: Float64ArraySlice<'_>) -> u32 {
         self.inner.handle(ms(now_ms), event);
         self.respond(scratch)
     }
@@ -132,17 +147,36 @@ impl NativeBatcher {
     pub fn add(
         &mut self,
         now_ms: f64,
-        groups: Uint32Array,
+        groups: Uint32ArraySlice<'_>,
         more_follow: bool,
-        scratch: Float64Array,
+        scratch: Float64ArraySlice<'_>,
     ) -> u32 {
         self.inner
             .add_many(ms(now_ms), &groups, more_follow, &mut self.adds);
         self.respond(scratch)
     }
 
+    /// `add` for the host-id layout (option `hostItemIds`): the adds get the host ids
+    /// `firstId`, `firstId + 1`, … in order.
     #[napi]
-    pub fn tick(&mut self, now_ms: f64, scratch: Float64Array) -> u32 {
+    pub fn add_with_ids(
+        &mut self,
+        now_ms: f64,
+        groups: Uint32ArraySlice<'_>,
+        first_id: f64,
+        more_follow: bool,
+        scratch: Float64ArraySlice<'_>,
+    ) -> u32 {
+        self.inner
+            .add_many(ms(now_ms), &groups, more_follow, &mut self.adds);
+        if let Some(ids) = &mut self.host_ids {
+            ids.record(&self.adds, first_id);
+        }
+        self.respond(scratch)
+    }
+
+    #[napi]
+    pub fn tick(&mut self, now_ms: f64, scratch: Float64ArraySlice<'_>) -> u32 {
         self.event(now_ms, Event::Tick, scratch)
     }
 
@@ -152,8 +186,8 @@ impl NativeBatcher {
         &mut self,
         now_ms: f64,
         batch: f64,
-        failed: Uint32Array,
-        scratch: Float64Array,
+        failed: Uint32ArraySlice<'_>,
+        scratch: Float64ArraySlice<'_>,
     ) -> u32 {
         let batch = BatchId(batch as u64);
         let event = Event::BatchCompleted {
@@ -169,25 +203,25 @@ impl NativeBatcher {
         now_ms: f64,
         batch: f64,
         retryable: bool,
-        scratch: Float64Array,
+        scratch: Float64ArraySlice<'_>,
     ) -> u32 {
         let batch = BatchId(batch as u64);
         self.event(now_ms, Event::BatchFailed { batch, retryable }, scratch)
     }
 
     #[napi]
-    pub fn cancel(&mut self, now_ms: f64, item: f64, scratch: Float64Array) -> u32 {
+    pub fn cancel(&mut self, now_ms: f64, item: f64, scratch: Float64ArraySlice<'_>) -> u32 {
         let item = ItemId(item as u64);
         self.event(now_ms, Event::Cancel { item }, scratch)
     }
 
     #[napi]
-    pub fn flush(&mut self, now_ms: f64, scratch: Float64Array) -> u32 {
+    pub fn flush(&mut self, now_ms: f64, scratch: Float64ArraySlice<'_>) -> u32 {
         self.event(now_ms, Event::Flush, scratch)
     }
 
     #[napi]
-    pub fn close(&mut self, now_ms: f64, abort: bool, scratch: Float64Array) -> u32 {
+    pub fn close(&mut self, now_ms: f64, abort: bool, scratch: Float64ArraySlice<'_>) -> u32 {
         self.event(now_ms, Event::Close { abort }, scratch)
     }
 

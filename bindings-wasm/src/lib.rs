@@ -14,7 +14,7 @@ use batchling_core::batcher::{
 use batchling_core::http::{HttpRequest, HttpResponse};
 use batchling_core::interceptor::{self, Input, Interceptor};
 use batchling_core::job_api;
-use batchling_core::wire;
+use batchling_core::wire::{self, HostIds};
 use js_sys::{Array, Float64Array, Reflect};
 use wasm_bindgen::prelude::*;
 
@@ -66,6 +66,20 @@ fn number(options: &JsValue, field: &str, optional: bool) -> Result<Option<f64>,
         "NumberExpected",
         &format!("Failed to convert {got} into a number on BatcherOptions.{field}"),
     ))
+}
+
+/// The optional boolean `hostItemIds` (napi: `Option<bool>`): outcomes in the host-id layout.
+fn host_item_ids(options: &JsValue) -> Result<bool, JsValue> {
+    let value = Reflect::get(options, &JsValue::from_str("hostItemIds"))?;
+    if value.is_undefined() {
+        return Ok(false);
+    }
+    value.as_bool().ok_or_else(|| {
+        error(
+            "BooleanExpected",
+            "Failed to convert into a boolean on BatcherOptions.hostItemIds",
+        )
+    })
 }
 
 fn read_options(options: &JsValue) -> Result<HostBatcherOptions, JsValue> {
@@ -127,12 +141,19 @@ pub struct NativeBatcher {
     adds: Vec<Result<ItemId, AddError>>,
     out: Vec<f64>,
     overflow: Option<Vec<f64>>,
+    host_ids: Option<HostIds>,
 }
 
 impl NativeBatcher {
     fn respond(&mut self, scratch: &Float64Array) -> u32 {
-        wire::encode(&mut self.inner, &self.adds, &mut self.out);
+        match &mut self.host_ids {
+            Some(ids) => ids.encode(&mut self.inner, &self.adds, &mut self.out),
+            None => wire::encode(&mut self.inner, &self.adds, &mut self.out),
+        }
         self.adds.clear();
+        if self.inner.is_closed() && self.inner.live_items() == 0 {
+            self.adds.shrink_to_fit(); // drained for good: nothing more is added
+        }
         let len = self.out.len();
         if len <= scratch.length() as usize {
             // SAFETY: the view of wasm memory is used at once, by `set`, which copies it; no
@@ -164,6 +185,7 @@ impl NativeBatcher {
             adds: Vec::new(),
             out: Vec::new(),
             overflow: None,
+            host_ids: host_item_ids(&options)?.then(HostIds::default),
         })
     }
 
@@ -184,6 +206,25 @@ impl NativeBatcher {
     ) -> u32 {
         self.inner
             .add_many(ms(now_ms), groups, more_follow, &mut self.adds);
+        self.respond(scratch)
+    }
+
+    /// `add` for the host-id layout (option `hostItemIds`): the adds get the host ids
+    /// `firstId`, `firstId + 1`, … in order.
+    #[wasm_bindgen(js_name = addWithIds)]
+    pub fn add_with_ids(
+        &mut self,
+        now_ms: f64,
+        groups: &[u32],
+        first_id: f64,
+        more_follow: bool,
+        scratch: &Float64Array,
+    ) -> u32 {
+        self.inner
+            .add_many(ms(now_ms), groups, more_follow, &mut self.adds);
+        if let Some(ids) = &mut self.host_ids {
+            ids.record(&self.adds, first_id);
+        }
         self.respond(scratch)
     }
 

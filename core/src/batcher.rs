@@ -347,6 +347,8 @@ struct BatchRecord {
 }
 
 const NO_FREE_SLOT: u32 = u32::MAX;
+/// Emptied group queues kept for reuse, at most.
+const MAX_SPARE_QUEUES: usize = 16;
 
 pub struct Batcher {
     config: BatcherConfig,
@@ -354,6 +356,8 @@ pub struct Batcher {
     free_head: u32,
     live_items: usize,
     groups: FxHashMap<GroupId, Group>,
+    /// Allocations of emptied group queues, reused by the next groups to open.
+    spare_queues: Vec<VecDeque<ItemId>>,
     /// (deadline, group, window) in opening order; deadlines never decrease since the delay
     /// is fixed and time never goes back.
     windows: VecDeque<(u64, GroupId, u64)>,
@@ -385,6 +389,7 @@ impl Batcher {
             free_head: NO_FREE_SLOT,
             live_items: 0,
             groups: FxHashMap::default(),
+            spare_queues: Vec::new(),
             windows: VecDeque::new(),
             next_window: 0,
             timeouts: VecDeque::new(),
@@ -527,8 +532,9 @@ impl Batcher {
         let max_delay_ms = self.config.max_delay_ms;
         let next_window = &mut self.next_window;
         let windows = &mut self.windows;
+        let spare_queues = &mut self.spare_queues;
         let entry = self.groups.entry(group).or_insert_with(|| Group {
-            queue: VecDeque::new(),
+            queue: spare_queues.pop().unwrap_or_default(),
             live: 0,
             window: 0,
         });
@@ -590,7 +596,7 @@ impl Batcher {
                     .expect("queued item's group");
                 group.live -= 1;
                 if group.live == 0 {
-                    self.groups.remove(&slot.group);
+                    self.remove_group(slot.group);
                     self.released.push(slot.group);
                 } else if group.queue.len() > 2 * group.live + 16 {
                     // Cancelled ids linger in the queue; compact so memory follows live items.
@@ -656,10 +662,21 @@ impl Batcher {
             self.ready.push_back(batch);
         }
         if group.live == 0 {
-            self.groups.remove(&group_id);
+            self.remove_group(group_id);
             self.released.push(group_id);
         }
         self.start_ready();
+    }
+
+    /// Forget an empty group, keeping its queue's allocation for the next group that opens
+    /// (a busy key empties and refills once per batch).
+    fn remove_group(&mut self, group_id: GroupId) {
+        if let Some(mut group) = self.groups.remove(&group_id) {
+            if self.spare_queues.len() < MAX_SPARE_QUEUES {
+                group.queue.clear();
+                self.spare_queues.push(group.queue);
+            }
+        }
     }
 
     fn cut_all(&mut self, now_ms: u64) {
@@ -756,7 +773,10 @@ impl Batcher {
         };
         let slots = &mut self.slots;
         record.items.retain(|id| {
-            let s = &mut slots[id.index()];
+            // `get_mut`: after a drain the table is gone, and a late outcome finds nothing live.
+            let Some(s) = slots.get_mut(id.index()) else {
+                return false;
+            };
             let live = s.generation == id.generation() && s.state == ItemState::Running;
             if live {
                 s.state = ItemState::Retrying;
@@ -881,6 +901,23 @@ impl Batcher {
         if self.closed && self.live_items == 0 && !self.drained_sent {
             self.drained_sent = true;
             self.actions.push_back(Action::Drained);
+            self.release_memory();
         }
+    }
+
+    /// Once drained, nothing is live and nothing can be added: give the item table and the
+    /// queues' memory back (a wasm host's memory counts against its GC's external budget).
+    fn release_memory(&mut self) {
+        self.slots = Vec::new();
+        self.free_head = NO_FREE_SLOT;
+        self.groups = FxHashMap::default();
+        self.spare_queues = Vec::new();
+        self.windows = VecDeque::new();
+        self.timeouts = VecDeque::new();
+        self.ready = VecDeque::new();
+        self.backoff = BinaryHeap::new();
+        self.batches.retain(|_, record| record.running); // waiting ones hold only settled items
+        self.batches.shrink_to_fit();
+        self.released = Vec::new();
     }
 }

@@ -239,6 +239,8 @@ pub struct QueueReport {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Step {
     Upload,
+    /// The second request of a two-request upload (`build_upload_finish`).
+    UploadFinish,
     Create,
     Find,
     Poll,
@@ -251,6 +253,7 @@ impl Step {
     fn as_str(self) -> &'static str {
         match self {
             Step::Upload => "upload",
+            Step::UploadFinish => "upload_finish",
             Step::Create => "create",
             Step::Find => "find",
             Step::Poll => "poll",
@@ -271,6 +274,8 @@ struct Job {
     /// Bodies, kept only until the batch is created.
     items: Vec<BatchItem>,
     uploaded_file: Option<String>,
+    /// The upload's answer, kept while a second upload request (`build_upload_finish`) is due.
+    upload_answer: Option<HttpResponse>,
     remote_id: Option<String>,
     /// Outstanding downloads; results count once all are in.
     downloads_left: usize,
@@ -309,6 +314,7 @@ impl Job {
             custom_ids,
             items,
             uploaded_file: None,
+            upload_answer: None,
             remote_id: None,
             downloads_left: 0,
             end_kind: None,
@@ -954,7 +960,11 @@ impl Interceptor {
             Step::Create => {
                 Some(adapter.build_create(&ctx, &job.items, job.uploaded_file.as_deref()))
             }
-            Step::Find => adapter.build_find(&ctx),
+            Step::UploadFinish => job
+                .upload_answer
+                .as_ref()
+                .and_then(|answer| adapter.build_upload_finish(&ctx, &job.items, answer)),
+            Step::Find => Self::find_request(job),
             Step::Poll => job
                 .remote_id
                 .as_deref()
@@ -973,6 +983,11 @@ impl Interceptor {
                     job.route.provider, job.tag, job.route.provider
                 );
                 return self.fail_job(job_id, "ERR_BATCHLING_AMBIGUOUS_CREATE", message);
+            }
+            if step == Step::UploadFinish {
+                // The upload was a single request.
+                let file = job.uploaded_file.clone();
+                return self.upload_done(now_ms, job_id, file);
             }
             if step == Step::AfterCreate {
                 return self.submitted(now_ms, job_id);
@@ -1021,7 +1036,11 @@ impl Interceptor {
     }
 
     fn on_response(&mut self, now_ms: u64, call: CallId, response: HttpResponse) {
-        if !(200..300).contains(&response.status) {
+        // An upload may answer with a redirect to where its bytes go (Together's presigned
+        // upload): the adapter reads it.
+        let upload_redirect = (300..400).contains(&response.status)
+            && matches!(self.calls.get(&call), Some((_, Step::Upload, _)));
+        if !(200..300).contains(&response.status) && !upload_redirect {
             let reason = format!(
                 "HTTP {}: {}",
                 response.status,
@@ -1041,14 +1060,22 @@ impl Interceptor {
         let adapter = adapter(job.route.provider);
         match step {
             Step::Upload => match adapter.parse_upload(&response) {
-                Ok(file) => self.upload_done(now_ms, job_id, Some(file)),
+                Ok(file) => {
+                    job.uploaded_file = Some(file);
+                    job.upload_answer = Some(response);
+                    self.send_step(now_ms, job_id, Step::UploadFinish, None);
+                }
                 Err(e) => self.protocol_failure(job_id, step, e.message),
             },
+            Step::UploadFinish => {
+                let file = job.uploaded_file.clone();
+                self.upload_done(now_ms, job_id, file);
+            }
             Step::Create => match adapter.parse_create(&response) {
                 Ok(remote) => self.created(now_ms, job_id, remote.id),
                 Err(e) => self.protocol_failure(job_id, step, e.message),
             },
-            Step::Find => match adapter.parse_find(&response, &job.tag.clone()) {
+            Step::Find => match adapter.parse_find(&response, &Self::find_key(job)) {
                 Ok(Some(remote)) => self.created(now_ms, job_id, remote.id),
                 Ok(None) => self.not_found(now_ms, job_id),
                 Err(e) => self.protocol_failure(job_id, step, e.message),
@@ -1083,9 +1110,28 @@ impl Interceptor {
         }
     }
 
+    /// The listing that finds the job's batch after a lost create, if its adapter can tell.
+    fn find_request(job: &Job) -> Option<HttpRequest> {
+        let adapter = adapter(job.route.provider);
+        adapter.find_key(&job.tag, job.uploaded_file.as_deref())?;
+        adapter.build_find(&BatchContext {
+            route: &job.route,
+            tag: &job.tag,
+        })
+    }
+
+    /// What the listing of [`Self::find_request`] is searched for (see `ProviderAdapter::find_key`).
+    fn find_key(job: &Job) -> String {
+        adapter(job.route.provider)
+            .find_key(&job.tag, job.uploaded_file.as_deref())
+            .unwrap_or(&job.tag)
+            .to_string()
+    }
+
     fn upload_done(&mut self, now_ms: u64, job_id: u64, file: Option<String>) {
         if let Some(job) = self.jobs.get_mut(&job_id) {
             job.uploaded_file = file;
+            job.upload_answer = None;
         }
         self.send_step(now_ms, job_id, Step::Create, None);
     }
@@ -1377,12 +1423,7 @@ impl Interceptor {
         // batch by its tag before creating again. Where batches carry no tag (Anthropic), a
         // server error is taken at its word and only a lost answer is ambiguous.
         let may_exist = response.as_ref().is_none_or(|r| r.status >= 500);
-        let findable = adapter(job.route.provider)
-            .build_find(&BatchContext {
-                route: &job.route,
-                tag: &job.tag,
-            })
-            .is_some();
+        let findable = Self::find_request(job).is_some();
         let next_step = if step == Step::Create && may_exist && (findable || response.is_none()) {
             Step::Find
         } else {

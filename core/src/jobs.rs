@@ -83,6 +83,8 @@ pub fn default_base_url(provider: ProviderId) -> &'static str {
         ProviderId::Doubleword => "https://api.doubleword.ai/v1",
         // Azure has no global endpoint: every resource has its own host.
         ProviderId::Azure => "",
+        ProviderId::Mistral => "https://api.mistral.ai/v1",
+        ProviderId::Together => "https://api.together.ai/v1",
         ProviderId::Xai => "https://api.x.ai/v1",
     }
 }
@@ -1345,6 +1347,27 @@ fn pdf_pages(pdf: &[u8]) -> u64 {
         (pdf.len() as u64).div_ceil(50_000).max(1)
     } else {
         pages
+    }
+}
+
+/// Input tokens of a request-body string that is an attachment: base64 (or a `data:…;base64,`
+/// URL) of a PDF ([`PDF_PAGE_TOKENS_EST`] per page) or an image ([`IMAGE_TOKENS_EST`]). `None`
+/// for anything else, which is billed as text. Short strings are never attachments.
+pub(crate) fn attachment_tokens_est(s: &str) -> Option<u64> {
+    const MIN_ATTACHMENT_CHARS: usize = 512;
+    if s.len() < MIN_ATTACHMENT_CHARS {
+        return None;
+    }
+    let data = match s.strip_prefix("data:") {
+        Some(url) => url.split_once(";base64,")?.1,
+        None => s,
+    };
+    base64_check(data).ok()?;
+    let head = base64_decode_prefix(data, 16);
+    if head.starts_with(b"%PDF") {
+        Some(pdf_pages(&base64_decode_prefix(data, usize::MAX)) * PDF_PAGE_TOKENS_EST)
+    } else {
+        sniff_image(&head).map(|_| IMAGE_TOKENS_EST)
     }
 }
 

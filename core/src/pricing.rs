@@ -296,7 +296,7 @@ fn is_version_suffix(rest: &str) -> bool {
 /// `max_output_tokens`, `generationConfig.maxOutputTokens`) × the number of choices asked for,
 /// else [`DEFAULT_OUTPUT_TOKENS`]; 0 for embeddings. With a cap this is an upper bound.
 pub fn estimate(provider: ProviderId, model: &str, body: &serde_json::Value) -> CostEstimate {
-    let input_tokens_est = (body.to_string().len() as u64).div_ceil(CHARS_PER_TOKEN);
+    let input_tokens_est = input_tokens_est(body);
     let found = price(provider, model);
     let is_embedding =
         model.contains("embedding") || found.is_some_and(|p| p.output_usd_per_mtok == 0.0);
@@ -316,6 +316,35 @@ pub fn estimate(provider: ProviderId, model: &str, body: &serde_json::Value) -> 
         sync_usd,
         batch_usd: sync_usd.zip(found).map(|(usd, p)| usd * p.batch_multiplier),
     }
+}
+
+/// The JSON text / [`CHARS_PER_TOKEN`], except that embedded images and PDFs (base64 strings,
+/// which would count as about a token per 4 characters of their encoding) count as the provider
+/// bills them: a flat figure per image, per page for PDFs.
+fn input_tokens_est(body: &serde_json::Value) -> u64 {
+    fn attachments(v: &serde_json::Value, chars: &mut u64, tokens: &mut u64) {
+        match v {
+            serde_json::Value::String(s) => {
+                if let Some(t) = crate::jobs::attachment_tokens_est(s) {
+                    // Base64 needs no escapes: its JSON text is itself. A data URL's head stays text.
+                    let data = s.split_once(";base64,").map_or(s.as_str(), |(_, d)| d);
+                    *chars -= data.len() as u64;
+                    *tokens += t;
+                }
+            }
+            serde_json::Value::Array(items) => {
+                items.iter().for_each(|i| attachments(i, chars, tokens))
+            }
+            serde_json::Value::Object(map) => {
+                map.values().for_each(|i| attachments(i, chars, tokens))
+            }
+            _ => {}
+        }
+    }
+    let mut chars = body.to_string().len() as u64;
+    let mut tokens = 0;
+    attachments(body, &mut chars, &mut tokens);
+    chars.div_ceil(CHARS_PER_TOKEN) + tokens
 }
 
 fn output_cap(body: &serde_json::Value) -> Option<u64> {
@@ -422,6 +451,36 @@ mod tests {
             assert_eq!(p.batch_multiplier, 0.5);
             assert!(p.input_usd_per_mtok > 0.0);
         }
+    }
+
+    #[test]
+    fn embedded_images_and_pdfs_count_as_billed_not_as_base64_text() {
+        use crate::jobs::{IMAGE_TOKENS_EST, PDF_PAGE_TOKENS_EST};
+        // 9-byte PNG / PDF headers, then zero bytes: valid base64 of 30 kB files.
+        let png = format!("iVBORw0KGgoA{}", "AAAA".repeat(10_000));
+        let pdf = format!("JVBERi0xLjQK{}", "AAAA".repeat(10_000));
+        let text = |body: &serde_json::Value| (body.to_string().len() as u64).div_ceil(4);
+        let openai = json!({"model":"gpt-4o","messages":[{"role":"user","content":[
+            {"type":"text","text":"what is this?"},
+            {"type":"image_url","image_url":{"url": format!("data:image/png;base64,{png}")}}]}]});
+        let without = json!({"model":"gpt-4o","messages":[{"role":"user","content":[
+            {"type":"text","text":"what is this?"},
+            {"type":"image_url","image_url":{"url": "data:image/png;base64,"}}]}]});
+        assert_eq!(
+            estimate(O, "gpt-4o", &openai).input_tokens_est,
+            text(&without) + IMAGE_TOKENS_EST
+        );
+        let anthropic = json!({"model":"claude-haiku-4-5","messages":[{"role":"user","content":[
+            {"type":"document","source":{"type":"base64","media_type":"application/pdf","data": pdf}}]}]});
+        let e = estimate(A, "claude-haiku-4-5", &anthropic).input_tokens_est;
+        assert!(
+            (PDF_PAGE_TOKENS_EST..PDF_PAGE_TOKENS_EST + 100).contains(&e),
+            "{e}"
+        );
+        // Long text that happens to be base64-clean but is no image stays text.
+        let plain =
+            json!({"model":"gpt-4o","messages":[{"role":"user","content":"A".repeat(4_000)}]});
+        assert_eq!(estimate(O, "gpt-4o", &plain).input_tokens_est, text(&plain));
     }
 
     #[test]

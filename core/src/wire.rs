@@ -13,6 +13,22 @@
 //!             5                                   drained (after close)
 //! ```
 //! Ids fit in 53 bits, so they survive the trip through `f64` exactly.
+//!
+//! [`HostIds`] is a second encoding, for a host that numbers its adds itself (host ids: one
+//! counter, consecutive within a call) and keeps per-item data by that number. Items are then
+//! named by host id, consecutive ids are sent as runs, and a batch's resolves come as runs too,
+//! so a host settles a whole batch with one action and no per-item decoding:
+//!
+//! ```text
+//! [next_deadline_ms or -1, n_adds, n_refused, add_result × n_adds, action…]
+//! add_result: engine item id (>= 0; what `cancel` takes), -1 queue full, -2 closed
+//! action:     1 batch group attempt n_items n_runs (first count)×n_runs   run the handler
+//!             2 first count                                               resolve these items
+//!             3 host_id reason batch attempts                             reject
+//!             4 group                                                     group released
+//!             5                                                           drained
+//! ```
+//! A run `first count` names the host ids `first .. first + count`, in batch order.
 
 use crate::batcher::{Action, AddError, Batcher, ItemId, RejectReason};
 
@@ -78,5 +94,207 @@ fn encode_action(action: &Action, out: &mut Vec<f64>) {
         }
         Action::GroupReleased { group } => out.extend([GROUP_RELEASED, *group as f64]),
         Action::Drained => out.push(DRAINED),
+    }
+}
+
+/// The host-id encoding (see the module docs): the host id of every live item, by engine slot.
+#[derive(Debug, Default)]
+pub struct HostIds {
+    /// Host id by slot index. An action names an item settled or cut during the call that
+    /// encodes it, and no slot is reused within a call after such an action is queued (adds
+    /// never settle items; settling calls add nothing), so the slot still holds its host id.
+    by_slot: Vec<f64>,
+}
+
+impl HostIds {
+    /// Note the host ids of one call's adds: `first`, `first + 1`, … in input order (refused
+    /// adds keep their number, so the host's numbering stays consecutive).
+    pub fn record(&mut self, adds: &[Result<ItemId, AddError>], first: f64) {
+        for (i, add) in adds.iter().enumerate() {
+            if let Ok(item) = add {
+                let slot = (item.0 & 0xffff_ffff) as usize;
+                if slot >= self.by_slot.len() {
+                    self.by_slot.resize(slot + 1, 0.0);
+                }
+                self.by_slot[slot] = first + i as f64;
+            }
+        }
+    }
+
+    /// -1 for an item added without a host id (through the plain `add`).
+    fn host_id(&self, item: ItemId) -> f64 {
+        let slot = (item.0 & 0xffff_ffff) as usize;
+        self.by_slot.get(slot).copied().unwrap_or(-1.0)
+    }
+
+    /// Encode the outcome of one call in the host-id layout.
+    pub fn encode(
+        &mut self,
+        batcher: &mut Batcher,
+        adds: &[Result<ItemId, AddError>],
+        out: &mut Vec<f64>,
+    ) {
+        out.clear();
+        out.push(batcher.next_deadline().map_or(-1.0, |d| d as f64));
+        out.push(adds.len() as f64);
+        out.push(adds.iter().filter(|a| a.is_err()).count() as f64);
+        out.extend(adds.iter().map(|add| match add {
+            Ok(item) => item.0 as f64,
+            Err(AddError::QueueFull) => QUEUE_FULL,
+            Err(AddError::Closed) => CLOSED,
+        }));
+        // Position of the open resolve run's count, and the host id that would extend it.
+        let mut open_run: Option<(usize, f64)> = None;
+        while let Some(action) = batcher.poll_action() {
+            match action {
+                Action::Resolve { item } => {
+                    let id = self.host_id(item);
+                    match open_run {
+                        Some((at, next)) if next == id => {
+                            out[at] += 1.0;
+                            open_run = Some((at, id + 1.0));
+                        }
+                        _ => {
+                            out.extend([RESOLVE, id, 1.0]);
+                            open_run = Some((out.len() - 1, id + 1.0));
+                        }
+                    }
+                    continue;
+                }
+                Action::RunBatch {
+                    batch,
+                    group,
+                    attempt,
+                    items,
+                } => {
+                    out.extend([
+                        RUN_BATCH,
+                        batch.0 as f64,
+                        group as f64,
+                        attempt as f64,
+                        items.len() as f64,
+                    ]);
+                    let n_runs_at = out.len();
+                    out.push(0.0);
+                    let mut next = f64::NAN;
+                    for item in &items {
+                        let id = self.host_id(*item);
+                        if id == next {
+                            *out.last_mut().expect("an open run") += 1.0;
+                        } else {
+                            out.extend([id, 1.0]);
+                            out[n_runs_at] += 1.0;
+                        }
+                        next = id + 1.0;
+                    }
+                }
+                Action::Reject { item, .. } => {
+                    let at = out.len();
+                    encode_action(&action, out);
+                    out[at + 1] = self.host_id(item);
+                }
+                other => encode_action(&other, out),
+            }
+            open_run = None;
+        }
+        if batcher.is_closed() && batcher.live_items() == 0 {
+            self.by_slot = Vec::new(); // drained for good: nothing more is added
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::batcher::{BatcherConfig, Event};
+
+    fn config(max_batch_size: usize) -> BatcherConfig {
+        BatcherConfig {
+            max_batch_size,
+            max_delay_ms: 0,
+            ..BatcherConfig::default()
+        }
+    }
+
+    #[test]
+    fn host_ids_come_as_runs_and_resolves_as_one_action_per_run() {
+        let mut b = Batcher::new(config(4)).unwrap();
+        let mut ids = HostIds::default();
+        let mut adds = Vec::new();
+        let mut out = Vec::new();
+        // Groups 1 and 2 interleave: each batch is two runs of one id... until the tail.
+        b.add_many(0, &[1, 2, 1, 2, 1, 1], false, &mut adds);
+        ids.record(&adds, 100.0);
+        ids.encode(&mut b, &adds, &mut out);
+        assert_eq!(&out[1..3], &[6.0, 0.0], "six adds, none refused");
+        let actions = &out[3 + 6..];
+        // Group 1 fills first (100, 102, 104, 105); group 2 is cut at the end of the call.
+        assert_eq!(
+            &actions[..12],
+            &[RUN_BATCH, 1.0, 1.0, 1.0, 4.0, 3.0, 100.0, 1.0, 102.0, 1.0, 104.0, 2.0]
+        );
+        assert_eq!(
+            &actions[12..22],
+            &[RUN_BATCH, 2.0, 2.0, 1.0, 2.0, 2.0, 101.0, 1.0, 103.0, 1.0]
+        );
+        adds.clear();
+        b.handle(
+            1,
+            Event::BatchCompleted {
+                batch: crate::batcher::BatchId(1),
+                failed: &[1],
+            },
+        );
+        ids.encode(&mut b, &adds, &mut out);
+        assert_eq!(&out[1..3], &[0.0, 0.0]);
+        assert_eq!(
+            &out[3..],
+            &[
+                RESOLVE,
+                100.0,
+                1.0,
+                REJECT,
+                102.0,
+                REASON_ITEM_FAILED,
+                0.0,
+                0.0,
+                RESOLVE,
+                104.0,
+                2.0
+            ]
+        );
+    }
+
+    #[test]
+    fn refused_adds_are_counted_in_the_header() {
+        let mut b = Batcher::new(BatcherConfig {
+            max_queue_size: 1,
+            ..config(10)
+        })
+        .unwrap();
+        let mut ids = HostIds::default();
+        let mut adds = Vec::new();
+        let mut out = Vec::new();
+        b.add_many(0, &[0, 0], false, &mut adds);
+        ids.record(&adds, 0.0);
+        ids.encode(&mut b, &adds, &mut out);
+        assert_eq!(&out[1..3], &[2.0, 1.0]);
+        assert!(out[3] >= 0.0);
+        assert_eq!(out[4], QUEUE_FULL);
+        assert_eq!(
+            &out[5..],
+            &[
+                RUN_BATCH,
+                1.0,
+                0.0,
+                1.0,
+                1.0,
+                1.0,
+                0.0,
+                1.0,
+                GROUP_RELEASED,
+                0.0
+            ]
+        );
     }
 }

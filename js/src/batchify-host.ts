@@ -177,6 +177,9 @@ export interface Platform {
   warn: (message: string) => void;
 }
 
+/** Set by the core on a provider call whose redirect it must receive (`redirect: "manual"`). */
+const REDIRECT_MANUAL_HEADER = "x-batchling-redirect";
+
 export class BatchifyHost implements BatchifyContext {
   readonly #engine: InterceptorEngine;
   readonly #options: BatchifyOptions;
@@ -349,13 +352,22 @@ export class BatchifyHost implements BatchifyContext {
 
   #send(call: number, http: { method: string; url: string; headers: [string, string][]; body: string }): void {
     this.#inFlightCalls++;
-    const init: RequestInit = { method: http.method, headers: http.headers };
+    // A call whose redirect the core reads itself (Together's presigned upload) is marked by the
+    // core; the marker is not sent.
+    const manual = http.headers.some(([name]) => name.toLowerCase() === REDIRECT_MANUAL_HEADER);
+    const headers = manual ? http.headers.filter(([name]) => name.toLowerCase() !== REDIRECT_MANUAL_HEADER) : http.headers;
+    const init: RequestInit = { method: http.method, headers };
+    if (manual) init.redirect = "manual";
     if (http.method !== "GET" && http.method !== "HEAD") init.body = http.body;
     // The journal records written before this call (e.g. the intent before a create) must be
     // durable before the call goes out, or a crash could make a re-run pay twice.
     this.#persisted
       .then(() => this.#platform.realFetch(http.url, init))
       .then(async (response) => {
+        if (response.type === "opaqueredirect") {
+          // Browsers hide a manual redirect's status and Location.
+          throw new Error(`${http.method} ${http.url} answered with a redirect this runtime does not expose (a browser's opaque redirect)`);
+        }
         const body = await response.text();
         return this.#engine.response(now(), call, response.status, JSON.stringify([...response.headers]), body);
       })

@@ -1,7 +1,8 @@
 // The `batchling` command line, parsed without side effects (no process, no fs): cli.ts runs it.
 //
 //   batchling path/to/script.mjs[:fn] [args...] [--batch-size N] [--batch-window-ms N]
-//             [--poll-interval-ms N] [--dry-run] [--no-cache] [--cache-path P] [--name value ...]
+//             [--poll-interval-ms N] [--dry-run] [--no-cache] [--cache-path P]
+//             [--host provider=baseUrl ...] [--name value ...]
 //
 // Rules:
 // - The first positional token is the target `file[:export]`; the export defaults to `main`.
@@ -29,6 +30,8 @@ export interface CliBatchifyOptions {
   dryRun?: boolean;
   /** `false` for `--no-cache`, `{ path }` for `--cache-path`; absent means batchify's default. */
   cache?: false | { path: string };
+  /** `--host provider=baseUrl`, in command-line order. */
+  hosts?: { provider: string; baseUrl: string }[];
 }
 
 export interface CliArgs {
@@ -43,7 +46,7 @@ export const USAGE_LINE = "usage: batchling <script.mjs>[:<export>] [args...] [-
 
 export const HELP_TEXT = `usage: batchling <script.mjs>[:<export>] [args...] [--<name> <value>...]
                  [--batch-size N] [--batch-window-ms N] [--poll-interval-ms N]
-                 [--dry-run] [--no-cache | --cache-path P]
+                 [--dry-run] [--no-cache | --cache-path P] [--host provider=baseUrl ...]
 
 Runs an exported function of a script inside batchify(): the LLM SDK calls it makes
 (OpenAI, Anthropic, Gemini) are collected into provider batch jobs, then answered as usual.
@@ -58,6 +61,8 @@ Batching options:
   --dry-run                 queue and group as usual but send nothing; print what would be sent and its cost
   --no-cache                do not read or write the request cache
   --cache-path P            request cache file (default .batchling/cache.jsonl)
+  --host provider=baseUrl   a batch host besides the built-in ones (repeatable), e.g.
+                            --host openai=https://api.novita.ai/openai/v1 for an OpenAI-compatible host
   -h, --help                show this help
 
 Arguments for the function:
@@ -99,6 +104,10 @@ const INTEGER_FLAGS: Record<IntegerFlag, { key: "batchSize" | "batchWindowMs" | 
   "--poll-interval-ms": { key: "pollIntervalMs", min: 1 },
 };
 const SWITCHES = new Set(["--dry-run", "--no-cache"]);
+const VALUE_EXAMPLES: Record<string, string> = {
+  "--cache-path": ".batchling/cache.jsonl",
+  "--host": "openai=https://api.novita.ai/openai/v1",
+};
 const IDENTIFIER = /^[A-Za-z_$][\w$]*$/;
 
 /** `max-items` → `maxItems`; `dry_run` and `already` stay as written. */
@@ -190,14 +199,22 @@ function parse(argv: readonly string[]): CliArgs {
     const next = argv[i + 1];
     const nextIsValue = next !== undefined && !next.startsWith("--");
 
-    if (flag in INTEGER_FLAGS || flag === "--cache-path") {
+    if (flag in INTEGER_FLAGS || flag === "--cache-path" || flag === "--host") {
       let value = inlineValue;
       if (value === undefined) {
-        if (!nextIsValue) throw new CliUsageError(`${flag} needs a value, e.g. ${flag}${flag === "--cache-path" ? " .batchling/cache.jsonl" : " 100"}`);
+        if (!nextIsValue) throw new CliUsageError(`${flag} needs a value, e.g. ${flag} ${VALUE_EXAMPLES[flag] ?? "100"}`);
         value = next;
         i++;
       }
-      if (flag === "--cache-path") {
+      if (flag === "--host") {
+        const sep = value.indexOf("=");
+        const provider = value.slice(0, sep);
+        const baseUrl = value.slice(sep + 1);
+        if (sep <= 0 || baseUrl === "") {
+          throw new CliUsageError(`--host needs provider=baseUrl, e.g. --host ${VALUE_EXAMPLES["--host"]}; got "${value}"`);
+        }
+        (batchify.hosts ??= []).push({ provider, baseUrl });
+      } else if (flag === "--cache-path") {
         if (value === "") throw new CliUsageError("--cache-path needs a non-empty path");
         cachePath = value;
       } else {

@@ -13,6 +13,8 @@ export interface EngineOptions {
   retryMaxBackoffMs?: number;
   timeoutMs?: number;
   jitterSeed?: number;
+  /** Outcomes name items by the host's ids (given to `addWithIds`); layout in core/src/wire.rs (`HostIds`). */
+  hostItemIds?: boolean;
 }
 
 export interface EngineStatus {
@@ -31,6 +33,8 @@ export interface EngineStatus {
 
 export interface BatcherEngine {
   add(nowMs: number, groups: Uint32Array, moreFollow: boolean, scratch: Float64Array): number;
+  /** `add` whose items get the host ids `firstId`, `firstId + 1`, … (option `hostItemIds`). */
+  addWithIds(nowMs: number, groups: Uint32Array, firstId: number, moreFollow: boolean, scratch: Float64Array): number;
   tick(nowMs: number, scratch: Float64Array): number;
   completed(nowMs: number, batch: number, failed: Uint32Array, scratch: Float64Array): number;
   failed(nowMs: number, batch: number, retryable: boolean, scratch: Float64Array): number;
@@ -60,8 +64,6 @@ export const REASON_ITEM_FAILED = 3;
 export const REASON_BATCH_FAILED = 4;
 export const REASON_ABORTED = 5;
 
-/** Item ids carry a generation above bit 32; the low 32 bits are a reusable slot index. */
-export const slotOf = (id: number): number => id % 0x1_0000_0000;
 
 /** The provider batching engine: every call returns `{"deadline", "outputs"}` as JSON. */
 export interface InterceptorEngine {

@@ -17,7 +17,6 @@ import {
   REJECT,
   RESOLVE,
   RUN_BATCH,
-  slotOf,
 } from "./engine.js";
 import {
   BatchResultError,
@@ -28,7 +27,7 @@ import {
   TimeoutError,
 } from "./errors.js";
 import { checkCount, checkKnownKeys, DeadlineTimer, engineOptionError, now } from "./host-util.js";
-import { ITEM, REJECT as SLOT_REJECT, RESOLVE as SLOT_RESOLVE, RESULT, SEQ, SlotTable } from "./slots.js";
+import { BLOCK, ItemStore, type Settle } from "./slots.js";
 
 export interface RetryOptions {
   /** Extra attempts after the first failure of a batch (default 0: no retry). */
@@ -68,36 +67,35 @@ export interface AddOptions {
 export interface RequestBatcherStatus extends EngineStatus {}
 
 interface BatchRecord {
-  /** Engine ids of the attempt's items, in handler order. */
-  ids: number[];
+  /** The attempt's items as runs of host ids: first, count, first, count, … in handler order. */
+  runs: number[];
+  count: number;
   error: unknown;
   reported: boolean;
 }
 
 interface FlushWaiter {
-  beforeSeq: number;
+  /** Items with a lower host id count. */
+  before: number;
   remaining: number;
   resolve: () => void;
 }
 
-type Settle = (value: unknown) => void;
-
 interface SignalWiring {
   signal: AbortSignal;
-  /** Engine id; -1 while buffered, < -1 if the engine refused the add. */
+  /** Host id. */
   id: number;
-  /** Position in this tick's buffer while buffered. */
-  index: number;
+  /** Engine id (what `cancel` takes); -1 while buffered, < -1 if the engine refused the add. */
+  engineId: number;
   onAbort: () => void;
 }
-
-/** Marks a buffered add whose signal aborted. */
-const CANCELLED = Symbol("cancelled");
 
 /** Adds handed to the engine per call at most, so one call's outcome fits the scratch buffer. */
 const ADDS_PER_CALL = 4096;
 const SCRATCH_LENGTH = 4 * ADDS_PER_CALL;
 const EMPTY = new Uint32Array(0);
+/** Header of an outcome: deadline, number of adds, number of refused adds. */
+const HEADER = 3;
 
 function validate<T, R>(options: RequestBatcherOptions<T, R>): EngineOptions {
   if (options === null || typeof options !== "object") {
@@ -145,47 +143,42 @@ function validate<T, R>(options: RequestBatcherOptions<T, R>): EngineOptions {
     retryMaxBackoffMs: retry?.maxBackoffMs,
     timeoutMs: o.timeoutMs,
     jitterSeed: o.jitterSeed,
+    hostItemIds: true,
   };
 }
+
 
 export class RequestBatcher<T, R> {
   readonly #options: RequestBatcherOptions<T, R>;
   readonly #engine: BatcherEngine;
-  /** Live items by engine slot index. */
-  readonly #slots = new SlotTable();
-  /** Only items added with a signal: slot -> its abort wiring. */
-  readonly #slotSignal = new Map<number, SignalWiring>();
+  /** Every item by host id, from its add until it settles. */
+  readonly #store = new ItemStore();
+  /** Only items added with a signal: host id -> its abort wiring. */
+  readonly #signals = new Map<number, SignalWiring>();
   readonly #batches = new Map<number, BatchRecord>();
   /** Group keys interned to the u32 ids the engine groups by; released when a group empties. */
   readonly #groupOfKey = new Map<unknown, number>();
   readonly #keyOfGroup: unknown[] = [];
   readonly #freeGroups: number[] = [];
-  // Adds of the current tick, handed to the engine in one call.
-  /** item, resolve, reject per buffered add; reused across ticks so adds make no array garbage. */
-  readonly #buf: unknown[] = new Array(3 * ADDS_PER_CALL).fill(undefined);
-  #bufCount = 0;
+  // Adds of the current tick (host ids #sendFrom .. store.nextId), handed to the engine in one call.
+  #sendFrom = 0;
   #bufGroups: number[] = [];
-  #bufSignals: Map<number, SignalWiring> | undefined;
-  /** Buffered adds whose signal aborted before they reached the engine. */
-  #bufCancelled = 0;
+  /** Wirings of buffered adds with a signal. */
+  #bufSignals: SignalWiring[] = [];
+  /** Host ids of buffered adds whose signal aborted before they reached the engine. */
+  #bufCancelled: number[] = [];
   #zeroGroups = new Uint32Array(0);
   readonly #scratch = new Float64Array(SCRATCH_LENGTH);
   #flushQueued = false;
+  readonly #sendQueued = (): void => this.#sendBuffered();
   readonly #timer = new DeadlineTimer(() => {
     this.#sendBuffered();
     this.#apply(this.#engine.tick(now(), this.#scratch));
   });
-  #seq = 0;
   #flushWaiters: FlushWaiter[] = [];
   #closed = false;
   #drained: Promise<void> | undefined;
   #resolveDrained: (() => void) | undefined;
-  /** One executor for every add's promise: no closure per item. */
-  readonly #executor = (resolve: (value: R) => void, reject: Settle): void => {
-    const at = 3 * this.#bufCount;
-    this.#buf[at + 1] = resolve;
-    this.#buf[at + 2] = reject;
-  };
 
   constructor(options: RequestBatcherOptions<T, R>) {
     const engineOptions = validate(options);
@@ -213,19 +206,19 @@ export class RequestBatcher<T, R> {
       }
       this.#bufGroups.push(group);
     }
-    const index = this.#bufCount;
-    this.#buf[3 * index] = item;
-    const promise = new Promise<R>(this.#executor);
-    this.#bufCount = index + 1;
+    const store = this.#store;
+    const id = store.nextId;
+    const promise = store.push(item) as Promise<R>;
     if (signal) {
-      const wiring: SignalWiring = { signal, id: -1, index, onAbort: () => this.#cancel(wiring) };
-      (this.#bufSignals ??= new Map()).set(index, wiring);
+      const wiring: SignalWiring = { signal, id, engineId: -1, onAbort: () => this.#cancel(wiring) };
+      this.#signals.set(id, wiring);
+      this.#bufSignals.push(wiring);
       signal.addEventListener("abort", wiring.onAbort, { once: true });
     }
-    if (index + 1 >= ADDS_PER_CALL) this.#sendBuffered(true);
+    if (id + 1 - this.#sendFrom >= ADDS_PER_CALL) this.#sendBuffered(true);
     else if (!this.#flushQueued) {
       this.#flushQueued = true;
-      queueMicrotask(() => this.#sendBuffered());
+      queueMicrotask(this.#sendQueued);
     }
     return promise;
   }
@@ -233,14 +226,15 @@ export class RequestBatcher<T, R> {
   /** Cut every pending group now; resolves once every item added before the call has settled. */
   flush(): Promise<void> {
     this.#sendBuffered();
-    const beforeSeq = this.#seq;
+    const before = this.#store.nextId;
     this.#apply(this.#engine.flush(now(), this.#scratch));
     let remaining = 0;
-    for (let slot = 0; slot < this.#slots.span; slot++) {
-      if (this.#slots.id(slot) >= 0 && (this.#slots.get(slot, SEQ) as number) < beforeSeq) remaining++;
+    for (const block of this.#store.blocks()) {
+      const end = Math.min(block.filled, before - block.base);
+      for (let at = 0; at < end; at++) if (block.settlers[at] !== undefined) remaining++;
     }
     if (remaining === 0) return Promise.resolve();
-    return new Promise((resolve) => this.#flushWaiters.push({ beforeSeq, remaining, resolve }));
+    return new Promise((resolve) => this.#flushWaiters.push({ before, remaining, resolve }));
   }
 
   /** Counters: pending, processing, processed, failed, batches, averageBatchSize, … */
@@ -279,8 +273,7 @@ export class RequestBatcher<T, R> {
     return group;
   }
 
-  #groupsOfBuffer(count: number): Uint32Array {
-    if (this.#options.keyGenerator) return Uint32Array.from(this.#bufGroups);
+  #zeros(count: number): Uint32Array {
     if (this.#zeroGroups.length < count) this.#zeroGroups = new Uint32Array(Math.max(count, 1024));
     return this.#zeroGroups.subarray(0, count);
   }
@@ -288,109 +281,116 @@ export class RequestBatcher<T, R> {
   /** Hand this tick's adds to the engine. `moreFollow`: the buffer filled up mid-tick. */
   #sendBuffered(moreFollow = false): void {
     if (!moreFollow) this.#flushQueued = false;
-    if (this.#bufCancelled > 0) this.#dropCancelledAdds();
-    const count = this.#bufCount;
-    if (count === 0) return;
-    const buf = this.#buf;
-    const signals = this.#bufSignals;
-    const length = this.#engine.add(now(), this.#groupsOfBuffer(count), moreFollow, this.#scratch);
-    const out = this.#outcome(length);
+    const from = this.#sendFrom;
+    const to = this.#store.nextId;
+    if (from === to) return;
+    this.#sendFrom = to;
+    const groups = this.#options.keyGenerator ? Uint32Array.from(this.#bufGroups) : this.#zeros(to - from);
     this.#bufGroups = [];
-    this.#bufSignals = undefined;
-    for (let i = 0; i < count; i++) {
-      const id = out[2 + i]!;
-      if (id >= 0) {
-        this.#slots.occupy(slotOf(id), id, buf[3 * i], buf[3 * i + 1], buf[3 * i + 2], this.#seq++);
-      } else {
-        this.#seq++;
-        (buf[3 * i + 2] as Settle)(id === ADD_QUEUE_FULL ? new QueueFullError(this.#options.maxQueueSize) : new ClosedError()) // else ADD_CLOSED;
-      }
-      const wiring = signals?.get(i);
-      if (wiring) {
-        wiring.id = id;
-        if (id >= 0) this.#slotSignal.set(slotOf(id), wiring);
-        else wiring.signal.removeEventListener("abort", wiring.onAbort);
+    const signals = this.#bufSignals;
+    if (signals.length > 0) this.#bufSignals = [];
+    const cancelled = this.#bufCancelled;
+    let deferred: (() => void)[] | undefined;
+    if (cancelled.length === 0) {
+      deferred = this.#sendRange(from, to, groups.subarray(0, to - from), moreFollow, signals, deferred);
+    } else {
+      // Adds cancelled while buffered never reach the engine: send the ranges around them.
+      this.#bufCancelled = [];
+      cancelled.sort((a, b) => a - b);
+      let start = from;
+      for (let k = 0; k <= cancelled.length; k++) {
+        const end = k < cancelled.length ? cancelled[k]! : to;
+        if (end > start) {
+          const more = moreFollow || k < cancelled.length;
+          deferred = this.#sendRange(start, end, groups.subarray(start - from, end - from), more, signals, deferred);
+        }
+        start = end + 1;
       }
     }
-    buf.fill(undefined, 0, 3 * count); // release the references; the slots hold them now
-    this.#bufCount = 0;
-    this.#applyOutcome(out, length, 2 + count);
+    if (deferred) for (const task of deferred) task();
+  }
+
+  #sendRange(
+    from: number,
+    to: number,
+    groups: Uint32Array,
+    moreFollow: boolean,
+    signals: SignalWiring[],
+    deferred: (() => void)[] | undefined,
+  ): (() => void)[] | undefined {
+    const length = this.#engine.addWithIds(now(), groups, from, moreFollow, this.#scratch);
+    const out = this.#outcome(length);
+    const count = out[1]!;
+    if (out[2]! > 0) {
+      for (let i = 0; i < count; i++) {
+        const result = out[HEADER + i]!;
+        if (result < 0) {
+          const error = result === ADD_QUEUE_FULL ? new QueueFullError(this.#options.maxQueueSize) : new ClosedError(); // else ADD_CLOSED
+          this.#settleOne(from + i, false, error);
+        }
+      }
+    }
+    for (const wiring of signals) {
+      if (wiring.id < from || wiring.id >= to) continue;
+      const engineId = out[HEADER + wiring.id - from]!;
+      wiring.engineId = engineId;
+      if (engineId < 0) this.#unwire(wiring); // refused (and already settled above)
+    }
+    return this.#applyOutcome(out, length, HEADER + count, deferred);
   }
 
   #cancel(wiring: SignalWiring): void {
-    if (wiring.id === -1) {
+    if (wiring.engineId === -1) {
       // Still in this tick's buffer: it never reaches the engine (nor a handler).
-      const reject = this.#buf[3 * wiring.index + 2] as Settle;
-      this.#buf[3 * wiring.index] = CANCELLED;
-      this.#bufCancelled++;
-      reject(new CancelledError(wiring.signal.reason));
+      this.#bufCancelled.push(wiring.id);
+      this.#settleOne(wiring.id, false, new CancelledError(wiring.signal.reason));
       return;
     }
-    if (wiring.id >= 0) {
+    if (wiring.engineId >= 0) {
       this.#sendBuffered(true); // the engine must know of every add before it may release a group
-      this.#apply(this.#engine.cancel(now(), wiring.id, this.#scratch));
+      this.#apply(this.#engine.cancel(now(), wiring.engineId, this.#scratch));
     }
   }
 
-  /** Compact the buffer around adds cancelled before they were sent. */
-  #dropCancelledAdds(): void {
-    const buf = this.#buf;
-    const signals = this.#bufSignals;
-    const keyed = this.#options.keyGenerator !== undefined;
-    let kept = 0;
-    const keptSignals = new Map<number, SignalWiring>();
-    for (let i = 0; i < this.#bufCount; i++) {
-      if (buf[3 * i] === CANCELLED) continue;
-      buf[3 * kept] = buf[3 * i];
-      buf[3 * kept + 1] = buf[3 * i + 1];
-      buf[3 * kept + 2] = buf[3 * i + 2];
-      if (keyed) this.#bufGroups[kept] = this.#bufGroups[i]!;
-      const wiring = signals?.get(i);
-      if (wiring) {
-        wiring.index = kept;
-        keptSignals.set(kept, wiring);
-      }
-      kept++;
-    }
-    buf.fill(undefined, 3 * kept, 3 * this.#bufCount);
-    if (keyed) this.#bufGroups.length = kept;
-    this.#bufCount = kept;
-    this.#bufSignals = keptSignals.size > 0 ? keptSignals : undefined;
-    this.#bufCancelled = 0;
+  #unwire(wiring: SignalWiring): void {
+    this.#signals.delete(wiring.id);
+    wiring.signal.removeEventListener("abort", wiring.onAbort);
   }
 
   #outcome(length: number): Float64Array {
     return length <= this.#scratch.length ? this.#scratch : this.#engine.takeOverflow();
   }
 
-  /** Carry out the actions of the engine call that returned `length`. */
+  /** Carry out the actions of the engine call that returned `length`, then the user code they call for. */
   #apply(length: number): void {
     const out = this.#outcome(length);
-    this.#applyOutcome(out, length, 2 + out[1]!);
+    const deferred = this.#applyOutcome(out, length, HEADER + out[1]!, undefined);
+    if (deferred) for (const task of deferred) task();
   }
 
-  /** `start` skips the header and add results. User code (handlers, errorHandler) runs only
-   * after the loop: it may call back into the engine, which reuses the scratch buffer. */
-  #applyOutcome(out: Float64Array, length: number, start: number): void {
-    let deferred: (() => void)[] | undefined;
+  /** `start` skips the header and add results. User code (handlers, errorHandler) is returned
+   * in `deferred`, to run after the loop: it may call back into the engine, which reuses the
+   * scratch buffer. */
+  #applyOutcome(out: Float64Array, length: number, start: number, deferred: (() => void)[] | undefined): (() => void)[] | undefined {
     let i = start;
     while (i < length) {
       const tag = out[i]!;
       if (tag === RESOLVE) {
-        const slot = this.#take(out[i + 1]!);
-        if (slot >= 0) this.#settle(slot, true, this.#slots.get(slot, RESULT));
-        i += 2;
+        this.#resolveRun(out[i + 1]!, out[i + 2]!);
+        i += 3;
+      } else if (tag === RUN_BATCH) {
+        const batch = out[i + 1]!;
+        const count = out[i + 4]!;
+        const nRuns = out[i + 5]!;
+        const runs = new Array<number>(2 * nRuns);
+        for (let k = 0; k < 2 * nRuns; k++) runs[k] = out[i + 6 + k]!;
+        const items = this.#itemsOf(runs, count);
+        (deferred ??= []).push(() => this.#run(batch, runs, count, items));
+        i += 6 + 2 * nRuns;
       } else if (tag === REJECT) {
         const report = this.#reject(out[i + 1]!, out[i + 2]!, out[i + 3]!);
         if (report) (deferred ??= []).push(report);
         i += 5;
-      } else if (tag === RUN_BATCH) {
-        const batch = out[i + 1]!;
-        const count = out[i + 4]!;
-        const ids = new Array<number>(count);
-        for (let k = 0; k < count; k++) ids[k] = out[i + 5 + k]!;
-        (deferred ??= []).push(() => this.#run(batch, ids));
-        i += 5 + count;
       } else if (tag === GROUP_RELEASED) {
         const group = out[i + 1]!;
         this.#groupOfKey.delete(this.#keyOfGroup[group]);
@@ -406,24 +406,102 @@ export class RequestBatcher<T, R> {
       }
     }
     this.#schedule(out[0]!);
-    if (deferred) for (const task of deferred) task();
+    return deferred;
   }
 
-  /** The slot of a live id, or -1. */
-  #take(id: number): number {
-    const slot = slotOf(id);
-    return this.#slots.id(slot) === id ? slot : -1;
+  /** The items of a batch's runs, in order, as a new array for the handler. */
+  #itemsOf(runs: number[], count: number): T[] {
+    if (runs.length === 2) {
+      const first = runs[0]!;
+      const block = this.#store.block(first)!;
+      const at = first - block.base;
+      if (at + count <= BLOCK) return block.items.slice(at, at + count) as T[];
+    }
+    const items = new Array<T>(count);
+    let k = 0;
+    for (let r = 0; r < runs.length; r += 2) {
+      let id = runs[r]!;
+      const end = id + runs[r + 1]!;
+      while (id < end) {
+        const block = this.#store.block(id)!;
+        const at = id - block.base;
+        const stop = Math.min(BLOCK, at + end - id);
+        for (let p = at; p < stop; p++) items[k++] = block.items[p] as T;
+        id += stop - at;
+      }
+    }
+    return items;
+  }
+
+  /** Resolve the items `first .. first + count` with the results their batch returned. */
+  #resolveRun(first: number, count: number): void {
+    const store = this.#store;
+    const wired = this.#signals.size > 0;
+    let id = first;
+    const end = first + count;
+    while (id < end) {
+      const block = store.block(id)!;
+      const at = id - block.base;
+      const stop = Math.min(BLOCK, at + end - id);
+      const { items, settlers } = block;
+      let settled = 0;
+      for (let p = at; p < stop; p++) {
+        const settle = settlers[p];
+        if (settle === undefined) continue; // never happens: the engine resolves live items only
+        const value = items[p];
+        items[p] = undefined;
+        settlers[p] = undefined;
+        settled++;
+        settle.resolve(value);
+      }
+      store.settled(block, settled);
+      id += stop - at;
+    }
+    if (wired) {
+      for (let k = first; k < end; k++) {
+        const wiring = this.#signals.get(k);
+        if (wiring) this.#unwire(wiring);
+      }
+    }
+    if (this.#flushWaiters.length > 0) this.#noteSettled(first, count);
+  }
+
+  /** Settle one live item (no-op if it has settled already). */
+  #settleOne(id: number, ok: boolean, value: unknown): void {
+    const block = this.#store.block(id);
+    if (block === undefined) return;
+    const at = id - block.base;
+    const settlers = block.settlers[at];
+    if (settlers === undefined) return;
+    block.items[at] = undefined;
+    block.settlers[at] = undefined;
+    this.#store.settled(block, 1);
+    if (this.#signals.size > 0) {
+      const wiring = this.#signals.get(id);
+      if (wiring) this.#unwire(wiring);
+    }
+    if (ok) settlers.resolve(value);
+    else settlers.reject(value);
+    if (this.#flushWaiters.length > 0) this.#noteSettled(id, 1);
+  }
+
+  /** The item (or, once its batch returned, its result) of a live id; `live` false if settled. */
+  #itemOf(id: number): { live: boolean; value: unknown } {
+    const block = this.#store.block(id);
+    if (block === undefined) return { live: false, value: undefined };
+    const at = id - block.base;
+    return { live: block.settlers[at] !== undefined, value: block.items[at] };
   }
 
   /** Settles the item; returns the errorHandler call to make once, if this ends a batch. */
   #reject(id: number, reason: number, batch: number): (() => void) | undefined {
-    const slot = this.#take(id);
-    if (slot < 0) return undefined;
+    const item = this.#itemOf(id);
+    if (!item.live) return undefined;
     let report: (() => void) | undefined;
     let error: unknown;
-    if (reason === REASON_ITEM_FAILED) error = this.#slots.get(slot, RESULT);
+    if (reason === REASON_ITEM_FAILED) error = item.value;
     else if (reason === REASON_TIMED_OUT) error = new TimeoutError(this.#options.timeoutMs!);
-    else if (reason === REASON_CANCELLED) error = new CancelledError(this.#slotSignal.get(slot)?.signal.reason);
+    else if (reason === REASON_CANCELLED) error = new CancelledError(this.#signals.get(id)?.signal.reason);
     else if (reason === REASON_ABORTED) error = new ClosedError("the batcher was closed with abort before this item settled");
     else if (reason === REASON_BATCH_FAILED) {
       const failed = this.#batches.get(batch);
@@ -438,7 +516,7 @@ export class RequestBatcher<T, R> {
         };
       }
     }
-    this.#settle(slot, false, error);
+    this.#settleOne(id, false, error);
     return report;
   }
 
@@ -447,9 +525,12 @@ export class RequestBatcher<T, R> {
     const errorHandler = this.#options.errorHandler;
     if (!errorHandler) return undefined;
     const items: T[] = [];
-    for (const id of failed.ids) {
-      const slot = this.#take(id);
-      if (slot >= 0) items.push(this.#slots.get(slot, ITEM) as T);
+    const runs = failed.runs;
+    for (let r = 0; r < runs.length; r += 2) {
+      for (let id = runs[r]!, end = id + runs[r + 1]!; id < end; id++) {
+        const item = this.#itemOf(id);
+        if (item.live) items.push(item.value as T);
+      }
     }
     return () => {
       try {
@@ -460,24 +541,11 @@ export class RequestBatcher<T, R> {
     };
   }
 
-  #settle(slot: number, ok: boolean, value: unknown): void {
-    const settle = this.#slots.get(slot, ok ? SLOT_RESOLVE : SLOT_REJECT) as Settle;
-    const seq = this.#slots.get(slot, SEQ) as number;
-    this.#slots.free(slot);
-    if (this.#slotSignal.size > 0) {
-      const wiring = this.#slotSignal.get(slot);
-      if (wiring) {
-        this.#slotSignal.delete(slot);
-        wiring.signal.removeEventListener("abort", wiring.onAbort);
-      }
-    }
-    settle(value);
-    if (this.#flushWaiters.length > 0) this.#noteSettled(seq);
-  }
-
-  #noteSettled(seq: number): void {
+  /** Items with host ids `first .. first + count` have settled: count them for flush(). */
+  #noteSettled(first: number, count: number): void {
     this.#flushWaiters = this.#flushWaiters.filter((waiter) => {
-      if (seq < waiter.beforeSeq && --waiter.remaining === 0) {
+      const before = Math.max(0, Math.min(first + count, waiter.before) - first);
+      if (before > 0 && (waiter.remaining -= before) <= 0) {
         waiter.resolve();
         return false;
       }
@@ -485,12 +553,12 @@ export class RequestBatcher<T, R> {
     });
   }
 
-  #run(batch: number, ids: number[]): void {
+  #run(batch: number, runs: number[], count: number, items: T[]): void {
     const entry = this.#batches.get(batch);
-    if (entry) entry.ids = ids;
-    else this.#batches.set(batch, { ids, error: undefined, reported: false });
-    const items = new Array<T>(ids.length);
-    for (let k = 0; k < ids.length; k++) items[k] = this.#slots.get(slotOf(ids[k]!), ITEM) as T;
+    if (entry) {
+      entry.runs = runs;
+      entry.count = count;
+    } else this.#batches.set(batch, { runs, count, error: undefined, reported: false });
     let pending: Promise<ReadonlyArray<R | Error>> | ReadonlyArray<R | Error>;
     try {
       pending = this.#options.batchHandler(items);
@@ -499,22 +567,35 @@ export class RequestBatcher<T, R> {
       return;
     }
     Promise.resolve(pending).then(
-      (results) => this.#completed(batch, ids, results),
+      (results) => this.#completed(batch, runs, count, results),
       (error) => this.#failed(batch, error, true),
     );
   }
 
-  #completed(batch: number, ids: number[], results: unknown): void {
-    if (!Array.isArray(results) || results.length !== ids.length) {
-      this.#failed(batch, new BatchResultError(ids.length, results), false);
+  #completed(batch: number, runs: number[], count: number, results: unknown): void {
+    if (!Array.isArray(results) || results.length !== count) {
+      this.#failed(batch, new BatchResultError(count, results), false);
       return;
     }
+    // Each live item's result replaces its item in the store until the engine settles it.
     let failed: number[] | undefined;
-    for (let k = 0; k < ids.length; k++) {
-      const result: unknown = results[k];
-      const slot = this.#take(ids[k]!);
-      if (slot >= 0) this.#slots.set(slot, RESULT, result); // a settled item's late result is dropped
-      if (result instanceof Error) (failed ??= []).push(k);
+    let k = 0;
+    for (let r = 0; r < runs.length; r += 2) {
+      let id = runs[r]!;
+      const end = id + runs[r + 1]!;
+      while (id < end) {
+        const block = this.#store.block(id);
+        const at = id % BLOCK;
+        const stop = Math.min(BLOCK, at + end - id);
+        for (let p = at; p < stop; p++) {
+          const result: unknown = results[k];
+          // A settled item's late result is dropped.
+          if (block !== undefined && block.settlers[p] !== undefined) block.items[p] = result;
+          if (result instanceof Error) (failed ??= []).push(k);
+          k++;
+        }
+        id += stop - at;
+      }
     }
     this.#batches.delete(batch);
     // The engine must know of every add before it may release a group; the call that follows
@@ -533,5 +614,4 @@ export class RequestBatcher<T, R> {
   #schedule(deadline: number): void {
     this.#timer.set(deadline < 0 ? null : deadline);
   }
-
 }

@@ -6,7 +6,7 @@
 
 import { createHash } from 'node:crypto';
 
-export const PROVIDERS = ['openai', 'anthropic', 'gemini', 'xai'];
+export const PROVIDERS = ['openai', 'anthropic', 'gemini', 'groq', 'doubleword', 'azure', 'mistral', 'together', 'xai'];
 
 /** Fixed timestamp (unix seconds) used in every generated answer body. */
 export const FIXED_CREATED = 1763880000;

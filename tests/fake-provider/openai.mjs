@@ -1,6 +1,10 @@
 // Fake OpenAI API: Files, Batches and the sync endpoints (chat completions,
 // responses, embeddings). Wire formats follow providers.md §1 and the
 // `openai` npm SDK.
+//
+// The same code serves the hosts that clone it (providers.md §2, §6, §9), each
+// under its own path prefix with its own route names (`groq.batches.create`, …):
+// see FLAVOURS below.
 
 import {
   FIXED_CREATED,
@@ -28,6 +32,55 @@ import {
 
 const SYNC_ENDPOINTS = ['/v1/chat/completions', '/v1/responses', '/v1/embeddings'];
 const TERMINAL = new Set(['completed', 'failed', 'expired', 'cancelled']);
+const CHAT = '/v1/chat/completions';
+const EMBEDDINGS = '/v1/embeddings';
+
+/** "36h" -> 36, "7d" -> 168; null for anything else. */
+function windowHours(window) {
+  const m = /^(\d+)(h|d)$/.exec(String(window ?? ''));
+  return m ? Number(m[1]) * (m[2] === 'd' ? 24 : 1) : null;
+}
+
+/**
+ * The OpenAI clones this module serves. Each flavour: `provider` (route names, counters,
+ * records), `prefix` (where its API lives), `sync` (sync endpoints served), `batch` (the batch
+ * `endpoint` values accepted; a line's `url` must equal it), `window(w)` (accepted completion
+ * windows), `maxFileBytes` (an upload above it is refused with 400), and for Azure classic
+ * `apiVersion` (every call needs `?api-version=`, else 400) and `deployments` (sync calls under
+ * `/deployments/{name}/…`, the name is the model; batch endpoints without the `/v1` prefix).
+ */
+export const FLAVOURS = {
+  openai: { provider: 'openai', prefix: '/v1', sync: SYNC_ENDPOINTS, batch: SYNC_ENDPOINTS, window: (w) => w === '24h' },
+  // Groq (§6): base /openai/v1; the SDK types only chat completions as a batch endpoint; 24h to
+  // 7d windows; input files up to 100 MB. It also serves responses synchronously (not batched).
+  groq: {
+    provider: 'groq', prefix: '/groq/openai/v1', sync: [CHAT, '/v1/responses'], batch: [CHAT],
+    window: (w) => windowHours(w) !== null && windowHours(w) >= 24 && windowHours(w) <= 168,
+    maxFileBytes: 100_000_000,
+  },
+  // Doubleword (§9): chat completions and embeddings, 200 MB; the "1h" tier is assumed to be
+  // spelled like OpenAI's window (the docs describe faster tiers without naming the value).
+  doubleword: {
+    provider: 'doubleword', prefix: '/doubleword/v1', sync: [CHAT, EMBEDDINGS], batch: [CHAT, EMBEDDINGS],
+    window: (w) => w === '24h' || w === '1h', maxFileBytes: 200_000_000,
+  },
+  // Azure OpenAI classic (§2): /openai/deployments/{name}/chat/completions?api-version=…, files
+  // and batches under /openai/…?api-version=…, `api-key` header, lines `"url":"/chat/completions"`
+  // with `body.model` = the deployment. Whether Azure checks that `body.model` names an existing
+  // deployment is not documented: the fake takes any name as a deployment.
+  azure: {
+    provider: 'azure', prefix: '/azure/openai', sync: [CHAT, EMBEDDINGS], batch: ['/chat/completions', '/embeddings'],
+    window: (w) => w === '24h', maxFileBytes: 200_000_000, apiVersion: true, deployments: true,
+  },
+  // Azure OpenAI v1 surface (§2): /openai/v1/…, OpenAI's shapes, no api-version needed.
+  azureV1: {
+    provider: 'azure', prefix: '/azure/openai/v1', sync: [CHAT, EMBEDDINGS], batch: [CHAT, EMBEDDINGS],
+    window: (w) => w === '24h', maxFileBytes: 200_000_000,
+  },
+};
+
+/** The sync endpoint a batch endpoint stands for (Azure classic drops the `/v1`). */
+const answerEndpoint = (endpoint) => (endpoint.startsWith('/v1/') ? endpoint : `/v1${endpoint}`);
 
 // ---------------------------------------------------------------------------
 // Deterministic answers
@@ -219,11 +272,11 @@ export function openaiAnswer(endpoint, rawBody) {
 // ---------------------------------------------------------------------------
 // Files
 
-function createFile(state, { filename, purpose, data }) {
+function createFile(state, { filename, purpose, data }, provider = 'openai') {
   const id = `file-fake${state.nextId()}`;
   const createdAt = nowSeconds();
   const file = {
-    provider: 'openai',
+    provider,
     id,
     data,
     object: {
@@ -242,9 +295,9 @@ function createFile(state, { filename, purpose, data }) {
   return file;
 }
 
-function getFile(state, id) {
+function getFile(state, id, provider = 'openai') {
   const file = state.files.get(id);
-  return file?.provider === 'openai' ? file : null;
+  return file?.provider === provider ? file : null;
 }
 
 // ---------------------------------------------------------------------------
@@ -303,7 +356,8 @@ function addUsage(usage, endpoint, body) {
 /** The output/error line of one request in a finished batch. */
 function executeLine(state, record, request) {
   const lineId = `batch_req_${sha256Hex(`${record.id}:${request.customId}`).slice(0, 24)}`;
-  const text = isPlainObject(request.body) ? openaiUserText(record.endpoint, request.body) : '';
+  const endpoint = answerEndpoint(record.endpoint);
+  const text = isPlainObject(request.body) ? openaiUserText(endpoint, request.body) : '';
   if (parseTriggers(text).expireLine) return notExecutedLine(lineId, request, 'batch_expired');
   if (state.config.rejectStreamInBatch && request.body?.stream === true) {
     return {
@@ -318,7 +372,7 @@ function executeLine(state, record, request) {
       },
     };
   }
-  const answer = openaiAnswer(record.endpoint, request.body);
+  const answer = openaiAnswer(endpoint, request.body);
   return {
     ok: answer.status >= 200 && answer.status < 300,
     body: answer.body,
@@ -350,7 +404,7 @@ function writeResults(state, record, { expireFrom = Infinity } = {}) {
       : executeLine(state, record, request);
     if (result.ok) {
       outputs.push(result.line);
-      addUsage(usage, record.endpoint, result.body);
+      addUsage(usage, answerEndpoint(record.endpoint), result.body);
     } else {
       errors.push(result.line);
     }
@@ -359,7 +413,7 @@ function writeResults(state, record, { expireFrom = Infinity } = {}) {
     filename: `${record.id}_${kind}.jsonl`,
     purpose: 'batch_output',
     data: Buffer.from(toJsonl(shuffleForOutput(lines, state.config))),
-  }).id);
+  }, record.provider).id);
   record.outputFileId = writeFile(outputs, 'output');
   record.errorFileId = writeFile(errors, 'error');
   record.requestCounts = { total: record.requests.length, completed: outputs.length, failed: errors.length };
@@ -421,7 +475,7 @@ function batchObject(record) {
     error_file_id: record.errorFileId ?? null,
     created_at: record.createdAt,
     in_progress_at: record.times.in_progress_at ?? null,
-    expires_at: record.createdAt + 24 * 3600,
+    expires_at: record.createdAt + (windowHours(record.completionWindow) ?? 24) * 3600,
     finalizing_at: record.times.finalizing_at ?? null,
     completed_at: record.times.completed_at ?? null,
     failed_at: record.times.failed_at ?? null,
@@ -434,80 +488,107 @@ function batchObject(record) {
   };
 }
 
-function getBatch(state, id) {
+function getBatch(state, id, provider = 'openai') {
   const record = state.batches.get(id);
-  return record?.provider === 'openai' ? record : null;
+  return record?.provider === provider ? record : null;
 }
-
-const notFound = (what, id) => errorResponse('openai', 404, `No such ${what}: '${id}'`);
 
 // ---------------------------------------------------------------------------
 // Routes
 
-export function openaiRoutes() {
-  const route = (name, method, pattern, handle, extra = {}) => ({ provider: 'openai', name, method, pattern, handle, ...extra });
+const escapeRegExp = (text) => text.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
 
-  const sync = (endpoint, name) => route(name, 'POST', new RegExp(`^${endpoint}$`), (ctx) => {
-    if (ctx.jsonError) return errorResponse('openai', 400, ctx.jsonError);
-    if (ctx.json?.stream === true) {
-      return errorResponse('openai', 400, 'The fake provider does not implement streaming responses.');
-    }
-    const answer = openaiAnswer(endpoint, ctx.json);
-    return { status: answer.status, json: answer.body, headers: { 'x-request-id': answer.requestId } };
-  }, { sync: true });
+/** The routes of one flavour (default: OpenAI itself, under /v1). */
+export function openaiRoutes(flavour = FLAVOURS.openai) {
+  const { provider, prefix } = flavour;
+  const base = escapeRegExp(prefix);
+  const notFound = (what, id) => errorResponse(provider, 404, `No such ${what}: '${id}'`);
+  const route = (name, method, pattern, handle, extra = {}) => ({
+    provider,
+    name: `${provider}.${name}`,
+    method,
+    pattern: new RegExp(`^${base}${pattern}$`),
+    // Azure classic: every call names its API version.
+    handle: flavour.apiVersion
+      ? (ctx, params) => (ctx.url.searchParams.get('api-version')
+        ? handle(ctx, params)
+        : errorResponse(provider, 400, 'Missing required query parameter: api-version.'))
+      : handle,
+    ...extra,
+  });
+
+  const sync = (endpoint) => {
+    const name = endpoint.slice('/v1/'.length).replaceAll('/', '.');
+    const tail = escapeRegExp(endpoint.slice('/v1'.length));
+    return route(name, 'POST', flavour.deployments ? `/deployments/([^/]+)${tail}` : tail, (ctx, [deployment]) => {
+      if (ctx.jsonError) return errorResponse(provider, 400, ctx.jsonError);
+      if (ctx.json?.stream === true) {
+        return errorResponse(provider, 400, 'The fake provider does not implement streaming responses.');
+      }
+      // Azure runs the deployment named in the path, whatever the body's model says.
+      const body = deployment !== undefined && isPlainObject(ctx.json) ? { ...ctx.json, model: deployment } : ctx.json;
+      const answer = openaiAnswer(endpoint, body);
+      return { status: answer.status, json: answer.body, headers: { 'x-request-id': answer.requestId } };
+    }, { sync: true });
+  };
 
   return [
-    sync('/v1/chat/completions', 'openai.chat.completions'),
-    sync('/v1/responses', 'openai.responses'),
-    sync('/v1/embeddings', 'openai.embeddings'),
+    ...flavour.sync.map(sync),
 
-    route('openai.files.create', 'POST', /^\/v1\/files$/, (ctx) => {
+    route('files.create', 'POST', '/files', (ctx) => {
       let form;
       try {
         form = parseMultipart(ctx.body, ctx.headers['content-type']);
       } catch (err) {
-        return errorResponse('openai', 400, `Invalid multipart body: ${err.message}`);
+        return errorResponse(provider, 400, `Invalid multipart body: ${err.message}`);
       }
       const file = form.files.file;
       if (!file) return { status: 400, json: openaiErrorBody(400, "Missing required parameter: 'file'.", { param: 'file' }) };
       const purpose = form.fields.purpose;
       if (!purpose) return { status: 400, json: openaiErrorBody(400, "Missing required parameter: 'purpose'.", { param: 'purpose' }) };
-      return { status: 200, json: createFile(ctx.state, { filename: file.filename, purpose, data: file.data }).object };
+      if (flavour.maxFileBytes !== undefined && file.data.length > flavour.maxFileBytes) {
+        return { status: 400, json: openaiErrorBody(400, `File is larger than ${flavour.maxFileBytes} bytes.`, { param: 'file' }) };
+      }
+      return { status: 200, json: createFile(ctx.state, { filename: file.filename, purpose, data: file.data }, provider).object };
     }),
 
-    route('openai.files.retrieve', 'GET', /^\/v1\/files\/([^/]+)$/, (ctx, [id]) => {
-      const file = getFile(ctx.state, id);
+    route('files.retrieve', 'GET', '/files/([^/]+)', (ctx, [id]) => {
+      const file = getFile(ctx.state, id, provider);
       return file ? { status: 200, json: file.object } : notFound('File', id);
     }),
 
-    route('openai.files.content', 'GET', /^\/v1\/files\/([^/]+)\/content$/, (ctx, [id]) => {
-      const file = getFile(ctx.state, id);
+    route('files.content', 'GET', '/files/([^/]+)/content', (ctx, [id]) => {
+      const file = getFile(ctx.state, id, provider);
       if (!file) return notFound('File', id);
       return { status: 200, raw: file.data, contentType: 'application/octet-stream' };
     }),
 
-    route('openai.files.delete', 'DELETE', /^\/v1\/files\/([^/]+)$/, (ctx, [id]) => {
-      if (!getFile(ctx.state, id)) return notFound('File', id);
+    route('files.delete', 'DELETE', '/files/([^/]+)', (ctx, [id]) => {
+      if (!getFile(ctx.state, id, provider)) return notFound('File', id);
       ctx.state.files.delete(id);
       return { status: 200, json: { id, object: 'file', deleted: true } };
     }),
 
-    route('openai.batches.create', 'POST', /^\/v1\/batches$/, (ctx) => {
-      if (ctx.jsonError) return errorResponse('openai', 400, ctx.jsonError);
+    route('batches.create', 'POST', '/batches', (ctx) => {
+      if (ctx.jsonError) return errorResponse(provider, 400, ctx.jsonError);
       const body = ctx.json ?? {};
       const bad = (message, param) => ({ status: 400, json: openaiErrorBody(400, message, { param }) });
       if (typeof body.input_file_id !== 'string') return bad("Missing required parameter: 'input_file_id'.", 'input_file_id');
-      if (!SYNC_ENDPOINTS.includes(body.endpoint)) {
-        return bad(`Invalid 'endpoint': the fake provider supports ${SYNC_ENDPOINTS.join(', ')}.`, 'endpoint');
+      if (!flavour.batch.includes(body.endpoint)) {
+        return bad(`Invalid 'endpoint': the fake provider supports ${flavour.batch.join(', ')}.`, 'endpoint');
       }
-      if (body.completion_window !== '24h') return bad("Invalid 'completion_window': only '24h' is supported.", 'completion_window');
-      const file = getFile(ctx.state, body.input_file_id);
+      if (!flavour.window(body.completion_window)) {
+        return bad(flavour.window === FLAVOURS.openai.window
+          ? "Invalid 'completion_window': only '24h' is supported."
+          : `Invalid 'completion_window': '${body.completion_window}' is not supported.`, 'completion_window');
+      }
+      const file = getFile(ctx.state, body.input_file_id, provider);
       if (!file) return bad(`Invalid 'input_file_id': '${body.input_file_id}'. File not found.`, 'input_file_id');
       if (file.object.purpose !== 'batch') return bad(`File '${file.id}' does not have purpose 'batch'.`, 'input_file_id');
 
       const { requests, model, errors } = parseBatchInput(file.data.toString('utf8'), body.endpoint);
       const record = {
-        provider: 'openai',
+        provider,
         id: `batch_fake${ctx.state.nextId()}`,
         requests,
         headers: ctx.headers,
@@ -527,16 +608,16 @@ export function openaiRoutes() {
       return { status: 200, json: batchObject(record) };
     }),
 
-    route('openai.batches.retrieve', 'GET', /^\/v1\/batches\/([^/]+)$/, (ctx, [id]) => {
-      const record = getBatch(ctx.state, id);
+    route('batches.retrieve', 'GET', '/batches/([^/]+)', (ctx, [id]) => {
+      const record = getBatch(ctx.state, id, provider);
       if (!record) return notFound('batch', id);
       advance(ctx.state, record);
       return { status: 200, json: batchObject(record) };
     }),
 
-    route('openai.batches.list', 'GET', /^\/v1\/batches$/, (ctx) => {
+    route('batches.list', 'GET', '/batches', (ctx) => {
       const limit = Math.min(100, Math.max(1, Number(ctx.url.searchParams.get('limit') ?? 20) || 20));
-      let all = batchesNewestFirst(ctx.state, 'openai');
+      let all = batchesNewestFirst(ctx.state, provider);
       const after = ctx.url.searchParams.get('after');
       if (after) {
         const index = all.findIndex((b) => b.id === after);
@@ -549,11 +630,11 @@ export function openaiRoutes() {
       };
     }),
 
-    route('openai.batches.cancel', 'POST', /^\/v1\/batches\/([^/]+)\/cancel$/, (ctx, [id]) => {
-      const record = getBatch(ctx.state, id);
+    route('batches.cancel', 'POST', '/batches/([^/]+)/cancel', (ctx, [id]) => {
+      const record = getBatch(ctx.state, id, provider);
       if (!record) return notFound('batch', id);
       if (TERMINAL.has(record.state)) {
-        return errorResponse('openai', 400, `Cannot cancel a batch with status '${record.state}'.`);
+        return errorResponse(provider, 400, `Cannot cancel a batch with status '${record.state}'.`);
       }
       record.cancelRequested = true;
       record.state = 'cancelling';
@@ -569,5 +650,15 @@ export function openaiAuthError(headers) {
   return {
     status: 401,
     json: openaiErrorBody(401, "You didn't provide an API key. You need to provide your API key in an Authorization header using Bearer auth (i.e. Authorization: Bearer YOUR_KEY).", { type: 'invalid_request_error' }),
+  };
+}
+
+/** Azure OpenAI: an `api-key` header (or an Entra `Authorization: Bearer` token). */
+export function azureAuthError(headers) {
+  if (typeof headers['api-key'] === 'string' && headers['api-key'] !== '') return null;
+  if (!openaiAuthError(headers)) return null;
+  return {
+    status: 401,
+    json: { error: { code: '401', message: 'Access denied due to invalid subscription key or wrong API endpoint. Make sure to provide a valid key for an active subscription and use a correct regional API endpoint for your resource.' } },
   };
 }

@@ -19,9 +19,11 @@ import {
   parseJsonBody,
   readBody,
 } from './common.mjs';
-import { openaiAuthError, openaiRoutes } from './openai.mjs';
+import { FLAVOURS, azureAuthError, openaiAuthError, openaiRoutes } from './openai.mjs';
 import { anthropicAuthError, anthropicRoutes } from './anthropic.mjs';
 import { geminiAuthError, geminiRoutes } from './gemini.mjs';
+import { mistralAuthError, mistralRoutes } from './mistral.mjs';
+import { togetherAuthError, togetherRoutes } from './together.mjs';
 import { xaiAuthError, xaiRoutes } from './xai.mjs';
 
 export { bodyDigest, canonicalJson } from './common.mjs';
@@ -41,6 +43,15 @@ const MODULES = [
   { provider: 'openai', routes: openaiRoutes, authError: openaiAuthError },
   { provider: 'anthropic', routes: anthropicRoutes, authError: anthropicAuthError },
   { provider: 'gemini', routes: geminiRoutes, authError: geminiAuthError },
+  { provider: 'groq', routes: () => openaiRoutes(FLAVOURS.groq), authError: openaiAuthError },
+  { provider: 'doubleword', routes: () => openaiRoutes(FLAVOURS.doubleword), authError: openaiAuthError },
+  {
+    provider: 'azure',
+    routes: () => [...openaiRoutes(FLAVOURS.azureV1), ...openaiRoutes(FLAVOURS.azure)],
+    authError: azureAuthError,
+  },
+  { provider: 'mistral', routes: mistralRoutes, authError: mistralAuthError },
+  { provider: 'together', routes: togetherRoutes, authError: togetherAuthError },
   { provider: 'xai', routes: xaiRoutes, authError: xaiAuthError },
 ];
 const AUTH = Object.fromEntries(MODULES.map((m) => [m.provider, m.authError]));

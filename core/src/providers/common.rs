@@ -253,8 +253,11 @@ pub(crate) fn ok_json(resp: &HttpResponse, what: &str) -> Result<Value, Protocol
 
 pub(crate) fn describe_error(resp: &HttpResponse) -> String {
     if let Ok(v) = serde_json::from_str::<Value>(&resp.body) {
-        if let Some(m) = v.pointer("/error/message").and_then(Value::as_str) {
-            return m.to_string();
+        // OpenAI, Anthropic and Gemini nest the message; Mistral's envelope has it on top.
+        for pointer in ["/error/message", "/message"] {
+            if let Some(m) = v.pointer(pointer).and_then(Value::as_str) {
+                return m.to_string();
+            }
         }
     }
     let body = resp.body.trim();

@@ -20,6 +20,10 @@ pub struct HostSettings {
     pub max_requests: Option<usize>,
     /// Bytes of one batch's input file (or inline body), at most.
     pub max_file_bytes: Option<usize>,
+    /// Azure OpenAI: the `api-version` query value of the intercepted request, carried to every
+    /// batch call. Filled per request by the adapter, never declared; part of the route's
+    /// credential fingerprint, so requests of different API versions never share a batch.
+    pub api_version: Option<String>,
 }
 
 /// One entry: requests whose URL starts with `base_url` (at a path-segment boundary) speak
@@ -225,8 +229,45 @@ const BUILTIN: &[(&str, ProviderId)] = &[
         "https://*.cognitiveservices.azure.com/openai",
         ProviderId::Azure,
     ),
+    ("https://api.mistral.ai/v1", ProviderId::Mistral),
+    // Together: the SDK client's default base, and the one its upload helper uses.
+    ("https://api.together.ai/v1", ProviderId::Together),
+    ("https://api.together.xyz/v1", ProviderId::Together),
     ("https://api.x.ai/v1", ProviderId::Xai),
 ];
+
+/// A declared completion window the provider is documented to refuse: Groq takes 24h to 7d
+/// (providers.md §6), Azure OpenAI only "24h" (§2); Mistral's `timeout_hours` needs a whole
+/// number of hours (§5). Other hosts get what the user declared.
+fn window_error(provider: ProviderId, window: &str) -> Option<String> {
+    let hours = window_hours(window);
+    match provider {
+        ProviderId::Groq if !hours.is_some_and(|h| (24..=7 * 24).contains(&h)) => Some(format!(
+            "completionWindow {window:?}: Groq accepts \"24h\" to \"7d\""
+        )),
+        ProviderId::Azure if hours != Some(24) => Some(format!(
+            "completionWindow {window:?}: Azure OpenAI accepts only \"24h\""
+        )),
+        ProviderId::Mistral if hours.is_none_or(|h| h == 0) => Some(format!(
+            "completionWindow {window:?}: Mistral takes a number of hours, like \"24h\" or \"2d\""
+        )),
+        _ => None,
+    }
+}
+
+/// "36h" → 36, "7d" → 168; `None` for anything else.
+pub(crate) fn window_hours(window: &str) -> Option<u64> {
+    let w = window.trim();
+    let (digits, per) = match (w.strip_suffix('h'), w.strip_suffix('d')) {
+        (Some(n), _) => (n, 1),
+        (_, Some(n)) => (n, 24),
+        _ => return None,
+    };
+    if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    digits.parse::<u64>().ok()?.checked_mul(per)
+}
 
 /// The hosts a request is looked up in: declared ones first, then the built-ins.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -271,10 +312,18 @@ impl HostTable {
                     ));
                 }
             }
+            if let Some(message) = spec
+                .completion_window
+                .as_deref()
+                .and_then(|w| window_error(spec.provider, w))
+            {
+                return Err(err(message));
+            }
             let settings = HostSettings {
                 completion_window: spec.completion_window.clone(),
                 max_requests: spec.max_requests,
                 max_file_bytes: spec.max_file_bytes,
+                api_version: None,
             };
             entries.push(HostEntry::new(&spec.base_url, spec.provider, settings).map_err(err)?);
         }
@@ -439,6 +488,27 @@ mod tests {
             assert_eq!(e.index, 1, "{base}");
             assert!(!e.message.is_empty());
         }
+        let window = |provider, w: &str| {
+            let mut s = spec("https://x.example/v1", provider);
+            s.completion_window = Some(w.into());
+            HostTable::with_declared(&[s]).map(|_| ())
+        };
+        for ok in ["24h", "48h", "7d", "168h"] {
+            assert_eq!(window(ProviderId::Groq, ok), Ok(()), "{ok}");
+        }
+        for bad in ["12h", "8d", "169h", "d", "1.5d", "24"] {
+            let e = window(ProviderId::Groq, bad).unwrap_err();
+            assert!(e.message.contains("Groq"), "{bad}: {}", e.message);
+        }
+        assert!(window(ProviderId::Azure, "48h").is_err());
+        assert_eq!(window(ProviderId::Mistral, "48h"), Ok(()));
+        for bad in ["0h", "soon", "24"] {
+            assert!(window(ProviderId::Mistral, bad).is_err(), "{bad}");
+        }
+        assert_eq!(window(ProviderId::Azure, "24h"), Ok(()));
+        // Generic hosts take any window (Novita uses "48h").
+        assert_eq!(window(ProviderId::OpenAi, "48h"), Ok(()));
+        assert_eq!(window(ProviderId::Doubleword, "1h"), Ok(()));
         let mut zero = spec("https://x.example/v1", ProviderId::OpenAi);
         zero.max_requests = Some(0);
         assert!(HostTable::with_declared(&[zero])

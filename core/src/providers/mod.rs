@@ -12,8 +12,10 @@
 //!    untouched"; `Ok(Route)` means it can be batched. Requests whose route differs in
 //!    `provider`, `base_url`, `endpoint`, `model` or `credential_fingerprint` never share a batch.
 //! 2. Split a group under [`ProviderAdapter::limits`] using [`ProviderAdapter::item_bytes`].
-//! 3. [`ProviderAdapter::build_upload`] (OpenAI only) → [`ProviderAdapter::parse_upload`], then
-//!    [`ProviderAdapter::build_create`] → [`ProviderAdapter::parse_create`].
+//! 3. [`ProviderAdapter::build_upload`] (OpenAI, Together) → [`ProviderAdapter::parse_upload`]
+//!    (→ [`ProviderAdapter::build_upload_finish`] when the upload takes a second request, as
+//!    Together's presigned one does), then [`ProviderAdapter::build_create`] →
+//!    [`ProviderAdapter::parse_create`].
 //!    If the create was sent but no answer came back, [`ProviderAdapter::build_find`] /
 //!    [`ProviderAdapter::parse_find`] look for a batch carrying the group's idempotency tag.
 //!    `build_find` returns `None` when the provider offers no way to tag a batch (Anthropic): the
@@ -41,7 +43,9 @@ mod anthropic;
 pub(crate) mod common;
 mod gemini;
 pub mod hosts;
+mod mistral;
 mod openai;
+mod together;
 mod xai;
 
 use std::fmt;
@@ -53,7 +57,9 @@ use crate::http::{HttpRequest, HttpResponse};
 pub use anthropic::Anthropic;
 pub use gemini::Gemini;
 pub use hosts::{HostMatch, HostSettings, HostSpec, HostTable};
+pub use mistral::Mistral;
 pub use openai::OpenAi;
+pub use together::Together;
 pub use xai::Xai;
 
 /// The batch providers batchling knows. Groq, Doubleword and Azure OpenAI speak the OpenAI batch
@@ -67,17 +73,21 @@ pub enum ProviderId {
     Groq,
     Doubleword,
     Azure,
+    Mistral,
+    Together,
     Xai,
 }
 
 impl ProviderId {
-    pub const ALL: [ProviderId; 7] = [
+    pub const ALL: [ProviderId; 9] = [
         ProviderId::OpenAi,
         ProviderId::Anthropic,
         ProviderId::Gemini,
         ProviderId::Groq,
         ProviderId::Doubleword,
         ProviderId::Azure,
+        ProviderId::Mistral,
+        ProviderId::Together,
         ProviderId::Xai,
     ];
 
@@ -89,6 +99,8 @@ impl ProviderId {
             ProviderId::Groq => "groq",
             ProviderId::Doubleword => "doubleword",
             ProviderId::Azure => "azure",
+            ProviderId::Mistral => "mistral",
+            ProviderId::Together => "together",
             ProviderId::Xai => "xai",
         }
     }
@@ -126,9 +138,9 @@ pub struct Route {
     /// and SDK telemetry headers are dropped. Gemini's `?key=` query credential appears here as
     /// `x-goog-api-key`, which the Gemini API treats the same.
     pub forward_headers: Vec<(String, String)>,
-    /// Hex SHA-256 over provider, base URL and every forwarded header. Requests with different
-    /// fingerprints never share a batch. Credentials appear only here (hashed) and in
-    /// `forward_headers`; `Debug` redacts them.
+    /// Hex SHA-256 over provider, base URL (with Azure's api-version) and every forwarded header.
+    /// Requests with different fingerprints never share a batch. Credentials appear only here
+    /// (hashed) and in `forward_headers`; `Debug` redacts them.
     pub credential_fingerprint: String,
     /// The request body with `stream` / `stream_options` removed; every other field untouched, in
     /// the caller's key order.
@@ -168,8 +180,8 @@ impl fmt::Debug for Route {
 /// Why a request is not batched. It passes through untouched to the real network.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum PassThrough {
-    /// No adapter recognises the URL (includes Azure classic deployments and Vertex AI, whose
-    /// batch APIs differ).
+    /// No adapter recognises the URL (includes Azure classic deployments on a host not known as
+    /// Azure, Vertex AI, whose batch APIs differ, and endpoints a known host does not batch).
     UnknownUrl,
     /// A batchable path, but not a POST (e.g. listing stored chat completions).
     NotPost,
@@ -402,7 +414,7 @@ pub trait ProviderAdapter: Sync {
     /// `ctx.tag`. `None` when the provider has nowhere to store a tag, so no lookup can tell.
     fn build_find(&self, ctx: &BatchContext) -> Option<HttpRequest>;
 
-    /// `Ok(None)`: no batch in the listing carries `tag`.
+    /// `Ok(None)`: no batch in the listing carries `tag` (the [`ProviderAdapter::find_key`]).
     fn parse_find(
         &self,
         resp: &HttpResponse,
@@ -443,16 +455,53 @@ pub trait ProviderAdapter: Sync {
 
     /// Dry run: a synthetic 200 in the endpoint's shape, with `x-batchling-dry-run: 1`.
     fn dry_run_response(&self, route: &Route, custom_id: &str) -> HttpResponse;
+
+    /// A second request that completes the upload, built from the first one's answer; `None`
+    /// (the default) when the upload is one request. Together answers its upload POST with a
+    /// `302` whose `Location` is a presigned storage URL taking the file's bytes: the engine hands
+    /// a redirect (3xx) answer of the upload to [`ProviderAdapter::parse_upload`] instead of
+    /// treating it as a failure, then sends this request (rebuilt from the same answer on each
+    /// retry) before the create. Its answer only needs to be 2xx. An upload request that wants
+    /// its redirect back carries [`REDIRECT_MANUAL_HEADER`].
+    fn build_upload_finish(
+        &self,
+        ctx: &BatchContext,
+        items: &[BatchItem],
+        upload_answer: &HttpResponse,
+    ) -> Option<HttpRequest> {
+        let _ = (ctx, items, upload_answer);
+        None
+    }
+
+    /// What [`ProviderAdapter::parse_find`] looks for in the listing: the batch's tag (the
+    /// default). Together batches carry no tag but name their input file, whose id is unique per
+    /// upload: its adapter answers `uploaded_file`, and `None` when this run did not upload it (a
+    /// previous run's lost create then cannot be told apart, as with Anthropic).
+    fn find_key<'a>(&self, tag: &'a str, uploaded_file: Option<&'a str>) -> Option<&'a str> {
+        let _ = uploaded_file;
+        Some(tag)
+    }
 }
+
+/// A request header the core sets on a provider call whose redirect (3xx) it must receive rather
+/// than have followed (Together's upload). The host removes it and sends the call with
+/// `redirect: "manual"`. Callers' own `x-batchling-*` headers are never forwarded, so only the
+/// core sets it.
+pub const REDIRECT_MANUAL_HEADER: &str = "x-batchling-redirect";
 
 /// The adapter registry. Order matters only for recognition: the adapters whose recognition
 /// needs a provider signature (headers, `:generateContent`) go before the generic OpenAI shape.
-pub static ADAPTERS: [&dyn ProviderAdapter; 4] = [&Anthropic, &Gemini, &OpenAi, &Xai];
+/// Together recognises nothing by shape (its URLs look like OpenAI's): only its hosts reach it.
+/// So does xAI.
+pub static ADAPTERS: [&dyn ProviderAdapter; 6] =
+    [&Anthropic, &Gemini, &OpenAi, &Mistral, &Together, &Xai];
 
 pub fn adapter(p: ProviderId) -> &'static dyn ProviderAdapter {
     match p.protocol() {
         ProviderId::Anthropic => &Anthropic,
         ProviderId::Gemini => &Gemini,
+        ProviderId::Mistral => &Mistral,
+        ProviderId::Together => &Together,
         ProviderId::Xai => &Xai,
         _ => &OpenAi,
     }

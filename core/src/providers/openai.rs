@@ -31,11 +31,51 @@ const ENDPOINTS: &[(&str, &str)] = &[
     ("/embeddings", "/v1/embeddings"),
 ];
 
-/// Documented limits: 50,000 requests and 200 MB per input file. We count MB as 10^6 bytes
-/// (the smaller reading) and keep 64 KiB for the multipart framing.
-const MAX_REQUESTS: usize = 50_000;
-const MAX_FILE_BYTES: usize = 200_000_000;
+/// We count MB as 10^6 bytes (the smaller reading) and keep 64 KiB for the multipart framing.
+const MB: usize = 1_000_000;
 const ENVELOPE_HEADROOM_BYTES: usize = 64 * 1024;
+
+/// What a host speaking this protocol batches, and its documented defaults. A declared host's
+/// settings ([`HostSettings`]) override the limits and the window.
+struct Profile {
+    /// Batch endpoints ("/v1/…"); any other path under the host passes through.
+    endpoints: &'static [&'static str],
+    completion_window: &'static str,
+    max_requests: usize,
+    max_file_bytes: usize,
+}
+
+const CHAT: &str = "/v1/chat/completions";
+const RESPONSES: &str = "/v1/responses";
+const EMBEDDINGS: &str = "/v1/embeddings";
+
+/// Per-provider defaults (providers.md §1, §2, §6, §9):
+/// - OpenAI: 50,000 requests, 200 MB, window "24h"; chat, responses and embeddings.
+/// - Groq: 100 MB (SDK docstring), window "24h" (it accepts up to "7d"); the batch endpoint enum
+///   is chat completions only (audio transcription takes multipart uploads, which pass through).
+/// - Doubleword: 200 MB; chat completions and embeddings.
+/// - Azure OpenAI: OpenAI's limits; chat completions and embeddings. Whether its batches take
+///   `/responses` lines is not documented in providers.md, so responses calls pass through.
+fn profile(provider: ProviderId) -> Profile {
+    let openai = Profile {
+        endpoints: &[CHAT, RESPONSES, EMBEDDINGS],
+        completion_window: "24h",
+        max_requests: 50_000,
+        max_file_bytes: 200 * MB,
+    };
+    match provider {
+        ProviderId::Groq => Profile {
+            endpoints: &[CHAT],
+            max_file_bytes: 100 * MB,
+            ..openai
+        },
+        ProviderId::Doubleword | ProviderId::Azure => Profile {
+            endpoints: &[CHAT, EMBEDDINGS],
+            ..openai
+        },
+        _ => openai,
+    }
+}
 
 pub struct OpenAi;
 
@@ -144,7 +184,8 @@ impl OpenAi {
         })
     }
 
-    /// The text of `errors.data[].message` of a failed batch.
+    /// The text of `errors.data[]` of a failed batch: each message with its code (Azure's quota
+    /// failure `token_limit_exceeded`, `invalid_json_line`, …) and line when given.
     fn batch_errors(v: &Value) -> String {
         v.pointer("/errors/data")
             .and_then(Value::as_array)
@@ -152,9 +193,13 @@ impl OpenAi {
                 errs.iter()
                     .filter_map(|e| {
                         let msg = str_field(e, "/message")?;
+                        let msg = match str_field(e, "/code").filter(|c| !msg.contains(c)) {
+                            Some(code) => format!("{code}: {msg}"),
+                            None => msg.to_string(),
+                        };
                         Some(match e.get("line").and_then(Value::as_u64) {
                             Some(line) => format!("line {line}: {msg}"),
-                            None => msg.to_string(),
+                            None => msg,
                         })
                     })
                     .collect::<Vec<_>>()
@@ -193,18 +238,21 @@ impl ProviderAdapter for OpenAi {
     }
 
     fn recognize_at(&self, req: &HttpRequest, host: &HostMatch) -> Result<Route, PassThrough> {
-        let endpoint = ENDPOINTS
-            .iter()
-            .find(|(suffix, _)| host.rest_path == *suffix)
-            .map(|(_, endpoint)| *endpoint)
-            .ok_or(PassThrough::UnknownUrl)?;
+        if host.provider == ProviderId::Azure {
+            return recognize_azure(req, host);
+        }
+        let endpoint = batch_endpoint(host.provider, host.rest_path)?;
         route(req, &host.base_url, endpoint, host.provider, host.settings)
     }
 
     fn limits(&self, route: &Route) -> BatchLimits {
-        let file_bytes = route.settings.max_file_bytes.unwrap_or(MAX_FILE_BYTES);
+        let defaults = profile(route.provider);
+        let file_bytes = route
+            .settings
+            .max_file_bytes
+            .unwrap_or(defaults.max_file_bytes);
         BatchLimits {
-            max_requests: route.settings.max_requests.unwrap_or(MAX_REQUESTS),
+            max_requests: route.settings.max_requests.unwrap_or(defaults.max_requests),
             // A tiny declared file limit still leaves room for one line.
             max_bytes: file_bytes
                 .saturating_sub(ENVELOPE_HEADROOM_BYTES)
@@ -219,67 +267,10 @@ impl ProviderAdapter for OpenAi {
     }
 
     fn build_upload(&self, ctx: &BatchContext, items: &[BatchItem]) -> Option<HttpRequest> {
-        // The lines go into chunks of about `UPLOAD_CHUNK` bytes, each hashed while it is still
-        // in cache, so the body below can be allocated once at its exact size.
-        let mut chunks: Vec<String> = Vec::new();
-        let mut hasher = Sha256::new();
-        let mut jsonl_len = 0;
-        let mut chunk = Vec::with_capacity(UPLOAD_CHUNK);
-        let mut finish_chunk = |chunk: Vec<u8>| {
-            hasher.update(&chunk);
-            jsonl_len += chunk.len();
-            chunks.push(String::from_utf8(chunk).expect("serde_json writes UTF-8"));
-        };
-        for item in items {
-            Self::write_input_line(&mut chunk, &ctx.route.endpoint, item);
-            chunk.push(b'\n');
-            if chunk.len() >= UPLOAD_CHUNK - UPLOAD_CHUNK / 8 {
-                finish_chunk(mem::replace(&mut chunk, Vec::with_capacity(UPLOAD_CHUNK)));
-            }
-        }
-        if !chunk.is_empty() {
-            finish_chunk(chunk);
-        }
-        // A deterministic boundary (no randomness in core) that cannot occur in the payload.
-        let digest = common::hex(&hasher.finalize());
-        let mut boundary = format!("batchling-{}", &digest[..32]);
-        let filename = format!("{}.jsonl", ctx.tag);
-        let head = |b: &str| {
-            format!(
-                "--{b}\r\nContent-Disposition: form-data; name=\"purpose\"\r\n\r\nbatch\r\n\
-                 --{b}\r\nContent-Disposition: form-data; name=\"file\"; filename=\"{filename}\"\r\n\
-                 Content-Type: application/jsonl\r\n\r\n"
-            )
-        };
-        let tail = |b: &str| format!("\r\n--{b}--\r\n");
-        let (h, t) = (head(&boundary), tail(&boundary));
-        let mut body = String::with_capacity(h.len() + jsonl_len + t.len());
-        body.push_str(&h);
-        for chunk in chunks {
-            body.push_str(&chunk);
-        }
-        let jsonl = h.len()..h.len() + jsonl_len;
-        if body[jsonl.clone()].contains(&boundary) {
-            // Only a payload that quotes its own hash gets here.
-            while body[jsonl.clone()].contains(&boundary) {
-                boundary.push('x');
-            }
-            let jsonl = &body[jsonl];
-            body = [head(&boundary).as_str(), jsonl, &tail(&boundary)].concat();
-        } else {
-            body.push_str(&t);
-        }
-        let mut headers = ctx.route.forward_headers.clone();
-        headers.push((
-            "content-type".into(),
-            format!("multipart/form-data; boundary={boundary}"),
-        ));
-        Some(HttpRequest {
-            method: "POST".into(),
-            url: format!("{}/files", ctx.route.base_url),
-            headers,
-            body,
-        })
+        let endpoint = &ctx.route.endpoint;
+        Some(jsonl_upload(ctx, items, |w, item| {
+            Self::write_input_line(w, endpoint, item)
+        }))
     }
 
     fn parse_upload(&self, resp: &HttpResponse) -> Result<String, ProtocolError> {
@@ -302,12 +293,17 @@ impl ProviderAdapter for OpenAi {
         let body = json!({
             "input_file_id": uploaded_file.unwrap_or_default(),
             "endpoint": ctx.route.endpoint,
-            "completion_window": ctx.route.settings.completion_window.as_deref().unwrap_or("24h"),
+            "completion_window": ctx
+                .route
+                .settings
+                .completion_window
+                .as_deref()
+                .unwrap_or(profile(ctx.route.provider).completion_window),
             "metadata": {TAG_METADATA_KEY: ctx.tag},
         });
         json_request(
             "POST",
-            format!("{}/batches", ctx.route.base_url),
+            batch_url(ctx.route, "/batches"),
             &ctx.route.forward_headers,
             Some(&body),
         )
@@ -322,7 +318,7 @@ impl ProviderAdapter for OpenAi {
         // Newest first; an ambiguous create is found within the most recent page.
         Some(json_request(
             "GET",
-            format!("{}/batches?limit=100", ctx.route.base_url),
+            batch_url(ctx.route, "/batches?limit=100"),
             &ctx.route.forward_headers,
             None,
         ))
@@ -351,7 +347,7 @@ impl ProviderAdapter for OpenAi {
     fn build_poll(&self, ctx: &BatchContext, batch_id: &str) -> HttpRequest {
         json_request(
             "GET",
-            format!("{}/batches/{batch_id}", ctx.route.base_url),
+            batch_url(ctx.route, &format!("/batches/{batch_id}")),
             &ctx.route.forward_headers,
             None,
         )
@@ -365,12 +361,7 @@ impl ProviderAdapter for OpenAi {
         let v = ok_json(resp, "batch poll")?;
         let status = str_field(&v, "/status")
             .ok_or_else(|| ProtocolError::new("batch poll: answer has no status"))?;
-        let downloads: Vec<String> = ["/output_file_id", "/error_file_id"]
-            .iter()
-            .filter_map(|p| str_field(&v, p))
-            .filter(|id| !id.is_empty())
-            .map(str::to_string)
-            .collect();
+        let downloads = result_files(&v);
         let (state, end_kind_if_partial) = match status {
             "validating" | "in_progress" | "finalizing" | "cancelling" => {
                 (PollState::Running, None)
@@ -438,7 +429,7 @@ impl ProviderAdapter for OpenAi {
     fn build_download(&self, ctx: &BatchContext, file_id: &str) -> HttpRequest {
         json_request(
             "GET",
-            format!("{}/files/{file_id}/content", ctx.route.base_url),
+            batch_url(ctx.route, &format!("/files/{file_id}/content")),
             &ctx.route.forward_headers,
             None,
         )
@@ -487,23 +478,13 @@ impl ProviderAdapter for OpenAi {
     }
 
     fn ended_response(&self, batch_id: &str, kind: EndKind, message: &str) -> HttpResponse {
-        let body = json!({"error": {
-            "message": common::not_run_message(ProviderId::OpenAi, batch_id, kind, message),
-            "type": "batch_error",
-            "param": null,
-            "code": format!("batch_{kind}"),
-        }});
-        json_response(
-            kind.http_status(),
-            &body,
-            &common::not_run_headers(batch_id),
-        )
+        ended_response_as(ProviderId::OpenAi, batch_id, kind, message)
     }
 
     fn dry_run_response(&self, route: &Route, custom_id: &str) -> HttpResponse {
         let model = route.model.as_str();
         let body = match route.endpoint.as_str() {
-            "/v1/responses" => json!({
+            e if e.ends_with("/responses") => json!({
                 "id": format!("resp_dryrun_{custom_id}"),
                 "object": "response",
                 "created_at": 0,
@@ -528,7 +509,7 @@ impl ProviderAdapter for OpenAi {
                     "total_tokens": 0,
                 },
             }),
-            "/v1/embeddings" => dry_run_embeddings(&route.body, model),
+            e if e.ends_with("/embeddings") => dry_run_embeddings(&route.body, model),
             _ => json!({
                 "id": format!("chatcmpl-dryrun-{custom_id}"),
                 "object": "chat.completion",
@@ -547,6 +528,107 @@ impl ProviderAdapter for OpenAi {
     }
 }
 
+/// A batch object's `output_file_id` and `error_file_id`, those that are set.
+pub(super) fn result_files(batch: &Value) -> Vec<String> {
+    ["/output_file_id", "/error_file_id"]
+        .iter()
+        .filter_map(|p| str_field(batch, p))
+        .filter(|id| !id.is_empty())
+        .map(str::to_string)
+        .collect()
+}
+
+/// [`ProviderAdapter::ended_response`] in the OpenAI error envelope, naming `provider` (also used
+/// by the OpenAI-compatible adapters with a protocol of their own, e.g. Together).
+pub(super) fn ended_response_as(
+    provider: ProviderId,
+    batch_id: &str,
+    kind: EndKind,
+    message: &str,
+) -> HttpResponse {
+    let body = json!({"error": {
+        "message": common::not_run_message(provider, batch_id, kind, message),
+        "type": "batch_error",
+        "param": null,
+        "code": format!("batch_{kind}"),
+    }});
+    json_response(
+        kind.http_status(),
+        &body,
+        &common::not_run_headers(batch_id),
+    )
+}
+
+/// The `POST {base}/files` multipart upload (`purpose=batch`) of one JSONL file whose lines
+/// `write_line` writes (without the newline). Also Mistral's upload, whose lines differ.
+pub(crate) fn jsonl_upload(
+    ctx: &BatchContext,
+    items: &[BatchItem],
+    write_line: impl Fn(&mut Vec<u8>, &BatchItem),
+) -> HttpRequest {
+    // The lines go into chunks of about `UPLOAD_CHUNK` bytes, each hashed while it is still
+    // in cache, so the body below can be allocated once at its exact size.
+    let mut chunks: Vec<String> = Vec::new();
+    let mut hasher = Sha256::new();
+    let mut jsonl_len = 0;
+    let mut chunk = Vec::with_capacity(UPLOAD_CHUNK);
+    let mut finish_chunk = |chunk: Vec<u8>| {
+        hasher.update(&chunk);
+        jsonl_len += chunk.len();
+        chunks.push(String::from_utf8(chunk).expect("serde_json writes UTF-8"));
+    };
+    for item in items {
+        write_line(&mut chunk, item);
+        chunk.push(b'\n');
+        if chunk.len() >= UPLOAD_CHUNK - UPLOAD_CHUNK / 8 {
+            finish_chunk(mem::replace(&mut chunk, Vec::with_capacity(UPLOAD_CHUNK)));
+        }
+    }
+    if !chunk.is_empty() {
+        finish_chunk(chunk);
+    }
+    // A deterministic boundary (no randomness in core) that cannot occur in the payload.
+    let digest = common::hex(&hasher.finalize());
+    let mut boundary = format!("batchling-{}", &digest[..32]);
+    let filename = format!("{}.jsonl", ctx.tag);
+    let head = |b: &str| {
+        format!(
+            "--{b}\r\nContent-Disposition: form-data; name=\"purpose\"\r\n\r\nbatch\r\n\
+             --{b}\r\nContent-Disposition: form-data; name=\"file\"; filename=\"{filename}\"\r\n\
+             Content-Type: application/jsonl\r\n\r\n"
+        )
+    };
+    let tail = |b: &str| format!("\r\n--{b}--\r\n");
+    let (h, t) = (head(&boundary), tail(&boundary));
+    let mut body = String::with_capacity(h.len() + jsonl_len + t.len());
+    body.push_str(&h);
+    for chunk in chunks {
+        body.push_str(&chunk);
+    }
+    let jsonl = h.len()..h.len() + jsonl_len;
+    if body[jsonl.clone()].contains(&boundary) {
+        // Only a payload that quotes its own hash gets here.
+        while body[jsonl.clone()].contains(&boundary) {
+            boundary.push('x');
+        }
+        let jsonl = &body[jsonl];
+        body = [head(&boundary).as_str(), jsonl, &tail(&boundary)].concat();
+    } else {
+        body.push_str(&t);
+    }
+    let mut headers = ctx.route.forward_headers.clone();
+    headers.push((
+        "content-type".into(),
+        format!("multipart/form-data; boundary={boundary}"),
+    ));
+    HttpRequest {
+        method: "POST".into(),
+        url: batch_url(ctx.route, "/files"),
+        headers,
+        body,
+    }
+}
+
 /// Bytes per piece of the input file while `build_upload` writes it.
 const UPLOAD_CHUNK: usize = 1 << 20;
 
@@ -560,7 +642,7 @@ struct InputLine<'a> {
 }
 
 /// An `io::Write` that only counts what it is given.
-struct ByteCount(usize);
+pub(crate) struct ByteCount(pub(crate) usize);
 
 impl io::Write for ByteCount {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
@@ -691,6 +773,73 @@ fn json_str(raw: &RawValue) -> Option<Cow<'_, str>> {
     }
 }
 
+/// The batch endpoint for `rest_path` (what follows a host's base), if `provider` batches it.
+fn batch_endpoint(provider: ProviderId, rest_path: &str) -> Result<&'static str, PassThrough> {
+    ENDPOINTS
+        .iter()
+        .find(|(suffix, _)| rest_path == *suffix)
+        .map(|(_, endpoint)| *endpoint)
+        .filter(|endpoint| profile(provider).endpoints.contains(endpoint))
+        .ok_or(PassThrough::UnknownUrl)
+}
+
+/// Azure OpenAI (providers.md §2), under a host whose base is the resource's `/openai`:
+/// - classic: `/deployments/{name}/chat/completions?api-version=V` (and `/embeddings`), as the
+///   `AzureOpenAI` client of the `openai` package sends them. The batch calls go to
+///   `{base}/files?api-version=V`, `{base}/batches?api-version=V`, …; the deployment is the
+///   model (`body.model` of each line) and lines use `"url": "/chat/completions"`, without the
+///   `/v1` prefix, as Azure's classic examples do. A classic call without an api-version passes
+///   through (Azure refuses it; the caller sees Azure's answer).
+/// - v1 surface: `/v1/chat/completions` (model in the body, no api-version needed), batched
+///   exactly like OpenAI under `{base}/v1`.
+///
+/// A declared Azure host whose base already ends in `/v1` is the v1 surface.
+fn recognize_azure(req: &HttpRequest, host: &HostMatch) -> Result<Route, PassThrough> {
+    let api_version = host
+        .query
+        .and_then(|q| common::query_param(q, "api-version"))
+        .filter(|v| !v.is_empty());
+    let mut settings = host.settings.clone();
+    settings.api_version = api_version.map(str::to_string);
+    if let Some(rest) = host.rest_path.strip_prefix("/deployments/") {
+        let (deployment, suffix) = rest.split_once('/').ok_or(PassThrough::UnknownUrl)?;
+        let endpoint = batch_endpoint(ProviderId::Azure, &format!("/{suffix}"))?;
+        if deployment.is_empty() || api_version.is_none() {
+            return Err(PassThrough::UnknownUrl);
+        }
+        // The SDK sends the caller's `model` (or none) in the body; Azure runs the deployment
+        // named in the path, and a batch line names it in `body.model`.
+        return route_for(
+            req,
+            &host.base_url,
+            endpoint.trim_start_matches("/v1"),
+            ProviderId::Azure,
+            &settings,
+            Some(deployment),
+        );
+    }
+    let (base, rest) = match host.rest_path.strip_prefix("/v1") {
+        Some(rest) if rest.starts_with('/') => (format!("{}/v1", host.base_url), rest),
+        _ if host.base_url.ends_with("/v1") => (host.base_url.clone(), host.rest_path),
+        _ => return Err(PassThrough::UnknownUrl),
+    };
+    let endpoint = batch_endpoint(ProviderId::Azure, rest)?;
+    route(req, &base, endpoint, ProviderId::Azure, &settings)
+}
+
+/// `{base}{path}` for a batch call, with the route's Azure api-version when it has one.
+fn batch_url(route: &Route, path: &str) -> String {
+    let mut url = format!("{}{path}", route.base_url);
+    if let Some(v) = &route.settings.api_version {
+        url.push(if path.contains('?') { '&' } else { '?' });
+        url.push_str("api-version=");
+        url.push_str(v);
+    }
+    url
+}
+
+/// The route of a POST with a JSON body naming a `model` (streaming, non-JSON and model-less
+/// requests pass through). Shared with the OpenAI-shaped adapters (Mistral).
 pub(crate) fn route(
     req: &HttpRequest,
     base: &str,
@@ -698,21 +847,41 @@ pub(crate) fn route(
     provider: ProviderId,
     settings: &HostSettings,
 ) -> Result<Route, PassThrough> {
+    route_for(req, base, endpoint, provider, settings, None)
+}
+
+/// [`route`]; with `deployment` (Azure classic), that is the model, in the route and in the body.
+fn route_for(
+    req: &HttpRequest,
+    base: &str,
+    endpoint: &str,
+    provider: ProviderId,
+    settings: &HostSettings,
+    deployment: Option<&str>,
+) -> Result<Route, PassThrough> {
     if !common::is_post(req) {
         return Err(PassThrough::NotPost);
     }
-    let body: Map<String, Value> = common::strip_streaming(common::json_object_body(req)?)?;
+    let mut body: Map<String, Value> = common::strip_streaming(common::json_object_body(req)?)?;
+    if let Some(d) = deployment {
+        body.insert("model".into(), Value::String(d.into()));
+    }
     let model = match body.get("model").and_then(Value::as_str) {
         Some(m) if !m.is_empty() => m.to_string(),
         _ => return Err(PassThrough::NoModel),
     };
     let base_url = base.trim_end_matches('/').to_string();
     let forward_headers = common::forward_headers(&req.headers);
+    // The API version is part of where the batch calls go, so of the fingerprint.
+    let calls_base = match &settings.api_version {
+        Some(v) => format!("{base_url}?api-version={v}"),
+        None => base_url.clone(),
+    };
     Ok(Route {
         provider,
         endpoint: endpoint.to_string(),
         model,
-        credential_fingerprint: common::fingerprint(provider, &base_url, &forward_headers),
+        credential_fingerprint: common::fingerprint(provider, &calls_base, &forward_headers),
         base_url,
         forward_headers,
         body: Value::Object(body),
@@ -1053,7 +1222,7 @@ mod tests {
             failed.state,
             PollState::Ended {
                 kind: EndKind::Failed,
-                message: "line 3: bad line".into()
+                message: "line 3: invalid_json_line: bad line".into()
             }
         );
 
@@ -1335,6 +1504,409 @@ mod tests {
             .unwrap();
         let v: Value = serde_json::from_str(&OpenAi.dry_run_response(&float, "c4").body).unwrap();
         assert_eq!(v["data"][0]["embedding"].as_array().unwrap().len(), 3072);
+    }
+
+    // ---- OpenAI-compatible hosts: Groq, Doubleword, Azure OpenAI, declared hosts ----
+
+    use crate::providers::{classify, classify_with, HostSpec, HostTable};
+
+    const CHAT_BODY: &str = r#"{"model":"gpt-4o","messages":[{"role":"user","content":"hi"}]}"#;
+
+    fn at(url: &str, headers: &[(&str, &str)], body: &str) -> Result<Route, PassThrough> {
+        classify(&chat_req(url, headers, body))
+    }
+
+    fn declared(base_url: &str, provider: ProviderId) -> HostSpec {
+        serde_json::from_value(json!({"baseUrl": base_url, "provider": provider})).unwrap()
+    }
+
+    #[test]
+    fn host_profiles_choose_endpoints_and_defaults() {
+        let groq = at(
+            "https://api.groq.com/openai/v1/chat/completions",
+            &[("authorization", "Bearer g")],
+            CHAT_BODY,
+        )
+        .unwrap();
+        assert_eq!(groq.provider, ProviderId::Groq);
+        assert_eq!(groq.base_url, "https://api.groq.com/openai/v1");
+        assert_eq!(groq.endpoint, "/v1/chat/completions");
+        let limits = OpenAi.limits(&groq);
+        assert_eq!(limits.max_requests, 50_000);
+        assert_eq!(limits.max_bytes, 100 * MB - ENVELOPE_HEADROOM_BYTES);
+        let c = OpenAi.build_create(&ctx_for(&groq, "t"), &[], Some("file-1"));
+        assert_eq!(c.url, "https://api.groq.com/openai/v1/batches");
+        let body: Value = serde_json::from_str(&c.body).unwrap();
+        assert_eq!(body["completion_window"], "24h");
+        assert_eq!(body["endpoint"], "/v1/chat/completions");
+        // What Groq does not batch passes through rather than failing a batch.
+        for path in ["/responses", "/embeddings", "/audio/transcriptions"] {
+            let url = format!("https://api.groq.com/openai/v1{path}");
+            assert_eq!(
+                at(&url, &[], r#"{"model":"m","input":"x"}"#),
+                Err(PassThrough::UnknownUrl),
+                "{path}"
+            );
+        }
+
+        let dw = at(
+            "https://api.doubleword.ai/v1/embeddings",
+            &[],
+            r#"{"model":"e","input":"x"}"#,
+        )
+        .unwrap();
+        assert_eq!(
+            (dw.provider, dw.endpoint.as_str()),
+            (ProviderId::Doubleword, "/v1/embeddings")
+        );
+        assert_eq!(
+            OpenAi.limits(&dw).max_bytes,
+            200 * MB - ENVELOPE_HEADROOM_BYTES
+        );
+        assert_eq!(
+            at(
+                "https://api.doubleword.ai/v1/responses",
+                &[],
+                r#"{"model":"m","input":"x"}"#
+            ),
+            Err(PassThrough::UnknownUrl)
+        );
+
+        let openai = openai_route();
+        assert_eq!(OpenAi.limits(&openai).max_requests, 50_000);
+        assert_eq!(
+            OpenAi.limits(&openai).max_bytes,
+            200 * MB - ENVELOPE_HEADROOM_BYTES
+        );
+    }
+
+    #[test]
+    fn declared_settings_override_the_profile() {
+        let mut spec = declared("http://127.0.0.1:8080/groq/openai/v1", ProviderId::Groq);
+        spec.completion_window = Some("7d".into());
+        spec.max_requests = Some(3);
+        spec.max_file_bytes = Some(10 * MB);
+        let mut generic = declared("https://api.novita.ai/openai/v1", ProviderId::OpenAi);
+        generic.completion_window = Some("48h".into());
+        let table = HostTable::with_declared(&[spec, generic]).unwrap();
+        let groq = classify_with(
+            &chat_req(
+                "http://127.0.0.1:8080/groq/openai/v1/chat/completions",
+                &[],
+                CHAT_BODY,
+            ),
+            &table,
+        )
+        .unwrap();
+        assert_eq!(groq.provider, ProviderId::Groq);
+        assert_eq!(OpenAi.limits(&groq).max_requests, 3);
+        assert_eq!(
+            OpenAi.limits(&groq).max_bytes,
+            10 * MB - ENVELOPE_HEADROOM_BYTES
+        );
+        let create = |r: &Route| -> Value {
+            serde_json::from_str(&OpenAi.build_create(&ctx_for(r, "t"), &[], Some("f")).body)
+                .unwrap()
+        };
+        assert_eq!(create(&groq)["completion_window"], "7d");
+        let novita = classify_with(
+            &chat_req(
+                "https://api.novita.ai/openai/v1/responses",
+                &[],
+                r#"{"model":"m","input":"x"}"#,
+            ),
+            &table,
+        )
+        .unwrap();
+        assert_eq!(
+            (novita.provider, novita.endpoint.as_str()),
+            (ProviderId::OpenAi, "/v1/responses")
+        );
+        assert_eq!(create(&novita)["completion_window"], "48h");
+        assert_eq!(novita.base_url, "https://api.novita.ai/openai/v1");
+    }
+
+    const AZURE_CHAT: &str = "https://res.openai.azure.com/openai/deployments/gpt4o-batch/chat/completions?api-version=2024-10-21";
+
+    fn azure_route() -> Route {
+        at(AZURE_CHAT, &[("api-key", "az-secret")], CHAT_BODY).unwrap()
+    }
+
+    #[test]
+    fn azure_classic_deployment_calls() {
+        let r = azure_route();
+        assert_eq!(r.provider, ProviderId::Azure);
+        assert_eq!(r.base_url, "https://res.openai.azure.com/openai");
+        assert_eq!(r.endpoint, "/chat/completions");
+        assert_eq!(r.model, "gpt4o-batch");
+        assert_eq!(r.settings.api_version.as_deref(), Some("2024-10-21"));
+        // The deployment is the model of each line; every other field is the caller's.
+        assert_eq!(
+            r.body.to_string(),
+            r#"{"model":"gpt4o-batch","messages":[{"role":"user","content":"hi"}]}"#
+        );
+        assert_eq!(
+            r.forward_headers,
+            vec![("api-key".to_string(), "az-secret".to_string())]
+        );
+        assert!(!format!("{r:?}").contains("az-secret"));
+        // A body without a model is fine: the path names the deployment.
+        let no_model = at(AZURE_CHAT, &[], r#"{"messages":[]}"#).unwrap();
+        assert_eq!(no_model.body["model"], "gpt4o-batch");
+
+        let ctx = ctx_for(&r, "batchling-az");
+        let items = [BatchItem {
+            custom_id: "a".into(),
+            body: r.body.clone(),
+        }];
+        let up = OpenAi.build_upload(&ctx, &items).unwrap();
+        assert_eq!(
+            up.url,
+            "https://res.openai.azure.com/openai/files?api-version=2024-10-21"
+        );
+        assert_eq!(up.header("api-key"), Some("az-secret"));
+        let line = format!(
+            r#"{{"custom_id":"a","method":"POST","url":"/chat/completions","body":{}}}"#,
+            r.body
+        );
+        assert!(up.body.contains(&format!("{line}\n")), "{}", up.body);
+        assert_eq!(OpenAi.item_bytes(&ctx, &items[0]), line.len() + 1);
+
+        let c = OpenAi.build_create(&ctx, &items, Some("file-1"));
+        assert_eq!(
+            c.url,
+            "https://res.openai.azure.com/openai/batches?api-version=2024-10-21"
+        );
+        let body: Value = serde_json::from_str(&c.body).unwrap();
+        assert_eq!(
+            body,
+            json!({"input_file_id":"file-1","endpoint":"/chat/completions","completion_window":"24h","metadata":{"batchling_tag":"batchling-az"}})
+        );
+        assert_eq!(c.header("api-key"), Some("az-secret"));
+        assert_eq!(
+            OpenAi.build_find(&ctx).unwrap().url,
+            "https://res.openai.azure.com/openai/batches?limit=100&api-version=2024-10-21"
+        );
+        assert_eq!(
+            OpenAi.build_poll(&ctx, "batch_1").url,
+            "https://res.openai.azure.com/openai/batches/batch_1?api-version=2024-10-21"
+        );
+        let d = OpenAi.build_download(&ctx, "file-out");
+        assert_eq!(
+            d.url,
+            "https://res.openai.azure.com/openai/files/file-out/content?api-version=2024-10-21"
+        );
+        assert_eq!(d.header("api-key"), Some("az-secret"));
+        let limits = OpenAi.limits(&r);
+        assert_eq!(
+            (limits.max_requests, limits.max_bytes),
+            (50_000, 200 * MB - ENVELOPE_HEADROOM_BYTES)
+        );
+
+        let emb = at(
+            "https://res.cognitiveservices.azure.com/openai/deployments/emb/embeddings?api-version=2024-10-21",
+            &[("api-key", "k")],
+            r#"{"input":["a","b"],"model":"text-embedding-3-small"}"#,
+        )
+        .unwrap();
+        assert_eq!(
+            (emb.endpoint.as_str(), emb.model.as_str()),
+            ("/embeddings", "emb")
+        );
+        let v: Value = serde_json::from_str(&OpenAi.dry_run_response(&emb, "c").body).unwrap();
+        assert_eq!(v["object"], "list");
+        assert_eq!(v["data"].as_array().unwrap().len(), 2);
+        let v: Value = serde_json::from_str(&OpenAi.dry_run_response(&r, "c").body).unwrap();
+        assert_eq!(
+            (v["object"].as_str(), v["model"].as_str()),
+            (Some("chat.completion"), Some("gpt4o-batch"))
+        );
+    }
+
+    #[test]
+    fn azure_pass_through_reasons() {
+        let base = "https://res.openai.azure.com/openai";
+        for (url, method, body, reason) in [
+            // Azure refuses a classic call without an api-version; the caller sees its answer.
+            (
+                format!("{base}/deployments/d/chat/completions"),
+                "POST",
+                CHAT_BODY,
+                PassThrough::UnknownUrl,
+            ),
+            (
+                format!("{base}/deployments/d/chat/completions?api-version="),
+                "POST",
+                CHAT_BODY,
+                PassThrough::UnknownUrl,
+            ),
+            (
+                format!("{base}/deployments//chat/completions?api-version=1"),
+                "POST",
+                CHAT_BODY,
+                PassThrough::UnknownUrl,
+            ),
+            (
+                format!("{base}/deployments/d/audio/transcriptions?api-version=1"),
+                "POST",
+                CHAT_BODY,
+                PassThrough::UnknownUrl,
+            ),
+            (
+                format!("{base}/deployments/d/completions?api-version=1"),
+                "POST",
+                CHAT_BODY,
+                PassThrough::UnknownUrl,
+            ),
+            // Responses (no deployment in the path) are not batched on Azure.
+            (
+                format!("{base}/responses?api-version=2025-04-01-preview"),
+                "POST",
+                r#"{"model":"d","input":"x"}"#,
+                PassThrough::UnknownUrl,
+            ),
+            (
+                format!("{base}/v1/responses"),
+                "POST",
+                r#"{"model":"d","input":"x"}"#,
+                PassThrough::UnknownUrl,
+            ),
+            (
+                format!("{base}/files?api-version=1"),
+                "POST",
+                "{}",
+                PassThrough::UnknownUrl,
+            ),
+            (
+                format!("{base}/deployments/d/chat/completions?api-version=1"),
+                "GET",
+                "",
+                PassThrough::NotPost,
+            ),
+            (
+                format!("{base}/deployments/d/chat/completions?api-version=1"),
+                "POST",
+                r#"{"messages":[],"stream":true}"#,
+                PassThrough::Streaming,
+            ),
+            (
+                format!("{base}/deployments/d/chat/completions?api-version=1"),
+                "POST",
+                "[]",
+                PassThrough::NotJson,
+            ),
+            (
+                format!("{base}/v1/chat/completions"),
+                "POST",
+                r#"{"messages":[]}"#,
+                PassThrough::NoModel,
+            ),
+        ] {
+            assert_eq!(
+                classify(&req(method, &url, &[], body)),
+                Err(reason),
+                "{method} {url}"
+            );
+        }
+        // On a host nobody declared as Azure, deployment paths still pass through.
+        assert_eq!(
+            at(
+                "https://proxy.example/openai/deployments/d/chat/completions?api-version=1",
+                &[],
+                CHAT_BODY
+            ),
+            Err(PassThrough::UnknownUrl)
+        );
+    }
+
+    #[test]
+    fn azure_api_versions_never_share_a_batch() {
+        let a = azure_route();
+        let b = at(
+            &AZURE_CHAT.replace("2024-10-21", "2025-04-01-preview"),
+            &[("api-key", "az-secret")],
+            CHAT_BODY,
+        )
+        .unwrap();
+        assert_eq!(
+            (a.base_url.as_str(), a.endpoint.as_str()),
+            (b.base_url.as_str(), b.endpoint.as_str())
+        );
+        assert_ne!(a.credential_fingerprint, b.credential_fingerprint);
+        assert_ne!(crate::cache::fingerprint(&a), crate::cache::fingerprint(&b));
+        let again = at(AZURE_CHAT, &[("api-key", "az-secret")], CHAT_BODY).unwrap();
+        assert_eq!(
+            crate::cache::fingerprint(&a),
+            crate::cache::fingerprint(&again)
+        );
+    }
+
+    #[test]
+    fn azure_v1_surface_is_plain_openai() {
+        let r = at(
+            "https://res.openai.azure.com/openai/v1/chat/completions",
+            &[("api-key", "k")],
+            CHAT_BODY,
+        )
+        .unwrap();
+        assert_eq!(r.provider, ProviderId::Azure);
+        assert_eq!(r.base_url, "https://res.openai.azure.com/openai/v1");
+        assert_eq!(
+            (r.endpoint.as_str(), r.model.as_str()),
+            ("/v1/chat/completions", "gpt-4o")
+        );
+        assert_eq!(r.settings.api_version, None);
+        let ctx = ctx_for(&r, "t");
+        assert_eq!(
+            OpenAi.build_poll(&ctx, "b").url,
+            "https://res.openai.azure.com/openai/v1/batches/b"
+        );
+        let items = [BatchItem {
+            custom_id: "a".into(),
+            body: r.body.clone(),
+        }];
+        assert!(OpenAi
+            .build_upload(&ctx, &items)
+            .unwrap()
+            .body
+            .contains(r#""url":"/v1/chat/completions""#));
+        // A declared Azure host may name the v1 base itself.
+        let table = HostTable::with_declared(&[declared(
+            "http://127.0.0.1:9/az/openai/v1",
+            ProviderId::Azure,
+        )])
+        .unwrap();
+        let r = classify_with(
+            &chat_req(
+                "http://127.0.0.1:9/az/openai/v1/embeddings",
+                &[],
+                r#"{"model":"e","input":"x"}"#,
+            ),
+            &table,
+        )
+        .unwrap();
+        assert_eq!(
+            (r.base_url.as_str(), r.endpoint.as_str()),
+            ("http://127.0.0.1:9/az/openai/v1", "/v1/embeddings")
+        );
+    }
+
+    #[test]
+    fn azure_quota_failure_is_named() {
+        let failed = poll(
+            "failed",
+            r#","errors":{"object":"list","data":[{"code":"token_limit_exceeded","message":"Enqueued token limit reached for gpt4o-batch.","param":null,"line":null}]}"#,
+        );
+        let PollState::Ended { kind, message } = failed.state else {
+            panic!("{failed:?}")
+        };
+        assert_eq!(kind, EndKind::Failed);
+        assert_eq!(
+            message,
+            "token_limit_exceeded: Enqueued token limit reached for gpt4o-batch."
+        );
+        let r = OpenAi.ended_response("batch_9", kind, &message);
+        assert!(r.body.contains("token_limit_exceeded"), "{}", r.body);
     }
 
     fn valid_line(id: &str, n: u32) -> String {
