@@ -1,5 +1,5 @@
 // End to end: the official SDKs inside batchify() against the fake provider on 127.0.0.1.
-import { test, describe, before, after, beforeEach } from "node:test";
+import { test, describe } from "node:test";
 import assert from "node:assert/strict";
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
@@ -8,19 +8,10 @@ import { spawn } from "node:child_process";
 import OpenAI from "openai";
 import Anthropic from "@anthropic-ai/sdk";
 import { GoogleGenAI } from "@google/genai";
-import { startFakeProvider } from "./fake-provider/server.mjs";
+import { FAST, useFakeProvider } from "./support/fake.mjs";
 import { batchify, BatchlingError, MemoryStorage } from "../dist/index.js";
 
-const FAST = { batchWindowMs: 30, pollIntervalMs: 10, retry: { attempts: 6, backoffMs: 5, maxBackoffMs: 40 }, cache: false };
-
-let fake;
-before(async () => {
-  fake = await startFakeProvider();
-});
-after(async () => {
-  await fake.close();
-});
-beforeEach(() => fake.reset());
+const fake = useFakeProvider();
 
 const openaiWith = (fetch, key = "sk-test") => new OpenAI({ apiKey: key, baseURL: `${fake.url}/v1`, fetch, maxRetries: 0 });
 const anthropicWith = (fetch) => new Anthropic({ apiKey: "ak-test", baseURL: fake.url, fetch, maxRetries: 0 });

@@ -5,12 +5,13 @@
 // A row: { provider, model, hosts(fake), client(fake, fetch, apiKey?), ask(client, text),
 //          answerText(result), errorStatus(error), faultRoutes: [fake route names],
 //          comparable?(result) (what to compare; default the whole result) }.
-import { test, describe, before, after, beforeEach } from "node:test";
+import { test, describe } from "node:test";
 import assert from "node:assert/strict";
 import { mkdtempSync, readdirSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { startFakeProvider, bodyDigest } from "./fake-provider/server.mjs";
+import { bodyDigest } from "./fake-provider/server.mjs";
+import { FAST, useFakeProvider } from "./support/fake.mjs";
 import { batchify } from "../dist/index.js";
 
 const ROW_DIR = new URL("./contract/", import.meta.url);
@@ -21,20 +22,12 @@ const rows = await Promise.all(
     .map(async (f) => (await import(new URL(f, ROW_DIR))).default),
 );
 
-const FAST = { batchWindowMs: 30, pollIntervalMs: 10, retry: { attempts: 6, backoffMs: 5, maxBackoffMs: 40 }, cache: false };
 const plain = (x) => JSON.parse(JSON.stringify(x));
 // What a caller can compare between two answers: the row may drop transport details (headers).
 const comparable = (row, result) => plain(row.comparable ? row.comparable(result) : result);
 const totalRequests = (counters) => Object.values(counters.requests).reduce((a, b) => a + b, 0);
 
-let fake;
-before(async () => {
-  fake = await startFakeProvider();
-});
-after(async () => {
-  await fake.close();
-});
-beforeEach(() => fake.reset());
+const fake = useFakeProvider();
 
 /** Run `asks` through a batchify context: the client gets ctx.fetch and runs inside ctx.run(). */
 async function throughBatchify(row, options, asks) {

@@ -10,7 +10,7 @@
 // delay; LangChain: 6 attempts with backoff). A retried call would be queued again and ride a
 // new batch, which is correct but makes the error tests slow, so the error tests set
 // `maxRetries: 0` and check the error the framework raises on the first attempt.
-import { test, describe, before, after, beforeEach } from "node:test";
+import { test, describe } from "node:test";
 import assert from "node:assert/strict";
 import { generateText, generateObject, streamText, embed, embedMany, Output, APICallError, NoObjectGeneratedError, RetryError } from "ai";
 import { createOpenAI } from "@ai-sdk/openai";
@@ -18,19 +18,10 @@ import { createAnthropic } from "@ai-sdk/anthropic";
 import { ChatOpenAI } from "@langchain/openai";
 import { ChatAnthropic } from "@langchain/anthropic";
 import { z } from "zod";
-import { startFakeProvider } from "./fake-provider/server.mjs";
+import { FAST, useFakeProvider } from "./support/fake.mjs";
 import { batchify, MemoryStorage } from "../dist/index.js";
 
-const FAST = { batchWindowMs: 30, pollIntervalMs: 10, retry: { attempts: 6, backoffMs: 5, maxBackoffMs: 40 }, cache: false };
-
-let fake;
-before(async () => {
-  fake = await startFakeProvider();
-});
-after(async () => {
-  await fake.close();
-});
-beforeEach(() => fake.reset());
+const fake = useFakeProvider();
 
 const plain = (x) => JSON.parse(JSON.stringify(x));
 const sizes = () => fake.counters.batchSizes.map((b) => `${b.provider}:${b.size}`).sort();

@@ -2,22 +2,13 @@
 // pointed at the fake's /xai/v1 inside batchify(). Checks what only xAI's flow has: requests
 // added after an empty create, paged results, a lost add answer, a lost create found by name,
 // partial expiry, a cancel, and what passes through.
-import { test, describe, before, after, beforeEach } from "node:test";
+import { test, describe } from "node:test";
 import assert from "node:assert/strict";
 import OpenAI from "openai";
-import { startFakeProvider } from "./fake-provider/server.mjs";
+import { FAST, useFakeProvider } from "./support/fake.mjs";
 import { batchify } from "../dist/index.js";
 
-const FAST = { batchWindowMs: 30, pollIntervalMs: 10, retry: { attempts: 6, backoffMs: 5, maxBackoffMs: 40 }, cache: false };
-
-let fake;
-before(async () => {
-  fake = await startFakeProvider();
-});
-after(async () => {
-  await fake.close();
-});
-beforeEach(() => fake.reset());
+const fake = useFakeProvider();
 
 const hosts = () => [{ baseUrl: `${fake.url}/xai/v1`, provider: "xai" }];
 const grok = (fetch) => new OpenAI({ apiKey: "xai-test", baseURL: `${fake.url}/xai/v1`, fetch, maxRetries: 0 });

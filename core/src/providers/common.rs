@@ -375,6 +375,21 @@ pub(crate) fn base64_zeros(n_bytes: usize) -> String {
     s
 }
 
+/// One `{custom_id, body}` line of an input file (Mistral's and Together's form), without the
+/// newline. The body is serialized where it lies.
+pub(crate) fn write_custom_id_body_line(w: impl std::io::Write, item: &super::BatchItem) {
+    #[derive(serde::Serialize)]
+    struct InputLine<'a> {
+        custom_id: &'a str,
+        body: &'a Value,
+    }
+    let line = InputLine {
+        custom_id: &item.custom_id,
+        body: &item.body,
+    };
+    serde_json::to_writer(w, &line).expect("a JSON value serializes into memory");
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -24,9 +24,6 @@
 //!   requests that ran (handled like OpenAI's expired / cancelled batches);
 //! - line bodies keep their `model` (the sync body, unchanged); the job-level `model` is the same.
 
-use std::io;
-
-use serde::Serialize;
 use serde_json::{json, Value};
 
 use super::common::{self, json_request, json_response, ok_json, str_field};
@@ -68,23 +65,7 @@ fn default_embedding_dimension(model: &str) -> u64 {
 
 pub struct Mistral;
 
-/// One line of the input file.
-#[derive(Serialize)]
-struct InputLine<'a> {
-    custom_id: &'a str,
-    body: &'a Value,
-}
-
 impl Mistral {
-    /// Writes `{custom_id, body}` without the newline.
-    fn write_input_line(w: impl io::Write, item: &BatchItem) {
-        let line = InputLine {
-            custom_id: &item.custom_id,
-            body: &item.body,
-        };
-        serde_json::to_writer(w, &line).expect("a JSON value serializes into memory");
-    }
-
     /// `GET {base}{path}` with the route's headers.
     fn get(ctx: &BatchContext, path: &str) -> HttpRequest {
         let url = format!("{}{path}", ctx.route.base_url);
@@ -235,11 +216,6 @@ impl ProviderAdapter for Mistral {
         ProviderId::Mistral
     }
 
-    /// Mistral's paths are OpenAI's shapes; only its host (see [`super::HostTable`]) tells.
-    fn recognize(&self, _req: &HttpRequest) -> Option<Result<Route, PassThrough>> {
-        None
-    }
-
     fn recognize_at(&self, req: &HttpRequest, host: &HostMatch) -> Result<Route, PassThrough> {
         let endpoint = ENDPOINTS
             .iter()
@@ -261,7 +237,7 @@ impl ProviderAdapter for Mistral {
 
     fn item_bytes(&self, _ctx: &BatchContext, item: &BatchItem) -> usize {
         let mut count = ByteCount(0);
-        Self::write_input_line(&mut count, item);
+        common::write_custom_id_body_line(&mut count, item);
         count.0 + 1
     }
 
@@ -269,7 +245,7 @@ impl ProviderAdapter for Mistral {
         // Same multipart `POST {base}/files` (file + purpose=batch) as OpenAI's; only the lines
         // differ.
         Some(openai::jsonl_upload(ctx, items, |w, item| {
-            Self::write_input_line(w, item)
+            common::write_custom_id_body_line(w, item)
         }))
     }
 

@@ -362,7 +362,14 @@ pub trait ProviderAdapter: Sync {
 
     /// `None`: not this provider's URL shape. `Some(Err(_))`: this provider's URL, but it must pass
     /// through (GET, streaming, non-JSON, no model).
-    fn recognize(&self, req: &HttpRequest) -> Option<Result<Route, PassThrough>>;
+    ///
+    /// The default claims nothing: providers whose paths look like another's (Mistral, Together,
+    /// xAI serve OpenAI's shapes) are reached only through their hosts, by
+    /// [`ProviderAdapter::recognize_at`].
+    fn recognize(&self, req: &HttpRequest) -> Option<Result<Route, PassThrough>> {
+        let _ = req;
+        None
+    }
 
     /// Recognise a request whose URL falls under a known host (built-in or declared, see
     /// [`HostTable`]): the host decides the provider, `host.rest_path` is what follows its base.

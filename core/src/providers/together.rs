@@ -17,9 +17,6 @@
 //! Batches carry no metadata to tag, so a lost create is looked up by its input file id (unique
 //! per upload, see [`ProviderAdapter::find_key`]).
 
-use std::io;
-
-use serde::Serialize;
 use serde_json::{json, Value};
 
 use super::common::{self, json_request, ok_json, str_field};
@@ -50,28 +47,12 @@ const FILE_ID_HEADER: &str = "x-together-file-id";
 
 pub struct Together;
 
-/// One line of the input file: `{custom_id, body}` (Together's documented form; the OpenAI
-/// `method` / `url` fields are tolerated but not needed).
-#[derive(Serialize)]
-struct InputLine<'a> {
-    custom_id: &'a str,
-    body: &'a Value,
-}
-
 impl Together {
-    fn write_input_line(w: impl io::Write, item: &BatchItem) {
-        let line = InputLine {
-            custom_id: &item.custom_id,
-            body: &item.body,
-        };
-        serde_json::to_writer(w, &line).expect("a JSON value serializes into memory");
-    }
-
     /// The input file: one line per item, each ending in a newline.
     fn input_jsonl(items: &[BatchItem]) -> String {
         let mut out = Vec::new();
         for item in items {
-            Self::write_input_line(&mut out, item);
+            common::write_custom_id_body_line(&mut out, item);
             out.push(b'\n');
         }
         String::from_utf8(out).expect("serde_json writes UTF-8")
@@ -123,11 +104,6 @@ impl ProviderAdapter for Together {
         ProviderId::Together
     }
 
-    /// Together's paths look like OpenAI's: only its hosts (built-in or declared) reach it.
-    fn recognize(&self, _req: &HttpRequest) -> Option<Result<Route, PassThrough>> {
-        None
-    }
-
     fn recognize_at(&self, req: &HttpRequest, host: &HostMatch) -> Result<Route, PassThrough> {
         match host.rest_path {
             CHAT_PATH => openai::route(
@@ -151,7 +127,7 @@ impl ProviderAdapter for Together {
 
     fn item_bytes(&self, _ctx: &BatchContext, item: &BatchItem) -> usize {
         let mut count = ByteCount(0);
-        Self::write_input_line(&mut count, item);
+        common::write_custom_id_body_line(&mut count, item);
         count.0 + 1
     }
 

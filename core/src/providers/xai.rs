@@ -200,12 +200,6 @@ impl ProviderAdapter for Xai {
         ProviderId::Xai
     }
 
-    /// xAI's paths are OpenAI's: only its host (built-in `https://api.x.ai/v1`, or one the user
-    /// declares) tells them apart, so shape recognition never claims a request.
-    fn recognize(&self, _req: &HttpRequest) -> Option<Result<Route, PassThrough>> {
-        None
-    }
-
     fn recognize_at(&self, req: &HttpRequest, host: &HostMatch) -> Result<Route, PassThrough> {
         if host.rest_path != CHAT_PATH {
             return Err(PassThrough::UnknownUrl);
