@@ -146,14 +146,6 @@ impl ProviderAdapter for Anthropic {
         Self::request_entry(item).to_string().len() + 1
     }
 
-    fn build_upload(&self, _ctx: &BatchContext, _items: &[BatchItem]) -> Option<HttpRequest> {
-        None
-    }
-
-    fn parse_upload(&self, _resp: &HttpResponse) -> Result<String, ProtocolError> {
-        Err(ProtocolError::new("anthropic batches have no upload step"))
-    }
-
     fn build_create(
         &self,
         ctx: &BatchContext,
@@ -193,12 +185,7 @@ impl ProviderAdapter for Anthropic {
     }
 
     fn build_poll(&self, ctx: &BatchContext, batch_id: &str) -> HttpRequest {
-        json_request(
-            "GET",
-            format!("{}{BATCHES_PATH}/{batch_id}", ctx.route.base_url),
-            &ctx.route.forward_headers,
-            None,
-        )
+        common::get(ctx, &format!("{BATCHES_PATH}/{batch_id}"))
     }
 
     fn parse_poll(

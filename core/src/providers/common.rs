@@ -196,6 +196,12 @@ pub(crate) fn json_request(
 }
 
 /// A synthetic JSON response (`content-type: application/json` plus `extra`).
+/// `GET {base}{path}` with the caller's forwarded headers: the poll, list and download calls.
+pub(crate) fn get(ctx: &super::BatchContext, path: &str) -> HttpRequest {
+    let url = format!("{}{path}", ctx.route.base_url);
+    json_request("GET", url, &ctx.route.forward_headers, None)
+}
+
 pub(crate) fn json_response(status: u16, body: &Value, extra: &[(&str, &str)]) -> HttpResponse {
     let mut resp = HttpResponse::json(status, body.to_string());
     resp.headers

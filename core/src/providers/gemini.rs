@@ -173,16 +173,6 @@ impl ProviderAdapter for Gemini {
         Self::inline_entry(item).to_string().len() + 1
     }
 
-    fn build_upload(&self, _ctx: &BatchContext, _items: &[BatchItem]) -> Option<HttpRequest> {
-        None
-    }
-
-    fn parse_upload(&self, _resp: &HttpResponse) -> Result<String, ProtocolError> {
-        Err(ProtocolError::new(
-            "gemini inline batches have no upload step",
-        ))
-    }
-
     fn build_create(
         &self,
         ctx: &BatchContext,
@@ -212,12 +202,7 @@ impl ProviderAdapter for Gemini {
 
     /// Our tag is the batch's `displayName`; list the newest batches and match it.
     fn build_find(&self, ctx: &BatchContext) -> Option<HttpRequest> {
-        Some(json_request(
-            "GET",
-            format!("{}/batches?pageSize=100", ctx.route.base_url),
-            &ctx.route.forward_headers,
-            None,
-        ))
+        Some(common::get(ctx, "/batches?pageSize=100"))
     }
 
     fn parse_find(
@@ -245,12 +230,7 @@ impl ProviderAdapter for Gemini {
         } else {
             format!("batches/{batch_id}")
         };
-        json_request(
-            "GET",
-            format!("{}/{name}", ctx.route.base_url),
-            &ctx.route.forward_headers,
-            None,
-        )
+        common::get(ctx, &format!("/{name}"))
     }
 
     fn parse_poll(

@@ -66,12 +66,6 @@ fn default_embedding_dimension(model: &str) -> u64 {
 pub struct Mistral;
 
 impl Mistral {
-    /// `GET {base}{path}` with the route's headers.
-    fn get(ctx: &BatchContext, path: &str) -> HttpRequest {
-        let url = format!("{}{path}", ctx.route.base_url);
-        json_request("GET", url, &ctx.route.forward_headers, None)
-    }
-
     /// `timeout_hours` from a declared completion window ("48h", "2d", checked when the host is
     /// declared); Mistral's 24 otherwise.
     fn timeout_hours(window: Option<&str>) -> u64 {
@@ -290,7 +284,7 @@ impl ProviderAdapter for Mistral {
         // `metadata` filter, but how the server reads it is not documented (the SDK explodes it
         // into `batchling_tag=…`); a filter read differently would hide our job and make us
         // create it twice, so we do not use it.
-        Some(Self::get(
+        Some(common::get(
             ctx,
             "/batch/jobs?page=0&page_size=100&order_by=-created",
         ))
@@ -306,7 +300,7 @@ impl ProviderAdapter for Mistral {
     }
 
     fn build_poll(&self, ctx: &BatchContext, batch_id: &str) -> HttpRequest {
-        Self::get(ctx, &format!("/batch/jobs/{batch_id}"))
+        common::get(ctx, &format!("/batch/jobs/{batch_id}"))
     }
 
     fn parse_poll(

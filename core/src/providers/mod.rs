@@ -385,11 +385,22 @@ pub trait ProviderAdapter: Sync {
     /// Bytes this item adds to the batch payload, for splitting under [`BatchLimits::max_bytes`].
     fn item_bytes(&self, ctx: &BatchContext, item: &BatchItem) -> usize;
 
-    /// The upload step, if the provider needs one (OpenAI). `None` for inline providers.
-    fn build_upload(&self, ctx: &BatchContext, items: &[BatchItem]) -> Option<HttpRequest>;
+    /// The upload step, if the provider needs one (OpenAI). The default, `None`, suits inline
+    /// providers, whose create carries the requests.
+    fn build_upload(&self, ctx: &BatchContext, items: &[BatchItem]) -> Option<HttpRequest> {
+        let _ = (ctx, items);
+        None
+    }
 
-    /// The uploaded file's id.
-    fn parse_upload(&self, resp: &HttpResponse) -> Result<String, ProtocolError>;
+    /// The uploaded file's id. Only called after an upload [`ProviderAdapter::build_upload`]
+    /// built.
+    fn parse_upload(&self, resp: &HttpResponse) -> Result<String, ProtocolError> {
+        let _ = resp;
+        Err(ProtocolError::new(format!(
+            "{} batches have no upload step",
+            self.id()
+        )))
+    }
 
     /// `uploaded_file` is the id from [`ProviderAdapter::parse_upload`] when there was an upload.
     fn build_create(

@@ -213,12 +213,7 @@ impl ProviderAdapter for Together {
     }
 
     fn build_find(&self, ctx: &BatchContext) -> Option<HttpRequest> {
-        Some(json_request(
-            "GET",
-            format!("{}/batches", ctx.route.base_url),
-            &ctx.route.forward_headers,
-            None,
-        ))
+        Some(common::get(ctx, "/batches"))
     }
 
     /// `input_file_id` is the uploaded file id ([`Together::find_key`]).

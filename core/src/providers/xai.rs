@@ -228,14 +228,6 @@ impl ProviderAdapter for Xai {
         Self::request_entry(item).to_string().len() + 1
     }
 
-    fn build_upload(&self, _ctx: &BatchContext, _items: &[BatchItem]) -> Option<HttpRequest> {
-        None
-    }
-
-    fn parse_upload(&self, _resp: &HttpResponse) -> Result<String, ProtocolError> {
-        Err(ProtocolError::new("xai batches have no upload step"))
-    }
-
     /// The batch is created empty, named by our tag; the requests follow in
     /// [`ProviderAdapter::build_after_create`].
     fn build_create(
@@ -275,12 +267,7 @@ impl ProviderAdapter for Xai {
 
     /// Our tag is the batch's `name`; the newest batches come first.
     fn build_find(&self, ctx: &BatchContext) -> Option<HttpRequest> {
-        Some(json_request(
-            "GET",
-            format!("{}/batches?limit={PAGE_SIZE}", ctx.route.base_url),
-            &ctx.route.forward_headers,
-            None,
-        ))
+        Some(common::get(ctx, &format!("/batches?limit={PAGE_SIZE}")))
     }
 
     fn parse_find(
@@ -303,12 +290,7 @@ impl ProviderAdapter for Xai {
     }
 
     fn build_poll(&self, ctx: &BatchContext, batch_id: &str) -> HttpRequest {
-        json_request(
-            "GET",
-            format!("{}/batches/{batch_id}", ctx.route.base_url),
-            &ctx.route.forward_headers,
-            None,
-        )
+        common::get(ctx, &format!("/batches/{batch_id}"))
     }
 
     fn parse_poll(
@@ -375,12 +357,7 @@ impl ProviderAdapter for Xai {
 
     /// `page` is a results page relative to the base URL (see [`Xai::results_page`]).
     fn build_download(&self, ctx: &BatchContext, page: &str) -> HttpRequest {
-        json_request(
-            "GET",
-            format!("{}/{page}", ctx.route.base_url),
-            &ctx.route.forward_headers,
-            None,
-        )
+        common::get(ctx, &format!("/{page}"))
     }
 
     /// One results page, `{results: [...], pagination_token}`. Entry numbers in `malformed` are
