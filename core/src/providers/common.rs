@@ -196,6 +196,23 @@ pub(crate) fn json_request(
 }
 
 /// A synthetic JSON response (`content-type: application/json` plus `extra`).
+/// The batch of a list answer (after an ambiguous create) whose entry `matches`, read by
+/// `to_batch`. `list` is the answer's array, `None` when the answer left it out (proto3 JSON drops
+/// an empty list); anything but an array is a protocol error.
+pub(crate) fn find_listed(
+    list: Option<&Value>,
+    matches: impl Fn(&Value) -> bool,
+    to_batch: impl Fn(&Value) -> Option<super::RemoteBatch>,
+) -> Result<Option<super::RemoteBatch>, ProtocolError> {
+    let Some(list) = list else {
+        return Ok(None);
+    };
+    let entries = list
+        .as_array()
+        .ok_or_else(|| ProtocolError::new("batch list: the list is not an array"))?;
+    Ok(entries.iter().find(|e| matches(e)).and_then(to_batch))
+}
+
 /// `GET {base}{path}` with the caller's forwarded headers: the poll, list and download calls.
 pub(crate) fn get(ctx: &super::BatchContext, path: &str) -> HttpRequest {
     let url = format!("{}{path}", ctx.route.base_url);

@@ -212,16 +212,11 @@ impl ProviderAdapter for Gemini {
     ) -> Result<Option<RemoteBatch>, ProtocolError> {
         let v = ok_json(resp, "batch list")?;
         // An empty list comes back as `{}`.
-        let Some(list) = v.get("operations").or_else(|| v.get("batches")) else {
-            return Ok(None);
-        };
-        let list = list
-            .as_array()
-            .ok_or_else(|| ProtocolError::new("batch list: operations is not an array"))?;
-        Ok(list
-            .iter()
-            .find(|op| str_field(Self::metadata(op), "/displayName") == Some(tag))
-            .and_then(Self::remote_batch))
+        common::find_listed(
+            v.get("operations").or_else(|| v.get("batches")),
+            |op| str_field(Self::metadata(op), "/displayName") == Some(tag),
+            Self::remote_batch,
+        )
     }
 
     fn build_poll(&self, ctx: &BatchContext, batch_id: &str) -> HttpRequest {

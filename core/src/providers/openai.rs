@@ -332,16 +332,13 @@ impl ProviderAdapter for OpenAi {
         let v = ok_json(resp, "batch list")?;
         let data = v
             .get("data")
-            .and_then(Value::as_array)
             .ok_or_else(|| ProtocolError::new("batch list: no data array"))?;
-        Ok(data
-            .iter()
-            .find(|b| {
-                b.pointer(&format!("/metadata/{TAG_METADATA_KEY}"))
-                    .and_then(Value::as_str)
-                    == Some(tag)
-            })
-            .and_then(Self::remote_batch))
+        let tag_pointer = format!("/metadata/{TAG_METADATA_KEY}");
+        common::find_listed(
+            Some(data),
+            |b| str_field(b, &tag_pointer) == Some(tag),
+            Self::remote_batch,
+        )
     }
 
     fn build_poll(&self, ctx: &BatchContext, batch_id: &str) -> HttpRequest {

@@ -223,14 +223,17 @@ impl ProviderAdapter for Together {
         input_file_id: &str,
     ) -> Result<Option<RemoteBatch>, ProtocolError> {
         let v = ok_json(resp, "batch list")?;
-        let jobs = v
-            .as_array()
-            .or_else(|| v.get("data").and_then(Value::as_array))
-            .ok_or_else(|| ProtocolError::new("batch list: answer is not an array"))?;
-        Ok(jobs
-            .iter()
-            .find(|job| str_field(job, "/input_file_id") == Some(input_file_id))
-            .and_then(Self::remote_batch))
+        // A bare array (or `{data: [...]}`); anything else is not a list.
+        let jobs = if v.is_array() {
+            &v
+        } else {
+            v.get("data").unwrap_or(&Value::Null)
+        };
+        common::find_listed(
+            Some(jobs),
+            |job| str_field(job, "/input_file_id") == Some(input_file_id),
+            Self::remote_batch,
+        )
     }
 
     /// `GET {base}/batches/{id}`, as OpenAI's.

@@ -277,16 +277,11 @@ impl ProviderAdapter for Xai {
     ) -> Result<Option<RemoteBatch>, ProtocolError> {
         let v = ok_json(resp, "batch list")?;
         // Proto3 JSON leaves an empty list out.
-        let Some(list) = v.get("batches").or_else(|| v.get("data")) else {
-            return Ok(None);
-        };
-        let list = list
-            .as_array()
-            .ok_or_else(|| ProtocolError::new("batch list: batches is not an array"))?;
-        Ok(list
-            .iter()
-            .find(|b| str_field(b, "/name") == Some(tag))
-            .and_then(Self::remote_batch))
+        common::find_listed(
+            v.get("batches").or_else(|| v.get("data")),
+            |b| str_field(b, "/name") == Some(tag),
+            Self::remote_batch,
+        )
     }
 
     fn build_poll(&self, ctx: &BatchContext, batch_id: &str) -> HttpRequest {
