@@ -115,13 +115,22 @@ pub struct SerializableRequest {
     pub url: String,
     pub headers: Vec<(String, String)>,
     pub body: String,
+    /// `Some("manual")`: hand the redirect answer back instead of following it (the fetch
+    /// `redirect` option). Adapters ask for it with [`providers::REDIRECT_MANUAL_HEADER`], which
+    /// is taken off here and never sent.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub redirect: Option<&'static str>,
 }
 
 impl From<HttpRequest> for SerializableRequest {
-    fn from(r: HttpRequest) -> Self {
+    fn from(mut r: HttpRequest) -> Self {
+        let before = r.headers.len();
+        r.headers
+            .retain(|(name, _)| !name.eq_ignore_ascii_case(providers::REDIRECT_MANUAL_HEADER));
         SerializableRequest {
             method: r.method,
             url: r.url,
+            redirect: (r.headers.len() != before).then_some("manual"),
             headers: r.headers,
             body: r.body,
         }

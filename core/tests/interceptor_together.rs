@@ -109,7 +109,8 @@ impl FakeTogether {
         let ok = |body: Value| Answer::Response(json_answer(200, body));
         match (r.method.as_str(), path) {
             ("POST", p) if p.starts_with("/files?") => {
-                assert_eq!(header(r, REDIRECT_MANUAL_HEADER), Some("manual"));
+                assert_eq!(r.redirect, Some("manual"));
+                assert_eq!(header(r, REDIRECT_MANUAL_HEADER), None, "the marker is not sent");
                 assert!(p.contains("purpose=batch-api"), "{p}");
                 let id = format!("file-{}", self.files.len() + 1);
                 self.files.insert(id.clone(), None);

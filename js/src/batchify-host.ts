@@ -90,7 +90,7 @@ export interface BatchifyContext {
 
 type Output =
   | { type: "passThrough"; request: number; reason: string }
-  | { type: "send"; call: number; http: { method: string; url: string; headers: [string, string][]; body: string } }
+  | { type: "send"; call: number; http: ProviderCall }
   | { type: "respond"; request: number; status: number; headers: [string, string][]; body: string }
   | { type: "fail"; request: number; code: string; message: string }
   | { type: "persist"; line: string }
@@ -177,8 +177,15 @@ export interface Platform {
   warn: (message: string) => void;
 }
 
-/** Set by the core on a provider call whose redirect it must receive (`redirect: "manual"`). */
-const REDIRECT_MANUAL_HEADER = "x-batchling-redirect";
+/** A provider call the core asks the host to make. `redirect: "manual"`: hand the redirect
+ * answer back rather than following it. */
+interface ProviderCall {
+  method: string;
+  url: string;
+  headers: [string, string][];
+  body: string;
+  redirect?: "manual";
+}
 
 export class BatchifyHost implements BatchifyContext {
   readonly #engine: InterceptorEngine;
@@ -350,14 +357,11 @@ export class BatchifyHost implements BatchifyContext {
     this.#persisted = this.#persisted.then(() => journal.append(line));
   }
 
-  #send(call: number, http: { method: string; url: string; headers: [string, string][]; body: string }): void {
+  #send(call: number, http: ProviderCall): void {
     this.#inFlightCalls++;
-    // A call whose redirect the core reads itself (Together's presigned upload) is marked by the
-    // core; the marker is not sent.
-    const manual = http.headers.some(([name]) => name.toLowerCase() === REDIRECT_MANUAL_HEADER);
-    const headers = manual ? http.headers.filter(([name]) => name.toLowerCase() !== REDIRECT_MANUAL_HEADER) : http.headers;
-    const init: RequestInit = { method: http.method, headers };
-    if (manual) init.redirect = "manual";
+    const init: RequestInit = { method: http.method, headers: http.headers };
+    // The core reads this call's redirect itself (Together's presigned upload).
+    if (http.redirect === "manual") init.redirect = "manual";
     if (http.method !== "GET" && http.method !== "HEAD") init.body = http.body;
     // The journal records written before this call (e.g. the intent before a create) must be
     // durable before the call goes out, or a crash could make a re-run pay twice.
