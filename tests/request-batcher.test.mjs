@@ -378,6 +378,47 @@ describe("failures", () => {
     await batcher.close();
   });
 
+  test("results map to callers when a batch's items are several id runs, one cancelled mid-run, one failed", async () => {
+    // Keys alternate a a b a a b …: each key's batch is made of non-consecutive adds, so the
+    // engine names it as several runs of ids; cancelling one item splits a run when it resolves.
+    const gate = deferred();
+    const handled = [];
+    const batcher = new RequestBatcher({
+      maxBatchSize: 6,
+      maxDelayMs: 1_000,
+      keyGenerator: (x) => x.key,
+      batchHandler: async (items) => {
+        handled.push(items.map((x) => x.n));
+        await gate.promise;
+        return items.map((x) => (x.n === 7 ? new Error(`item ${x.n} failed`) : x.n * 10));
+      },
+    });
+    const controller = new AbortController();
+    const pattern = ["a", "a", "b", "a", "a", "b", "a", "a", "b"];
+    const settled = pattern.map((key, n) =>
+      track(batcher.add({ key, n }, n === 3 ? { signal: controller.signal } : undefined)),
+    );
+    await turn();
+    assert.deepEqual(handled, [[0, 1, 3, 4, 6, 7]], "key a's batch: ids 0-1, 3-4, 6-7");
+    controller.abort("stop");
+    gate.resolve();
+    await batcher.flush();
+    await sleep(5);
+    for (const [n, t] of settled.entries()) {
+      if (n === 3) {
+        assert.ok(t.reason instanceof CancelledError, "item 3 was cancelled");
+      } else if (n === 7) {
+        assert.equal(t.state, "rejected");
+        assert.equal(t.reason.message, "item 7 failed");
+      } else {
+        assert.equal(t.state, "fulfilled", `item ${n}`);
+        assert.equal(t.value, n * 10, `item ${n} gets its own result`);
+      }
+      assert.equal(t.settlements, 1);
+    }
+    await batcher.close();
+  });
+
   for (const [name, result, received] of [
     ["too short", (items) => items.slice(1), 2],
     ["too long", (items) => [...items, 0], 4],

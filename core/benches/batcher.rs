@@ -1,7 +1,8 @@
 //! `cargo bench -p batchling-core`: items per second through add -> cut -> outcome -> resolve,
 //! with a host that does nothing but feed outcomes back.
 
-use batchling_core::batcher::{Action, Batcher, BatcherConfig, Event};
+use batchling_core::batcher::{Action, BatchId, Batcher, BatcherConfig, Event};
+use batchling_core::wire::{self, HostIds};
 use criterion::{criterion_group, criterion_main, BatchSize, Criterion, Throughput};
 
 const ITEMS: usize = 100_000;
@@ -39,6 +40,52 @@ fn round(batcher: &mut Batcher, groups: &[u32], per_call: usize) -> usize {
     resolved
 }
 
+/// The pattern of `npm run bench` as the JS host drives it: every add of the round arrives in
+/// one tick (in calls of 4,096, host-id outcomes), so all items are live at once; then each cut
+/// batch completes, one `completed` call (and one encoded outcome) per batch.
+fn round_all_live(batcher: &mut Batcher, ids: &mut HostIds, items: usize) -> usize {
+    const PER_CALL: usize = 4096;
+    let zeros = vec![0u32; PER_CALL];
+    let mut adds = Vec::with_capacity(PER_CALL);
+    let mut out = Vec::new();
+    let mut batches = Vec::new();
+    let collect = |out: &[f64], batches: &mut Vec<u64>| {
+        let mut i = 3 + out[1] as usize;
+        while i < out.len() {
+            if out[i] == wire::GROUP_RELEASED {
+                i += 2;
+                continue;
+            }
+            assert_eq!(out[i], wire::RUN_BATCH);
+            batches.push(out[i + 1] as u64);
+            i += 6 + 2 * out[i + 5] as usize;
+        }
+    };
+    let mut first = 0;
+    while first < items {
+        let n = PER_CALL.min(items - first);
+        adds.clear();
+        batcher.add_many(1, &zeros[..n], first + n < items, &mut adds);
+        ids.record(&adds, first as f64);
+        ids.encode(batcher, &adds, &mut out);
+        collect(&out, &mut batches);
+        first += n;
+    }
+    adds.clear();
+    let mut resolved = 0;
+    for batch in batches {
+        let batch = BatchId(batch);
+        batcher.handle(2, Event::BatchCompleted { batch, failed: &[] });
+        ids.encode(batcher, &adds, &mut out);
+        let mut i = 3;
+        while i < out.len() && out[i] == wire::RESOLVE {
+            resolved += out[i + 2] as usize;
+            i += 3;
+        }
+    }
+    resolved
+}
+
 fn bench(c: &mut Criterion) {
     let mut group = c.benchmark_group("add_cut_outcome");
     group.throughput(Throughput::Elements(ITEMS as u64));
@@ -65,6 +112,21 @@ fn bench(c: &mut Criterion) {
             )
         });
     }
+    group.finish();
+
+    let mut group = c.benchmark_group("host_ids_all_live");
+    const ALL_LIVE: usize = 200_000;
+    group.throughput(Throughput::Elements(ALL_LIVE as u64));
+    group.bench_function("200k_adds_one_tick_then_completions", |b| {
+        b.iter_batched(
+            || (Batcher::new(config.clone()).unwrap(), HostIds::default()),
+            |(mut batcher, mut ids)| {
+                assert_eq!(round_all_live(&mut batcher, &mut ids, ALL_LIVE), ALL_LIVE);
+                batcher
+            },
+            BatchSize::LargeInput,
+        )
+    });
     group.finish();
 }
 

@@ -176,6 +176,8 @@ export class RequestBatcher<T, R> {
     this.#apply(this.#engine.tick(now(), this.#scratch));
   });
   #flushWaiters: FlushWaiter[] = [];
+  /** The batch whose `completed` outcome is being carried out: its runs and handler results. */
+  #completing: { runs: number[]; results: readonly unknown[] } | undefined;
   #closed = false;
   #drained: Promise<void> | undefined;
   #resolveDrained: (() => void) | undefined;
@@ -437,6 +439,10 @@ export class RequestBatcher<T, R> {
   #resolveRun(first: number, count: number): void {
     const store = this.#store;
     const wired = this.#signals.size > 0;
+    // A resolve run lies inside one run of the batch being completed (the engine names the
+    // batch's items in batch order): its results are a contiguous stretch of the handler's array.
+    const { results } = this.#completing!;
+    let k = this.#positionOf(first);
     let id = first;
     const end = first + count;
     while (id < end) {
@@ -445,14 +451,13 @@ export class RequestBatcher<T, R> {
       const stop = Math.min(BLOCK, at + end - id);
       const { items, settlers } = block;
       let settled = 0;
-      for (let p = at; p < stop; p++) {
+      for (let p = at; p < stop; p++, k++) {
         const settle = settlers[p];
         if (settle === undefined) continue; // never happens: the engine resolves live items only
-        const value = items[p];
         items[p] = undefined;
         settlers[p] = undefined;
         settled++;
-        settle.resolve(value);
+        settle.resolve(results[k]);
       }
       store.settled(block, settled);
       id += stop - at;
@@ -499,7 +504,7 @@ export class RequestBatcher<T, R> {
     if (!item.live) return undefined;
     let report: (() => void) | undefined;
     let error: unknown;
-    if (reason === REASON_ITEM_FAILED) error = item.value;
+    if (reason === REASON_ITEM_FAILED) error = this.#completing!.results[this.#positionOf(id)];
     else if (reason === REASON_TIMED_OUT) error = new TimeoutError(this.#options.timeoutMs!);
     else if (reason === REASON_CANCELLED) error = new CancelledError(this.#signals.get(id)?.signal.reason);
     else if (reason === REASON_ABORTED) error = new ClosedError("the batcher was closed with abort before this item settled");
@@ -577,31 +582,37 @@ export class RequestBatcher<T, R> {
       this.#failed(batch, new BatchResultError(count, results), false);
       return;
     }
-    // Each live item's result replaces its item in the store until the engine settles it.
     let failed: number[] | undefined;
-    let k = 0;
-    for (let r = 0; r < runs.length; r += 2) {
-      let id = runs[r]!;
-      const end = id + runs[r + 1]!;
-      while (id < end) {
-        const block = this.#store.block(id);
-        const at = id % BLOCK;
-        const stop = Math.min(BLOCK, at + end - id);
-        for (let p = at; p < stop; p++) {
-          const result: unknown = results[k];
-          // A settled item's late result is dropped.
-          if (block !== undefined && block.settlers[p] !== undefined) block.items[p] = result;
-          if (result instanceof Error) (failed ??= []).push(k);
-          k++;
-        }
-        id += stop - at;
-      }
-    }
+    for (let k = 0; k < count; k++) if (results[k] instanceof Error) (failed ??= []).push(k);
     this.#batches.delete(batch);
     // The engine must know of every add before it may release a group; the call that follows
     // fires due windows itself.
     this.#sendBuffered(true);
-    this.#apply(this.#engine.completed(now(), batch, failed ? Uint32Array.from(failed) : EMPTY, this.#scratch));
+    // The engine settles this batch's items within the `completed` call's outcome (resolves, and
+    // rejects for failed positions), so the results are read from the handler's array while
+    // that outcome is carried out, never copied per item.
+    this.#completing = { runs, results };
+    let deferred: (() => void)[] | undefined;
+    try {
+      const length = this.#engine.completed(now(), batch, failed ? Uint32Array.from(failed) : EMPTY, this.#scratch);
+      const out = this.#outcome(length);
+      deferred = this.#applyOutcome(out, length, HEADER + out[1]!, undefined);
+    } finally {
+      this.#completing = undefined;
+    }
+    if (deferred) for (const task of deferred) task();
+  }
+
+  /** Position in the handler's array of host id `id` of the batch being completed. */
+  #positionOf(id: number): number {
+    const { runs } = this.#completing!;
+    let k = 0;
+    for (let r = 0; r < runs.length; r += 2) {
+      const offset = id - runs[r]!;
+      if (offset >= 0 && offset < runs[r + 1]!) return k + offset;
+      k += runs[r + 1]!;
+    }
+    throw new Error(`batchling: host id ${id} is not in the batch being completed`);
   }
 
   #failed(batch: number, error: unknown, retryable: boolean): void {

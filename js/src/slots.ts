@@ -22,7 +22,7 @@ export interface Settlers {
 export class Block {
   /** Host id of position 0. */
   readonly base: number;
-  /** The item, replaced by its result once its batch returned (until the item settles). */
+  /** The item, until it settles. */
   readonly items: unknown[] = new Array(BLOCK);
   /** Promise functions; undefined once the item has settled (or was never accepted). */
   readonly settlers: (Settlers | undefined)[] = new Array(BLOCK);
