@@ -16,6 +16,7 @@ const native = require("../bindings-node/index.cjs");
 // Wire constants (core/src/wire.rs).
 const RUN_BATCH = 1;
 const RESOLVE = 2;
+const REJECT = 3;
 
 /** [deadline, nAdds, ...adds, ...actions] → parts. */
 function decode(out, length) {
@@ -128,6 +129,31 @@ describe("wasm engine", () => {
     const built = JSON.parse(wasm.jobBuildRequest(spec, JSON.stringify({ baseUrl: "", apiKey: "sk-test" })));
     assert.equal(built.ok, true, JSON.stringify(built));
     assert.equal(built.request.method, "POST");
+  });
+
+  test("completedMany: one call for several batches, resolves coalesced across them; same on both engines", () => {
+    const run = (backend) => {
+      const engine = new backend.NativeBatcher({ maxBatchSize: 2, maxDelayMs: 0, hostItemIds: true });
+      const scratch = new Float64Array(64);
+      let n = engine.addWithIds(0, new Uint32Array(6), 100, false, scratch);
+      const added = Array.from(scratch.subarray(0, n));
+      // Batches 1, 2, 3 (host ids 100-101, 102-103, 104-105); 103 failed on its own.
+      n = engine.completedMany(1, Float64Array.of(1, 2, 3), Uint32Array.of(0, 1, 0), Uint32Array.of(1), scratch);
+      const completed = Array.from(scratch.subarray(0, n));
+      let error;
+      try {
+        engine.completedMany(2, Float64Array.of(4), Uint32Array.of(2), Uint32Array.of(0), scratch);
+      } catch (e) {
+        error = e.message;
+      }
+      return { added, completed, error, status: engine.status() };
+    };
+    const wasmRun = run(wasm);
+    assert.deepEqual(wasmRun.completed, [-1, 0, 0, RESOLVE, 100, 3, REJECT, 103, 3, 0, 0, RESOLVE, 104, 2]);
+    assert.match(wasmRun.error, /failed counts add up to 2 but 1 failed positions/);
+    assert.equal(wasmRun.status.processed, 6);
+    assert.equal(wasmRun.status.failed, 1);
+    assert.deepEqual(wasmRun, run(native));
   });
 
   test("parity with the native addon on the same calls", () => {

@@ -109,7 +109,7 @@ impl NativeBatcher {
         })
     }
 
-    fn respond(&mut self, mut scratch: Float64ArraySlice<'_>) -> u32 {
+    fn respond(&mut self, scratch: Float64ArraySlice<'_>) -> u32 {
         match &mut self.host_ids {
             Some(ids) => ids.encode(&mut self.inner, &self.adds, &mut self.out),
             None => wire::encode(&mut self.inner, &self.adds, &mut self.out),
@@ -118,6 +118,11 @@ impl NativeBatcher {
         if self.inner.is_closed() && self.inner.live_items() == 0 {
             self.adds.shrink_to_fit(); // drained for good: nothing more is added
         }
+        self.send(scratch)
+    }
+
+    /// Hand the encoded outcome to JS: into the scratch buffer, or kept for `takeOverflow`.
+    fn send(&mut self, mut scratch: Float64ArraySlice<'_>) -> u32 {
         let len = self.out.len();
         // SAFETY: JS is blocked in this call and nothing else holds a Rust view of the
         // buffer, so this is the only reference to its memory while it lives.
@@ -195,6 +200,30 @@ impl NativeBatcher {
             failed: &failed,
         };
         self.event(now_ms, event, scratch)
+    }
+
+    /// Several handlers returned in the same turn: `batches[i]` failed on its own at the next
+    /// `failedCounts[i]` positions of `failed` (see `batchling_core::wire::complete_many`).
+    /// One call, one outcome, instead of one `completed` call per batch.
+    #[napi]
+    pub fn completed_many(
+        &mut self,
+        now_ms: f64,
+        batches: Float64ArraySlice<'_>,
+        failed_counts: Uint32ArraySlice<'_>,
+        failed: Uint32ArraySlice<'_>,
+        scratch: Float64ArraySlice<'_>,
+    ) -> Result<u32> {
+        let completions = wire::completions(&batches, &failed_counts, &failed).map_err(invalid)?;
+        let host_ids = self.host_ids.as_mut();
+        wire::complete_many(
+            &mut self.inner,
+            host_ids,
+            ms(now_ms),
+            completions,
+            &mut self.out,
+        );
+        Ok(self.send(scratch))
     }
 
     #[napi]

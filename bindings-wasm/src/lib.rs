@@ -154,6 +154,11 @@ impl NativeBatcher {
         if self.inner.is_closed() && self.inner.live_items() == 0 {
             self.adds.shrink_to_fit(); // drained for good: nothing more is added
         }
+        self.send(scratch)
+    }
+
+    /// Hand the encoded outcome to JS: into the scratch buffer, or kept for `takeOverflow`.
+    fn send(&mut self, scratch: &Float64Array) -> u32 {
         let len = self.out.len();
         if len <= scratch.length() as usize {
             // SAFETY: the view of wasm memory is used at once, by `set`, which copies it; no
@@ -242,6 +247,28 @@ impl NativeBatcher {
     ) -> u32 {
         let batch = BatchId(batch as u64);
         self.event(now_ms, Event::BatchCompleted { batch, failed }, scratch)
+    }
+
+    /// `completed` for several batches at once (napi twin: `completedMany`).
+    #[wasm_bindgen(js_name = completedMany)]
+    pub fn completed_many(
+        &mut self,
+        now_ms: f64,
+        batches: &[f64],
+        failed_counts: &[u32],
+        failed: &[u32],
+        scratch: &Float64Array,
+    ) -> Result<u32, JsValue> {
+        let completions = wire::completions(batches, failed_counts, failed).map_err(invalid)?;
+        let host_ids = self.host_ids.as_mut();
+        wire::complete_many(
+            &mut self.inner,
+            host_ids,
+            ms(now_ms),
+            completions,
+            &mut self.out,
+        );
+        Ok(self.send(scratch))
     }
 
     pub fn failed(

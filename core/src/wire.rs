@@ -30,7 +30,7 @@
 //! ```
 //! A run `first count` names the host ids `first .. first + count`, in batch order.
 
-use crate::batcher::{Action, AddError, Batcher, ItemId, RejectReason};
+use crate::batcher::{Action, AddError, BatchId, Batcher, Event, ItemId, RejectReason};
 
 pub const RUN_BATCH: f64 = 1.0;
 pub const RESOLVE: f64 = 2.0;
@@ -46,6 +46,59 @@ pub const REASON_CANCELLED: f64 = 2.0;
 pub const REASON_ITEM_FAILED: f64 = 3.0;
 pub const REASON_BATCH_FAILED: f64 = 4.0;
 pub const REASON_ABORTED: f64 = 5.0;
+
+/// The arguments of a `completedMany` call, checked and split: several handlers returned,
+/// `batches[i]` (a batch id as the wire carries it) with the next `failed_counts[i]` positions
+/// of `failed` as its failed items. One `BatchCompleted` event per pair, in order.
+pub fn completions<'a>(
+    batches: &'a [f64],
+    failed_counts: &'a [u32],
+    failed: &'a [u32],
+) -> Result<impl Iterator<Item = (BatchId, &'a [u32])> + 'a, String> {
+    if failed_counts.len() != batches.len() {
+        return Err(format!(
+            "completedMany: {} batches but {} failed counts (one count per batch)",
+            batches.len(),
+            failed_counts.len()
+        ));
+    }
+    let listed: u64 = failed_counts.iter().map(|&n| u64::from(n)).sum();
+    if listed != failed.len() as u64 {
+        return Err(format!(
+            "completedMany: the failed counts add up to {listed} but {} failed positions were given",
+            failed.len()
+        ));
+    }
+    let mut rest = failed;
+    Ok(batches
+        .iter()
+        .zip(failed_counts)
+        .map(move |(&batch, &count)| {
+            let (own, next) = rest.split_at(count as usize);
+            rest = next;
+            (BatchId(batch as u64), own)
+        }))
+}
+
+/// A `completedMany` call (see [`completions`]) and its outcome, in the host-id layout when
+/// the host uses it, else in the engine-id one.
+pub fn complete_many<'a>(
+    batcher: &mut Batcher,
+    host_ids: Option<&mut HostIds>,
+    now_ms: u64,
+    completions: impl Iterator<Item = (BatchId, &'a [u32])>,
+    out: &mut Vec<f64>,
+) {
+    match host_ids {
+        Some(ids) => ids.complete_many(batcher, now_ms, completions, out),
+        None => {
+            for (batch, failed) in completions {
+                batcher.handle(now_ms, Event::BatchCompleted { batch, failed });
+            }
+            encode(batcher, &[], out);
+        }
+    }
+}
 
 /// Encode the outcome of one call: the add results (if any) and every queued action.
 pub fn encode(batcher: &mut Batcher, adds: &[Result<ItemId, AddError>], out: &mut Vec<f64>) {
@@ -143,20 +196,58 @@ impl HostIds {
             Err(AddError::QueueFull) => QUEUE_FULL,
             Err(AddError::Closed) => CLOSED,
         }));
-        // Position of the open resolve run's count, and the host id that would extend it.
-        let mut open_run: Option<(usize, f64)> = None;
+        self.append_actions(batcher, out, &mut None);
+        self.release_if_drained(batcher);
+    }
+
+    /// Several handlers returned (see [`completions`]): each batch's completion is handled and
+    /// its actions encoded before the next, so the engine's action queue never holds more than
+    /// one batch's resolves, and resolves of consecutive ids coalesce across batches. One
+    /// outcome, with no add results.
+    pub fn complete_many<'a>(
+        &mut self,
+        batcher: &mut Batcher,
+        now_ms: u64,
+        completions: impl Iterator<Item = (BatchId, &'a [u32])>,
+        out: &mut Vec<f64>,
+    ) {
+        out.clear();
+        out.extend([-1.0, 0.0, 0.0]); // the deadline is known after the last completion
+        let mut open_run = None;
+        for (batch, failed) in completions {
+            batcher.handle(now_ms, Event::BatchCompleted { batch, failed });
+            self.append_actions(batcher, out, &mut open_run);
+        }
+        out[0] = batcher.next_deadline().map_or(-1.0, |d| d as f64);
+        self.release_if_drained(batcher);
+    }
+
+    fn release_if_drained(&mut self, batcher: &Batcher) {
+        if batcher.is_closed() && batcher.live_items() == 0 {
+            self.by_slot = Vec::new(); // drained for good: nothing more is added
+        }
+    }
+
+    /// Encode every queued action. `open_run`: position of the open resolve run's count, and
+    /// the host id that would extend it (kept across calls that append to the same outcome).
+    fn append_actions(
+        &mut self,
+        batcher: &mut Batcher,
+        out: &mut Vec<f64>,
+        open_run: &mut Option<(usize, f64)>,
+    ) {
         while let Some(action) = batcher.poll_action() {
             match action {
                 Action::Resolve { item } => {
                     let id = self.host_id(item);
-                    match open_run {
+                    match *open_run {
                         Some((at, next)) if next == id => {
                             out[at] += 1.0;
-                            open_run = Some((at, id + 1.0));
+                            *open_run = Some((at, id + 1.0));
                         }
                         _ => {
                             out.extend([RESOLVE, id, 1.0]);
-                            open_run = Some((out.len() - 1, id + 1.0));
+                            *open_run = Some((out.len() - 1, id + 1.0));
                         }
                     }
                     continue;
@@ -195,10 +286,7 @@ impl HostIds {
                 }
                 other => encode_action(&other, out),
             }
-            open_run = None;
-        }
-        if batcher.is_closed() && batcher.live_items() == 0 {
-            self.by_slot = Vec::new(); // drained for good: nothing more is added
+            *open_run = None;
         }
     }
 }
@@ -296,5 +384,86 @@ mod tests {
                 0.0
             ]
         );
+    }
+
+    #[test]
+    fn complete_many_is_one_completed_event_per_batch_in_order() {
+        // Two engines in the same state: one told batch by batch, one in one call.
+        let mut one_by_one = Batcher::new(config(2)).unwrap();
+        let mut together = Batcher::new(config(2)).unwrap();
+        let (mut ids_a, mut ids_b) = (HostIds::default(), HostIds::default());
+        let mut adds = Vec::new();
+        let mut out = Vec::new();
+        for (b, ids) in [(&mut one_by_one, &mut ids_a), (&mut together, &mut ids_b)] {
+            adds.clear();
+            b.add_many(0, &[0, 0, 0, 0, 0, 0], false, &mut adds);
+            ids.record(&adds, 10.0);
+            ids.encode(b, &adds, &mut out);
+        }
+        let failed: &[&[u32]] = &[&[1], &[], &[0, 1]];
+        let mut resolved_a = Vec::new();
+        for (i, f) in failed.iter().enumerate() {
+            let batch = crate::batcher::BatchId(i as u64 + 1);
+            one_by_one.handle(1, Event::BatchCompleted { batch, failed: f });
+            ids_a.encode(&mut one_by_one, &[], &mut out);
+            resolved_a.extend_from_slice(&out[3..]);
+        }
+        let completions = completions(&[1.0, 2.0, 3.0], &[1, 0, 2], &[1, 0, 1]).unwrap();
+        ids_b.complete_many(&mut together, 1, completions, &mut out);
+        assert_eq!(one_by_one.status(), together.status());
+        assert_eq!(together.status().failed, 3);
+        assert_eq!(&out[..3], &[-1.0, 0.0, 0.0]);
+        // Batch 1 (ids 10, 11): 11 failed. Batch 2 (12, 13): both resolve. Batch 3 (14, 15):
+        // both failed on their own.
+        assert_eq!(
+            &out[3..],
+            &[
+                RESOLVE,
+                10.0,
+                1.0, //
+                REJECT,
+                11.0,
+                REASON_ITEM_FAILED,
+                0.0,
+                0.0, //
+                RESOLVE,
+                12.0,
+                2.0, // batch 2's two items, one run
+                REJECT,
+                14.0,
+                REASON_ITEM_FAILED,
+                0.0,
+                0.0, //
+                REJECT,
+                15.0,
+                REASON_ITEM_FAILED,
+                0.0,
+                0.0,
+            ]
+        );
+        // Told one by one, the same actions (a resolve run is not carried across calls).
+        assert_eq!(resolved_a, out[3..].to_vec());
+    }
+
+    #[test]
+    fn complete_many_coalesces_resolves_across_batches() {
+        let mut b = Batcher::new(config(2)).unwrap();
+        let mut ids = HostIds::default();
+        let mut adds = Vec::new();
+        let mut out = Vec::new();
+        b.add_many(0, &[0, 0, 0, 0], false, &mut adds);
+        ids.record(&adds, 0.0);
+        ids.encode(&mut b, &adds, &mut out);
+        let completions = completions(&[1.0, 2.0], &[0, 0], &[]).unwrap();
+        ids.complete_many(&mut b, 1, completions, &mut out);
+        assert_eq!(&out[3..], &[RESOLVE, 0.0, 4.0]);
+    }
+
+    #[test]
+    fn completions_refuse_counts_that_do_not_match() {
+        let err = completions(&[1.0, 2.0], &[1], &[0]).err().unwrap();
+        assert!(err.contains("2 batches but 1 failed counts"), "{err}");
+        let err = completions(&[1.0], &[2], &[0]).err().unwrap();
+        assert!(err.contains("add up to 2 but 1"), "{err}");
     }
 }

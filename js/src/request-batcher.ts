@@ -74,6 +74,28 @@ interface BatchRecord {
   reported: boolean;
 }
 
+/** A batch whose handler returned, waiting for the turn's one `completedMany` call. */
+interface Completion {
+  batch: number;
+  runs: number[];
+  results: readonly unknown[];
+  /** Positions whose result is an `Error`. */
+  failed: number[] | undefined;
+}
+
+/** One id run of a completed batch: host ids `first .. first + count` have their results at
+ * `results[offset ..]`. */
+interface ResultRun {
+  first: number;
+  count: number;
+  results: readonly unknown[];
+  offset: number;
+}
+
+function holds(run: ResultRun | undefined, id: number): boolean {
+  return run !== undefined && id >= run.first && id < run.first + run.count;
+}
+
 interface FlushWaiter {
   /** Items with a lower host id count. */
   before: number;
@@ -173,11 +195,17 @@ export class RequestBatcher<T, R> {
   readonly #sendQueued = (): void => this.#sendBuffered();
   readonly #timer = new DeadlineTimer(() => {
     this.#sendBuffered();
+    this.#sendCompletions();
     this.#apply(this.#engine.tick(now(), this.#scratch));
   });
   #flushWaiters: FlushWaiter[] = [];
-  /** The batch whose `completed` outcome is being carried out: its runs and handler results. */
-  #completing: { runs: number[]; results: readonly unknown[] } | undefined;
+  /** Handlers that returned since the last `completedMany` call, in the order they returned. */
+  #completions: Completion[] = [];
+  readonly #sendCompletionsQueued = (): void => this.#sendCompletions();
+  /** While a `completedMany` outcome is carried out: the completed batches' id runs, sorted by
+   * first id, and the run the last lookup found. */
+  #completing: ResultRun[] | undefined;
+  #completingCursor = 0;
   #closed = false;
   #drained: Promise<void> | undefined;
   #resolveDrained: (() => void) | undefined;
@@ -228,6 +256,7 @@ export class RequestBatcher<T, R> {
   /** Cut every pending group now; resolves once every item added before the call has settled. */
   flush(): Promise<void> {
     this.#sendBuffered();
+    this.#sendCompletions();
     const before = this.#store.nextId;
     this.#apply(this.#engine.flush(now(), this.#scratch));
     let remaining = 0;
@@ -242,12 +271,14 @@ export class RequestBatcher<T, R> {
   /** Counters: pending, processing, processed, failed, batches, averageBatchSize, … */
   getStatus(): RequestBatcherStatus {
     this.#sendBuffered();
+    this.#sendCompletions();
     return this.#engine.status();
   }
 
   /** Refuse new items and wait for every queued one (`abort: true` rejects them instead). */
   close(options?: { abort?: boolean }): Promise<void> {
     this.#sendBuffered();
+    this.#sendCompletions();
     if (!this.#drained) {
       this.#closed = true;
       this.#drained = new Promise((resolve) => (this.#resolveDrained = resolve));
@@ -350,6 +381,7 @@ export class RequestBatcher<T, R> {
     }
     if (wiring.engineId >= 0) {
       this.#sendBuffered(true); // the engine must know of every add before it may release a group
+      this.#sendCompletions(); // a result that has come back wins over a later cancel
       this.#apply(this.#engine.cancel(now(), wiring.engineId, this.#scratch));
     }
   }
@@ -437,14 +469,28 @@ export class RequestBatcher<T, R> {
 
   /** Resolve the items `first .. first + count` with the results their batch returned. */
   #resolveRun(first: number, count: number): void {
-    const store = this.#store;
     const wired = this.#signals.size > 0;
-    // A resolve run lies inside one run of the batch being completed (the engine names the
-    // batch's items in batch order): its results are a contiguous stretch of the handler's array.
-    const { results } = this.#completing!;
-    let k = this.#positionOf(first);
-    let id = first;
     const end = first + count;
+    // A resolve run may span several completed batches' runs (consecutive ids): take it one
+    // result run at a time.
+    for (let id = first; id < end; ) {
+      const run = this.#resultRun(id);
+      const stop = Math.min(end, run.first + run.count);
+      this.#resolveStretch(id, stop, run.results, run.offset + id - run.first);
+      id = stop;
+    }
+    if (wired) {
+      for (let k = first; k < end; k++) {
+        const wiring = this.#signals.get(k);
+        if (wiring) this.#unwire(wiring);
+      }
+    }
+    if (this.#flushWaiters.length > 0) this.#noteSettled(first, count);
+  }
+
+  /** Resolve the live items `id .. end` with `results[k ..]`. */
+  #resolveStretch(id: number, end: number, results: readonly unknown[], k: number): void {
+    const store = this.#store;
     while (id < end) {
       const block = store.block(id)!;
       const at = id - block.base;
@@ -462,13 +508,6 @@ export class RequestBatcher<T, R> {
       store.settled(block, settled);
       id += stop - at;
     }
-    if (wired) {
-      for (let k = first; k < end; k++) {
-        const wiring = this.#signals.get(k);
-        if (wiring) this.#unwire(wiring);
-      }
-    }
-    if (this.#flushWaiters.length > 0) this.#noteSettled(first, count);
   }
 
   /** Settle one live item (no-op if it has settled already). */
@@ -504,7 +543,10 @@ export class RequestBatcher<T, R> {
     if (!item.live) return undefined;
     let report: (() => void) | undefined;
     let error: unknown;
-    if (reason === REASON_ITEM_FAILED) error = this.#completing!.results[this.#positionOf(id)];
+    if (reason === REASON_ITEM_FAILED) {
+      const run = this.#resultRun(id);
+      error = run.results[run.offset + id - run.first];
+    }
     else if (reason === REASON_TIMED_OUT) error = new TimeoutError(this.#options.timeoutMs!);
     else if (reason === REASON_CANCELLED) error = new CancelledError(this.#signals.get(id)?.signal.reason);
     else if (reason === REASON_ABORTED) error = new ClosedError("the batcher was closed with abort before this item settled");
@@ -585,16 +627,50 @@ export class RequestBatcher<T, R> {
     let failed: number[] | undefined;
     for (let k = 0; k < count; k++) if (results[k] instanceof Error) (failed ??= []).push(k);
     this.#batches.delete(batch);
+    // Handlers that return in the same turn (a wave of promise reactions) are handed to the
+    // engine in one call, made from a microtask queued behind them; anything else that talks to
+    // the engine first sends what is waiting, so the engine sees events in the order they came.
+    if (this.#completions.push({ batch, runs, results, failed }) === 1) queueMicrotask(this.#sendCompletionsQueued);
+  }
+
+  /** Tell the engine about every handler that returned since the last call, in one call. */
+  #sendCompletions(): void {
+    const completions = this.#completions;
+    if (completions.length === 0) return;
+    this.#completions = [];
     // The engine must know of every add before it may release a group; the call that follows
     // fires due windows itself.
     this.#sendBuffered(true);
-    // The engine settles this batch's items within the `completed` call's outcome (resolves, and
-    // rejects for failed positions), so the results are read from the handler's array while
-    // that outcome is carried out, never copied per item.
-    this.#completing = { runs, results };
+    const batches = new Float64Array(completions.length);
+    const failedCounts = new Uint32Array(completions.length);
+    const failed: number[] = [];
+    const resultRuns: ResultRun[] = [];
+    for (let c = 0; c < completions.length; c++) {
+      const { batch, runs, results, failed: positions } = completions[c]!;
+      batches[c] = batch;
+      if (positions) {
+        failedCounts[c] = positions.length;
+        for (const position of positions) failed.push(position);
+      }
+      for (let r = 0, offset = 0; r < runs.length; r += 2) {
+        resultRuns.push({ first: runs[r]!, count: runs[r + 1]!, results, offset });
+        offset += runs[r + 1]!;
+      }
+    }
+    resultRuns.sort((a, b) => a.first - b.first);
+    // The engine settles these batches' items within this call's outcome (resolves, and rejects
+    // for failed positions), so results are read from the handlers' arrays, never copied.
+    this.#completing = resultRuns;
+    this.#completingCursor = 0;
     let deferred: (() => void)[] | undefined;
     try {
-      const length = this.#engine.completed(now(), batch, failed ? Uint32Array.from(failed) : EMPTY, this.#scratch);
+      const length = this.#engine.completedMany(
+        now(),
+        batches,
+        failedCounts,
+        failed.length > 0 ? Uint32Array.from(failed) : EMPTY,
+        this.#scratch,
+      );
       const out = this.#outcome(length);
       deferred = this.#applyOutcome(out, length, HEADER + out[1]!, undefined);
     } finally {
@@ -603,22 +679,30 @@ export class RequestBatcher<T, R> {
     if (deferred) for (const task of deferred) task();
   }
 
-  /** Position in the handler's array of host id `id` of the batch being completed. */
-  #positionOf(id: number): number {
-    const { runs } = this.#completing!;
-    let k = 0;
-    for (let r = 0; r < runs.length; r += 2) {
-      const offset = id - runs[r]!;
-      if (offset >= 0 && offset < runs[r + 1]!) return k + offset;
-      k += runs[r + 1]!;
+  /** The completed run holding host id `id` (resolves come in batch order: usually the run
+   * after the last one found). */
+  #resultRun(id: number): ResultRun {
+    const runs = this.#completing!;
+    const cursor = this.#completingCursor;
+    if (holds(runs[cursor], id)) return runs[cursor]!;
+    if (holds(runs[cursor + 1], id)) return runs[(this.#completingCursor = cursor + 1)]!;
+    let low = 0;
+    let high = runs.length - 1;
+    while (low <= high) {
+      const mid = (low + high) >> 1;
+      const run = runs[mid]!;
+      if (id < run.first) high = mid - 1;
+      else if (id >= run.first + run.count) low = mid + 1;
+      else return runs[(this.#completingCursor = mid)]!;
     }
-    throw new Error(`batchling: host id ${id} is not in the batch being completed`);
+    throw new Error(`batchling: host id ${id} is in no batch being completed`);
   }
 
   #failed(batch: number, error: unknown, retryable: boolean): void {
     const entry = this.#batches.get(batch);
     if (entry) entry.error = error;
     this.#sendBuffered(true);
+    this.#sendCompletions(); // handlers that returned before this one failed go first
     this.#apply(this.#engine.failed(now(), batch, retryable, this.#scratch));
   }
 
