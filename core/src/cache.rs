@@ -82,6 +82,11 @@ pub struct BatchPlace {
     pub model: String,
     /// The idempotency tag the batch carries (OpenAI metadata, Gemini display name).
     pub tag: String,
+    /// The uploaded input file, for a provider whose batches carry no tag and are found by
+    /// their input file after a lost create (Together; `ProviderAdapter::find_key`). Written in
+    /// the intent that follows the upload; absent everywhere else.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub uploaded_file: Option<String>,
 }
 
 /// One journal line.
@@ -268,6 +273,7 @@ mod tests {
             endpoint: "e".into(),
             model: "m".into(),
             tag: "t".into(),
+            uploaded_file: None,
         };
         let submitted = CacheRecord::Submitted {
             place: place.clone(),
@@ -304,10 +310,35 @@ mod tests {
                 endpoint: "/v1/messages".into(),
                 model: "claude".into(),
                 tag: "batchling-1".into(),
+                uploaded_file: None,
             },
             fingerprints: vec![fingerprint(&route(serde_json::json!({}), "sk-secret"))],
         }
         .to_line();
         assert!(!line.contains("sk-secret"));
+    }
+
+    #[test]
+    fn an_intent_line_without_an_uploaded_file_loads_and_one_with_it_round_trips() {
+        // Journals written before the field existed have no `uploaded_file`.
+        let old = r#"{"type":"intent","place":{"provider":"together","base_url":"b","endpoint":"e","model":"m","tag":"t"},"fingerprints":["f1"]}"#;
+        let mut cache = Cache::default();
+        assert!(cache.load([old]).is_empty());
+        assert_eq!(cache.intent("f1").unwrap().uploaded_file, None);
+        let mut place = cache.intent("f1").unwrap().clone();
+        place.uploaded_file = Some("file-9".into());
+        let line = CacheRecord::Intent {
+            place,
+            fingerprints: vec!["f1".into()],
+        }
+        .to_line();
+        assert!(!old.contains("uploaded_file") && line.contains(r#""uploaded_file":"file-9""#));
+        assert!(cache.load([line.as_str()]).is_empty());
+        let later = cache.intent("f1").unwrap();
+        assert_eq!(
+            later.uploaded_file.as_deref(),
+            Some("file-9"),
+            "the later intent wins"
+        );
     }
 }

@@ -555,7 +555,13 @@ impl Interceptor {
                 return self.resume(now_ms, request, fingerprint, route, place, batch_id);
             }
             if let Some(place) = self.cache.intent(&fingerprint).cloned() {
-                return self.find_then_resume(now_ms, request, fingerprint, route, place);
+                let by_file = Self::finds_by_uploaded_file(route.provider, &place.tag);
+                if !(by_file && place.uploaded_file.is_none()) {
+                    return self.find_then_resume(now_ms, request, fingerprint, route, place);
+                }
+                // Found by its input file, and none was journalled: the run stopped before its
+                // upload finished, so no create can have been sent. Submit it again.
+                self.cache.forget_intent(&fingerprint);
             }
         }
         self.enqueue(now_ms, request, fingerprint, route);
@@ -848,6 +854,7 @@ impl Interceptor {
             endpoint: job.route.endpoint.clone(),
             model: job.route.model.clone(),
             tag: job.tag.clone(),
+            uploaded_file: None,
         }
     }
 
@@ -951,6 +958,7 @@ impl Interceptor {
         };
         let mut job = Job::new(id, route, place.tag, vec![fingerprint], vec![item]);
         job.from_journal_intent = true;
+        job.uploaded_file = place.uploaded_file;
         self.jobs.insert(id, job);
         self.send_step(now_ms, id, Step::Find, None);
     }
@@ -1142,7 +1150,31 @@ impl Interceptor {
             job.uploaded_file = file;
             job.upload_answer = None;
         }
+        if let Some(job) = self.jobs.get(&job_id) {
+            // A provider whose batches are found by their input file (no tag): journal the file
+            // before the create, so a run after a crash can still look the batch up.
+            let file = job.uploaded_file.as_deref();
+            if self.caching
+                && file.is_some()
+                && Self::finds_by_uploaded_file(job.route.provider, &job.tag)
+            {
+                let mut place = Self::place(job);
+                place.uploaded_file = file.map(str::to_string);
+                let record = CacheRecord::Intent {
+                    place,
+                    fingerprints: job.fingerprints.clone(),
+                };
+                self.persist(record);
+            }
+        }
         self.send_step(now_ms, job_id, Step::Create, None);
+    }
+
+    /// The provider looks a lost create up by the uploaded input file rather than by a tag
+    /// (without a file it has nothing to look for; with one, that is the key).
+    fn finds_by_uploaded_file(provider: ProviderId, tag: &str) -> bool {
+        let adapter = adapter(provider);
+        adapter.find_key(tag, None).is_none() && adapter.find_key(tag, Some("file")) == Some("file")
     }
 
     /// The batch exists (created, or found by its tag): make the adapter's after-create calls,

@@ -401,14 +401,15 @@ fn a_create_that_failed_and_is_not_listed_is_created_again_from_the_same_file() 
     assert_eq!(d.fake.batches.len(), 1);
 }
 
-#[test]
-fn a_previous_runs_lost_create_cannot_be_told_apart_and_is_not_paid_twice() {
-    // Run 1 dies with the create sent and unanswered: the journal holds only the intent.
-    let fake = FakeTogether::scripted(Script {
-        create_drops: 1,
-        ..Script::default()
-    });
-    let mut d = Driver::new(fake, &[]);
+/// Run 1: submit "a", answer every call until `stop_at` matches a call, which is dropped there
+/// (`made`: the fake still carries it out, as when the process dies after sending it). Returns
+/// the fake and the journal run 1 wrote.
+fn run_until_the_process_dies(
+    script: Script,
+    stop_at: impl Fn(&SerializableRequest) -> bool,
+    made: bool,
+) -> (FakeTogether, Vec<String>) {
+    let mut d = Driver::new(FakeTogether::scripted(script), &[]);
     let r = d.next;
     d.next += 1;
     d.eng.handle(
@@ -430,24 +431,73 @@ fn a_previous_runs_lost_create_cannot_be_told_apart_and_is_not_paid_twice() {
             }
         }
         let Some((call, http)) = pending.pop() else {
-            break;
+            panic!("run 1 ended before the call it should die at");
         };
-        if http.method == "POST" && http.url == format!("{BASE}/batches") {
-            d.fake.answer(&http); // made, and the process dies before the answer
-            break;
+        if stop_at(&http) {
+            if made {
+                d.fake.answer(&http);
+            }
+            return (d.fake, journal);
         }
         let input = d.call(call, &http);
         d.eng.handle(0, input);
     }
-    assert_eq!(d.fake.batches.len(), 1);
-    let fake = d.fake;
+}
+
+#[test]
+fn a_previous_runs_lost_create_is_found_by_the_journalled_input_file_and_not_paid_twice() {
+    // Run 1 dies with the create sent and unanswered; the journal holds the intent written
+    // after the upload, with the uploaded file's id.
+    let is_create =
+        |r: &SerializableRequest| r.method == "POST" && r.url == format!("{BASE}/batches");
+    let (fake, journal) = run_until_the_process_dies(Script::default(), is_create, true);
+    assert_eq!(fake.batches.len(), 1);
+    assert!(
+        journal
+            .iter()
+            .any(|l| l.contains(r#""uploaded_file":"file-1""#)),
+        "{journal:?}"
+    );
+    assert!(
+        journal.iter().all(|l| !l.contains("tg-secret")),
+        "no key in the journal"
+    );
 
     let mut d2 = Driver::new(fake, &journal);
     let again = d2.submit("a");
     d2.handle(Input::Close);
-    match &d2.answers[&again] {
-        Output::Fail { code, .. } => assert_eq!(code, "ERR_BATCHLING_AMBIGUOUS_CREATE"),
-        other => panic!("{other:?}"),
-    }
+    assert_eq!(
+        d2.body(again),
+        json!({"echo": "a"}),
+        "run 1's batch, found and downloaded"
+    );
     assert_eq!(d2.fake.batches.len(), 1, "nothing created twice");
+    assert_eq!(
+        d2.sent("POST", &format!("{BASE}/batches")),
+        1,
+        "run 2 created nothing"
+    );
+    assert_eq!(
+        d2.sent("POST", &format!("{BASE}/files")),
+        1,
+        "nor uploaded anything"
+    );
+}
+
+#[test]
+fn a_previous_run_that_died_during_its_upload_is_submitted_again() {
+    // Run 1 dies before its upload finished: no create can have been sent.
+    let is_put = |r: &SerializableRequest| r.method == "PUT";
+    let (fake, journal) = run_until_the_process_dies(Script::default(), is_put, false);
+    assert!(fake.batches.is_empty());
+    assert!(
+        journal.iter().all(|l| !l.contains("uploaded_file")),
+        "{journal:?}"
+    );
+
+    let mut d2 = Driver::new(fake, &journal);
+    let again = d2.submit("a");
+    d2.handle(Input::Close);
+    assert_eq!(d2.body(again), json!({"echo": "a"}));
+    assert_eq!(d2.fake.batches.len(), 1, "submitted once, in run 2");
 }

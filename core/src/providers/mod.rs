@@ -493,8 +493,10 @@ pub trait ProviderAdapter: Sync {
 
     /// What [`ProviderAdapter::parse_find`] looks for in the listing: the batch's tag (the
     /// default). Together batches carry no tag but name their input file, whose id is unique per
-    /// upload: its adapter answers `uploaded_file`, and `None` when this run did not upload it (a
-    /// previous run's lost create then cannot be told apart, as with Anthropic).
+    /// upload: its adapter answers `uploaded_file`, and `None` without one. The interceptor
+    /// journals such a file before the create (the cache's `BatchPlace::uploaded_file`), so a
+    /// later run can look a lost create up too; an intent with no file means the create was
+    /// never sent.
     fn find_key<'a>(&self, tag: &'a str, uploaded_file: Option<&'a str>) -> Option<&'a str> {
         let _ = uploaded_file;
         Some(tag)
