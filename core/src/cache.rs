@@ -83,8 +83,8 @@ pub struct BatchPlace {
     /// The idempotency tag the batch carries (OpenAI metadata, Gemini display name).
     pub tag: String,
     /// The uploaded input file, for a provider whose batches carry no tag and are found by
-    /// their input file after a lost create (Together; `ProviderAdapter::find_key`). Written in
-    /// the intent that follows the upload; absent everywhere else.
+    /// their input file after a lost create (Together; `LostCreateKey::UploadedFile`). Written in
+    /// its intent, which follows the upload; absent everywhere else.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub uploaded_file: Option<String>,
 }

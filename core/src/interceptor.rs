@@ -23,7 +23,8 @@ use crate::cache::{self, BatchPlace, Cache, CacheRecord};
 use crate::http::{HttpRequest, HttpResponse};
 use crate::pricing;
 use crate::providers::{
-    self, adapter, BatchContext, BatchItem, EndKind, PassThrough, PollState, ProviderId, Route,
+    self, adapter, BatchContext, BatchItem, EndKind, LostCreateKey, PassThrough, PollState,
+    ProviderId, Route,
 };
 
 /// A request the host intercepted; the host's own id.
@@ -555,13 +556,7 @@ impl Interceptor {
                 return self.resume(now_ms, request, fingerprint, route, place, batch_id);
             }
             if let Some(place) = self.cache.intent(&fingerprint).cloned() {
-                let by_file = Self::finds_by_uploaded_file(route.provider, &place.tag);
-                if !(by_file && place.uploaded_file.is_none()) {
-                    return self.find_then_resume(now_ms, request, fingerprint, route, place);
-                }
-                // Found by its input file, and none was journalled: the run stopped before its
-                // upload finished, so no create can have been sent. Submit it again.
-                self.cache.forget_intent(&fingerprint);
+                return self.find_then_resume(now_ms, request, fingerprint, route, place);
             }
         }
         self.enqueue(now_ms, request, fingerprint, route);
@@ -841,7 +836,9 @@ impl Interceptor {
             return;
         }
         let job = Job::new(id, route, tag, fingerprints, items);
-        self.persist_intent(&job);
+        if let Some(record) = self.intent_record(&job) {
+            self.persist(record);
+        }
         self.jobs.insert(id, job);
         // Inline providers have no upload: `send_step` goes straight on to the create.
         self.send_step(now_ms, id, Step::Upload, None);
@@ -854,18 +851,21 @@ impl Interceptor {
             endpoint: job.route.endpoint.clone(),
             model: job.route.model.clone(),
             tag: job.tag.clone(),
-            uploaded_file: None,
+            uploaded_file: match adapter(job.route.provider).lost_create_key() {
+                LostCreateKey::Tag => None,
+                LostCreateKey::UploadedFile => job.uploaded_file.clone(),
+            },
         }
     }
 
-    fn persist_intent(&mut self, job: &Job) {
-        if self.caching {
-            let record = CacheRecord::Intent {
-                place: Self::place(job),
-                fingerprints: job.fingerprints.clone(),
-            };
-            self.persist(record);
-        }
+    /// The journal line saying a create is about to be sent, with what a later run looks the
+    /// batch up by; `None` without a cache, or while that key is not known (a key that comes
+    /// with the upload is journalled once the upload is done: see `LostCreateKey`).
+    fn intent_record(&self, job: &Job) -> Option<CacheRecord> {
+        (self.caching && Self::find_key(job).is_some()).then(|| CacheRecord::Intent {
+            place: Self::place(job),
+            fingerprints: job.fingerprints.clone(),
+        })
     }
 
     /// Requests whose batch ended without running them: a re-run must submit them again.
@@ -1092,11 +1092,13 @@ impl Interceptor {
                 Ok(remote) => self.created(now_ms, job_id, remote.id),
                 Err(e) => self.protocol_failure(job_id, step, e.message),
             },
-            Step::Find => match adapter.parse_find(&response, &Self::find_key(job)) {
-                Ok(Some(remote)) => self.created(now_ms, job_id, remote.id),
-                Ok(None) => self.not_found(now_ms, job_id),
-                Err(e) => self.protocol_failure(job_id, step, e.message),
-            },
+            Step::Find => {
+                match adapter.parse_find(&response, Self::find_key(job).unwrap_or_default()) {
+                    Ok(Some(remote)) => self.created(now_ms, job_id, remote.id),
+                    Ok(None) => self.not_found(now_ms, job_id),
+                    Err(e) => self.protocol_failure(job_id, step, e.message),
+                }
+            }
             Step::Poll => {
                 let report = adapter.parse_poll(&response, &job.custom_ids);
                 match report {
@@ -1129,20 +1131,20 @@ impl Interceptor {
 
     /// The listing that finds the job's batch after a lost create, if its adapter can tell.
     fn find_request(job: &Job) -> Option<HttpRequest> {
-        let adapter = adapter(job.route.provider);
-        adapter.find_key(&job.tag, job.uploaded_file.as_deref())?;
-        adapter.build_find(&BatchContext {
+        Self::find_key(job)?;
+        adapter(job.route.provider).build_find(&BatchContext {
             route: &job.route,
             tag: &job.tag,
         })
     }
 
-    /// What the listing of [`Self::find_request`] is searched for (see `ProviderAdapter::find_key`).
-    fn find_key(job: &Job) -> String {
-        adapter(job.route.provider)
-            .find_key(&job.tag, job.uploaded_file.as_deref())
-            .unwrap_or(&job.tag)
-            .to_string()
+    /// What the listing of [`Self::find_request`] is searched for (see `LostCreateKey`); `None`
+    /// while that key is not known (no file uploaded yet).
+    fn find_key(job: &Job) -> Option<&str> {
+        match adapter(job.route.provider).lost_create_key() {
+            LostCreateKey::Tag => Some(&job.tag),
+            LostCreateKey::UploadedFile => job.uploaded_file.as_deref(),
+        }
     }
 
     fn upload_done(&mut self, now_ms: u64, job_id: u64, file: Option<String>) {
@@ -1150,31 +1152,16 @@ impl Interceptor {
             job.uploaded_file = file;
             job.upload_answer = None;
         }
-        if let Some(job) = self.jobs.get(&job_id) {
-            // A provider whose batches are found by their input file (no tag): journal the file
-            // before the create, so a run after a crash can still look the batch up.
-            let file = job.uploaded_file.as_deref();
-            if self.caching
-                && file.is_some()
-                && Self::finds_by_uploaded_file(job.route.provider, &job.tag)
-            {
-                let mut place = Self::place(job);
-                place.uploaded_file = file.map(str::to_string);
-                let record = CacheRecord::Intent {
-                    place,
-                    fingerprints: job.fingerprints.clone(),
-                };
-                self.persist(record);
-            }
+        // A key that comes with the upload is known now: journal the intent with it.
+        let record = self.jobs.get(&job_id).and_then(|job| {
+            let by_file =
+                adapter(job.route.provider).lost_create_key() == LostCreateKey::UploadedFile;
+            by_file.then(|| self.intent_record(job)).flatten()
+        });
+        if let Some(record) = record {
+            self.persist(record);
         }
         self.send_step(now_ms, job_id, Step::Create, None);
-    }
-
-    /// The provider looks a lost create up by the uploaded input file rather than by a tag
-    /// (without a file it has nothing to look for; with one, that is the key).
-    fn finds_by_uploaded_file(provider: ProviderId, tag: &str) -> bool {
-        let adapter = adapter(provider);
-        adapter.find_key(tag, None).is_none() && adapter.find_key(tag, Some("file")) == Some("file")
     }
 
     /// The batch exists (created, or found by its tag): make the adapter's after-create calls,

@@ -326,6 +326,17 @@ pub struct ParsedResults {
     pub malformed: Vec<MalformedLine>,
 }
 
+/// What a batch whose create answer was lost is looked up by in the provider's listing.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LostCreateKey {
+    /// The idempotency tag the batch carries (the default).
+    Tag,
+    /// The id of its uploaded input file, unique per upload (Together: batches carry no tag).
+    /// Known only once the upload is done, so the interceptor journals its intent then, with
+    /// the file id, and a run that stopped earlier cannot have sent a create.
+    UploadedFile,
+}
+
 /// A provider batch as returned by create / find.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RemoteBatch {
@@ -432,7 +443,8 @@ pub trait ProviderAdapter: Sync {
     /// `ctx.tag`. `None` when the provider has nowhere to store a tag, so no lookup can tell.
     fn build_find(&self, ctx: &BatchContext) -> Option<HttpRequest>;
 
-    /// `Ok(None)`: no batch in the listing carries `tag` (the [`ProviderAdapter::find_key`]).
+    /// `Ok(None)`: no batch in the listing carries `tag` (the key named by
+    /// [`ProviderAdapter::lost_create_key`]).
     fn parse_find(
         &self,
         resp: &HttpResponse,
@@ -491,15 +503,9 @@ pub trait ProviderAdapter: Sync {
         None
     }
 
-    /// What [`ProviderAdapter::parse_find`] looks for in the listing: the batch's tag (the
-    /// default). Together batches carry no tag but name their input file, whose id is unique per
-    /// upload: its adapter answers `uploaded_file`, and `None` without one. The interceptor
-    /// journals such a file before the create (the cache's `BatchPlace::uploaded_file`), so a
-    /// later run can look a lost create up too; an intent with no file means the create was
-    /// never sent.
-    fn find_key<'a>(&self, tag: &'a str, uploaded_file: Option<&'a str>) -> Option<&'a str> {
-        let _ = uploaded_file;
-        Some(tag)
+    /// What [`ProviderAdapter::parse_find`] looks for in the listing after a lost create.
+    fn lost_create_key(&self) -> LostCreateKey {
+        LostCreateKey::Tag
     }
 }
 

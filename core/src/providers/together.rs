@@ -15,16 +15,16 @@
 //! class by status alone, so a 400 line is a `BadRequestError` whatever the body.
 //!
 //! Batches carry no metadata to tag, so a lost create is looked up by its input file id (unique
-//! per upload, see [`ProviderAdapter::find_key`]).
+//! per upload, see [`LostCreateKey::UploadedFile`]).
 
 use serde_json::{json, Value};
 
 use super::common::{self, json_request, ok_json, str_field};
 use super::openai::{self, ByteCount, OpenAi};
 use super::{
-    BatchContext, BatchItem, BatchLimits, EndKind, HostMatch, ParsedResults, PassThrough,
-    PollReport, PollState, ProtocolError, ProviderAdapter, ProviderId, RemoteBatch, Route,
-    REDIRECT_MANUAL_HEADER,
+    BatchContext, BatchItem, BatchLimits, EndKind, HostMatch, LostCreateKey, ParsedResults,
+    PassThrough, PollReport, PollState, ProtocolError, ProviderAdapter, ProviderId, RemoteBatch,
+    Route, REDIRECT_MANUAL_HEADER,
 };
 use crate::http::{HttpRequest, HttpResponse};
 
@@ -208,15 +208,15 @@ impl ProviderAdapter for Together {
             .ok_or_else(|| ProtocolError::new("batch create: answer has no job id"))
     }
 
-    fn find_key<'a>(&self, _tag: &'a str, uploaded_file: Option<&'a str>) -> Option<&'a str> {
-        uploaded_file
+    fn lost_create_key(&self) -> LostCreateKey {
+        LostCreateKey::UploadedFile
     }
 
     fn build_find(&self, ctx: &BatchContext) -> Option<HttpRequest> {
         Some(common::get(ctx, "/batches"))
     }
 
-    /// `input_file_id` is the uploaded file id ([`Together::find_key`]).
+    /// `input_file_id` is the uploaded file id ([`LostCreateKey::UploadedFile`]).
     fn parse_find(
         &self,
         resp: &HttpResponse,

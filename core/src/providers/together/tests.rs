@@ -296,8 +296,7 @@ fn create_answer_is_wrapped() {
 
 #[test]
 fn a_lost_create_is_found_by_its_input_file() {
-    assert_eq!(Together.find_key("tag", Some("file-1")), Some("file-1"));
-    assert_eq!(Together.find_key("tag", None), None);
+    assert_eq!(Together.lost_create_key(), LostCreateKey::UploadedFile);
     let list = HttpResponse::json(
         200,
         json!([
