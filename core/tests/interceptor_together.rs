@@ -1,5 +1,5 @@
 //! The engine's generic two-request upload (`build_upload_finish`) and file-keyed find
-//! (`find_key`), driven through Together's adapter with virtual time against a small scripted
+//! (`LostCreateKey::UploadedFile`), driven through Together's adapter with virtual time against a small scripted
 //! Together (providers.md §7): announce → 302 → PUT to storage → create `{job}` → poll → files.
 
 use std::collections::HashMap;
