@@ -30,7 +30,7 @@
 //! ```
 //! A run `first count` names the host ids `first .. first + count`, in batch order.
 
-use crate::batcher::{Action, AddError, BatchId, Batcher, Event, ItemId, RejectReason};
+use crate::batcher::{Action, AddError, BatchId, Batcher, Event, GroupId, ItemId, RejectReason};
 
 pub const RUN_BATCH: f64 = 1.0;
 pub const RESOLVE: f64 = 2.0;
@@ -105,14 +105,30 @@ pub fn encode(batcher: &mut Batcher, adds: &[Result<ItemId, AddError>], out: &mu
     out.clear();
     out.push(batcher.next_deadline().map_or(-1.0, |d| d as f64));
     out.push(adds.len() as f64);
-    out.extend(adds.iter().map(|add| match add {
-        Ok(item) => item.0 as f64,
-        Err(AddError::QueueFull) => QUEUE_FULL,
-        Err(AddError::Closed) => CLOSED,
-    }));
+    out.extend(adds.iter().map(add_result));
     while let Some(action) = batcher.poll_action() {
         encode_action(&action, out);
     }
+}
+
+/// An add's result as the wire carries it: the engine id, or why it was refused.
+fn add_result(add: &Result<ItemId, AddError>) -> f64 {
+    match add {
+        Ok(item) => item.0 as f64,
+        Err(AddError::QueueFull) => QUEUE_FULL,
+        Err(AddError::Closed) => CLOSED,
+    }
+}
+
+/// `RUN_BATCH batch group attempt n_items`: what both layouts put before a batch's items.
+fn run_batch_header(batch: BatchId, group: GroupId, attempt: u32, n_items: usize) -> [f64; 5] {
+    [
+        RUN_BATCH,
+        batch.0 as f64,
+        group as f64,
+        attempt as f64,
+        n_items as f64,
+    ]
 }
 
 fn encode_action(action: &Action, out: &mut Vec<f64>) {
@@ -123,13 +139,7 @@ fn encode_action(action: &Action, out: &mut Vec<f64>) {
             attempt,
             items,
         } => {
-            out.extend([
-                RUN_BATCH,
-                batch.0 as f64,
-                *group as f64,
-                *attempt as f64,
-                items.len() as f64,
-            ]);
+            out.extend(run_batch_header(*batch, *group, *attempt, items.len()));
             out.extend(items.iter().map(|i| i.0 as f64));
         }
         Action::Resolve { item } => out.extend([RESOLVE, item.0 as f64]),
@@ -191,11 +201,7 @@ impl HostIds {
         out.push(batcher.next_deadline().map_or(-1.0, |d| d as f64));
         out.push(adds.len() as f64);
         out.push(adds.iter().filter(|a| a.is_err()).count() as f64);
-        out.extend(adds.iter().map(|add| match add {
-            Ok(item) => item.0 as f64,
-            Err(AddError::QueueFull) => QUEUE_FULL,
-            Err(AddError::Closed) => CLOSED,
-        }));
+        out.extend(adds.iter().map(add_result));
         self.append_actions(batcher, out, &mut None);
         self.release_if_drained(batcher);
     }
@@ -258,13 +264,7 @@ impl HostIds {
                     attempt,
                     items,
                 } => {
-                    out.extend([
-                        RUN_BATCH,
-                        batch.0 as f64,
-                        group as f64,
-                        attempt as f64,
-                        items.len() as f64,
-                    ]);
+                    out.extend(run_batch_header(batch, group, attempt, items.len()));
                     let n_runs_at = out.len();
                     out.push(0.0);
                     let mut next = f64::NAN;
