@@ -92,10 +92,6 @@ interface ResultRun {
   offset: number;
 }
 
-function holds(run: ResultRun | undefined, id: number): boolean {
-  return run !== undefined && id >= run.first && id < run.first + run.count;
-}
-
 interface FlushWaiter {
   /** Items with a lower host id count. */
   before: number;
@@ -203,9 +199,8 @@ export class RequestBatcher<T, R> {
   #completions: Completion[] = [];
   readonly #sendCompletionsQueued = (): void => this.#sendCompletions();
   /** While a `completedMany` outcome is carried out: the completed batches' id runs, sorted by
-   * first id, and the run the last lookup found. */
+   * first id. */
   #completing: ResultRun[] | undefined;
-  #completingCursor = 0;
   #closed = false;
   #drained: Promise<void> | undefined;
   #resolveDrained: (() => void) | undefined;
@@ -661,7 +656,6 @@ export class RequestBatcher<T, R> {
     // The engine settles these batches' items within this call's outcome (resolves, and rejects
     // for failed positions), so results are read from the handlers' arrays, never copied.
     this.#completing = resultRuns;
-    this.#completingCursor = 0;
     let deferred: (() => void)[] | undefined;
     try {
       const length = this.#engine.completedMany(
@@ -679,13 +673,9 @@ export class RequestBatcher<T, R> {
     if (deferred) for (const task of deferred) task();
   }
 
-  /** The completed run holding host id `id` (resolves come in batch order: usually the run
-   * after the last one found). */
+  /** The completed run holding host id `id`: a binary search, once per run a resolve covers. */
   #resultRun(id: number): ResultRun {
     const runs = this.#completing!;
-    const cursor = this.#completingCursor;
-    if (holds(runs[cursor], id)) return runs[cursor]!;
-    if (holds(runs[cursor + 1], id)) return runs[(this.#completingCursor = cursor + 1)]!;
     let low = 0;
     let high = runs.length - 1;
     while (low <= high) {
@@ -693,7 +683,7 @@ export class RequestBatcher<T, R> {
       const run = runs[mid]!;
       if (id < run.first) high = mid - 1;
       else if (id >= run.first + run.count) low = mid + 1;
-      else return runs[(this.#completingCursor = mid)]!;
+      else return run;
     }
     throw new Error(`batchling: host id ${id} is in no batch being completed`);
   }
