@@ -25,7 +25,7 @@ function decode(out, length) {
   return { deadline: a[0], adds: a.slice(2, 2 + nAdds), actions: a.slice(2 + nAdds) };
 }
 
-/** One add → RunBatch → completed → Resolve cycle; returns every decoded outcome and the status. */
+/** One add → RunBatch → completedMany → Resolve cycle; returns every decoded outcome and the status. */
 function cycle(backend) {
   const engine = new backend.NativeBatcher({ maxBatchSize: 2, maxDelayMs: 10, maxQueueSize: undefined });
   const scratch = new Float64Array(64);
@@ -33,7 +33,7 @@ function cycle(backend) {
   let n = engine.add(1000, Uint32Array.of(0, 0), false, scratch);
   const added = decode(scratch, n);
   steps.push(added);
-  n = engine.completed(1005, added.actions[1], new Uint32Array(0), scratch);
+  n = engine.completedMany(1005, Float64Array.of(added.actions[1]), Uint32Array.of(0), new Uint32Array(0), scratch);
   steps.push(decode(scratch, n));
   n = engine.close(1006, false, scratch);
   steps.push(decode(scratch, n));

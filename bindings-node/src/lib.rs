@@ -185,26 +185,9 @@ impl NativeBatcher {
         self.event(now_ms, Event::Tick, scratch)
     }
 
-    /// The handler returned; `failed` holds the positions of items that failed on their own.
-    #[napi]
-    pub fn completed(
-        &mut self,
-        now_ms: f64,
-        batch: f64,
-        failed: Uint32ArraySlice<'_>,
-        scratch: Float64ArraySlice<'_>,
-    ) -> u32 {
-        let batch = BatchId(batch as u64);
-        let event = Event::BatchCompleted {
-            batch,
-            failed: &failed,
-        };
-        self.event(now_ms, event, scratch)
-    }
-
-    /// Several handlers returned in the same turn: `batches[i]` failed on its own at the next
-    /// `failedCounts[i]` positions of `failed` (see `batchling_core::wire::complete_many`).
-    /// One call, one outcome, instead of one `completed` call per batch.
+    /// Handlers returned (those of one turn together): `batches[i]` failed on its own at the
+    /// next `failedCounts[i]` positions of `failed` (see `batchling_core::wire::completions`).
+    /// One call and one outcome for all of them.
     #[napi]
     pub fn completed_many(
         &mut self,

@@ -237,19 +237,8 @@ impl NativeBatcher {
         self.event(now_ms, Event::Tick, scratch)
     }
 
-    /// The handler returned; `failed` holds the positions of items that failed on their own.
-    pub fn completed(
-        &mut self,
-        now_ms: f64,
-        batch: f64,
-        failed: &[u32],
-        scratch: &Float64Array,
-    ) -> u32 {
-        let batch = BatchId(batch as u64);
-        self.event(now_ms, Event::BatchCompleted { batch, failed }, scratch)
-    }
-
-    /// `completed` for several batches at once (napi twin: `completedMany`).
+    /// Handlers returned (those of one turn together): `batches[i]` failed on its own at the
+    /// next `failedCounts[i]` positions of `failed` (napi twin: `completedMany`).
     #[wasm_bindgen(js_name = completedMany)]
     pub fn completed_many(
         &mut self,

@@ -36,8 +36,7 @@ export interface BatcherEngine {
   /** `add` whose items get the host ids `firstId`, `firstId + 1`, … (option `hostItemIds`). */
   addWithIds(nowMs: number, groups: Uint32Array, firstId: number, moreFollow: boolean, scratch: Float64Array): number;
   tick(nowMs: number, scratch: Float64Array): number;
-  completed(nowMs: number, batch: number, failed: Uint32Array, scratch: Float64Array): number;
-  /** `completed` for several batches: `batches[i]` failed at the next `failedCounts[i]` positions of `failed`. */
+  /** Handlers returned: `batches[i]` failed on its own at the next `failedCounts[i]` positions of `failed`. */
   completedMany(nowMs: number, batches: Float64Array, failedCounts: Uint32Array, failed: Uint32Array, scratch: Float64Array): number;
   failed(nowMs: number, batch: number, retryable: boolean, scratch: Float64Array): number;
   cancel(nowMs: number, item: number, scratch: Float64Array): number;
