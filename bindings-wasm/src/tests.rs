@@ -30,7 +30,9 @@ fn batcher_cycle_through_the_scratch_buffer() {
     let batch = out[5];
     assert_eq!(&out[6..11], &[0.0, 1.0, 2.0, a, c]);
     assert!(n >= 11);
-    let n = b.completed_many(1005.0, &[batch], &[0], &[], &scratch).unwrap() as usize;
+    let n = b
+        .completed_many(1005.0, &[batch], &[0], &[], &scratch)
+        .unwrap() as usize;
     let out = scratch.to_vec();
     assert_eq!(&out[2..n], &[wire::RESOLVE, a, wire::RESOLVE, c]);
     let status = b.status();

@@ -153,12 +153,7 @@ impl ProviderAdapter for Anthropic {
         _uploaded_file: Option<&str>,
     ) -> HttpRequest {
         let requests: Vec<Value> = items.iter().map(Self::request_entry).collect();
-        json_request(
-            "POST",
-            format!("{}{BATCHES_PATH}", ctx.route.base_url),
-            &ctx.route.forward_headers,
-            Some(&json!({"requests": requests})),
-        )
+        common::post(ctx, BATCHES_PATH, &json!({"requests": requests}))
     }
 
     fn parse_create(&self, resp: &HttpResponse) -> Result<RemoteBatch, ProtocolError> {

@@ -219,6 +219,12 @@ pub(crate) fn get(ctx: &super::BatchContext, path: &str) -> HttpRequest {
     json_request("GET", url, &ctx.route.forward_headers, None)
 }
 
+/// `POST {base}{path}` with a JSON body and the route's forwarded headers (batch creates).
+pub(crate) fn post(ctx: &super::BatchContext, path: &str, body: &Value) -> HttpRequest {
+    let url = format!("{}{path}", ctx.route.base_url);
+    json_request("POST", url, &ctx.route.forward_headers, Some(body))
+}
+
 pub(crate) fn json_response(status: u16, body: &Value, extra: &[(&str, &str)]) -> HttpResponse {
     let mut resp = HttpResponse::json(status, body.to_string());
     resp.headers

@@ -26,7 +26,7 @@
 
 use serde_json::{json, Value};
 
-use super::common::{self, json_request, json_response, ok_json, str_field};
+use super::common::{self, json_response, ok_json, str_field};
 use super::hosts;
 use super::openai::{self, ByteCount, OpenAi};
 use super::{
@@ -266,12 +266,7 @@ impl ProviderAdapter for Mistral {
             "metadata": {openai::TAG_METADATA_KEY: ctx.tag},
             "timeout_hours": Self::timeout_hours(ctx.route.settings.completion_window.as_deref()),
         });
-        json_request(
-            "POST",
-            format!("{}/batch/jobs", ctx.route.base_url),
-            &ctx.route.forward_headers,
-            Some(&body),
-        )
+        common::post(ctx, "/batch/jobs", &body)
     }
 
     fn parse_create(&self, resp: &HttpResponse) -> Result<RemoteBatch, ProtocolError> {

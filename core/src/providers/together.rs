@@ -19,7 +19,7 @@
 
 use serde_json::{json, Value};
 
-use super::common::{self, json_request, ok_json, str_field};
+use super::common::{self, ok_json, str_field};
 use super::openai::{self, ByteCount, OpenAi};
 use super::{
     BatchContext, BatchItem, BatchLimits, EndKind, HostMatch, LostCreateKey, ParsedResults,
@@ -193,12 +193,7 @@ impl ProviderAdapter for Together {
         if let Some(window) = &ctx.route.settings.completion_window {
             body["completion_window"] = json!(window);
         }
-        json_request(
-            "POST",
-            format!("{}/batches", ctx.route.base_url),
-            &ctx.route.forward_headers,
-            Some(&body),
-        )
+        common::post(ctx, "/batches", &body)
     }
 
     fn parse_create(&self, resp: &HttpResponse) -> Result<RemoteBatch, ProtocolError> {

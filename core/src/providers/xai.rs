@@ -236,12 +236,7 @@ impl ProviderAdapter for Xai {
         _items: &[BatchItem],
         _uploaded_file: Option<&str>,
     ) -> HttpRequest {
-        json_request(
-            "POST",
-            format!("{}/batches", ctx.route.base_url),
-            &ctx.route.forward_headers,
-            Some(&json!({"name": ctx.tag})),
-        )
+        common::post(ctx, "/batches", &json!({"name": ctx.tag}))
     }
 
     fn parse_create(&self, resp: &HttpResponse) -> Result<RemoteBatch, ProtocolError> {
