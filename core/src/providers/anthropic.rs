@@ -67,11 +67,7 @@ impl Anthropic {
 
     fn parse_line(batch_id: &str, line: &Value) -> Result<ItemResult, String> {
         let obj = line.as_object().ok_or("line is not a JSON object")?;
-        let custom_id = obj
-            .get("custom_id")
-            .and_then(Value::as_str)
-            .ok_or("no string custom_id")?
-            .to_string();
+        let custom_id = common::id_field(obj, "custom_id")?;
         let result = obj.get("result").ok_or("no result")?;
         let response = match str_field(result, "/type") {
             Some("succeeded") => {

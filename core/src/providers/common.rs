@@ -219,6 +219,14 @@ pub(crate) fn get(ctx: &super::BatchContext, path: &str) -> HttpRequest {
     json_request("GET", url, &ctx.route.forward_headers, None)
 }
 
+/// A result line's id field (`custom_id`, `batch_request_id`, …): a string, or the line is bad.
+pub(crate) fn id_field(obj: &Map<String, Value>, key: &str) -> Result<String, String> {
+    obj.get(key)
+        .and_then(Value::as_str)
+        .map(str::to_string)
+        .ok_or_else(|| format!("no string {key}"))
+}
+
 /// `POST {base}{path}` with a JSON body and the route's forwarded headers (batch creates).
 pub(crate) fn post(ctx: &super::BatchContext, path: &str, body: &Value) -> HttpRequest {
     let url = format!("{}{path}", ctx.route.base_url);

@@ -128,11 +128,7 @@ impl Mistral {
 
     fn parse_line(batch_id: &str, line: &Value) -> Result<ItemResult, String> {
         let obj = line.as_object().ok_or("line is not a JSON object")?;
-        let custom_id = obj
-            .get("custom_id")
-            .and_then(Value::as_str)
-            .ok_or("no string custom_id")?
-            .to_string();
+        let custom_id = common::id_field(obj, "custom_id")?;
         let error = obj.get("error").filter(|e| !e.is_null());
         // A response without a status_code yields to an error on the same line.
         let response = obj

@@ -149,11 +149,7 @@ impl OpenAi {
 
     fn parse_line(batch_id: &str, line: &Value) -> Result<ItemResult, String> {
         let obj = line.as_object().ok_or("line is not a JSON object")?;
-        let custom_id = obj
-            .get("custom_id")
-            .and_then(Value::as_str)
-            .ok_or("no string custom_id")?
-            .to_string();
+        let custom_id = common::id_field(obj, "custom_id")?;
         let response = match (obj.get("response"), obj.get("error")) {
             (Some(resp @ Value::Object(_)), _) => {
                 let status = resp

@@ -123,11 +123,7 @@ impl Xai {
     /// One entry of a results page → the synchronous answer.
     fn parse_entry(batch_id: &str, entry: &Value) -> Result<ItemResult, String> {
         let obj = entry.as_object().ok_or("result is not a JSON object")?;
-        let custom_id = obj
-            .get("batch_request_id")
-            .and_then(Value::as_str)
-            .ok_or("no string batch_request_id")?
-            .to_string();
+        let custom_id = common::id_field(obj, "batch_request_id")?;
         // REST nests the outcome in `batch_result`; accept it flat too (the gRPC message's shape).
         let result = obj
             .get("batch_result")
