@@ -22,8 +22,10 @@
 //! - Anthropic needs `max_tokens`: [`DEFAULT_ANTHROPIC_MAX_TOKENS`] when the job sets none
 //!   ([`DEFAULT_ANTHROPIC_MAX_TOKENS_THINKING`] for models that think by default, whose thinking
 //!   counts towards it). OpenAI and Gemini get no cap unless the job sets one.
-//! - Structured output: OpenAI `response_format` json_schema with `strict: true` (the schema must
-//!   then meet OpenAI's strict rules, checked here); Anthropic a forced tool named `response`
+//! - Structured output: OpenAI `response_format` json_schema with `strict: true`, the schema
+//!   converted to strict form as OpenAI's SDK helpers do (optional properties become required and
+//!   nullable, objects closed; see [`strict`]) and the nulls that adds dropped from the answer
+//!   before it is checked against the job's own schema; Anthropic a forced tool named `response`
 //!   (with thinking switched off on models that think by default, since forced tool use and
 //!   thinking are incompatible); Gemini `responseMimeType: application/json` +
 //!   `responseJsonSchema` (standard JSON Schema; the older `responseSchema` is an OpenAPI subset
@@ -203,16 +205,19 @@ pub struct Citation {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct JobResult {
-    pub id: String,
+    /// The job's `id`.
+    pub job_id: String,
     /// A 2xx answer with usable content (and, with a schema, valid structured output).
     pub ok: bool,
     /// The HTTP status of the (synthetic) response.
     pub status: u16,
-    /// The answer's text. With a schema: the JSON text (Anthropic: the tool input, serialised).
-    /// Kept when the JSON is invalid, so it can be inspected.
+    /// The raw answer text. With a schema: the JSON text (Anthropic: the tool input,
+    /// serialised). Kept when the JSON is invalid, so it can be inspected.
     #[serde(default)]
-    pub response_text: Option<String>,
-    /// The structured answer, only when it parsed and matched the schema.
+    pub response: Option<String>,
+    /// The structured answer, only when it parsed and matched the schema. For OpenAI (whose
+    /// strict mode makes optional properties required and nullable) the nulls of optional
+    /// properties that do not accept null are dropped first: an absent field stays absent.
     #[serde(default)]
     pub parsed_response: Option<Value>,
     #[serde(default)]
@@ -506,6 +511,9 @@ struct Prepared<'a> {
     system: Option<String>,
     turns: Vec<Turn<'a>>,
     max_tokens: Option<u64>,
+    /// The response schema as sent: OpenAI's strict form of the job's (see [`to_strict`]), the
+    /// job's own for Anthropic and Gemini.
+    schema: Option<Value>,
     /// Anthropic: switch thinking off so the forced tool call is allowed.
     disable_thinking: bool,
     citations: bool,
@@ -681,17 +689,21 @@ fn prepare<'a>(job: &'a JobSpec, info: &'static ModelInfo) -> Result<Prepared<'a
     let system = (!system.is_empty()).then(|| system.join("\n\n"));
 
     // Structured output.
-    if let Some(schema) = &job.response_schema {
-        if !info.supports_structured_output {
-            return Err(JobError::StructuredOutputUnsupported {
-                id: id(),
-                model: job.model.clone(),
-            });
+    let wire_schema = match &job.response_schema {
+        None => None,
+        Some(schema) => {
+            if !info.supports_structured_output {
+                return Err(JobError::StructuredOutputUnsupported {
+                    id: id(),
+                    model: job.model.clone(),
+                });
+            }
+            Some(
+                wire_schema(provider, schema)
+                    .map_err(|reason| JobError::InvalidSchema { id: id(), reason })?,
+            )
         }
-        schema_problem(provider, schema).map_or(Ok(()), |reason| {
-            Err(JobError::InvalidSchema { id: id(), reason })
-        })?;
-    }
+    };
 
     // Sampling and limits.
     if let Some(t) = job.temperature {
@@ -755,6 +767,7 @@ fn prepare<'a>(job: &'a JobSpec, info: &'static ModelInfo) -> Result<Prepared<'a
         system,
         turns,
         max_tokens: effective_max_tokens(job, info),
+        schema: wire_schema,
         disable_thinking: provider == ProviderId::Anthropic && structured && info.thinks_by_default,
         citations: provider == ProviderId::Anthropic && info.supports_citations && !structured,
     })
@@ -893,88 +906,32 @@ fn inline_text_file(name: &str, text: &str, prompt: &str) -> String {
     format!("<file name=\"{name}\">\n{text}{newline}</file>\n\n{prompt}")
 }
 
-/// Why `schema` cannot be used with `provider`, if it cannot.
-fn schema_problem(provider: ProviderId, schema: &Value) -> Option<String> {
+/// Whether `provider` gets structured output as OpenAI's strict `json_schema` (so the schema is
+/// sent in [`to_strict`] form).
+fn strict_schema_provider(provider: ProviderId) -> bool {
+    !matches!(provider, ProviderId::Anthropic | ProviderId::Gemini)
+}
+
+/// The schema to send to `provider`, or why `schema` cannot be used with it.
+fn wire_schema(provider: ProviderId, schema: &Value) -> Result<Value, String> {
     let Some(obj) = schema.as_object() else {
-        return Some("must be a JSON Schema object".to_string());
+        return Err("must be a JSON Schema object".to_string());
     };
     let root_is_object = obj.get("type").and_then(Value::as_str) == Some("object");
     match provider {
-        ProviderId::Anthropic if !root_is_object => Some(
+        ProviderId::Anthropic if !root_is_object => Err(
             "must have `\"type\": \"object\"` at the root for Anthropic structured output (it \
              becomes a tool's input schema)"
                 .to_string(),
         ),
-        ProviderId::Anthropic | ProviderId::Gemini => None,
-        _ => {
-            if !root_is_object {
-                return Some(
-                    "must have `\"type\": \"object\"` at the root for OpenAI structured output"
-                        .to_string(),
-                );
-            }
-            strict_problem(schema, "#").map(|p| {
-                format!(
-                    "does not meet OpenAI's strict structured-output rules: {p}. Every object \
-                     needs `\"additionalProperties\": false` and must list all its properties in \
-                     `required`; make optional fields nullable instead (`\"type\": [\"string\", \
-                     \"null\"]`)"
-                )
-            })
-        }
+        _ if !strict_schema_provider(provider) => Ok(schema.clone()),
+        _ if !root_is_object => Err(
+            "must have `\"type\": \"object\"` at the root for OpenAI structured output".to_string(),
+        ),
+        _ => to_strict(schema).map_err(|refusal| {
+            format!("cannot be expressed in OpenAI's strict structured-output mode: {refusal}")
+        }),
     }
-}
-
-/// The first place `schema` breaks OpenAI's strict-mode rules, as a schema path.
-fn strict_problem(schema: &Value, path: &str) -> Option<String> {
-    let obj = schema.as_object()?;
-    let is_object = obj.contains_key("properties")
-        || match obj.get("type") {
-            Some(Value::String(t)) => t == "object",
-            Some(Value::Array(ts)) => ts.iter().any(|t| t == "object"),
-            _ => false,
-        };
-    if is_object {
-        if obj.get("additionalProperties") != Some(&Value::Bool(false)) {
-            return Some(format!(
-                "`additionalProperties: false` is missing at {path}"
-            ));
-        }
-        let required: Vec<&str> = obj
-            .get("required")
-            .and_then(Value::as_array)
-            .map(|r| r.iter().filter_map(Value::as_str).collect())
-            .unwrap_or_default();
-        if let Some(props) = obj.get("properties").and_then(Value::as_object) {
-            if let Some(k) = props.keys().find(|k| !required.contains(&k.as_str())) {
-                return Some(format!("property `{k}` at {path} is not in `required`"));
-            }
-        }
-    }
-    for key in ["properties", "$defs", "definitions"] {
-        if let Some(map) = obj.get(key).and_then(Value::as_object) {
-            for (k, sub) in map {
-                if let Some(p) = strict_problem(sub, &format!("{path}/{key}/{k}")) {
-                    return Some(p);
-                }
-            }
-        }
-    }
-    if let Some(items) = obj.get("items") {
-        if let Some(p) = strict_problem(items, &format!("{path}/items")) {
-            return Some(p);
-        }
-    }
-    for key in ["anyOf", "allOf", "oneOf"] {
-        if let Some(list) = obj.get(key).and_then(Value::as_array) {
-            for (i, sub) in list.iter().enumerate() {
-                if let Some(p) = strict_problem(sub, &format!("{path}/{key}/{i}")) {
-                    return Some(p);
-                }
-            }
-        }
-    }
-    None
 }
 
 /// `extra` fields that would undo structured output.
@@ -1086,7 +1043,7 @@ fn openai_body(p: &Prepared, placeholder: bool) -> Value {
     if let Some(n) = p.max_tokens {
         body.insert("max_completion_tokens".into(), json!(n));
     }
-    if let Some(schema) = &p.job.response_schema {
+    if let Some(schema) = &p.schema {
         body.insert(
             "response_format".into(),
             json!({
@@ -1157,7 +1114,7 @@ fn anthropic_body(p: &Prepared, placeholder: bool) -> Value {
     if let Some(t) = p.job.temperature {
         body.insert("temperature".into(), json!(t));
     }
-    if let Some(schema) = &p.job.response_schema {
+    if let Some(schema) = &p.schema {
         body.insert(
             "tools".into(),
             json!([{
@@ -1216,7 +1173,7 @@ fn gemini_body(p: &Prepared, placeholder: bool) -> Value {
     if let Some(n) = p.max_tokens {
         config.insert("maxOutputTokens".into(), json!(n));
     }
-    if let Some(schema) = &p.job.response_schema {
+    if let Some(schema) = &p.schema {
         config.insert("responseMimeType".into(), json!("application/json"));
         config.insert("responseJsonSchema".into(), schema.clone());
     }
@@ -1447,10 +1404,10 @@ fn base64_decode_prefix(s: &str, max_bytes: usize) -> Vec<u8> {
 /// anything unusable becomes `ok: false` with a reason.
 pub fn extract_result(job: &JobSpec, status: u16, body: &str) -> JobResult {
     let mut r = JobResult {
-        id: job.id.clone(),
+        job_id: job.id.clone(),
         ok: false,
         status,
-        response_text: None,
+        response: None,
         parsed_response: None,
         citations: Vec::new(),
         input_tokens: None,
@@ -1497,7 +1454,7 @@ pub fn extract_result(job: &JobSpec, status: u16, body: &str) -> JobResult {
     r.citations = out.citations;
     r.finish_reason = out.finish_reason;
     r.truncated = out.truncated;
-    r.response_text = out.text;
+    r.response = out.text;
     let cap_hint = || match effective_max_tokens(job, info) {
         Some(n) => format!(" (the output hit the {n}-token cap; raise `maxTokens`)"),
         None => " (the output hit the model's token cap)".to_string(),
@@ -1508,7 +1465,7 @@ pub fn extract_result(job: &JobSpec, status: u16, body: &str) -> JobResult {
     }
     match &job.response_schema {
         None => {
-            if r.response_text.as_deref().is_some_and(|t| !t.is_empty()) {
+            if r.response.as_deref().is_some_and(|t| !t.is_empty()) {
                 r.ok = true;
             } else if r.truncated {
                 r.error = Some(format!(
@@ -1523,7 +1480,7 @@ pub fn extract_result(job: &JobSpec, status: u16, body: &str) -> JobResult {
         Some(schema) => {
             let parsed = match out.structured {
                 Some(v) => Ok(v),
-                None => parse_json_answer(r.response_text.as_deref().unwrap_or_default()),
+                None => parse_json_answer(r.response.as_deref().unwrap_or_default()),
             };
             let truncated = if r.truncated {
                 cap_hint()
@@ -1532,17 +1489,23 @@ pub fn extract_result(job: &JobSpec, status: u16, body: &str) -> JobResult {
             };
             match parsed {
                 Err(e) => r.error = Some(format!("the answer is not valid JSON: {e}{truncated}")),
-                Ok(value) => match validate_json(schema, &value) {
-                    Ok(()) => {
-                        r.ok = true;
-                        r.parsed_response = Some(value);
+                Ok(mut value) => {
+                    // Strict mode made the model write null for the optional fields it left out.
+                    if strict_schema_provider(info.provider) {
+                        drop_introduced_nulls(schema, &mut value);
                     }
-                    Err(e) => {
-                        r.error = Some(format!(
-                            "the answer does not match responseSchema: {e}{truncated}"
-                        ))
+                    match validate_json(schema, &value) {
+                        Ok(()) => {
+                            r.ok = true;
+                            r.parsed_response = Some(value);
+                        }
+                        Err(e) => {
+                            r.error = Some(format!(
+                                "the answer does not match responseSchema: {e}{truncated}"
+                            ))
+                        }
                     }
-                },
+                }
             }
         }
     }
@@ -1972,6 +1935,9 @@ fn short(v: &Value) -> String {
     }
     format!("{}...", &s[..end])
 }
+
+mod strict;
+pub use strict::{drop_introduced_nulls, to_strict, StrictRefusal};
 
 #[cfg(test)]
 mod tests;

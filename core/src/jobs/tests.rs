@@ -248,6 +248,83 @@ fn openai_structured_output() {
     );
 }
 
+#[test]
+fn openai_hand_written_schema_is_sent_strict_and_its_nulls_dropped() {
+    // A schema as people write it: no `additionalProperties`, an optional field.
+    let hand = json!({
+        "type": "object",
+        "properties": {"answer": {"type": "string"}, "source": {"type": "string"}},
+        "required": ["answer"],
+    });
+    let job = JobSpec {
+        response_schema: Some(hand.clone()),
+        ..ask("h", "gpt-4o-mini", None, "Why is the sky blue?")
+    };
+    let route = routed(
+        &job,
+        ProviderId::OpenAi,
+        "/v1/chat/completions",
+        "gpt-4o-mini",
+    );
+    assert_eq!(
+        route.body["response_format"]["json_schema"]["schema"],
+        json!({
+            "type": "object",
+            "properties": {"answer": {"type": "string"}, "source": {"type": ["string", "null"]}},
+            "required": ["answer", "source"],
+            "additionalProperties": false,
+        })
+    );
+    let answer = |content: Value| {
+        json!({"choices": [{"index": 0, "message": {"role": "assistant", "content": content.to_string()}, "finish_reason": "stop"}]})
+            .to_string()
+    };
+    // The model had to write `source`; null means it left it out.
+    let r = extract_result(
+        &job,
+        200,
+        &answer(json!({"answer": "Rayleigh", "source": null})),
+    );
+    assert!(r.ok, "{r:?}");
+    assert_eq!(r.parsed_response, Some(json!({"answer": "Rayleigh"})));
+    assert_eq!(
+        r.response.as_deref(),
+        Some(r#"{"answer":"Rayleigh","source":null}"#),
+        "the raw text is the model's"
+    );
+    let r = extract_result(
+        &job,
+        200,
+        &answer(json!({"answer": "Rayleigh", "source": "physics"})),
+    );
+    assert_eq!(
+        r.parsed_response,
+        Some(json!({"answer": "Rayleigh", "source": "physics"}))
+    );
+    // A null for a required field is still the job's error.
+    let r = extract_result(&job, 200, &answer(json!({"answer": null, "source": null})));
+    assert!(!r.ok);
+    assert_eq!(
+        r.error.as_deref(),
+        Some("the answer does not match responseSchema: $.answer: expected string, got null")
+    );
+    // Gemini gets the schema as written, and its nulls are not touched.
+    let gemini = JobSpec {
+        model: "gemini-2.5-flash".into(),
+        ..job.clone()
+    };
+    assert_eq!(
+        body_of(&build(&gemini))["generationConfig"]["responseJsonSchema"],
+        hand
+    );
+    let body = json!({"candidates": [{"content": {"role": "model", "parts": [{"text": r#"{"answer":"x","source":null}"#}]}, "finishReason": "STOP"}]});
+    let r = extract_result(&gemini, 200, &body.to_string());
+    assert_eq!(
+        r.error.as_deref(),
+        Some("the answer does not match responseSchema: $.source: expected string, got null")
+    );
+}
+
 // ---------------------------------------------------------------------------------------------
 // Anthropic requests.
 
@@ -868,28 +945,26 @@ fn schema_errors() {
          structured output"
     );
 
-    let mut loose = schema();
-    loose["properties"]["address"] =
-        json!({"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]});
-    loose["required"]
-        .as_array_mut()
-        .unwrap()
-        .push(json!("address"));
-    job.response_schema = Some(loose);
-    let msg = err(&job).to_string();
-    assert!(
-        msg.starts_with(
-            "job `s1`: `responseSchema` does not meet OpenAI's strict structured-output rules: \
-             `additionalProperties: false` is missing at #/properties/address. Every object"
-        ),
-        "{msg}"
+    // What strict mode cannot express is refused, naming the keyword and where it is.
+    let mut negated = schema();
+    negated["properties"]["title"]["not"] = json!({"const": ""});
+    job.response_schema = Some(negated);
+    let e = err(&job);
+    assert_eq!(e.code(), "invalid_schema");
+    assert_eq!(
+        e.to_string(),
+        "job `s1`: `responseSchema` cannot be expressed in OpenAI's strict structured-output \
+         mode: `not` at #/properties/title: not supported: strict mode has no negation"
     );
-    let mut optional = schema();
-    optional["required"] = json!(["title"]);
-    job.response_schema = Some(optional.clone());
+    let mut map = schema();
+    map["properties"]["counts"] =
+        json!({"type": "object", "additionalProperties": {"type": "integer"}});
+    job.response_schema = Some(map);
     assert!(err(&job)
         .to_string()
-        .contains("property `pages` at # is not in `required`"));
+        .contains("`additionalProperties` at #/properties/counts: an object with free keys"));
+    let mut optional = schema();
+    optional["required"] = json!(["title"]);
     // Anthropic takes optional fields, but the root must be an object.
     let mut a = structured("claude-haiku-4-5");
     a.response_schema = Some(optional);
@@ -1089,7 +1164,7 @@ fn openai_results() {
         "usage":{"prompt_tokens":12,"completion_tokens":1,"total_tokens":13}}"#;
     let r = extract_result(&job, 200, body);
     assert!(r.ok, "{r:?}");
-    assert_eq!(r.response_text.as_deref(), Some("12"));
+    assert_eq!(r.response.as_deref(), Some("12"));
     assert_eq!((r.input_tokens, r.output_tokens), (Some(12), Some(1)));
     assert_eq!(r.finish_reason.as_deref(), Some("stop"));
     // Batch price: half of 0.15 / 0.60 per MTok.
@@ -1135,13 +1210,13 @@ fn structured_results() {
     let r = extract_result(&job, 200, &ok_body.to_string());
     assert!(r.ok, "{r:?}");
     assert_eq!(r.parsed_response, Some(answer.clone()));
-    assert_eq!(r.response_text, Some(answer.to_string()));
+    assert_eq!(r.response, Some(answer.to_string()));
 
     // Invalid JSON: an error, text kept.
     let bad = json!({"choices": [{"index": 0, "message": {"role": "assistant", "content": "{\"title\": \"Q3\", "}, "finish_reason": "length"}]});
     let r = extract_result(&job, 200, &bad.to_string());
     assert!(!r.ok);
-    assert_eq!(r.response_text.as_deref(), Some("{\"title\": \"Q3\", "));
+    assert_eq!(r.response.as_deref(), Some("{\"title\": \"Q3\", "));
     assert_eq!(r.parsed_response, None);
     let msg = r.error.unwrap();
     assert!(
@@ -1162,7 +1237,7 @@ fn structured_results() {
         r.error.as_deref(),
         Some("the answer does not match responseSchema: $.pages: expected integer, got string")
     );
-    assert_eq!(r.response_text, Some(wrong.to_string()));
+    assert_eq!(r.response, Some(wrong.to_string()));
 
     // A fenced answer (some models add one even in JSON mode) is accepted.
     let fenced = format!("```json\n{answer}\n```");
@@ -1190,7 +1265,7 @@ fn anthropic_results_with_citations() {
     let r = extract_result(&job, 200, body);
     assert!(r.ok);
     assert_eq!(
-        r.response_text.as_deref(),
+        r.response.as_deref(),
         Some("According to the report, revenue grew 12% and margins held.")
     );
     assert_eq!(
@@ -1238,7 +1313,7 @@ fn anthropic_structured_results() {
     assert!(r.ok, "{r:?}");
     assert_eq!(r.parsed_response.as_ref().unwrap()["note"], "draft");
     assert_eq!(
-        r.response_text.as_deref(),
+        r.response.as_deref(),
         Some(r#"{"title":"Q3","pages":2,"tags":["b"],"note":"draft"}"#)
     );
     approx(r.cost_usd, (500.0 * 1.0 + 60.0 * 5.0) / 1e6 * 0.5);
@@ -1252,7 +1327,7 @@ fn anthropic_structured_results() {
         r.error.as_deref(),
         Some("the answer does not match responseSchema: $: unexpected property `extra`")
     );
-    assert!(r.response_text.unwrap().contains("\"extra\":1"));
+    assert!(r.response.unwrap().contains("\"extra\":1"));
 
     // No tool call: the text is tried as JSON.
     let text =
@@ -1268,7 +1343,7 @@ fn gemini_results() {
       "usageMetadata":{"promptTokenCount":8,"candidatesTokenCount":20,"thoughtsTokenCount":100,"totalTokenCount":128},"modelVersion":"gemini-2.5-flash","responseId":"abc"}"#;
     let r = extract_result(&job, 200, body);
     assert!(r.ok);
-    assert_eq!(r.response_text.as_deref(), Some("Rayleigh scattering."));
+    assert_eq!(r.response.as_deref(), Some("Rayleigh scattering."));
     assert_eq!((r.input_tokens, r.output_tokens), (Some(8), Some(120)));
     approx(r.cost_usd, (8.0 * 0.30 + 120.0 * 2.50) / 1e6 * 0.5);
 
@@ -1365,7 +1440,7 @@ fn round_trip_through_the_adapters() {
         let resp = &parsed.items[0].response;
         let r = extract_result(&job, resp.status, &resp.body);
         assert!(r.ok, "{r:?}");
-        assert_eq!(r.response_text.as_deref(), Some("4"));
+        assert_eq!(r.response.as_deref(), Some("4"));
         assert_eq!((r.input_tokens, r.output_tokens), (Some(9), Some(1)));
         assert!(r.cost_usd.unwrap() > 0.0);
     }
@@ -1521,7 +1596,7 @@ fn job_spec_json() {
     let v = serde_json::to_value(&r).unwrap();
     assert_eq!(
         v,
-        json!({"id": "x", "ok": false, "status": 500, "responseText": null, "parsedResponse": null,
+        json!({"jobId": "x", "ok": false, "status": 500, "response": null, "parsedResponse": null,
                "citations": [], "inputTokens": null, "outputTokens": null, "costUsd": null,
                "finishReason": null, "truncated": false, "error": "HTTP 500: HTTP 500"})
     );
