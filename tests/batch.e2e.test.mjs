@@ -52,7 +52,7 @@ const user = (content) => [{ role: "user", content }];
 const totalCreated = () => Object.values(fake.counters.batchesCreated).reduce((a, b) => a + b, 0);
 const totalRequests = () => Object.values(fake.counters.requests).reduce((a, b) => a + b, 0);
 const sizes = (provider) => fake.counters.batchSizes.filter((b) => b.provider === provider).map((b) => b.size).sort((a, b) => a - b);
-const byId = (list) => Object.fromEntries(list.map((r) => [r.id, r]));
+const byId = (list) => Object.fromEntries(list.map((r) => [r.jobId, r]));
 
 
 /** A valid 1×1 RGBA PNG, built from its chunks. */
@@ -95,7 +95,11 @@ describe("a multi-provider run", () => {
     const K = 3;
     const { batch, resultsDir } = newBatch({ itemsPerBatch: K });
     const events = [];
-    batch.defaults({ model: "gpt-4o-mini", temperature: 0.2, system: "be brief" }).onProgress((e) => events.push(e));
+    const progress = [];
+    batch
+      .defaults({ model: "gpt-4o-mini", temperature: 0.2, system: "be brief" })
+      .onEvent((e) => events.push(e))
+      .onProgress((stats) => progress.push(stats));
     const tricky = 'say "hi", then\na new line, and a comma';
     const contents = {};
     const add = (id, content, overrides = {}) => {
@@ -131,8 +135,8 @@ describe("a multi-provider run", () => {
     for (const id of ids) {
       const r = results[id];
       assert.equal(r.ok, true, `${id}: ${r.error}`);
-      assert.equal(r.id, id);
-      assert.equal(r.responseText, `echo: ${contents[id]}`);
+      assert.equal(r.jobId, id);
+      assert.equal(r.response, `echo: ${contents[id]}`);
       assert.equal(r.error, null);
       assert.ok(r.inputTokens > 0 && r.outputTokens > 0 && r.costUsd > 0, id);
     }
@@ -148,31 +152,48 @@ describe("a multi-provider run", () => {
     // Status and progress.
     assert.equal(run.isComplete, true);
     const status = run.status();
-    assert.equal(status.jobs, ids.length);
-    assert.equal(status.succeeded, ids.length);
+    assert.equal(status.total, ids.length);
+    assert.equal(status.completed, ids.length);
     assert.equal(status.failed, 0);
     assert.equal(status.pending, 0);
-    assert.equal(status.notRunCostLimit, 0);
-    assert.equal(status.batchesSubmitted, 7);
-    assert.equal(status.complete, true);
+    assert.equal(status.notRun, 0);
+    assert.equal(status.batches, 7);
+    assert.equal(status.batchesCompleted, 7);
+    assert.equal(status.isComplete, true);
     assert.equal(status.costLimitUsd, null);
     assert.ok(status.estimatedCostUsd > 0);
+    assert.ok(status.elapsedMs >= 0);
     const actual = Object.values(results).reduce((sum, r) => sum + r.costUsd, 0);
-    assert.ok(Math.abs(status.actualCostUsd - actual) < 1e-12);
+    assert.ok(Math.abs(status.costUsd - actual) < 1e-12);
     assert.equal(events.filter((e) => e.kind === "batchSubmitted").length, 7);
-    assert.deepEqual(events.filter((e) => e.kind === "jobFinished").map((e) => e.id).sort(), [...ids].sort());
+    assert.deepEqual(events.filter((e) => e.kind === "jobFinished").map((e) => e.jobId).sort(), [...ids].sort());
+    // onProgress gets the run's statistics, as status() returns them: from the start (nothing
+    // done) to the end (everything), never going backwards, total = completed + failed + pending.
+    assert.ok(progress.length > ids.length, `${progress.length} progress calls`);
+    assert.deepEqual([progress[0].total, progress[0].completed, progress[0].pending, progress[0].batches], [ids.length, 0, ids.length, 0]);
+    for (const [i, stats] of progress.entries()) {
+      assert.equal(stats.total, stats.completed + stats.failed + stats.pending, `call ${i}`);
+      if (i > 0) {
+        for (const key of ["completed", "batches", "batchesCompleted", "costUsd", "estimatedCostUsd"]) assert.ok(stats[key] >= progress[i - 1][key], `${key} at call ${i}`);
+      }
+    }
+    const { elapsedMs: _a, ...last } = progress.at(-1);
+    const { elapsedMs: _b, ...final } = status;
+    assert.deepEqual(last, final);
+    assert.equal(`${last.completed}/${last.total}`, `${ids.length}/${ids.length}`);
 
     // Exports: CSV parses back (quotes, commas and newlines escaped), JSON is every result.
     const csv = parseCsv(run.export("csv"));
     const [header, ...rows] = csv;
-    assert.deepEqual(header, ["id", "ok", "responseText", "parsedResponse", "inputTokens", "outputTokens", "costUsd", "error"]);
+    assert.deepEqual(header, ["jobId", "ok", "response", "parsedResponse", "citations", "inputTokens", "outputTokens", "costUsd", "error"]);
     assert.equal(rows.length, ids.length);
     const rowsById = Object.fromEntries(rows.map((row) => [row[0], row]));
     for (const id of ids) {
-      const [, ok, text, parsed, input, output, cost, error] = rowsById[id];
+      const [, ok, text, parsed, citations, input, output, cost, error] = rowsById[id];
       assert.equal(ok, "true");
-      assert.equal(text, results[id].responseText);
+      assert.equal(text, results[id].response);
       assert.equal(parsed, "");
+      assert.equal(citations, "[]");
       assert.equal(Number(input), results[id].inputTokens);
       assert.equal(Number(output), results[id].outputTokens);
       assert.equal(Number(cost), results[id].costUsd);
@@ -192,12 +213,12 @@ describe("a multi-provider run", () => {
     for (let i = 0; i < 4; i++) batch.addJob({ id: `g${i}`, model: "gemini-2.5-flash", messages: user(`g ${i}`) });
     const run = batch.run();
     assert.equal(run.isComplete, false);
-    assert.deepEqual([run.status().pending, run.status().succeeded, run.status().complete], [12, 0, false]);
+    assert.deepEqual([run.status().pending, run.status().completed, run.status().isComplete], [12, 0, false]);
     await run.wait();
     assert.equal(run.isComplete, true);
     assert.equal(totalCreated(), 6);
     assert.equal(fake.counters.maxConcurrentActiveBatches.total, 2, "two batches overlapped, never three");
-    assert.equal(run.status().succeeded, 12);
+    assert.equal(run.status().completed, 12);
     assert.equal(fake.counters.activeBatches.total, 0);
   });
 });
@@ -218,16 +239,16 @@ describe("cost limit", () => {
     const limit = perBatch * (k + 0.5);
     const submitting = [];
     const { batch } = newBatch({ itemsPerBatch: K });
-    batch.addCostLimit({ usd: limit }).onProgress((e) => e.kind === "batchSubmitting" && submitting.push(e));
+    batch.addCostLimit({ usd: limit }).onEvent((e) => e.kind === "batchSubmitting" && submitting.push(e));
     for (let i = 0; i < N; i++) batch.addJob({ id: `job-${i}`, model: "gpt-4o-mini", messages: user(prompt(i)) });
     const run = await batch.run({ wait: true });
 
     assert.equal(fake.counters.batchesCreated.openai, k, "exactly k batches reached the provider");
     assert.deepEqual(sizes("openai"), [K, K]);
     const status = run.status();
-    assert.equal(status.batchesSubmitted, k);
-    assert.equal(status.succeeded, k * K);
-    assert.equal(status.notRunCostLimit, N - k * K);
+    assert.equal(status.batches, k);
+    assert.equal(status.completed, k * K);
+    assert.equal(status.notRun, N - k * K);
     assert.equal(status.failed, N - k * K);
     assert.equal(status.pending, 0);
     assert.equal(status.costLimitUsd, limit);
@@ -239,7 +260,7 @@ describe("cost limit", () => {
     assert.equal(failed.length, N - k * K);
     for (const r of failed) {
       assert.match(r.error, /not run: .*cost limit of \$\d/);
-      assert.equal(r.responseText, null);
+      assert.equal(r.response, null);
     }
     assert.equal(run.isComplete, true);
   });
@@ -301,14 +322,14 @@ describe("crash and resume", () => {
     const submitted = readStateFile(stateFile).journal.filter((l) => l.startsWith('{"type":"submitted"')).map((l) => JSON.parse(l).batch_id);
     assert.deepEqual(submitted.sort(), [...fake.batches.values()].map((b) => (b.provider === "gemini" ? `batches/${b.id}` : b.id)).sort());
     const { status, results } = JSON.parse(stdout);
-    assert.equal(status.complete, true);
-    assert.equal(status.succeeded, 12);
-    assert.equal(status.batchesSubmitted, 0, "nothing submitted by the re-run");
+    assert.equal(status.isComplete, true);
+    assert.equal(status.completed, 12);
+    assert.equal(status.batches, 0, "nothing submitted by the re-run");
     const expected = [...["o0", "o1", "o2", "o3", "o4", "o5"], "a0", "a1", "a2", "g0", "g1", "g2"];
     assert.deepEqual(Object.keys(results).sort(), [...expected].sort());
     for (const id of expected) {
       assert.equal(results[id].ok, true, `${id}: ${results[id].error}`);
-      assert.equal(results[id].responseText, `echo: crash ${id}`);
+      assert.equal(results[id].response, `echo: crash ${id}`);
       assert.deepEqual(JSON.parse(readFileSync(join(resultsDir, `${id}.json`), "utf8")), results[id]);
     }
   });
@@ -349,19 +370,19 @@ describe("structured output", () => {
       const good = results[`${provider}-good`];
       assert.equal(good.ok, true, `${provider}: ${good.error}`);
       assert.deepEqual(good.parsedResponse, expected(`rate ${provider}`));
-      assert.deepEqual(JSON.parse(good.responseText), good.parsedResponse);
+      assert.deepEqual(JSON.parse(good.response), good.parsedResponse);
       const bad = results[`${provider}-bad`];
       assert.equal(bad.ok, false, provider);
       assert.equal(bad.parsedResponse, null);
       assert.match(bad.error, /does not match responseSchema: \$: missing required property `title`/);
-      assert.ok(bad.responseText, "the invalid JSON is kept for inspection");
+      assert.ok(bad.response, "the invalid JSON is kept for inspection");
       const plain = results[`${provider}-plain`];
       assert.equal(plain.ok, true);
-      assert.equal(plain.responseText, `echo: plain ${provider}`);
+      assert.equal(plain.response, `echo: plain ${provider}`);
       assert.equal(plain.parsedResponse, null);
     }
     const status = run.status();
-    assert.equal(status.succeeded, 6);
+    assert.equal(status.completed, 6);
     assert.equal(status.failed, 3);
 
     // The structured wire format each provider was asked for.
@@ -390,6 +411,62 @@ describe("structured output", () => {
     assert.deepEqual(JSON.parse(syncGemini.candidates[0].content.parts[0].text), results["gemini-good"].parsedResponse);
   });
 
+  test("a hand-written schema with an optional field: OpenAI gets its strict form; an omitted field is absent, not an error", async () => {
+    const handWritten = {
+      type: "object",
+      properties: { answer: { type: "string" }, source: { type: "string" } },
+      required: ["answer"],
+    };
+    const { batch } = newBatch();
+    for (const [provider, model] of Object.entries(models)) {
+      batch.addJob({ id: `${provider}-omits`, model, messages: user(`SKIP_OPTIONAL sky ${provider}`), responseModel: handWritten });
+      batch.addJob({ id: `${provider}-fills`, model, messages: user(`sky ${provider}`), responseModel: handWritten });
+    }
+    const results = (await batch.run({ wait: true })).results();
+    for (const provider of Object.keys(models)) {
+      const omits = results[`${provider}-omits`];
+      assert.equal(omits.ok, true, `${provider}: ${omits.error}`);
+      assert.equal(omits.error, null);
+      assert.deepEqual(omits.parsedResponse, { answer: `echo: SKIP_OPTIONAL sky ${provider}` });
+      const fills = results[`${provider}-fills`];
+      assert.equal(fills.ok, true, `${provider}: ${fills.error}`);
+      assert.deepEqual(fills.parsedResponse, { answer: `echo: sky ${provider}`, source: "fake" });
+    }
+    // OpenAI's answer carried the null strict mode asks for; the raw text keeps it.
+    assert.deepEqual(JSON.parse(results["openai-omits"].response), { answer: "echo: SKIP_OPTIONAL sky openai", source: null });
+    const openaiBody = [...fake.batches.values()].filter((b) => b.provider === "openai").flatMap((b) => b.requests).map((r) => r.body)[0];
+    assert.deepEqual(openaiBody.response_format.json_schema, {
+      name: "response",
+      strict: true,
+      schema: {
+        type: "object",
+        properties: { answer: { type: "string" }, source: { type: ["string", "null"] } },
+        required: ["answer", "source"],
+        additionalProperties: false,
+      },
+    });
+    // Anthropic and Gemini take the schema as written.
+    const anthropicBody = [...fake.batches.values()].find((b) => b.provider === "anthropic").requests[0].body;
+    assert.deepEqual(anthropicBody.tools[0].input_schema, handWritten);
+  });
+
+  test("a schema strict mode cannot express is refused at run(), naming the keyword and the path", () => {
+    const { batch } = newBatch();
+    batch.addJob({
+      id: "mapped",
+      model: "gpt-4o-mini",
+      messages: user("x"),
+      responseModel: { type: "object", properties: { counts: { type: "object", additionalProperties: { type: "integer" } } } },
+    });
+    assert.throws(() => batch.run(), (e) => {
+      assert.ok(e instanceof BatchlingError);
+      assert.equal(e.code, "invalid_schema");
+      assert.match(e.message, /^job `mapped`: `responseSchema` cannot be expressed in OpenAI's strict structured-output mode: `additionalProperties` at #\/properties\/counts: /);
+      return true;
+    });
+    assert.equal(totalRequests(), 0);
+  });
+
     test("responseModel as a zod schema: its JSON Schema is sent and its own validation applies", async () => {
       const z = zod.z ?? zod;
       const model = z.object({ title: z.string(), score: z.number().int() });
@@ -401,6 +478,16 @@ describe("structured output", () => {
       assert.deepEqual(results.good.parsedResponse, { title: "echo: zod", score: 1 });
       assert.equal(results.bad.ok, false);
     });
+
+  test("a zod schema with an optional field on OpenAI: the omitted field passes zod's own validation", async () => {
+    const z = zod.z ?? zod;
+    const model = z.object({ title: z.string(), note: z.string().optional() });
+    const { batch } = newBatch();
+    batch.addJob({ id: "omits", model: "gpt-4o-mini", messages: user("SKIP_OPTIONAL zod"), responseModel: model });
+    const results = (await batch.run({ wait: true })).results();
+    assert.equal(results.omits.ok, true, results.omits.error);
+    assert.deepEqual(results.omits.parsedResponse, { title: "echo: SKIP_OPTIONAL zod" });
+  });
 });
 
 describe("per-job failures", () => {
@@ -418,12 +505,12 @@ describe("per-job failures", () => {
       assert.equal(failed.ok, false, model);
       assert.match(failed.error, /400/, model);
       assert.match(failed.error, /Fake failure triggered by FAIL:400/, model);
-      assert.equal(failed.responseText, null);
+      assert.equal(failed.response, null);
       assert.equal(results[`${model}-ok`].ok, true, model);
-      assert.equal(results[`${model}-ok`].responseText, "echo: fine");
+      assert.equal(results[`${model}-ok`].response, "echo: fine");
     }
     const status = run.status();
-    assert.deepEqual([status.succeeded, status.failed, status.notRunCostLimit, status.pending], [3, 3, 0, 0]);
+    assert.deepEqual([status.completed, status.failed, status.notRun, status.pending], [3, 3, 0, 0]);
   });
 });
 
@@ -511,13 +598,13 @@ describe("file jobs", () => {
     const run = await batch.run({ wait: true });
     const results = run.results();
     assert.equal(results.text.ok, true, results.text.error);
-    assert.equal(results.text.responseText, 'echo: <file name="notes.txt">\nline one\nline two\n</file>\n\nSummarize the notes');
+    assert.equal(results.text.response, 'echo: <file name="notes.txt">\nline one\nline two\n</file>\n\nSummarize the notes');
     const b64 = png.toString("base64");
     const bodies = (provider) => [...fake.batches.values()].filter((b) => b.provider === provider).flatMap((b) => b.requests.map((r) => r.body));
     for (const provider of Object.keys(models)) {
       const r = results[`png-${provider}`];
       assert.equal(r.ok, true, `${provider}: ${r.error}`);
-      assert.equal(r.responseText, "echo: Describe the image");
+      assert.equal(r.response, "echo: Describe the image");
     }
     const openaiPng = bodies("openai").find((b) => Array.isArray(b.messages[0].content));
     assert.deepEqual(openaiPng.messages[0].content, [

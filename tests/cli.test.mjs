@@ -423,14 +423,14 @@ describe("batchling jobs", () => {
 
   const fields = (stdout) => Object.fromEntries(stdout.trim().split("\n").map((l) => [l.slice(0, l.indexOf(":")), l.slice(l.indexOf(":") + 1).trim()]));
 
-  test("status prints jobs, ok, failed, pending, batches and the total cost", async () => {
+  test("status prints jobs, completed, failed, pending, batches and the total cost", async () => {
     const { code, stdout, stderr } = await runCli(["jobs", "status", stateFile]);
     assert.equal(code, 0, stderr);
     assert.equal(stderr, "");
     const f = fields(stdout);
     assert.equal(f["state file"], stateFile);
     assert.equal(f.results, join(dir, "results"));
-    assert.deepEqual([f.jobs, f.ok, f.failed, f.pending, f.batches, f.complete], ["4", "3", "1", "0", "1 submitted", "yes"]);
+    assert.deepEqual([f.jobs, f.completed, f.failed, f.pending, f.batches, f.complete], ["4", "3", "1", "0", "1 submitted", "yes"]);
     const cost = Object.values(results).reduce((sum, r) => sum + (r.costUsd ?? 0), 0);
     assert.ok(cost > 0);
     const shown = Number(/^\$([\d.e-]+)/.exec(f.cost)?.[1]);
@@ -449,18 +449,18 @@ describe("batchling jobs", () => {
     const { code, stdout, stderr } = await runCli(["jobs", "status", "partial-state.json"], { cwd: dir });
     assert.equal(code, 0, stderr);
     const f = fields(stdout);
-    assert.deepEqual([f.jobs, f.ok, f.failed, f.pending, f.complete], ["4", "2", "1", "1", "no"]);
+    assert.deepEqual([f.jobs, f.completed, f.failed, f.pending, f.complete], ["4", "2", "1", "1", "no"]);
     const r = await runCli(["jobs", "results", "partial-state.json"], { cwd: dir });
-    assert.deepEqual(JSON.parse(r.stdout).map((x) => x.id), ["needs/escaping id", "boom", "quote"]);
+    assert.deepEqual(JSON.parse(r.stdout).map((x) => x.jobId), ["needs/escaping id", "boom", "quote"]);
   });
 
   test("results prints every finished job as JSON (the default), in job order", async () => {
     const { code, stdout, stderr } = await runCli(["jobs", "results", stateFile]);
     assert.equal(code, 0, stderr);
     const printed = JSON.parse(stdout);
-    assert.deepEqual(printed.map((r) => r.id), ids);
-    for (const r of printed) assert.deepEqual(r, results[r.id]);
-    assert.equal(printed[0].responseText, "echo: first");
+    assert.deepEqual(printed.map((r) => r.jobId), ids);
+    for (const r of printed) assert.deepEqual(r, results[r.jobId]);
+    assert.equal(printed[0].response, "echo: first");
     assert.equal(printed[2].ok, false);
     assert.match(printed[2].error, /FAIL:400/);
     const explicit = await runCli(["jobs", "results", stateFile, "--format", "json"]);
@@ -472,13 +472,34 @@ describe("batchling jobs", () => {
       const { code, stdout, stderr } = await runCli(["jobs", "results", stateFile, ...args]);
       assert.equal(code, 0, stderr);
       const [header, ...rows] = parseCsv(stdout);
-      assert.deepEqual(header, ["id", "ok", "responseText", "parsedResponse", "inputTokens", "outputTokens", "costUsd", "error"]);
+      assert.deepEqual(header, ["jobId", "ok", "response", "parsedResponse", "citations", "inputTokens", "outputTokens", "costUsd", "error"]);
       assert.deepEqual(rows.map((r) => r[0]), ids);
       assert.deepEqual(rows.map((r) => r[1]), ["true", "true", "false", "true"]);
       assert.equal(rows[3][2], `echo: ${tricky}`);
       assert.equal(rows[2][2], "");
-      assert.equal(rows[2][7], results.boom.error);
-      assert.equal(Number(rows[0][6]), results.alpha.costUsd);
+      assert.equal(rows[0][4], "[]");
+      assert.equal(rows[2][8], results.boom.error);
+      assert.equal(Number(rows[0][5]), results.alpha.inputTokens);
+      assert.equal(Number(rows[0][7]), results.alpha.costUsd);
+    }
+  });
+
+  test("result files written before the spec's names (id, responseText) are read under the new ones", async () => {
+    const old = join(dir, "old-results");
+    mkdirSync(old, { recursive: true });
+    for (const file of readdirSync(join(dir, "results")).filter((f) => f.endsWith(".json"))) {
+      const { jobId, response, ...rest } = JSON.parse(readFileSync(join(dir, "results", file), "utf8"));
+      writeFileSync(join(old, file), JSON.stringify({ id: jobId, responseText: response, ...rest }));
+    }
+    const [header, ...journal] = readFileSync(stateFile, "utf8").split("\n");
+    writeFileSync(join(dir, "old-state.json"), [JSON.stringify({ ...JSON.parse(header), resultsDir: old }), ...journal].join("\n"));
+    const r = await runCli(["jobs", "results", join(dir, "old-state.json")]);
+    assert.equal(r.code, 0, r.stderr);
+    const printed = JSON.parse(r.stdout);
+    assert.deepEqual(printed.map((x) => x.jobId), ids);
+    for (const x of printed) {
+      assert.deepEqual(x, results[x.jobId]);
+      assert.equal("id" in x || "responseText" in x, false);
     }
   });
 

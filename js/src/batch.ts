@@ -61,32 +61,51 @@ export interface JobInput extends JobDefaults {
   responseModel?: ResponseModel;
 }
 
+/** One job's outcome (the spec's JobResult, in JS casing). */
 export interface JobResult {
-  id: string;
+  jobId: string;
+  /** The answer arrived and, with a `responseModel`, parsed and matched it (`error` is null). */
   ok: boolean;
-  responseText: string | null;
+  /** The raw answer text (with a `responseModel`: the JSON text, kept even when it is invalid). */
+  response: string | null;
+  /** The structured answer, validated against `responseModel`; null without one or on error. */
   parsedResponse: unknown;
-  citations: { citedText: string; source: string }[];
+  citations: { citedText: string; source: string; startPage?: number | null; endPage?: number | null }[];
   inputTokens: number | null;
   outputTokens: number | null;
   costUsd: number | null;
   error: string | null;
 }
 
-export interface BatchStatus {
-  jobs: number;
-  succeeded: number;
+/** A run's statistics: what `status()` returns and what `onProgress` callbacks receive.
+ * `total` = `completed` + `failed` + `pending`. */
+export interface BatchStats {
+  /** Jobs in the run. */
+  total: number;
+  /** Jobs that ended with an answer (`ok`). */
+  completed: number;
+  /** Jobs that ended with an error, the not-run ones included. */
   failed: number;
-  notRunCostLimit: number;
+  /** Of `failed`: jobs the cost limit kept from running (a later run with a higher limit runs them). */
+  notRun: number;
+  /** Jobs without a result yet. */
   pending: number;
-  batchesSubmitted: number;
+  /** Provider batches this run submitted. */
+  batches: number;
+  /** Of those, the ones that ended (completed, failed, expired or cancelled at the provider). */
+  batchesCompleted: number;
+  /** Actual cost so far, from the reported token usage at batch prices. */
+  costUsd: number;
+  /** The estimate of what this run submitted (what the cost limit is checked against). */
   estimatedCostUsd: number;
-  actualCostUsd: number;
   costLimitUsd: number | null;
-  complete: boolean;
+  isComplete: boolean;
+  /** Since the run started. */
+  elapsedMs: number;
 }
 
-export type ProgressEvent = BatchlingEvent | { kind: "jobFinished"; id: string; ok: boolean };
+/** A lifecycle event (`onEvent`): the batching engine's, plus one per finished job. */
+export type BatchEvent = BatchlingEvent | { kind: "jobFinished"; jobId: string; ok: boolean };
 
 const PROVIDER_ENV: Record<ProviderName, { key: string; base: string; defaultBase: string }> = {
   openai: { key: "OPENAI_API_KEY", base: "OPENAI_BASE_URL", defaultBase: "https://api.openai.com/v1" },
@@ -171,6 +190,22 @@ export function resultFileName(id: string): string {
   return `${safe}${suffix}.json`;
 }
 
+interface Observers {
+  progress: ((stats: BatchStats) => void)[];
+  events: ((event: BatchEvent) => void)[];
+}
+
+/** A job's result as written to the results directory. Files from before the spec's names
+ * (`id`, `responseText`) are read under the new ones. */
+export function parseResultFile(text: string): JobResult {
+  const raw = JSON.parse(text) as Record<string, unknown>;
+  if (raw !== null && typeof raw === "object" && !("jobId" in raw) && "id" in raw) {
+    const { id, responseText, ...rest } = raw;
+    return { jobId: id, response: responseText ?? null, ...rest } as unknown as JobResult;
+  }
+  return raw as unknown as JobResult;
+}
+
 interface PreparedJob {
   id: string;
   spec: Record<string, unknown>;
@@ -185,7 +220,7 @@ export class Batch {
   readonly #options: BatchOptions;
   #defaults: JobDefaults = {};
   #costLimitUsd: number | null = null;
-  #progress: ((event: ProgressEvent) => void)[] = [];
+  #observers: Observers = { progress: [], events: [] };
   readonly #jobs: JobInput[] = [];
   readonly #ids = new Set<string>();
 
@@ -222,9 +257,19 @@ export class Batch {
     return this;
   }
 
-  onProgress(fn: (event: ProgressEvent) => void): this {
-    if (typeof fn !== "function") throw new InvalidOptionError("onProgress", "must be a function (event) => void");
-    this.#progress.push(fn);
+  /** `fn(stats)` when the run starts and whenever its statistics change (a batch submitted,
+   * polled or ended, a job finished). */
+  onProgress(fn: (stats: BatchStats) => void): this {
+    if (typeof fn !== "function") throw new InvalidOptionError("onProgress", "must be a function (stats) => void");
+    this.#observers.progress.push(fn);
+    return this;
+  }
+
+  /** `fn(event)` for every lifecycle event: batch submitting / submitted / polled / finished,
+   * retries, warnings, and `jobFinished`. */
+  onEvent(fn: (event: BatchEvent) => void): this {
+    if (typeof fn !== "function") throw new InvalidOptionError("onEvent", "must be a function (event) => void");
+    this.#observers.events.push(fn);
     return this;
   }
 
@@ -252,7 +297,7 @@ export class Batch {
   run(options?: { wait?: false }): BatchRun;
   run(options?: { wait?: boolean }): BatchRun | Promise<BatchRun> {
     const prepared = this.#prepare();
-    const run = new BatchRun(this.#options, prepared, this.#costLimitUsd, this.#progress);
+    const run = new BatchRun(this.#options, prepared, this.#costLimitUsd, this.#observers);
     return options?.wait ? run.wait().then(() => run) : run;
   }
 
@@ -350,22 +395,26 @@ export class BatchRun {
   readonly #jobs = new Map<string, PreparedJob>();
   readonly #results = new Map<string, JobResult>();
   readonly #costLimitUsd: number | null;
-  readonly #progress: ((event: ProgressEvent) => void)[];
+  readonly #observers: Observers;
   readonly #done: Promise<void>;
+  readonly #startedAt = Date.now();
   #host: BatchifyHost | undefined;
   #batchesSubmitted = 0;
+  #batchesCompleted = 0;
   #estimatedUsd = 0;
   #notRunCostLimit = 0;
   #stopping = false;
   #signalHandlers: (() => void) | undefined;
 
-  constructor(options: BatchOptions, jobs: PreparedJob[], costLimitUsd: number | null, progress: ((event: ProgressEvent) => void)[]) {
+  constructor(options: BatchOptions, jobs: PreparedJob[], costLimitUsd: number | null, observers: Observers) {
     this.#options = options;
     this.#costLimitUsd = costLimitUsd;
-    this.#progress = progress;
+    this.#observers = observers;
     for (const job of jobs) this.#jobs.set(job.id, job);
     mkdirSync(options.resultsDir, { recursive: true });
     this.#loadExistingResults();
+    // The starting statistics, once the caller holds the run.
+    queueMicrotask(() => this.#progress());
     this.#done = this.#start();
   }
 
@@ -373,35 +422,38 @@ export class BatchRun {
     return this.#results.size === this.#jobs.size;
   }
 
-  status(options?: { print?: boolean }): BatchStatus {
-    let succeeded = 0;
+  /** The run's statistics (the ones `onProgress` receives); `print`: also one line on stdout. */
+  status(options?: { print?: boolean }): BatchStats {
+    let completed = 0;
     let failed = 0;
-    let actual = 0;
+    let cost = 0;
     for (const result of this.#results.values()) {
-      if (result.ok) succeeded++;
+      if (result.ok) completed++;
       else failed++;
-      actual += result.costUsd ?? 0;
+      cost += result.costUsd ?? 0;
     }
-    const status: BatchStatus = {
-      jobs: this.#jobs.size,
-      succeeded,
+    const stats: BatchStats = {
+      total: this.#jobs.size,
+      completed,
       failed,
-      notRunCostLimit: this.#notRunCostLimit,
+      notRun: this.#notRunCostLimit,
       pending: this.#jobs.size - this.#results.size,
-      batchesSubmitted: this.#batchesSubmitted,
+      batches: this.#batchesSubmitted,
+      batchesCompleted: this.#batchesCompleted,
+      costUsd: cost,
       estimatedCostUsd: this.#estimatedUsd,
-      actualCostUsd: actual,
       costLimitUsd: this.#costLimitUsd,
-      complete: this.isComplete,
+      isComplete: this.isComplete,
+      elapsedMs: Date.now() - this.#startedAt,
     };
     if (options?.print) {
-      const limit = status.costLimitUsd === null ? "" : ` / limit $${status.costLimitUsd.toFixed(4)}`;
+      const limit = stats.costLimitUsd === null ? "" : ` / limit $${stats.costLimitUsd.toFixed(4)}`;
       process.stdout.write(
-        `jobs ${status.jobs}: ${status.succeeded} ok, ${status.failed} failed (${status.notRunCostLimit} not run: cost limit), ${status.pending} pending; ` +
-          `batches ${status.batchesSubmitted}; cost est. $${status.estimatedCostUsd.toFixed(4)}, actual $${status.actualCostUsd.toFixed(4)}${limit}\n`,
+        `jobs ${stats.total}: ${stats.completed} completed, ${stats.failed} failed (${stats.notRun} not run: cost limit), ${stats.pending} pending; ` +
+          `batches ${stats.batches} (${stats.batchesCompleted} ended); cost $${stats.costUsd.toFixed(4)} (est. $${stats.estimatedCostUsd.toFixed(4)}${limit})\n`,
       );
     }
-    return status;
+    return stats;
   }
 
   /** Results by job id (so far, or all once complete). */
@@ -428,7 +480,7 @@ export class BatchRun {
   #loadExistingResults(): void {
     for (const id of this.#jobs.keys()) {
       const path = this.#resultPath(id);
-      if (existsSync(path)) this.#results.set(id, JSON.parse(readFileSync(path, "utf8")) as JobResult);
+      if (existsSync(path)) this.#results.set(id, parseResultFile(readFileSync(path, "utf8")));
     }
   }
 
@@ -436,12 +488,26 @@ export class BatchRun {
     return join(this.#options.resultsDir, resultFileName(id));
   }
 
-  #emit(event: ProgressEvent): void {
+  #emit(event: BatchEvent): void {
     if (event.kind === "batchSubmitted") this.#batchesSubmitted++;
+    if (event.kind === "batchFinished") this.#batchesCompleted++;
     if (event.kind === "batchSubmitting" && !event.dryRun) this.#estimatedUsd += (event as { estimatedUsd?: number | null }).estimatedUsd ?? 0;
-    for (const fn of this.#progress) {
+    for (const fn of this.#observers.events) {
       try {
         fn(event);
+      } catch {
+        // An observer must not break the run.
+      }
+    }
+    if (PROGRESS_KINDS.has(event.kind)) this.#progress();
+  }
+
+  #progress(): void {
+    if (this.#observers.progress.length === 0) return;
+    const stats = this.status();
+    for (const fn of this.#observers.progress) {
+      try {
+        fn(stats);
       } catch {
         // An observer must not break the run.
       }
@@ -498,13 +564,13 @@ export class BatchRun {
         this.#results.set(job.id, result);
         // A job the cost limit kept from running has no result to keep: a later run (with a
         // higher limit) runs it. The limit counts what each run submits.
-        if (notRun) return this.#emit({ kind: "jobFinished", id: job.id, ok: false });
+        if (notRun) return this.#emit({ kind: "jobFinished", jobId: job.id, ok: false });
         const path = this.#resultPath(job.id);
         const tmp = `${path}.tmp`;
         writeFileSync(tmp, JSON.stringify(result, null, 2));
         renameSync(tmp, path);
         appendFileSync(resultsLog, JSON.stringify(result) + "\n");
-        this.#emit({ kind: "jobFinished", id: job.id, ok: result.ok });
+        this.#emit({ kind: "jobFinished", jobId: job.id, ok: result.ok });
       }),
     );
     host.flushWhenSubmitted();
@@ -529,14 +595,20 @@ export class BatchRun {
   }
 }
 
-function emptyResult(id: string, error: string): JobResult {
-  return { id, ok: false, responseText: null, parsedResponse: null, citations: [], inputTokens: null, outputTokens: null, costUsd: null, error };
+/** The events after which the statistics may have changed. */
+const PROGRESS_KINDS = new Set<BatchEvent["kind"]>(["batchSubmitting", "batchSubmitted", "batchPolled", "batchFinished", "jobFinished"]);
+
+function emptyResult(jobId: string, error: string): JobResult {
+  return { jobId, ok: false, response: null, parsedResponse: null, citations: [], inputTokens: null, outputTokens: null, costUsd: null, error };
 }
+
+/** The CSV export's columns: the JobResult fields, in the spec's order. */
+export const EXPORT_COLUMNS = ["jobId", "ok", "response", "parsedResponse", "citations", "inputTokens", "outputTokens", "costUsd", "error"] as const;
 
 /** Results as JSON (an array) or CSV (one row per job; nested values as JSON). */
 export function exportResults(results: JobResult[], format: "json" | "csv"): string {
   if (format === "json") return JSON.stringify(results, null, 2);
-  const columns = ["id", "ok", "responseText", "parsedResponse", "inputTokens", "outputTokens", "costUsd", "error"] as const;
+  const columns = EXPORT_COLUMNS;
   const cell = (value: unknown): string => {
     const text = value === null || value === undefined ? "" : typeof value === "string" ? value : JSON.stringify(value);
     return /[",\n\r]/.test(text) ? `"${text.replace(/"/g, '""')}"` : text;

@@ -4,7 +4,7 @@
 // sent to any provider and nothing is written.
 import { existsSync, readFileSync, statSync } from "node:fs";
 import { join, resolve as resolvePath } from "node:path";
-import { exportResults, readStateFile, resultFileName, type JobResult, type StateFile } from "./batch.js";
+import { exportResults, parseResultFile, readStateFile, resultFileName, type JobResult, type StateFile } from "./batch.js";
 
 export const JOBS_USAGE = "usage: batchling jobs status <stateFile> | batchling jobs results <stateFile> [--format csv|json]";
 
@@ -12,7 +12,7 @@ export const JOBS_HELP_TEXT = `${JOBS_USAGE}
 
 Reads what a Batch run left on disk (its state file and results directory); sends nothing.
 
-  status <stateFile>                    counts: jobs, ok, failed, pending; batches submitted; total cost
+  status <stateFile>                    counts: jobs, completed, failed, pending; batches submitted; total cost
   results <stateFile> [--format F]      every finished job's result on stdout, F = json (default) or csv
 
 Exit status: 0 success, 1 unreadable state or results, 2 usage error.`;
@@ -100,7 +100,7 @@ function loadResults(state: StateFile): { results: JobResult[]; pending: string[
       continue;
     }
     try {
-      results.push(JSON.parse(readFileSync(path, "utf8")) as JobResult);
+      results.push(parseResultFile(readFileSync(path, "utf8")));
     } catch (error) {
       throw new JobsError(`the result of job \`${id}\` (${path}) is unreadable: ${error instanceof Error ? error.message : String(error)}`);
     }
@@ -130,8 +130,8 @@ function formatUsd(value: number): string {
 
 function statusText(path: string, state: StateFile): string {
   const { results, pending } = loadResults(state);
-  const ok = results.filter((r) => r.ok).length;
-  const failed = results.length - ok;
+  const completed = results.filter((r) => r.ok).length;
+  const failed = results.length - completed;
   const costs = results.map((r) => r.costUsd).filter((c): c is number => typeof c === "number");
   const cost = costs.reduce((sum, c) => sum + c, 0);
   const batches = submittedBatches(state.journal);
@@ -140,7 +140,7 @@ function statusText(path: string, state: StateFile): string {
     `state file: ${resolvePath(path)}`,
     `results:    ${state.resultsDir}`,
     `jobs:       ${state.jobIds.length}`,
-    `ok:         ${ok}`,
+    `completed:  ${completed}`,
     `failed:     ${failed}`,
     `pending:    ${pending.length}`,
     `batches:    ${batches} submitted`,

@@ -4,4 +4,4 @@ export * from "./shared-exports.js";
 export { batchify } from "./batchify.js";
 export { loadEngineModule as backend } from "./engine.js";
 export { Batch, BatchRun, exportResults, readStateFile } from "./batch.js";
-export type { StateFile, BatchOptions, BatchStatus, JobDefaults, JobInput, JobResult, ProgressEvent, ResponseModel } from "./batch.js";
+export type { StateFile, BatchOptions, BatchStats, BatchEvent, JobDefaults, JobInput, JobResult, ResponseModel } from "./batch.js";

@@ -123,9 +123,14 @@ export const STRUCTURED_WORD = 'fake';
  * With `bad: true` (the `BADJSON` trigger) the value is made to violate the
  * schema: the root's first required property is dropped, or else the first
  * property (or the root) gets a value of the wrong type.
+ *
+ * With the `SKIP_OPTIONAL` trigger in `userText`, an object's properties that
+ * are not in its `required` are left out, and required ones whose schema
+ * accepts null are null: what a model leaves out when it may.
  */
 export function structuredValue(schema, userText, { bad = false } = {}) {
-  const st = { root: schema, echoed: false, userText: String(userText ?? '') };
+  const text = String(userText ?? '');
+  const st = { root: schema, echoed: false, userText: text, skipOptional: text.includes('SKIP_OPTIONAL') };
   const value = generate(schema, st, 0);
   return bad ? violate(resolveSchema(schema, schema), value) : value;
 }
@@ -145,6 +150,15 @@ function resolveSchema(schema, root, hops = 0) {
 }
 
 const isNullSchema = (s) => isPlainObject(s) && (s.type === 'null' || String(s.type).toUpperCase() === 'NULL');
+
+/** Whether `schema` lets the value be null (type list, `nullable`, a null `anyOf` / `oneOf` branch). */
+function acceptsNull(schema, root) {
+  const s = resolveSchema(schema, root);
+  if (!isPlainObject(s)) return false;
+  if (isNullSchema(s) || s.nullable === true) return true;
+  if (Array.isArray(s.type) && s.type.some((t) => String(t).toLowerCase() === 'null')) return true;
+  return ['anyOf', 'oneOf'].some((k) => Array.isArray(s[k]) && s[k].some((alt) => isNullSchema(resolveSchema(alt, root))));
+}
 
 function schemaType(schema) {
   let type = schema.type;
@@ -189,8 +203,10 @@ function generate(rawSchema, st, depth) {
     }
     case 'object': {
       const out = {};
+      const required = Array.isArray(schema.required) ? schema.required : [];
       for (const [key, sub] of Object.entries(isPlainObject(schema.properties) ? schema.properties : {})) {
-        out[key] = generate(sub, st, depth + 1);
+        if (st.skipOptional && !required.includes(key)) continue;
+        out[key] = st.skipOptional && acceptsNull(sub, st.root) ? null : generate(sub, st, depth + 1);
       }
       return out;
     }
