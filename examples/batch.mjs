@@ -57,7 +57,9 @@ const batch = new Batch({
   ...(fakeMode ? { providers: { openai: { apiKey: "sk-fake", baseURL: `${fake.url}/v1` } } } : {}),
 });
 
-// A JSON Schema for structured output (a zod 4 schema works too).
+// A JSON Schema for structured output, as you would write it (a zod 4 schema works too). For
+// OpenAI the core sends its strict form (objects closed, `stars` required but nullable) and drops
+// a null `stars` from the answer again: an omitted optional field is simply absent.
 const reviewSchema = {
   type: "object",
   properties: {
@@ -65,8 +67,7 @@ const reviewSchema = {
     summary: { type: "string" },
     stars: { type: "integer", minimum: 1, maximum: 5 },
   },
-  required: ["sentiment", "summary", "stars"],
-  additionalProperties: false,
+  required: ["sentiment", "summary"],
 };
 
 batch
@@ -85,18 +86,11 @@ batch
     responseModel: reviewSchema,
   });
 
-// One progress line, rewritten in place on a terminal (printed when it changes otherwise).
-const seen = { submitted: 0, polls: 0, finished: 0 };
-let lastState = "";
+// One progress line from the run's statistics, rewritten in place on a terminal (printed when it
+// changes otherwise). Lifecycle events (batch submitted, polled, ...) are on batch.onEvent(fn).
 let lastLine = "";
-batch.onProgress((event) => {
-  if (event.kind === "batchSubmitted") seen.submitted++;
-  if (event.kind === "batchPolled") {
-    seen.polls++;
-    lastState = event.state;
-  }
-  if (event.kind === "jobFinished") seen.finished++;
-  const line = `batches submitted ${seen.submitted}, polls ${seen.polls}${lastState ? ` (${lastState})` : ""}, jobs done ${seen.finished}/4`;
+batch.onProgress((stats) => {
+  const line = `jobs ${stats.completed}/${stats.total} done (${stats.failed} failed), batches ${stats.batchesCompleted}/${stats.batches} ended, $${stats.costUsd.toFixed(6)}`;
   if (line === lastLine) return;
   lastLine = line;
   if (process.stdout.isTTY) process.stdout.write(`\r${line}\x1b[K`);
@@ -109,7 +103,7 @@ try {
   if (process.stdout.isTTY) process.stdout.write("\n");
 
   run.status({ print: true });
-  const results = run.results(); // by job id
+  const results = run.results(); // by job id: { jobId, response, parsedResponse, citations, inputTokens, outputTokens, costUsd, error }
   const oneLine = (text) => (text.length > 120 ? `${text.slice(0, 117)}...` : text).replace(/\s*\n\s*/g, " | ");
   for (const id of ["capital", "haiku", "notes", "review"]) {
     const result = results[id];
@@ -117,7 +111,7 @@ try {
       ? `ERROR ${result.error}`
       : result.parsedResponse !== null
         ? JSON.stringify(result.parsedResponse) // the structured answer, checked against the schema
-        : oneLine(result.responseText ?? "");
+        : oneLine(result.response ?? "");
     const cost = result.costUsd === null ? "" : `, $${result.costUsd.toFixed(6)}`;
     console.log(`- ${id}: ${answer} (tokens in ${result.inputTokens ?? "?"} / out ${result.outputTokens ?? "?"}${cost})`);
   }
