@@ -8,8 +8,9 @@
 //!
 //! - every object gets `additionalProperties: false`;
 //! - a property missing from `required` is added to it and made nullable (`"type": ["string",
-//!   "null"]`, a `null` enum value, a `{"type": "null"}` branch of `anyOf`, or, for a bare `$ref`
-//!   or `const`, `anyOf: [<it>, {"type": "null"}]`); OpenAPI's `nullable: true` becomes the same;
+//!   "null"]`, a `null` enum value, a `{"type": "null"}` branch of `anyOf`, or, for an object, an
+//!   array, a bare `$ref` or a `const`, `anyOf: [<it>, {"type": "null"}]`); OpenAPI's
+//!   `nullable: true` becomes the same;
 //! - `oneOf` becomes `anyOf` (strict mode has no `oneOf`; the answer is still checked against the
 //!   caller's own schema); a one-element `allOf` and a `$ref` with sibling keywords are inlined;
 //! - nested objects, array items, `anyOf` branches and `$defs` / `definitions` are converted too;
@@ -321,7 +322,11 @@ fn make_nullable(schema: &mut Value) {
     let Value::Object(obj) = schema else {
         return;
     };
-    if obj.contains_key("const") || (obj.contains_key("$ref") && obj.len() == 1) {
+    // Structures (and bare references, constants) become `anyOf: [it, null]`, as OpenAI's zod
+    // helper writes them; scalars get `null` in their type list.
+    let structure =
+        matches!(obj.get("type"), Some(Value::String(t)) if t == "object" || t == "array");
+    if structure || obj.contains_key("const") || (obj.contains_key("$ref") && obj.len() == 1) {
         if obj.get("const") != Some(&Value::Null) {
             let inner = std::mem::take(schema);
             *schema = json!({"anyOf": [inner, {"type": "null"}]});

@@ -84,13 +84,16 @@ fn nested_objects_and_arrays_of_objects() {
     let out = strict(schema);
     assert_eq!(
         out["properties"]["address"],
-        json!({
-            // The object itself was optional: nullable as a whole.
-            "type": ["object", "null"],
-            "properties": {"city": {"type": "string"}, "zip": {"type": ["string", "null"]}},
-            "required": ["city", "zip"],
-            "additionalProperties": false,
-        })
+        // The object itself was optional: nullable as a whole.
+        json!({"anyOf": [
+            {
+                "type": "object",
+                "properties": {"city": {"type": "string"}, "zip": {"type": ["string", "null"]}},
+                "required": ["city", "zip"],
+                "additionalProperties": false,
+            },
+            {"type": "null"},
+        ]})
     );
     assert_eq!(
         out["properties"]["items"],
@@ -141,13 +144,16 @@ fn refs_and_defs() {
     // A $ref with siblings is inlined (strict mode takes no siblings beside $ref).
     assert_eq!(
         out["properties"]["reviewer"],
-        json!({
-            "type": ["object", "null"],
-            "properties": {"name": {"type": "string"}},
-            "required": ["name"],
-            "additionalProperties": false,
-            "description": "who reviewed it",
-        })
+        json!({"anyOf": [
+            {
+                "type": "object",
+                "properties": {"name": {"type": "string"}},
+                "required": ["name"],
+                "additionalProperties": false,
+                "description": "who reviewed it",
+            },
+            {"type": "null"},
+        ]})
     );
     // The definitions are converted where they are.
     assert_eq!(
@@ -156,7 +162,7 @@ fn refs_and_defs() {
             "type": "object",
             "properties": {
                 "name": {"type": "string"},
-                "friends": {"type": ["array", "null"], "items": {"$ref": "#/$defs/person"}},
+                "friends": {"anyOf": [{"type": "array", "items": {"$ref": "#/$defs/person"}}, {"type": "null"}]},
             },
             "required": ["name", "friends"],
             "additionalProperties": false,
