@@ -1,0 +1,132 @@
+//! Admission: a cut batch is split under its provider's limits, then each part waits for a
+//! slot under `max_concurrent_batches` and must fit the cost limit before it is launched.
+
+use std::collections::VecDeque;
+
+use crate::cache;
+use crate::pricing;
+use crate::providers::{adapter, BatchContext, BatchItem, Route};
+
+use super::Interceptor;
+
+/// Parts waiting for a slot, and what the cost limit has committed so far.
+#[derive(Debug, Default)]
+pub(super) struct Admission {
+    /// Cut batches (their route and fingerprints) waiting for a slot, in cut order.
+    pub(super) waiting: VecDeque<(Route, Vec<String>)>,
+    /// Estimated batch-price spend of the batches launched so far.
+    pub(super) committed_usd: f64,
+    /// Once a batch was refused, no later one is launched.
+    pub(super) cost_limit_reached: bool,
+}
+
+impl Interceptor {
+    /// Split a cut batch under the provider's limits and start one job per part.
+    pub(super) fn start_jobs(&mut self, now_ms: u64, fingerprints: Vec<String>) {
+        let Some(first) = fingerprints.first() else {
+            return;
+        };
+        let route = self.entries[first].route.clone();
+        let adapter = adapter(route.provider);
+        let limits = adapter.limits(&route);
+        let mut part: Vec<String> = Vec::new();
+        let mut part_bytes = 0usize;
+        let tag = self.new_tag();
+        for fp in fingerprints {
+            let entry = self.entries.get_mut(&fp).expect("cut item has an entry");
+            entry.item = None;
+            let item = BatchItem {
+                custom_id: cache::custom_id(&fp),
+                body: entry.route.body.clone(),
+            };
+            let ctx = BatchContext {
+                route: &route,
+                tag: &tag,
+            };
+            let bytes = adapter.item_bytes(&ctx, &item);
+            if !part.is_empty()
+                && (part.len() >= limits.max_requests || part_bytes + bytes > limits.max_bytes)
+            {
+                let full = std::mem::take(&mut part);
+                self.start_job(now_ms, route.clone(), full);
+                part_bytes = 0;
+            }
+            part.push(fp);
+            part_bytes += bytes;
+        }
+        if !part.is_empty() {
+            self.start_job(now_ms, route, part);
+        }
+    }
+
+    pub(super) fn new_tag(&mut self) -> String {
+        let n = self.jitter.next_u64();
+        format!("batchling-{:016x}{:08x}", self.tag_seed ^ n, self.next_job)
+    }
+
+    fn start_job(&mut self, now_ms: u64, route: Route, fingerprints: Vec<String>) {
+        if self.config.dry_run {
+            // Nothing is sent, so nothing waits for a slot or counts against the cost limit.
+            return self.launch_job(now_ms, route, fingerprints);
+        }
+        self.admission.waiting.push_back((route, fingerprints));
+        self.admit_jobs(now_ms);
+    }
+
+    /// Start waiting batches while slots are free and the cost limit allows.
+    pub(super) fn admit_jobs(&mut self, now_ms: u64) {
+        while self.jobs.len() < self.config.max_concurrent_batches {
+            let Some((route, fingerprints)) = self.admission.waiting.pop_front() else {
+                break;
+            };
+            // Requests cancelled while their batch waited are not sent: their entry is still there
+            // (an identical request arriving meanwhile joins it), but with no one waiting on it.
+            let fingerprints: Vec<String> = fingerprints
+                .into_iter()
+                .filter(|fp| {
+                    let wanted = self.entries.get(fp).is_some_and(|e| !e.waiters.is_empty());
+                    if !wanted {
+                        self.entries.remove(fp);
+                    }
+                    wanted
+                })
+                .collect();
+            if fingerprints.is_empty() {
+                continue;
+            }
+            if let Some(limit) = self.config.cost_limit_usd {
+                let estimate = self.estimate_batch_usd(&route, &fingerprints);
+                let refusal = match estimate {
+                    _ if self.admission.cost_limit_reached => Some(format!(
+                        "not run: the cost limit of ${limit} was reached before this batch"
+                    )),
+                    None => Some(format!(
+                        "not run: the price of model {} is unknown, so the cost limit of ${limit} cannot be enforced",
+                        route.model
+                    )),
+                    Some(usd) if self.admission.committed_usd + usd > limit => Some(format!(
+                        "not run: this batch (~${usd:.6}) would pass the cost limit of ${limit} (${:.6} already committed)",
+                        self.admission.committed_usd
+                    )),
+                    Some(usd) => {
+                        self.admission.committed_usd += usd;
+                        None
+                    }
+                };
+                if let Some(message) = refusal {
+                    self.admission.cost_limit_reached = true;
+                    self.fail_entries(&fingerprints, "ERR_BATCHLING_COST_LIMIT", &message);
+                    continue;
+                }
+            }
+            self.launch_job(now_ms, route, fingerprints);
+        }
+    }
+
+    pub(super) fn estimate_batch_usd(&self, route: &Route, fingerprints: &[String]) -> Option<f64> {
+        fingerprints.iter().try_fold(0.0, |sum, fp| {
+            let body = &self.entries.get(fp)?.route.body;
+            Some(sum + pricing::estimate(route.provider, &route.model, body).batch_usd?)
+        })
+    }
+}

@@ -1,0 +1,613 @@
+//! The provider calls that move a job through its states (see [`super::job`]): which call a
+//! state sends, what its answer moves the job to, and how a failed call is retried.
+
+use std::collections::HashMap;
+
+use crate::cache::{self, BatchPlace, CacheRecord};
+use crate::http::{HttpRequest, HttpResponse};
+use crate::providers::{
+    self, adapter, BatchItem, EndKind, LostCreateKey, PollReport, PollState, Route,
+};
+
+use super::io::{CallId, LifecycleEvent, Output};
+use super::job::{BatchJob, Call, CreateOrigin, JobId, JobState, Retry};
+use super::Interceptor;
+
+impl Interceptor {
+    /// A part passed admission: make its job and send its first call (or, in a dry run, answer
+    /// every caller with the endpoint's synthetic response).
+    pub(super) fn launch_job(&mut self, now_ms: u64, route: Route, fingerprints: Vec<String>) {
+        let id = self.next_job;
+        self.next_job += 1;
+        let tag = self.new_tag();
+        let items: Vec<BatchItem> = fingerprints
+            .iter()
+            .map(|fp| BatchItem {
+                custom_id: cache::custom_id(fp),
+                body: self.entries[fp].route.body.clone(),
+            })
+            .collect();
+        self.report.count_batch(&route);
+        let estimated_usd = self.estimate_batch_usd(&route, &fingerprints);
+        self.event(LifecycleEvent::BatchSubmitting {
+            job: id,
+            provider: route.provider,
+            model: route.model.clone(),
+            requests: fingerprints.len(),
+            dry_run: self.config.dry_run,
+            estimated_usd,
+        });
+        if self.config.dry_run {
+            let adapter = adapter(route.provider);
+            for (fp, item) in fingerprints.iter().zip(&items) {
+                let response = adapter.dry_run_response(&route, &item.custom_id);
+                self.answer_entry(fp, response, false);
+            }
+            return;
+        }
+        let job = BatchJob::new(id, route, tag, fingerprints, JobState::Uploading { items });
+        if let Some(record) = self.intent_record(&job) {
+            self.persist(record);
+        }
+        self.jobs.insert(id, job);
+        // Inline providers have no upload: `send_call` goes straight on to the create.
+        self.send_call(now_ms, id, Call::Upload);
+    }
+
+    fn place(job: &BatchJob) -> BatchPlace {
+        BatchPlace {
+            provider: job.route.provider,
+            base_url: job.route.base_url.clone(),
+            endpoint: job.route.endpoint.clone(),
+            model: job.route.model.clone(),
+            tag: job.tag.clone(),
+            uploaded_file: match adapter(job.route.provider).lost_create_key() {
+                LostCreateKey::Tag => None,
+                LostCreateKey::UploadedFile => job.uploaded_file().map(str::to_string),
+            },
+        }
+    }
+
+    /// The journal line saying a create is about to be sent, with what a later run looks the
+    /// batch up by; `None` without a cache, or while that key is not known (a key that comes
+    /// with the upload is journalled once the upload is done: see `LostCreateKey`).
+    fn intent_record(&self, job: &BatchJob) -> Option<CacheRecord> {
+        (self.caching && Self::find_key(job).is_some()).then(|| CacheRecord::Intent {
+            place: Self::place(job),
+            fingerprints: job.fingerprints.clone(),
+        })
+    }
+
+    /// The listing that finds the job's batch after a lost create, if its adapter can tell.
+    fn find_request(job: &BatchJob) -> Option<HttpRequest> {
+        Self::find_key(job)?;
+        adapter(job.route.provider).build_find(&job.context())
+    }
+
+    /// What the listing of [`Self::find_request`] is searched for (see `LostCreateKey`); `None`
+    /// while that key is not known (no file uploaded yet).
+    fn find_key(job: &BatchJob) -> Option<&str> {
+        match adapter(job.route.provider).lost_create_key() {
+            LostCreateKey::Tag => Some(&job.tag),
+            LostCreateKey::UploadedFile => job.uploaded_file(),
+        }
+    }
+
+    /// Send `call` for the job, or, when the adapter has no request for it, take the step that
+    /// stands for it (no upload: create; a single-request upload: create; no after-create call
+    /// left: submitted; no way to look a lost create up: fail as ambiguous).
+    pub(super) fn send_call(&mut self, now_ms: u64, job_id: JobId, call: Call) {
+        let Some(job) = self.jobs.get(&job_id) else {
+            return;
+        };
+        let adapter = adapter(job.route.provider);
+        let ctx = job.context();
+        let http = match (&call, &job.state) {
+            (Call::Upload, JobState::Uploading { items }) => adapter.build_upload(&ctx, items),
+            (
+                Call::UploadFinish,
+                JobState::FinishingUpload {
+                    items,
+                    upload_answer,
+                    ..
+                },
+            ) => adapter.build_upload_finish(&ctx, items, upload_answer),
+            (Call::Create, JobState::Creating { items, file }) => {
+                Some(adapter.build_create(&ctx, items, file.as_deref()))
+            }
+            (Call::Find, JobState::Finding { .. }) => Self::find_request(job),
+            (Call::AfterCreate, JobState::AddingRequests { calls, .. }) => calls.front().cloned(),
+            (Call::Poll, JobState::Polling { batch_id, .. }) => {
+                Some(adapter.build_poll(&ctx, batch_id))
+            }
+            (Call::Download(file), JobState::Downloading { .. }) => {
+                Some(adapter.build_download(&ctx, file))
+            }
+            (call, state) => {
+                debug_assert!(false, "call {call:?} due in state {state:?}");
+                return;
+            }
+        };
+        let Some(http) = http else {
+            return match call {
+                Call::Find => {
+                    // No way to tag a batch with this provider: whether the lost create went
+                    // through cannot be known, and guessing could pay twice. Tell the callers.
+                    let message = format!(
+                        "the {} batch create for tag {} was sent but its answer was lost, and {} batches \
+                         carry no tag to look it up by; check the provider console, then delete the cache \
+                         file (or run with --no-cache) to submit again",
+                        job.route.provider, job.tag, job.route.provider
+                    );
+                    self.fail_job(job_id, "ERR_BATCHLING_AMBIGUOUS_CREATE", message)
+                }
+                // The upload was a single request, or there is none (inline providers).
+                Call::Upload | Call::UploadFinish => self.upload_done(now_ms, job_id),
+                Call::AfterCreate => self.submitted(now_ms, job_id),
+                // Create, poll and download always have their request.
+                _ => unreachable!("no request for call {call:?}"),
+            };
+        };
+        let id = self.next_call;
+        self.next_call += 1;
+        self.calls.insert(id, (job_id, call));
+        self.outputs.push(Output::Send {
+            call: id,
+            http: http.into(),
+        });
+    }
+
+    /// Send the polls and retries that are due.
+    pub(super) fn run_timers(&mut self, now_ms: u64) {
+        let due: Vec<(JobId, Vec<Call>)> = self
+            .jobs
+            .values_mut()
+            .filter(|j| j.next_deadline().is_some_and(|t| t <= now_ms))
+            .map(|j| (j.id, j.take_due(now_ms)))
+            .collect();
+        for (id, calls) in due {
+            for call in calls {
+                self.send_call(now_ms, id, call);
+            }
+        }
+    }
+
+    pub(super) fn on_response(&mut self, now_ms: u64, call: CallId, response: HttpResponse) {
+        // An upload may answer with a redirect to where its bytes go (Together's presigned
+        // upload): the adapter reads it.
+        let upload_redirect = (300..400).contains(&response.status)
+            && matches!(self.calls.get(&call), Some((_, Call::Upload)));
+        if !(200..300).contains(&response.status) && !upload_redirect {
+            let reason = format!(
+                "HTTP {}: {}",
+                response.status,
+                providers::describe_error(&response)
+            );
+            return self.on_call_failure(now_ms, call, Some(response), reason);
+        }
+        let Some((job_id, call)) = self.calls.remove(&call) else {
+            return;
+        };
+        let Some(job) = self.jobs.get_mut(&job_id) else {
+            return;
+        };
+        if call != Call::Find {
+            job.attempts = 0; // a lookup is part of retrying the create, not progress
+        }
+        let adapter = adapter(job.route.provider);
+        match call {
+            Call::Upload => match adapter.parse_upload(&response) {
+                Ok(file) => {
+                    let JobState::Uploading { items } = &mut job.state else {
+                        return debug_assert!(false, "upload answered outside Uploading");
+                    };
+                    job.state = JobState::FinishingUpload {
+                        items: std::mem::take(items),
+                        file,
+                        upload_answer: response,
+                    };
+                    self.send_call(now_ms, job_id, Call::UploadFinish);
+                }
+                Err(e) => self.protocol_failure(job_id, &call, e.message),
+            },
+            Call::UploadFinish => self.upload_done(now_ms, job_id),
+            Call::Create => match adapter.parse_create(&response) {
+                Ok(remote) => self.created(now_ms, job_id, remote.id),
+                Err(e) => self.protocol_failure(job_id, &call, e.message),
+            },
+            Call::Find => {
+                match adapter.parse_find(&response, Self::find_key(job).unwrap_or_default()) {
+                    Ok(Some(remote)) => self.created(now_ms, job_id, remote.id),
+                    Ok(None) => self.not_found(now_ms, job_id),
+                    Err(e) => self.protocol_failure(job_id, &call, e.message),
+                }
+            }
+            Call::AfterCreate => {
+                if let JobState::AddingRequests { calls, .. } = &mut job.state {
+                    calls.pop_front();
+                }
+                self.after_create_step(now_ms, job_id);
+            }
+            Call::Poll => match adapter.parse_poll(&response, &job.custom_ids) {
+                Ok(report) => self.polled(now_ms, job_id, report),
+                Err(e) => self.protocol_failure(job_id, &call, e.message),
+            },
+            Call::Download(_) => {
+                let batch_id = job.batch_id().unwrap_or_default().to_string();
+                let parsed = adapter.parse_results(&batch_id, &response.body);
+                let next = adapter.next_download(&batch_id, &response.body);
+                self.absorb_results(job_id, parsed);
+                if let Some(next) = next {
+                    // A paged listing: this download goes on with its next page.
+                    return self.send_call(now_ms, job_id, Call::Download(next));
+                }
+                let job = self.jobs.get_mut(&job_id).expect("job still open");
+                let JobState::Downloading { downloads_left, .. } = &mut job.state else {
+                    return debug_assert!(false, "download answered outside Downloading");
+                };
+                *downloads_left = downloads_left.saturating_sub(1);
+                if *downloads_left == 0 {
+                    self.finish_job(job_id);
+                }
+            }
+        }
+    }
+
+    /// The upload is done (or there was none): journal the intent if its key came with the
+    /// upload, then create.
+    fn upload_done(&mut self, now_ms: u64, job_id: JobId) {
+        let job = self.jobs.get_mut(&job_id).expect("job exists");
+        job.state = match std::mem::replace(&mut job.state, JobState::Uploading { items: vec![] }) {
+            JobState::Uploading { items } => JobState::Creating { items, file: None },
+            JobState::FinishingUpload { items, file, .. } => JobState::Creating {
+                items,
+                file: Some(file),
+            },
+            state => unreachable!("upload done in state {state:?}"),
+        };
+        // A key that comes with the upload is known now: journal the intent with it.
+        let job = &self.jobs[&job_id];
+        let by_file = adapter(job.route.provider).lost_create_key() == LostCreateKey::UploadedFile;
+        if let Some(record) = by_file.then(|| self.intent_record(job)).flatten() {
+            self.persist(record);
+        }
+        self.send_call(now_ms, job_id, Call::Create);
+    }
+
+    /// The batch exists (created, or found by its key): make the adapter's after-create calls,
+    /// with the bodies the job still holds, then start polling.
+    fn created(&mut self, now_ms: u64, job_id: JobId, batch_id: String) {
+        let job = self.jobs.get_mut(&job_id).expect("job exists");
+        let calls =
+            adapter(job.route.provider).build_after_create(&job.context(), job.items(), &batch_id);
+        // The provider has the bodies now, or the calls above do.
+        job.state = JobState::AddingRequests {
+            batch_id,
+            calls: calls.into(),
+        };
+        self.after_create_step(now_ms, job_id);
+    }
+
+    /// The next after-create call, or, when none is left, the batch is submitted.
+    fn after_create_step(&mut self, now_ms: u64, job_id: JobId) {
+        let done = matches!(&self.jobs[&job_id].state,
+            JobState::AddingRequests { calls, .. } if calls.is_empty());
+        if done {
+            self.submitted(now_ms, job_id);
+        } else {
+            self.send_call(now_ms, job_id, Call::AfterCreate);
+        }
+    }
+
+    /// The batch holds every request: journal it and start polling. Journalled only now, so a
+    /// crash between a create and its after-create calls leaves an intent, and the next run
+    /// finds the batch by its tag and makes the calls again instead of polling a batch that
+    /// does not hold its requests.
+    fn submitted(&mut self, now_ms: u64, job_id: JobId) {
+        let job = self.jobs.get_mut(&job_id).expect("job exists");
+        let batch_id = job
+            .batch_id()
+            .expect("a submitted batch has its id")
+            .to_string();
+        job.state = JobState::Polling {
+            batch_id: batch_id.clone(),
+            next_poll_ms: Some(now_ms + self.config.poll_interval_ms),
+        };
+        let event = LifecycleEvent::BatchSubmitted {
+            job: job_id,
+            provider: job.route.provider,
+            batch_id: batch_id.clone(),
+            requests: job.fingerprints.len(),
+        };
+        let record = CacheRecord::Submitted {
+            place: Self::place(job),
+            batch_id,
+            fingerprints: job.fingerprints.clone(),
+        };
+        if self.caching {
+            self.persist(record);
+        }
+        self.event(event);
+    }
+
+    /// The lookup found no batch: this run's create did not reach the provider (create again,
+    /// within the same job, so its attempts keep counting towards `call_attempts`), or a
+    /// previous run's never did (queue its requests anew).
+    fn not_found(&mut self, now_ms: u64, job_id: JobId) {
+        let job = self.jobs.get_mut(&job_id).expect("job exists");
+        let JobState::Finding {
+            items,
+            file,
+            origin,
+        } = &mut job.state
+        else {
+            return debug_assert!(false, "not found outside Finding");
+        };
+        if *origin == CreateOrigin::ThisRun {
+            job.state = JobState::Creating {
+                items: std::mem::take(items),
+                file: file.take(),
+            };
+            return self.send_call(now_ms, job_id, Call::Create);
+        }
+        let job = self.jobs.remove(&job_id).expect("job exists");
+        for fp in job.fingerprints {
+            self.cache.forget_intent(&fp);
+            if let Some(entry) = self.entries.remove(&fp) {
+                let mut waiters = entry.waiters.into_iter();
+                if let Some(first) = waiters.next() {
+                    self.enqueue(now_ms, first, fp.clone(), entry.route);
+                    if let Some(e) = self.entries.get_mut(&fp) {
+                        e.waiters.extend(waiters);
+                    }
+                }
+            }
+        }
+    }
+
+    fn polled(&mut self, now_ms: u64, job_id: JobId, report: PollReport) {
+        let job = self.jobs.get_mut(&job_id).expect("job exists");
+        let batch_id = job.batch_id().unwrap_or_default().to_string();
+        self.outputs.push(Output::Event {
+            event: LifecycleEvent::BatchPolled {
+                job: job_id,
+                batch_id: batch_id.clone(),
+                state: report.state_label.clone(),
+                total: report.total,
+                completed: report.completed,
+                failed: report.failed,
+            },
+        });
+        match report.state {
+            PollState::Running => {
+                job.state = JobState::Polling {
+                    batch_id,
+                    next_poll_ms: Some(now_ms + self.config.poll_interval_ms),
+                };
+            }
+            PollState::Completed { downloads, inline } => {
+                job.state = JobState::Downloading {
+                    batch_id: batch_id.clone(),
+                    downloads_left: downloads.len(),
+                    end_kind: report.end_kind_if_partial,
+                    unclaimed: HashMap::new(),
+                };
+                self.event(LifecycleEvent::BatchFinished {
+                    job: job_id,
+                    batch_id,
+                    state: report.state_label,
+                });
+                if let Some(parsed) = inline {
+                    self.absorb_results(job_id, parsed);
+                }
+                if downloads.is_empty() {
+                    self.finish_job(job_id);
+                } else {
+                    for download in downloads {
+                        self.send_call(now_ms, job_id, Call::Download(download));
+                    }
+                }
+            }
+            PollState::Ended { kind, message } => {
+                let response =
+                    adapter(job.route.provider).ended_response(&batch_id, kind, &message);
+                self.event(LifecycleEvent::BatchFinished {
+                    job: job_id,
+                    batch_id,
+                    state: report.state_label,
+                });
+                let job = self.jobs.remove(&job_id).expect("job exists");
+                self.persist_released(job.fingerprints.clone());
+                for fp in job.fingerprints {
+                    self.answer_entry(&fp, response.clone(), false);
+                }
+            }
+        }
+    }
+
+    fn absorb_results(&mut self, job_id: JobId, parsed: providers::ParsedResults) {
+        let batch_id = self.jobs[&job_id]
+            .batch_id()
+            .unwrap_or_default()
+            .to_string();
+        for bad in &parsed.malformed {
+            self.warn(format!(
+                "batch {batch_id}: result line {} could not be read ({}); its request gets an error",
+                bad.line_number, bad.reason
+            ));
+        }
+        let job = &self.jobs[&job_id];
+        let by_custom_id: HashMap<&str, &str> = job
+            .custom_ids
+            .iter()
+            .map(String::as_str)
+            .zip(job.fingerprints.iter().map(String::as_str))
+            .collect();
+        // A line for a request this run has not asked about (yet) is kept with the job.
+        let mut answers: Vec<(String, HttpResponse)> = Vec::new();
+        let mut early = Vec::new();
+        for item in parsed.items {
+            match by_custom_id.get(item.custom_id.as_str()) {
+                Some(fp) if self.entries.contains_key(*fp) => {
+                    answers.push((fp.to_string(), item.response))
+                }
+                // Already answered by an earlier download (page) of this batch: the first wins.
+                Some(_) => {}
+                None => early.push((item.custom_id, item.response)),
+            }
+        }
+        let job = self.jobs.get_mut(&job_id).expect("job exists");
+        if let JobState::Downloading { unclaimed, .. } = &mut job.state {
+            unclaimed.extend(early);
+        }
+        self.outputs.push(Output::Event {
+            event: LifecycleEvent::ResultsReceived {
+                job: job_id,
+                batch_id,
+                results: answers.len(),
+            },
+        });
+        for (fp, response) in answers {
+            self.answer_entry(&fp, response, true);
+        }
+    }
+
+    /// All results are in: requests without a line did not run.
+    fn finish_job(&mut self, job_id: JobId) {
+        let Some(job) = self.jobs.remove(&job_id) else {
+            return;
+        };
+        let JobState::Downloading {
+            batch_id, end_kind, ..
+        } = job.state
+        else {
+            return debug_assert!(false, "finished outside Downloading");
+        };
+        let kind = end_kind.unwrap_or(EndKind::Failed);
+        let adapter = adapter(job.route.provider);
+        let message = match end_kind {
+            Some(kind) => format!("the batch {kind} before this request ran"),
+            None => "the batch completed without a result line for this request".to_string(),
+        };
+        let missing: Vec<String> = job
+            .fingerprints
+            .into_iter()
+            .filter(|fp| self.entries.contains_key(fp))
+            .collect();
+        self.persist_released(missing.clone());
+        for fp in missing {
+            let response = adapter.ended_response(&batch_id, kind, &message);
+            self.answer_entry(&fp, response, false);
+        }
+    }
+
+    fn fail_job(&mut self, job_id: JobId, code: &str, message: String) {
+        if let Some(job) = self.jobs.remove(&job_id) {
+            self.fail_entries(&job.fingerprints, code, &message);
+        }
+    }
+
+    fn protocol_failure(&mut self, job_id: JobId, call: &Call, message: String) {
+        let batch = self.jobs[&job_id]
+            .batch_id()
+            .map_or(String::new(), |id| format!(" (batch {id})"));
+        self.fail_job(
+            job_id,
+            "ERR_BATCHLING_PROTOCOL",
+            format!(
+                "could not read the provider's {} answer{batch}: {message}",
+                call.as_str()
+            ),
+        );
+    }
+
+    /// A non-2xx answer or no answer. 429, 5xx and transport errors are retried with backoff
+    /// (honouring Retry-After); a lost create is looked for before anything is created again.
+    pub(super) fn on_call_failure(
+        &mut self,
+        now_ms: u64,
+        call: CallId,
+        response: Option<HttpResponse>,
+        reason: String,
+    ) {
+        let Some((job_id, call)) = self.calls.remove(&call) else {
+            return;
+        };
+        let Some(job) = self.jobs.get_mut(&job_id) else {
+            return;
+        };
+        let failed_step = call.as_str();
+        let retryable = response
+            .as_ref()
+            .is_none_or(|r| r.status == 429 || r.status == 408 || r.status >= 500);
+        if !retryable {
+            let response = response.expect("non-retryable failures have a response");
+            // The provider refused the batch call itself (bad key, bad request): every caller gets
+            // that answer, as the normal endpoint would have refused them.
+            let job = self.jobs.remove(&job_id).expect("job exists");
+            if call == Call::Poll {
+                // The batch a journal points at is gone (deleted, another account): a re-run
+                // must submit these requests again rather than poll it forever.
+                self.persist_released(job.fingerprints.clone());
+            }
+            for fp in job.fingerprints {
+                self.answer_entry(&fp, response.clone(), false);
+            }
+            return;
+        }
+        // A create that got no answer, or a server error, may have gone through: look for the
+        // batch by its key before creating again. Where batches carry no tag (Anthropic), a
+        // server error is taken at its word and only a lost answer is ambiguous.
+        let may_exist = response.as_ref().is_none_or(|r| r.status >= 500);
+        let findable = Self::find_request(job).is_some();
+        let next_call = if call == Call::Create && may_exist && (findable || response.is_none()) {
+            if let JobState::Creating { items, file } = &mut job.state {
+                job.state = JobState::Finding {
+                    items: std::mem::take(items),
+                    file: file.take(),
+                    origin: CreateOrigin::ThisRun,
+                };
+            }
+            Call::Find
+        } else {
+            call
+        };
+        job.attempts += 1;
+        if job.attempts >= self.config.call_attempts {
+            let message = format!(
+                "the provider's {} call failed {} times (last: {reason}); giving up",
+                failed_step, job.attempts
+            );
+            return self.fail_job(job_id, "ERR_BATCHLING_PROVIDER_UNAVAILABLE", message);
+        }
+        let attempt = job.attempts;
+        let retry_after_ms = response.as_ref().and_then(retry_after_ms);
+        let backoff = self.backoff_ms(attempt);
+        let delay_ms = retry_after_ms.map_or(backoff, |r| r.max(backoff / 2));
+        let step = next_call.as_str();
+        let job = self.jobs.get_mut(&job_id).expect("job exists");
+        job.retries.push(Retry {
+            at_ms: now_ms + delay_ms,
+            call: next_call,
+        });
+        self.event(LifecycleEvent::Retry {
+            job: job_id,
+            step: step.into(),
+            attempt,
+            delay_ms,
+            reason,
+        });
+    }
+
+    fn backoff_ms(&mut self, attempt: u32) -> u64 {
+        let (base_ms, max_ms) = (self.config.backoff_ms, self.config.max_backoff_ms);
+        self.jitter.backoff_ms(attempt, base_ms, max_ms)
+    }
+}
+
+/// `Retry-After` in seconds (the form the providers send), as milliseconds.
+fn retry_after_ms(response: &HttpResponse) -> Option<u64> {
+    let value = response.header("retry-after")?.trim();
+    let seconds: f64 = value.parse().ok()?;
+    (seconds.is_finite() && seconds >= 0.0).then(|| (seconds * 1000.0).round() as u64)
+}

@@ -1,0 +1,263 @@
+//! Intake: a submitted request is classified (batchable or passed through), counted, answered
+//! from the journal when it can be, joined to an identical request already on its way, or
+//! queued in the batcher under its route's group. Also cancellation, and the hand-over of cut
+//! batches from the batcher.
+
+use crate::batcher::{Action as BatcherAction, Event as BatcherEvent};
+use crate::cache::{self, BatchPlace};
+use crate::http::HttpRequest;
+use crate::providers::{self, PassThrough, Route};
+
+use super::io::{LifecycleEvent, Output, RequestId};
+use super::job::{BatchJob, Call, CreateOrigin, JobState};
+use super::{Entry, Interceptor};
+
+impl Interceptor {
+    pub(super) fn submit(&mut self, now_ms: u64, request: RequestId, http: HttpRequest) {
+        if self.closing {
+            self.outputs.push(Output::Fail {
+                request,
+                code: "ERR_BATCHLING_CLOSED".into(),
+                message: "batchify context is closed: create a new one with batchify()".into(),
+            });
+            return;
+        }
+        let route = match providers::classify_with(&http, &self.config.hosts) {
+            Ok(route) => route,
+            Err(reason) => return self.pass_through(request, reason),
+        };
+        let fingerprint = cache::fingerprint(&route);
+        self.request_entry.insert(request, fingerprint.clone());
+        self.report.count_request(&route);
+
+        if let Some(entry) = self.entries.get_mut(&fingerprint) {
+            entry.waiters.push(request); // an identical request is already on its way
+            return;
+        }
+        if self.caching && !self.config.dry_run {
+            if let Some(response) = self.cache.result(&fingerprint).cloned() {
+                self.report.count_cache_hit(&route);
+                self.event(LifecycleEvent::CacheHit {
+                    provider: route.provider,
+                    model: route.model.clone(),
+                    resumed_batch: None,
+                });
+                self.request_entry.remove(&request);
+                return self.respond(request, response);
+            }
+            if let Some((place, batch_id)) = self.cache.submitted(&fingerprint).cloned() {
+                self.report.count_cache_hit(&route);
+                self.event(LifecycleEvent::CacheHit {
+                    provider: route.provider,
+                    model: route.model.clone(),
+                    resumed_batch: Some(batch_id.clone()),
+                });
+                return self.resume(now_ms, request, fingerprint, route, place, batch_id);
+            }
+            if let Some(place) = self.cache.intent(&fingerprint).cloned() {
+                return self.find_then_resume(now_ms, request, fingerprint, route, place);
+            }
+        }
+        self.enqueue(now_ms, request, fingerprint, route);
+    }
+
+    fn pass_through(&mut self, request: RequestId, reason: PassThrough) {
+        self.outputs.push(Output::PassThrough {
+            request,
+            reason: reason.as_str().into(),
+        });
+    }
+
+    pub(super) fn enqueue(
+        &mut self,
+        now_ms: u64,
+        request: RequestId,
+        fingerprint: String,
+        route: Route,
+    ) {
+        let key = format!(
+            "{}\n{}\n{}\n{}\n{}",
+            route.provider,
+            route.base_url,
+            route.endpoint,
+            route.model,
+            route.credential_fingerprint
+        );
+        let group = match self.groups.get(&key) {
+            Some(&g) => g,
+            None => {
+                let g = self.next_group;
+                self.next_group = self.next_group.wrapping_add(1);
+                self.groups.insert(key.clone(), g);
+                self.group_keys.insert(g, key);
+                g
+            }
+        };
+        let item = self
+            .batcher
+            .add(now_ms, group)
+            .expect("the interceptor's batcher has no queue limit and closes only via Close");
+        self.event(LifecycleEvent::RequestQueued {
+            provider: route.provider,
+            endpoint: route.endpoint.clone(),
+            model: route.model.clone(),
+        });
+        self.item_entry.insert(item, fingerprint.clone());
+        self.entries.insert(
+            fingerprint,
+            Entry {
+                route,
+                waiters: vec![request],
+                item: Some(item),
+            },
+        );
+    }
+
+    pub(super) fn cancel(&mut self, now_ms: u64, request: RequestId) {
+        let Some(fingerprint) = self.request_entry.remove(&request) else {
+            return;
+        };
+        self.outputs.push(Output::Fail {
+            request,
+            code: "ERR_BATCHLING_CANCELLED".into(),
+            message: "request cancelled by its AbortSignal".into(),
+        });
+        let Some(entry) = self.entries.get_mut(&fingerprint) else {
+            return;
+        };
+        entry.waiters.retain(|r| *r != request);
+        if entry.waiters.is_empty() {
+            // Still queued: take it out so it is never sent. Already in a batch: the batch runs
+            // and its result still lands in the cache.
+            if let Some(item) = entry.item {
+                self.entries.remove(&fingerprint);
+                self.item_entry.remove(&item);
+                // Its Reject is ignored by `absorb_batcher`; a batch the call cuts is not.
+                self.batcher.handle(now_ms, BatcherEvent::Cancel { item });
+            }
+        }
+    }
+
+    pub(super) fn absorb_batcher(&mut self, now_ms: u64) {
+        // Handing a batch over is itself a batcher call, which may cut more: loop until quiet.
+        loop {
+            let actions: Vec<BatcherAction> = self.batcher.drain_actions().collect();
+            if actions.is_empty() {
+                return;
+            }
+            for action in actions {
+                self.absorb_batcher_action(now_ms, action);
+            }
+        }
+    }
+
+    fn absorb_batcher_action(&mut self, now_ms: u64, action: BatcherAction) {
+        match action {
+            BatcherAction::RunBatch { batch, items, .. } => {
+                // The batch leaves the queue: the job owns it from here.
+                self.batcher
+                    .handle(now_ms, BatcherEvent::BatchCompleted { batch, failed: &[] });
+                let fingerprints: Vec<String> = items
+                    .iter()
+                    .filter_map(|item| self.item_entry.remove(item))
+                    .collect();
+                self.start_jobs(now_ms, fingerprints);
+            }
+            BatcherAction::GroupReleased { group } => {
+                if let Some(key) = self.group_keys.remove(&group) {
+                    self.groups.remove(&key);
+                }
+            }
+            // Hand-overs resolve the batcher's items; cancels reject them. Nothing to do.
+            BatcherAction::Resolve { .. }
+            | BatcherAction::Reject { .. }
+            | BatcherAction::Drained => {}
+        }
+    }
+
+    // ---- resuming what a previous run journalled ------------------------------------------
+
+    /// Register `request` as waiting on a batch that is (or was) already created.
+    fn await_in_batch(&mut self, request: RequestId, fingerprint: &str, route: &Route) {
+        let entry = Entry {
+            route: route.clone(),
+            waiters: vec![request],
+            item: None,
+        };
+        self.entries.insert(fingerprint.to_string(), entry);
+    }
+
+    /// A request whose batch a previous run submitted: poll that batch (one job per batch id).
+    fn resume(
+        &mut self,
+        now_ms: u64,
+        request: RequestId,
+        fingerprint: String,
+        route: Route,
+        place: BatchPlace,
+        batch_id: String,
+    ) {
+        let custom_id = cache::custom_id(&fingerprint);
+        self.await_in_batch(request, &fingerprint, &route);
+        if let Some(job) = self
+            .jobs
+            .values_mut()
+            .find(|j| j.batch_id() == Some(batch_id.as_str()))
+        {
+            // Its line may already have been downloaded, before anyone asked for it.
+            let early = match &mut job.state {
+                JobState::Downloading { unclaimed, .. } => unclaimed.remove(&custom_id),
+                _ => None,
+            };
+            job.fingerprints.push(fingerprint.clone());
+            job.custom_ids.push(custom_id);
+            if let Some(response) = early {
+                self.answer_entry(&fingerprint, response, true);
+            }
+            return;
+        }
+        let id = self.next_job;
+        self.next_job += 1;
+        let state = JobState::Polling {
+            batch_id,
+            next_poll_ms: Some(now_ms),
+        };
+        let job = BatchJob::new(id, route, place.tag, vec![fingerprint], state);
+        self.jobs.insert(id, job);
+    }
+
+    /// A request whose batch create a previous run sent without learning the outcome: look for
+    /// the batch by its tag; queue the request anew only if the provider has no such batch.
+    fn find_then_resume(
+        &mut self,
+        now_ms: u64,
+        request: RequestId,
+        fingerprint: String,
+        route: Route,
+        place: BatchPlace,
+    ) {
+        self.await_in_batch(request, &fingerprint, &route);
+        if let Some(job) = self
+            .jobs
+            .values_mut()
+            .find(|j| j.tag == place.tag && j.batch_id().is_none())
+        {
+            job.push_unsent(fingerprint, route.body.clone());
+            return;
+        }
+        let id = self.next_job;
+        self.next_job += 1;
+        let items = vec![providers::BatchItem {
+            custom_id: cache::custom_id(&fingerprint),
+            body: route.body.clone(),
+        }];
+        let state = JobState::Finding {
+            items,
+            file: place.uploaded_file,
+            origin: CreateOrigin::Journal,
+        };
+        let job = BatchJob::new(id, route, place.tag, vec![fingerprint], state);
+        self.jobs.insert(id, job);
+        self.send_call(now_ms, id, Call::Find);
+    }
+}

@@ -1,0 +1,169 @@
+//! What crosses the engine's boundary: the host's [`Input`]s, the engine's [`Output`]s and the
+//! [`LifecycleEvent`]s it reports.
+
+use serde::Serialize;
+
+use crate::http::{HttpRequest, HttpResponse};
+use crate::providers::{self, ProviderId};
+
+/// A request the host intercepted; the host's own id.
+pub type RequestId = u64;
+/// A provider call the core asked the host to make.
+pub type CallId = u64;
+
+/// What the host is told.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(tag = "type", rename_all = "camelCase")]
+pub enum Output {
+    /// Not batchable: send the original request with the real fetch, untouched.
+    #[serde(rename_all = "camelCase")]
+    PassThrough { request: RequestId, reason: String },
+    /// Perform this provider call; answer with `Input::Response` or `Input::TransportError`.
+    #[serde(rename_all = "camelCase")]
+    Send {
+        call: CallId,
+        http: SerializableRequest,
+    },
+    /// Answer the caller with this response, as the normal endpoint would have.
+    #[serde(rename_all = "camelCase")]
+    Respond {
+        request: RequestId,
+        status: u16,
+        headers: Vec<(String, String)>,
+        body: String,
+    },
+    /// Reject the caller's fetch with an error (cancelled, closed, or the batch could not be run).
+    #[serde(rename_all = "camelCase")]
+    Fail {
+        request: RequestId,
+        code: String,
+        message: String,
+    },
+    /// Append this line to the cache journal.
+    #[serde(rename_all = "camelCase")]
+    Persist { line: String },
+    /// A lifecycle event, for `onEvent` and the CLI's progress line.
+    Event { event: LifecycleEvent },
+    /// After `Close`: every request is answered.
+    Drained,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct SerializableRequest {
+    pub method: String,
+    pub url: String,
+    pub headers: Vec<(String, String)>,
+    pub body: String,
+    /// `Some("manual")`: hand the redirect answer back instead of following it (the fetch
+    /// `redirect` option). Adapters ask for it with [`providers::REDIRECT_MANUAL_HEADER`], which
+    /// is taken off here and never sent.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub redirect: Option<&'static str>,
+}
+
+impl From<HttpRequest> for SerializableRequest {
+    fn from(mut r: HttpRequest) -> Self {
+        let before = r.headers.len();
+        r.headers
+            .retain(|(name, _)| !name.eq_ignore_ascii_case(providers::REDIRECT_MANUAL_HEADER));
+        SerializableRequest {
+            method: r.method,
+            url: r.url,
+            redirect: (r.headers.len() != before).then_some("manual"),
+            headers: r.headers,
+            body: r.body,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(tag = "kind", rename_all = "camelCase")]
+pub enum LifecycleEvent {
+    #[serde(rename_all = "camelCase")]
+    RequestQueued {
+        provider: ProviderId,
+        endpoint: String,
+        model: String,
+    },
+    #[serde(rename_all = "camelCase")]
+    CacheHit {
+        provider: ProviderId,
+        model: String,
+        resumed_batch: Option<String>,
+    },
+    #[serde(rename_all = "camelCase")]
+    BatchSubmitting {
+        job: u64,
+        provider: ProviderId,
+        model: String,
+        requests: usize,
+        dry_run: bool,
+        /// At batch prices; `None` for a model with no known price.
+        estimated_usd: Option<f64>,
+    },
+    #[serde(rename_all = "camelCase")]
+    BatchSubmitted {
+        job: u64,
+        provider: ProviderId,
+        batch_id: String,
+        requests: usize,
+    },
+    #[serde(rename_all = "camelCase")]
+    BatchPolled {
+        job: u64,
+        batch_id: String,
+        state: String,
+        total: u64,
+        completed: u64,
+        failed: u64,
+    },
+    #[serde(rename_all = "camelCase")]
+    BatchFinished {
+        job: u64,
+        batch_id: String,
+        state: String,
+    },
+    #[serde(rename_all = "camelCase")]
+    ResultsReceived {
+        job: u64,
+        batch_id: String,
+        results: usize,
+    },
+    #[serde(rename_all = "camelCase")]
+    Retry {
+        job: u64,
+        step: String,
+        attempt: u32,
+        delay_ms: u64,
+        reason: String,
+    },
+    #[serde(rename_all = "camelCase")]
+    Warning { message: String },
+}
+
+/// What the host tells the core.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Input {
+    Submit {
+        request: RequestId,
+        http: HttpRequest,
+    },
+    Response {
+        call: CallId,
+        response: HttpResponse,
+    },
+    /// The call got no answer (connection refused, reset, timeout).
+    TransportError {
+        call: CallId,
+        message: String,
+    },
+    Tick,
+    /// The caller gave up (AbortSignal). Its batch, if already sent, still runs.
+    Cancel {
+        request: RequestId,
+    },
+    Flush,
+    /// Cut everything queued and answer every request; `Drained` follows.
+    Close,
+}

@@ -1,0 +1,234 @@
+//! A provider batch in flight, and the explicit state machine it walks.
+//!
+//! ```text
+//!              ┌──────────────── (inline providers: no upload) ───────────────┐
+//!  Uploading ──┴─> FinishingUpload ──> Creating ──> AddingRequests ──> Polling ──> Downloading ──> (done)
+//!                                        │  ▲           ▲                 │
+//!                     create answer lost │  │ not found │ found           └──> (ended: every line answered
+//!                                        ▼  │ (this run)│                       with the batch's end)
+//!                                       Finding ────────┘
+//! ```
+//!
+//! A job made from a previous run's journal starts in `Finding` (an intent: the create may or
+//! may not have reached the provider) or in `Polling` (the batch is known to exist).
+
+use std::collections::{HashMap, VecDeque};
+
+use crate::cache;
+use crate::http::{HttpRequest, HttpResponse};
+use crate::providers::{BatchContext, BatchItem, EndKind, Route};
+
+/// The engine's own id of a job (not the provider's batch id).
+pub(super) type JobId = u64;
+
+/// One provider call of a job; what its answer is parsed as.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(super) enum Call {
+    Upload,
+    /// The second request of a two-request upload (`build_upload_finish`).
+    UploadFinish,
+    Create,
+    /// Look for a batch whose create answer was lost.
+    Find,
+    /// One call of [`crate::providers::ProviderAdapter::build_after_create`] (xAI: add requests).
+    AfterCreate,
+    Poll,
+    /// One results file (or one page of a paged listing).
+    Download(String),
+}
+
+impl Call {
+    pub(super) fn as_str(&self) -> &'static str {
+        match self {
+            Call::Upload => "upload",
+            Call::UploadFinish => "upload_finish",
+            Call::Create => "create",
+            Call::Find => "find",
+            Call::AfterCreate => "after_create",
+            Call::Poll => "poll",
+            Call::Download(_) => "download",
+        }
+    }
+}
+
+/// Who sent the create a `Finding` job looks for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) enum CreateOrigin {
+    /// This run: if the batch is not found, create it again (same job, same attempts).
+    ThisRun,
+    /// A previous run's journalled intent: if not found, the requests are queued anew.
+    Journal,
+}
+
+/// Where a job is in the provider's batch flow. The bodies (`items`) live here only until the
+/// provider has them.
+#[derive(Debug)]
+pub(super) enum JobState {
+    Uploading {
+        items: Vec<BatchItem>,
+    },
+    FinishingUpload {
+        items: Vec<BatchItem>,
+        file: String,
+        upload_answer: HttpResponse,
+    },
+    Creating {
+        items: Vec<BatchItem>,
+        file: Option<String>,
+    },
+    Finding {
+        items: Vec<BatchItem>,
+        file: Option<String>,
+        origin: CreateOrigin,
+    },
+    /// The batch exists; the calls that fill it are made one after another (the first is in
+    /// flight). Journalled as submitted only once they are all done.
+    AddingRequests {
+        batch_id: String,
+        calls: VecDeque<HttpRequest>,
+    },
+    Polling {
+        batch_id: String,
+        next_poll_ms: Option<u64>,
+    },
+    /// Terminal at the provider; its result files are being read.
+    Downloading {
+        batch_id: String,
+        downloads_left: usize,
+        /// Set when the batch ended early (expired, cancelled, failed) with partial results.
+        end_kind: Option<EndKind>,
+        /// Result lines for custom ids not (yet) asked for in this run, kept until the batch is
+        /// done: a resumed request may attach while the results are being downloaded.
+        unclaimed: HashMap<String, HttpResponse>,
+    },
+}
+
+/// A call waiting for its retry time.
+#[derive(Debug)]
+pub(super) struct Retry {
+    pub(super) at_ms: u64,
+    pub(super) call: Call,
+}
+
+/// A provider batch this engine drives, from its first call to its last result.
+#[derive(Debug)]
+pub(super) struct BatchJob {
+    pub(super) id: JobId,
+    pub(super) route: Route,
+    /// The idempotency tag the batch carries where the provider allows one.
+    pub(super) tag: String,
+    /// Fingerprints in submission order, and their custom ids (the same order).
+    pub(super) fingerprints: Vec<String>,
+    pub(super) custom_ids: Vec<String>,
+    pub(super) state: JobState,
+    /// The current step's failed attempts so far.
+    pub(super) attempts: u32,
+    /// Calls waiting for their retry time; several downloads of one batch can wait at once.
+    pub(super) retries: Vec<Retry>,
+}
+
+impl BatchJob {
+    pub(super) fn new(
+        id: JobId,
+        route: Route,
+        tag: String,
+        fingerprints: Vec<String>,
+        state: JobState,
+    ) -> Self {
+        let custom_ids = fingerprints.iter().map(|fp| cache::custom_id(fp)).collect();
+        BatchJob {
+            id,
+            route,
+            tag,
+            fingerprints,
+            custom_ids,
+            state,
+            attempts: 0,
+            retries: Vec::new(),
+        }
+    }
+
+    pub(super) fn context(&self) -> BatchContext<'_> {
+        BatchContext {
+            route: &self.route,
+            tag: &self.tag,
+        }
+    }
+
+    /// The provider's batch id, once the batch exists.
+    pub(super) fn batch_id(&self) -> Option<&str> {
+        match &self.state {
+            JobState::AddingRequests { batch_id, .. }
+            | JobState::Polling { batch_id, .. }
+            | JobState::Downloading { batch_id, .. } => Some(batch_id),
+            _ => None,
+        }
+    }
+
+    /// The bodies, while the provider does not have them yet.
+    pub(super) fn items(&self) -> &[BatchItem] {
+        match &self.state {
+            JobState::Uploading { items }
+            | JobState::FinishingUpload { items, .. }
+            | JobState::Creating { items, .. }
+            | JobState::Finding { items, .. } => items,
+            _ => &[],
+        }
+    }
+
+    /// The uploaded input file, once uploaded and until the batch exists.
+    pub(super) fn uploaded_file(&self) -> Option<&str> {
+        match &self.state {
+            JobState::FinishingUpload { file, .. } => Some(file),
+            JobState::Creating { file, .. } | JobState::Finding { file, .. } => file.as_deref(),
+            _ => None,
+        }
+    }
+
+    /// Add a request to a batch not created yet (a resumed intent's other requests).
+    pub(super) fn push_unsent(&mut self, fingerprint: String, body: serde_json::Value) -> bool {
+        let custom_id = cache::custom_id(&fingerprint);
+        let items = match &mut self.state {
+            JobState::Uploading { items }
+            | JobState::FinishingUpload { items, .. }
+            | JobState::Creating { items, .. }
+            | JobState::Finding { items, .. } => items,
+            _ => return false,
+        };
+        items.push(BatchItem {
+            custom_id: custom_id.clone(),
+            body,
+        });
+        self.custom_ids.push(custom_id);
+        self.fingerprints.push(fingerprint);
+        true
+    }
+
+    /// The next time this job wants the host to call back.
+    pub(super) fn next_deadline(&self) -> Option<u64> {
+        let poll = match self.state {
+            JobState::Polling { next_poll_ms, .. } => next_poll_ms,
+            _ => None,
+        };
+        poll.into_iter()
+            .chain(self.retries.iter().map(|r| r.at_ms))
+            .min()
+    }
+
+    /// Take the poll and the retries that are due at `now_ms`.
+    pub(super) fn take_due(&mut self, now_ms: u64) -> Vec<Call> {
+        let mut due = Vec::new();
+        if let JobState::Polling { next_poll_ms, .. } = &mut self.state {
+            if next_poll_ms.is_some_and(|t| t <= now_ms) {
+                *next_poll_ms = None;
+                due.push(Call::Poll);
+            }
+        }
+        let (ready, later): (Vec<Retry>, Vec<Retry>) = std::mem::take(&mut self.retries)
+            .into_iter()
+            .partition(|r| r.at_ms <= now_ms);
+        self.retries = later;
+        due.extend(ready.into_iter().map(|r| r.call));
+        due
+    }
+}

@@ -1,0 +1,282 @@
+//! The provider batching engine behind `batchify()`: intercepted HTTP requests in, provider
+//! batch calls and synthetic responses out.
+//!
+//! Queueing reuses the generic [`Batcher`]: each request is an item whose group is its
+//! (provider, base URL, endpoint, model, credential) route, so size and window triggers behave
+//! exactly as for `RequestBatcher`. A cut batch is handed at once to a *job*, which walks the
+//! provider's flow through its adapter: upload → create → poll → download → respond. Identical
+//! requests (same fingerprint) share one batch line and one answer.
+//!
+//! Crash safety: an `Intent` record is persisted before every create and a `Submitted` record
+//! after it; a re-run that finds a fingerprint submitted resumes polling that batch, one with only
+//! an intent first looks for the batch by its tag. Results are persisted as they arrive, so a
+//! finished run costs nothing when repeated.
+//!
+//! The engine's concerns, one module each:
+//! - [`io`]: what crosses the boundary (inputs, outputs, lifecycle events);
+//! - [`options`]: configuration and its rules;
+//! - `intake`: a submitted request is classified, looked up in the journal, deduplicated and
+//!   queued (or cancelled);
+//! - `admission`: cut batches are split under the provider's limits and wait for a slot and
+//!   the cost limit;
+//! - `job`: one provider batch and its explicit state machine;
+//! - `flow`: the provider calls that move a job along, and their retries;
+//! - [`report`]: the per-queue report.
+
+mod admission;
+mod flow;
+mod intake;
+pub mod io;
+mod job;
+pub mod options;
+pub mod report;
+
+use std::collections::{BTreeMap, HashMap};
+
+use serde::Serialize;
+
+use crate::backoff::Jitter;
+use crate::batcher::{Batcher, BatcherConfig, ConfigError, Event as BatcherEvent};
+use crate::batcher::{GroupId, ItemId};
+use crate::cache::{Cache, CacheRecord};
+use crate::http::HttpResponse;
+use crate::providers::Route;
+
+pub use io::{CallId, Input, LifecycleEvent, Output, RequestId, SerializableRequest};
+pub use options::{InterceptorConfig, InterceptorOptions};
+pub use report::QueueReport;
+
+use admission::Admission;
+use job::{BatchJob, Call, JobId};
+use report::Report;
+
+/// A distinct request (by fingerprint) and the callers waiting on it.
+struct Entry {
+    route: Route,
+    waiters: Vec<RequestId>,
+    /// Its item in the batcher while it is queued; `None` once its batch is cut.
+    item: Option<ItemId>,
+}
+
+pub struct Interceptor {
+    config: InterceptorConfig,
+    batcher: Batcher,
+    cache: Cache,
+    caching: bool,
+    groups: HashMap<String, GroupId>,
+    group_keys: HashMap<GroupId, String>,
+    next_group: GroupId,
+    entries: HashMap<String, Entry>,
+    item_entry: HashMap<ItemId, String>,
+    request_entry: HashMap<RequestId, String>,
+    jobs: BTreeMap<JobId, BatchJob>,
+    next_job: JobId,
+    calls: HashMap<CallId, (JobId, Call)>,
+    next_call: CallId,
+    outputs: Vec<Output>,
+    report: Report,
+    closing: bool,
+    drained_sent: bool,
+    admission: Admission,
+    jitter: Jitter,
+    tag_seed: u64,
+}
+
+impl Interceptor {
+    /// `tag_seed` makes batch tags unique across runs (the host passes random bits or the time).
+    pub fn new(
+        config: InterceptorConfig,
+        caching: bool,
+        tag_seed: u64,
+    ) -> Result<Self, ConfigError> {
+        config.validate()?;
+        let batcher = Batcher::new(BatcherConfig {
+            max_batch_size: config.batch_size,
+            max_delay_ms: config.batch_window_ms,
+            ..BatcherConfig::default()
+        })
+        .map_err(|e| ConfigError {
+            field: match e.field {
+                "maxBatchSize" => "batchSize",
+                other => other,
+            },
+            message: e.message,
+        })?;
+        let jitter = Jitter::new(config.jitter_seed);
+        Ok(Interceptor {
+            config,
+            batcher,
+            cache: Cache::default(),
+            caching,
+            groups: HashMap::new(),
+            group_keys: HashMap::new(),
+            next_group: 0,
+            entries: HashMap::new(),
+            item_entry: HashMap::new(),
+            request_entry: HashMap::new(),
+            jobs: BTreeMap::new(),
+            next_job: 1,
+            calls: HashMap::new(),
+            next_call: 1,
+            outputs: Vec::new(),
+            report: Report::default(),
+            closing: false,
+            drained_sent: false,
+            admission: Admission::default(),
+            jitter,
+            tag_seed,
+        })
+    }
+
+    /// Load the cache journal. Damaged lines become warnings; the rest is kept.
+    pub fn load_cache<'a>(&mut self, lines: impl IntoIterator<Item = &'a str>) {
+        for damaged in self.cache.load(lines) {
+            self.warn(format!(
+                "cache journal line {} is damaged and was skipped ({}); the other records were kept",
+                damaged.line_number, damaged.reason
+            ));
+        }
+    }
+
+    pub fn handle(&mut self, now_ms: u64, input: Input) {
+        match input {
+            Input::Submit { request, http } => self.submit(now_ms, request, http),
+            Input::Response { call, response } => self.on_response(now_ms, call, response),
+            Input::TransportError { call, message } => {
+                self.on_call_failure(now_ms, call, None, message)
+            }
+            Input::Tick => {}
+            Input::Cancel { request } => self.cancel(now_ms, request),
+            Input::Flush => self.batcher.handle(now_ms, BatcherEvent::Flush),
+            Input::Close => {
+                self.closing = true;
+                self.batcher.handle(now_ms, BatcherEvent::Flush);
+            }
+        }
+        self.batcher.handle(now_ms, BatcherEvent::Tick); // windows that elapsed cut now
+        self.run_timers(now_ms);
+        self.absorb_batcher(now_ms);
+        self.admit_jobs(now_ms);
+        if self.closing && self.request_entry.is_empty() && !self.drained_sent {
+            self.drained_sent = true;
+            self.outputs.push(Output::Drained);
+        }
+    }
+
+    pub fn drain_outputs(&mut self) -> Vec<Output> {
+        std::mem::take(&mut self.outputs)
+    }
+
+    pub fn next_deadline(&self) -> Option<u64> {
+        let jobs = self.jobs.values().filter_map(BatchJob::next_deadline);
+        self.batcher.next_deadline().into_iter().chain(jobs).min()
+    }
+
+    /// Per queue: requests, batches, cache hits and estimated cost, batch against sync prices.
+    pub fn report(&self) -> Vec<QueueReport> {
+        self.report.rows()
+    }
+
+    /// Requests not yet answered.
+    pub fn open_requests(&self) -> usize {
+        self.request_entry.len()
+    }
+
+    /// Estimated batch-price spend of the batches submitted so far.
+    pub fn committed_usd(&self) -> f64 {
+        self.admission.committed_usd
+    }
+
+    // ---- answers ---------------------------------------------------------------------------
+
+    /// Answer every caller waiting on `fingerprint`; `durable` answers go to the cache. A line
+    /// that failed with a status the SDKs retry (408, 409, 429, 5xx) is transient: it is released,
+    /// not cached, so a retry (the SDK's, the framework's or a re-run) runs the request again
+    /// instead of replaying the error forever.
+    fn answer_entry(&mut self, fingerprint: &str, response: HttpResponse, durable: bool) {
+        let transient = matches!(response.status, 408 | 409 | 429) || response.status >= 500;
+        if durable && transient {
+            self.persist_released(vec![fingerprint.to_string()]);
+        } else if durable && self.caching {
+            self.persist(CacheRecord::Result {
+                fingerprint: fingerprint.to_string(),
+                status: response.status,
+                headers: response.headers.clone(),
+                body: response.body.clone(),
+            });
+        }
+        let Some(entry) = self.entries.remove(fingerprint) else {
+            return;
+        };
+        for request in entry.waiters {
+            if self.request_entry.remove(&request).is_some() {
+                self.respond(request, response.clone());
+            }
+        }
+    }
+
+    fn respond(&mut self, request: RequestId, response: HttpResponse) {
+        self.outputs.push(Output::Respond {
+            request,
+            status: response.status,
+            headers: response.headers,
+            body: response.body,
+        });
+    }
+
+    fn fail_entries(&mut self, fingerprints: &[String], code: &str, message: &str) {
+        for fp in fingerprints {
+            if let Some(entry) = self.entries.remove(fp) {
+                for request in entry.waiters {
+                    if self.request_entry.remove(&request).is_some() {
+                        self.outputs.push(Output::Fail {
+                            request,
+                            code: code.into(),
+                            message: message.into(),
+                        });
+                    }
+                }
+            }
+        }
+    }
+
+    // ---- journal ---------------------------------------------------------------------------
+
+    /// Requests whose batch ended without running them: a re-run must submit them again.
+    fn persist_released(&mut self, fingerprints: Vec<String>) {
+        if self.caching && !fingerprints.is_empty() {
+            self.persist(CacheRecord::Released { fingerprints });
+        }
+    }
+
+    fn persist(&mut self, record: CacheRecord) {
+        self.cache.apply(&record);
+        self.outputs.push(Output::Persist {
+            line: record.to_line(),
+        });
+    }
+
+    fn event(&mut self, event: LifecycleEvent) {
+        self.outputs.push(Output::Event { event });
+    }
+
+    fn warn(&mut self, message: String) {
+        self.event(LifecycleEvent::Warning { message });
+    }
+}
+
+/// Everything one host call produced, as the JSON the bindings hand to JS:
+/// `{"deadline": ms | null, "outputs": [Output, …]}`. One string per call keeps the boundary
+/// coarse; request bodies cross once each way.
+pub fn outputs_json(interceptor: &mut Interceptor) -> String {
+    #[derive(Serialize)]
+    struct Envelope {
+        deadline: Option<u64>,
+        outputs: Vec<Output>,
+    }
+    let envelope = Envelope {
+        deadline: interceptor.next_deadline(),
+        outputs: interceptor.drain_outputs(),
+    };
+    serde_json::to_string(&envelope).expect("outputs always serialize")
+}

@@ -1,0 +1,75 @@
+//! The dry-run / close report: per queue, requests, batches, cache hits and estimated cost.
+
+use std::collections::BTreeMap;
+
+use serde::Serialize;
+
+use crate::pricing;
+use crate::providers::{ProviderId, Route};
+
+/// One row of the dry-run / close report.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct QueueReport {
+    pub provider: ProviderId,
+    pub endpoint: String,
+    pub model: String,
+    pub requests: u64,
+    pub batches: u64,
+    pub cache_hits: u64,
+    /// Estimated from the request bodies (input ≈ JSON chars / 4, output = the max tokens asked
+    /// for); `None` when the model's price is unknown.
+    pub estimated_sync_usd: Option<f64>,
+    pub estimated_batch_usd: Option<f64>,
+    pub price_note: String,
+}
+
+/// The rows, one per (provider, endpoint, model), in that order.
+#[derive(Debug, Default)]
+pub(super) struct Report {
+    rows: BTreeMap<(ProviderId, String, String), QueueReport>,
+}
+
+impl Report {
+    pub(super) fn rows(&self) -> Vec<QueueReport> {
+        self.rows.values().cloned().collect()
+    }
+
+    /// A request arrived for `route`: count it and add its estimated cost.
+    pub(super) fn count_request(&mut self, route: &Route) {
+        let row = self.row(route);
+        row.requests += 1;
+        let estimate = pricing::estimate(route.provider, &route.model, &route.body);
+        match (estimate.sync_usd, estimate.batch_usd) {
+            (Some(sync), Some(batch)) => {
+                row.estimated_sync_usd = Some(row.estimated_sync_usd.unwrap_or(0.0) + sync);
+                row.estimated_batch_usd = Some(row.estimated_batch_usd.unwrap_or(0.0) + batch);
+            }
+            _ => row.price_note = "unknown price".into(),
+        }
+    }
+
+    pub(super) fn count_cache_hit(&mut self, route: &Route) {
+        self.row(route).cache_hits += 1;
+    }
+
+    pub(super) fn count_batch(&mut self, route: &Route) {
+        self.row(route).batches += 1;
+    }
+
+    fn row(&mut self, route: &Route) -> &mut QueueReport {
+        self.rows
+            .entry((route.provider, route.endpoint.clone(), route.model.clone()))
+            .or_insert_with(|| QueueReport {
+                provider: route.provider,
+                endpoint: route.endpoint.clone(),
+                model: route.model.clone(),
+                requests: 0,
+                batches: 0,
+                cache_hits: 0,
+                estimated_sync_usd: None,
+                estimated_batch_usd: None,
+                price_note: String::new(),
+            })
+    }
+}
