@@ -1,5 +1,6 @@
 //! batchling-core: a sans-IO batching engine. Events in, actions out; the host owns time and I/O.
 
+pub mod attachments;
 pub mod backoff;
 pub mod batcher;
 pub mod cache;
@@ -7,6 +8,7 @@ pub mod http;
 pub mod interceptor;
 pub mod job_api;
 pub mod jobs;
+pub mod json_schema;
 pub mod models;
 pub mod pricing;
 pub mod providers;

@@ -325,7 +325,7 @@ fn input_tokens_est(body: &serde_json::Value) -> u64 {
     fn attachments(v: &serde_json::Value, chars: &mut u64, tokens: &mut u64) {
         match v {
             serde_json::Value::String(s) => {
-                if let Some(t) = crate::jobs::attachment_tokens_est(s) {
+                if let Some(t) = crate::attachments::attachment_tokens_est(s) {
                     // Base64 needs no escapes: its JSON text is itself. A data URL's head stays text.
                     let data = s.split_once(";base64,").map_or(s.as_str(), |(_, d)| d);
                     *chars -= data.len() as u64;

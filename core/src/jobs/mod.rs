@@ -1,0 +1,108 @@
+//! Offline jobs: turn a job description into the exact synchronous request the provider's SDK
+//! would send, and the provider's answer back into a result.
+//!
+//! The host's `Batch` builder calls [`build_request`] for each job and feeds the request to the
+//! batching engine exactly as if an SDK had sent it ([`crate::providers::classify`] recognises
+//! and routes it), then hands each synthetic response to [`extract_result`]. All
+//! provider-specific shaping lives here, so the host stays a thin loop over JSON.
+//!
+//! ```text
+//! JobSpec ──validate──▶ JobError (named job, what to do)
+//!    │
+//!    └─build_request──▶ HttpRequest ──(batch engine)──▶ status + body ──extract_result──▶ JobResult
+//! ```
+//!
+//! Decisions worth knowing:
+//! - `system` and every `system`-role message are joined (blank line between) into the
+//!   provider's system slot: OpenAI's leading system message, Anthropic's `system`, Gemini's
+//!   `systemInstruction`.
+//! - A `file` goes before the `prompt` in one user turn. PDFs and images are sent inline
+//!   (base64); text files (`text/*`, JSON, XML, YAML, ...) are decoded and inlined into the prompt
+//!   as `<file name="...">…</file>` followed by a blank line and the prompt, for every provider.
+//! - Anthropic needs `max_tokens`: [`DEFAULT_ANTHROPIC_MAX_TOKENS`] when the job sets none
+//!   ([`DEFAULT_ANTHROPIC_MAX_TOKENS_THINKING`] for models that think by default, whose thinking
+//!   counts towards it). OpenAI and Gemini get no cap unless the job sets one.
+//! - Structured output: OpenAI `response_format` json_schema with `strict: true`, the schema
+//!   converted to strict form as OpenAI's SDK helpers do (optional properties become required and
+//!   nullable, objects closed; see [`strict`]) and the nulls that adds dropped from the answer
+//!   before it is checked against the job's own schema; Anthropic a forced tool named `response`
+//!   (with thinking switched off on models that think by default, since forced tool use and
+//!   thinking are incompatible); Gemini `responseMimeType: application/json` +
+//!   `responseJsonSchema` (standard JSON Schema; the older `responseSchema` is an OpenAPI subset
+//!   that rejects `additionalProperties` and type arrays).
+//! - Anthropic PDFs carry the file name as the document `title` and `citations: {enabled: true}`
+//!   when the model supports citations and no schema is asked for (a forced tool answer has no
+//!   place for citations).
+//! - `extra` is deep-merged into the body last (objects merge, anything else replaces). It may not
+//!   set `model` or `stream`, nor the fields structured output relies on when a schema is given.
+
+mod error;
+mod extract;
+mod prepare;
+mod render;
+mod spec;
+
+use crate::http::HttpRequest;
+use crate::pricing::{self, CostEstimate};
+use crate::providers::ProviderId;
+
+pub use crate::attachments::{IMAGE_TOKENS_EST, PDF_PAGE_TOKENS_EST};
+pub use crate::json_schema::{drop_introduced_nulls, to_strict, validate_json, StrictRefusal};
+pub use error::JobError;
+pub use extract::extract_result;
+pub use spec::*;
+
+use prepare::{file_tokens_est, prepare, resolve_checked, resolve_model};
+use render::{build_body, finish_request};
+
+/// The provider that serves the job's model, so the host can pick its [`ProviderEndpoint`].
+pub fn job_provider(job: &JobSpec) -> Result<ProviderId, JobError> {
+    resolve_model(job).map(|info| info.provider)
+}
+
+/// Every check [`build_request`] makes that does not depend on the endpoint. The host can call it
+/// when a job is added, long before sending.
+pub fn validate(job: &JobSpec) -> Result<(), JobError> {
+    let info = resolve_checked(job)?;
+    let prepared = prepare(job, info)?;
+    // Catch a body that could never fit in a batch, on the default endpoint.
+    let endpoint = ProviderEndpoint::default_for(info.provider, "");
+    finish_request(&prepared, &endpoint).map(|_| ())
+}
+
+/// Validates `job` and builds the synchronous request its provider's SDK would send.
+pub fn build_request(job: &JobSpec, endpoint: &ProviderEndpoint) -> Result<HttpRequest, JobError> {
+    let info = resolve_checked(job)?;
+    let prepared = prepare(job, info)?;
+    finish_request(&prepared, endpoint)
+}
+
+/// A rough cost estimate of `job` at list prices (sync and batch). Input tokens are the body's
+/// characters / [`pricing::CHARS_PER_TOKEN`] with file bytes replaced by
+/// [`IMAGE_TOKENS_EST`] per image and [`PDF_PAGE_TOKENS_EST`] per PDF page (pages counted from
+/// the PDF's page objects when visible, else guessed from its size); output tokens are the cap
+/// (see [`pricing::estimate`]).
+pub fn estimate_job(job: &JobSpec) -> Result<CostEstimate, JobError> {
+    let info = resolve_checked(job)?;
+    let prepared = prepare(job, info)?;
+    let body = build_body(&prepared, true);
+    let mut estimate = pricing::estimate(info.provider, info.name, &body);
+    estimate.input_tokens_est += file_tokens_est(&prepared);
+    let price = info.price();
+    estimate.sync_usd = price.map(|p| {
+        (estimate.input_tokens_est as f64 * p.input_usd_per_mtok
+            + estimate.output_tokens_est as f64 * p.output_usd_per_mtok)
+            / 1_000_000.0
+    });
+    estimate.batch_usd = estimate
+        .sync_usd
+        .zip(price)
+        .map(|(usd, p)| usd * p.batch_multiplier);
+    Ok(estimate)
+}
+
+/// The estimated batch-price cost of `job` in USD; `None` when the job is invalid or the model
+/// has no known price.
+pub fn estimate_job_cost(job: &JobSpec) -> Option<f64> {
+    estimate_job(job).ok().and_then(|e| e.batch_usd)
+}

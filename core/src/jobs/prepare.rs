@@ -1,0 +1,564 @@
+//! Validation and the provider-neutral plan: a job is checked against its model's capabilities
+//! and turned into turns of parts (text, PDF, image) ready to render for its provider.
+
+use serde_json::{Map, Value};
+
+use crate::attachments::{
+    base64_check, base64_decode_prefix, classify_media, contains, pdf_pages, sniff_image, FileKind,
+    IMAGE_TOKENS_EST, PDF_PAGE_TOKENS_EST,
+};
+use crate::json_schema::to_strict;
+use crate::models::{self, ModelInfo};
+use crate::providers::ProviderId;
+
+use super::{
+    FileInput, JobError, JobSpec, DEFAULT_ANTHROPIC_MAX_TOKENS,
+    DEFAULT_ANTHROPIC_MAX_TOKENS_THINKING,
+};
+
+/// A validated job, ready to render for its provider.
+pub(super) struct Prepared<'a> {
+    pub(super) job: &'a JobSpec,
+    pub(super) info: &'static ModelInfo,
+    /// The model name as sent (Gemini without a `models/` prefix).
+    pub(super) model: &'a str,
+    pub(super) system: Option<String>,
+    pub(super) turns: Vec<Turn<'a>>,
+    pub(super) max_tokens: Option<u64>,
+    /// The response schema as sent: OpenAI's strict form of the job's (see [`to_strict`]), the
+    /// job's own for Anthropic and Gemini.
+    pub(super) schema: Option<Value>,
+    /// Anthropic: switch thinking off so the forced tool call is allowed.
+    pub(super) disable_thinking: bool,
+    pub(super) citations: bool,
+}
+
+pub(super) struct Turn<'a> {
+    pub(super) assistant: bool,
+    pub(super) parts: Vec<Part<'a>>,
+}
+
+pub(super) enum Part<'a> {
+    Text(String),
+    Pdf {
+        name: &'a str,
+        data: &'a str,
+    },
+    Image {
+        media_type: &'static str,
+        data: &'a str,
+    },
+}
+
+/// Image types each provider accepts inline.
+pub(super) fn provider_image_types(p: ProviderId) -> &'static [&'static str] {
+    match p {
+        ProviderId::Gemini => &[
+            "image/png",
+            "image/jpeg",
+            "image/webp",
+            "image/heic",
+            "image/heif",
+        ],
+        _ => &["image/png", "image/jpeg", "image/gif", "image/webp"],
+    }
+}
+
+pub(super) fn resolve_model(job: &JobSpec) -> Result<&'static ModelInfo, JobError> {
+    models::resolve(&job.model).map_err(|error| JobError::UnknownModel {
+        id: job.id.clone(),
+        error,
+    })
+}
+
+/// Shape checks that need no model, then the model.
+pub(super) fn resolve_checked(job: &JobSpec) -> Result<&'static ModelInfo, JobError> {
+    if job.id.trim().is_empty() {
+        return Err(JobError::EmptyId);
+    }
+    let id = || job.id.clone();
+    let has_prompt = job.prompt.as_deref().is_some_and(|p| !p.trim().is_empty());
+    match (&job.messages, job.file.is_some(), has_prompt) {
+        (Some(_), true, _) | (Some(_), _, true) => return Err(JobError::BothInputs { id: id() }),
+        (None, true, false) => return Err(JobError::FileWithoutPrompt { id: id() }),
+        (None, false, false) => return Err(JobError::NoInput { id: id() }),
+        _ => {}
+    }
+    resolve_model(job)
+}
+
+pub(super) fn prepare<'a>(
+    job: &'a JobSpec,
+    info: &'static ModelInfo,
+) -> Result<Prepared<'a>, JobError> {
+    let id = || job.id.clone();
+    let provider = info.provider;
+
+    // Conversation.
+    let mut system: Vec<&str> = job
+        .system
+        .as_deref()
+        .filter(|s| !s.trim().is_empty())
+        .into_iter()
+        .collect();
+    let mut turns = Vec::new();
+    if let Some(messages) = &job.messages {
+        for (index, m) in messages.iter().enumerate() {
+            let bad = |reason: &str| JobError::InvalidMessage {
+                id: id(),
+                index,
+                reason: reason.to_string(),
+            };
+            if m.content.trim().is_empty() {
+                return Err(bad("has empty `content`"));
+            }
+            match m.role.as_str() {
+                "system" => system.push(&m.content),
+                "user" | "assistant" => turns.push(Turn {
+                    assistant: m.role == "assistant",
+                    parts: vec![Part::Text(m.content.clone())],
+                }),
+                other => {
+                    return Err(bad(&format!(
+                        "has role `{other}`; use \"system\", \"user\" or \"assistant\""
+                    )))
+                }
+            }
+        }
+        if turns.is_empty() {
+            return Err(JobError::NoInput { id: id() });
+        }
+    } else {
+        let prompt = job.prompt.as_deref().unwrap_or_default();
+        let mut parts = Vec::new();
+        match &job.file {
+            None => parts.push(Part::Text(prompt.to_string())),
+            Some(file) => match file_part(job, info, file)? {
+                FilePart::Inline(part) => {
+                    parts.push(part);
+                    parts.push(Part::Text(prompt.to_string()));
+                }
+                FilePart::Text(text) => {
+                    parts.push(Part::Text(inline_text_file(&file.name, &text, prompt)))
+                }
+            },
+        }
+        turns.push(Turn {
+            assistant: false,
+            parts,
+        });
+    }
+    let system = (!system.is_empty()).then(|| system.join("\n\n"));
+
+    // Structured output.
+    let wire_schema = match &job.response_schema {
+        None => None,
+        Some(schema) => {
+            if !info.supports_structured_output {
+                return Err(JobError::StructuredOutputUnsupported {
+                    id: id(),
+                    model: job.model.clone(),
+                });
+            }
+            Some(
+                wire_schema(provider, schema)
+                    .map_err(|reason| JobError::InvalidSchema { id: id(), reason })?,
+            )
+        }
+    };
+
+    // Sampling and limits.
+    if let Some(t) = job.temperature {
+        if !info.supports_temperature {
+            return Err(JobError::TemperatureUnsupported {
+                id: id(),
+                model: job.model.clone(),
+            });
+        }
+        let max = if provider == ProviderId::Anthropic {
+            1.0
+        } else {
+            2.0
+        };
+        if !(t.is_finite() && (0.0..=max).contains(&t)) {
+            return Err(JobError::TemperatureOutOfRange {
+                id: id(),
+                model: job.model.clone(),
+                temperature: t,
+                max,
+            });
+        }
+    }
+    if let Some(n) = job.max_tokens {
+        if n == 0 || n > info.max_output_tokens {
+            return Err(JobError::MaxTokensOutOfRange {
+                id: id(),
+                model: job.model.clone(),
+                max_tokens: n,
+                limit: info.max_output_tokens,
+            });
+        }
+    }
+
+    // Extra body fields.
+    if let Some(extra) = &job.extra {
+        for key in ["model", "stream"] {
+            if extra.contains_key(key) {
+                return Err(JobError::ReservedExtraKey {
+                    id: id(),
+                    key: key.to_string(),
+                });
+            }
+        }
+        if job.response_schema.is_some() {
+            extra_conflict(provider, extra).map_or(Ok(()), |reason| {
+                Err(JobError::ConflictingExtra { id: id(), reason })
+            })?;
+        }
+    }
+
+    let structured = job.response_schema.is_some();
+    Ok(Prepared {
+        job,
+        info,
+        model: if provider == ProviderId::Gemini {
+            job.model.strip_prefix("models/").unwrap_or(&job.model)
+        } else {
+            &job.model
+        },
+        system,
+        turns,
+        max_tokens: effective_max_tokens(job, info),
+        schema: wire_schema,
+        disable_thinking: provider == ProviderId::Anthropic && structured && info.thinks_by_default,
+        citations: provider == ProviderId::Anthropic && info.supports_citations && !structured,
+    })
+}
+
+/// The output cap the request carries: the job's, else Anthropic's required default.
+pub(super) fn effective_max_tokens(job: &JobSpec, info: &ModelInfo) -> Option<u64> {
+    job.max_tokens.or_else(|| {
+        (info.provider == ProviderId::Anthropic).then(|| {
+            let default = if info.thinks_by_default {
+                DEFAULT_ANTHROPIC_MAX_TOKENS_THINKING
+            } else {
+                DEFAULT_ANTHROPIC_MAX_TOKENS
+            };
+            default.min(info.max_output_tokens)
+        })
+    })
+}
+
+pub(super) enum FilePart<'a> {
+    Inline(Part<'a>),
+    Text(String),
+}
+
+pub(super) fn file_part<'a>(
+    job: &JobSpec,
+    info: &ModelInfo,
+    file: &'a FileInput,
+) -> Result<FilePart<'a>, JobError> {
+    let unsupported = |reason: String| JobError::UnsupportedFile {
+        id: job.id.clone(),
+        file: file.name.clone(),
+        reason,
+    };
+    let invalid = |reason: String| JobError::InvalidFile {
+        id: job.id.clone(),
+        file: file.name.clone(),
+        reason,
+    };
+    let kind = classify_media(&file.media_type).ok_or_else(|| {
+        unsupported(format!(
+            "media type `{}` is not supported; send a PDF (application/pdf), an image (PNG, \
+             JPEG, GIF, WebP) or a text file (text/*, application/json, application/xml, ...)",
+            file.media_type
+        ))
+    })?;
+    let data = file.data_base64.as_str();
+    if data.is_empty() {
+        return Err(invalid("is empty".to_string()));
+    }
+    if let Err(at) = base64_check(data) {
+        return Err(invalid(format!(
+            "is not valid base64 (standard alphabet, padded): bad character or length at \
+             offset {at}"
+        )));
+    }
+    match kind {
+        FileKind::Pdf => {
+            if !info.supports_files {
+                return Err(unsupported(format!(
+                    "model `{}` cannot read PDF files; {}",
+                    job.model,
+                    alternative(info, |m| m.supports_files, "PDFs")
+                )));
+            }
+            let head = base64_decode_prefix(data, 1024);
+            if !contains(&head, b"%PDF-") {
+                return Err(invalid(
+                    "is declared application/pdf but does not start like a PDF".to_string(),
+                ));
+            }
+            Ok(FilePart::Inline(Part::Pdf {
+                name: &file.name,
+                data,
+            }))
+        }
+        FileKind::Image(media_type) => {
+            if !info.supports_images {
+                return Err(unsupported(format!(
+                    "model `{}` cannot read images; {}",
+                    job.model,
+                    alternative(info, |m| m.supports_images, "images")
+                )));
+            }
+            let accepted = provider_image_types(info.provider);
+            if !accepted.contains(&media_type) {
+                return Err(unsupported(format!(
+                    "{} does not accept {media_type} images; convert it to one of {}",
+                    info.provider,
+                    accepted.join(", ")
+                )));
+            }
+            let head = base64_decode_prefix(data, 16);
+            match sniff_image(&head) {
+                Some(actual) if actual != media_type => Err(invalid(format!(
+                    "is declared {media_type} but its bytes are {actual}; fix `mediaType`"
+                ))),
+                None if !matches!(media_type, "image/heic" | "image/heif") => Err(invalid(
+                    format!("is declared {media_type} but its bytes are not in that format"),
+                )),
+                _ => Ok(FilePart::Inline(Part::Image { media_type, data })),
+            }
+        }
+        FileKind::Text => {
+            let bytes = base64_decode_prefix(data, usize::MAX);
+            let bytes = bytes.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(&bytes);
+            match std::str::from_utf8(bytes) {
+                Ok(text) => Ok(FilePart::Text(text.to_string())),
+                Err(_) => Err(invalid(format!(
+                    "is declared {} but is not UTF-8 text; convert it to UTF-8",
+                    file.media_type
+                ))),
+            }
+        }
+    }
+}
+
+/// "use a model that reads X, e.g. <first model of the same provider that does>".
+pub(super) fn alternative(info: &ModelInfo, ok: impl Fn(&ModelInfo) -> bool, what: &str) -> String {
+    match models::all()
+        .iter()
+        .find(|m| m.provider == info.provider && ok(m))
+    {
+        Some(m) => format!("use a model that reads {what}, e.g. {}", m.name),
+        None => format!("use a model that reads {what}"),
+    }
+}
+
+/// A text file inlined before the prompt.
+pub(super) fn inline_text_file(name: &str, text: &str, prompt: &str) -> String {
+    let name: String = name
+        .chars()
+        .map(|c| if c == '"' || c.is_control() { '_' } else { c })
+        .collect();
+    let newline = if text.ends_with('\n') { "" } else { "\n" };
+    format!("<file name=\"{name}\">\n{text}{newline}</file>\n\n{prompt}")
+}
+
+/// Whether `provider` gets structured output as OpenAI's strict `json_schema` (so the schema is
+/// sent in [`to_strict`] form).
+pub(super) fn strict_schema_provider(provider: ProviderId) -> bool {
+    !matches!(provider, ProviderId::Anthropic | ProviderId::Gemini)
+}
+
+/// The schema to send to `provider`, or why `schema` cannot be used with it.
+pub(super) fn wire_schema(provider: ProviderId, schema: &Value) -> Result<Value, String> {
+    let Some(obj) = schema.as_object() else {
+        return Err("must be a JSON Schema object".to_string());
+    };
+    let root_is_object = obj.get("type").and_then(Value::as_str) == Some("object");
+    match provider {
+        ProviderId::Anthropic if !root_is_object => Err(
+            "must have `\"type\": \"object\"` at the root for Anthropic structured output (it \
+             becomes a tool's input schema)"
+                .to_string(),
+        ),
+        _ if !strict_schema_provider(provider) => Ok(schema.clone()),
+        _ if !root_is_object => Err(
+            "must have `\"type\": \"object\"` at the root for OpenAI structured output".to_string(),
+        ),
+        _ => to_strict(schema).map_err(|refusal| {
+            format!("cannot be expressed in OpenAI's strict structured-output mode: {refusal}")
+        }),
+    }
+}
+
+/// `extra` fields that would undo structured output.
+pub(super) fn extra_conflict(provider: ProviderId, extra: &Map<String, Value>) -> Option<String> {
+    let owned: &[&str] = match provider {
+        ProviderId::Anthropic => &["/tools", "/tool_choice"],
+        ProviderId::Gemini => &[
+            "/generationConfig/responseMimeType",
+            "/generationConfig/responseJsonSchema",
+            "/generationConfig/responseSchema",
+        ],
+        _ => &["/response_format"],
+    };
+    let extra = Value::Object(extra.clone());
+    if let Some(p) = owned.iter().find(|p| extra.pointer(p).is_some()) {
+        return Some(format!(
+            "`extra` sets `{}`, which `responseSchema` needs; remove one of them",
+            &p[1..].replace('/', ".")
+        ));
+    }
+    if provider == ProviderId::Anthropic {
+        let thinking = extra.pointer("/thinking/type").and_then(Value::as_str);
+        if thinking.is_some_and(|t| t != "disabled") {
+            return Some(
+                "`extra.thinking` cannot be combined with `responseSchema` on Anthropic \
+                 (structured output forces a tool call, which thinking does not allow); remove \
+                 one of them"
+                    .to_string(),
+            );
+        }
+    }
+    None
+}
+
+pub(super) fn file_tokens_est(p: &Prepared) -> u64 {
+    p.turns
+        .iter()
+        .flat_map(|t| &t.parts)
+        .map(|part| match part {
+            Part::Text(_) => 0,
+            Part::Image { .. } => IMAGE_TOKENS_EST,
+            Part::Pdf { data, .. } => {
+                pdf_pages(&base64_decode_prefix(data, usize::MAX)) * PDF_PAGE_TOKENS_EST
+            }
+        })
+        .sum()
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+    use crate::attachments::tests::b64;
+    use crate::jobs::{FileInput, Message};
+
+    const PNG: &[u8] = b"\x89PNG\r\n\x1a\n\0\0\0\rIHDR\0\0\0\x01";
+
+    fn file(name: &str, media_type: &str, bytes: &[u8]) -> FileInput {
+        FileInput {
+            name: name.into(),
+            media_type: media_type.into(),
+            data_base64: b64(bytes),
+        }
+    }
+
+    fn chat(id: &str, model: &str) -> JobSpec {
+        JobSpec {
+            id: id.into(),
+            model: model.into(),
+            messages: Some(vec![
+                Message {
+                    role: "user".into(),
+                    content: "2+2?".into(),
+                },
+                Message {
+                    role: "assistant".into(),
+                    content: "4".into(),
+                },
+                Message {
+                    role: "user".into(),
+                    content: "times 3?".into(),
+                },
+            ]),
+            file: None,
+            prompt: None,
+            system: Some("Be brief.".into()),
+            temperature: None,
+            max_tokens: None,
+            response_schema: None,
+            extra: None,
+        }
+    }
+
+    fn ask(id: &str, model: &str, f: Option<FileInput>, prompt: &str) -> JobSpec {
+        JobSpec {
+            messages: None,
+            file: f,
+            prompt: Some(prompt.into()),
+            system: None,
+            ..chat(id, model)
+        }
+    }
+
+    fn schema() -> Value {
+        json!({
+            "type": "object",
+            "properties": {
+                "title": {"type": "string"},
+                "pages": {"type": "integer"},
+                "tags": {"type": "array", "items": {"type": "string", "enum": ["a", "b"]}},
+                "note": {"type": ["string", "null"]},
+            },
+            "required": ["title", "pages", "tags", "note"],
+            "additionalProperties": false,
+        })
+    }
+
+    fn structured(model: &str) -> JobSpec {
+        JobSpec {
+            response_schema: Some(schema()),
+            temperature: None,
+            ..ask("s1", model, None, "Describe the report.")
+        }
+    }
+
+    #[test]
+    fn capability_errors_on_a_limited_model() {
+        static TEXT_ONLY: ModelInfo = ModelInfo {
+            name: "text-only",
+            provider: ProviderId::OpenAi,
+            max_input_tokens: 16_000,
+            max_output_tokens: 4_096,
+            supports_files: false,
+            supports_images: false,
+            supports_citations: false,
+            supports_structured_output: false,
+            supports_temperature: true,
+            thinks_by_default: false,
+            batch_discount: 0.5,
+        };
+        let check = |job: &JobSpec| prepare(job, &TEXT_ONLY).err().unwrap();
+        let e = check(&ask(
+            "i",
+            "text-only",
+            Some(file("a.png", "image/png", PNG)),
+            "?",
+        ));
+        assert_eq!(
+            e.to_string(),
+            "job `i`: file `a.png`: model `text-only` cannot read images; use a model that reads \
+             images, e.g. gpt-5.5"
+        );
+        let e = check(&structured("text-only"));
+        assert_eq!(
+            e,
+            JobError::StructuredOutputUnsupported {
+                id: "s1".into(),
+                model: "text-only".into()
+            }
+        );
+        assert_eq!(
+            e.to_string(),
+            "job `s1`: model `text-only` does not support structured output; drop `responseSchema` \
+             or pick a model that supports it"
+        );
+    }
+}

@@ -1,0 +1,196 @@
+//! What a job is (as the host passes it), where it goes, and what comes back.
+
+use std::collections::BTreeMap;
+use std::fmt;
+
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+
+use crate::providers::ProviderId;
+
+/// Default base URLs, used when the host has none configured.
+pub const OPENAI_BASE_URL: &str = "https://api.openai.com/v1";
+pub const ANTHROPIC_BASE_URL: &str = "https://api.anthropic.com";
+pub const GEMINI_BASE_URL: &str = "https://generativelanguage.googleapis.com/v1beta";
+
+/// The `anthropic-version` header value sent with Anthropic requests.
+pub const ANTHROPIC_VERSION: &str = "2023-06-01";
+
+/// Anthropic `max_tokens` when a job sets none (the value in Anthropic's own examples; about
+/// 750 English words).
+pub const DEFAULT_ANTHROPIC_MAX_TOKENS: u64 = 1_024;
+/// Anthropic `max_tokens` when a job sets none and the model thinks by default: thinking tokens
+/// count towards the cap, so 1,024 would often leave nothing for the answer.
+pub const DEFAULT_ANTHROPIC_MAX_TOKENS_THINKING: u64 = 8_192;
+
+/// Name of the OpenAI json_schema and of the Anthropic tool that carry structured output.
+pub const RESPONSE_SCHEMA_NAME: &str = "response";
+
+/// Anthropic's documented size limit of one Messages request.
+pub const ANTHROPIC_MAX_REQUEST_BYTES: usize = 32_000_000;
+
+/// The default base URL of `provider`.
+pub fn default_base_url(provider: ProviderId) -> &'static str {
+    match provider {
+        ProviderId::OpenAi => OPENAI_BASE_URL,
+        ProviderId::Anthropic => ANTHROPIC_BASE_URL,
+        ProviderId::Gemini => GEMINI_BASE_URL,
+        ProviderId::Groq => "https://api.groq.com/openai/v1",
+        ProviderId::Doubleword => "https://api.doubleword.ai/v1",
+        // Azure has no global endpoint: every resource has its own host.
+        ProviderId::Azure => "",
+        ProviderId::Mistral => "https://api.mistral.ai/v1",
+        ProviderId::Together => "https://api.together.ai/v1",
+        ProviderId::Xai => "https://api.x.ai/v1",
+    }
+}
+
+/// One offline job, as the host passes it (camelCase JSON; unknown fields are rejected so a
+/// misspelt option fails loudly).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct JobSpec {
+    /// Unique within a batch; names the job in errors and results.
+    pub id: String,
+    pub model: String,
+    /// A conversation. Excludes `file` / `prompt`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub messages: Option<Vec<Message>>,
+    /// A document or image to ask about; needs `prompt`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub file: Option<FileInput>,
+    /// The question or instruction. On its own it is a one-message conversation.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub prompt: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub system: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub temperature: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_tokens: Option<u64>,
+    /// A JSON Schema the answer must follow.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub response_schema: Option<Value>,
+    /// Provider-specific body fields, deep-merged into the request body last.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub extra: Option<Map<String, Value>>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Message {
+    /// "system", "user" or "assistant".
+    pub role: String,
+    pub content: String,
+}
+
+/// A file the host read and base64-encoded (standard alphabet, padded).
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct FileInput {
+    pub name: String,
+    /// "application/pdf", "image/png", "text/plain", ...
+    pub media_type: String,
+    pub data_base64: String,
+}
+
+impl fmt::Debug for FileInput {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("FileInput")
+            .field("name", &self.name)
+            .field("media_type", &self.media_type)
+            .field(
+                "data_base64",
+                &format_args!("<{} chars>", self.data_base64.len()),
+            )
+            .finish()
+    }
+}
+
+/// Where and as whom to send a provider's requests.
+#[derive(Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ProviderEndpoint {
+    /// No trailing slash needed. Empty means the provider's default ([`default_base_url`]).
+    pub base_url: String,
+    /// Empty: no auth header is sent (e.g. a proxy adds it).
+    pub api_key: String,
+    /// Further headers for every request (`OpenAI-Project`, `anthropic-beta`, proxy auth, ...).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub headers: BTreeMap<String, String>,
+}
+
+impl ProviderEndpoint {
+    /// The provider's default base URL with `api_key`.
+    pub fn default_for(provider: ProviderId, api_key: impl Into<String>) -> Self {
+        ProviderEndpoint {
+            base_url: default_base_url(provider).to_string(),
+            api_key: api_key.into(),
+            headers: BTreeMap::new(),
+        }
+    }
+}
+
+impl fmt::Debug for ProviderEndpoint {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ProviderEndpoint")
+            .field("base_url", &self.base_url)
+            .field("api_key", &"<redacted>")
+            .field("headers", &self.headers.keys().collect::<Vec<_>>())
+            .finish()
+    }
+}
+
+/// A passage the answer cites (Anthropic citations).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Citation {
+    pub cited_text: String,
+    /// The cited document's title (the file name), else "document <n>".
+    pub source: String,
+    /// 1-based, inclusive, for PDF page citations.
+    #[serde(default)]
+    pub start_page: Option<u64>,
+    #[serde(default)]
+    pub end_page: Option<u64>,
+}
+
+/// The outcome of one job.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct JobResult {
+    /// The job's `id`.
+    pub job_id: String,
+    /// A 2xx answer with usable content (and, with a schema, valid structured output).
+    pub ok: bool,
+    /// The HTTP status of the (synthetic) response.
+    pub status: u16,
+    /// The raw answer text. With a schema: the JSON text (Anthropic: the tool input,
+    /// serialised). Kept when the JSON is invalid, so it can be inspected.
+    #[serde(default)]
+    pub response: Option<String>,
+    /// The structured answer, only when it parsed and matched the schema. For OpenAI (whose
+    /// strict mode makes optional properties required and nullable) the nulls of optional
+    /// properties that do not accept null are dropped first: an absent field stays absent.
+    #[serde(default)]
+    pub parsed_response: Option<Value>,
+    #[serde(default)]
+    pub citations: Vec<Citation>,
+    /// As the provider reported them (Anthropic: including cache reads/writes; Gemini output:
+    /// candidates plus thinking tokens, which are billed as output).
+    #[serde(default)]
+    pub input_tokens: Option<u64>,
+    #[serde(default)]
+    pub output_tokens: Option<u64>,
+    /// Reported usage × the model's batch price. `None` without usage or a known price.
+    #[serde(default)]
+    pub cost_usd: Option<f64>,
+    /// The provider's own stop reason ("stop", "end_turn", "MAX_TOKENS", ...).
+    #[serde(default)]
+    pub finish_reason: Option<String>,
+    /// The answer was cut off by the output token cap.
+    #[serde(default)]
+    pub truncated: bool,
+    #[serde(default)]
+    pub error: Option<String>,
+}
