@@ -1,5 +1,8 @@
 import { defineConfig } from "tsup";
 
+// No source maps: the output is plain, unminified JavaScript, and the package ships neither the
+// maps nor the sources they point at (package.json `files` lists what a user gets).
+
 export default defineConfig([
   {
     // cli: the `batchling` bin (dist/cli.js, ESM; tsup keeps its shebang and makes it executable).
@@ -12,7 +15,7 @@ export default defineConfig([
     outDir: "dist",
     target: "node20",
     platform: "node",
-    sourcemap: true,
+    sourcemap: false,
     clean: true,
     shims: true,
   },
@@ -26,7 +29,7 @@ export default defineConfig([
     outDir: "dist-web",
     target: "es2022",
     platform: "browser",
-    sourcemap: true,
+    sourcemap: false,
     clean: true,
     external: [/wasm\/web\/batchling_wasm\.js$/],
   },

@@ -74,7 +74,16 @@ else
   echo "[build-wasm] no wasm-opt from npm binaryen (set WASM_OPT=...): skipping -Oz"
 fi
 
+# The two targets' .wasm files are byte for byte the same: ship one. The Node glue reads the web
+# copy (package.json `exports` "./wasm" points there too).
+cmp -s wasm/node/batchling_wasm_bg.wasm wasm/web/batchling_wasm_bg.wasm ||
+  { echo "[build-wasm] the nodejs and web .wasm differ; cannot share one" >&2; exit 1; }
+rm wasm/node/batchling_wasm_bg.wasm
+sed -i 's|`${__dirname}/batchling_wasm_bg.wasm`|`${__dirname}/../web/batchling_wasm_bg.wasm`|' wasm/node/batchling_wasm.js
+grep -q '/../web/batchling_wasm_bg.wasm`' wasm/node/batchling_wasm.js ||
+  { echo "[build-wasm] the Node glue no longer reads its .wasm the expected way" >&2; exit 1; }
+
 size() { printf '%8d B raw, %7d B gzip  %s\n' "$(wc -c <"$1")" "$(gzip -9c "$1" | wc -c)" "$1"; }
 size "$RAW"
-size wasm/node/batchling_wasm_bg.wasm
+size wasm/web/batchling_wasm_bg.wasm
 echo "[build-wasm] done in $(( $(date +%s) - start )) s"

@@ -878,6 +878,85 @@ describe("queue limit", () => {
   });
 });
 
+describe("queue statistics", () => {
+  const queueOf = (batcher) => {
+    const { queueSize, maxQueueSize, isQueueFull, isQueueEmpty } = batcher.getStatus();
+    return { queueSize, maxQueueSize, isQueueFull, isQueueEmpty };
+  };
+
+  test("queueSize counts items added and not yet running; isQueueFull is when the next add is refused", async () => {
+    let gate = deferred();
+    const batcher = new RequestBatcher({
+      maxBatchSize: 2,
+      maxDelayMs: 10_000,
+      maxQueueSize: 3,
+      maxConcurrentBatches: 1,
+      batchHandler: async (items) => {
+        await gate.promise;
+        return items;
+      },
+    });
+    assert.deepEqual(queueOf(batcher), { queueSize: 0, maxQueueSize: 3, isQueueFull: false, isQueueEmpty: true });
+    const running = [batcher.add("a"), batcher.add("b")]; // a full batch: cut and running
+    assert.deepEqual(queueOf(batcher), { queueSize: 0, maxQueueSize: 3, isQueueFull: false, isQueueEmpty: true });
+    assert.equal(batcher.getStatus().processing, 2);
+    const queued = [batcher.add("c")];
+    assert.deepEqual(queueOf(batcher), { queueSize: 1, maxQueueSize: 3, isQueueFull: false, isQueueEmpty: false });
+    queued.push(batcher.add("d"), batcher.add("e")); // c, d cut but waiting for the one slot; e in its group
+    assert.deepEqual(queueOf(batcher), { queueSize: 3, maxQueueSize: 3, isQueueFull: true, isQueueEmpty: false });
+    assert.equal(batcher.getStatus().pending, 3, "queueSize is the pending count");
+    await assert.rejects(batcher.add("f"), QueueFullError, "a full queue refuses the next add");
+    assert.equal(queueOf(batcher).isQueueFull, true, "a refused add changes nothing");
+    gate.resolve();
+    assert.deepEqual(await Promise.all(running), ["a", "b"]);
+    await turn();
+    // c, d run now; e waits for its window.
+    assert.deepEqual(queueOf(batcher), { queueSize: 1, maxQueueSize: 3, isQueueFull: false, isQueueEmpty: false });
+    gate = deferred();
+    gate.resolve();
+    await batcher.close();
+    assert.deepEqual(await Promise.all(queued), ["c", "d", "e"]);
+    assert.deepEqual(queueOf(batcher), { queueSize: 0, maxQueueSize: 3, isQueueFull: false, isQueueEmpty: true });
+  });
+
+  test("without maxQueueSize the queue is never full", async () => {
+    const batcher = new RequestBatcher({ maxBatchSize: 10_000, maxDelayMs: 10_000, batchHandler: (items) => items });
+    const added = Array.from({ length: 5_000 }, (_, i) => batcher.add(i));
+    assert.deepEqual(queueOf(batcher), { queueSize: 5_000, maxQueueSize: null, isQueueFull: false, isQueueEmpty: false });
+    await batcher.close();
+    assert.equal((await Promise.all(added)).length, 5_000);
+    assert.deepEqual(queueOf(batcher), { queueSize: 0, maxQueueSize: null, isQueueFull: false, isQueueEmpty: true });
+  });
+
+  test("a batch waiting for its retry takes no queue room", async () => {
+    let calls = 0;
+    const gate = deferred();
+    const batcher = new RequestBatcher({
+      maxBatchSize: 2,
+      maxDelayMs: 10_000,
+      maxQueueSize: 2,
+      retry: { attempts: 1, backoffMs: 30, maxBackoffMs: 30 },
+      jitterSeed: 1,
+      batchHandler: async (items) => {
+        if (calls++ === 0) throw new Error("transient");
+        await gate.promise;
+        return items;
+      },
+    });
+    const first = [batcher.add("a"), batcher.add("b")];
+    await turn();
+    await turn();
+    assert.equal(batcher.getStatus().retried, 1, "the first attempt failed and waits for its retry");
+    assert.deepEqual(queueOf(batcher), { queueSize: 0, maxQueueSize: 2, isQueueFull: false, isQueueEmpty: true });
+    const more = [batcher.add("c")];
+    assert.deepEqual(queueOf(batcher), { queueSize: 1, maxQueueSize: 2, isQueueFull: false, isQueueEmpty: false });
+    gate.resolve();
+    assert.deepEqual(await Promise.all(first), ["a", "b"]);
+    await batcher.close();
+    assert.deepEqual(await Promise.all(more), ["c"]);
+  });
+});
+
 // ---- concurrency ---------------------------------------------------------------------------
 
 describe("maxConcurrentBatches", () => {
@@ -1111,6 +1190,10 @@ describe("getStatus", () => {
       rejected: 0,
       cancelled: 0,
       timedOut: 0,
+      queueSize: 0,
+      maxQueueSize: null,
+      isQueueFull: false,
+      isQueueEmpty: true,
     });
     const first = ["a", "bad", "c"].map((x) => batcher.add(x));
     let status = batcher.getStatus();

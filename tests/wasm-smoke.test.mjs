@@ -77,7 +77,33 @@ describe("wasm engine", () => {
     assert.deepEqual(Object.keys(status), [
       "pending", "processing", "processed", "failed", "batches", "averageBatchSize",
       "retried", "rejected", "cancelled", "timedOut",
+      "queueSize", "maxQueueSize", "isQueueFull", "isQueueEmpty",
     ]);
+    assert.equal(status.maxQueueSize, null, "unbounded: null, like napi");
+  });
+
+  test("NativeBatcher: queue statistics match the native addon's, bounded and not", () => {
+    for (const options of [{ maxBatchSize: 2, maxDelayMs: 50, maxQueueSize: 3 }, { maxBatchSize: 2, maxDelayMs: 50 }]) {
+      const engines = [wasm, native].map((m) => new m.NativeBatcher(options));
+      const scratch = new Float64Array(64);
+      const seen = engines.map(() => []);
+      for (const groups of [[], [0], [1], [2], [3]]) {
+        engines.forEach((engine, i) => {
+          if (groups.length > 0) engine.add(0, Uint32Array.from(groups), false, scratch);
+          const { queueSize, maxQueueSize, isQueueFull, isQueueEmpty } = engine.status();
+          seen[i].push([queueSize, maxQueueSize, isQueueFull, isQueueEmpty]);
+        });
+      }
+      const bound = options.maxQueueSize ?? null;
+      assert.deepEqual(seen[0], [
+        [0, bound, false, true],
+        [1, bound, false, false],
+        [2, bound, false, false],
+        [3, bound, bound === 3, false],
+        [bound === 3 ? 3 : 4, bound, bound === 3, false],
+      ]);
+      assert.deepEqual(seen[1], seen[0], "native and wasm agree");
+    }
   });
 
   test("option errors carry the core's ConfigError text", () => {

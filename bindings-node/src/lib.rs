@@ -12,7 +12,7 @@ use batchling_core::http::{HttpRequest, HttpResponse};
 use batchling_core::interceptor::{self, Input, Interceptor};
 use batchling_core::job_api;
 use batchling_core::wire::{self, HostIds};
-use napi::bindgen_prelude::{Float64Array, Float64ArraySlice, Uint32ArraySlice};
+use napi::bindgen_prelude::{Either, Float64Array, Float64ArraySlice, Null, Uint32ArraySlice};
 use napi::{Error, Result, Status as NapiStatus};
 use napi_derive::napi;
 
@@ -46,6 +46,11 @@ pub struct BatcherStatus {
     pub rejected: f64,
     pub cancelled: f64,
     pub timed_out: f64,
+    pub queue_size: f64,
+    /// `null` when the queue is unbounded.
+    pub max_queue_size: Either<f64, Null>,
+    pub is_queue_full: bool,
+    pub is_queue_empty: bool,
 }
 
 impl From<Status> for BatcherStatus {
@@ -62,6 +67,13 @@ impl From<Status> for BatcherStatus {
             rejected: s.rejected as f64,
             cancelled: s.cancelled as f64,
             timed_out: s.timed_out as f64,
+            queue_size: s.queue_size as f64,
+            max_queue_size: match s.max_queue_size {
+                Some(max) => Either::A(max as f64),
+                None => Either::B(Null),
+            },
+            is_queue_full: s.is_queue_full,
+            is_queue_empty: s.is_queue_empty,
         }
     }
 }

@@ -102,9 +102,10 @@ fn read_options(options: &JsValue) -> Result<HostBatcherOptions, JsValue> {
 }
 
 /// The napi `BatcherStatus` object: same camelCase fields, `lastBatchTime` absent until the
-/// first cut. Built as one JSON string and parsed by JS: setting the eleven fields one by one
-/// through `Reflect::set` costs several times as much (and wasm-bindgen's `inline_js` snippets
-/// are ES modules, which the CommonJS `--target nodejs` glue cannot load on Node 20).
+/// first cut, `maxQueueSize` null when unbounded. Built as one JSON string and parsed by JS:
+/// setting the fields one by one through `Reflect::set` costs several times as much (and
+/// wasm-bindgen's `inline_js` snippets are ES modules, which the CommonJS `--target nodejs` glue
+/// cannot load on Node 20).
 fn status_object(s: Status) -> JsValue {
     use std::fmt::Write;
     let mut json = format!(
@@ -114,10 +115,13 @@ fn status_object(s: Status) -> JsValue {
     if let Some(t) = s.last_batch_time_ms {
         let _ = write!(json, ",\"lastBatchTime\":{t}");
     }
+    let max_queue_size = s
+        .max_queue_size
+        .map_or("null".to_string(), |m| m.to_string());
     let _ = write!(
         json,
-        ",\"retried\":{},\"rejected\":{},\"cancelled\":{},\"timedOut\":{}}}",
-        s.retried, s.rejected, s.cancelled, s.timed_out,
+        ",\"retried\":{},\"rejected\":{},\"cancelled\":{},\"timedOut\":{},\"queueSize\":{},\"maxQueueSize\":{},\"isQueueFull\":{},\"isQueueEmpty\":{}}}",
+        s.retried, s.rejected, s.cancelled, s.timed_out, s.queue_size, max_queue_size, s.is_queue_full, s.is_queue_empty,
     );
     js_sys::JSON::parse(&json).expect("status JSON parses")
 }

@@ -284,10 +284,10 @@ pub enum Event<'a> {
     },
 }
 
-/// Counters, as `getStatus()` shows them.
+/// Counters and queue statistics, as `getStatus()` shows them.
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct Status {
-    /// Items waiting: queued in a group, or in a cut batch waiting for a slot or a retry.
+    /// Items waiting: queued in a group, or in a cut batch waiting for its first run.
     pub pending: u64,
     /// Items in a running batch.
     pub processing: u64,
@@ -307,6 +307,14 @@ pub struct Status {
     pub rejected: u64,
     pub cancelled: u64,
     pub timed_out: u64,
+    /// Items added and not yet in a running batch: what `max_queue_size` bounds (the same
+    /// count as `pending`; a batch waiting for its retry already ran and is not queued).
+    pub queue_size: u64,
+    /// The configured `max_queue_size`; `None` when the queue is unbounded.
+    pub max_queue_size: Option<u64>,
+    /// `queue_size` has reached `max_queue_size`: the next add is refused. Never true unbounded.
+    pub is_queue_full: bool,
+    pub is_queue_empty: bool,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -487,6 +495,14 @@ impl Batcher {
         } else {
             self.items_cut as f64 / status.batches as f64
         };
+        // The queue statistics follow from the counters and the bound: nothing per item.
+        let bound = self.config.max_queue_size;
+        status.queue_size = status.pending;
+        status.max_queue_size = (bound != usize::MAX).then_some(bound as u64);
+        status.is_queue_full = status
+            .max_queue_size
+            .is_some_and(|max| status.queue_size >= max);
+        status.is_queue_empty = status.queue_size == 0;
         status
     }
 

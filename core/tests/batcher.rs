@@ -109,6 +109,70 @@ fn queue_full_is_refused_at_once_and_frees_up() {
 }
 
 #[test]
+fn queue_statistics_follow_adds_cuts_and_settlements() {
+    let mut b = Batcher::new(BatcherConfig {
+        max_queue_size: 3,
+        max_concurrent_batches: 1,
+        retry: RetryPolicy {
+            attempts: 1,
+            backoff_ms: 5,
+            max_backoff_ms: 5,
+        },
+        ..config(2, 10)
+    })
+    .unwrap();
+    let queue = |b: &Batcher| {
+        let s = b.status();
+        (
+            s.queue_size,
+            s.max_queue_size,
+            s.is_queue_full,
+            s.is_queue_empty,
+        )
+    };
+    assert_eq!(queue(&b), (0, Some(3), false, true));
+    let first = add_n(&mut b, 0, 0, 2); // cut at once and running: not queued
+    let run = runs(&actions(&mut b));
+    assert_eq!(queue(&b), (0, Some(3), false, true));
+    add_n(&mut b, 0, 0, 2); // cut, waiting for the one slot: still queued
+    assert_eq!(queue(&b), (2, Some(3), false, false));
+    let last = b.add(0, 1).unwrap(); // queued in its group
+    assert_eq!(queue(&b), (3, Some(3), true, false));
+    assert_eq!(b.add(0, 1), Err(AddError::QueueFull), "full means refused");
+    b.handle(0, Event::Cancel { item: last });
+    assert_eq!(queue(&b), (2, Some(3), false, false));
+    // The running batch fails and waits for its retry; the waiting batch takes the slot.
+    // Items waiting for a retry already ran: they are not queued and take no queue room.
+    b.handle(
+        1,
+        Event::BatchFailed {
+            batch: run[0].0,
+            retryable: true,
+        },
+    );
+    let started = runs(&actions(&mut b));
+    assert_eq!(started.len(), 1);
+    assert_ne!(started[0].2, first);
+    assert_eq!(b.status().processing, 4);
+    assert_eq!(queue(&b), (0, Some(3), false, true));
+    add_n(&mut b, 1, 2, 3);
+    assert_eq!(queue(&b), (3, Some(3), true, false));
+    b.handle(1, Event::Close { abort: true });
+    assert_eq!(queue(&b), (0, Some(3), false, true));
+}
+
+#[test]
+fn queue_is_never_full_without_a_bound() {
+    let mut b = Batcher::new(config(1_000, 1_000)).unwrap();
+    add_n(&mut b, 0, 0, 500);
+    let s = b.status();
+    assert_eq!(s.queue_size, 500);
+    assert_eq!(s.max_queue_size, None);
+    assert!(!s.is_queue_full);
+    assert!(!s.is_queue_empty);
+}
+
+#[test]
 fn max_concurrent_batches_holds_batches_in_order() {
     let mut b = Batcher::new(BatcherConfig {
         max_concurrent_batches: 1,

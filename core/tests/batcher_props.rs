@@ -1,11 +1,12 @@
 //! Property test: random sequences of adds, cancels, ticks, outcomes, flushes and closes keep
 //! the engine's invariants (design.md): exactly-once settlement, groups never mix, batch size
-//! bound, no item waits past its window while capacity is free, queue bound, bounded memory.
+//! bound, no item waits past its window while capacity is free, queue bound and queue
+//! statistics, bounded memory.
 
 use std::collections::{HashMap, HashSet};
 
 use batchling_core::batcher::{
-    Action, BatchId, Batcher, BatcherConfig, Event, ItemId, RetryPolicy,
+    Action, AddError, BatchId, Batcher, BatcherConfig, Event, ItemId, RetryPolicy,
 };
 use proptest::prelude::*;
 
@@ -130,6 +131,20 @@ impl Model {
         );
         let live = self.accepted.len() - self.settled.len();
         assert_eq!(b.live_items(), live);
+        // Queue statistics: the queue is every live item that has not run yet.
+        let queued = self
+            .accepted
+            .iter()
+            .filter(|i| !self.settled.contains(i) && !self.ever_run.contains(i))
+            .count();
+        assert_eq!(s.queue_size as usize, queued, "queue size");
+        let bound = (cfg.max_queue_size != usize::MAX).then_some(cfg.max_queue_size as u64);
+        assert_eq!(s.max_queue_size, bound);
+        assert_eq!(
+            s.is_queue_full,
+            bound.is_some_and(|max| queued as u64 >= max)
+        );
+        assert_eq!(s.is_queue_empty, queued == 0);
         assert!(
             b.bookkeeping_entries() <= 3 * live + 8 * 16 + 200,
             "bookkeeping grows past live items"
@@ -162,8 +177,16 @@ proptest! {
             match op.clone() {
                 Op::Add { group, count } => {
                     let groups = vec![group; count];
+                    let before = b.status();
                     let mut out = Vec::new();
                     b.add_many(m.now, &groups, false, &mut out);
+                    if !b.is_closed() {
+                        // A full queue refuses the next add; any other takes it.
+                        prop_assert_eq!(
+                            out[0] == Err(AddError::QueueFull),
+                            before.is_queue_full
+                        );
+                    }
                     for id in out.into_iter().flatten() {
                         m.group_of.insert(id, group);
                         m.added_at.insert(id, m.now);

@@ -29,6 +29,13 @@ export interface EngineStatus {
   rejected: number;
   cancelled: number;
   timedOut: number;
+  /** Items added and not yet in a running batch (what `maxQueueSize` bounds; equals `pending`). */
+  queueSize: number;
+  /** The `maxQueueSize` option; `null` when the queue is unbounded. */
+  maxQueueSize: number | null;
+  /** `queueSize` has reached `maxQueueSize`: the next `add()` rejects with `QueueFullError`. Never true unbounded. */
+  isQueueFull: boolean;
+  isQueueEmpty: boolean;
 }
 
 export interface BatcherEngine {

@@ -263,7 +263,7 @@ export class RequestBatcher<T, R> {
     return new Promise((resolve) => this.#flushWaiters.push({ before, remaining, resolve }));
   }
 
-  /** Counters: pending, processing, processed, failed, batches, averageBatchSize, … */
+  /** Counters (pending, processing, processed, failed, batches, …) and the queue's statistics (queueSize, maxQueueSize, isQueueFull, isQueueEmpty). */
   getStatus(): RequestBatcherStatus {
     this.#sendBuffered();
     this.#sendCompletions();
