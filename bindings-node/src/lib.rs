@@ -1,17 +1,12 @@
 //! Node binding: conversion only. Every method takes the host's time and writes the call's
-//! outcome into the host's scratch `Float64Array` (layout: `batchling_core::wire`), returning
+//! outcome into the host's scratch `Float64Array` (layout: `batchling_core::host::wire`), returning
 //! its length. Reusing one buffer spares V8 an external ArrayBuffer (and its finalizer) per
 //! call; an outcome larger than the scratch buffer is fetched with `takeOverflow()`. Typed
 //! arrays come in as borrowed slices (`…ArraySlice`), not as `Float64Array`, which would create
 //! and delete a napi reference (a V8 global handle) on every call.
 
-use batchling_core::batcher::{
-    AddError, BatchId, Batcher, Event, HostBatcherOptions, ItemId, Status,
-};
-use batchling_core::http::{HttpRequest, HttpResponse};
-use batchling_core::interceptor::{self, Input, Interceptor};
-use batchling_core::job_api;
-use batchling_core::wire::{self, HostIds};
+use batchling_core::batcher::{HostBatcherOptions, Status};
+use batchling_core::host::{jobs, BatcherHost, InterceptorHost};
 use napi::bindgen_prelude::{Either, Float64Array, Float64ArraySlice, Null, Uint32ArraySlice};
 use napi::{Error, Result, Status as NapiStatus};
 use napi_derive::napi;
@@ -29,7 +24,7 @@ pub struct BatcherOptions {
     pub retry_max_backoff_ms: Option<f64>,
     pub timeout_ms: Option<f64>,
     pub jitter_seed: Option<f64>,
-    /// Outcomes name items by the host's own ids (`addWithIds`), in the `wire::HostIds` layout.
+    /// Outcomes name items by the host's own ids (`addWithIds`), in the `batchling_core::host::wire::HostIds` layout.
     pub host_item_ids: Option<bool>,
 }
 
@@ -80,15 +75,23 @@ impl From<Status> for BatcherStatus {
 
 #[napi]
 pub struct NativeBatcher {
-    inner: Batcher,
-    adds: Vec<std::result::Result<ItemId, AddError>>,
-    out: Vec<f64>,
-    overflow: Option<Vec<f64>>,
-    host_ids: Option<HostIds>,
+    host: BatcherHost,
 }
 
-fn ms(value: f64) -> u64 {
-    value.max(0.0) as u64
+fn invalid(e: impl std::fmt::Display) -> Error {
+    Error::new(NapiStatus::InvalidArg, e.to_string())
+}
+
+impl NativeBatcher {
+    /// Hand the call's outcome to JS: into the scratch buffer, or kept for `takeOverflow`.
+    fn send(&mut self, mut scratch: Float64ArraySlice<'_>) -> u32 {
+        // SAFETY: JS is blocked in this call and nothing else holds a Rust view of the
+        // buffer, so this is the only reference to its memory while it lives.
+        let target: &mut [f64] = unsafe { scratch.as_mut() };
+        let capacity = target.len();
+        self.host
+            .deliver(capacity, |out| target[..out.len()].copy_from_slice(out))
+    }
 }
 
 #[napi]
@@ -105,57 +108,16 @@ impl NativeBatcher {
             retry_max_backoff_ms: options.retry_max_backoff_ms,
             timeout_ms: options.timeout_ms,
             jitter_seed: options.jitter_seed,
-        }
-        .into_config()
-        .map_err(invalid)?;
-        let inner = Batcher::new(config).map_err(invalid)?;
-        Ok(NativeBatcher {
-            inner,
-            adds: Vec::new(),
-            out: Vec::new(),
-            overflow: None,
-            host_ids: options
-                .host_item_ids
-                .unwrap_or(false)
-                .then(HostIds::default),
-        })
-    }
-
-    fn respond(&mut self, scratch: Float64ArraySlice<'_>) -> u32 {
-        match &mut self.host_ids {
-            Some(ids) => ids.encode(&mut self.inner, &self.adds, &mut self.out),
-            None => wire::encode(&mut self.inner, &self.adds, &mut self.out),
-        }
-        self.adds.clear();
-        if self.inner.is_closed() && self.inner.live_items() == 0 {
-            self.adds.shrink_to_fit(); // drained for good: nothing more is added
-        }
-        self.send(scratch)
-    }
-
-    /// Hand the encoded outcome to JS: into the scratch buffer, or kept for `takeOverflow`.
-    fn send(&mut self, mut scratch: Float64ArraySlice<'_>) -> u32 {
-        let len = self.out.len();
-        // SAFETY: JS is blocked in this call and nothing else holds a Rust view of the
-        // buffer, so this is the only reference to its memory while it lives.
-        let target: &mut [f64] = unsafe { scratch.as_mut() };
-        if len <= target.len() {
-            target[..len].copy_from_slice(&self.out);
-        } else {
-            self.overflow = Some(std::mem::take(&mut self.out));
-        }
-        len as u32
-    }
-
-    fn event(&mut self, now_ms: f64, event: Event<'_>, scratch: Float64ArraySlice<'_>) -> u32 {
-        self.inner.handle(ms(now_ms), event);
-        self.respond(scratch)
+        };
+        let host =
+            BatcherHost::new(config, options.host_item_ids.unwrap_or(false)).map_err(invalid)?;
+        Ok(NativeBatcher { host })
     }
 
     /// The last outcome, when it did not fit the scratch buffer.
     #[napi]
     pub fn take_overflow(&mut self) -> Float64Array {
-        Float64Array::new(self.overflow.take().unwrap_or_default())
+        Float64Array::new(self.host.take_overflow())
     }
 
     /// Add one item per entry of `groups` (interned group keys). `more_follow`: more adds of
@@ -168,9 +130,8 @@ impl NativeBatcher {
         more_follow: bool,
         scratch: Float64ArraySlice<'_>,
     ) -> u32 {
-        self.inner
-            .add_many(ms(now_ms), &groups, more_follow, &mut self.adds);
-        self.respond(scratch)
+        self.host.add(now_ms, &groups, more_follow);
+        self.send(scratch)
     }
 
     /// `add` for the host-id layout (option `hostItemIds`): the adds get the host ids
@@ -184,21 +145,19 @@ impl NativeBatcher {
         more_follow: bool,
         scratch: Float64ArraySlice<'_>,
     ) -> u32 {
-        self.inner
-            .add_many(ms(now_ms), &groups, more_follow, &mut self.adds);
-        if let Some(ids) = &mut self.host_ids {
-            ids.record(&self.adds, first_id);
-        }
-        self.respond(scratch)
+        self.host
+            .add_with_ids(now_ms, &groups, first_id, more_follow);
+        self.send(scratch)
     }
 
     #[napi]
     pub fn tick(&mut self, now_ms: f64, scratch: Float64ArraySlice<'_>) -> u32 {
-        self.event(now_ms, Event::Tick, scratch)
+        self.host.tick(now_ms);
+        self.send(scratch)
     }
 
     /// Handlers returned (those of one turn together): `batches[i]` failed on its own at the
-    /// next `failedCounts[i]` positions of `failed` (see `batchling_core::wire::completions`).
+    /// next `failedCounts[i]` positions of `failed` (see `batchling_core::host::wire::completions`).
     /// One call and one outcome for all of them.
     #[napi]
     pub fn completed_many(
@@ -209,15 +168,9 @@ impl NativeBatcher {
         failed: Uint32ArraySlice<'_>,
         scratch: Float64ArraySlice<'_>,
     ) -> Result<u32> {
-        let completions = wire::completions(&batches, &failed_counts, &failed).map_err(invalid)?;
-        let host_ids = self.host_ids.as_mut();
-        wire::complete_many(
-            &mut self.inner,
-            host_ids,
-            ms(now_ms),
-            completions,
-            &mut self.out,
-        );
+        self.host
+            .completed_many(now_ms, &batches, &failed_counts, &failed)
+            .map_err(invalid)?;
         Ok(self.send(scratch))
     }
 
@@ -229,29 +182,31 @@ impl NativeBatcher {
         retryable: bool,
         scratch: Float64ArraySlice<'_>,
     ) -> u32 {
-        let batch = BatchId(batch as u64);
-        self.event(now_ms, Event::BatchFailed { batch, retryable }, scratch)
+        self.host.failed(now_ms, batch, retryable);
+        self.send(scratch)
     }
 
     #[napi]
     pub fn cancel(&mut self, now_ms: f64, item: f64, scratch: Float64ArraySlice<'_>) -> u32 {
-        let item = ItemId(item as u64);
-        self.event(now_ms, Event::Cancel { item }, scratch)
+        self.host.cancel(now_ms, item);
+        self.send(scratch)
     }
 
     #[napi]
     pub fn flush(&mut self, now_ms: f64, scratch: Float64ArraySlice<'_>) -> u32 {
-        self.event(now_ms, Event::Flush, scratch)
+        self.host.flush(now_ms);
+        self.send(scratch)
     }
 
     #[napi]
     pub fn close(&mut self, now_ms: f64, abort: bool, scratch: Float64ArraySlice<'_>) -> u32 {
-        self.event(now_ms, Event::Close { abort }, scratch)
+        self.host.close(now_ms, abort);
+        self.send(scratch)
     }
 
     #[napi]
     pub fn status(&self) -> BatcherStatus {
-        self.inner.status().into()
+        self.host.status().into()
     }
 }
 
@@ -259,36 +214,21 @@ impl NativeBatcher {
 /// `{"deadline": ms | null, "outputs": [...]}` (see `batchling_core::interceptor::Output`).
 #[napi]
 pub struct NativeInterceptor {
-    inner: Interceptor,
-}
-
-fn invalid(e: impl std::fmt::Display) -> Error {
-    Error::new(NapiStatus::InvalidArg, e.to_string())
-}
-
-fn parse_headers(json: &str) -> Result<Vec<(String, String)>> {
-    serde_json::from_str(json)
-        .map_err(|e| invalid(format!("headers must be [[name, value], …]: {e}")))
+    host: InterceptorHost,
 }
 
 #[napi]
 impl NativeInterceptor {
     #[napi(constructor)]
     pub fn new(options_json: String) -> Result<Self> {
-        let inner = Interceptor::from_options_json(&options_json).map_err(invalid)?;
-        Ok(NativeInterceptor { inner })
+        let host = InterceptorHost::new(&options_json).map_err(invalid)?;
+        Ok(NativeInterceptor { host })
     }
 
     /// Journal lines from a previous run; damaged ones become warning events.
     #[napi]
     pub fn load_cache(&mut self, lines: Vec<String>) -> String {
-        self.inner.load_cache(lines.iter().map(String::as_str));
-        interceptor::outputs_json(&mut self.inner)
-    }
-
-    fn input(&mut self, now_ms: f64, input: Input) -> String {
-        self.inner.handle(ms(now_ms), input);
-        interceptor::outputs_json(&mut self.inner)
+        self.host.load_cache(lines.iter().map(String::as_str))
     }
 
     #[napi]
@@ -301,14 +241,9 @@ impl NativeInterceptor {
         headers_json: String,
         body: String,
     ) -> Result<String> {
-        let http = HttpRequest {
-            method,
-            url,
-            headers: parse_headers(&headers_json)?,
-            body,
-        };
-        let request = request as u64;
-        Ok(self.input(now_ms, Input::Submit { request, http }))
+        self.host
+            .submit(now_ms, request, method, url, &headers_json, body)
+            .map_err(invalid)
     }
 
     #[napi]
@@ -320,62 +255,56 @@ impl NativeInterceptor {
         headers_json: String,
         body: String,
     ) -> Result<String> {
-        let response = HttpResponse {
-            status: status as u16,
-            headers: parse_headers(&headers_json)?,
-            body,
-        };
-        let call = call as u64;
-        Ok(self.input(now_ms, Input::Response { call, response }))
+        self.host
+            .response(now_ms, call, status, &headers_json, body)
+            .map_err(invalid)
     }
 
     #[napi]
     pub fn transport_error(&mut self, now_ms: f64, call: f64, message: String) -> String {
-        let call = call as u64;
-        self.input(now_ms, Input::TransportError { call, message })
+        self.host.transport_error(now_ms, call, message)
     }
 
     #[napi]
     pub fn tick(&mut self, now_ms: f64) -> String {
-        self.input(now_ms, Input::Tick)
+        self.host.tick(now_ms)
     }
 
     #[napi]
     pub fn cancel(&mut self, now_ms: f64, request: f64) -> String {
-        let request = request as u64;
-        self.input(now_ms, Input::Cancel { request })
+        self.host.cancel(now_ms, request)
     }
 
     #[napi]
     pub fn flush(&mut self, now_ms: f64) -> String {
-        self.input(now_ms, Input::Flush)
+        self.host.flush(now_ms)
     }
 
     #[napi]
     pub fn close(&mut self, now_ms: f64) -> String {
-        self.input(now_ms, Input::Close)
+        self.host.close(now_ms)
     }
 
     /// Per queue: provider, endpoint, model, requests, batches, cache hits, estimated cost.
     #[napi]
     pub fn report(&self) -> String {
-        serde_json::to_string(&self.inner.report()).expect("report serializes")
+        self.host.report()
     }
 }
 
 /// The job builder: which provider serves a job, its request, and its result (JSON in and out,
-/// see `batchling_core::job_api`).
+/// see `batchling_core::host::jobs`).
 #[napi]
 pub fn job_provider(spec_json: String) -> String {
-    job_api::provider(&spec_json)
+    jobs::provider(&spec_json)
 }
 
 #[napi]
 pub fn job_build_request(spec_json: String, endpoint_json: String) -> String {
-    job_api::build_request(&spec_json, &endpoint_json)
+    jobs::build_request(&spec_json, &endpoint_json)
 }
 
 #[napi]
 pub fn job_extract_result(spec_json: String, status: u32, body: String) -> String {
-    job_api::extract_result(&spec_json, status as u16, &body)
+    jobs::extract_result(&spec_json, status as u16, &body)
 }

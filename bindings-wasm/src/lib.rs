@@ -3,18 +3,13 @@
 //! `BatcherEngine` and `InterceptorEngine`) drive either one unchanged.
 //!
 //! Every `NativeBatcher` method takes the host's time and writes the call's outcome into the
-//! host's scratch `Float64Array` (layout: `batchling_core::wire`), returning its length; an
+//! host's scratch `Float64Array` (layout: `batchling_core::host::wire`), returning its length; an
 //! outcome larger than the scratch buffer is fetched with `takeOverflow()`. The outcome is
 //! written straight into the JS array (one `set` from a view of wasm memory), so only the
 //! outcome's length is copied, never the whole scratch buffer.
 
-use batchling_core::batcher::{
-    AddError, BatchId, Batcher, Event, HostBatcherOptions, ItemId, Status,
-};
-use batchling_core::http::{HttpRequest, HttpResponse};
-use batchling_core::interceptor::{self, Input, Interceptor};
-use batchling_core::job_api;
-use batchling_core::wire::{self, HostIds};
+use batchling_core::batcher::{HostBatcherOptions, Status};
+use batchling_core::host::{jobs, BatcherHost, InterceptorHost};
 use js_sys::{Array, Float64Array, Reflect};
 use wasm_bindgen::prelude::*;
 
@@ -135,48 +130,20 @@ fn number_json(value: f64) -> String {
     }
 }
 
-fn ms(value: f64) -> u64 {
-    value.max(0.0) as u64
-}
-
 #[wasm_bindgen]
 pub struct NativeBatcher {
-    inner: Batcher,
-    adds: Vec<Result<ItemId, AddError>>,
-    out: Vec<f64>,
-    overflow: Option<Vec<f64>>,
-    host_ids: Option<HostIds>,
+    host: BatcherHost,
 }
 
 impl NativeBatcher {
-    fn respond(&mut self, scratch: &Float64Array) -> u32 {
-        match &mut self.host_ids {
-            Some(ids) => ids.encode(&mut self.inner, &self.adds, &mut self.out),
-            None => wire::encode(&mut self.inner, &self.adds, &mut self.out),
-        }
-        self.adds.clear();
-        if self.inner.is_closed() && self.inner.live_items() == 0 {
-            self.adds.shrink_to_fit(); // drained for good: nothing more is added
-        }
-        self.send(scratch)
-    }
-
-    /// Hand the encoded outcome to JS: into the scratch buffer, or kept for `takeOverflow`.
+    /// Hand the call's outcome to JS: into the scratch buffer, or kept for `takeOverflow`.
     fn send(&mut self, scratch: &Float64Array) -> u32 {
-        let len = self.out.len();
-        if len <= scratch.length() as usize {
+        let capacity = scratch.length() as usize;
+        self.host.deliver(capacity, |out| {
             // SAFETY: the view of wasm memory is used at once, by `set`, which copies it; no
             // allocation (so no memory growth that would detach it) happens in between.
-            unsafe { scratch.set(&Float64Array::view(&self.out), 0) };
-        } else {
-            self.overflow = Some(std::mem::take(&mut self.out));
-        }
-        len as u32
-    }
-
-    fn event(&mut self, now_ms: f64, event: Event<'_>, scratch: &Float64Array) -> u32 {
-        self.inner.handle(ms(now_ms), event);
-        self.respond(scratch)
+            unsafe { scratch.set(&Float64Array::view(out), 0) }
+        })
     }
 }
 
@@ -187,21 +154,15 @@ impl NativeBatcher {
     #[wasm_bindgen(constructor)]
     pub fn new(options: JsValue) -> Result<NativeBatcher, JsValue> {
         install_panic_hook();
-        let config = read_options(&options)?.into_config().map_err(invalid)?;
-        let inner = Batcher::new(config).map_err(invalid)?;
-        Ok(NativeBatcher {
-            inner,
-            adds: Vec::new(),
-            out: Vec::new(),
-            overflow: None,
-            host_ids: host_item_ids(&options)?.then(HostIds::default),
-        })
+        let config = read_options(&options)?;
+        let host = BatcherHost::new(config, host_item_ids(&options)?).map_err(invalid)?;
+        Ok(NativeBatcher { host })
     }
 
     /// The last outcome, when it did not fit the scratch buffer.
     #[wasm_bindgen(js_name = takeOverflow)]
     pub fn take_overflow(&mut self) -> Vec<f64> {
-        self.overflow.take().unwrap_or_default()
+        self.host.take_overflow()
     }
 
     /// Add one item per entry of `groups` (interned group keys). `more_follow`: more adds of
@@ -213,9 +174,8 @@ impl NativeBatcher {
         more_follow: bool,
         scratch: &Float64Array,
     ) -> u32 {
-        self.inner
-            .add_many(ms(now_ms), groups, more_follow, &mut self.adds);
-        self.respond(scratch)
+        self.host.add(now_ms, groups, more_follow);
+        self.send(scratch)
     }
 
     /// `add` for the host-id layout (option `hostItemIds`): the adds get the host ids
@@ -229,16 +189,14 @@ impl NativeBatcher {
         more_follow: bool,
         scratch: &Float64Array,
     ) -> u32 {
-        self.inner
-            .add_many(ms(now_ms), groups, more_follow, &mut self.adds);
-        if let Some(ids) = &mut self.host_ids {
-            ids.record(&self.adds, first_id);
-        }
-        self.respond(scratch)
+        self.host
+            .add_with_ids(now_ms, groups, first_id, more_follow);
+        self.send(scratch)
     }
 
     pub fn tick(&mut self, now_ms: f64, scratch: &Float64Array) -> u32 {
-        self.event(now_ms, Event::Tick, scratch)
+        self.host.tick(now_ms);
+        self.send(scratch)
     }
 
     /// Handlers returned (those of one turn together): `batches[i]` failed on its own at the
@@ -252,15 +210,9 @@ impl NativeBatcher {
         failed: &[u32],
         scratch: &Float64Array,
     ) -> Result<u32, JsValue> {
-        let completions = wire::completions(batches, failed_counts, failed).map_err(invalid)?;
-        let host_ids = self.host_ids.as_mut();
-        wire::complete_many(
-            &mut self.inner,
-            host_ids,
-            ms(now_ms),
-            completions,
-            &mut self.out,
-        );
+        self.host
+            .completed_many(now_ms, batches, failed_counts, failed)
+            .map_err(invalid)?;
         Ok(self.send(scratch))
     }
 
@@ -271,25 +223,27 @@ impl NativeBatcher {
         retryable: bool,
         scratch: &Float64Array,
     ) -> u32 {
-        let batch = BatchId(batch as u64);
-        self.event(now_ms, Event::BatchFailed { batch, retryable }, scratch)
+        self.host.failed(now_ms, batch, retryable);
+        self.send(scratch)
     }
 
     pub fn cancel(&mut self, now_ms: f64, item: f64, scratch: &Float64Array) -> u32 {
-        let item = ItemId(item as u64);
-        self.event(now_ms, Event::Cancel { item }, scratch)
+        self.host.cancel(now_ms, item);
+        self.send(scratch)
     }
 
     pub fn flush(&mut self, now_ms: f64, scratch: &Float64Array) -> u32 {
-        self.event(now_ms, Event::Flush, scratch)
+        self.host.flush(now_ms);
+        self.send(scratch)
     }
 
     pub fn close(&mut self, now_ms: f64, abort: bool, scratch: &Float64Array) -> u32 {
-        self.event(now_ms, Event::Close { abort }, scratch)
+        self.host.close(now_ms, abort);
+        self.send(scratch)
     }
 
     pub fn status(&self) -> JsValue {
-        status_object(self.inner.status())
+        status_object(self.host.status())
     }
 }
 
@@ -297,19 +251,7 @@ impl NativeBatcher {
 /// `{"deadline": ms | null, "outputs": [...]}` (see `batchling_core::interceptor::Output`).
 #[wasm_bindgen]
 pub struct NativeInterceptor {
-    inner: Interceptor,
-}
-
-fn parse_headers(json: &str) -> Result<Vec<(String, String)>, JsValue> {
-    serde_json::from_str(json)
-        .map_err(|e| invalid(format!("headers must be [[name, value], …]: {e}")))
-}
-
-impl NativeInterceptor {
-    fn input(&mut self, now_ms: f64, input: Input) -> String {
-        self.inner.handle(ms(now_ms), input);
-        interceptor::outputs_json(&mut self.inner)
-    }
+    host: InterceptorHost,
 }
 
 #[wasm_bindgen]
@@ -317,8 +259,8 @@ impl NativeInterceptor {
     #[wasm_bindgen(constructor)]
     pub fn new(options_json: &str) -> Result<NativeInterceptor, JsValue> {
         install_panic_hook();
-        let inner = Interceptor::from_options_json(options_json).map_err(invalid)?;
-        Ok(NativeInterceptor { inner })
+        let host = InterceptorHost::new(options_json).map_err(invalid)?;
+        Ok(NativeInterceptor { host })
     }
 
     /// Journal lines from a previous run; damaged ones become warning events.
@@ -331,8 +273,7 @@ impl NativeInterceptor {
                     .ok_or_else(|| error("StringExpected", "loadCache: lines must be strings"))
             })
             .collect::<Result<Vec<String>, JsValue>>()?;
-        self.inner.load_cache(lines.iter().map(String::as_str));
-        Ok(interceptor::outputs_json(&mut self.inner))
+        Ok(self.host.load_cache(lines.iter().map(String::as_str)))
     }
 
     pub fn submit(
@@ -344,14 +285,9 @@ impl NativeInterceptor {
         headers_json: &str,
         body: String,
     ) -> Result<String, JsValue> {
-        let http = HttpRequest {
-            method,
-            url,
-            headers: parse_headers(headers_json)?,
-            body,
-        };
-        let request = request as u64;
-        Ok(self.input(now_ms, Input::Submit { request, http }))
+        self.host
+            .submit(now_ms, request, method, url, headers_json, body)
+            .map_err(invalid)
     }
 
     pub fn response(
@@ -362,59 +298,53 @@ impl NativeInterceptor {
         headers_json: &str,
         body: String,
     ) -> Result<String, JsValue> {
-        let response = HttpResponse {
-            status: status as u16,
-            headers: parse_headers(headers_json)?,
-            body,
-        };
-        let call = call as u64;
-        Ok(self.input(now_ms, Input::Response { call, response }))
+        self.host
+            .response(now_ms, call, status, headers_json, body)
+            .map_err(invalid)
     }
 
     #[wasm_bindgen(js_name = transportError)]
     pub fn transport_error(&mut self, now_ms: f64, call: f64, message: String) -> String {
-        let call = call as u64;
-        self.input(now_ms, Input::TransportError { call, message })
+        self.host.transport_error(now_ms, call, message)
     }
 
     pub fn tick(&mut self, now_ms: f64) -> String {
-        self.input(now_ms, Input::Tick)
+        self.host.tick(now_ms)
     }
 
     pub fn cancel(&mut self, now_ms: f64, request: f64) -> String {
-        let request = request as u64;
-        self.input(now_ms, Input::Cancel { request })
+        self.host.cancel(now_ms, request)
     }
 
     pub fn flush(&mut self, now_ms: f64) -> String {
-        self.input(now_ms, Input::Flush)
+        self.host.flush(now_ms)
     }
 
     pub fn close(&mut self, now_ms: f64) -> String {
-        self.input(now_ms, Input::Close)
+        self.host.close(now_ms)
     }
 
     /// Per queue: provider, endpoint, model, requests, batches, cache hits, estimated cost.
     pub fn report(&self) -> String {
-        serde_json::to_string(&self.inner.report()).expect("report serializes")
+        self.host.report()
     }
 }
 
 /// The job builder: which provider serves a job, its request, and its result (JSON in and out,
-/// see `batchling_core::job_api`).
+/// see `batchling_core::host::jobs`).
 #[wasm_bindgen(js_name = jobProvider)]
 pub fn job_provider(spec_json: &str) -> String {
-    job_api::provider(spec_json)
+    jobs::provider(spec_json)
 }
 
 #[wasm_bindgen(js_name = jobBuildRequest)]
 pub fn job_build_request(spec_json: &str, endpoint_json: &str) -> String {
-    job_api::build_request(spec_json, endpoint_json)
+    jobs::build_request(spec_json, endpoint_json)
 }
 
 #[wasm_bindgen(js_name = jobExtractResult)]
 pub fn job_extract_result(spec_json: &str, status: u32, body: &str) -> String {
-    job_api::extract_result(spec_json, status as u16, body)
+    jobs::extract_result(spec_json, status as u16, body)
 }
 
 #[cfg(all(test, target_arch = "wasm32"))]

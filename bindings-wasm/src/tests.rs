@@ -3,6 +3,7 @@
 //! binding, are in tests/wasm-smoke.test.mjs.
 
 use super::*;
+use batchling_core::host::wire;
 use wasm_bindgen_test::wasm_bindgen_test;
 
 fn options(pairs: &[(&str, f64)]) -> JsValue {

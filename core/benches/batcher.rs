@@ -2,7 +2,7 @@
 //! with a host that does nothing but feed outcomes back.
 
 use batchling_core::batcher::{Action, BatchId, Batcher, BatcherConfig, Event};
-use batchling_core::wire::{self, HostIds};
+use batchling_core::host::wire::{self, HostIds};
 use criterion::{criterion_group, criterion_main, BatchSize, Criterion, Throughput};
 
 const ITEMS: usize = 100_000;

@@ -1,0 +1,101 @@
+//! The provider batching engine as the bindings drive it: strings and numbers in, one JSON
+//! string out per call (`{"deadline": ms | null, "outputs": [...]}`, see
+//! [`crate::interceptor::Output`]).
+
+use crate::batcher::ConfigError;
+use crate::http::{HttpRequest, HttpResponse};
+use crate::interceptor::{outputs_json, Input, Interceptor};
+
+use super::{ms, HostArgError};
+
+pub struct InterceptorHost {
+    inner: Interceptor,
+}
+
+fn parse_headers(json: &str) -> Result<Vec<(String, String)>, HostArgError> {
+    serde_json::from_str(json)
+        .map_err(|e| HostArgError(format!("headers must be [[name, value], …]: {e}")))
+}
+
+impl InterceptorHost {
+    /// Options as JSON (camelCase); errors name the option.
+    pub fn new(options_json: &str) -> Result<Self, ConfigError> {
+        Ok(InterceptorHost {
+            inner: Interceptor::from_options_json(options_json)?,
+        })
+    }
+
+    fn input(&mut self, now_ms: f64, input: Input) -> String {
+        self.inner.handle(ms(now_ms), input);
+        outputs_json(&mut self.inner)
+    }
+
+    /// Journal lines from a previous run; damaged ones become warning events.
+    pub fn load_cache<'a>(&mut self, lines: impl IntoIterator<Item = &'a str>) -> String {
+        self.inner.load_cache(lines);
+        outputs_json(&mut self.inner)
+    }
+
+    pub fn submit(
+        &mut self,
+        now_ms: f64,
+        request: f64,
+        method: String,
+        url: String,
+        headers_json: &str,
+        body: String,
+    ) -> Result<String, HostArgError> {
+        let http = HttpRequest {
+            method,
+            url,
+            headers: parse_headers(headers_json)?,
+            body,
+        };
+        let request = request as u64;
+        Ok(self.input(now_ms, Input::Submit { request, http }))
+    }
+
+    pub fn response(
+        &mut self,
+        now_ms: f64,
+        call: f64,
+        status: u32,
+        headers_json: &str,
+        body: String,
+    ) -> Result<String, HostArgError> {
+        let response = HttpResponse {
+            status: status as u16,
+            headers: parse_headers(headers_json)?,
+            body,
+        };
+        let call = call as u64;
+        Ok(self.input(now_ms, Input::Response { call, response }))
+    }
+
+    pub fn transport_error(&mut self, now_ms: f64, call: f64, message: String) -> String {
+        let call = call as u64;
+        self.input(now_ms, Input::TransportError { call, message })
+    }
+
+    pub fn tick(&mut self, now_ms: f64) -> String {
+        self.input(now_ms, Input::Tick)
+    }
+
+    pub fn cancel(&mut self, now_ms: f64, request: f64) -> String {
+        let request = request as u64;
+        self.input(now_ms, Input::Cancel { request })
+    }
+
+    pub fn flush(&mut self, now_ms: f64) -> String {
+        self.input(now_ms, Input::Flush)
+    }
+
+    pub fn close(&mut self, now_ms: f64) -> String {
+        self.input(now_ms, Input::Close)
+    }
+
+    /// Per queue: provider, endpoint, model, requests, batches, cache hits, estimated cost.
+    pub fn report(&self) -> String {
+        serde_json::to_string(&self.inner.report()).expect("report serializes")
+    }
+}

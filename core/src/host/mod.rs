@@ -1,0 +1,33 @@
+//! What both bindings share: the engines wrapped for a host that speaks numbers, strings and
+//! typed arrays. A binding (napi, wasm-bindgen) keeps only its marshalling: it turns its
+//! runtime's values into these calls' arguments and their results back, nothing else.
+//!
+//! - [`BatcherHost`]: the generic [`crate::batcher::Batcher`], its outcomes encoded as numbers
+//!   ([`wire`]) into the host's scratch buffer.
+//! - [`InterceptorHost`]: the provider batching engine, its outputs as one JSON string per call.
+//! - [`jobs`]: the job builder's functions, JSON in and JSON out.
+
+mod batcher;
+mod interceptor;
+pub mod jobs;
+pub mod wire;
+
+pub use batcher::BatcherHost;
+pub use interceptor::InterceptorHost;
+
+/// Milliseconds as a host passes them (a JS number); negatives and NaN count as 0.
+pub fn ms(value: f64) -> u64 {
+    value.max(0.0) as u64
+}
+
+/// Why a host call was refused: its arguments do not have the shape the call takes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HostArgError(pub String);
+
+impl std::fmt::Display for HostArgError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for HostArgError {}
