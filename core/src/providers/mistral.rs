@@ -28,7 +28,7 @@ use serde_json::{json, Value};
 
 use super::common::{self, json_response, ok_json, str_field};
 use super::hosts;
-use super::openai::{self, ByteCount, OpenAi};
+use super::openai_compat::{self, ByteCount, OpenAi};
 use super::{
     BatchContext, BatchItem, BatchLimits, EndKind, HostMatch, ItemResult, ParsedResults,
     PassThrough, PollReport, PollState, ProtocolError, ProviderAdapter, ProviderId, RemoteBatch,
@@ -212,7 +212,7 @@ impl ProviderAdapter for Mistral {
             .find(|(suffix, _)| host.rest_path == *suffix)
             .map(|(_, endpoint)| *endpoint)
             .ok_or(PassThrough::UnknownUrl)?;
-        openai::route(req, &host.base_url, endpoint, host.provider, host.settings)
+        openai_compat::route(req, &host.base_url, endpoint, host.provider, host.settings)
     }
 
     fn limits(&self, route: &Route) -> BatchLimits {
@@ -234,7 +234,7 @@ impl ProviderAdapter for Mistral {
     fn build_upload(&self, ctx: &BatchContext, items: &[BatchItem]) -> Option<HttpRequest> {
         // Same multipart `POST {base}/files` (file + purpose=batch) as OpenAI's; only the lines
         // differ.
-        Some(openai::jsonl_upload(ctx, items, |w, item| {
+        Some(openai_compat::jsonl_upload(ctx, items, |w, item| {
             common::write_custom_id_body_line(w, item)
         }))
     }
@@ -259,7 +259,7 @@ impl ProviderAdapter for Mistral {
             "endpoint": ctx.route.endpoint,
             // One model per job; the batcher's grouping gives every item the route's model.
             "model": ctx.route.model,
-            "metadata": {openai::TAG_METADATA_KEY: ctx.tag},
+            "metadata": {openai_compat::TAG_METADATA_KEY: ctx.tag},
             "timeout_hours": Self::timeout_hours(ctx.route.settings.completion_window.as_deref()),
         });
         common::post(ctx, "/batch/jobs", &body)

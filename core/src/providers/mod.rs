@@ -44,7 +44,7 @@ pub(crate) mod common;
 mod gemini;
 pub mod hosts;
 mod mistral;
-mod openai;
+mod openai_compat;
 mod together;
 mod xai;
 
@@ -58,7 +58,7 @@ pub use anthropic::Anthropic;
 pub use gemini::Gemini;
 pub use hosts::{HostMatch, HostSettings, HostSpec, HostTable};
 pub use mistral::Mistral;
-pub use openai::OpenAi;
+pub use openai_compat::OpenAi;
 pub use together::Together;
 pub use xai::Xai;
 

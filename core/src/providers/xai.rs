@@ -200,7 +200,7 @@ impl ProviderAdapter for Xai {
         if host.rest_path != CHAT_PATH {
             return Err(PassThrough::UnknownUrl);
         }
-        super::openai::route(
+        super::openai_compat::route(
             req,
             &host.base_url,
             CHAT_ENDPOINT,

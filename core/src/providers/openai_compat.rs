@@ -1,6 +1,10 @@
-//! OpenAI Batch API (and OpenAI-compatible hosts that clone it): JSONL file upload, then
+//! The OpenAI batch protocol, shared by the providers that speak it (OpenAI, Groq, Doubleword,
+//! Azure OpenAI and any declared OpenAI-compatible host): JSONL file upload, then
 //! `POST {base}/batches`; results are JSONL files of `{custom_id, response|error}` lines.
 //! Wire formats: providers.md §1.
+//!
+//! Providers with a protocol of their own that borrows pieces of this one (Mistral's upload and
+//! routes, Together's result lines, xAI's routes) import them from here.
 
 use std::borrow::Cow;
 use std::{fmt, io, mem};
