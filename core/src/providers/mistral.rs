@@ -31,8 +31,8 @@ use super::hosts;
 use super::openai_compat::{self, ByteCount, OpenAi};
 use super::{
     BatchContext, BatchItem, BatchLimits, EndKind, HostMatch, ItemResult, ParsedResults,
-    PassThrough, PollReport, PollState, ProtocolError, ProviderAdapter, ProviderId, RemoteBatch,
-    Route,
+    PassThrough, PollReport, PollState, ProtocolError, ProviderAdapter, ProviderDescriptor,
+    ProviderId, RemoteBatch, Route,
 };
 use crate::http::{HttpRequest, HttpResponse};
 
@@ -61,6 +61,25 @@ fn default_embedding_dimension(model: &str) -> u64 {
     } else {
         1024
     }
+}
+
+pub(super) const DESCRIPTOR: ProviderDescriptor = ProviderDescriptor {
+    id: ProviderId::Mistral,
+    name: "mistral",
+    adapter: &Mistral,
+    openai_profile: None,
+    hosts: &["https://api.mistral.ai/v1"],
+    default_base_url: Some("https://api.mistral.ai/v1"),
+    window_error,
+};
+
+/// `timeout_hours` needs a whole, non-zero number of hours.
+fn window_error(window: &str) -> Option<String> {
+    hosts::window_hours(window).is_none_or(|h| h == 0).then(|| {
+        format!(
+            "completionWindow {window:?}: Mistral takes a number of hours, like \"24h\" or \"2d\""
+        )
+    })
 }
 
 pub struct Mistral;

@@ -36,51 +36,41 @@ const ENDPOINTS: &[(&str, &str)] = &[
 ];
 
 /// We count MB as 10^6 bytes (the smaller reading) and keep 64 KiB for the multipart framing.
-const MB: usize = 1_000_000;
+pub(super) const MB: usize = 1_000_000;
 const ENVELOPE_HEADROOM_BYTES: usize = 64 * 1024;
 
-/// What a host speaking this protocol batches, and its documented defaults. A declared host's
-/// settings ([`HostSettings`]) override the limits and the window.
-struct Profile {
+/// What a provider speaking this protocol batches, and its documented defaults; each one's file
+/// declares its own ([`super::ProviderDescriptor::openai_profile`]). A declared host's settings
+/// ([`HostSettings`]) override the limits and the window.
+pub struct Profile {
     /// Batch endpoints ("/v1/…"); any other path under the host passes through.
-    endpoints: &'static [&'static str],
-    completion_window: &'static str,
-    max_requests: usize,
-    max_file_bytes: usize,
+    pub endpoints: &'static [&'static str],
+    pub completion_window: &'static str,
+    pub max_requests: usize,
+    pub max_file_bytes: usize,
+    /// Recognition of a request under one of the provider's hosts, when it is not the plain
+    /// `{base}{path}` of an endpoint above (Azure's deployment URLs).
+    pub recognize_at: Option<RecognizeAt>,
 }
 
-const CHAT: &str = "/v1/chat/completions";
-const RESPONSES: &str = "/v1/responses";
-const EMBEDDINGS: &str = "/v1/embeddings";
+/// A provider's own recognition of a request under one of its hosts ([`Profile::recognize_at`]).
+pub type RecognizeAt = fn(&HttpRequest, &HostMatch) -> Result<Route, PassThrough>;
 
-/// Per-provider defaults (providers.md §1, §2, §6, §9):
-/// - OpenAI: 50,000 requests, 200 MB, window "24h"; chat, responses and embeddings.
-/// - Groq: 100 MB (SDK docstring), window "24h" (it accepts up to "7d"); the batch endpoint enum
-///   is chat completions only (audio transcription takes multipart uploads, which pass through).
-/// - Doubleword: 200 MB; chat completions and embeddings.
-/// - Azure OpenAI: OpenAI's limits; chat completions and embeddings. Whether its batches take
-///   `/responses` lines is not documented in providers.md, so responses calls pass through.
-fn profile(provider: ProviderId) -> Profile {
-    let openai = Profile {
-        endpoints: &[CHAT, RESPONSES, EMBEDDINGS],
-        completion_window: "24h",
-        max_requests: 50_000,
-        max_file_bytes: 200 * MB,
-    };
-    match provider {
-        ProviderId::Groq => Profile {
-            endpoints: &[CHAT],
-            max_file_bytes: 100 * MB,
-            ..openai
-        },
-        ProviderId::Doubleword | ProviderId::Azure => Profile {
-            endpoints: &[CHAT, EMBEDDINGS],
-            ..openai
-        },
-        _ => openai,
-    }
+pub const CHAT: &str = "/v1/chat/completions";
+pub const RESPONSES: &str = "/v1/responses";
+pub const EMBEDDINGS: &str = "/v1/embeddings";
+
+/// The profile of `provider`, OpenAI's for a provider without one.
+fn profile(provider: ProviderId) -> &'static Profile {
+    provider
+        .descriptor()
+        .openai_profile
+        .or(ProviderId::OpenAi.descriptor().openai_profile)
+        .expect("OpenAI has a profile")
 }
 
+/// The adapter of the OpenAI batch protocol, shared by every provider that speaks it (their
+/// routes name the provider, whose [`Profile`] sets what differs).
 pub struct OpenAi;
 
 impl OpenAi {
@@ -238,10 +228,11 @@ impl ProviderAdapter for OpenAi {
     }
 
     fn recognize_at(&self, req: &HttpRequest, host: &HostMatch) -> Result<Route, PassThrough> {
-        if host.provider == ProviderId::Azure {
-            return recognize_azure(req, host);
+        let profile = profile(host.provider);
+        if let Some(recognize_at) = profile.recognize_at {
+            return recognize_at(req, host);
         }
-        let endpoint = batch_endpoint(host.provider, host.rest_path)?;
+        let endpoint = batch_endpoint(profile, host.rest_path)?;
         route(req, &host.base_url, endpoint, host.provider, host.settings)
     }
 
@@ -770,58 +761,17 @@ fn json_str(raw: &RawValue) -> Option<Cow<'_, str>> {
     }
 }
 
-/// The batch endpoint for `rest_path` (what follows a host's base), if `provider` batches it.
-fn batch_endpoint(provider: ProviderId, rest_path: &str) -> Result<&'static str, PassThrough> {
+/// The batch endpoint for `rest_path` (what follows a host's base), if `profile` batches it.
+pub(super) fn batch_endpoint(
+    profile: &Profile,
+    rest_path: &str,
+) -> Result<&'static str, PassThrough> {
     ENDPOINTS
         .iter()
         .find(|(suffix, _)| rest_path == *suffix)
         .map(|(_, endpoint)| *endpoint)
-        .filter(|endpoint| profile(provider).endpoints.contains(endpoint))
+        .filter(|endpoint| profile.endpoints.contains(endpoint))
         .ok_or(PassThrough::UnknownUrl)
-}
-
-/// Azure OpenAI (providers.md §2), under a host whose base is the resource's `/openai`:
-/// - classic: `/deployments/{name}/chat/completions?api-version=V` (and `/embeddings`), as the
-///   `AzureOpenAI` client of the `openai` package sends them. The batch calls go to
-///   `{base}/files?api-version=V`, `{base}/batches?api-version=V`, …; the deployment is the
-///   model (`body.model` of each line) and lines use `"url": "/chat/completions"`, without the
-///   `/v1` prefix, as Azure's classic examples do. A classic call without an api-version passes
-///   through (Azure refuses it; the caller sees Azure's answer).
-/// - v1 surface: `/v1/chat/completions` (model in the body, no api-version needed), batched
-///   exactly like OpenAI under `{base}/v1`.
-///
-/// A declared Azure host whose base already ends in `/v1` is the v1 surface.
-fn recognize_azure(req: &HttpRequest, host: &HostMatch) -> Result<Route, PassThrough> {
-    let api_version = host
-        .query
-        .and_then(|q| common::query_param(q, "api-version"))
-        .filter(|v| !v.is_empty());
-    let mut settings = host.settings.clone();
-    settings.api_version = api_version.map(str::to_string);
-    if let Some(rest) = host.rest_path.strip_prefix("/deployments/") {
-        let (deployment, suffix) = rest.split_once('/').ok_or(PassThrough::UnknownUrl)?;
-        let endpoint = batch_endpoint(ProviderId::Azure, &format!("/{suffix}"))?;
-        if deployment.is_empty() || api_version.is_none() {
-            return Err(PassThrough::UnknownUrl);
-        }
-        // The SDK sends the caller's `model` (or none) in the body; Azure runs the deployment
-        // named in the path, and a batch line names it in `body.model`.
-        return route_for(
-            req,
-            &host.base_url,
-            endpoint.trim_start_matches("/v1"),
-            ProviderId::Azure,
-            &settings,
-            Some(deployment),
-        );
-    }
-    let (base, rest) = match host.rest_path.strip_prefix("/v1") {
-        Some(rest) if rest.starts_with('/') => (format!("{}/v1", host.base_url), rest),
-        _ if host.base_url.ends_with("/v1") => (host.base_url.clone(), host.rest_path),
-        _ => return Err(PassThrough::UnknownUrl),
-    };
-    let endpoint = batch_endpoint(ProviderId::Azure, rest)?;
-    route(req, &base, endpoint, ProviderId::Azure, &settings)
 }
 
 /// `{base}{path}` for a batch call, with the route's Azure api-version when it has one.
@@ -848,7 +798,7 @@ pub(crate) fn route(
 }
 
 /// [`route`]; with `deployment` (Azure classic), that is the model, in the route and in the body.
-fn route_for(
+pub(super) fn route_for(
     req: &HttpRequest,
     base: &str,
     endpoint: &str,

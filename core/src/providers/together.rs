@@ -20,11 +20,12 @@
 use serde_json::{json, Value};
 
 use super::common::{self, ok_json, str_field};
+use super::hosts::any_window;
 use super::openai_compat::{self, ByteCount, OpenAi};
 use super::{
     BatchContext, BatchItem, BatchLimits, EndKind, HostMatch, LostCreateKey, ParsedResults,
-    PassThrough, PollReport, PollState, ProtocolError, ProviderAdapter, ProviderId, RemoteBatch,
-    Route, REDIRECT_MANUAL_HEADER,
+    PassThrough, PollReport, PollState, ProtocolError, ProviderAdapter, ProviderDescriptor,
+    ProviderId, RemoteBatch, Route, REDIRECT_MANUAL_HEADER,
 };
 use crate::http::{HttpRequest, HttpResponse};
 
@@ -44,6 +45,17 @@ const MAX_FILE_BYTES: usize = 100_000_000;
 
 /// The header of the upload's 302 that names the new file.
 const FILE_ID_HEADER: &str = "x-together-file-id";
+
+pub(super) const DESCRIPTOR: ProviderDescriptor = ProviderDescriptor {
+    id: ProviderId::Together,
+    name: "together",
+    adapter: &Together,
+    openai_profile: None,
+    // The SDK client's default base, and the one its upload helper uses.
+    hosts: &["https://api.together.ai/v1", "https://api.together.xyz/v1"],
+    default_base_url: Some("https://api.together.ai/v1"),
+    window_error: any_window,
+};
 
 pub struct Together;
 
