@@ -5,9 +5,11 @@
 use serde_json::{json, Map, Value};
 
 use super::common::{self, json_request, json_response, ok_json, str_field};
+use super::hosts::any_window;
 use super::{
     BatchContext, BatchItem, BatchLimits, EndKind, ItemResult, ParsedResults, PassThrough,
-    PollReport, PollState, ProtocolError, ProviderAdapter, ProviderId, RemoteBatch, Route,
+    PollReport, PollState, ProtocolError, ProviderAdapter, ProviderDescriptor, ProviderId,
+    RemoteBatch, Route,
 };
 use crate::http::{HttpRequest, HttpResponse};
 
@@ -19,6 +21,17 @@ const BATCHES_PATH: &str = "/v1/messages/batches";
 const MAX_REQUESTS: usize = 100_000;
 const MAX_BATCH_BYTES: usize = 256_000_000;
 const ENVELOPE_HEADROOM_BYTES: usize = 64 * 1024;
+
+pub(super) const DESCRIPTOR: ProviderDescriptor = ProviderDescriptor {
+    id: ProviderId::Anthropic,
+    name: "anthropic",
+    adapter: &Anthropic,
+    openai_profile: None,
+    // `/v1/messages` with Anthropic's headers identifies it on any host.
+    hosts: &[],
+    default_base_url: Some("https://api.anthropic.com"),
+    window_error: any_window,
+};
 
 pub struct Anthropic;
 

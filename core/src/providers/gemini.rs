@@ -13,9 +13,11 @@
 use serde_json::{json, Map, Value};
 
 use super::common::{self, json_request, json_response, ok_json, str_field};
+use super::hosts::any_window;
 use super::{
     BatchContext, BatchItem, BatchLimits, EndKind, ItemResult, ParsedResults, PassThrough,
-    PollReport, PollState, ProtocolError, ProviderAdapter, ProviderId, RemoteBatch, Route,
+    PollReport, PollState, ProtocolError, ProviderAdapter, ProviderDescriptor, ProviderId,
+    RemoteBatch, Route,
 };
 use crate::http::{HttpRequest, HttpResponse};
 
@@ -28,6 +30,17 @@ const ENVELOPE_HEADROOM_BYTES: usize = 64 * 1024;
 /// Not a Gemini limit: inline results come back inside every poll answer after completion, so we
 /// cap the count to keep that answer to tens of MB.
 const MAX_INLINE_REQUESTS: usize = 10_000;
+
+pub(super) const DESCRIPTOR: ProviderDescriptor = ProviderDescriptor {
+    id: ProviderId::Gemini,
+    name: "gemini",
+    adapter: &Gemini,
+    openai_profile: None,
+    // `…/models/{model}:generateContent` identifies it on any host.
+    hosts: &[],
+    default_base_url: Some("https://generativelanguage.googleapis.com/v1beta"),
+    window_error: any_window,
+};
 
 pub struct Gemini;
 

@@ -216,43 +216,9 @@ impl HostEntry {
     }
 }
 
-/// Built-in hosts: base URL pattern → provider. OpenAI, Anthropic and Gemini need no entry (their
-/// path shapes or headers identify them on any host); the entries below share OpenAI's path
-/// shapes and would otherwise be taken for OpenAI.
-const BUILTIN: &[(&str, ProviderId)] = &[
-    ("https://api.groq.com/openai/v1", ProviderId::Groq),
-    ("https://api.doubleword.ai/v1", ProviderId::Doubleword),
-    // Azure OpenAI: classic `/openai/deployments/{name}/…?api-version=` and the v1 surface
-    // `/openai/v1/…`, on both resource host names Azure hands out.
-    ("https://*.openai.azure.com/openai", ProviderId::Azure),
-    (
-        "https://*.cognitiveservices.azure.com/openai",
-        ProviderId::Azure,
-    ),
-    ("https://api.mistral.ai/v1", ProviderId::Mistral),
-    // Together: the SDK client's default base, and the one its upload helper uses.
-    ("https://api.together.ai/v1", ProviderId::Together),
-    ("https://api.together.xyz/v1", ProviderId::Together),
-    ("https://api.x.ai/v1", ProviderId::Xai),
-];
-
-/// A declared completion window the provider is documented to refuse: Groq takes 24h to 7d
-/// (providers.md §6), Azure OpenAI only "24h" (§2); Mistral's `timeout_hours` needs a whole
-/// number of hours (§5). Other hosts get what the user declared.
-fn window_error(provider: ProviderId, window: &str) -> Option<String> {
-    let hours = window_hours(window);
-    match provider {
-        ProviderId::Groq if !hours.is_some_and(|h| (24..=7 * 24).contains(&h)) => Some(format!(
-            "completionWindow {window:?}: Groq accepts \"24h\" to \"7d\""
-        )),
-        ProviderId::Azure if hours != Some(24) => Some(format!(
-            "completionWindow {window:?}: Azure OpenAI accepts only \"24h\""
-        )),
-        ProviderId::Mistral if hours.is_none_or(|h| h == 0) => Some(format!(
-            "completionWindow {window:?}: Mistral takes a number of hours, like \"24h\" or \"2d\""
-        )),
-        _ => None,
-    }
+/// The rule of a provider that takes any declared completion window.
+pub(crate) fn any_window(_window: &str) -> Option<String> {
+    None
 }
 
 /// "36h" → 36, "7d" → 168; `None` for anything else.
@@ -282,11 +248,16 @@ impl Default for HostTable {
 }
 
 impl HostTable {
+    /// The hosts of every provider's descriptor ([`super::ProviderDescriptor::hosts`]), in
+    /// registry order. OpenAI, Anthropic and Gemini need no entry (their path shapes or headers
+    /// identify them on any host); the others share OpenAI's path shapes and would otherwise be
+    /// taken for OpenAI.
     pub fn builtin() -> Self {
         HostTable {
-            entries: BUILTIN
+            entries: super::PROVIDERS
                 .iter()
-                .map(|&(url, provider)| {
+                .flat_map(|d| d.hosts.iter().map(move |url| (*url, d.id)))
+                .map(|(url, provider)| {
                     HostEntry::new(url, provider, HostSettings::default())
                         .expect("built-in host patterns parse")
                 })
@@ -296,7 +267,8 @@ impl HostTable {
 
     /// The built-ins after `declared`, which win where both match.
     pub fn with_declared(declared: &[HostSpec]) -> Result<Self, HostSpecError> {
-        let mut entries = Vec::with_capacity(declared.len() + BUILTIN.len());
+        let builtin = Self::builtin().entries;
+        let mut entries = Vec::with_capacity(declared.len() + builtin.len());
         for (index, spec) in declared.iter().enumerate() {
             let err = |message: String| HostSpecError { index, message };
             if spec.max_requests == Some(0) {
@@ -312,10 +284,11 @@ impl HostTable {
                     ));
                 }
             }
+            // A window the provider is documented to refuse (its descriptor's rule).
             if let Some(message) = spec
                 .completion_window
                 .as_deref()
-                .and_then(|w| window_error(spec.provider, w))
+                .and_then(spec.provider.descriptor().window_error)
             {
                 return Err(err(message));
             }
@@ -327,7 +300,7 @@ impl HostTable {
             };
             entries.push(HostEntry::new(&spec.base_url, spec.provider, settings).map_err(err)?);
         }
-        entries.extend(Self::builtin().entries);
+        entries.extend(builtin);
         Ok(HostTable { entries })
     }
 

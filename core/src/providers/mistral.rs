@@ -28,11 +28,11 @@ use serde_json::{json, Value};
 
 use super::common::{self, json_response, ok_json, str_field};
 use super::hosts;
-use super::openai::{self, ByteCount, OpenAi};
+use super::openai_compat::{self, ByteCount, OpenAi};
 use super::{
     BatchContext, BatchItem, BatchLimits, EndKind, HostMatch, ItemResult, ParsedResults,
-    PassThrough, PollReport, PollState, ProtocolError, ProviderAdapter, ProviderId, RemoteBatch,
-    Route,
+    PassThrough, PollReport, PollState, ProtocolError, ProviderAdapter, ProviderDescriptor,
+    ProviderId, RemoteBatch, Route,
 };
 use crate::http::{HttpRequest, HttpResponse};
 
@@ -61,6 +61,25 @@ fn default_embedding_dimension(model: &str) -> u64 {
     } else {
         1024
     }
+}
+
+pub(super) const DESCRIPTOR: ProviderDescriptor = ProviderDescriptor {
+    id: ProviderId::Mistral,
+    name: "mistral",
+    adapter: &Mistral,
+    openai_profile: None,
+    hosts: &["https://api.mistral.ai/v1"],
+    default_base_url: Some("https://api.mistral.ai/v1"),
+    window_error,
+};
+
+/// `timeout_hours` needs a whole, non-zero number of hours.
+fn window_error(window: &str) -> Option<String> {
+    hosts::window_hours(window).is_none_or(|h| h == 0).then(|| {
+        format!(
+            "completionWindow {window:?}: Mistral takes a number of hours, like \"24h\" or \"2d\""
+        )
+    })
 }
 
 pub struct Mistral;
@@ -212,7 +231,7 @@ impl ProviderAdapter for Mistral {
             .find(|(suffix, _)| host.rest_path == *suffix)
             .map(|(_, endpoint)| *endpoint)
             .ok_or(PassThrough::UnknownUrl)?;
-        openai::route(req, &host.base_url, endpoint, host.provider, host.settings)
+        openai_compat::route(req, &host.base_url, endpoint, host.provider, host.settings)
     }
 
     fn limits(&self, route: &Route) -> BatchLimits {
@@ -234,7 +253,7 @@ impl ProviderAdapter for Mistral {
     fn build_upload(&self, ctx: &BatchContext, items: &[BatchItem]) -> Option<HttpRequest> {
         // Same multipart `POST {base}/files` (file + purpose=batch) as OpenAI's; only the lines
         // differ.
-        Some(openai::jsonl_upload(ctx, items, |w, item| {
+        Some(openai_compat::jsonl_upload(ctx, items, |w, item| {
             common::write_custom_id_body_line(w, item)
         }))
     }
@@ -259,7 +278,7 @@ impl ProviderAdapter for Mistral {
             "endpoint": ctx.route.endpoint,
             // One model per job; the batcher's grouping gives every item the route's model.
             "model": ctx.route.model,
-            "metadata": {openai::TAG_METADATA_KEY: ctx.tag},
+            "metadata": {openai_compat::TAG_METADATA_KEY: ctx.tag},
             "timeout_hours": Self::timeout_hours(ctx.route.settings.completion_window.as_deref()),
         });
         common::post(ctx, "/batch/jobs", &body)

@@ -29,8 +29,13 @@
 //!    [`ProviderAdapter::next_download`]. Every caller whose `custom_id` got no result gets
 //!    [`ProviderAdapter::ended_response`].
 //!
-//! Adding a provider means one new file implementing [`ProviderAdapter`], one [`ProviderId`]
-//! variant and one entry in [`ADAPTERS`].
+//! Each provider has one file holding its [`ProviderDescriptor`] (name, built-in hosts, default
+//! base URL, completion-window rule, and the adapter of the batch protocol it speaks). The
+//! OpenAI-compatible providers (OpenAI, Groq, Doubleword, Azure OpenAI) share one adapter,
+//! [`OpenAi`], from `openai_compat`, each with its own [`OpenAiProfile`]; the others implement
+//! [`ProviderAdapter`] in their own file. Adding a provider means that one file, one
+//! [`ProviderId`] variant and one line in [`PROVIDERS`] (in the variant's position); a provider
+//! recognised by its path shape on any host, not only under its hosts, also goes in [`ADAPTERS`].
 //!
 //! Synthetic error statuses, shared by all adapters so callers see one convention:
 //! a request that did not run because its batch **expired** gets 504 (the provider's "deadline
@@ -40,11 +45,15 @@
 //! would silently queue the request into another batch for up to another day.
 
 mod anthropic;
+mod azure;
 pub(crate) mod common;
+mod doubleword;
 mod gemini;
+mod groq;
 pub mod hosts;
 mod mistral;
 mod openai;
+mod openai_compat;
 mod together;
 mod xai;
 
@@ -58,12 +67,13 @@ pub use anthropic::Anthropic;
 pub use gemini::Gemini;
 pub use hosts::{HostMatch, HostSettings, HostSpec, HostTable};
 pub use mistral::Mistral;
-pub use openai::OpenAi;
+pub use openai_compat::{OpenAi, Profile as OpenAiProfile};
 pub use together::Together;
 pub use xai::Xai;
 
 /// The batch providers batchling knows. Groq, Doubleword and Azure OpenAI speak the OpenAI batch
-/// protocol (one adapter, [`OpenAi`], with per-host settings); the others have their own.
+/// protocol (one adapter, [`OpenAi`], with per-host settings); the others have their own. What
+/// each one is lives in its [`ProviderDescriptor`] ([`ProviderId::descriptor`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum ProviderId {
@@ -79,40 +89,81 @@ pub enum ProviderId {
 }
 
 impl ProviderId {
-    pub const ALL: [ProviderId; 9] = [
-        ProviderId::OpenAi,
-        ProviderId::Anthropic,
-        ProviderId::Gemini,
-        ProviderId::Groq,
-        ProviderId::Doubleword,
-        ProviderId::Azure,
-        ProviderId::Mistral,
-        ProviderId::Together,
-        ProviderId::Xai,
-    ];
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            ProviderId::OpenAi => "openai",
-            ProviderId::Anthropic => "anthropic",
-            ProviderId::Gemini => "gemini",
-            ProviderId::Groq => "groq",
-            ProviderId::Doubleword => "doubleword",
-            ProviderId::Azure => "azure",
-            ProviderId::Mistral => "mistral",
-            ProviderId::Together => "together",
-            ProviderId::Xai => "xai",
+    /// Every provider, in [`PROVIDERS`] order (which is the variants' order).
+    pub const ALL: [ProviderId; PROVIDERS.len()] = {
+        let mut all = [ProviderId::OpenAi; PROVIDERS.len()];
+        let mut i = 0;
+        while i < all.len() {
+            all[i] = PROVIDERS[i].id;
+            i += 1;
         }
+        all
+    };
+
+    /// What batchling knows about this provider.
+    pub fn descriptor(self) -> &'static ProviderDescriptor {
+        PROVIDERS[self as usize]
+    }
+
+    /// The provider's name in options, routes and messages ("openai"), as serde spells it.
+    pub fn as_str(self) -> &'static str {
+        self.descriptor().name
     }
 
     /// The provider whose batch protocol this one speaks (its adapter's [`ProviderAdapter::id`]).
     pub fn protocol(self) -> ProviderId {
-        match self {
-            ProviderId::Groq | ProviderId::Doubleword | ProviderId::Azure => ProviderId::OpenAi,
-            other => other,
-        }
+        self.descriptor().adapter.id()
     }
 }
+
+/// One provider, as plain data: what its file declares about it (see the module docs).
+pub struct ProviderDescriptor {
+    pub id: ProviderId,
+    /// Lower-case name, the serde name of [`ProviderDescriptor::id`].
+    pub name: &'static str,
+    /// The adapter of the batch protocol the provider speaks; the OpenAI-compatible providers
+    /// share [`OpenAi`].
+    pub adapter: &'static dyn ProviderAdapter,
+    /// For the OpenAI-compatible providers: the endpoints they batch, their default limits and
+    /// completion window, and any recognition of their own (Azure's deployment URLs).
+    pub openai_profile: Option<&'static OpenAiProfile>,
+    /// Built-in hosts, base URL patterns ([`HostTable::builtin`]; a leading "*." stands for one or
+    /// more subdomain labels). Empty when the provider's path shape or headers identify it on any
+    /// host (OpenAI, Anthropic, Gemini); a provider that serves another's path shapes is reached
+    /// only through its hosts.
+    pub hosts: &'static [&'static str],
+    /// Where its SDK sends requests by default; `None` when there is no global endpoint (Azure:
+    /// every resource has its own host).
+    pub default_base_url: Option<&'static str>,
+    /// Why a declared completion window is one the provider is documented to refuse, or `None`
+    /// when it may be sent.
+    pub window_error: fn(window: &str) -> Option<String>,
+}
+
+/// The provider registry: one descriptor per [`ProviderId`] variant, in the variants' order.
+pub const PROVIDERS: &[&ProviderDescriptor] = &[
+    &openai::DESCRIPTOR,
+    &anthropic::DESCRIPTOR,
+    &gemini::DESCRIPTOR,
+    &groq::DESCRIPTOR,
+    &doubleword::DESCRIPTOR,
+    &azure::DESCRIPTOR,
+    &mistral::DESCRIPTOR,
+    &together::DESCRIPTOR,
+    &xai::DESCRIPTOR,
+];
+
+// [`ProviderId::descriptor`] indexes the registry by variant.
+const _: () = {
+    let mut i = 0;
+    while i < PROVIDERS.len() {
+        assert!(
+            PROVIDERS[i].id as usize == i,
+            "PROVIDERS must list the ProviderId variants in order"
+        );
+        i += 1;
+    }
+};
 
 impl fmt::Display for ProviderId {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -515,22 +566,16 @@ pub trait ProviderAdapter: Sync {
 /// core sets it.
 pub const REDIRECT_MANUAL_HEADER: &str = "x-batchling-redirect";
 
-/// The adapter registry. Order matters only for recognition: the adapters whose recognition
-/// needs a provider signature (headers, `:generateContent`) go before the generic OpenAI shape.
-/// Together recognises nothing by shape (its URLs look like OpenAI's): only its hosts reach it.
-/// So does xAI.
+/// The adapters tried, in this order, on a URL under no known host. Order matters: the adapters
+/// whose recognition needs a provider signature (headers, `:generateContent`) go before the
+/// generic OpenAI shape. Together recognises nothing by shape (its URLs look like OpenAI's): only
+/// its hosts reach it. So do Mistral and xAI.
 pub static ADAPTERS: [&dyn ProviderAdapter; 6] =
     [&Anthropic, &Gemini, &OpenAi, &Mistral, &Together, &Xai];
 
+/// The adapter that builds and reads `p`'s batch calls.
 pub fn adapter(p: ProviderId) -> &'static dyn ProviderAdapter {
-    match p.protocol() {
-        ProviderId::Anthropic => &Anthropic,
-        ProviderId::Gemini => &Gemini,
-        ProviderId::Mistral => &Mistral,
-        ProviderId::Together => &Together,
-        ProviderId::Xai => &Xai,
-        _ => &OpenAi,
-    }
+    p.descriptor().adapter
 }
 
 /// Recognise an intercepted request. Recognition is by URL path shape plus provider signature, on

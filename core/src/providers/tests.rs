@@ -1,6 +1,7 @@
 //! Cross-adapter tests (classification, fingerprints) and helpers shared by the adapter tests.
 
 use proptest::prelude::*;
+use serde_json::json;
 
 use super::*;
 
@@ -399,4 +400,49 @@ fn adapter_registry_matches_ids() {
         serde_json::from_str::<ProviderId>("\"gemini\"").unwrap(),
         ProviderId::Gemini
     );
+}
+
+#[test]
+fn descriptors_agree_with_ids_serde_and_protocols() {
+    for p in ProviderId::ALL {
+        let d = p.descriptor();
+        assert_eq!(d.id, p);
+        // The descriptor's name is what serde reads and writes, so declared hosts and journals
+        // keep naming providers the same way.
+        assert_eq!(serde_json::to_value(p).unwrap(), json!(d.name), "{p:?}");
+        assert_eq!(
+            serde_json::from_value::<ProviderId>(json!(d.name)).unwrap(),
+            p
+        );
+        // An OpenAI profile exactly where the OpenAI protocol is spoken.
+        assert_eq!(
+            d.openai_profile.is_some(),
+            p.protocol() == ProviderId::OpenAi,
+            "{p:?}"
+        );
+        // Every built-in host is this provider's, and a request under it is routed to it.
+        for pattern in d.hosts {
+            let url = format!("{}/chat/completions", pattern.replace("*.", "res."));
+            let m = HostTable::builtin().lookup(&url).map(|m| m.provider);
+            assert_eq!(m, Some(p), "{url}");
+        }
+        if let Some(base) = d.default_base_url {
+            assert!(
+                base.starts_with("https://") && !base.ends_with('/'),
+                "{base}"
+            );
+        }
+    }
+    // No two descriptors claim the same host, and the ids are distinct.
+    let mut hosts: Vec<&str> = PROVIDERS
+        .iter()
+        .flat_map(|d| d.hosts.iter().copied())
+        .collect();
+    let n = hosts.len();
+    hosts.sort_unstable();
+    hosts.dedup();
+    assert_eq!(hosts.len(), n);
+    assert!(HostTable::builtin()
+        .lookup("https://api.groq.com/openai/v1/x")
+        .is_some());
 }

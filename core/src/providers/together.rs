@@ -20,11 +20,12 @@
 use serde_json::{json, Value};
 
 use super::common::{self, ok_json, str_field};
-use super::openai::{self, ByteCount, OpenAi};
+use super::hosts::any_window;
+use super::openai_compat::{self, ByteCount, OpenAi};
 use super::{
     BatchContext, BatchItem, BatchLimits, EndKind, HostMatch, LostCreateKey, ParsedResults,
-    PassThrough, PollReport, PollState, ProtocolError, ProviderAdapter, ProviderId, RemoteBatch,
-    Route, REDIRECT_MANUAL_HEADER,
+    PassThrough, PollReport, PollState, ProtocolError, ProviderAdapter, ProviderDescriptor,
+    ProviderId, RemoteBatch, Route, REDIRECT_MANUAL_HEADER,
 };
 use crate::http::{HttpRequest, HttpResponse};
 
@@ -44,6 +45,17 @@ const MAX_FILE_BYTES: usize = 100_000_000;
 
 /// The header of the upload's 302 that names the new file.
 const FILE_ID_HEADER: &str = "x-together-file-id";
+
+pub(super) const DESCRIPTOR: ProviderDescriptor = ProviderDescriptor {
+    id: ProviderId::Together,
+    name: "together",
+    adapter: &Together,
+    openai_profile: None,
+    // The SDK client's default base, and the one its upload helper uses.
+    hosts: &["https://api.together.ai/v1", "https://api.together.xyz/v1"],
+    default_base_url: Some("https://api.together.ai/v1"),
+    window_error: any_window,
+};
 
 pub struct Together;
 
@@ -106,7 +118,7 @@ impl ProviderAdapter for Together {
 
     fn recognize_at(&self, req: &HttpRequest, host: &HostMatch) -> Result<Route, PassThrough> {
         match host.rest_path {
-            CHAT_PATH => openai::route(
+            CHAT_PATH => openai_compat::route(
                 req,
                 &host.base_url,
                 CHAT_ENDPOINT,
@@ -244,7 +256,7 @@ impl ProviderAdapter for Together {
         let v = ok_json(resp, "batch poll")?;
         let status = str_field(&v, "/status")
             .ok_or_else(|| ProtocolError::new("batch poll: answer has no status"))?;
-        let downloads = openai::result_files(&v);
+        let downloads = openai_compat::result_files(&v);
         let ended = match status.to_ascii_uppercase().as_str() {
             "VALIDATING" | "IN_PROGRESS" => None,
             "COMPLETED" => Some(None),
@@ -306,7 +318,7 @@ impl ProviderAdapter for Together {
     }
 
     fn ended_response(&self, batch_id: &str, kind: EndKind, message: &str) -> HttpResponse {
-        openai::ended_response_as(ProviderId::Together, batch_id, kind, message)
+        openai_compat::ended_response_as(ProviderId::Together, batch_id, kind, message)
     }
 
     /// Together's chat completion has OpenAI's shape.

@@ -30,10 +30,11 @@
 use serde_json::{json, Value};
 
 use super::common::{self, json_request, json_response, ok_json, str_field};
+use super::hosts::any_window;
 use super::{
     BatchContext, BatchItem, BatchLimits, EndKind, HostMatch, ItemResult, OpenAi, ParsedResults,
-    PassThrough, PollReport, PollState, ProtocolError, ProviderAdapter, ProviderId, RemoteBatch,
-    Route,
+    PassThrough, PollReport, PollState, ProtocolError, ProviderAdapter, ProviderDescriptor,
+    ProviderId, RemoteBatch, Route,
 };
 use crate::http::{HttpRequest, HttpResponse};
 
@@ -53,6 +54,16 @@ const MAX_REQUESTS: usize = 100_000;
 const MAX_ADD_CALLS: usize = 10;
 /// Results and listings per page. xAI's maximum page size is undocumented; clients use 100.
 const PAGE_SIZE: u32 = 100;
+
+pub(super) const DESCRIPTOR: ProviderDescriptor = ProviderDescriptor {
+    id: ProviderId::Xai,
+    name: "xai",
+    adapter: &Xai,
+    openai_profile: None,
+    hosts: &["https://api.x.ai/v1"],
+    default_base_url: Some("https://api.x.ai/v1"),
+    window_error: any_window,
+};
 
 pub struct Xai;
 
@@ -200,7 +211,7 @@ impl ProviderAdapter for Xai {
         if host.rest_path != CHAT_PATH {
             return Err(PassThrough::UnknownUrl);
         }
-        super::openai::route(
+        super::openai_compat::route(
             req,
             &host.base_url,
             CHAT_ENDPOINT,
