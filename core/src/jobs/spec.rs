@@ -8,11 +8,6 @@ use serde_json::{Map, Value};
 
 use crate::providers::ProviderId;
 
-/// Default base URLs, used when the host has none configured.
-pub const OPENAI_BASE_URL: &str = "https://api.openai.com/v1";
-pub const ANTHROPIC_BASE_URL: &str = "https://api.anthropic.com";
-pub const GEMINI_BASE_URL: &str = "https://generativelanguage.googleapis.com/v1beta";
-
 /// The `anthropic-version` header value sent with Anthropic requests.
 pub const ANTHROPIC_VERSION: &str = "2023-06-01";
 
@@ -31,18 +26,7 @@ pub const ANTHROPIC_MAX_REQUEST_BYTES: usize = 32_000_000;
 
 /// The default base URL of `provider`.
 pub fn default_base_url(provider: ProviderId) -> &'static str {
-    match provider {
-        ProviderId::OpenAi => OPENAI_BASE_URL,
-        ProviderId::Anthropic => ANTHROPIC_BASE_URL,
-        ProviderId::Gemini => GEMINI_BASE_URL,
-        ProviderId::Groq => "https://api.groq.com/openai/v1",
-        ProviderId::Doubleword => "https://api.doubleword.ai/v1",
-        // Azure has no global endpoint: every resource has its own host.
-        ProviderId::Azure => "",
-        ProviderId::Mistral => "https://api.mistral.ai/v1",
-        ProviderId::Together => "https://api.together.ai/v1",
-        ProviderId::Xai => "https://api.x.ai/v1",
-    }
+    provider.descriptor().default_base_url.unwrap_or("")
 }
 
 /// One offline job, as the host passes it (camelCase JSON; unknown fields are rejected so a
