@@ -285,6 +285,8 @@ pub enum Event<'a> {
 }
 
 /// Counters and queue statistics, as `getStatus()` shows them.
+#[cfg_attr(test, derive(ts_rs::TS))]
+#[cfg_attr(test, ts(rename = "EngineStatus", rename_all = "camelCase"))]
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct Status {
     /// Items waiting: queued in a group, or in a cut batch waiting for its first run.
@@ -300,6 +302,7 @@ pub struct Status {
     /// Items per cut batch, on average.
     pub average_batch_size: f64,
     /// Host time of the latest cut.
+    #[cfg_attr(test, ts(rename = "lastBatchTime", optional))]
     pub last_batch_time_ms: Option<u64>,
     /// Batch attempts that were retried.
     pub retried: u64,

@@ -1,6 +1,6 @@
 // The engine contract the hosts drive: the native addon and (later) the wasm build both satisfy it.
 // Every call takes the host time in ms, writes the call's outcome into the host's scratch
-// Float64Array (layout in core/src/wire.rs) and returns its length; an outcome longer than the
+// Float64Array (layout in core/src/host/wire.rs) and returns its length; an outcome longer than the
 // scratch buffer is fetched with takeOverflow().
 
 export interface EngineOptions {
@@ -17,26 +17,6 @@ export interface EngineOptions {
   hostItemIds?: boolean;
 }
 
-export interface EngineStatus {
-  pending: number;
-  processing: number;
-  processed: number;
-  failed: number;
-  batches: number;
-  averageBatchSize: number;
-  lastBatchTime?: number;
-  retried: number;
-  rejected: number;
-  cancelled: number;
-  timedOut: number;
-  /** Items added and not yet in a running batch (what `maxQueueSize` bounds; equals `pending`). */
-  queueSize: number;
-  /** The `maxQueueSize` option; `null` when the queue is unbounded. */
-  maxQueueSize: number | null;
-  /** `queueSize` has reached `maxQueueSize`: the next `add()` rejects with `QueueFullError`. Never true unbounded. */
-  isQueueFull: boolean;
-  isQueueEmpty: boolean;
-}
 
 export interface BatcherEngine {
   add(nowMs: number, groups: Uint32Array, moreFollow: boolean, scratch: Float64Array): number;
@@ -58,19 +38,23 @@ export interface Backend {
   NativeBatcher: new (options: EngineOptions) => BatcherEngine;
 }
 
-// Wire constants (core/src/wire.rs).
-export const RUN_BATCH = 1;
-export const RESOLVE = 2;
-export const REJECT = 3;
-export const GROUP_RELEASED = 4;
-export const DRAINED = 5;
-export const ADD_QUEUE_FULL = -1;
-export const ADD_CLOSED = -2;
-export const REASON_TIMED_OUT = 1;
-export const REASON_CANCELLED = 2;
-export const REASON_ITEM_FAILED = 3;
-export const REASON_BATCH_FAILED = 4;
-export const REASON_ABORTED = 5;
+// The status and the wire constants are generated from the core's types (core/src/host/ts_types.rs).
+export type { EngineStatus } from "./generated/core.js";
+export {
+  CLOSED as ADD_CLOSED,
+  DRAINED,
+  GROUP_RELEASED,
+  QUEUE_FULL as ADD_QUEUE_FULL,
+  REASON_ABORTED,
+  REASON_BATCH_FAILED,
+  REASON_CANCELLED,
+  REASON_ITEM_FAILED,
+  REASON_TIMED_OUT,
+  REJECT,
+  RESOLVE,
+  RUN_BATCH,
+} from "./generated/core.js";
+import type { EngineStatus } from "./generated/core.js";
 
 
 /** The provider batching engine: every call returns `{"deadline", "outputs"}` as JSON. */

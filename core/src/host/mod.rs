@@ -10,6 +10,7 @@
 mod batcher;
 mod interceptor;
 pub mod jobs;
+mod ts_types;
 pub mod wire;
 
 pub use batcher::BatcherHost;

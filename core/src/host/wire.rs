@@ -47,6 +47,22 @@ pub const REASON_ITEM_FAILED: f64 = 3.0;
 pub const REASON_BATCH_FAILED: f64 = 4.0;
 pub const REASON_ABORTED: f64 = 5.0;
 
+/// Every constant above by name, for the generated TypeScript (`host/ts_types.rs`).
+pub const CONSTANTS: &[(&str, f64)] = &[
+    ("RUN_BATCH", RUN_BATCH),
+    ("RESOLVE", RESOLVE),
+    ("REJECT", REJECT),
+    ("GROUP_RELEASED", GROUP_RELEASED),
+    ("DRAINED", DRAINED),
+    ("QUEUE_FULL", QUEUE_FULL),
+    ("CLOSED", CLOSED),
+    ("REASON_TIMED_OUT", REASON_TIMED_OUT),
+    ("REASON_CANCELLED", REASON_CANCELLED),
+    ("REASON_ITEM_FAILED", REASON_ITEM_FAILED),
+    ("REASON_BATCH_FAILED", REASON_BATCH_FAILED),
+    ("REASON_ABORTED", REASON_ABORTED),
+];
+
 /// The arguments of a `completedMany` call, checked and split: several handlers returned,
 /// `batches[i]` (a batch id as the wire carries it) with the next `failed_counts[i]` positions
 /// of `failed` as its failed items. One `BatchCompleted` event per pair, in order.

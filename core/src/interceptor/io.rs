@@ -12,6 +12,7 @@ pub type RequestId = u64;
 pub type CallId = u64;
 
 /// What the host is told.
+#[cfg_attr(test, derive(ts_rs::TS))]
 #[derive(Debug, Clone, PartialEq, Serialize)]
 #[serde(tag = "type", rename_all = "camelCase")]
 pub enum Output {
@@ -48,6 +49,7 @@ pub enum Output {
     Drained,
 }
 
+#[cfg_attr(test, derive(ts_rs::TS))]
 #[derive(Debug, Clone, PartialEq, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct SerializableRequest {
@@ -59,6 +61,7 @@ pub struct SerializableRequest {
     /// `redirect` option). Adapters ask for it with [`providers::REDIRECT_MANUAL_HEADER`], which
     /// is taken off here and never sent.
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(test, ts(optional, type = "\"manual\""))]
     pub redirect: Option<&'static str>,
 }
 
@@ -77,6 +80,7 @@ impl From<HttpRequest> for SerializableRequest {
     }
 }
 
+#[cfg_attr(test, derive(ts_rs::TS))]
 #[derive(Debug, Clone, PartialEq, Serialize)]
 #[serde(tag = "kind", rename_all = "camelCase")]
 pub enum LifecycleEvent {

@@ -76,6 +76,7 @@ impl InterceptorConfig {
 }
 
 /// Options as JSON from the host (camelCase), with the defaults of [`InterceptorConfig`].
+#[cfg_attr(test, derive(ts_rs::TS), ts(optional_fields))]
 #[derive(Debug, Default, serde::Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct InterceptorOptions {
@@ -93,6 +94,7 @@ pub struct InterceptorOptions {
     pub cost_limit_usd: Option<f64>,
     /// Hosts the user declared (`[{baseUrl, provider, completionWindow?, maxRequests?,
     /// maxFileBytes?}]`).
+    #[cfg_attr(test, ts(type = "Array<HostSpec>"))]
     pub hosts: Option<Vec<serde_json::Value>>,
 }
 

@@ -8,6 +8,7 @@ use crate::pricing;
 use crate::providers::{ProviderId, Route};
 
 /// One row of the dry-run / close report.
+#[cfg_attr(test, derive(ts_rs::TS))]
 #[derive(Debug, Clone, PartialEq, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct QueueReport {

@@ -31,6 +31,7 @@ pub fn default_base_url(provider: ProviderId) -> &'static str {
 
 /// One offline job, as the host passes it (camelCase JSON; unknown fields are rejected so a
 /// misspelt option fails loudly).
+#[cfg_attr(test, derive(ts_rs::TS))]
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct JobSpec {
@@ -60,6 +61,7 @@ pub struct JobSpec {
     pub extra: Option<Map<String, Value>>,
 }
 
+#[cfg_attr(test, derive(ts_rs::TS))]
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Message {
@@ -69,6 +71,7 @@ pub struct Message {
 }
 
 /// A file the host read and base64-encoded (standard alphabet, padded).
+#[cfg_attr(test, derive(ts_rs::TS))]
 #[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct FileInput {
@@ -92,6 +95,7 @@ impl fmt::Debug for FileInput {
 }
 
 /// Where and as whom to send a provider's requests.
+#[cfg_attr(test, derive(ts_rs::TS))]
 #[derive(Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct ProviderEndpoint {
@@ -126,6 +130,7 @@ impl fmt::Debug for ProviderEndpoint {
 }
 
 /// A passage the answer cites (Anthropic citations).
+#[cfg_attr(test, derive(ts_rs::TS))]
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Citation {
@@ -140,6 +145,7 @@ pub struct Citation {
 }
 
 /// The outcome of one job.
+#[cfg_attr(test, derive(ts_rs::TS))]
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct JobResult {

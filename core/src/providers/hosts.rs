@@ -50,6 +50,7 @@ pub struct HostMatch<'a> {
 }
 
 /// The user's declaration of a host, as the JS `hosts` option passes it (camelCase).
+#[cfg_attr(test, derive(ts_rs::TS), ts(optional_fields))]
 #[derive(Debug, Clone, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct HostSpec {

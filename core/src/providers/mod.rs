@@ -74,6 +74,7 @@ pub use xai::Xai;
 /// The batch providers batchling knows. Groq, Doubleword and Azure OpenAI speak the OpenAI batch
 /// protocol (one adapter, [`OpenAi`], with per-host settings); the others have their own. What
 /// each one is lives in its [`ProviderDescriptor`] ([`ProviderId::descriptor`]).
+#[cfg_attr(test, derive(ts_rs::TS))]
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum ProviderId {

@@ -1,0 +1,208 @@
+// Generated from the Rust types of batchling-core by `npm run gen:types`
+// (core/src/host/ts_types.rs). Do not edit: change the Rust type and regenerate.
+/* eslint-disable */
+
+export type JsonValue = number | string | boolean | Array<JsonValue> | { [key in string]: JsonValue } | null;
+
+export type ProviderId = "openai" | "anthropic" | "gemini" | "groq" | "doubleword" | "azure" | "mistral" | "together" | "xai";
+
+export type HostSpec = { baseUrl: string, provider: ProviderId, completionWindow?: string, maxRequests?: number, maxFileBytes?: number, };
+
+export type InterceptorOptions = { batchSize?: number, batchWindowMs?: number, pollIntervalMs?: number, dryRun?: boolean, cache?: boolean, retryAttempts?: number, retryBackoffMs?: number, retryMaxBackoffMs?: number, jitterSeed?: number, tagSeed?: number, maxConcurrentBatches?: number, costLimitUsd?: number, 
+/**
+ * Hosts the user declared (`[{baseUrl, provider, completionWindow?, maxRequests?,
+ * maxFileBytes?}]`).
+ */
+hosts: Array<HostSpec>, };
+
+export type SerializableRequest = { method: string, url: string, headers: Array<[string, string]>, body: string, 
+/**
+ * `Some("manual")`: hand the redirect answer back instead of following it (the fetch
+ * `redirect` option). Adapters ask for it with [`providers::REDIRECT_MANUAL_HEADER`], which
+ * is taken off here and never sent.
+ */
+redirect?: "manual", };
+
+export type LifecycleEvent = { "kind": "requestQueued", provider: ProviderId, endpoint: string, model: string, } | { "kind": "cacheHit", provider: ProviderId, model: string, resumedBatch: string | null, } | { "kind": "batchSubmitting", job: number, provider: ProviderId, model: string, requests: number, dryRun: boolean, 
+/**
+ * At batch prices; `None` for a model with no known price.
+ */
+estimatedUsd: number | null, } | { "kind": "batchSubmitted", job: number, provider: ProviderId, batchId: string, requests: number, } | { "kind": "batchPolled", job: number, batchId: string, state: string, total: number, completed: number, failed: number, } | { "kind": "batchFinished", job: number, batchId: string, state: string, } | { "kind": "resultsReceived", job: number, batchId: string, results: number, } | { "kind": "retry", job: number, step: string, attempt: number, delayMs: number, reason: string, } | { "kind": "warning", message: string, };
+
+export type Output = { "type": "passThrough", request: number, reason: string, } | { "type": "send", call: number, http: SerializableRequest, } | { "type": "respond", request: number, status: number, headers: Array<[string, string]>, body: string, } | { "type": "fail", request: number, code: string, message: string, } | { "type": "persist", line: string, } | { "type": "event", event: LifecycleEvent, } | { "type": "drained" };
+
+export type QueueReport = { provider: ProviderId, endpoint: string, model: string, requests: number, batches: number, cacheHits: number, 
+/**
+ * Estimated from the request bodies (input ≈ JSON chars / 4, output = the max tokens asked
+ * for); `None` when the model's price is unknown.
+ */
+estimatedSyncUsd: number | null, estimatedBatchUsd: number | null, priceNote: string, };
+
+export type EngineStatus = { 
+/**
+ * Items waiting: queued in a group, or in a cut batch waiting for its first run.
+ */
+pending: number, 
+/**
+ * Items in a running batch.
+ */
+processing: number, 
+/**
+ * Items whose batch returned a result for them (success or their own error).
+ */
+processed: number, 
+/**
+ * Items rejected because their batch or they themselves failed.
+ */
+failed: number, 
+/**
+ * Batches cut.
+ */
+batches: number, 
+/**
+ * Items per cut batch, on average.
+ */
+averageBatchSize: number, 
+/**
+ * Host time of the latest cut.
+ */
+lastBatchTime?: number, 
+/**
+ * Batch attempts that were retried.
+ */
+retried: number, 
+/**
+ * Adds refused (queue full, closed) plus items rejected by an aborting close.
+ */
+rejected: number, cancelled: number, timedOut: number, 
+/**
+ * Items added and not yet in a running batch: what `max_queue_size` bounds (the same
+ * count as `pending`; a batch waiting for its retry already ran and is not queued).
+ */
+queueSize: number, 
+/**
+ * The configured `max_queue_size`; `None` when the queue is unbounded.
+ */
+maxQueueSize: number | null, 
+/**
+ * `queue_size` has reached `max_queue_size`: the next add is refused. Never true unbounded.
+ */
+isQueueFull: boolean, isQueueEmpty: boolean, };
+
+export type Message = { 
+/**
+ * "system", "user" or "assistant".
+ */
+role: string, content: string, };
+
+export type FileInput = { name: string, 
+/**
+ * "application/pdf", "image/png", "text/plain", ...
+ */
+mediaType: string, dataBase64: string, };
+
+export type JobSpec = { 
+/**
+ * Unique within a batch; names the job in errors and results.
+ */
+id: string, model: string, 
+/**
+ * A conversation. Excludes `file` / `prompt`.
+ */
+messages?: Array<Message> | null, 
+/**
+ * A document or image to ask about; needs `prompt`.
+ */
+file?: FileInput | null, 
+/**
+ * The question or instruction. On its own it is a one-message conversation.
+ */
+prompt?: string | null, system?: string | null, temperature?: number | null, maxTokens?: number | null, 
+/**
+ * A JSON Schema the answer must follow.
+ */
+responseSchema?: JsonValue | null, 
+/**
+ * Provider-specific body fields, deep-merged into the request body last.
+ */
+extra?: { [key in string]: JsonValue } | null, };
+
+export type ProviderEndpoint = { 
+/**
+ * No trailing slash needed. Empty means the provider's default ([`default_base_url`]).
+ */
+baseUrl: string, 
+/**
+ * Empty: no auth header is sent (e.g. a proxy adds it).
+ */
+apiKey: string, 
+/**
+ * Further headers for every request (`OpenAI-Project`, `anthropic-beta`, proxy auth, ...).
+ */
+headers?: { [key in string]: string }, };
+
+export type Citation = { citedText: string, 
+/**
+ * The cited document's title (the file name), else "document <n>".
+ */
+source: string, 
+/**
+ * 1-based, inclusive, for PDF page citations.
+ */
+startPage: number | null, endPage: number | null, };
+
+export type JobResult = { 
+/**
+ * The job's `id`.
+ */
+jobId: string, 
+/**
+ * A 2xx answer with usable content (and, with a schema, valid structured output).
+ */
+ok: boolean, 
+/**
+ * The HTTP status of the (synthetic) response.
+ */
+status: number, 
+/**
+ * The raw answer text. With a schema: the JSON text (Anthropic: the tool input,
+ * serialised). Kept when the JSON is invalid, so it can be inspected.
+ */
+response: string | null, 
+/**
+ * The structured answer, only when it parsed and matched the schema. For OpenAI (whose
+ * strict mode makes optional properties required and nullable) the nulls of optional
+ * properties that do not accept null are dropped first: an absent field stays absent.
+ */
+parsedResponse: JsonValue | null, citations: Array<Citation>, 
+/**
+ * As the provider reported them (Anthropic: including cache reads/writes; Gemini output:
+ * candidates plus thinking tokens, which are billed as output).
+ */
+inputTokens: number | null, outputTokens: number | null, 
+/**
+ * Reported usage × the model's batch price. `None` without usage or a known price.
+ */
+costUsd: number | null, 
+/**
+ * The provider's own stop reason ("stop", "end_turn", "MAX_TOKENS", ...).
+ */
+finishReason: string | null, 
+/**
+ * The answer was cut off by the output token cap.
+ */
+truncated: boolean, error: string | null, };
+
+// The batcher's numeric outcome encoding (core/src/host/wire.rs).
+export const RUN_BATCH = 1;
+export const RESOLVE = 2;
+export const REJECT = 3;
+export const GROUP_RELEASED = 4;
+export const DRAINED = 5;
+export const QUEUE_FULL = -1;
+export const CLOSED = -2;
+export const REASON_TIMED_OUT = 1;
+export const REASON_CANCELLED = 2;
+export const REASON_ITEM_FAILED = 3;
+export const REASON_BATCH_FAILED = 4;
+export const REASON_ABORTED = 5;
