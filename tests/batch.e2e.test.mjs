@@ -460,7 +460,7 @@ describe("structured output", () => {
     });
     assert.throws(() => batch.run(), (e) => {
       assert.ok(e instanceof BatchlingError);
-      assert.equal(e.code, "invalid_schema");
+      assert.equal(e.code, "ERR_BATCHLING_INVALID_SCHEMA");
       assert.match(e.message, /^job `mapped`: `responseSchema` cannot be expressed in OpenAI's strict structured-output mode: `additionalProperties` at #\/properties\/counts: /);
       return true;
     });

@@ -698,14 +698,14 @@ fn input_shape_errors() {
     let mut both = chat("both", "gpt-4o");
     both.prompt = Some("also this".into());
     let e = err(&both);
-    assert_eq!(e.code(), "both_inputs");
+    assert_eq!(e.code(), "ERR_BATCHLING_BOTH_INPUTS");
     assert_eq!(
         e.to_string(),
         "job `both`: give either `messages` or `file` + `prompt`, not both"
     );
     let mut both = chat("both2", "gpt-4o");
     both.file = Some(file("a.png", "image/png", PNG));
-    assert_eq!(err(&both).code(), "both_inputs");
+    assert_eq!(err(&both).code(), "ERR_BATCHLING_BOTH_INPUTS");
 
     let none = JobSpec {
         messages: None,
@@ -717,12 +717,15 @@ fn input_shape_errors() {
         .to_string()
         .starts_with("job `none`: nothing to send; give `messages`"));
     // A blank prompt is no prompt; an empty or system-only conversation is no input.
-    assert_eq!(err(&ask("blank", "gpt-4o", None, "  ")).code(), "no_input");
+    assert_eq!(
+        err(&ask("blank", "gpt-4o", None, "  ")).code(),
+        "ERR_BATCHLING_NO_INPUT"
+    );
     let empty = JobSpec {
         messages: Some(vec![]),
         ..chat("e", "gpt-4o")
     };
-    assert_eq!(err(&empty).code(), "no_input");
+    assert_eq!(err(&empty).code(), "ERR_BATCHLING_NO_INPUT");
     let sys_only = JobSpec {
         messages: Some(vec![Message {
             role: "system".into(),
@@ -730,7 +733,7 @@ fn input_shape_errors() {
         }]),
         ..chat("s", "gpt-4o")
     };
-    assert_eq!(err(&sys_only).code(), "no_input");
+    assert_eq!(err(&sys_only).code(), "ERR_BATCHLING_NO_INPUT");
 
     let e = err(&ask(
         "f",
@@ -761,14 +764,17 @@ fn input_shape_errors() {
 #[test]
 fn unknown_model_error_suggests() {
     let e = err(&chat("m", "gpt4o"));
-    assert_eq!(e.code(), "unknown_model");
+    assert_eq!(e.code(), "ERR_BATCHLING_UNKNOWN_MODEL");
     assert_eq!(
         e.to_string(),
         "job `m`: unknown model `gpt4o`; did you mean gpt-4o, gpt-4o-mini, gpt-4.1?"
     );
     assert!(job_provider(&chat("m", "gpt4o")).is_err());
     // Shape errors come first: they do not depend on the model.
-    assert_eq!(err(&ask("m2", "nope", None, "")).code(), "no_input");
+    assert_eq!(
+        err(&ask("m2", "nope", None, "")).code(),
+        "ERR_BATCHLING_NO_INPUT"
+    );
 }
 
 #[test]
@@ -801,7 +807,7 @@ fn unsupported_file_errors() {
         Some(file("a.zip", "application/zip", b"PK\x03\x04")),
         "?",
     ));
-    assert_eq!(e.code(), "unsupported_file");
+    assert_eq!(e.code(), "ERR_BATCHLING_UNSUPPORTED_FILE");
     assert!(e.to_string().starts_with(
         "job `z`: file `a.zip`: media type `application/zip` is not supported; send a PDF"
     ));
@@ -821,7 +827,7 @@ fn unsupported_file_errors() {
             "?"
         ))
         .code(),
-        "unsupported_file"
+        "ERR_BATCHLING_UNSUPPORTED_FILE"
     );
 }
 
@@ -840,7 +846,7 @@ fn invalid_file_errors() {
     unpadded.data_base64 = unpadded.data_base64.trim_end_matches('=').to_string();
     assert_eq!(
         err(&ask("u", "gpt-4o", Some(unpadded), "?")).code(),
-        "invalid_file"
+        "ERR_BATCHLING_INVALID_FILE"
     );
 
     let e = err(&ask(
@@ -897,7 +903,7 @@ fn schema_errors() {
     let mut job = structured("gpt-4o");
     job.response_schema = Some(json!("string"));
     let e = err(&job);
-    assert_eq!(e.code(), "invalid_schema");
+    assert_eq!(e.code(), "ERR_BATCHLING_INVALID_SCHEMA");
     assert_eq!(
         e.to_string(),
         "job `s1`: `responseSchema` must be a JSON Schema object"
@@ -915,7 +921,7 @@ fn schema_errors() {
     negated["properties"]["title"]["not"] = json!({"const": ""});
     job.response_schema = Some(negated);
     let e = err(&job);
-    assert_eq!(e.code(), "invalid_schema");
+    assert_eq!(e.code(), "ERR_BATCHLING_INVALID_SCHEMA");
     assert_eq!(
         e.to_string(),
         "job `s1`: `responseSchema` cannot be expressed in OpenAI's strict structured-output \
@@ -947,7 +953,7 @@ fn temperature_and_max_tokens_errors() {
         ..chat("t", "o3")
     };
     let e = err(&job);
-    assert_eq!(e.code(), "temperature_unsupported");
+    assert_eq!(e.code(), "ERR_BATCHLING_TEMPERATURE_UNSUPPORTED");
     assert_eq!(
         e.to_string(),
         "job `t`: model `o3` rejects `temperature`; remove it for this job"
@@ -958,7 +964,7 @@ fn temperature_and_max_tokens_errors() {
             ..chat("t", "claude-opus-4-7")
         })
         .code(),
-        "temperature_unsupported"
+        "ERR_BATCHLING_TEMPERATURE_UNSUPPORTED"
     );
     let e = err(&JobSpec {
         temperature: Some(1.5),
@@ -975,7 +981,7 @@ fn temperature_and_max_tokens_errors() {
                 ..chat("t3", "gpt-4.1")
             })
             .code(),
-            "temperature_out_of_range"
+            "ERR_BATCHLING_TEMPERATURE_OUT_OF_RANGE"
         );
     }
 
@@ -1046,7 +1052,7 @@ fn extra_errors() {
             true
         ))
         .code(),
-        "conflicting_extra"
+        "ERR_BATCHLING_CONFLICTING_EXTRA"
     );
     let e = err(&with_extra(
         "claude-sonnet-4-6",
@@ -1087,7 +1093,7 @@ fn too_large_and_not_batchable() {
         "?",
     );
     let e = validate(&job).unwrap_err();
-    assert_eq!(e.code(), "request_too_large");
+    assert_eq!(e.code(), "ERR_BATCHLING_REQUEST_TOO_LARGE");
     assert!(
         e.to_string().starts_with(
             "job `big`: the request is 20.0 MB but a gemini batch request may be at most 19.9 MB;"

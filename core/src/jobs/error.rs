@@ -85,26 +85,28 @@ pub enum JobError {
 }
 
 impl JobError {
-    /// A stable snake_case code for the host.
+    /// The stable code users match on (`err.code`), in the package's one style: `ERR_BATCHLING_*`.
     pub fn code(&self) -> &'static str {
         match self {
-            JobError::EmptyId => "empty_id",
-            JobError::BothInputs { .. } => "both_inputs",
-            JobError::NoInput { .. } => "no_input",
-            JobError::FileWithoutPrompt { .. } => "file_without_prompt",
-            JobError::InvalidMessage { .. } => "invalid_message",
-            JobError::UnknownModel { .. } => "unknown_model",
-            JobError::UnsupportedFile { .. } => "unsupported_file",
-            JobError::InvalidFile { .. } => "invalid_file",
-            JobError::StructuredOutputUnsupported { .. } => "structured_output_unsupported",
-            JobError::InvalidSchema { .. } => "invalid_schema",
-            JobError::TemperatureUnsupported { .. } => "temperature_unsupported",
-            JobError::TemperatureOutOfRange { .. } => "temperature_out_of_range",
-            JobError::MaxTokensOutOfRange { .. } => "max_tokens_out_of_range",
-            JobError::ReservedExtraKey { .. } => "reserved_extra_key",
-            JobError::ConflictingExtra { .. } => "conflicting_extra",
-            JobError::RequestTooLarge { .. } => "request_too_large",
-            JobError::NotBatchable { .. } => "not_batchable",
+            JobError::EmptyId => "ERR_BATCHLING_EMPTY_ID",
+            JobError::BothInputs { .. } => "ERR_BATCHLING_BOTH_INPUTS",
+            JobError::NoInput { .. } => "ERR_BATCHLING_NO_INPUT",
+            JobError::FileWithoutPrompt { .. } => "ERR_BATCHLING_FILE_WITHOUT_PROMPT",
+            JobError::InvalidMessage { .. } => "ERR_BATCHLING_INVALID_MESSAGE",
+            JobError::UnknownModel { .. } => "ERR_BATCHLING_UNKNOWN_MODEL",
+            JobError::UnsupportedFile { .. } => "ERR_BATCHLING_UNSUPPORTED_FILE",
+            JobError::InvalidFile { .. } => "ERR_BATCHLING_INVALID_FILE",
+            JobError::StructuredOutputUnsupported { .. } => {
+                "ERR_BATCHLING_STRUCTURED_OUTPUT_UNSUPPORTED"
+            }
+            JobError::InvalidSchema { .. } => "ERR_BATCHLING_INVALID_SCHEMA",
+            JobError::TemperatureUnsupported { .. } => "ERR_BATCHLING_TEMPERATURE_UNSUPPORTED",
+            JobError::TemperatureOutOfRange { .. } => "ERR_BATCHLING_TEMPERATURE_OUT_OF_RANGE",
+            JobError::MaxTokensOutOfRange { .. } => "ERR_BATCHLING_MAX_TOKENS_OUT_OF_RANGE",
+            JobError::ReservedExtraKey { .. } => "ERR_BATCHLING_RESERVED_EXTRA_KEY",
+            JobError::ConflictingExtra { .. } => "ERR_BATCHLING_CONFLICTING_EXTRA",
+            JobError::RequestTooLarge { .. } => "ERR_BATCHLING_REQUEST_TOO_LARGE",
+            JobError::NotBatchable { .. } => "ERR_BATCHLING_NOT_BATCHABLE",
         }
     }
 }
