@@ -3,6 +3,7 @@
 // real fetch, appends the cache journal to a JournalStore, and answers callers with the
 // engine's synthetic responses. Node (batchify.ts) and browsers / edge runtimes (browser.ts)
 // give it their fetch, storage and (in Node) an async scope.
+import { ABORT_WARNINGS, type AbortKind, classifyAbort } from "./client-timeout.js";
 import type { InterceptorEngine } from "./engine.js";
 import { BatchlingError, InvalidOptionError } from "./errors.js";
 import { checkCount, checkKnownKeys, DeadlineTimer, engineOptionError, now } from "./host-util.js";
@@ -205,6 +206,7 @@ export class BatchifyHost implements BatchifyContext {
   #closed: Promise<BatchifyReport> | undefined;
   #resolveClosed: (() => void) | undefined;
   #drained = false;
+  readonly #warnedAborts = new Set<AbortKind>();
 
   constructor(options: BatchifyOptions, platform: Platform) {
     this.#options = options;
@@ -266,6 +268,7 @@ export class BatchifyHost implements BatchifyContext {
       return this.#platform.realFetch(request);
     }
     if (request.signal.aborted) throw request.signal.reason;
+    const startedAt = now();
     this.#intake++;
     let body: string;
     try {
@@ -280,15 +283,30 @@ export class BatchifyHost implements BatchifyContext {
       const pending: Pending = { request, resolve, reject };
       this.#pending.set(id, pending);
       if (init?.signal || input instanceof Request) {
-        pending.onAbort = () => this.#apply(this.#engine.cancel(now(), id));
+        pending.onAbort = () => this.#onAbort(id, request, startedAt);
         request.signal.addEventListener("abort", pending.onAbort, { once: true });
       }
       this.#apply(this.#engine.submit(now(), id, request.method, request.url, headers, body));
+      // Aborted while its body was read: the listener came too late to hear it.
+      if (request.signal.aborted) pending.onAbort?.();
       if (this.#flushOnIntake && this.#intake === 0) {
         this.#flushOnIntake = false;
         this.flush();
       }
     });
+  }
+
+  /** A client's own timeout is outlived: the call stays in its batch and its fetch pending until
+   * the batch answers. Any other abort cancels the call at once. */
+  #onAbort(id: number, request: Request, startedAt: number): void {
+    const kind = classifyAbort(request.headers, request.signal.reason, now() - startedAt);
+    if (kind === "clientTimeout") return;
+    const warning = ABORT_WARNINGS[kind];
+    if (warning && !this.#warnedAborts.has(kind)) {
+      this.#warnedAborts.add(kind);
+      this.#emit({ kind: "warning", message: warning });
+    }
+    this.#apply(this.#engine.cancel(now(), id));
   }
 
   #settle(id: number): Pending | undefined {
