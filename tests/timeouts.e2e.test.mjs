@@ -127,8 +127,13 @@ const rows = [
   {
     name: "LangChain ChatAnthropic",
     provider: "anthropic",
-    client: (fetch, timeout) =>
-      new ChatAnthropic({ model: "claude-sonnet-4-6", apiKey: "ak-test", anthropicApiUrl: fake.url, clientOptions: { fetch, timeout } }),
+    // LangChain's own retry loop (p-retry) keeps retrying a call its caller aborted, in the
+    // background, with backoff (about 90 s in all; each retry fails at once on the aborted signal
+    // and sends nothing). `abortMaxRetries` turns it off for the abort test so the file does not
+    // wait for it; the outlive test keeps LangChain's default retries.
+    client: (fetch, timeout, { maxRetries } = {}) =>
+      new ChatAnthropic({ model: "claude-sonnet-4-6", apiKey: "ak-test", anthropicApiUrl: fake.url, maxRetries, clientOptions: { fetch, timeout } }),
+    abortMaxRetries: 0,
     ask: (c, text, signal) => c.invoke(text, { signal }),
     answer: (r) => r.content,
     aborted: isAbort,
@@ -186,7 +191,7 @@ describe("a batched call outlives its client's timeout", () => {
 
     test(`${row.name}: a caller's abort during the wait rejects at once with the client's abort error`, async () => {
       const { ctx, fetch, run, fetches } = slowContext(row);
-      const client = row.client(fetch, row.abortTimeout ?? TIMEOUT_MS);
+      const client = row.client(fetch, row.abortTimeout ?? TIMEOUT_MS, { maxRetries: row.abortMaxRetries });
       const controller = new AbortController();
       const outcome = await run(async () => {
         const aborted = row.ask(client, "abort me", controller.signal);
