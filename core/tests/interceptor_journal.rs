@@ -7,7 +7,6 @@ use std::collections::HashSet;
 
 use batchling_core::interceptor::{LifecycleEvent, RequestId};
 use batchling_core::providers::ProviderId;
-use serde_json::Value;
 
 use support::*;
 
@@ -226,15 +225,7 @@ fn a_torn_journal_line_is_a_warning_and_the_other_records_still_work() {
     resubmit(&mut h1, p);
     h1.close_and_drain();
     let (fake, mut journal) = h1.crash();
-    let kinds: Vec<String> = journal
-        .iter()
-        .map(|l| {
-            serde_json::from_str::<Value>(l).unwrap()["type"]
-                .as_str()
-                .unwrap()
-                .to_string()
-        })
-        .collect();
+    let kinds = record_types(&journal);
     assert_eq!(kinds, ["intent", "submitted", "result", "result", "result"]);
     // The process died while appending the last result.
     let last = journal.pop().unwrap();

@@ -16,7 +16,10 @@
 mod fake;
 mod harness;
 
+// (Re-exports too: a provider's own flow file uses only the request helpers.)
+#[allow(unused_imports)]
 pub use fake::*;
+#[allow(unused_imports)]
 pub use harness::*;
 
 use batchling_core::http::HttpRequest;
@@ -96,6 +99,20 @@ pub fn openai_chat(key: &str, model: &str, text: &str) -> HttpRequest {
 
 pub fn openai_embedding(key: &str, model: &str, text: &str) -> HttpRequest {
     openai_json(key, "/embeddings", json!({"model": model, "input": text}))
+}
+
+/// An OpenAI-protocol chat request (the shape the OpenAI-compatible providers share) to `base`,
+/// a provider's API root, with this `Authorization` header.
+pub fn chat_at(base: &str, authorization: &str, model: &str, text: &str) -> HttpRequest {
+    http(
+        "POST",
+        format!("{base}/chat/completions"),
+        vec![
+            ("Authorization", authorization.to_string()),
+            ("Content-Type", "application/json".to_string()),
+        ],
+        json!({"model": model, "messages": [{"role": "user", "content": text}]}).to_string(),
+    )
 }
 
 pub fn anthropic_msg(key: &str, model: &str, text: &str, beta: Option<&str>) -> HttpRequest {
@@ -201,4 +218,17 @@ pub fn config(batch_size: usize) -> InterceptorConfig {
         jitter_seed: 7,
         ..InterceptorConfig::default()
     }
+}
+
+/// The `type` of each journal record, in order.
+pub fn record_types(journal: &[String]) -> Vec<String> {
+    journal
+        .iter()
+        .map(|l| {
+            serde_json::from_str::<Value>(l).unwrap()["type"]
+                .as_str()
+                .unwrap()
+                .to_string()
+        })
+        .collect()
 }
