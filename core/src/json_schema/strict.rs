@@ -448,6 +448,3 @@ impl Nulls<'_> {
         }
     }
 }
-
-#[cfg(test)]
-mod tests;

@@ -3,11 +3,15 @@
 //! the counters, walk the paged results. A small in-test fake of xAI's REST batch API
 //! (providers.md §8) answers every call; faults are injected per route.
 
+mod support;
+
 use std::collections::{BTreeMap, HashMap, VecDeque};
 
 use batchling_core::http::{HttpRequest, HttpResponse};
 use batchling_core::interceptor::{Input, Interceptor, InterceptorConfig, Output};
 use serde_json::{json, Value};
+
+use support::{chat_at, record_types};
 
 const BASE: &str = "https://api.x.ai/v1";
 const DATE: &str = "Mon, 23 Nov 2026 10:00:00 GMT";
@@ -15,16 +19,7 @@ const LATER: &str = "Tue, 24 Nov 2026 10:00:01 GMT";
 const EXPIRE: &str = "2026-11-24T10:00:00Z";
 
 fn chat(text: &str) -> HttpRequest {
-    HttpRequest {
-        method: "POST".into(),
-        url: format!("{BASE}/chat/completions"),
-        headers: vec![
-            ("Authorization".into(), "Bearer xai-KEY".into()),
-            ("Content-Type".into(), "application/json".into()),
-        ],
-        body: json!({"model": "grok-4", "messages": [{"role": "user", "content": text}]})
-            .to_string(),
-    }
+    chat_at(BASE, "Bearer xai-KEY", "grok-4", text)
 }
 
 #[derive(Clone, Copy, Debug)]
@@ -293,18 +288,6 @@ fn text_of(answer: &(u16, Value)) -> &str {
     answer.1["choices"][0]["message"]["content"]
         .as_str()
         .unwrap_or("")
-}
-
-fn record_types(journal: &[String]) -> Vec<String> {
-    journal
-        .iter()
-        .map(|l| {
-            serde_json::from_str::<Value>(l).unwrap()["type"]
-                .as_str()
-                .unwrap()
-                .to_string()
-        })
-        .collect()
 }
 
 #[test]

@@ -2,6 +2,8 @@
 //! (`LostCreateKey::UploadedFile`), driven through Together's adapter with virtual time against a small scripted
 //! Together (providers.md §7): announce → 302 → PUT to storage → create `{job}` → poll → files.
 
+mod support;
+
 use std::collections::HashMap;
 
 use batchling_core::http::{HttpRequest, HttpResponse};
@@ -12,21 +14,14 @@ use batchling_core::interceptor::{
 use batchling_core::providers::REDIRECT_MANUAL_HEADER;
 use serde_json::{json, Value};
 
+use support::chat_at;
+
 const BASE: &str = "https://api.together.xyz/v1";
 const STORAGE: &str = "https://storage.example/upload";
 const KEY: &str = "Bearer tg-secret";
 
 fn chat(text: &str) -> HttpRequest {
-    HttpRequest {
-        method: "POST".into(),
-        url: format!("{BASE}/chat/completions"),
-        headers: vec![
-            ("Authorization".into(), KEY.into()),
-            ("Content-Type".into(), "application/json".into()),
-        ],
-        body: json!({"model": "meta-llama/Llama-3.3-70B-Instruct-Turbo", "messages": [{"role": "user", "content": text}]})
-            .to_string(),
-    }
+    chat_at(BASE, KEY, "meta-llama/Llama-3.3-70B-Instruct-Turbo", text)
 }
 
 fn config() -> InterceptorConfig {

@@ -1,7 +1,9 @@
-use serde_json::json;
+//! Strict schemas: turning a JSON Schema into a provider's strict form and dropping introduced nulls.
 
-use super::*;
-use crate::jobs::validate_json;
+use serde_json::{json, Value};
+
+use batchling_core::jobs::validate_json;
+use batchling_core::json_schema::*;
 
 fn strict(schema: Value) -> Value {
     to_strict(&schema).unwrap_or_else(|e| panic!("refused: {e}"))

@@ -1,0 +1,60 @@
+//! Admission: batches wait for a slot under `max_concurrent_batches`; what happens to requests
+//! cancelled or repeated while their batch waits.
+
+mod support;
+
+use batchling_core::interceptor::Input;
+use batchling_core::providers::ProviderId;
+
+use support::*;
+
+/// BUG: a request cancelled while its cut batch waits for a slot under `max_concurrent_batches`
+/// keeps its entry (with no waiters), so `admit_jobs` still sends it when a slot frees up, although
+/// its comment says requests cancelled while their batch waited are not sent.
+#[test]
+fn a_request_cancelled_while_its_batch_waits_for_a_slot_is_not_sent() {
+    let mut cfg = config(1);
+    cfg.max_concurrent_batches = 1;
+    let mut h = Harness::new(cfg);
+    let a = h.submit(request(ProviderId::Anthropic, 0, 0, "runs"));
+    let b = h.submit(request(ProviderId::Anthropic, 0, 0, "waits"));
+    assert_eq!(h.sent(Step::Create), 1, "one batch at a time");
+    h.handle(Input::Cancel { request: b });
+    assert_eq!(h.only(b).fail_code(), Some("ERR_BATCHLING_CANCELLED"));
+    h.close_and_drain();
+    assert!(h
+        .only(a)
+        .is_echo(model_of(ProviderId::Anthropic, 0), "runs"));
+    assert_eq!(
+        h.sent(Step::Create),
+        1,
+        "the cancelled request's waiting batch is never created"
+    );
+}
+
+/// Guards the fix above: an identical request arriving after the cancel, while the batch still
+/// waits, must travel once (not in the waiting batch and again in a new one) and be answered.
+#[test]
+fn an_identical_request_after_a_cancel_in_a_waiting_batch_is_sent_once() {
+    let mut cfg = config(1);
+    cfg.max_concurrent_batches = 2;
+    let mut h = Harness::new(cfg);
+    let a1 = h.submit(request(ProviderId::OpenAi, 0, 0, "runs 1"));
+    let a2 = h.submit(request(ProviderId::OpenAi, 0, 0, "runs 2"));
+    let b = h.submit(request(ProviderId::OpenAi, 0, 0, "again"));
+    h.handle(Input::Cancel { request: b });
+    let c = h.submit(request(ProviderId::OpenAi, 0, 0, "again"));
+    h.close_and_drain();
+    assert_eq!(h.only(b).fail_code(), Some("ERR_BATCHLING_CANCELLED"));
+    assert!(h.only(a1).is_echo("gpt-4o-mini", "runs 1"));
+    assert!(h.only(a2).is_echo("gpt-4o-mini", "runs 2"));
+    assert!(h.only(c).is_echo("gpt-4o-mini", "again"));
+    let lines_with_again = h
+        .fake
+        .batches
+        .iter()
+        .flat_map(|batch| &batch.lines)
+        .filter(|(_, body)| line_text(ProviderId::OpenAi, body) == "again")
+        .count();
+    assert_eq!(lines_with_again, 1, "sent exactly once");
+}
