@@ -7,18 +7,19 @@ import { ABORT_WARNINGS, type AbortKind, classifyAbort } from "./client-timeout.
 import type { InterceptorEngine } from "./engine.js";
 import { BatchlingError, InvalidOptionError } from "./errors.js";
 import { checkCount, checkKnownKeys, DeadlineTimer, engineOptionError, now } from "./host-util.js";
+import type { HostSpec, LifecycleEvent, Output, QueueReport, SerializableRequest } from "./generated/core.js";
 import type { JournalStore } from "./storage.js";
 
-export type BatchlingEvent =
-  | { kind: "requestQueued"; provider: string; endpoint: string; model: string }
-  | { kind: "cacheHit"; provider: string; model: string; resumedBatch: string | null }
-  | { kind: "batchSubmitting"; job: number; provider: string; model: string; requests: number; dryRun: boolean }
-  | { kind: "batchSubmitted"; job: number; provider: string; batchId: string; requests: number }
-  | { kind: "batchPolled"; job: number; batchId: string; state: string; total: number; completed: number; failed: number }
-  | { kind: "batchFinished"; job: number; batchId: string; state: string }
-  | { kind: "resultsReceived"; job: number; batchId: string; results: number }
-  | { kind: "retry"; job: number; step: string; attempt: number; delayMs: number; reason: string }
-  | { kind: "warning"; message: string };
+/** A lifecycle event of the engine (generated from the core's `LifecycleEvent`). */
+export type BatchlingEvent = LifecycleEvent;
+/** One declared batch host (see `BatchifyOptions.hosts`; generated from the core's `HostSpec`). */
+export type HostDeclaration = HostSpec;
+/** One row of the report (generated from the core's `QueueReport`). */
+export type { QueueReport };
+/** A provider call the core asks the host to make (`redirect: "manual"`: hand the redirect
+ * answer back rather than following it). */
+type ProviderCall = SerializableRequest;
+
 
 export interface BatchifyOptions {
   /** Requests per provider batch (default 100). */
@@ -45,31 +46,7 @@ export interface BatchifyOptions {
   hosts?: HostDeclaration[];
 }
 
-/** One declared batch host (see `BatchifyOptions.hosts`). */
-export interface HostDeclaration {
-  /** Scheme, host (a leading `*.` matches subdomains), optional port and path prefix. */
-  baseUrl: string;
-  /** Whose batch protocol the host speaks: "openai", "anthropic", "gemini", "groq", "azure", … */
-  provider: string;
-  /** The `completion_window` a batch asks for (OpenAI-style hosts), e.g. "24h" or "48h". */
-  completionWindow?: string;
-  /** Requests per batch, at most. */
-  maxRequests?: number;
-  /** Bytes of one batch's input file, at most. */
-  maxFileBytes?: number;
-}
 
-export interface QueueReport {
-  provider: string;
-  endpoint: string;
-  model: string;
-  requests: number;
-  batches: number;
-  cacheHits: number;
-  estimatedSyncUsd: number | null;
-  estimatedBatchUsd: number | null;
-  priceNote: string;
-}
 
 export interface BatchifyReport {
   dryRun: boolean;
@@ -89,14 +66,6 @@ export interface BatchifyContext {
   report(): BatchifyReport;
 }
 
-type Output =
-  | { type: "passThrough"; request: number; reason: string }
-  | { type: "send"; call: number; http: ProviderCall }
-  | { type: "respond"; request: number; status: number; headers: [string, string][]; body: string }
-  | { type: "fail"; request: number; code: string; message: string }
-  | { type: "persist"; line: string }
-  | { type: "event"; event: BatchlingEvent }
-  | { type: "drained" };
 
 interface Pending {
   request: Request;
@@ -178,15 +147,6 @@ export interface Platform {
   warn: (message: string) => void;
 }
 
-/** A provider call the core asks the host to make. `redirect: "manual"`: hand the redirect
- * answer back rather than following it. */
-interface ProviderCall {
-  method: string;
-  url: string;
-  headers: [string, string][];
-  body: string;
-  redirect?: "manual";
-}
 
 export class BatchifyHost implements BatchifyContext {
   readonly #engine: InterceptorEngine;

@@ -15,6 +15,7 @@
 // - `--` ends option parsing: every later token is positional, even `--x`.
 // - `-h` / `--help` (before `--`) asks for the help text; no target is needed then.
 // - Single-dash tokens other than `-h` (`-1`, `-`) are ordinary values, never options.
+import type { HostSpec, ProviderId } from "./generated/core.js";
 
 export interface CliTarget {
   /** The script path as written (resolved against the working directory by the CLI). */
@@ -31,7 +32,7 @@ export interface CliBatchifyOptions {
   /** `false` for `--no-cache`, `{ path }` for `--cache-path`; absent means batchify's default. */
   cache?: false | { path: string };
   /** `--host provider=baseUrl`, in command-line order. */
-  hosts?: { provider: string; baseUrl: string }[];
+  hosts?: HostSpec[];
 }
 
 export interface CliArgs {
@@ -213,7 +214,8 @@ function parse(argv: readonly string[]): CliArgs {
         if (sep <= 0 || baseUrl === "") {
           throw new CliUsageError(`--host needs provider=baseUrl, e.g. --host ${VALUE_EXAMPLES["--host"]}; got "${value}"`);
         }
-        (batchify.hosts ??= []).push({ provider, baseUrl });
+        // The engine checks the name when batchify() builds it, listing the providers it knows.
+        (batchify.hosts ??= []).push({ provider: provider as ProviderId, baseUrl });
       } else if (flag === "--cache-path") {
         if (value === "") throw new CliUsageError("--cache-path needs a non-empty path");
         cachePath = value;
