@@ -5,6 +5,7 @@ use serde_json::Value;
 
 use crate::models::ModelInfo;
 
+use super::plan::{u64_at, Output};
 use super::prepare::{effective_max_tokens, strict_schema_provider};
 use super::{Citation, JobResult, JobSpec, RESPONSE_SCHEMA_NAME};
 use crate::http::HttpResponse;
@@ -122,25 +123,6 @@ pub fn extract_result(job: &JobSpec, status: u16, body: &str) -> JobResult {
         }
     }
     r
-}
-
-/// What one provider's answer holds, before schema checks.
-#[derive(Default)]
-pub(super) struct Output {
-    text: Option<String>,
-    /// Anthropic tool input.
-    structured: Option<Value>,
-    citations: Vec<Citation>,
-    input_tokens: Option<u64>,
-    output_tokens: Option<u64>,
-    finish_reason: Option<String>,
-    truncated: bool,
-    /// A refusal, a block, a missing answer.
-    problem: Option<String>,
-}
-
-pub(super) fn u64_at(v: &Value, pointer: &str) -> Option<u64> {
-    v.pointer(pointer).and_then(Value::as_u64)
 }
 
 pub(super) fn openai_output(v: &Value) -> Output {

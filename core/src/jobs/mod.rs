@@ -38,6 +38,7 @@
 
 mod error;
 mod extract;
+mod plan;
 mod prepare;
 mod render;
 mod spec;

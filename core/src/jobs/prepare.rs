@@ -11,44 +11,11 @@ use crate::json_schema::to_strict;
 use crate::models::{self, ModelInfo};
 use crate::providers::ProviderId;
 
+use super::plan::{Part, Prepared, Turn};
 use super::{
     FileInput, JobError, JobSpec, DEFAULT_ANTHROPIC_MAX_TOKENS,
     DEFAULT_ANTHROPIC_MAX_TOKENS_THINKING,
 };
-
-/// A validated job, ready to render for its provider.
-pub(super) struct Prepared<'a> {
-    pub(super) job: &'a JobSpec,
-    pub(super) info: &'static ModelInfo,
-    /// The model name as sent (Gemini without a `models/` prefix).
-    pub(super) model: &'a str,
-    pub(super) system: Option<String>,
-    pub(super) turns: Vec<Turn<'a>>,
-    pub(super) max_tokens: Option<u64>,
-    /// The response schema as sent: OpenAI's strict form of the job's (see [`to_strict`]), the
-    /// job's own for Anthropic and Gemini.
-    pub(super) schema: Option<Value>,
-    /// Anthropic: switch thinking off so the forced tool call is allowed.
-    pub(super) disable_thinking: bool,
-    pub(super) citations: bool,
-}
-
-pub(super) struct Turn<'a> {
-    pub(super) assistant: bool,
-    pub(super) parts: Vec<Part<'a>>,
-}
-
-pub(super) enum Part<'a> {
-    Text(String),
-    Pdf {
-        name: &'a str,
-        data: &'a str,
-    },
-    Image {
-        media_type: &'static str,
-        data: &'a str,
-    },
-}
 
 /// Image types each provider accepts inline.
 pub(super) fn provider_image_types(p: ProviderId) -> &'static [&'static str] {

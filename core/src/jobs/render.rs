@@ -5,7 +5,7 @@ use serde_json::{json, Map, Value};
 use crate::http::HttpRequest;
 use crate::providers::{self, BatchContext, BatchItem, ProviderId};
 
-use super::prepare::{Part, Prepared};
+use super::plan::{data, Part, Prepared};
 use super::{
     default_base_url, JobError, ProviderEndpoint, ANTHROPIC_MAX_REQUEST_BYTES, ANTHROPIC_VERSION,
     DEFAULT_ANTHROPIC_MAX_TOKENS, RESPONSE_SCHEMA_NAME,
@@ -34,14 +34,6 @@ pub(super) fn deep_merge(target: &mut Value, extra: &Map<String, Value>) {
                 target.insert(k.clone(), v.clone());
             }
         }
-    }
-}
-
-pub(super) fn data(d: &str, placeholder: bool) -> &str {
-    if placeholder {
-        ""
-    } else {
-        d
     }
 }
 
