@@ -6,12 +6,12 @@ use serde_json::Value;
 use crate::models::ModelInfo;
 
 use super::plan::{u64_at, Output};
-use super::prepare::{effective_max_tokens, strict_schema_provider};
+use super::prepare::effective_max_tokens;
 use super::{Citation, JobResult, JobSpec, RESPONSE_SCHEMA_NAME};
 use crate::http::HttpResponse;
 use crate::json_schema::{drop_introduced_nulls, validate_json};
 use crate::models;
-use crate::providers::{self, ProviderId};
+use crate::providers;
 
 /// Turns the (synthetic) synchronous response to `job`'s request into its result. Never panics;
 /// anything unusable becomes `ok: false` with a reason.
@@ -37,6 +37,10 @@ pub fn extract_result(job: &JobSpec, status: u16, body: &str) -> JobResult {
             return r;
         }
     };
+    let Some(format) = info.provider.descriptor().jobs else {
+        r.error = Some(format!("the job builder does not serve {}", info.provider));
+        return r;
+    };
     if !(200..300).contains(&status) {
         let resp = HttpResponse {
             status,
@@ -56,11 +60,7 @@ pub fn extract_result(job: &JobSpec, status: u16, body: &str) -> JobResult {
             return r;
         }
     };
-    let out = match info.provider {
-        ProviderId::Anthropic => anthropic_output(&v),
-        ProviderId::Gemini => gemini_output(&v),
-        _ => openai_output(&v),
-    };
+    let out = format.output(&v);
     r.input_tokens = out.input_tokens;
     r.output_tokens = out.output_tokens;
     r.cost_usd = usage_cost(info, out.input_tokens, out.output_tokens);
@@ -68,7 +68,7 @@ pub fn extract_result(job: &JobSpec, status: u16, body: &str) -> JobResult {
     r.finish_reason = out.finish_reason;
     r.truncated = out.truncated;
     r.response = out.text;
-    let cap_hint = || match effective_max_tokens(job, info) {
+    let cap_hint = || match effective_max_tokens(job, info, format) {
         Some(n) => format!(" (the output hit the {n}-token cap; raise `maxTokens`)"),
         None => " (the output hit the model's token cap)".to_string(),
     };
@@ -104,7 +104,7 @@ pub fn extract_result(job: &JobSpec, status: u16, body: &str) -> JobResult {
                 Err(e) => r.error = Some(format!("the answer is not valid JSON: {e}{truncated}")),
                 Ok(mut value) => {
                     // Strict mode made the model write null for the optional fields it left out.
-                    if strict_schema_provider(info.provider) {
+                    if format.strict_schema() {
                         drop_introduced_nulls(schema, &mut value);
                     }
                     match validate_json(schema, &value) {

@@ -38,6 +38,7 @@
 
 mod error;
 mod extract;
+mod format;
 mod plan;
 mod prepare;
 mod render;
@@ -52,6 +53,9 @@ pub use crate::json_schema::{drop_introduced_nulls, to_strict, validate_json, St
 pub use error::JobError;
 pub use extract::extract_result;
 pub use spec::*;
+
+pub(crate) use format::JobFormat;
+pub(crate) use render::{AnthropicJobs, GeminiJobs, OpenAiJobs};
 
 use prepare::{file_tokens_est, prepare, resolve_checked, resolve_model};
 use render::{build_body, finish_request};

@@ -6,12 +6,15 @@ use serde_json::Value;
 
 use crate::models::ModelInfo;
 
+use super::format::JobFormat;
 use super::{Citation, JobSpec};
 
 /// A validated job, ready to render for its provider.
 pub(crate) struct Prepared<'a> {
     pub(crate) job: &'a JobSpec,
     pub(crate) info: &'static ModelInfo,
+    /// How its provider renders it.
+    pub(crate) format: &'static dyn JobFormat,
     /// The model name as sent (Gemini without a `models/` prefix).
     pub(crate) model: &'a str,
     pub(crate) system: Option<String>,
@@ -20,9 +23,6 @@ pub(crate) struct Prepared<'a> {
     /// The response schema as sent: OpenAI's strict form of the job's (see
     /// [`crate::json_schema::to_strict`]), the job's own for Anthropic and Gemini.
     pub(crate) schema: Option<Value>,
-    /// Anthropic: switch thinking off so the forced tool call is allowed.
-    pub(crate) disable_thinking: bool,
-    pub(crate) citations: bool,
 }
 
 pub(crate) struct Turn<'a> {

@@ -3,20 +3,20 @@
 use serde_json::{json, Map, Value};
 
 use crate::http::HttpRequest;
-use crate::providers::{self, BatchContext, BatchItem, ProviderId};
+use crate::json_schema::to_strict;
+use crate::models::ModelInfo;
+use crate::providers::{self, BatchContext, BatchItem};
 
-use super::plan::{data, Part, Prepared};
+use super::extract::{anthropic_output, gemini_output, openai_output};
+use super::format::JobFormat;
+use super::plan::{data, Output, Part, Prepared};
 use super::{
     default_base_url, JobError, ProviderEndpoint, ANTHROPIC_MAX_REQUEST_BYTES, ANTHROPIC_VERSION,
-    DEFAULT_ANTHROPIC_MAX_TOKENS, RESPONSE_SCHEMA_NAME,
+    DEFAULT_ANTHROPIC_MAX_TOKENS, DEFAULT_ANTHROPIC_MAX_TOKENS_THINKING, RESPONSE_SCHEMA_NAME,
 };
 
 pub(super) fn build_body(p: &Prepared, placeholder_data: bool) -> Value {
-    let mut body = match p.info.provider {
-        ProviderId::Anthropic => anthropic_body(p, placeholder_data),
-        ProviderId::Gemini => gemini_body(p, placeholder_data),
-        _ => openai_body(p, placeholder_data),
-    };
+    let mut body = p.format.body(p, placeholder_data);
     if let Some(extra) = &p.job.extra {
         deep_merge(&mut body, extra);
     }
@@ -90,6 +90,10 @@ pub(super) fn openai_body(p: &Prepared, placeholder: bool) -> Value {
 }
 
 pub(super) fn anthropic_body(p: &Prepared, placeholder: bool) -> Value {
+    let structured = p.schema.is_some();
+    // A forced tool answer has no place for citations, and thinking does not allow forcing it.
+    let citations = p.info.supports_citations && !structured;
+    let disable_thinking = structured && p.info.thinks_by_default;
     let messages: Vec<Value> = p
         .turns
         .iter()
@@ -112,7 +116,7 @@ pub(super) fn anthropic_body(p: &Prepared, placeholder: bool) -> Value {
                                     },
                                     "title": name,
                                 });
-                                if p.citations {
+                                if citations {
                                     doc["citations"] = json!({"enabled": true});
                                 }
                                 doc
@@ -161,7 +165,7 @@ pub(super) fn anthropic_body(p: &Prepared, placeholder: bool) -> Value {
             "tool_choice".into(),
             json!({"type": "tool", "name": RESPONSE_SCHEMA_NAME}),
         );
-        if p.disable_thinking {
+        if disable_thinking {
             body.insert("thinking".into(), json!({"type": "disabled"}));
         }
     }
@@ -228,29 +232,7 @@ pub(super) fn finish_request(
     } else {
         endpoint.base_url.trim().trim_end_matches('/')
     };
-    let key = endpoint.api_key.as_str();
-    let mut headers: Vec<(String, String)> = Vec::new();
-    let url = match provider {
-        ProviderId::Anthropic => {
-            if !key.is_empty() {
-                headers.push(("x-api-key".into(), key.to_string()));
-            }
-            headers.push(("anthropic-version".into(), ANTHROPIC_VERSION.into()));
-            format!("{base}/v1/messages")
-        }
-        ProviderId::Gemini => {
-            if !key.is_empty() {
-                headers.push(("x-goog-api-key".into(), key.to_string()));
-            }
-            format!("{base}/models/{}:generateContent", p.model)
-        }
-        _ => {
-            if !key.is_empty() {
-                headers.push(("authorization".into(), format!("Bearer {key}")));
-            }
-            format!("{base}/chat/completions")
-        }
-    };
+    let (url, mut headers) = p.format.target(base, p.model, &endpoint.api_key);
     headers.push(("content-type".into(), "application/json".into()));
     for (k, v) in &endpoint.headers {
         if !headers.iter().any(|(h, _)| h.eq_ignore_ascii_case(k)) {
@@ -280,8 +262,8 @@ pub(super) fn finish_request(
     }
     let adapter = providers::adapter(provider);
     let mut limit = adapter.limits(&route).max_bytes;
-    if provider == ProviderId::Anthropic {
-        limit = limit.min(ANTHROPIC_MAX_REQUEST_BYTES);
+    if let Some(max) = p.format.max_request_bytes() {
+        limit = limit.min(max);
     }
     // The item owns the body; the adapters size an item from it, not from the route's copy.
     let item = BatchItem {
@@ -302,4 +284,177 @@ pub(super) fn finish_request(
         });
     }
     Ok(req)
+}
+
+pub(crate) struct OpenAiJobs;
+pub(crate) struct AnthropicJobs;
+pub(crate) struct GeminiJobs;
+
+impl JobFormat for OpenAiJobs {
+    fn image_types(&self) -> &'static [&'static str] {
+        &["image/png", "image/jpeg", "image/gif", "image/webp"]
+    }
+
+    fn wire_schema(&self, schema: &Value) -> Result<Value, String> {
+        if schema.get("type").and_then(Value::as_str) != Some("object") {
+            return Err(
+                "must have `\"type\": \"object\"` at the root for OpenAI structured output"
+                    .to_string(),
+            );
+        }
+        to_strict(schema).map_err(|refusal| {
+            format!("cannot be expressed in OpenAI's strict structured-output mode: {refusal}")
+        })
+    }
+
+    fn strict_schema(&self) -> bool {
+        true
+    }
+
+    fn schema_fields(&self) -> &'static [&'static str] {
+        &["/response_format"]
+    }
+
+    fn body(&self, p: &Prepared, placeholder: bool) -> Value {
+        openai_body(p, placeholder)
+    }
+
+    fn target(
+        &self,
+        base_url: &str,
+        _model: &str,
+        api_key: &str,
+    ) -> (String, Vec<(String, String)>) {
+        let mut headers = Vec::new();
+        if !api_key.is_empty() {
+            headers.push(("authorization".into(), format!("Bearer {api_key}")));
+        }
+        (format!("{base_url}/chat/completions"), headers)
+    }
+
+    fn output(&self, answer: &Value) -> Output {
+        openai_output(answer)
+    }
+}
+
+impl JobFormat for AnthropicJobs {
+    fn image_types(&self) -> &'static [&'static str] {
+        &["image/png", "image/jpeg", "image/gif", "image/webp"]
+    }
+
+    fn max_temperature(&self) -> f64 {
+        1.0
+    }
+
+    fn default_max_tokens(&self, info: &ModelInfo) -> Option<u64> {
+        let default = if info.thinks_by_default {
+            DEFAULT_ANTHROPIC_MAX_TOKENS_THINKING
+        } else {
+            DEFAULT_ANTHROPIC_MAX_TOKENS
+        };
+        Some(default.min(info.max_output_tokens))
+    }
+
+    fn wire_schema(&self, schema: &Value) -> Result<Value, String> {
+        if schema.get("type").and_then(Value::as_str) != Some("object") {
+            return Err(
+                "must have `\"type\": \"object\"` at the root for Anthropic structured output (it \
+                 becomes a tool's input schema)"
+                    .to_string(),
+            );
+        }
+        Ok(schema.clone())
+    }
+
+    fn schema_fields(&self) -> &'static [&'static str] {
+        &["/tools", "/tool_choice"]
+    }
+
+    fn schema_extra_conflict(&self, extra: &Value) -> Option<String> {
+        let thinking = extra.pointer("/thinking/type").and_then(Value::as_str);
+        thinking.is_some_and(|t| t != "disabled").then(|| {
+            "`extra.thinking` cannot be combined with `responseSchema` on Anthropic \
+             (structured output forces a tool call, which thinking does not allow); remove \
+             one of them"
+                .to_string()
+        })
+    }
+
+    fn body(&self, p: &Prepared, placeholder: bool) -> Value {
+        anthropic_body(p, placeholder)
+    }
+
+    fn target(
+        &self,
+        base_url: &str,
+        _model: &str,
+        api_key: &str,
+    ) -> (String, Vec<(String, String)>) {
+        let mut headers = Vec::new();
+        if !api_key.is_empty() {
+            headers.push(("x-api-key".into(), api_key.to_string()));
+        }
+        headers.push(("anthropic-version".into(), ANTHROPIC_VERSION.into()));
+        (format!("{base_url}/v1/messages"), headers)
+    }
+
+    fn max_request_bytes(&self) -> Option<usize> {
+        Some(ANTHROPIC_MAX_REQUEST_BYTES)
+    }
+
+    fn output(&self, answer: &Value) -> Output {
+        anthropic_output(answer)
+    }
+}
+
+impl JobFormat for GeminiJobs {
+    fn image_types(&self) -> &'static [&'static str] {
+        &[
+            "image/png",
+            "image/jpeg",
+            "image/webp",
+            "image/heic",
+            "image/heif",
+        ]
+    }
+
+    fn model_name<'a>(&self, model: &'a str) -> &'a str {
+        model.strip_prefix("models/").unwrap_or(model)
+    }
+
+    fn wire_schema(&self, schema: &Value) -> Result<Value, String> {
+        Ok(schema.clone())
+    }
+
+    fn schema_fields(&self) -> &'static [&'static str] {
+        &[
+            "/generationConfig/responseMimeType",
+            "/generationConfig/responseJsonSchema",
+            "/generationConfig/responseSchema",
+        ]
+    }
+
+    fn body(&self, p: &Prepared, placeholder: bool) -> Value {
+        gemini_body(p, placeholder)
+    }
+
+    fn target(
+        &self,
+        base_url: &str,
+        model: &str,
+        api_key: &str,
+    ) -> (String, Vec<(String, String)>) {
+        let mut headers = Vec::new();
+        if !api_key.is_empty() {
+            headers.push(("x-goog-api-key".into(), api_key.to_string()));
+        }
+        (
+            format!("{base_url}/models/{model}:generateContent"),
+            headers,
+        )
+    }
+
+    fn output(&self, answer: &Value) -> Output {
+        gemini_output(answer)
+    }
 }

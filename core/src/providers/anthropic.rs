@@ -31,6 +31,7 @@ pub(super) const DESCRIPTOR: ProviderDescriptor = ProviderDescriptor {
     hosts: &[],
     default_base_url: Some("https://api.anthropic.com"),
     window_error: any_window,
+    jobs: Some(&crate::jobs::AnthropicJobs),
 };
 
 pub struct Anthropic;

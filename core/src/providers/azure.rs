@@ -31,6 +31,7 @@ pub(super) const DESCRIPTOR: ProviderDescriptor = ProviderDescriptor {
     // No global endpoint: every resource has its own host.
     default_base_url: None,
     window_error,
+    jobs: None,
 };
 
 /// Azure OpenAI accepts only "24h".

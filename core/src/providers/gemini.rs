@@ -40,6 +40,7 @@ pub(super) const DESCRIPTOR: ProviderDescriptor = ProviderDescriptor {
     hosts: &[],
     default_base_url: Some("https://generativelanguage.googleapis.com/v1beta"),
     window_error: any_window,
+    jobs: Some(&crate::jobs::GeminiJobs),
 };
 
 pub struct Gemini;

@@ -62,6 +62,7 @@ use std::fmt;
 use serde::{Deserialize, Serialize};
 
 use crate::http::{HttpRequest, HttpResponse};
+use crate::jobs::JobFormat;
 
 pub use anthropic::Anthropic;
 pub use gemini::Gemini;
@@ -138,6 +139,9 @@ pub struct ProviderDescriptor {
     /// Why a declared completion window is one the provider is documented to refuse, or `None`
     /// when it may be sent.
     pub window_error: fn(window: &str) -> Option<String>,
+    /// How the job builder ([`crate::jobs`]) renders a job for the provider and reads its
+    /// answer; `None` for providers it does not serve.
+    pub(crate) jobs: Option<&'static dyn JobFormat>,
 }
 
 /// The provider registry: one descriptor per [`ProviderId`] variant, in the variants' order.

@@ -23,4 +23,5 @@ pub(super) const DESCRIPTOR: ProviderDescriptor = ProviderDescriptor {
     hosts: &[],
     default_base_url: Some("https://api.openai.com/v1"),
     window_error: any_window,
+    jobs: Some(&crate::jobs::OpenAiJobs),
 };

@@ -446,3 +446,26 @@ fn descriptors_agree_with_ids_serde_and_protocols() {
         .lookup("https://api.groq.com/openai/v1/x")
         .is_some());
 }
+
+#[test]
+fn every_catalog_model_has_a_job_format() {
+    // The job builder reaches a provider only through its descriptor's job format; a model of a
+    // provider without one could be named in a job but never built.
+    for info in crate::models::all() {
+        assert!(
+            info.provider.descriptor().jobs.is_some(),
+            "{} ({})",
+            info.name,
+            info.provider
+        );
+    }
+    let served: Vec<ProviderId> = PROVIDERS
+        .iter()
+        .filter(|d| d.jobs.is_some())
+        .map(|d| d.id)
+        .collect();
+    assert_eq!(
+        served,
+        [ProviderId::OpenAi, ProviderId::Anthropic, ProviderId::Gemini]
+    );
+}

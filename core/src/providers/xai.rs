@@ -63,6 +63,7 @@ pub(super) const DESCRIPTOR: ProviderDescriptor = ProviderDescriptor {
     hosts: &["https://api.x.ai/v1"],
     default_base_url: Some("https://api.x.ai/v1"),
     window_error: any_window,
+    jobs: None,
 };
 
 pub struct Xai;
