@@ -125,33 +125,6 @@ pub fn extract_result(job: &JobSpec, status: u16, body: &str) -> JobResult {
     r
 }
 
-pub(super) fn openai_output(v: &Value) -> Output {
-    let mut out = Output {
-        input_tokens: u64_at(v, "/usage/prompt_tokens"),
-        output_tokens: u64_at(v, "/usage/completion_tokens"),
-        ..Output::default()
-    };
-    let Some(choice) = v.pointer("/choices/0") else {
-        out.problem = Some("the response has no choices".to_string());
-        return out;
-    };
-    out.finish_reason = choice
-        .get("finish_reason")
-        .and_then(Value::as_str)
-        .map(str::to_string);
-    out.truncated = out.finish_reason.as_deref() == Some("length");
-    out.text = choice
-        .pointer("/message/content")
-        .and_then(Value::as_str)
-        .map(str::to_string);
-    if let Some(refusal) = choice.pointer("/message/refusal").and_then(Value::as_str) {
-        out.problem = Some(format!("the model refused: {refusal}"));
-    } else if out.finish_reason.as_deref() == Some("content_filter") {
-        out.problem = Some("the answer was withheld by OpenAI's content filter".to_string());
-    }
-    out
-}
-
 pub(super) fn anthropic_output(v: &Value) -> Output {
     let usage = |k: &str| u64_at(v, &format!("/usage/{k}"));
     let input = usage("input_tokens").map(|n| {

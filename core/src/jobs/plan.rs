@@ -43,7 +43,7 @@ pub(crate) enum Part<'a> {
 }
 
 /// A file's base64 data as rendered: empty when `placeholder` (estimates leave the bytes out).
-pub(crate) fn data(d: &str, placeholder: bool) -> &str {
+pub(crate) fn file_data(d: &str, placeholder: bool) -> &str {
     if placeholder {
         ""
     } else {

@@ -3,13 +3,12 @@
 use serde_json::{json, Map, Value};
 
 use crate::http::HttpRequest;
-use crate::json_schema::to_strict;
 use crate::models::ModelInfo;
 use crate::providers::{self, BatchContext, BatchItem};
 
-use super::extract::{anthropic_output, gemini_output, openai_output};
+use super::extract::{anthropic_output, gemini_output};
 use super::format::JobFormat;
-use super::plan::{data, Output, Part, Prepared};
+use super::plan::{file_data, Output, Part, Prepared};
 use super::{
     default_base_url, JobError, ProviderEndpoint, ANTHROPIC_MAX_REQUEST_BYTES, ANTHROPIC_VERSION,
     DEFAULT_ANTHROPIC_MAX_TOKENS, DEFAULT_ANTHROPIC_MAX_TOKENS_THINKING, RESPONSE_SCHEMA_NAME,
@@ -37,58 +36,6 @@ pub(super) fn deep_merge(target: &mut Value, extra: &Map<String, Value>) {
     }
 }
 
-pub(super) fn openai_body(p: &Prepared, placeholder: bool) -> Value {
-    let mut messages = Vec::new();
-    if let Some(system) = &p.system {
-        messages.push(json!({"role": "system", "content": system}));
-    }
-    for turn in &p.turns {
-        let role = if turn.assistant { "assistant" } else { "user" };
-        let content = match turn.parts.as_slice() {
-            [Part::Text(t)] => json!(t),
-            parts => Value::Array(
-                parts
-                    .iter()
-                    .map(|part| match part {
-                        Part::Text(t) => json!({"type": "text", "text": t}),
-                        Part::Pdf { name, data: d } => json!({
-                            "type": "file",
-                            "file": {
-                                "filename": name,
-                                "file_data": format!("data:application/pdf;base64,{}", data(d, placeholder)),
-                            },
-                        }),
-                        Part::Image { media_type, data: d } => json!({
-                            "type": "image_url",
-                            "image_url": {"url": format!("data:{media_type};base64,{}", data(d, placeholder))},
-                        }),
-                    })
-                    .collect(),
-            ),
-        };
-        messages.push(json!({"role": role, "content": content}));
-    }
-    let mut body = Map::new();
-    body.insert("model".into(), json!(p.model));
-    body.insert("messages".into(), Value::Array(messages));
-    if let Some(t) = p.job.temperature {
-        body.insert("temperature".into(), json!(t));
-    }
-    if let Some(n) = p.max_tokens {
-        body.insert("max_completion_tokens".into(), json!(n));
-    }
-    if let Some(schema) = &p.schema {
-        body.insert(
-            "response_format".into(),
-            json!({
-                "type": "json_schema",
-                "json_schema": {"name": RESPONSE_SCHEMA_NAME, "schema": schema, "strict": true},
-            }),
-        );
-    }
-    Value::Object(body)
-}
-
 pub(super) fn anthropic_body(p: &Prepared, placeholder: bool) -> Value {
     let structured = p.schema.is_some();
     // A forced tool answer has no place for citations, and thinking does not allow forcing it.
@@ -112,7 +59,7 @@ pub(super) fn anthropic_body(p: &Prepared, placeholder: bool) -> Value {
                                     "source": {
                                         "type": "base64",
                                         "media_type": "application/pdf",
-                                        "data": data(d, placeholder),
+                                        "data": file_data(d, placeholder),
                                     },
                                     "title": name,
                                 });
@@ -129,7 +76,7 @@ pub(super) fn anthropic_body(p: &Prepared, placeholder: bool) -> Value {
                                 "source": {
                                     "type": "base64",
                                     "media_type": media_type,
-                                    "data": data(d, placeholder),
+                                    "data": file_data(d, placeholder),
                                 },
                             }),
                         })
@@ -183,13 +130,13 @@ pub(super) fn gemini_body(p: &Prepared, placeholder: bool) -> Value {
                 .map(|part| match part {
                     Part::Text(t) => json!({"text": t}),
                     Part::Pdf { data: d, .. } => json!({
-                        "inlineData": {"mimeType": "application/pdf", "data": data(d, placeholder)},
+                        "inlineData": {"mimeType": "application/pdf", "data": file_data(d, placeholder)},
                     }),
                     Part::Image {
                         media_type,
                         data: d,
                     } => json!({
-                        "inlineData": {"mimeType": media_type, "data": data(d, placeholder)},
+                        "inlineData": {"mimeType": media_type, "data": file_data(d, placeholder)},
                     }),
                 })
                 .collect();
@@ -286,56 +233,8 @@ pub(super) fn finish_request(
     Ok(req)
 }
 
-pub(crate) struct OpenAiJobs;
 pub(crate) struct AnthropicJobs;
 pub(crate) struct GeminiJobs;
-
-impl JobFormat for OpenAiJobs {
-    fn image_types(&self) -> &'static [&'static str] {
-        &["image/png", "image/jpeg", "image/gif", "image/webp"]
-    }
-
-    fn wire_schema(&self, schema: &Value) -> Result<Value, String> {
-        if schema.get("type").and_then(Value::as_str) != Some("object") {
-            return Err(
-                "must have `\"type\": \"object\"` at the root for OpenAI structured output"
-                    .to_string(),
-            );
-        }
-        to_strict(schema).map_err(|refusal| {
-            format!("cannot be expressed in OpenAI's strict structured-output mode: {refusal}")
-        })
-    }
-
-    fn strict_schema(&self) -> bool {
-        true
-    }
-
-    fn schema_fields(&self) -> &'static [&'static str] {
-        &["/response_format"]
-    }
-
-    fn body(&self, p: &Prepared, placeholder: bool) -> Value {
-        openai_body(p, placeholder)
-    }
-
-    fn target(
-        &self,
-        base_url: &str,
-        _model: &str,
-        api_key: &str,
-    ) -> (String, Vec<(String, String)>) {
-        let mut headers = Vec::new();
-        if !api_key.is_empty() {
-            headers.push(("authorization".into(), format!("Bearer {api_key}")));
-        }
-        (format!("{base_url}/chat/completions"), headers)
-    }
-
-    fn output(&self, answer: &Value) -> Output {
-        openai_output(answer)
-    }
-}
 
 impl JobFormat for AnthropicJobs {
     fn image_types(&self) -> &'static [&'static str] {

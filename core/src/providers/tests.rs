@@ -466,6 +466,10 @@ fn every_catalog_model_has_a_job_format() {
         .collect();
     assert_eq!(
         served,
-        [ProviderId::OpenAi, ProviderId::Anthropic, ProviderId::Gemini]
+        [
+            ProviderId::OpenAi,
+            ProviderId::Anthropic,
+            ProviderId::Gemini
+        ]
     );
 }
