@@ -7,7 +7,7 @@ use crate::models::ModelInfo;
 
 use super::plan::{u64_at, Output};
 use super::prepare::effective_max_tokens;
-use super::{Citation, JobResult, JobSpec, RESPONSE_SCHEMA_NAME};
+use super::{JobResult, JobSpec};
 use crate::http::HttpResponse;
 use crate::json_schema::{drop_introduced_nulls, validate_json};
 use crate::models;
@@ -123,92 +123,6 @@ pub fn extract_result(job: &JobSpec, status: u16, body: &str) -> JobResult {
         }
     }
     r
-}
-
-pub(super) fn anthropic_output(v: &Value) -> Output {
-    let usage = |k: &str| u64_at(v, &format!("/usage/{k}"));
-    let input = usage("input_tokens").map(|n| {
-        n + usage("cache_creation_input_tokens").unwrap_or(0)
-            + usage("cache_read_input_tokens").unwrap_or(0)
-    });
-    let mut out = Output {
-        input_tokens: input,
-        output_tokens: usage("output_tokens"),
-        finish_reason: v
-            .get("stop_reason")
-            .and_then(Value::as_str)
-            .map(str::to_string),
-        ..Output::default()
-    };
-    out.truncated = out.finish_reason.as_deref() == Some("max_tokens");
-    let mut text = String::new();
-    let mut any_text = false;
-    for block in v
-        .get("content")
-        .and_then(Value::as_array)
-        .into_iter()
-        .flatten()
-    {
-        match block.get("type").and_then(Value::as_str) {
-            Some("text") => {
-                any_text = true;
-                text.push_str(
-                    block
-                        .get("text")
-                        .and_then(Value::as_str)
-                        .unwrap_or_default(),
-                );
-                for c in block
-                    .get("citations")
-                    .and_then(Value::as_array)
-                    .into_iter()
-                    .flatten()
-                {
-                    out.citations.push(anthropic_citation(c));
-                }
-            }
-            Some("tool_use")
-                if block.get("name").and_then(Value::as_str) == Some(RESPONSE_SCHEMA_NAME) =>
-            {
-                out.structured = block.get("input").cloned();
-            }
-            _ => {}
-        }
-    }
-    out.text = match &out.structured {
-        Some(input) => Some(input.to_string()),
-        None => any_text.then_some(text),
-    };
-    if out.finish_reason.as_deref() == Some("refusal") {
-        out.problem = Some("the model declined to answer (stop_reason: refusal)".to_string());
-    }
-    out
-}
-
-pub(super) fn anthropic_citation(c: &Value) -> Citation {
-    let source = match c.get("document_title").and_then(Value::as_str) {
-        Some(t) if !t.is_empty() => t.to_string(),
-        _ => match c.get("document_index").and_then(Value::as_u64) {
-            Some(i) => format!("document {i}"),
-            None => "document".to_string(),
-        },
-    };
-    let start = c.get("start_page_number").and_then(Value::as_u64);
-    // The API's end page is exclusive.
-    let end = c
-        .get("end_page_number")
-        .and_then(Value::as_u64)
-        .map(|e| e.saturating_sub(1).max(start.unwrap_or(0)));
-    Citation {
-        cited_text: c
-            .get("cited_text")
-            .and_then(Value::as_str)
-            .unwrap_or_default()
-            .to_string(),
-        source,
-        start_page: start,
-        end_page: end.filter(|_| start.is_some()),
-    }
 }
 
 /// Gemini finish reasons that mean the answer was withheld.

@@ -19,9 +19,10 @@
 //! - A `file` goes before the `prompt` in one user turn. PDFs and images are sent inline
 //!   (base64); text files (`text/*`, JSON, XML, YAML, ...) are decoded and inlined into the prompt
 //!   as `<file name="...">…</file>` followed by a blank line and the prompt, for every provider.
-//! - Anthropic needs `max_tokens`: [`DEFAULT_ANTHROPIC_MAX_TOKENS`] when the job sets none
-//!   ([`DEFAULT_ANTHROPIC_MAX_TOKENS_THINKING`] for models that think by default, whose thinking
-//!   counts towards it). OpenAI and Gemini get no cap unless the job sets one.
+//! - Anthropic needs `max_tokens`: [`crate::providers::DEFAULT_ANTHROPIC_MAX_TOKENS`] when the job
+//!   sets none ([`crate::providers::DEFAULT_ANTHROPIC_MAX_TOKENS_THINKING`] for models that think by
+//!   default, whose thinking counts towards it). OpenAI and Gemini get no cap unless the job sets
+//!   one.
 //! - Structured output: OpenAI `response_format` json_schema with `strict: true`, the schema
 //!   converted to strict form as OpenAI's SDK helpers do (optional properties become required and
 //!   nullable, objects closed; see [`strict`]) and the nulls that adds dropped from the answer
@@ -56,7 +57,7 @@ pub use spec::*;
 
 pub(crate) use format::JobFormat;
 pub(crate) use plan::{file_data, u64_at, Output, Part, Prepared};
-pub(crate) use render::{AnthropicJobs, GeminiJobs};
+pub(crate) use render::GeminiJobs;
 
 use prepare::{file_tokens_est, prepare, resolve_checked, resolve_model};
 use render::{build_body, finish_request};

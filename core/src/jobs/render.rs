@@ -3,16 +3,12 @@
 use serde_json::{json, Map, Value};
 
 use crate::http::HttpRequest;
-use crate::models::ModelInfo;
 use crate::providers::{self, BatchContext, BatchItem};
 
-use super::extract::{anthropic_output, gemini_output};
+use super::extract::gemini_output;
 use super::format::JobFormat;
 use super::plan::{file_data, Output, Part, Prepared};
-use super::{
-    default_base_url, JobError, ProviderEndpoint, ANTHROPIC_MAX_REQUEST_BYTES, ANTHROPIC_VERSION,
-    DEFAULT_ANTHROPIC_MAX_TOKENS, DEFAULT_ANTHROPIC_MAX_TOKENS_THINKING, RESPONSE_SCHEMA_NAME,
-};
+use super::{default_base_url, JobError, ProviderEndpoint};
 
 pub(super) fn build_body(p: &Prepared, placeholder_data: bool) -> Value {
     let mut body = p.format.body(p, placeholder_data);
@@ -34,89 +30,6 @@ pub(super) fn deep_merge(target: &mut Value, extra: &Map<String, Value>) {
             }
         }
     }
-}
-
-pub(super) fn anthropic_body(p: &Prepared, placeholder: bool) -> Value {
-    let structured = p.schema.is_some();
-    // A forced tool answer has no place for citations, and thinking does not allow forcing it.
-    let citations = p.info.supports_citations && !structured;
-    let disable_thinking = structured && p.info.thinks_by_default;
-    let messages: Vec<Value> = p
-        .turns
-        .iter()
-        .map(|turn| {
-            let role = if turn.assistant { "assistant" } else { "user" };
-            let content = match turn.parts.as_slice() {
-                [Part::Text(t)] => json!(t),
-                parts => Value::Array(
-                    parts
-                        .iter()
-                        .map(|part| match part {
-                            Part::Text(t) => json!({"type": "text", "text": t}),
-                            Part::Pdf { name, data: d } => {
-                                let mut doc = json!({
-                                    "type": "document",
-                                    "source": {
-                                        "type": "base64",
-                                        "media_type": "application/pdf",
-                                        "data": file_data(d, placeholder),
-                                    },
-                                    "title": name,
-                                });
-                                if citations {
-                                    doc["citations"] = json!({"enabled": true});
-                                }
-                                doc
-                            }
-                            Part::Image {
-                                media_type,
-                                data: d,
-                            } => json!({
-                                "type": "image",
-                                "source": {
-                                    "type": "base64",
-                                    "media_type": media_type,
-                                    "data": file_data(d, placeholder),
-                                },
-                            }),
-                        })
-                        .collect(),
-                ),
-            };
-            json!({"role": role, "content": content})
-        })
-        .collect();
-    let mut body = Map::new();
-    body.insert("model".into(), json!(p.model));
-    body.insert(
-        "max_tokens".into(),
-        json!(p.max_tokens.unwrap_or(DEFAULT_ANTHROPIC_MAX_TOKENS)),
-    );
-    if let Some(system) = &p.system {
-        body.insert("system".into(), json!(system));
-    }
-    body.insert("messages".into(), Value::Array(messages));
-    if let Some(t) = p.job.temperature {
-        body.insert("temperature".into(), json!(t));
-    }
-    if let Some(schema) = &p.schema {
-        body.insert(
-            "tools".into(),
-            json!([{
-                "name": RESPONSE_SCHEMA_NAME,
-                "description": "Record the answer. Call this tool exactly once with the complete answer.",
-                "input_schema": schema,
-            }]),
-        );
-        body.insert(
-            "tool_choice".into(),
-            json!({"type": "tool", "name": RESPONSE_SCHEMA_NAME}),
-        );
-        if disable_thinking {
-            body.insert("thinking".into(), json!({"type": "disabled"}));
-        }
-    }
-    Value::Object(body)
 }
 
 pub(super) fn gemini_body(p: &Prepared, placeholder: bool) -> Value {
@@ -233,78 +146,7 @@ pub(super) fn finish_request(
     Ok(req)
 }
 
-pub(crate) struct AnthropicJobs;
 pub(crate) struct GeminiJobs;
-
-impl JobFormat for AnthropicJobs {
-    fn image_types(&self) -> &'static [&'static str] {
-        &["image/png", "image/jpeg", "image/gif", "image/webp"]
-    }
-
-    fn max_temperature(&self) -> f64 {
-        1.0
-    }
-
-    fn default_max_tokens(&self, info: &ModelInfo) -> Option<u64> {
-        let default = if info.thinks_by_default {
-            DEFAULT_ANTHROPIC_MAX_TOKENS_THINKING
-        } else {
-            DEFAULT_ANTHROPIC_MAX_TOKENS
-        };
-        Some(default.min(info.max_output_tokens))
-    }
-
-    fn wire_schema(&self, schema: &Value) -> Result<Value, String> {
-        if schema.get("type").and_then(Value::as_str) != Some("object") {
-            return Err(
-                "must have `\"type\": \"object\"` at the root for Anthropic structured output (it \
-                 becomes a tool's input schema)"
-                    .to_string(),
-            );
-        }
-        Ok(schema.clone())
-    }
-
-    fn schema_fields(&self) -> &'static [&'static str] {
-        &["/tools", "/tool_choice"]
-    }
-
-    fn schema_extra_conflict(&self, extra: &Value) -> Option<String> {
-        let thinking = extra.pointer("/thinking/type").and_then(Value::as_str);
-        thinking.is_some_and(|t| t != "disabled").then(|| {
-            "`extra.thinking` cannot be combined with `responseSchema` on Anthropic \
-             (structured output forces a tool call, which thinking does not allow); remove \
-             one of them"
-                .to_string()
-        })
-    }
-
-    fn body(&self, p: &Prepared, placeholder: bool) -> Value {
-        anthropic_body(p, placeholder)
-    }
-
-    fn target(
-        &self,
-        base_url: &str,
-        _model: &str,
-        api_key: &str,
-    ) -> (String, Vec<(String, String)>) {
-        let mut headers = Vec::new();
-        if !api_key.is_empty() {
-            headers.push(("x-api-key".into(), api_key.to_string()));
-        }
-        headers.push(("anthropic-version".into(), ANTHROPIC_VERSION.into()));
-        (format!("{base_url}/v1/messages"), headers)
-    }
-
-    fn max_request_bytes(&self) -> Option<usize> {
-        Some(ANTHROPIC_MAX_REQUEST_BYTES)
-    }
-
-    fn output(&self, answer: &Value) -> Output {
-        anthropic_output(answer)
-    }
-}
 
 impl JobFormat for GeminiJobs {
     fn image_types(&self) -> &'static [&'static str] {

@@ -1,6 +1,10 @@
 //! Anthropic Message Batches: inline `POST {base}/v1/messages/batches` with
 //! `{requests:[{custom_id, params}]}`; results are JSONL at the batch's `results_url`.
 //! Wire formats: providers.md §3.
+//!
+//! Jobs ([`crate::jobs`]) become Messages requests: `max_tokens` always set, PDFs as `document`
+//! blocks (titled, with citations when the model gives them), structured output as a forced tool
+//! named `response`.
 
 use serde_json::{json, Map, Value};
 
@@ -12,6 +16,10 @@ use super::{
     RemoteBatch, Route,
 };
 use crate::http::{HttpRequest, HttpResponse};
+use crate::jobs::{
+    file_data, u64_at, Citation, JobFormat, Output, Part, Prepared, RESPONSE_SCHEMA_NAME,
+};
+use crate::models::ModelInfo;
 
 const MESSAGES_PATH: &str = "/v1/messages";
 const BATCHES_PATH: &str = "/v1/messages/batches";
@@ -22,6 +30,19 @@ const MAX_REQUESTS: usize = 100_000;
 const MAX_BATCH_BYTES: usize = 256_000_000;
 const ENVELOPE_HEADROOM_BYTES: usize = 64 * 1024;
 
+/// The `anthropic-version` header value sent with Anthropic requests.
+pub const ANTHROPIC_VERSION: &str = "2023-06-01";
+
+/// Anthropic `max_tokens` when a job sets none (the value in Anthropic's own examples; about
+/// 750 English words).
+pub const DEFAULT_ANTHROPIC_MAX_TOKENS: u64 = 1_024;
+/// Anthropic `max_tokens` when a job sets none and the model thinks by default: thinking tokens
+/// count towards the cap, so 1,024 would often leave nothing for the answer.
+pub const DEFAULT_ANTHROPIC_MAX_TOKENS_THINKING: u64 = 8_192;
+
+/// Anthropic's documented size limit of one Messages request.
+pub const ANTHROPIC_MAX_REQUEST_BYTES: usize = 32_000_000;
+
 pub(super) const DESCRIPTOR: ProviderDescriptor = ProviderDescriptor {
     id: ProviderId::Anthropic,
     name: "anthropic",
@@ -31,7 +52,7 @@ pub(super) const DESCRIPTOR: ProviderDescriptor = ProviderDescriptor {
     hosts: &[],
     default_base_url: Some("https://api.anthropic.com"),
     window_error: any_window,
-    jobs: Some(&crate::jobs::AnthropicJobs),
+    jobs: Some(&AnthropicJobs),
 };
 
 pub struct Anthropic;
@@ -319,6 +340,248 @@ fn route(req: &HttpRequest, base: &str) -> Result<Route, PassThrough> {
         body: Value::Object(body),
         settings: Default::default(),
     })
+}
+
+/// Jobs as Messages requests.
+struct AnthropicJobs;
+
+impl JobFormat for AnthropicJobs {
+    fn image_types(&self) -> &'static [&'static str] {
+        &["image/png", "image/jpeg", "image/gif", "image/webp"]
+    }
+
+    fn max_temperature(&self) -> f64 {
+        1.0
+    }
+
+    fn default_max_tokens(&self, info: &ModelInfo) -> Option<u64> {
+        let default = if info.thinks_by_default {
+            DEFAULT_ANTHROPIC_MAX_TOKENS_THINKING
+        } else {
+            DEFAULT_ANTHROPIC_MAX_TOKENS
+        };
+        Some(default.min(info.max_output_tokens))
+    }
+
+    fn wire_schema(&self, schema: &Value) -> Result<Value, String> {
+        if schema.get("type").and_then(Value::as_str) != Some("object") {
+            return Err(
+                "must have `\"type\": \"object\"` at the root for Anthropic structured output (it \
+                 becomes a tool's input schema)"
+                    .to_string(),
+            );
+        }
+        Ok(schema.clone())
+    }
+
+    fn schema_fields(&self) -> &'static [&'static str] {
+        &["/tools", "/tool_choice"]
+    }
+
+    fn schema_extra_conflict(&self, extra: &Value) -> Option<String> {
+        let thinking = extra.pointer("/thinking/type").and_then(Value::as_str);
+        thinking.is_some_and(|t| t != "disabled").then(|| {
+            "`extra.thinking` cannot be combined with `responseSchema` on Anthropic \
+             (structured output forces a tool call, which thinking does not allow); remove \
+             one of them"
+                .to_string()
+        })
+    }
+
+    fn body(&self, p: &Prepared, placeholder: bool) -> Value {
+        job_body(p, placeholder)
+    }
+
+    fn target(
+        &self,
+        base_url: &str,
+        _model: &str,
+        api_key: &str,
+    ) -> (String, Vec<(String, String)>) {
+        let mut headers = Vec::new();
+        if !api_key.is_empty() {
+            headers.push(("x-api-key".into(), api_key.to_string()));
+        }
+        headers.push(("anthropic-version".into(), ANTHROPIC_VERSION.into()));
+        (format!("{base_url}/v1/messages"), headers)
+    }
+
+    fn max_request_bytes(&self) -> Option<usize> {
+        Some(ANTHROPIC_MAX_REQUEST_BYTES)
+    }
+
+    fn output(&self, answer: &Value) -> Output {
+        job_output(answer)
+    }
+}
+
+fn job_body(p: &Prepared, placeholder: bool) -> Value {
+    let structured = p.schema.is_some();
+    // A forced tool answer has no place for citations, and thinking does not allow forcing it.
+    let citations = p.info.supports_citations && !structured;
+    let disable_thinking = structured && p.info.thinks_by_default;
+    let messages: Vec<Value> = p
+        .turns
+        .iter()
+        .map(|turn| {
+            let role = if turn.assistant { "assistant" } else { "user" };
+            let content = match turn.parts.as_slice() {
+                [Part::Text(t)] => json!(t),
+                parts => Value::Array(
+                    parts
+                        .iter()
+                        .map(|part| match part {
+                            Part::Text(t) => json!({"type": "text", "text": t}),
+                            Part::Pdf { name, data: d } => {
+                                let mut doc = json!({
+                                    "type": "document",
+                                    "source": {
+                                        "type": "base64",
+                                        "media_type": "application/pdf",
+                                        "data": file_data(d, placeholder),
+                                    },
+                                    "title": name,
+                                });
+                                if citations {
+                                    doc["citations"] = json!({"enabled": true});
+                                }
+                                doc
+                            }
+                            Part::Image {
+                                media_type,
+                                data: d,
+                            } => json!({
+                                "type": "image",
+                                "source": {
+                                    "type": "base64",
+                                    "media_type": media_type,
+                                    "data": file_data(d, placeholder),
+                                },
+                            }),
+                        })
+                        .collect(),
+                ),
+            };
+            json!({"role": role, "content": content})
+        })
+        .collect();
+    let mut body = Map::new();
+    body.insert("model".into(), json!(p.model));
+    body.insert(
+        "max_tokens".into(),
+        json!(p.max_tokens.unwrap_or(DEFAULT_ANTHROPIC_MAX_TOKENS)),
+    );
+    if let Some(system) = &p.system {
+        body.insert("system".into(), json!(system));
+    }
+    body.insert("messages".into(), Value::Array(messages));
+    if let Some(t) = p.job.temperature {
+        body.insert("temperature".into(), json!(t));
+    }
+    if let Some(schema) = &p.schema {
+        body.insert(
+            "tools".into(),
+            json!([{
+                "name": RESPONSE_SCHEMA_NAME,
+                "description": "Record the answer. Call this tool exactly once with the complete answer.",
+                "input_schema": schema,
+            }]),
+        );
+        body.insert(
+            "tool_choice".into(),
+            json!({"type": "tool", "name": RESPONSE_SCHEMA_NAME}),
+        );
+        if disable_thinking {
+            body.insert("thinking".into(), json!({"type": "disabled"}));
+        }
+    }
+    Value::Object(body)
+}
+
+fn job_output(v: &Value) -> Output {
+    let usage = |k: &str| u64_at(v, &format!("/usage/{k}"));
+    let input = usage("input_tokens").map(|n| {
+        n + usage("cache_creation_input_tokens").unwrap_or(0)
+            + usage("cache_read_input_tokens").unwrap_or(0)
+    });
+    let mut out = Output {
+        input_tokens: input,
+        output_tokens: usage("output_tokens"),
+        finish_reason: v
+            .get("stop_reason")
+            .and_then(Value::as_str)
+            .map(str::to_string),
+        ..Output::default()
+    };
+    out.truncated = out.finish_reason.as_deref() == Some("max_tokens");
+    let mut text = String::new();
+    let mut any_text = false;
+    for block in v
+        .get("content")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+    {
+        match block.get("type").and_then(Value::as_str) {
+            Some("text") => {
+                any_text = true;
+                text.push_str(
+                    block
+                        .get("text")
+                        .and_then(Value::as_str)
+                        .unwrap_or_default(),
+                );
+                for c in block
+                    .get("citations")
+                    .and_then(Value::as_array)
+                    .into_iter()
+                    .flatten()
+                {
+                    out.citations.push(citation(c));
+                }
+            }
+            Some("tool_use")
+                if block.get("name").and_then(Value::as_str) == Some(RESPONSE_SCHEMA_NAME) =>
+            {
+                out.structured = block.get("input").cloned();
+            }
+            _ => {}
+        }
+    }
+    out.text = match &out.structured {
+        Some(input) => Some(input.to_string()),
+        None => any_text.then_some(text),
+    };
+    if out.finish_reason.as_deref() == Some("refusal") {
+        out.problem = Some("the model declined to answer (stop_reason: refusal)".to_string());
+    }
+    out
+}
+
+fn citation(c: &Value) -> Citation {
+    let source = match c.get("document_title").and_then(Value::as_str) {
+        Some(t) if !t.is_empty() => t.to_string(),
+        _ => match c.get("document_index").and_then(Value::as_u64) {
+            Some(i) => format!("document {i}"),
+            None => "document".to_string(),
+        },
+    };
+    let start = c.get("start_page_number").and_then(Value::as_u64);
+    // The API's end page is exclusive.
+    let end = c
+        .get("end_page_number")
+        .and_then(Value::as_u64)
+        .map(|e| e.saturating_sub(1).max(start.unwrap_or(0)));
+    Citation {
+        cited_text: c
+            .get("cited_text")
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+            .to_string(),
+        source,
+        start_page: start,
+        end_page: end.filter(|_| start.is_some()),
+    }
 }
 
 #[cfg(test)]

@@ -64,7 +64,10 @@ use serde::{Deserialize, Serialize};
 use crate::http::{HttpRequest, HttpResponse};
 use crate::jobs::JobFormat;
 
-pub use anthropic::Anthropic;
+pub use anthropic::{
+    Anthropic, ANTHROPIC_MAX_REQUEST_BYTES, ANTHROPIC_VERSION, DEFAULT_ANTHROPIC_MAX_TOKENS,
+    DEFAULT_ANTHROPIC_MAX_TOKENS_THINKING,
+};
 pub use gemini::Gemini;
 pub use hosts::{HostMatch, HostSettings, HostSpec, HostTable};
 pub use mistral::Mistral;
