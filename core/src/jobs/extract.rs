@@ -5,7 +5,6 @@ use serde_json::Value;
 
 use crate::models::ModelInfo;
 
-use super::plan::{u64_at, Output};
 use super::prepare::effective_max_tokens;
 use super::{JobResult, JobSpec};
 use crate::http::HttpResponse;
@@ -123,72 +122,6 @@ pub fn extract_result(job: &JobSpec, status: u16, body: &str) -> JobResult {
         }
     }
     r
-}
-
-/// Gemini finish reasons that mean the answer was withheld.
-pub(super) const GEMINI_BLOCKED: &[&str] = &[
-    "SAFETY",
-    "RECITATION",
-    "BLOCKLIST",
-    "PROHIBITED_CONTENT",
-    "SPII",
-    "IMAGE_SAFETY",
-];
-
-pub(super) fn gemini_output(v: &Value) -> Output {
-    let prompt = u64_at(v, "/usageMetadata/promptTokenCount");
-    let candidates = u64_at(v, "/usageMetadata/candidatesTokenCount");
-    let thoughts = u64_at(v, "/usageMetadata/thoughtsTokenCount");
-    let mut out = Output {
-        input_tokens: prompt,
-        output_tokens: match (candidates, thoughts) {
-            (None, None) => None,
-            (c, t) => Some(c.unwrap_or(0) + t.unwrap_or(0)),
-        },
-        ..Output::default()
-    };
-    let Some(candidate) = v.pointer("/candidates/0") else {
-        out.problem = Some(
-            match v
-                .pointer("/promptFeedback/blockReason")
-                .and_then(Value::as_str)
-            {
-                Some(reason) => format!("Gemini blocked the prompt ({reason})"),
-                None => "the response has no candidates".to_string(),
-            },
-        );
-        return out;
-    };
-    out.finish_reason = candidate
-        .get("finishReason")
-        .and_then(Value::as_str)
-        .map(str::to_string);
-    out.truncated = out.finish_reason.as_deref() == Some("MAX_TOKENS");
-    let mut text = String::new();
-    let mut any_text = false;
-    for part in candidate
-        .pointer("/content/parts")
-        .and_then(Value::as_array)
-        .into_iter()
-        .flatten()
-    {
-        if part.get("thought").and_then(Value::as_bool) == Some(true) {
-            continue;
-        }
-        if let Some(t) = part.get("text").and_then(Value::as_str) {
-            any_text = true;
-            text.push_str(t);
-        }
-    }
-    out.text = any_text.then_some(text);
-    if let Some(reason) = out
-        .finish_reason
-        .as_deref()
-        .filter(|r| GEMINI_BLOCKED.contains(r))
-    {
-        out.problem = Some(format!("Gemini withheld the answer ({reason})"));
-    }
-    out
 }
 
 pub(super) fn usage_cost(info: &ModelInfo, input: Option<u64>, output: Option<u64>) -> Option<f64> {

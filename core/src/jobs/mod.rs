@@ -57,7 +57,6 @@ pub use spec::*;
 
 pub(crate) use format::JobFormat;
 pub(crate) use plan::{file_data, u64_at, Output, Part, Prepared};
-pub(crate) use render::GeminiJobs;
 
 use prepare::{file_tokens_est, prepare, resolve_checked, resolve_model};
 use render::{build_body, finish_request};

@@ -1,13 +1,11 @@
 //! Rendering: a prepared job becomes the body and request its provider's SDK would send.
 
-use serde_json::{json, Map, Value};
+use serde_json::{Map, Value};
 
 use crate::http::HttpRequest;
 use crate::providers::{self, BatchContext, BatchItem};
 
-use super::extract::gemini_output;
-use super::format::JobFormat;
-use super::plan::{file_data, Output, Part, Prepared};
+use super::plan::Prepared;
 use super::{default_base_url, JobError, ProviderEndpoint};
 
 pub(super) fn build_body(p: &Prepared, placeholder_data: bool) -> Value {
@@ -30,55 +28,6 @@ pub(super) fn deep_merge(target: &mut Value, extra: &Map<String, Value>) {
             }
         }
     }
-}
-
-pub(super) fn gemini_body(p: &Prepared, placeholder: bool) -> Value {
-    let contents: Vec<Value> = p
-        .turns
-        .iter()
-        .map(|turn| {
-            let parts: Vec<Value> = turn
-                .parts
-                .iter()
-                .map(|part| match part {
-                    Part::Text(t) => json!({"text": t}),
-                    Part::Pdf { data: d, .. } => json!({
-                        "inlineData": {"mimeType": "application/pdf", "data": file_data(d, placeholder)},
-                    }),
-                    Part::Image {
-                        media_type,
-                        data: d,
-                    } => json!({
-                        "inlineData": {"mimeType": media_type, "data": file_data(d, placeholder)},
-                    }),
-                })
-                .collect();
-            json!({"role": if turn.assistant { "model" } else { "user" }, "parts": parts})
-        })
-        .collect();
-    let mut body = Map::new();
-    body.insert("contents".into(), Value::Array(contents));
-    if let Some(system) = &p.system {
-        body.insert(
-            "systemInstruction".into(),
-            json!({"parts": [{"text": system}]}),
-        );
-    }
-    let mut config = Map::new();
-    if let Some(t) = p.job.temperature {
-        config.insert("temperature".into(), json!(t));
-    }
-    if let Some(n) = p.max_tokens {
-        config.insert("maxOutputTokens".into(), json!(n));
-    }
-    if let Some(schema) = &p.schema {
-        config.insert("responseMimeType".into(), json!("application/json"));
-        config.insert("responseJsonSchema".into(), schema.clone());
-    }
-    if !config.is_empty() {
-        body.insert("generationConfig".into(), Value::Object(config));
-    }
-    Value::Object(body)
 }
 
 /// Renders the request and checks it is one the batch engine will batch, and fits a batch.
@@ -144,58 +93,4 @@ pub(super) fn finish_request(
         });
     }
     Ok(req)
-}
-
-pub(crate) struct GeminiJobs;
-
-impl JobFormat for GeminiJobs {
-    fn image_types(&self) -> &'static [&'static str] {
-        &[
-            "image/png",
-            "image/jpeg",
-            "image/webp",
-            "image/heic",
-            "image/heif",
-        ]
-    }
-
-    fn model_name<'a>(&self, model: &'a str) -> &'a str {
-        model.strip_prefix("models/").unwrap_or(model)
-    }
-
-    fn wire_schema(&self, schema: &Value) -> Result<Value, String> {
-        Ok(schema.clone())
-    }
-
-    fn schema_fields(&self) -> &'static [&'static str] {
-        &[
-            "/generationConfig/responseMimeType",
-            "/generationConfig/responseJsonSchema",
-            "/generationConfig/responseSchema",
-        ]
-    }
-
-    fn body(&self, p: &Prepared, placeholder: bool) -> Value {
-        gemini_body(p, placeholder)
-    }
-
-    fn target(
-        &self,
-        base_url: &str,
-        model: &str,
-        api_key: &str,
-    ) -> (String, Vec<(String, String)>) {
-        let mut headers = Vec::new();
-        if !api_key.is_empty() {
-            headers.push(("x-goog-api-key".into(), api_key.to_string()));
-        }
-        (
-            format!("{base_url}/models/{model}:generateContent"),
-            headers,
-        )
-    }
-
-    fn output(&self, answer: &Value) -> Output {
-        gemini_output(answer)
-    }
 }

@@ -9,6 +9,9 @@
 //! several batches. Results that arrive as a `responsesFile` anyway (e.g. a batch created by
 //! another tool and found by tag) are still handled: the poll reports the file as a download and
 //! [`ProviderAdapter::parse_results`] reads its `{key, response|error}` lines.
+//!
+//! Jobs ([`crate::jobs`]) become `generateContent` requests: a `systemInstruction`, files as
+//! `inlineData`, structured output as `responseMimeType: application/json` + `responseJsonSchema`.
 
 use serde_json::{json, Map, Value};
 
@@ -20,6 +23,7 @@ use super::{
     RemoteBatch, Route,
 };
 use crate::http::{HttpRequest, HttpResponse};
+use crate::jobs::{file_data, u64_at, JobFormat, Output, Part, Prepared};
 
 const ENDPOINT: &str = "generateContent";
 
@@ -40,7 +44,7 @@ pub(super) const DESCRIPTOR: ProviderDescriptor = ProviderDescriptor {
     hosts: &[],
     default_base_url: Some("https://generativelanguage.googleapis.com/v1beta"),
     window_error: any_window,
-    jobs: Some(&crate::jobs::GeminiJobs),
+    jobs: Some(&GeminiJobs),
 };
 
 pub struct Gemini;
@@ -378,6 +382,172 @@ fn route(
         body: Value::Object(body),
         settings: Default::default(),
     })
+}
+
+/// Jobs as `generateContent` requests.
+struct GeminiJobs;
+
+impl JobFormat for GeminiJobs {
+    fn image_types(&self) -> &'static [&'static str] {
+        &[
+            "image/png",
+            "image/jpeg",
+            "image/webp",
+            "image/heic",
+            "image/heif",
+        ]
+    }
+
+    fn model_name<'a>(&self, model: &'a str) -> &'a str {
+        model.strip_prefix("models/").unwrap_or(model)
+    }
+
+    fn wire_schema(&self, schema: &Value) -> Result<Value, String> {
+        Ok(schema.clone())
+    }
+
+    fn schema_fields(&self) -> &'static [&'static str] {
+        &[
+            "/generationConfig/responseMimeType",
+            "/generationConfig/responseJsonSchema",
+            "/generationConfig/responseSchema",
+        ]
+    }
+
+    fn body(&self, p: &Prepared, placeholder: bool) -> Value {
+        job_body(p, placeholder)
+    }
+
+    fn target(
+        &self,
+        base_url: &str,
+        model: &str,
+        api_key: &str,
+    ) -> (String, Vec<(String, String)>) {
+        let mut headers = Vec::new();
+        if !api_key.is_empty() {
+            headers.push(("x-goog-api-key".into(), api_key.to_string()));
+        }
+        (
+            format!("{base_url}/models/{model}:generateContent"),
+            headers,
+        )
+    }
+
+    fn output(&self, answer: &Value) -> Output {
+        job_output(answer)
+    }
+}
+
+fn job_body(p: &Prepared, placeholder: bool) -> Value {
+    let contents: Vec<Value> = p
+        .turns
+        .iter()
+        .map(|turn| {
+            let parts: Vec<Value> = turn
+                .parts
+                .iter()
+                .map(|part| match part {
+                    Part::Text(t) => json!({"text": t}),
+                    Part::Pdf { data: d, .. } => json!({
+                        "inlineData": {"mimeType": "application/pdf", "data": file_data(d, placeholder)},
+                    }),
+                    Part::Image {
+                        media_type,
+                        data: d,
+                    } => json!({
+                        "inlineData": {"mimeType": media_type, "data": file_data(d, placeholder)},
+                    }),
+                })
+                .collect();
+            json!({"role": if turn.assistant { "model" } else { "user" }, "parts": parts})
+        })
+        .collect();
+    let mut body = Map::new();
+    body.insert("contents".into(), Value::Array(contents));
+    if let Some(system) = &p.system {
+        body.insert(
+            "systemInstruction".into(),
+            json!({"parts": [{"text": system}]}),
+        );
+    }
+    let mut config = Map::new();
+    if let Some(t) = p.job.temperature {
+        config.insert("temperature".into(), json!(t));
+    }
+    if let Some(n) = p.max_tokens {
+        config.insert("maxOutputTokens".into(), json!(n));
+    }
+    if let Some(schema) = &p.schema {
+        config.insert("responseMimeType".into(), json!("application/json"));
+        config.insert("responseJsonSchema".into(), schema.clone());
+    }
+    if !config.is_empty() {
+        body.insert("generationConfig".into(), Value::Object(config));
+    }
+    Value::Object(body)
+}
+
+/// Gemini finish reasons that mean the answer was withheld.
+const BLOCKED: &[&str] = &[
+    "SAFETY",
+    "RECITATION",
+    "BLOCKLIST",
+    "PROHIBITED_CONTENT",
+    "SPII",
+    "IMAGE_SAFETY",
+];
+
+fn job_output(v: &Value) -> Output {
+    let prompt = u64_at(v, "/usageMetadata/promptTokenCount");
+    let candidates = u64_at(v, "/usageMetadata/candidatesTokenCount");
+    let thoughts = u64_at(v, "/usageMetadata/thoughtsTokenCount");
+    let mut out = Output {
+        input_tokens: prompt,
+        output_tokens: match (candidates, thoughts) {
+            (None, None) => None,
+            (c, t) => Some(c.unwrap_or(0) + t.unwrap_or(0)),
+        },
+        ..Output::default()
+    };
+    let Some(candidate) = v.pointer("/candidates/0") else {
+        out.problem = Some(
+            match v
+                .pointer("/promptFeedback/blockReason")
+                .and_then(Value::as_str)
+            {
+                Some(reason) => format!("Gemini blocked the prompt ({reason})"),
+                None => "the response has no candidates".to_string(),
+            },
+        );
+        return out;
+    };
+    out.finish_reason = candidate
+        .get("finishReason")
+        .and_then(Value::as_str)
+        .map(str::to_string);
+    out.truncated = out.finish_reason.as_deref() == Some("MAX_TOKENS");
+    let mut text = String::new();
+    let mut any_text = false;
+    for part in candidate
+        .pointer("/content/parts")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+    {
+        if part.get("thought").and_then(Value::as_bool) == Some(true) {
+            continue;
+        }
+        if let Some(t) = part.get("text").and_then(Value::as_str) {
+            any_text = true;
+            text.push_str(t);
+        }
+    }
+    out.text = any_text.then_some(text);
+    if let Some(reason) = out.finish_reason.as_deref().filter(|r| BLOCKED.contains(r)) {
+        out.problem = Some(format!("Gemini withheld the answer ({reason})"));
+    }
+    out
 }
 
 #[cfg(test)]
