@@ -52,6 +52,8 @@ pub(super) const DESCRIPTOR: ProviderDescriptor = ProviderDescriptor {
     hosts: &[],
     default_base_url: Some("https://api.anthropic.com"),
     window_error: any_window,
+    api_key_env: Some("ANTHROPIC_API_KEY"),
+    base_url_env: Some("ANTHROPIC_BASE_URL"),
     jobs: Some(&AnthropicJobs),
 };
 

@@ -44,6 +44,8 @@ pub(super) const DESCRIPTOR: ProviderDescriptor = ProviderDescriptor {
     hosts: &[],
     default_base_url: Some("https://generativelanguage.googleapis.com/v1beta"),
     window_error: any_window,
+    api_key_env: Some("GEMINI_API_KEY"),
+    base_url_env: Some("GEMINI_BASE_URL"),
     jobs: Some(&GeminiJobs),
 };
 

@@ -30,6 +30,8 @@ pub(super) const DESCRIPTOR: ProviderDescriptor = ProviderDescriptor {
     hosts: &[],
     default_base_url: Some("https://api.openai.com/v1"),
     window_error: any_window,
+    api_key_env: Some("OPENAI_API_KEY"),
+    base_url_env: Some("OPENAI_BASE_URL"),
     jobs: Some(&OpenAiJobs),
 };
 

@@ -473,3 +473,24 @@ fn every_catalog_model_has_a_job_format() {
         ]
     );
 }
+
+#[test]
+fn job_providers_name_their_env_keys_and_base_url() {
+    for d in PROVIDERS {
+        let served = d.jobs.is_some();
+        assert_eq!(d.api_key_env.is_some(), served, "{}", d.name);
+        assert_eq!(d.base_url_env.is_some(), served, "{}", d.name);
+        if served {
+            assert!(d.default_base_url.is_some(), "{}", d.name);
+        }
+        // Environment variable names: the provider's name in capitals, then the key's.
+        let prefix = format!("{}_", d.name.to_ascii_uppercase());
+        for name in [d.api_key_env, d.base_url_env].into_iter().flatten() {
+            assert!(name.starts_with(&prefix), "{name}");
+            assert!(
+                name.bytes().all(|b| b.is_ascii_uppercase() || b == b'_'),
+                "{name}"
+            );
+        }
+    }
+}
