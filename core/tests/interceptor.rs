@@ -12,12 +12,12 @@
 use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 
 use batchling_core::cache;
+use batchling_core::catalog::pricing;
 use batchling_core::http::{HttpRequest, HttpResponse};
 use batchling_core::interceptor::{
     CallId, Input, Interceptor, InterceptorConfig, LifecycleEvent, Output, RequestId,
     SerializableRequest,
 };
-use batchling_core::pricing;
 use batchling_core::providers::{self, EndKind, ProviderId};
 use proptest::prelude::*;
 use serde_json::{json, Map, Value};

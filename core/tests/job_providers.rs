@@ -3,8 +3,8 @@
 
 use serde_json::{json, Value};
 
+use batchling_core::catalog::models;
 use batchling_core::host::jobs::{build_request, file_types_json, provider, providers_json};
-use batchling_core::models;
 
 fn parse(answer: String) -> Value {
     let v: Value = serde_json::from_str(&answer).unwrap();

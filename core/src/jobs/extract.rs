@@ -3,13 +3,13 @@
 
 use serde_json::Value;
 
-use crate::models::ModelInfo;
+use crate::catalog::models::ModelInfo;
 
 use super::prepare::effective_max_tokens;
 use super::{JobResult, JobSpec};
+use crate::catalog::models;
 use crate::http::HttpResponse;
 use crate::json_schema::{drop_introduced_nulls, validate_json};
-use crate::models;
 use crate::providers;
 
 /// Turns the (synthetic) synchronous response to `job`'s request into its result. Never panics;

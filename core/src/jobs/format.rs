@@ -5,7 +5,7 @@
 
 use serde_json::Value;
 
-use crate::models::ModelInfo;
+use crate::catalog::models::ModelInfo;
 
 use super::plan::{Output, Prepared};
 

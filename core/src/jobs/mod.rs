@@ -45,8 +45,8 @@ mod prepare;
 mod render;
 mod spec;
 
+use crate::catalog::pricing::{self, CostEstimate};
 use crate::http::HttpRequest;
-use crate::pricing::{self, CostEstimate};
 use crate::providers::ProviderId;
 
 pub use crate::attachments::{IMAGE_TOKENS_EST, PDF_PAGE_TOKENS_EST};

@@ -4,7 +4,7 @@
 
 use serde_json::Value;
 
-use crate::models::ModelInfo;
+use crate::catalog::models::ModelInfo;
 
 use super::format::JobFormat;
 use super::{Citation, JobSpec};

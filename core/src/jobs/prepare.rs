@@ -7,7 +7,7 @@ use crate::attachments::{
     base64_check, base64_decode_prefix, classify_media, contains, pdf_pages, sniff_image, FileKind,
     IMAGE_TOKENS_EST, PDF_PAGE_TOKENS_EST,
 };
-use crate::models::{self, ModelInfo};
+use crate::catalog::models::{self, ModelInfo};
 
 use super::format::JobFormat;
 use super::plan::{Part, Prepared, Turn};

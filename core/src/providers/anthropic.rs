@@ -15,11 +15,11 @@ use super::{
     PollReport, PollState, ProtocolError, ProviderAdapter, ProviderDescriptor, ProviderId,
     RemoteBatch, Route,
 };
+use crate::catalog::models::ModelInfo;
 use crate::http::{HttpRequest, HttpResponse};
 use crate::jobs::{
     file_data, u64_at, Citation, JobFormat, Output, Part, Prepared, RESPONSE_SCHEMA_NAME,
 };
-use crate::models::ModelInfo;
 
 const MESSAGES_PATH: &str = "/v1/messages";
 const BATCHES_PATH: &str = "/v1/messages/batches";

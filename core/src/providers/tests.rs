@@ -451,7 +451,7 @@ fn descriptors_agree_with_ids_serde_and_protocols() {
 fn every_catalog_model_has_a_job_format() {
     // The job builder reaches a provider only through its descriptor's job format; a model of a
     // provider without one could be named in a job but never built.
-    for info in crate::models::all() {
+    for info in crate::catalog::models::all() {
         assert!(
             info.provider.descriptor().jobs.is_some(),
             "{} ({})",
