@@ -40,8 +40,8 @@ pub(crate) const IMAGE_TYPES: &[&str] = &[
 ];
 
 /// The files a host may attach to a job by path, by extension (lower case, with the dot) and the
-/// media type it sends them as. Every one is a type [`classify_media`] accepts; the job builder
-/// still checks the bytes and whether the model and provider can read it.
+/// media type it sends them as. The job builder reads every one of these media types; it still
+/// checks the bytes and whether the model and provider can read them.
 pub const FILE_TYPES: &[(&str, &str)] = &[
     (".pdf", "application/pdf"),
     (".png", "image/png"),

@@ -3,8 +3,16 @@
 //!
 //! The host's `Batch` builder calls [`build_request`] for each job and feeds the request to the
 //! batching engine exactly as if an SDK had sent it ([`crate::providers::classify`] recognises
-//! and routes it), then hands each synthetic response to [`extract_result`]. All
-//! provider-specific shaping lives here, so the host stays a thin loop over JSON.
+//! and routes it), then hands each synthetic response to [`extract_result`]. The host stays a
+//! thin loop over JSON.
+//!
+//! Everything here is provider-neutral: the job as given ([`JobSpec`]), its validation into a
+//! plan of turns and parts (`prepare`, `plan`), the request around the body and its size check
+//! (`render`), and the result's schema checks and cost (`extract`). What differs per provider
+//! (its limits and rules for a job, the body and URL its SDK would send, how its answer reads) is
+//! a `JobFormat` in the provider's own file (`providers/openai.rs`, `anthropic.rs`,
+//! `gemini.rs`), named by its [`crate::providers::ProviderDescriptor`]. The decisions below are
+//! those formats'.
 //!
 //! ```text
 //! JobSpec ──validate──▶ JobError (named job, what to do)
