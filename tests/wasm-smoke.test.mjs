@@ -155,6 +155,13 @@ describe("wasm engine", () => {
     const built = JSON.parse(wasm.jobBuildRequest(spec, JSON.stringify({ baseUrl: "", apiKey: "sk-test" })));
     assert.equal(built.ok, true, JSON.stringify(built));
     assert.equal(built.request.method, "POST");
+    const providers = JSON.parse(wasm.jobProviders());
+    assert.deepEqual(providers.providers.map((p) => [p.name, p.apiKeyEnv]), [
+      ["openai", "OPENAI_API_KEY"],
+      ["anthropic", "ANTHROPIC_API_KEY"],
+      ["gemini", "GEMINI_API_KEY"],
+    ]);
+    assert.deepEqual(JSON.parse(wasm.jobFileTypes()).fileTypes[0], { extension: ".pdf", mediaType: "application/pdf" });
   });
 
   test("completedMany: one call for several batches, resolves coalesced across them; same on both engines", () => {
@@ -204,6 +211,8 @@ describe("wasm engine", () => {
       backend.jobBuildRequest(spec, "{"),
       backend.jobExtractResult(spec, 200, JSON.stringify({ content: [{ type: "text", text: "ok" }], usage: {} })),
       backend.jobExtractResult(spec, 500, "boom"),
+      backend.jobProviders(),
+      backend.jobFileTypes(),
     ];
     assert.deepEqual(jobs(wasm), jobs(native));
     let wasmError;

@@ -308,3 +308,17 @@ pub fn job_build_request(spec_json: String, endpoint_json: String) -> String {
 pub fn job_extract_result(spec_json: String, status: u32, body: String) -> String {
     jobs::extract_result(&spec_json, status as u16, &body)
 }
+
+/// The providers the job builder serves, with default base URLs and env key names
+/// (`batchling_core::host::jobs::providers_json`).
+#[napi]
+pub fn job_providers() -> String {
+    jobs::providers_json()
+}
+
+/// The files a job may name by path: extension and media type
+/// (`batchling_core::host::jobs::file_types_json`).
+#[napi]
+pub fn job_file_types() -> String {
+    jobs::file_types_json()
+}

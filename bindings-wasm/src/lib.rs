@@ -347,5 +347,19 @@ pub fn job_extract_result(spec_json: &str, status: u32, body: &str) -> String {
     jobs::extract_result(spec_json, status as u16, body)
 }
 
+/// The providers the job builder serves, with default base URLs and env key names
+/// (`batchling_core::host::jobs::providers_json`).
+#[wasm_bindgen(js_name = jobProviders)]
+pub fn job_providers() -> String {
+    jobs::providers_json()
+}
+
+/// The files a job may name by path: extension and media type
+/// (`batchling_core::host::jobs::file_types_json`).
+#[wasm_bindgen(js_name = jobFileTypes)]
+pub fn job_file_types() -> String {
+    jobs::file_types_json()
+}
+
 #[cfg(all(test, target_arch = "wasm32"))]
 mod tests;

@@ -39,6 +39,31 @@ pub(crate) const IMAGE_TYPES: &[&str] = &[
     "image/heif",
 ];
 
+/// The files a host may attach to a job by path, by extension (lower case, with the dot) and the
+/// media type it sends them as. The job builder reads every one of these media types; it still
+/// checks the bytes and whether the model and provider can read them.
+pub const FILE_TYPES: &[(&str, &str)] = &[
+    (".pdf", "application/pdf"),
+    (".png", "image/png"),
+    (".jpg", "image/jpeg"),
+    (".jpeg", "image/jpeg"),
+    (".gif", "image/gif"),
+    (".webp", "image/webp"),
+    (".txt", "text/plain"),
+    (".md", "text/markdown"),
+    (".csv", "text/csv"),
+    (".json", "application/json"),
+    (".html", "text/html"),
+];
+
+/// The media type of a file with `extension` (".pdf", any case), from [`FILE_TYPES`].
+pub fn media_type_for_extension(extension: &str) -> Option<&'static str> {
+    FILE_TYPES
+        .iter()
+        .find(|(ext, _)| ext.eq_ignore_ascii_case(extension))
+        .map(|(_, media_type)| *media_type)
+}
+
 pub(crate) fn classify_media(media_type: &str) -> Option<FileKind> {
     let mt = media_type
         .split(';')
@@ -181,6 +206,17 @@ pub(crate) fn base64_decode_prefix(s: &str, max_bytes: usize) -> Vec<u8> {
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
+
+    #[test]
+    fn every_attachable_file_type_is_one_the_job_builder_reads() {
+        for (ext, media_type) in FILE_TYPES {
+            assert!(
+                ext.starts_with('.') && *ext == ext.to_ascii_lowercase(),
+                "{ext}"
+            );
+            assert!(classify_media(media_type).is_some(), "{ext} {media_type}");
+        }
+    }
 
     pub(crate) fn b64(bytes: &[u8]) -> String {
         const ALPHABET: &[u8; 64] =

@@ -3,8 +3,8 @@
 
 mod support;
 
+use batchling_core::catalog::pricing;
 use batchling_core::interceptor::RequestId;
-use batchling_core::pricing;
 use batchling_core::providers::{self, ProviderId};
 
 use support::*;

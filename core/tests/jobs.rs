@@ -5,10 +5,10 @@ use std::collections::BTreeMap;
 
 use serde_json::{json, Value};
 
+use batchling_core::catalog::{models, pricing};
 use batchling_core::http::HttpRequest;
 use batchling_core::jobs::*;
 use batchling_core::providers::{adapter, classify, EndKind, ProviderId, Route};
-use batchling_core::{models, pricing};
 
 // ---------------------------------------------------------------------------------------------
 // Fixtures.

@@ -3,7 +3,9 @@
 
 use serde_json::{json, Value};
 
+use crate::attachments::FILE_TYPES;
 use crate::jobs::{self, JobSpec, ProviderEndpoint};
+use crate::providers::PROVIDERS;
 
 fn refusal(code: &str, error: impl std::fmt::Display) -> String {
     json!({ "ok": false, "code": code, "error": error.to_string() }).to_string()
@@ -12,6 +14,37 @@ fn refusal(code: &str, error: impl std::fmt::Display) -> String {
 fn spec(spec_json: &str) -> Result<JobSpec, String> {
     serde_json::from_str(spec_json)
         .map_err(|e| refusal("ERR_BATCHLING_INVALID_JOB", format!("bad job: {e}")))
+}
+
+/// The providers the job builder serves, in registry order, with what a host needs to reach each
+/// one when the caller gives no settings:
+/// `{"ok":true,"providers":[{"name":"openai","defaultBaseUrl":"https://api.openai.com/v1",
+/// "apiKeyEnv":"OPENAI_API_KEY","baseUrlEnv":"OPENAI_BASE_URL"}, …]}`.
+pub fn providers_json() -> String {
+    let providers: Vec<Value> = PROVIDERS
+        .iter()
+        .filter(|d| d.jobs.is_some())
+        .map(|d| {
+            json!({
+                "name": d.name,
+                "defaultBaseUrl": d.default_base_url,
+                "apiKeyEnv": d.api_key_env,
+                "baseUrlEnv": d.base_url_env,
+            })
+        })
+        .collect();
+    json!({ "ok": true, "providers": providers }).to_string()
+}
+
+/// The files a job may name by path, in order:
+/// `{"ok":true,"fileTypes":[{"extension":".pdf","mediaType":"application/pdf"}, …]}`
+/// (see [`crate::attachments::FILE_TYPES`]).
+pub fn file_types_json() -> String {
+    let types: Vec<Value> = FILE_TYPES
+        .iter()
+        .map(|(extension, media_type)| json!({ "extension": extension, "mediaType": media_type }))
+        .collect();
+    json!({ "ok": true, "fileTypes": types }).to_string()
 }
 
 /// `{"ok":true,"provider":"openai"}`: which provider serves the job's model (so the host can

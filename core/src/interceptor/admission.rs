@@ -4,7 +4,7 @@
 use std::collections::VecDeque;
 
 use crate::cache;
-use crate::pricing;
+use crate::catalog::pricing;
 use crate::providers::{adapter, BatchContext, BatchItem, Route};
 
 use super::Interceptor;

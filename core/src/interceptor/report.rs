@@ -4,7 +4,7 @@ use std::collections::BTreeMap;
 
 use serde::Serialize;
 
-use crate::pricing;
+use crate::catalog::pricing;
 use crate::providers::{ProviderId, Route};
 
 /// One row of the dry-run / close report.

@@ -2,7 +2,7 @@
 
 use std::fmt;
 
-use crate::models::UnknownModel;
+use crate::catalog::models::UnknownModel;
 use crate::providers::ProviderId;
 
 /// Why a job cannot be sent. `Display` names the job and says what to change.

@@ -3,14 +3,14 @@
 
 use serde_json::Value;
 
-use crate::models::ModelInfo;
+use crate::catalog::models::ModelInfo;
 
-use super::prepare::{effective_max_tokens, strict_schema_provider};
-use super::{Citation, JobResult, JobSpec, RESPONSE_SCHEMA_NAME};
+use super::prepare::effective_max_tokens;
+use super::{JobResult, JobSpec};
+use crate::catalog::models;
 use crate::http::HttpResponse;
 use crate::json_schema::{drop_introduced_nulls, validate_json};
-use crate::models;
-use crate::providers::{self, ProviderId};
+use crate::providers;
 
 /// Turns the (synthetic) synchronous response to `job`'s request into its result. Never panics;
 /// anything unusable becomes `ok: false` with a reason.
@@ -36,6 +36,10 @@ pub fn extract_result(job: &JobSpec, status: u16, body: &str) -> JobResult {
             return r;
         }
     };
+    let Some(format) = info.provider.descriptor().jobs else {
+        r.error = Some(format!("the job builder does not serve {}", info.provider));
+        return r;
+    };
     if !(200..300).contains(&status) {
         let resp = HttpResponse {
             status,
@@ -55,11 +59,7 @@ pub fn extract_result(job: &JobSpec, status: u16, body: &str) -> JobResult {
             return r;
         }
     };
-    let out = match info.provider {
-        ProviderId::Anthropic => anthropic_output(&v),
-        ProviderId::Gemini => gemini_output(&v),
-        _ => openai_output(&v),
-    };
+    let out = format.output(&v);
     r.input_tokens = out.input_tokens;
     r.output_tokens = out.output_tokens;
     r.cost_usd = usage_cost(info, out.input_tokens, out.output_tokens);
@@ -67,7 +67,7 @@ pub fn extract_result(job: &JobSpec, status: u16, body: &str) -> JobResult {
     r.finish_reason = out.finish_reason;
     r.truncated = out.truncated;
     r.response = out.text;
-    let cap_hint = || match effective_max_tokens(job, info) {
+    let cap_hint = || match effective_max_tokens(job, info, format) {
         Some(n) => format!(" (the output hit the {n}-token cap; raise `maxTokens`)"),
         None => " (the output hit the model's token cap)".to_string(),
     };
@@ -103,7 +103,7 @@ pub fn extract_result(job: &JobSpec, status: u16, body: &str) -> JobResult {
                 Err(e) => r.error = Some(format!("the answer is not valid JSON: {e}{truncated}")),
                 Ok(mut value) => {
                     // Strict mode made the model write null for the optional fields it left out.
-                    if strict_schema_provider(info.provider) {
+                    if format.strict_schema() {
                         drop_introduced_nulls(schema, &mut value);
                     }
                     match validate_json(schema, &value) {
@@ -122,204 +122,6 @@ pub fn extract_result(job: &JobSpec, status: u16, body: &str) -> JobResult {
         }
     }
     r
-}
-
-/// What one provider's answer holds, before schema checks.
-#[derive(Default)]
-pub(super) struct Output {
-    text: Option<String>,
-    /// Anthropic tool input.
-    structured: Option<Value>,
-    citations: Vec<Citation>,
-    input_tokens: Option<u64>,
-    output_tokens: Option<u64>,
-    finish_reason: Option<String>,
-    truncated: bool,
-    /// A refusal, a block, a missing answer.
-    problem: Option<String>,
-}
-
-pub(super) fn u64_at(v: &Value, pointer: &str) -> Option<u64> {
-    v.pointer(pointer).and_then(Value::as_u64)
-}
-
-pub(super) fn openai_output(v: &Value) -> Output {
-    let mut out = Output {
-        input_tokens: u64_at(v, "/usage/prompt_tokens"),
-        output_tokens: u64_at(v, "/usage/completion_tokens"),
-        ..Output::default()
-    };
-    let Some(choice) = v.pointer("/choices/0") else {
-        out.problem = Some("the response has no choices".to_string());
-        return out;
-    };
-    out.finish_reason = choice
-        .get("finish_reason")
-        .and_then(Value::as_str)
-        .map(str::to_string);
-    out.truncated = out.finish_reason.as_deref() == Some("length");
-    out.text = choice
-        .pointer("/message/content")
-        .and_then(Value::as_str)
-        .map(str::to_string);
-    if let Some(refusal) = choice.pointer("/message/refusal").and_then(Value::as_str) {
-        out.problem = Some(format!("the model refused: {refusal}"));
-    } else if out.finish_reason.as_deref() == Some("content_filter") {
-        out.problem = Some("the answer was withheld by OpenAI's content filter".to_string());
-    }
-    out
-}
-
-pub(super) fn anthropic_output(v: &Value) -> Output {
-    let usage = |k: &str| u64_at(v, &format!("/usage/{k}"));
-    let input = usage("input_tokens").map(|n| {
-        n + usage("cache_creation_input_tokens").unwrap_or(0)
-            + usage("cache_read_input_tokens").unwrap_or(0)
-    });
-    let mut out = Output {
-        input_tokens: input,
-        output_tokens: usage("output_tokens"),
-        finish_reason: v
-            .get("stop_reason")
-            .and_then(Value::as_str)
-            .map(str::to_string),
-        ..Output::default()
-    };
-    out.truncated = out.finish_reason.as_deref() == Some("max_tokens");
-    let mut text = String::new();
-    let mut any_text = false;
-    for block in v
-        .get("content")
-        .and_then(Value::as_array)
-        .into_iter()
-        .flatten()
-    {
-        match block.get("type").and_then(Value::as_str) {
-            Some("text") => {
-                any_text = true;
-                text.push_str(
-                    block
-                        .get("text")
-                        .and_then(Value::as_str)
-                        .unwrap_or_default(),
-                );
-                for c in block
-                    .get("citations")
-                    .and_then(Value::as_array)
-                    .into_iter()
-                    .flatten()
-                {
-                    out.citations.push(anthropic_citation(c));
-                }
-            }
-            Some("tool_use")
-                if block.get("name").and_then(Value::as_str) == Some(RESPONSE_SCHEMA_NAME) =>
-            {
-                out.structured = block.get("input").cloned();
-            }
-            _ => {}
-        }
-    }
-    out.text = match &out.structured {
-        Some(input) => Some(input.to_string()),
-        None => any_text.then_some(text),
-    };
-    if out.finish_reason.as_deref() == Some("refusal") {
-        out.problem = Some("the model declined to answer (stop_reason: refusal)".to_string());
-    }
-    out
-}
-
-pub(super) fn anthropic_citation(c: &Value) -> Citation {
-    let source = match c.get("document_title").and_then(Value::as_str) {
-        Some(t) if !t.is_empty() => t.to_string(),
-        _ => match c.get("document_index").and_then(Value::as_u64) {
-            Some(i) => format!("document {i}"),
-            None => "document".to_string(),
-        },
-    };
-    let start = c.get("start_page_number").and_then(Value::as_u64);
-    // The API's end page is exclusive.
-    let end = c
-        .get("end_page_number")
-        .and_then(Value::as_u64)
-        .map(|e| e.saturating_sub(1).max(start.unwrap_or(0)));
-    Citation {
-        cited_text: c
-            .get("cited_text")
-            .and_then(Value::as_str)
-            .unwrap_or_default()
-            .to_string(),
-        source,
-        start_page: start,
-        end_page: end.filter(|_| start.is_some()),
-    }
-}
-
-/// Gemini finish reasons that mean the answer was withheld.
-pub(super) const GEMINI_BLOCKED: &[&str] = &[
-    "SAFETY",
-    "RECITATION",
-    "BLOCKLIST",
-    "PROHIBITED_CONTENT",
-    "SPII",
-    "IMAGE_SAFETY",
-];
-
-pub(super) fn gemini_output(v: &Value) -> Output {
-    let prompt = u64_at(v, "/usageMetadata/promptTokenCount");
-    let candidates = u64_at(v, "/usageMetadata/candidatesTokenCount");
-    let thoughts = u64_at(v, "/usageMetadata/thoughtsTokenCount");
-    let mut out = Output {
-        input_tokens: prompt,
-        output_tokens: match (candidates, thoughts) {
-            (None, None) => None,
-            (c, t) => Some(c.unwrap_or(0) + t.unwrap_or(0)),
-        },
-        ..Output::default()
-    };
-    let Some(candidate) = v.pointer("/candidates/0") else {
-        out.problem = Some(
-            match v
-                .pointer("/promptFeedback/blockReason")
-                .and_then(Value::as_str)
-            {
-                Some(reason) => format!("Gemini blocked the prompt ({reason})"),
-                None => "the response has no candidates".to_string(),
-            },
-        );
-        return out;
-    };
-    out.finish_reason = candidate
-        .get("finishReason")
-        .and_then(Value::as_str)
-        .map(str::to_string);
-    out.truncated = out.finish_reason.as_deref() == Some("MAX_TOKENS");
-    let mut text = String::new();
-    let mut any_text = false;
-    for part in candidate
-        .pointer("/content/parts")
-        .and_then(Value::as_array)
-        .into_iter()
-        .flatten()
-    {
-        if part.get("thought").and_then(Value::as_bool) == Some(true) {
-            continue;
-        }
-        if let Some(t) = part.get("text").and_then(Value::as_str) {
-            any_text = true;
-            text.push_str(t);
-        }
-    }
-    out.text = any_text.then_some(text);
-    if let Some(reason) = out
-        .finish_reason
-        .as_deref()
-        .filter(|r| GEMINI_BLOCKED.contains(r))
-    {
-        out.problem = Some(format!("Gemini withheld the answer ({reason})"));
-    }
-    out
 }
 
 pub(super) fn usage_cost(info: &ModelInfo, input: Option<u64>, output: Option<u64>) -> Option<f64> {

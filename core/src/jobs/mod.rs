@@ -3,8 +3,16 @@
 //!
 //! The host's `Batch` builder calls [`build_request`] for each job and feeds the request to the
 //! batching engine exactly as if an SDK had sent it ([`crate::providers::classify`] recognises
-//! and routes it), then hands each synthetic response to [`extract_result`]. All
-//! provider-specific shaping lives here, so the host stays a thin loop over JSON.
+//! and routes it), then hands each synthetic response to [`extract_result`]. The host stays a
+//! thin loop over JSON.
+//!
+//! Everything here is provider-neutral: the job as given ([`JobSpec`]), its validation into a
+//! plan of turns and parts (`prepare`, `plan`), the request around the body and its size check
+//! (`render`), and the result's schema checks and cost (`extract`). What differs per provider
+//! (its limits and rules for a job, the body and URL its SDK would send, how its answer reads) is
+//! a `JobFormat` in the provider's own file (`providers/openai.rs`, `anthropic.rs`,
+//! `gemini.rs`), named by its [`crate::providers::ProviderDescriptor`]. The decisions below are
+//! those formats'.
 //!
 //! ```text
 //! JobSpec ──validate──▶ JobError (named job, what to do)
@@ -19,9 +27,10 @@
 //! - A `file` goes before the `prompt` in one user turn. PDFs and images are sent inline
 //!   (base64); text files (`text/*`, JSON, XML, YAML, ...) are decoded and inlined into the prompt
 //!   as `<file name="...">…</file>` followed by a blank line and the prompt, for every provider.
-//! - Anthropic needs `max_tokens`: [`DEFAULT_ANTHROPIC_MAX_TOKENS`] when the job sets none
-//!   ([`DEFAULT_ANTHROPIC_MAX_TOKENS_THINKING`] for models that think by default, whose thinking
-//!   counts towards it). OpenAI and Gemini get no cap unless the job sets one.
+//! - Anthropic needs `max_tokens`: [`crate::providers::DEFAULT_ANTHROPIC_MAX_TOKENS`] when the job
+//!   sets none ([`crate::providers::DEFAULT_ANTHROPIC_MAX_TOKENS_THINKING`] for models that think by
+//!   default, whose thinking counts towards it). OpenAI and Gemini get no cap unless the job sets
+//!   one.
 //! - Structured output: OpenAI `response_format` json_schema with `strict: true`, the schema
 //!   converted to strict form as OpenAI's SDK helpers do (optional properties become required and
 //!   nullable, objects closed; see [`strict`]) and the nulls that adds dropped from the answer
@@ -38,12 +47,14 @@
 
 mod error;
 mod extract;
+mod format;
+mod plan;
 mod prepare;
 mod render;
 mod spec;
 
+use crate::catalog::pricing::{self, CostEstimate};
 use crate::http::HttpRequest;
-use crate::pricing::{self, CostEstimate};
 use crate::providers::ProviderId;
 
 pub use crate::attachments::{IMAGE_TOKENS_EST, PDF_PAGE_TOKENS_EST};
@@ -51,6 +62,9 @@ pub use crate::json_schema::{drop_introduced_nulls, to_strict, validate_json, St
 pub use error::JobError;
 pub use extract::extract_result;
 pub use spec::*;
+
+pub(crate) use format::JobFormat;
+pub(crate) use plan::{file_data, u64_at, Output, Part, Prepared};
 
 use prepare::{file_tokens_est, prepare, resolve_checked, resolve_model};
 use render::{build_body, finish_request};

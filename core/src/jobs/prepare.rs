@@ -7,62 +7,11 @@ use crate::attachments::{
     base64_check, base64_decode_prefix, classify_media, contains, pdf_pages, sniff_image, FileKind,
     IMAGE_TOKENS_EST, PDF_PAGE_TOKENS_EST,
 };
-use crate::json_schema::to_strict;
-use crate::models::{self, ModelInfo};
-use crate::providers::ProviderId;
+use crate::catalog::models::{self, ModelInfo};
 
-use super::{
-    FileInput, JobError, JobSpec, DEFAULT_ANTHROPIC_MAX_TOKENS,
-    DEFAULT_ANTHROPIC_MAX_TOKENS_THINKING,
-};
-
-/// A validated job, ready to render for its provider.
-pub(super) struct Prepared<'a> {
-    pub(super) job: &'a JobSpec,
-    pub(super) info: &'static ModelInfo,
-    /// The model name as sent (Gemini without a `models/` prefix).
-    pub(super) model: &'a str,
-    pub(super) system: Option<String>,
-    pub(super) turns: Vec<Turn<'a>>,
-    pub(super) max_tokens: Option<u64>,
-    /// The response schema as sent: OpenAI's strict form of the job's (see [`to_strict`]), the
-    /// job's own for Anthropic and Gemini.
-    pub(super) schema: Option<Value>,
-    /// Anthropic: switch thinking off so the forced tool call is allowed.
-    pub(super) disable_thinking: bool,
-    pub(super) citations: bool,
-}
-
-pub(super) struct Turn<'a> {
-    pub(super) assistant: bool,
-    pub(super) parts: Vec<Part<'a>>,
-}
-
-pub(super) enum Part<'a> {
-    Text(String),
-    Pdf {
-        name: &'a str,
-        data: &'a str,
-    },
-    Image {
-        media_type: &'static str,
-        data: &'a str,
-    },
-}
-
-/// Image types each provider accepts inline.
-pub(super) fn provider_image_types(p: ProviderId) -> &'static [&'static str] {
-    match p {
-        ProviderId::Gemini => &[
-            "image/png",
-            "image/jpeg",
-            "image/webp",
-            "image/heic",
-            "image/heif",
-        ],
-        _ => &["image/png", "image/jpeg", "image/gif", "image/webp"],
-    }
-}
+use super::format::JobFormat;
+use super::plan::{Part, Prepared, Turn};
+use super::{FileInput, JobError, JobSpec};
 
 pub(super) fn resolve_model(job: &JobSpec) -> Result<&'static ModelInfo, JobError> {
     models::resolve(&job.model).map_err(|error| JobError::UnknownModel {
@@ -87,12 +36,26 @@ pub(super) fn resolve_checked(job: &JobSpec) -> Result<&'static ModelInfo, JobEr
     resolve_model(job)
 }
 
+/// The job format of the provider that serves `info`'s model.
+pub(super) fn job_format(
+    job: &JobSpec,
+    info: &ModelInfo,
+) -> Result<&'static dyn JobFormat, JobError> {
+    info.provider
+        .descriptor()
+        .jobs
+        .ok_or_else(|| JobError::NotBatchable {
+            id: job.id.clone(),
+            reason: format!("the job builder does not serve {}", info.provider),
+        })
+}
+
 pub(super) fn prepare<'a>(
     job: &'a JobSpec,
     info: &'static ModelInfo,
 ) -> Result<Prepared<'a>, JobError> {
     let id = || job.id.clone();
-    let provider = info.provider;
+    let format = job_format(job, info)?;
 
     // Conversation.
     let mut system: Vec<&str> = job
@@ -133,7 +96,7 @@ pub(super) fn prepare<'a>(
         let mut parts = Vec::new();
         match &job.file {
             None => parts.push(Part::Text(prompt.to_string())),
-            Some(file) => match file_part(job, info, file)? {
+            Some(file) => match file_part(job, info, format, file)? {
                 FilePart::Inline(part) => {
                     parts.push(part);
                     parts.push(Part::Text(prompt.to_string()));
@@ -161,7 +124,7 @@ pub(super) fn prepare<'a>(
                 });
             }
             Some(
-                wire_schema(provider, schema)
+                wire_schema(format, schema)
                     .map_err(|reason| JobError::InvalidSchema { id: id(), reason })?,
             )
         }
@@ -175,11 +138,7 @@ pub(super) fn prepare<'a>(
                 model: job.model.clone(),
             });
         }
-        let max = if provider == ProviderId::Anthropic {
-            1.0
-        } else {
-            2.0
-        };
+        let max = format.max_temperature();
         if !(t.is_finite() && (0.0..=max).contains(&t)) {
             return Err(JobError::TemperatureOutOfRange {
                 id: id(),
@@ -211,42 +170,32 @@ pub(super) fn prepare<'a>(
             }
         }
         if job.response_schema.is_some() {
-            extra_conflict(provider, extra).map_or(Ok(()), |reason| {
+            extra_conflict(format, extra).map_or(Ok(()), |reason| {
                 Err(JobError::ConflictingExtra { id: id(), reason })
             })?;
         }
     }
 
-    let structured = job.response_schema.is_some();
     Ok(Prepared {
         job,
         info,
-        model: if provider == ProviderId::Gemini {
-            job.model.strip_prefix("models/").unwrap_or(&job.model)
-        } else {
-            &job.model
-        },
+        format,
+        model: format.model_name(&job.model),
         system,
         turns,
-        max_tokens: effective_max_tokens(job, info),
+        max_tokens: effective_max_tokens(job, info, format),
         schema: wire_schema,
-        disable_thinking: provider == ProviderId::Anthropic && structured && info.thinks_by_default,
-        citations: provider == ProviderId::Anthropic && info.supports_citations && !structured,
     })
 }
 
-/// The output cap the request carries: the job's, else Anthropic's required default.
-pub(super) fn effective_max_tokens(job: &JobSpec, info: &ModelInfo) -> Option<u64> {
-    job.max_tokens.or_else(|| {
-        (info.provider == ProviderId::Anthropic).then(|| {
-            let default = if info.thinks_by_default {
-                DEFAULT_ANTHROPIC_MAX_TOKENS_THINKING
-            } else {
-                DEFAULT_ANTHROPIC_MAX_TOKENS
-            };
-            default.min(info.max_output_tokens)
-        })
-    })
+/// The output cap the request carries: the job's, else the provider's default (Anthropic
+/// requires one).
+pub(super) fn effective_max_tokens(
+    job: &JobSpec,
+    info: &ModelInfo,
+    format: &dyn JobFormat,
+) -> Option<u64> {
+    job.max_tokens.or_else(|| format.default_max_tokens(info))
 }
 
 pub(super) enum FilePart<'a> {
@@ -257,6 +206,7 @@ pub(super) enum FilePart<'a> {
 pub(super) fn file_part<'a>(
     job: &JobSpec,
     info: &ModelInfo,
+    format: &dyn JobFormat,
     file: &'a FileInput,
 ) -> Result<FilePart<'a>, JobError> {
     let unsupported = |reason: String| JobError::UnsupportedFile {
@@ -314,7 +264,7 @@ pub(super) fn file_part<'a>(
                     alternative(info, |m| m.supports_images, "images")
                 )));
             }
-            let accepted = provider_image_types(info.provider);
+            let accepted = format.image_types();
             if !accepted.contains(&media_type) {
                 return Err(unsupported(format!(
                     "{} does not accept {media_type} images; convert it to one of {}",
@@ -368,64 +318,28 @@ pub(super) fn inline_text_file(name: &str, text: &str, prompt: &str) -> String {
     format!("<file name=\"{name}\">\n{text}{newline}</file>\n\n{prompt}")
 }
 
-/// Whether `provider` gets structured output as OpenAI's strict `json_schema` (so the schema is
-/// sent in [`to_strict`] form).
-pub(super) fn strict_schema_provider(provider: ProviderId) -> bool {
-    !matches!(provider, ProviderId::Anthropic | ProviderId::Gemini)
-}
-
-/// The schema to send to `provider`, or why `schema` cannot be used with it.
-pub(super) fn wire_schema(provider: ProviderId, schema: &Value) -> Result<Value, String> {
-    let Some(obj) = schema.as_object() else {
+/// The schema to send, or why `schema` cannot be used with the job's provider.
+pub(super) fn wire_schema(format: &dyn JobFormat, schema: &Value) -> Result<Value, String> {
+    if !schema.is_object() {
         return Err("must be a JSON Schema object".to_string());
-    };
-    let root_is_object = obj.get("type").and_then(Value::as_str) == Some("object");
-    match provider {
-        ProviderId::Anthropic if !root_is_object => Err(
-            "must have `\"type\": \"object\"` at the root for Anthropic structured output (it \
-             becomes a tool's input schema)"
-                .to_string(),
-        ),
-        _ if !strict_schema_provider(provider) => Ok(schema.clone()),
-        _ if !root_is_object => Err(
-            "must have `\"type\": \"object\"` at the root for OpenAI structured output".to_string(),
-        ),
-        _ => to_strict(schema).map_err(|refusal| {
-            format!("cannot be expressed in OpenAI's strict structured-output mode: {refusal}")
-        }),
     }
+    format.wire_schema(schema)
 }
 
 /// `extra` fields that would undo structured output.
-pub(super) fn extra_conflict(provider: ProviderId, extra: &Map<String, Value>) -> Option<String> {
-    let owned: &[&str] = match provider {
-        ProviderId::Anthropic => &["/tools", "/tool_choice"],
-        ProviderId::Gemini => &[
-            "/generationConfig/responseMimeType",
-            "/generationConfig/responseJsonSchema",
-            "/generationConfig/responseSchema",
-        ],
-        _ => &["/response_format"],
-    };
+pub(super) fn extra_conflict(format: &dyn JobFormat, extra: &Map<String, Value>) -> Option<String> {
     let extra = Value::Object(extra.clone());
-    if let Some(p) = owned.iter().find(|p| extra.pointer(p).is_some()) {
+    if let Some(p) = format
+        .schema_fields()
+        .iter()
+        .find(|p| extra.pointer(p).is_some())
+    {
         return Some(format!(
             "`extra` sets `{}`, which `responseSchema` needs; remove one of them",
             &p[1..].replace('/', ".")
         ));
     }
-    if provider == ProviderId::Anthropic {
-        let thinking = extra.pointer("/thinking/type").and_then(Value::as_str);
-        if thinking.is_some_and(|t| t != "disabled") {
-            return Some(
-                "`extra.thinking` cannot be combined with `responseSchema` on Anthropic \
-                 (structured output forces a tool call, which thinking does not allow); remove \
-                 one of them"
-                    .to_string(),
-            );
-        }
-    }
-    None
+    format.schema_extra_conflict(&extra)
 }
 
 pub(super) fn file_tokens_est(p: &Prepared) -> u64 {
@@ -449,6 +363,7 @@ mod tests {
     use super::*;
     use crate::attachments::tests::b64;
     use crate::jobs::{FileInput, Message};
+    use crate::providers::ProviderId;
 
     const PNG: &[u8] = b"\x89PNG\r\n\x1a\n\0\0\0\rIHDR\0\0\0\x01";
 

@@ -8,21 +8,8 @@ use serde_json::{Map, Value};
 
 use crate::providers::ProviderId;
 
-/// The `anthropic-version` header value sent with Anthropic requests.
-pub const ANTHROPIC_VERSION: &str = "2023-06-01";
-
-/// Anthropic `max_tokens` when a job sets none (the value in Anthropic's own examples; about
-/// 750 English words).
-pub const DEFAULT_ANTHROPIC_MAX_TOKENS: u64 = 1_024;
-/// Anthropic `max_tokens` when a job sets none and the model thinks by default: thinking tokens
-/// count towards the cap, so 1,024 would often leave nothing for the answer.
-pub const DEFAULT_ANTHROPIC_MAX_TOKENS_THINKING: u64 = 8_192;
-
 /// Name of the OpenAI json_schema and of the Anthropic tool that carry structured output.
 pub const RESPONSE_SCHEMA_NAME: &str = "response";
-
-/// Anthropic's documented size limit of one Messages request.
-pub const ANTHROPIC_MAX_REQUEST_BYTES: usize = 32_000_000;
 
 /// The default base URL of `provider`.
 pub fn default_base_url(provider: ProviderId) -> &'static str {

@@ -1,6 +1,10 @@
 //! Anthropic Message Batches: inline `POST {base}/v1/messages/batches` with
 //! `{requests:[{custom_id, params}]}`; results are JSONL at the batch's `results_url`.
 //! Wire formats: providers.md §3.
+//!
+//! Jobs ([`crate::jobs`]) become Messages requests: `max_tokens` always set, PDFs as `document`
+//! blocks (titled, with citations when the model gives them), structured output as a forced tool
+//! named `response`.
 
 use serde_json::{json, Map, Value};
 
@@ -11,7 +15,11 @@ use super::{
     PollReport, PollState, ProtocolError, ProviderAdapter, ProviderDescriptor, ProviderId,
     RemoteBatch, Route,
 };
+use crate::catalog::models::ModelInfo;
 use crate::http::{HttpRequest, HttpResponse};
+use crate::jobs::{
+    file_data, u64_at, Citation, JobFormat, Output, Part, Prepared, RESPONSE_SCHEMA_NAME,
+};
 
 const MESSAGES_PATH: &str = "/v1/messages";
 const BATCHES_PATH: &str = "/v1/messages/batches";
@@ -22,6 +30,19 @@ const MAX_REQUESTS: usize = 100_000;
 const MAX_BATCH_BYTES: usize = 256_000_000;
 const ENVELOPE_HEADROOM_BYTES: usize = 64 * 1024;
 
+/// The `anthropic-version` header value sent with Anthropic requests.
+pub const ANTHROPIC_VERSION: &str = "2023-06-01";
+
+/// Anthropic `max_tokens` when a job sets none (the value in Anthropic's own examples; about
+/// 750 English words).
+pub const DEFAULT_ANTHROPIC_MAX_TOKENS: u64 = 1_024;
+/// Anthropic `max_tokens` when a job sets none and the model thinks by default: thinking tokens
+/// count towards the cap, so 1,024 would often leave nothing for the answer.
+pub const DEFAULT_ANTHROPIC_MAX_TOKENS_THINKING: u64 = 8_192;
+
+/// Anthropic's documented size limit of one Messages request.
+pub const ANTHROPIC_MAX_REQUEST_BYTES: usize = 32_000_000;
+
 pub(super) const DESCRIPTOR: ProviderDescriptor = ProviderDescriptor {
     id: ProviderId::Anthropic,
     name: "anthropic",
@@ -31,6 +52,9 @@ pub(super) const DESCRIPTOR: ProviderDescriptor = ProviderDescriptor {
     hosts: &[],
     default_base_url: Some("https://api.anthropic.com"),
     window_error: any_window,
+    api_key_env: Some("ANTHROPIC_API_KEY"),
+    base_url_env: Some("ANTHROPIC_BASE_URL"),
+    jobs: Some(&AnthropicJobs),
 };
 
 pub struct Anthropic;
@@ -320,371 +344,247 @@ fn route(req: &HttpRequest, base: &str) -> Result<Route, PassThrough> {
     })
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::providers::tests::{ctx_for, garbage_lines_strategy, mixed_jsonl, req};
-    use proptest::prelude::*;
+/// Jobs as Messages requests.
+struct AnthropicJobs;
 
-    const HEADERS: &[(&str, &str)] = &[
-        ("x-api-key", "sk-ant-test"),
-        ("anthropic-version", "2023-06-01"),
-        ("anthropic-beta", "output-128k-2025-02-19"),
-        ("content-type", "application/json"),
-        ("x-stainless-os", "Linux"),
-    ];
-
-    fn route_for(url: &str, body: &str) -> Route {
-        Anthropic
-            .recognize(&req("POST", url, HEADERS, body))
-            .unwrap()
-            .unwrap()
+impl JobFormat for AnthropicJobs {
+    fn image_types(&self) -> &'static [&'static str] {
+        &["image/png", "image/jpeg", "image/gif", "image/webp"]
     }
 
-    fn sample_route() -> Route {
-        route_for(
-            "https://api.anthropic.com/v1/messages",
-            r#"{"model":"claude-sonnet-4-6","max_tokens":256,"stream":false,"messages":[{"role":"user","content":"Hello"}],"system":"be brief","metadata":{"user_id":"u1"}}"#,
-        )
+    fn max_temperature(&self) -> f64 {
+        1.0
     }
 
-    #[test]
-    fn recognize_shapes() {
-        let r = sample_route();
-        assert_eq!(r.base_url, "https://api.anthropic.com");
-        assert_eq!(r.model, "claude-sonnet-4-6");
-        assert_eq!(r.endpoint, "/v1/messages");
-        assert_eq!(
-            r.body.to_string(),
-            r#"{"model":"claude-sonnet-4-6","max_tokens":256,"messages":[{"role":"user","content":"Hello"}],"system":"be brief","metadata":{"user_id":"u1"}}"#
-        );
-        assert_eq!(
-            r.forward_headers,
-            vec![
-                (
-                    "anthropic-beta".to_string(),
-                    "output-128k-2025-02-19".to_string()
-                ),
-                ("anthropic-version".to_string(), "2023-06-01".to_string()),
-                ("x-api-key".to_string(), "sk-ant-test".to_string()),
-            ]
-        );
-        // The current SDK authenticates with a bearer token.
-        let bearer = req(
-            "POST",
-            "http://127.0.0.1:8080/v1/messages",
-            &[
-                ("authorization", "Bearer k"),
-                ("anthropic-version", "2026-10-21"),
-            ],
-            r#"{"model":"m","max_tokens":1,"messages":[]}"#,
-        );
-        assert_eq!(
-            Anthropic.recognize(&bearer).unwrap().unwrap().base_url,
-            "http://127.0.0.1:8080"
-        );
-        // Unsigned /v1/messages is not ours.
-        assert!(Anthropic
-            .recognize(&req(
-                "POST",
-                "http://h/v1/messages",
-                &[("authorization", "Bearer k")],
-                "{}"
-            ))
-            .is_none());
-        assert_eq!(
-            Anthropic.recognize(&req("GET", "http://h/v1/messages", HEADERS, "")),
-            Some(Err(PassThrough::NotPost))
-        );
-        assert_eq!(
-            Anthropic.recognize(&req(
-                "POST",
-                "http://h/v1/messages",
-                HEADERS,
-                r#"{"max_tokens":1}"#
-            )),
-            Some(Err(PassThrough::NoModel))
-        );
-        assert!(Anthropic
-            .recognize(&req("POST", "http://h/v1/messages/batches", HEADERS, "{}"))
-            .is_none());
-    }
-
-    #[test]
-    fn build_create_inlines_params_unchanged() {
-        let route = sample_route();
-        let ctx = ctx_for(&route, "batchling-t");
-        let items = vec![
-            BatchItem {
-                custom_id: "q1".into(),
-                body: route.body.clone(),
-            },
-            BatchItem {
-                custom_id: "q2".into(),
-                body: json!({"model":"claude-haiku-4-5","max_tokens":5,"messages":[]}),
-            },
-        ];
-        let c = Anthropic.build_create(&ctx, &items, None);
-        assert_eq!(
-            (c.method.as_str(), c.url.as_str()),
-            ("POST", "https://api.anthropic.com/v1/messages/batches")
-        );
-        assert_eq!(c.header("x-api-key"), Some("sk-ant-test"));
-        assert_eq!(c.header("anthropic-version"), Some("2023-06-01"));
-        assert_eq!(c.header("anthropic-beta"), Some("output-128k-2025-02-19"));
-        assert_eq!(c.header("content-type"), Some("application/json"));
-        assert_eq!(c.header("x-stainless-os"), None);
-        let expected = format!(
-            r#"{{"requests":[{{"custom_id":"q1","params":{}}},{{"custom_id":"q2","params":{{"model":"claude-haiku-4-5","max_tokens":5,"messages":[]}}}}]}}"#,
-            route.body
-        );
-        assert_eq!(c.body, expected);
-        let item_sum: usize = items.iter().map(|i| Anthropic.item_bytes(&ctx, i)).sum();
-        assert!(item_sum >= c.body.len() - r#"{"requests":[]}"#.len());
-        assert!(Anthropic.build_upload(&ctx, &items).is_none());
-        assert!(Anthropic.build_find(&ctx).is_none());
-        assert_eq!(
-            Anthropic.parse_find(&HttpResponse::json(200, "{}".into()), "batchling-t"),
-            Ok(None)
-        );
-    }
-
-    #[test]
-    fn poll_and_download_requests() {
-        let route = sample_route();
-        let ctx = ctx_for(&route, "t");
-        let p = Anthropic.build_poll(&ctx, "msgbatch_01");
-        assert_eq!(
-            (p.method.as_str(), p.url.as_str()),
-            (
-                "GET",
-                "https://api.anthropic.com/v1/messages/batches/msgbatch_01"
-            )
-        );
-        assert_eq!(p.header("anthropic-version"), Some("2023-06-01"));
-        let same = "https://api.anthropic.com/v1/messages/batches/msgbatch_01/results";
-        assert_eq!(Anthropic.build_download(&ctx, same).url, same);
-        assert_eq!(
-            Anthropic.build_download(&ctx, same).header("x-api-key"),
-            Some("sk-ant-test")
-        );
-
-        let proxied = route_for(
-            "http://127.0.0.1:9/proxy/v1/messages",
-            r#"{"model":"m","max_tokens":1,"messages":[]}"#,
-        );
-        let pctx = ctx_for(&proxied, "t");
-        assert_eq!(
-            Anthropic.build_download(&pctx, same).url,
-            "http://127.0.0.1:9/proxy/v1/messages/batches/msgbatch_01/results"
-        );
-        assert_eq!(
-            Anthropic
-                .build_download(
-                    &pctx,
-                    "http://127.0.0.1:9/proxy/v1/messages/batches/b/results"
-                )
-                .url,
-            "http://127.0.0.1:9/proxy/v1/messages/batches/b/results"
-        );
-        assert_eq!(
-            Anthropic.build_download(&pctx, "/r/1").url,
-            "http://127.0.0.1:9/r/1"
-        );
-    }
-
-    #[test]
-    fn parse_create_and_poll() {
-        let created = HttpResponse::json(200, r#"{"id":"msgbatch_013Zva2CMHLNnXjNJJKqJ2EF","type":"message_batch","processing_status":"in_progress","request_counts":{"processing":2,"succeeded":0,"errored":0,"canceled":0,"expired":0},"results_url":null}"#.into());
-        assert_eq!(
-            Anthropic.parse_create(&created).unwrap(),
-            RemoteBatch {
-                id: "msgbatch_013Zva2CMHLNnXjNJJKqJ2EF".into(),
-                state_label: "in_progress".into()
-            }
-        );
-        let running = Anthropic.parse_poll(&created, &[]).unwrap();
-        assert_eq!(
-            (running.state, running.total, running.completed),
-            (PollState::Running, 2, 0)
-        );
-
-        let ended = HttpResponse::json(200, r#"{"id":"msgbatch_013Zva2CMHLNnXjNJJKqJ2EF","type":"message_batch","processing_status":"ended","request_counts":{"processing":0,"succeeded":95,"errored":3,"canceled":0,"expired":2},"created_at":"2026-11-23T10:00:00.000000Z","expires_at":"2026-11-24T10:00:00.000000Z","ended_at":"2026-11-23T10:41:02.000000Z","cancel_initiated_at":null,"archived_at":null,"results_url":"https://api.anthropic.com/v1/messages/batches/msgbatch_013Zva2CMHLNnXjNJJKqJ2EF/results"}"#.into());
-        let r = Anthropic.parse_poll(&ended, &[]).unwrap();
-        assert_eq!((r.total, r.completed, r.failed), (100, 95, 5));
-        assert_eq!(r.state_label, "ended");
-        assert_eq!(
-            r.state,
-            PollState::Completed {
-                downloads: vec!["https://api.anthropic.com/v1/messages/batches/msgbatch_013Zva2CMHLNnXjNJJKqJ2EF/results".into()],
-                inline: None
-            }
-        );
-        assert_eq!(r.end_kind_if_partial, None);
-
-        let cancelled = HttpResponse::json(200, r#"{"id":"b","processing_status":"ended","request_counts":{"processing":0,"succeeded":1,"errored":0,"canceled":1,"expired":0},"cancel_initiated_at":"2026-11-23T10:00:00Z","results_url":"https://x/v1/messages/batches/b/results"}"#.into());
-        assert_eq!(
-            Anthropic
-                .parse_poll(&cancelled, &[])
-                .unwrap()
-                .end_kind_if_partial,
-            Some(EndKind::Cancelled)
-        );
-
-        let archived = HttpResponse::json(200, r#"{"id":"b","processing_status":"ended","request_counts":{},"archived_at":"2026-12-23T10:00:00Z","results_url":null}"#.into());
-        assert!(matches!(
-            Anthropic.parse_poll(&archived, &[]).unwrap().state,
-            PollState::Ended {
-                kind: EndKind::Failed,
-                ..
-            }
-        ));
-        assert!(Anthropic
-            .parse_poll(
-                &HttpResponse::json(200, r#"{"processing_status":"new"}"#.into()),
-                &[]
-            )
-            .is_err());
-        assert!(Anthropic
-            .parse_create(&HttpResponse::json(
-                529,
-                r#"{"type":"error","error":{"type":"overloaded_error","message":"Overloaded"}}"#
-                    .into()
-            ))
-            .unwrap_err()
-            .message
-            .contains("Overloaded"));
-    }
-
-    const RESULTS: &str = concat!(
-        r#"{"custom_id":"q1","result":{"type":"succeeded","message":{"id":"msg_01X","type":"message","role":"assistant","model":"claude-sonnet-4-6","content":[{"type":"text","text":"Hi!"}],"stop_reason":"end_turn","stop_sequence":null,"usage":{"input_tokens":8,"output_tokens":4}}}}"#,
-        "\n",
-        r#"{"custom_id":"q2","result":{"type":"errored","error":{"type":"error","error":{"type":"invalid_request_error","message":"max_tokens: field required"},"request_id":"req_011"}}}"#,
-        "\n",
-        r#"{"custom_id":"q3","result":{"type":"canceled"}}"#,
-        "\n",
-        r#"{"custom_id":"q4","result":{"type":"expired"}}"#,
-        "\n",
-    );
-
-    #[test]
-    fn parse_results_maps_each_type() {
-        let parsed = Anthropic.parse_results("msgbatch_1", RESULTS);
-        assert!(parsed.malformed.is_empty());
-        let by_id = |id: &str| {
-            parsed
-                .items
-                .iter()
-                .find(|i| i.custom_id == id)
-                .unwrap()
-                .response
-                .clone()
+    fn default_max_tokens(&self, info: &ModelInfo) -> Option<u64> {
+        let default = if info.thinks_by_default {
+            DEFAULT_ANTHROPIC_MAX_TOKENS_THINKING
+        } else {
+            DEFAULT_ANTHROPIC_MAX_TOKENS
         };
-        let ok = by_id("q1");
-        assert_eq!(ok.status, 200);
-        assert_eq!(
-            ok.body,
-            r#"{"id":"msg_01X","type":"message","role":"assistant","model":"claude-sonnet-4-6","content":[{"type":"text","text":"Hi!"}],"stop_reason":"end_turn","stop_sequence":null,"usage":{"input_tokens":8,"output_tokens":4}}"#
-        );
-        let err = by_id("q2");
-        assert_eq!(err.status, 400);
-        assert_eq!(err.header("request-id"), Some("req_011"));
-        assert_eq!(
-            err.body,
-            r#"{"type":"error","error":{"type":"invalid_request_error","message":"max_tokens: field required"},"request_id":"req_011"}"#
-        );
-        let c = by_id("q3");
-        assert_eq!((c.status, c.header("x-should-retry")), (499, Some("false")));
-        assert!(c.body.contains("msgbatch_1"));
-        let e = by_id("q4");
-        assert_eq!(e.status, 504);
-        let v: Value = serde_json::from_str(&e.body).unwrap();
-        assert_eq!(v["type"], "error");
-        assert_eq!(v["error"]["type"], "timeout_error");
-        for i in &parsed.items {
-            assert_eq!(i.response.header("content-type"), Some("application/json"));
-        }
+        Some(default.min(info.max_output_tokens))
     }
 
-    #[test]
-    fn error_type_table() {
-        for (t, status) in [
-            ("invalid_request_error", 400),
-            ("authentication_error", 401),
-            ("billing_error", 402),
-            ("permission_error", 403),
-            ("not_found_error", 404),
-            ("request_too_large", 413),
-            ("rate_limit_error", 429),
-            ("api_error", 500),
-            ("timeout_error", 504),
-            ("overloaded_error", 529),
-            ("brand_new_error", 500),
-        ] {
-            let line = json!({"custom_id":"x","result":{"type":"errored","error":{"type":"error","error":{"type":t,"message":"m"},"request_id":null}}}).to_string();
-            let parsed = Anthropic.parse_results("b", &line);
-            assert_eq!(parsed.items[0].response.status, status, "{t}");
-            assert_eq!(parsed.items[0].response.header("request-id"), None);
-        }
-        let bad = Anthropic.parse_results("b", r#"{"custom_id":"x","result":{"type":"errored"}}"#);
-        assert_eq!(bad.malformed.len(), 1);
-        let unknown =
-            Anthropic.parse_results("b", r#"{"custom_id":"x","result":{"type":"weird"}}"#);
-        assert_eq!(unknown.malformed[0].line_number, 1);
-    }
-
-    #[test]
-    fn ended_and_dry_run() {
-        for (kind, status, t) in [
-            (EndKind::Expired, 504, "timeout_error"),
-            (EndKind::Cancelled, 499, "api_error"),
-            (EndKind::Failed, 500, "api_error"),
-        ] {
-            let r = Anthropic.ended_response("msgbatch_7", kind, "");
-            assert_eq!(r.status, status);
-            assert_eq!(r.header("x-should-retry"), Some("false"));
-            let v: Value = serde_json::from_str(&r.body).unwrap();
-            assert_eq!(v["type"], "error");
-            assert_eq!(v["error"]["type"], t);
-            let msg = v["error"]["message"].as_str().unwrap();
-            assert!(
-                msg.contains("msgbatch_7") && msg.contains(kind.as_str()),
-                "{msg}"
+    fn wire_schema(&self, schema: &Value) -> Result<Value, String> {
+        if schema.get("type").and_then(Value::as_str) != Some("object") {
+            return Err(
+                "must have `\"type\": \"object\"` at the root for Anthropic structured output (it \
+                 becomes a tool's input schema)"
+                    .to_string(),
             );
         }
-        let d = Anthropic.dry_run_response(&sample_route(), "c1");
-        assert_eq!(
-            (d.status, d.header("x-batchling-dry-run")),
-            (200, Some("1"))
-        );
-        assert_eq!(d.header("content-type"), Some("application/json"));
-        let v: Value = serde_json::from_str(&d.body).unwrap();
-        assert_eq!(v["type"], "message");
-        assert_eq!(v["model"], "claude-sonnet-4-6");
-        assert_eq!(v["content"][0]["type"], "text");
+        Ok(schema.clone())
     }
 
-    fn valid_line(id: &str, n: u32) -> String {
-        match n % 4 {
-            0 => json!({"custom_id": id, "result": {"type": "succeeded", "message": {"id": format!("msg_{n}"), "type": "message", "role": "assistant", "content": [], "usage": {"input_tokens": n, "output_tokens": 1}}}}),
-            1 => json!({"custom_id": id, "result": {"type": "errored", "error": {"type": "error", "error": {"type": "rate_limit_error", "message": "slow down"}, "request_id": "req_1"}}}),
-            2 => json!({"custom_id": id, "result": {"type": "canceled"}}),
-            _ => json!({"custom_id": id, "result": {"type": "expired"}}),
-        }
-        .to_string()
+    fn schema_fields(&self) -> &'static [&'static str] {
+        &["/tools", "/tool_choice"]
     }
 
-    proptest! {
-        #[test]
-        fn parse_results_never_loses_a_good_line(case in mixed_jsonl(valid_line)) {
-            let parsed = Anthropic.parse_results("b", &case.body);
-            prop_assert_eq!(parsed.items.iter().map(|i| i.custom_id.clone()).collect::<Vec<_>>(), case.good_ids);
-            prop_assert_eq!(parsed.malformed.iter().map(|m| m.line_number).collect::<Vec<_>>(), case.bad_lines);
-        }
+    fn schema_extra_conflict(&self, extra: &Value) -> Option<String> {
+        let thinking = extra.pointer("/thinking/type").and_then(Value::as_str);
+        thinking.is_some_and(|t| t != "disabled").then(|| {
+            "`extra.thinking` cannot be combined with `responseSchema` on Anthropic \
+             (structured output forces a tool call, which thinking does not allow); remove \
+             one of them"
+                .to_string()
+        })
+    }
 
-        #[test]
-        fn parse_results_survives_garbage(body in garbage_lines_strategy()) {
-            let _ = Anthropic.parse_results("b", &body);
+    fn body(&self, p: &Prepared, placeholder: bool) -> Value {
+        job_body(p, placeholder)
+    }
+
+    fn target(
+        &self,
+        base_url: &str,
+        _model: &str,
+        api_key: &str,
+    ) -> (String, Vec<(String, String)>) {
+        let mut headers = Vec::new();
+        if !api_key.is_empty() {
+            headers.push(("x-api-key".into(), api_key.to_string()));
         }
+        headers.push(("anthropic-version".into(), ANTHROPIC_VERSION.into()));
+        (format!("{base_url}/v1/messages"), headers)
+    }
+
+    fn max_request_bytes(&self) -> Option<usize> {
+        Some(ANTHROPIC_MAX_REQUEST_BYTES)
+    }
+
+    fn output(&self, answer: &Value) -> Output {
+        job_output(answer)
     }
 }
+
+fn job_body(p: &Prepared, placeholder: bool) -> Value {
+    let structured = p.schema.is_some();
+    // A forced tool answer has no place for citations, and thinking does not allow forcing it.
+    let citations = p.info.supports_citations && !structured;
+    let disable_thinking = structured && p.info.thinks_by_default;
+    let messages: Vec<Value> = p
+        .turns
+        .iter()
+        .map(|turn| {
+            let role = if turn.assistant { "assistant" } else { "user" };
+            let content = match turn.parts.as_slice() {
+                [Part::Text(t)] => json!(t),
+                parts => Value::Array(
+                    parts
+                        .iter()
+                        .map(|part| match part {
+                            Part::Text(t) => json!({"type": "text", "text": t}),
+                            Part::Pdf { name, data: d } => {
+                                let mut doc = json!({
+                                    "type": "document",
+                                    "source": {
+                                        "type": "base64",
+                                        "media_type": "application/pdf",
+                                        "data": file_data(d, placeholder),
+                                    },
+                                    "title": name,
+                                });
+                                if citations {
+                                    doc["citations"] = json!({"enabled": true});
+                                }
+                                doc
+                            }
+                            Part::Image {
+                                media_type,
+                                data: d,
+                            } => json!({
+                                "type": "image",
+                                "source": {
+                                    "type": "base64",
+                                    "media_type": media_type,
+                                    "data": file_data(d, placeholder),
+                                },
+                            }),
+                        })
+                        .collect(),
+                ),
+            };
+            json!({"role": role, "content": content})
+        })
+        .collect();
+    let mut body = Map::new();
+    body.insert("model".into(), json!(p.model));
+    body.insert(
+        "max_tokens".into(),
+        json!(p.max_tokens.unwrap_or(DEFAULT_ANTHROPIC_MAX_TOKENS)),
+    );
+    if let Some(system) = &p.system {
+        body.insert("system".into(), json!(system));
+    }
+    body.insert("messages".into(), Value::Array(messages));
+    if let Some(t) = p.job.temperature {
+        body.insert("temperature".into(), json!(t));
+    }
+    if let Some(schema) = &p.schema {
+        body.insert(
+            "tools".into(),
+            json!([{
+                "name": RESPONSE_SCHEMA_NAME,
+                "description": "Record the answer. Call this tool exactly once with the complete answer.",
+                "input_schema": schema,
+            }]),
+        );
+        body.insert(
+            "tool_choice".into(),
+            json!({"type": "tool", "name": RESPONSE_SCHEMA_NAME}),
+        );
+        if disable_thinking {
+            body.insert("thinking".into(), json!({"type": "disabled"}));
+        }
+    }
+    Value::Object(body)
+}
+
+fn job_output(v: &Value) -> Output {
+    let usage = |k: &str| u64_at(v, &format!("/usage/{k}"));
+    let input = usage("input_tokens").map(|n| {
+        n + usage("cache_creation_input_tokens").unwrap_or(0)
+            + usage("cache_read_input_tokens").unwrap_or(0)
+    });
+    let mut out = Output {
+        input_tokens: input,
+        output_tokens: usage("output_tokens"),
+        finish_reason: v
+            .get("stop_reason")
+            .and_then(Value::as_str)
+            .map(str::to_string),
+        ..Output::default()
+    };
+    out.truncated = out.finish_reason.as_deref() == Some("max_tokens");
+    let mut text = String::new();
+    let mut any_text = false;
+    for block in v
+        .get("content")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+    {
+        match block.get("type").and_then(Value::as_str) {
+            Some("text") => {
+                any_text = true;
+                text.push_str(
+                    block
+                        .get("text")
+                        .and_then(Value::as_str)
+                        .unwrap_or_default(),
+                );
+                for c in block
+                    .get("citations")
+                    .and_then(Value::as_array)
+                    .into_iter()
+                    .flatten()
+                {
+                    out.citations.push(citation(c));
+                }
+            }
+            Some("tool_use")
+                if block.get("name").and_then(Value::as_str) == Some(RESPONSE_SCHEMA_NAME) =>
+            {
+                out.structured = block.get("input").cloned();
+            }
+            _ => {}
+        }
+    }
+    out.text = match &out.structured {
+        Some(input) => Some(input.to_string()),
+        None => any_text.then_some(text),
+    };
+    if out.finish_reason.as_deref() == Some("refusal") {
+        out.problem = Some("the model declined to answer (stop_reason: refusal)".to_string());
+    }
+    out
+}
+
+fn citation(c: &Value) -> Citation {
+    let source = match c.get("document_title").and_then(Value::as_str) {
+        Some(t) if !t.is_empty() => t.to_string(),
+        _ => match c.get("document_index").and_then(Value::as_u64) {
+            Some(i) => format!("document {i}"),
+            None => "document".to_string(),
+        },
+    };
+    let start = c.get("start_page_number").and_then(Value::as_u64);
+    // The API's end page is exclusive.
+    let end = c
+        .get("end_page_number")
+        .and_then(Value::as_u64)
+        .map(|e| e.saturating_sub(1).max(start.unwrap_or(0)));
+    Citation {
+        cited_text: c
+            .get("cited_text")
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+            .to_string(),
+        source,
+        start_page: start,
+        end_page: end.filter(|_| start.is_some()),
+    }
+}
+
+#[cfg(test)]
+mod tests;

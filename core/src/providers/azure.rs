@@ -31,6 +31,9 @@ pub(super) const DESCRIPTOR: ProviderDescriptor = ProviderDescriptor {
     // No global endpoint: every resource has its own host.
     default_base_url: None,
     window_error,
+    api_key_env: None,
+    base_url_env: None,
+    jobs: None,
 };
 
 /// Azure OpenAI accepts only "24h".

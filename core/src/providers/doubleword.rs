@@ -22,4 +22,7 @@ pub(super) const DESCRIPTOR: ProviderDescriptor = ProviderDescriptor {
     hosts: &["https://api.doubleword.ai/v1"],
     default_base_url: Some("https://api.doubleword.ai/v1"),
     window_error: any_window,
+    api_key_env: None,
+    base_url_env: None,
+    jobs: None,
 };

@@ -9,6 +9,9 @@
 //! several batches. Results that arrive as a `responsesFile` anyway (e.g. a batch created by
 //! another tool and found by tag) are still handled: the poll reports the file as a download and
 //! [`ProviderAdapter::parse_results`] reads its `{key, response|error}` lines.
+//!
+//! Jobs ([`crate::jobs`]) become `generateContent` requests: a `systemInstruction`, files as
+//! `inlineData`, structured output as `responseMimeType: application/json` + `responseJsonSchema`.
 
 use serde_json::{json, Map, Value};
 
@@ -20,6 +23,7 @@ use super::{
     RemoteBatch, Route,
 };
 use crate::http::{HttpRequest, HttpResponse};
+use crate::jobs::{file_data, u64_at, JobFormat, Output, Part, Prepared};
 
 const ENDPOINT: &str = "generateContent";
 
@@ -40,6 +44,9 @@ pub(super) const DESCRIPTOR: ProviderDescriptor = ProviderDescriptor {
     hosts: &[],
     default_base_url: Some("https://generativelanguage.googleapis.com/v1beta"),
     window_error: any_window,
+    api_key_env: Some("GEMINI_API_KEY"),
+    base_url_env: Some("GEMINI_BASE_URL"),
+    jobs: Some(&GeminiJobs),
 };
 
 pub struct Gemini;
@@ -379,412 +386,171 @@ fn route(
     })
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::providers::tests::{ctx_for, garbage_lines_strategy, mixed_jsonl, req};
-    use proptest::prelude::*;
+/// Jobs as `generateContent` requests.
+struct GeminiJobs;
 
-    const GEN_URL: &str =
-        "https://generativelanguage.googleapis.com/v1beta/models/gemini-2.5-flash:generateContent";
-    const BODY: &str = r#"{"contents":[{"role":"user","parts":[{"text":"Why is the sky blue?"}]}],"generationConfig":{"temperature":0.2},"systemInstruction":{"parts":[{"text":"Be brief"}]}}"#;
-
-    fn sample_route() -> Route {
-        let r = req(
-            "POST",
-            GEN_URL,
-            &[
-                ("x-goog-api-key", "AIzaTEST"),
-                ("x-goog-api-client", "google-genai-sdk/3.1.0"),
-                ("content-type", "application/json"),
-            ],
-            BODY,
-        );
-        Gemini.recognize(&r).unwrap().unwrap()
+impl JobFormat for GeminiJobs {
+    fn image_types(&self) -> &'static [&'static str] {
+        &[
+            "image/png",
+            "image/jpeg",
+            "image/webp",
+            "image/heic",
+            "image/heif",
+        ]
     }
 
-    #[test]
-    fn recognize_shapes() {
-        let r = sample_route();
-        assert_eq!(
-            r.base_url,
-            "https://generativelanguage.googleapis.com/v1beta"
-        );
-        assert_eq!(
-            (r.model.as_str(), r.endpoint.as_str()),
-            ("gemini-2.5-flash", "generateContent")
-        );
-        assert_eq!(r.body.to_string(), BODY);
-        assert_eq!(
-            r.forward_headers,
-            vec![("x-goog-api-key".to_string(), "AIzaTEST".to_string())]
-        );
+    fn model_name<'a>(&self, model: &'a str) -> &'a str {
+        model.strip_prefix("models/").unwrap_or(model)
+    }
 
-        let q = Gemini
-            .recognize(&req(
-                "POST",
-                &format!("{GEN_URL}?key=AIzaQ"),
-                &[("x-goog-user-project", "p")],
-                BODY,
-            ))
-            .unwrap()
-            .unwrap();
-        assert_eq!(
-            q.forward_headers,
-            vec![
-                ("x-goog-api-key".to_string(), "AIzaQ".to_string()),
-                ("x-goog-user-project".to_string(), "p".to_string()),
-            ]
-        );
-        for (url, method, expected) in [
-            ("http://127.0.0.1:9/v1beta/models/gemini-2.5-flash:streamGenerateContent?alt=sse", "POST", Some(Err(PassThrough::Streaming))),
-            (GEN_URL, "GET", Some(Err(PassThrough::NotPost))),
-            ("https://us-central1-aiplatform.googleapis.com/v1/projects/p/locations/l/publishers/google/models/gemini-2.5-flash:generateContent", "POST", Some(Err(PassThrough::UnknownUrl))),
-            ("http://h/v1beta/models/gemini-2.5-flash:countTokens", "POST", None),
-            ("http://h/v1beta/models/gemini-2.5-flash:batchGenerateContent", "POST", None),
-            ("http://h/v1beta/tunedModels/x:generateContent", "POST", None),
-            ("http://h/v1beta/models/:generateContent", "POST", Some(Err(PassThrough::NoModel))),
-        ] {
-            let got = Gemini.recognize(&req(method, url, &[], BODY)).map(|r| r.map(|_| ()));
-            assert_eq!(got, expected, "{method} {url}");
+    fn wire_schema(&self, schema: &Value) -> Result<Value, String> {
+        Ok(schema.clone())
+    }
+
+    fn schema_fields(&self) -> &'static [&'static str] {
+        &[
+            "/generationConfig/responseMimeType",
+            "/generationConfig/responseJsonSchema",
+            "/generationConfig/responseSchema",
+        ]
+    }
+
+    fn body(&self, p: &Prepared, placeholder: bool) -> Value {
+        job_body(p, placeholder)
+    }
+
+    fn target(
+        &self,
+        base_url: &str,
+        model: &str,
+        api_key: &str,
+    ) -> (String, Vec<(String, String)>) {
+        let mut headers = Vec::new();
+        if !api_key.is_empty() {
+            headers.push(("x-goog-api-key".into(), api_key.to_string()));
         }
-        assert_eq!(
-            Gemini
-                .recognize(&req("POST", GEN_URL, &[], "not json"))
-                .map(|r| r.map(|_| ())),
-            Some(Err(PassThrough::NotJson))
-        );
+        (
+            format!("{base_url}/models/{model}:generateContent"),
+            headers,
+        )
     }
 
-    #[test]
-    fn build_create_inline() {
-        let route = sample_route();
-        let ctx = ctx_for(&route, "batchling-g1");
-        let items = vec![
-            BatchItem {
-                custom_id: "req-1".into(),
-                body: route.body.clone(),
-            },
-            BatchItem {
-                custom_id: "req-2".into(),
-                body: json!({"contents":[]}),
-            },
-        ];
-        let c = Gemini.build_create(&ctx, &items, None);
-        assert_eq!(
-            (c.method.as_str(), c.url.as_str()),
-            ("POST", "https://generativelanguage.googleapis.com/v1beta/models/gemini-2.5-flash:batchGenerateContent")
-        );
-        assert_eq!(c.header("x-goog-api-key"), Some("AIzaTEST"));
-        assert_eq!(c.header("x-goog-api-client"), None);
-        assert_eq!(
-            c.body,
-            format!(
-                r#"{{"batch":{{"displayName":"batchling-g1","inputConfig":{{"requests":{{"requests":[{{"request":{BODY},"metadata":{{"key":"req-1"}}}},{{"request":{{"contents":[]}},"metadata":{{"key":"req-2"}}}}]}}}}}}}}"#
-            )
-        );
-        assert_eq!(
-            Gemini.item_bytes(&ctx, &items[1]),
-            r#"{"request":{"contents":[]},"metadata":{"key":"req-2"}}"#.len() + 1
-        );
-        assert!(Gemini.build_upload(&ctx, &items).is_none());
-    }
-
-    #[test]
-    fn find_poll_download_requests() {
-        let route = sample_route();
-        let ctx = ctx_for(&route, "t");
-        let f = Gemini.build_find(&ctx).unwrap();
-        assert_eq!(
-            f.url,
-            "https://generativelanguage.googleapis.com/v1beta/batches?pageSize=100"
-        );
-        assert_eq!(f.method, "GET");
-        let p = Gemini.build_poll(&ctx, "batches/123456");
-        assert_eq!(
-            p.url,
-            "https://generativelanguage.googleapis.com/v1beta/batches/123456"
-        );
-        assert_eq!(Gemini.build_poll(&ctx, "123456").url, p.url);
-        assert_eq!(p.header("x-goog-api-key"), Some("AIzaTEST"));
-        let d = Gemini.build_download(&ctx, "files/batch-xyz");
-        assert_eq!(
-            d.url,
-            "https://generativelanguage.googleapis.com/v1beta/files/batch-xyz:download?alt=media"
-        );
-    }
-
-    const OPERATION: &str = r#"{"name":"batches/123456",
- "metadata":{"@type":"type.googleapis.com/google.ai.generativelanguage.v1beta.GenerateContentBatch",
-   "model":"models/gemini-2.5-flash","displayName":"batchling-g1","name":"batches/123456",
-   "createTime":"2026-11-23T10:00:00Z","updateTime":"2026-11-23T10:20:00Z","endTime":"2026-11-23T10:20:00Z",
-   "batchStats":{"requestCount":"3","successfulRequestCount":"1","failedRequestCount":"2","pendingRequestCount":"0"},
-   "state":"BATCH_STATE_SUCCEEDED"},
- "done":true,
- "response":{"@type":"type.googleapis.com/google.ai.generativelanguage.v1beta.GenerateContentBatchOutput",
-   "inlinedResponses":{"inlinedResponses":[
-     {"metadata":{"key":"req-1"},"response":{"candidates":[{"content":{"role":"model","parts":[{"text":"Rayleigh scattering..."}]},"finishReason":"STOP","index":0}],
-        "usageMetadata":{"promptTokenCount":8,"candidatesTokenCount":20,"totalTokenCount":28},"modelVersion":"gemini-2.5-flash","responseId":"abc"}},
-     {"metadata":{"key":"req-2"},"error":{"code":3,"message":"Invalid argument ...","details":[]}},
-     {"error":{"code":8,"message":"quota"}}]}}}"#;
-
-    #[test]
-    fn parse_create_find_poll() {
-        let op = HttpResponse::json(200, OPERATION.into());
-        assert_eq!(
-            Gemini.parse_create(&op).unwrap(),
-            RemoteBatch {
-                id: "batches/123456".into(),
-                state_label: "BATCH_STATE_SUCCEEDED".into()
-            }
-        );
-        let list = HttpResponse::json(
-            200,
-            format!(
-                r#"{{"operations":[{{"name":"batches/1","metadata":{{"displayName":"other","state":"BATCH_STATE_RUNNING"}}}},{OPERATION}],"nextPageToken":"x"}}"#
-            ),
-        );
-        assert_eq!(
-            Gemini
-                .parse_find(&list, "batchling-g1")
-                .unwrap()
-                .unwrap()
-                .id,
-            "batches/123456"
-        );
-        assert_eq!(Gemini.parse_find(&list, "nope").unwrap(), None);
-        assert_eq!(
-            Gemini
-                .parse_find(&HttpResponse::json(200, "{}".into()), "t")
-                .unwrap(),
-            None
-        );
-
-        let ids = vec![
-            "req-1".to_string(),
-            "req-2".to_string(),
-            "req-3".to_string(),
-        ];
-        let r = Gemini.parse_poll(&op, &ids).unwrap();
-        assert_eq!((r.total, r.completed, r.failed), (3, 1, 2));
-        assert_eq!(r.state_label, "BATCH_STATE_SUCCEEDED");
-        let PollState::Completed {
-            downloads,
-            inline: Some(inline),
-        } = r.state
-        else {
-            panic!("{:?}", r.state)
-        };
-        assert!(downloads.is_empty());
-        assert!(inline.malformed.is_empty());
-        assert_eq!(inline.items.len(), 3);
-        assert_eq!(inline.items[0].custom_id, "req-1");
-        assert_eq!(inline.items[0].response.status, 200);
-        assert!(inline.items[0].response.body.starts_with(
-            r#"{"candidates":[{"content":{"role":"model","parts":[{"text":"Rayleigh"#
-        ));
-        assert_eq!(inline.items[1].response.status, 400);
-        assert_eq!(
-            inline.items[1].response.body,
-            r#"{"error":{"code":400,"message":"Invalid argument ...","status":"INVALID_ARGUMENT","details":[]}}"#
-        );
-        // No key: matched by position.
-        assert_eq!(inline.items[2].custom_id, "req-3");
-        assert_eq!(inline.items[2].response.status, 429);
-        assert_eq!(
-            inline.items[2].response.header("content-type"),
-            Some("application/json")
-        );
-    }
-
-    fn poll_state(body: &str) -> PollReport {
-        Gemini
-            .parse_poll(&HttpResponse::json(200, body.into()), &[])
-            .unwrap()
-    }
-
-    #[test]
-    fn poll_state_spellings() {
-        for s in [
-            "BATCH_STATE_PENDING",
-            "BATCH_STATE_RUNNING",
-            "JOB_STATE_RUNNING",
-            "JOB_STATE_QUEUED",
-            "BATCH_STATE_UNSPECIFIED",
-        ] {
-            let r = poll_state(&format!(
-                r#"{{"name":"batches/1","metadata":{{"state":"{s}","batchStats":{{"requestCount":"5","pendingRequestCount":"5"}}}}}}"#
-            ));
-            assert_eq!(r.state, PollState::Running, "{s}");
-            assert_eq!(r.total, 5);
-        }
-        let file = poll_state(
-            r#"{"name":"batches/1","metadata":{"state":"JOB_STATE_SUCCEEDED","output":{"responsesFile":"files/batch-xyz"}},"done":true}"#,
-        );
-        assert_eq!(
-            file.state,
-            PollState::Completed {
-                downloads: vec!["files/batch-xyz".into()],
-                inline: None
-            }
-        );
-        let failed = poll_state(
-            r#"{"name":"batches/1","metadata":{"state":"BATCH_STATE_FAILED"},"done":true,"error":{"code":3,"message":"bad input"}}"#,
-        );
-        assert_eq!(
-            failed.state,
-            PollState::Ended {
-                kind: EndKind::Failed,
-                message: "bad input".into()
-            }
-        );
-        let expired = poll_state(
-            r#"{"name":"batches/1","metadata":{"state":"BATCH_STATE_EXPIRED"},"done":true}"#,
-        );
-        assert_eq!(
-            expired.state,
-            PollState::Ended {
-                kind: EndKind::Expired,
-                message: String::new()
-            }
-        );
-        let cancelled = poll_state(
-            r#"{"name":"batches/1","metadata":{"state":"JOB_STATE_CANCELLED"},"done":true}"#,
-        );
-        assert!(matches!(
-            cancelled.state,
-            PollState::Ended {
-                kind: EndKind::Cancelled,
-                ..
-            }
-        ));
-        let partial = poll_state(
-            r#"{"name":"batches/1","metadata":{"state":"BATCH_STATE_CANCELLED","output":{"inlinedResponses":{"inlinedResponses":[{"metadata":{"key":"a"},"response":{}}]}}},"done":true}"#,
-        );
-        assert_eq!(partial.end_kind_if_partial, Some(EndKind::Cancelled));
-        let stateless_done = poll_state(
-            r#"{"name":"batches/1","done":true,"response":{"responsesFile":"files/f"}}"#,
-        );
-        assert!(matches!(stateless_done.state, PollState::Completed { .. }));
-        assert!(Gemini
-            .parse_poll(
-                &HttpResponse::json(200, r#"{"metadata":{"state":"BATCH_STATE_NEW"}}"#.into()),
-                &[]
-            )
-            .is_err());
-        assert!(Gemini
-            .parse_poll(
-                &HttpResponse::json(
-                    404,
-                    r#"{"error":{"code":404,"message":"nope","status":"NOT_FOUND"}}"#.into()
-                ),
-                &[]
-            )
-            .is_err());
-    }
-
-    #[test]
-    fn parse_results_file_lines() {
-        let body = concat!(
-            r#"{"key":"req-1","response":{"candidates":[],"usageMetadata":{},"modelVersion":"gemini-2.5-flash"}}"#,
-            "\n",
-            r#"{"key":"req-2","error":{"code":3,"message":"bad","status":"INVALID_ARGUMENT"}}"#,
-            "\n",
-            r#"{"key":"req-3","error":{"status":"UNAVAILABLE","message":"later"}}"#,
-            "\n",
-            r#"{"response":{}}"#,
-            "\n",
-        );
-        let parsed = Gemini.parse_results("batches/1", body);
-        assert_eq!(parsed.items.len(), 3);
-        assert_eq!(parsed.items[0].response.status, 200);
-        assert_eq!(
-            parsed.items[1].response.body,
-            r#"{"error":{"code":400,"message":"bad","status":"INVALID_ARGUMENT"}}"#
-        );
-        assert_eq!(parsed.items[2].response.status, 503);
-        assert_eq!(parsed.malformed.len(), 1);
-        assert_eq!(parsed.malformed[0].line_number, 4);
-    }
-
-    #[test]
-    fn grpc_mapping_table() {
-        for (code, http, name) in [
-            (3, 400, "INVALID_ARGUMENT"),
-            (9, 400, "FAILED_PRECONDITION"),
-            (11, 400, "OUT_OF_RANGE"),
-            (16, 401, "UNAUTHENTICATED"),
-            (7, 403, "PERMISSION_DENIED"),
-            (5, 404, "NOT_FOUND"),
-            (6, 409, "ALREADY_EXISTS"),
-            (10, 409, "ABORTED"),
-            (8, 429, "RESOURCE_EXHAUSTED"),
-            (1, 499, "CANCELLED"),
-            (2, 500, "UNKNOWN"),
-            (13, 500, "INTERNAL"),
-            (12, 501, "UNIMPLEMENTED"),
-            (14, 503, "UNAVAILABLE"),
-            (4, 504, "DEADLINE_EXCEEDED"),
-        ] {
-            let line = json!({"key": "k", "error": {"code": code, "message": "m"}}).to_string();
-            let r = &Gemini.parse_results("b", &line).items[0].response;
-            assert_eq!(r.status, http, "{code}");
-            let v: Value = serde_json::from_str(&r.body).unwrap();
-            assert_eq!(v["error"]["status"], name);
-            assert_eq!(v["error"]["code"], http);
-        }
-    }
-
-    #[test]
-    fn ended_and_dry_run() {
-        for (kind, status, name) in [
-            (EndKind::Expired, 504, "DEADLINE_EXCEEDED"),
-            (EndKind::Cancelled, 499, "CANCELLED"),
-            (EndKind::Failed, 500, "INTERNAL"),
-        ] {
-            let r = Gemini.ended_response("batches/42", kind, "pending for 48h");
-            assert_eq!(r.status, status);
-            assert_eq!(r.header("x-should-retry"), Some("false"));
-            let v: Value = serde_json::from_str(&r.body).unwrap();
-            assert_eq!(v["error"]["status"], name);
-            assert_eq!(v["error"]["code"], status);
-            let msg = v["error"]["message"].as_str().unwrap();
-            assert!(msg.contains("batches/42") && msg.contains(kind.as_str()));
-        }
-        let d = Gemini.dry_run_response(&sample_route(), "c1");
-        assert_eq!(
-            (d.status, d.header("x-batchling-dry-run")),
-            (200, Some("1"))
-        );
-        let v: Value = serde_json::from_str(&d.body).unwrap();
-        assert_eq!(v["candidates"][0]["content"]["role"], "model");
-        assert_eq!(v["modelVersion"], "gemini-2.5-flash");
-    }
-
-    fn valid_line(id: &str, n: u32) -> String {
-        if n.is_multiple_of(3) {
-            json!({"key": id, "error": {"code": n % 17, "message": "m", "status": "X"}}).to_string()
-        } else {
-            json!({"key": id, "response": {"candidates": [{"content": {"parts": [{"text": n.to_string()}]}}]}}).to_string()
-        }
-    }
-
-    proptest! {
-        #[test]
-        fn parse_results_never_loses_a_good_line(case in mixed_jsonl(valid_line)) {
-            let parsed = Gemini.parse_results("b", &case.body);
-            prop_assert_eq!(parsed.items.iter().map(|i| i.custom_id.clone()).collect::<Vec<_>>(), case.good_ids);
-            prop_assert_eq!(parsed.malformed.iter().map(|m| m.line_number).collect::<Vec<_>>(), case.bad_lines);
-        }
-
-        #[test]
-        fn parse_results_survives_garbage(body in garbage_lines_strategy()) {
-            let _ = Gemini.parse_results("b", &body);
-        }
-
-        #[test]
-        fn parse_poll_survives_garbage(body in garbage_lines_strategy()) {
-            let _ = Gemini.parse_poll(&HttpResponse::json(200, body), &["a".to_string()]);
-        }
+    fn output(&self, answer: &Value) -> Output {
+        job_output(answer)
     }
 }
+
+fn job_body(p: &Prepared, placeholder: bool) -> Value {
+    let contents: Vec<Value> = p
+        .turns
+        .iter()
+        .map(|turn| {
+            let parts: Vec<Value> = turn
+                .parts
+                .iter()
+                .map(|part| match part {
+                    Part::Text(t) => json!({"text": t}),
+                    Part::Pdf { data: d, .. } => json!({
+                        "inlineData": {"mimeType": "application/pdf", "data": file_data(d, placeholder)},
+                    }),
+                    Part::Image {
+                        media_type,
+                        data: d,
+                    } => json!({
+                        "inlineData": {"mimeType": media_type, "data": file_data(d, placeholder)},
+                    }),
+                })
+                .collect();
+            json!({"role": if turn.assistant { "model" } else { "user" }, "parts": parts})
+        })
+        .collect();
+    let mut body = Map::new();
+    body.insert("contents".into(), Value::Array(contents));
+    if let Some(system) = &p.system {
+        body.insert(
+            "systemInstruction".into(),
+            json!({"parts": [{"text": system}]}),
+        );
+    }
+    let mut config = Map::new();
+    if let Some(t) = p.job.temperature {
+        config.insert("temperature".into(), json!(t));
+    }
+    if let Some(n) = p.max_tokens {
+        config.insert("maxOutputTokens".into(), json!(n));
+    }
+    if let Some(schema) = &p.schema {
+        config.insert("responseMimeType".into(), json!("application/json"));
+        config.insert("responseJsonSchema".into(), schema.clone());
+    }
+    if !config.is_empty() {
+        body.insert("generationConfig".into(), Value::Object(config));
+    }
+    Value::Object(body)
+}
+
+/// Gemini finish reasons that mean the answer was withheld.
+const BLOCKED: &[&str] = &[
+    "SAFETY",
+    "RECITATION",
+    "BLOCKLIST",
+    "PROHIBITED_CONTENT",
+    "SPII",
+    "IMAGE_SAFETY",
+];
+
+fn job_output(v: &Value) -> Output {
+    let prompt = u64_at(v, "/usageMetadata/promptTokenCount");
+    let candidates = u64_at(v, "/usageMetadata/candidatesTokenCount");
+    let thoughts = u64_at(v, "/usageMetadata/thoughtsTokenCount");
+    let mut out = Output {
+        input_tokens: prompt,
+        output_tokens: match (candidates, thoughts) {
+            (None, None) => None,
+            (c, t) => Some(c.unwrap_or(0) + t.unwrap_or(0)),
+        },
+        ..Output::default()
+    };
+    let Some(candidate) = v.pointer("/candidates/0") else {
+        out.problem = Some(
+            match v
+                .pointer("/promptFeedback/blockReason")
+                .and_then(Value::as_str)
+            {
+                Some(reason) => format!("Gemini blocked the prompt ({reason})"),
+                None => "the response has no candidates".to_string(),
+            },
+        );
+        return out;
+    };
+    out.finish_reason = candidate
+        .get("finishReason")
+        .and_then(Value::as_str)
+        .map(str::to_string);
+    out.truncated = out.finish_reason.as_deref() == Some("MAX_TOKENS");
+    let mut text = String::new();
+    let mut any_text = false;
+    for part in candidate
+        .pointer("/content/parts")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+    {
+        if part.get("thought").and_then(Value::as_bool) == Some(true) {
+            continue;
+        }
+        if let Some(t) = part.get("text").and_then(Value::as_str) {
+            any_text = true;
+            text.push_str(t);
+        }
+    }
+    out.text = any_text.then_some(text);
+    if let Some(reason) = out.finish_reason.as_deref().filter(|r| BLOCKED.contains(r)) {
+        out.problem = Some(format!("Gemini withheld the answer ({reason})"));
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests;

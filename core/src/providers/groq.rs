@@ -23,6 +23,9 @@ pub(super) const DESCRIPTOR: ProviderDescriptor = ProviderDescriptor {
     hosts: &["https://api.groq.com/openai/v1"],
     default_base_url: Some("https://api.groq.com/openai/v1"),
     window_error,
+    api_key_env: None,
+    base_url_env: None,
+    jobs: None,
 };
 
 /// Groq takes windows of 24h to 7d.

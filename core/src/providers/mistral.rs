@@ -71,6 +71,9 @@ pub(super) const DESCRIPTOR: ProviderDescriptor = ProviderDescriptor {
     hosts: &["https://api.mistral.ai/v1"],
     default_base_url: Some("https://api.mistral.ai/v1"),
     window_error,
+    api_key_env: None,
+    base_url_env: None,
+    jobs: None,
 };
 
 /// `timeout_hours` needs a whole, non-zero number of hours.

@@ -62,8 +62,12 @@ use std::fmt;
 use serde::{Deserialize, Serialize};
 
 use crate::http::{HttpRequest, HttpResponse};
+use crate::jobs::JobFormat;
 
-pub use anthropic::Anthropic;
+pub use anthropic::{
+    Anthropic, ANTHROPIC_MAX_REQUEST_BYTES, ANTHROPIC_VERSION, DEFAULT_ANTHROPIC_MAX_TOKENS,
+    DEFAULT_ANTHROPIC_MAX_TOKENS_THINKING,
+};
 pub use gemini::Gemini;
 pub use hosts::{HostMatch, HostSettings, HostSpec, HostTable};
 pub use mistral::Mistral;
@@ -139,6 +143,14 @@ pub struct ProviderDescriptor {
     /// Why a declared completion window is one the provider is documented to refuse, or `None`
     /// when it may be sent.
     pub window_error: fn(window: &str) -> Option<String>,
+    /// The environment variables a host reads the provider's API key and base URL from when the
+    /// caller gives none (the names the provider's own SDK reads); `None` for providers the job
+    /// builder does not serve.
+    pub api_key_env: Option<&'static str>,
+    pub base_url_env: Option<&'static str>,
+    /// How the job builder ([`crate::jobs`]) renders a job for the provider and reads its
+    /// answer; `None` for providers it does not serve.
+    pub(crate) jobs: Option<&'static dyn JobFormat>,
 }
 
 /// The provider registry: one descriptor per [`ProviderId`] variant, in the variants' order.

@@ -446,3 +446,51 @@ fn descriptors_agree_with_ids_serde_and_protocols() {
         .lookup("https://api.groq.com/openai/v1/x")
         .is_some());
 }
+
+#[test]
+fn every_catalog_model_has_a_job_format() {
+    // The job builder reaches a provider only through its descriptor's job format; a model of a
+    // provider without one could be named in a job but never built.
+    for info in crate::catalog::models::all() {
+        assert!(
+            info.provider.descriptor().jobs.is_some(),
+            "{} ({})",
+            info.name,
+            info.provider
+        );
+    }
+    let served: Vec<ProviderId> = PROVIDERS
+        .iter()
+        .filter(|d| d.jobs.is_some())
+        .map(|d| d.id)
+        .collect();
+    assert_eq!(
+        served,
+        [
+            ProviderId::OpenAi,
+            ProviderId::Anthropic,
+            ProviderId::Gemini
+        ]
+    );
+}
+
+#[test]
+fn job_providers_name_their_env_keys_and_base_url() {
+    for d in PROVIDERS {
+        let served = d.jobs.is_some();
+        assert_eq!(d.api_key_env.is_some(), served, "{}", d.name);
+        assert_eq!(d.base_url_env.is_some(), served, "{}", d.name);
+        if served {
+            assert!(d.default_base_url.is_some(), "{}", d.name);
+        }
+        // Environment variable names: the provider's name in capitals, then the key's.
+        let prefix = format!("{}_", d.name.to_ascii_uppercase());
+        for name in [d.api_key_env, d.base_url_env].into_iter().flatten() {
+            assert!(name.starts_with(&prefix), "{name}");
+            assert!(
+                name.bytes().all(|b| b.is_ascii_uppercase() || b == b'_'),
+                "{name}"
+            );
+        }
+    }
+}

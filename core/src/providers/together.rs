@@ -55,6 +55,9 @@ pub(super) const DESCRIPTOR: ProviderDescriptor = ProviderDescriptor {
     hosts: &["https://api.together.ai/v1", "https://api.together.xyz/v1"],
     default_base_url: Some("https://api.together.ai/v1"),
     window_error: any_window,
+    api_key_env: None,
+    base_url_env: None,
+    jobs: None,
 };
 
 pub struct Together;

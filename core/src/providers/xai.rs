@@ -63,6 +63,9 @@ pub(super) const DESCRIPTOR: ProviderDescriptor = ProviderDescriptor {
     hosts: &["https://api.x.ai/v1"],
     default_base_url: Some("https://api.x.ai/v1"),
     window_error: any_window,
+    api_key_env: None,
+    base_url_env: None,
+    jobs: None,
 };
 
 pub struct Xai;

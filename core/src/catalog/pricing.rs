@@ -455,7 +455,7 @@ mod tests {
 
     #[test]
     fn embedded_images_and_pdfs_count_as_billed_not_as_base64_text() {
-        use crate::jobs::{IMAGE_TOKENS_EST, PDF_PAGE_TOKENS_EST};
+        use crate::attachments::{IMAGE_TOKENS_EST, PDF_PAGE_TOKENS_EST};
         // 9-byte PNG / PDF headers, then zero bytes: valid base64 of 30 kB files.
         let png = format!("iVBORw0KGgoA{}", "AAAA".repeat(10_000));
         let pdf = format!("JVBERi0xLjQK{}", "AAAA".repeat(10_000));

@@ -2,7 +2,7 @@
 //! do. The job builder ([`crate::jobs`]) checks jobs against it before anything is sent, so a job
 //! that the provider would reject fails at once instead of a day later inside a batch.
 //!
-//! Names are the ones [`crate::pricing::PRICES`] lists (its embedding rows aside); prices stay
+//! Names are the ones [`super::pricing::PRICES`] lists (its embedding rows aside); prices stay
 //! there and [`ModelInfo::price`] looks them up. Limits and capabilities were read from the
 //! providers' model pages (OpenAI model pages via the OpenRouter/Box/Vercel model cards that mirror
 //! them, platform.claude.com/docs/en/models/*/overview and the Opus 4.7/5 migration guides,
@@ -17,7 +17,7 @@ use std::fmt;
 
 use serde::Serialize;
 
-use crate::pricing::{self, ModelPrice};
+use super::pricing::{self, ModelPrice};
 use crate::providers::ProviderId;
 
 /// What one model is and can do.
@@ -52,7 +52,7 @@ pub struct ModelInfo {
 }
 
 impl ModelInfo {
-    /// The list price, from [`crate::pricing`].
+    /// The list price, from [`super::pricing`].
     pub fn price(&self) -> Option<&'static ModelPrice> {
         pricing::price(self.provider, self.name)
     }
