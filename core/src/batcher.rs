@@ -15,11 +15,10 @@
 
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, VecDeque};
-use std::fmt;
-
 use rustc_hash::FxHashMap;
 
 use crate::backoff::Jitter;
+use crate::options::OptionError;
 
 /// A group key, interned by the host (the default key is usually 0).
 pub type GroupId = u32;
@@ -93,29 +92,9 @@ impl Default for BatcherConfig {
     }
 }
 
-/// A configuration the engine refuses, naming the field and what is allowed.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct ConfigError {
-    pub field: &'static str,
-    pub message: String,
-}
-
-impl fmt::Display for ConfigError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "invalid option `{}`: {}", self.field, self.message)
-    }
-}
-
-impl std::error::Error for ConfigError {}
-
 impl BatcherConfig {
-    pub fn validate(&self) -> Result<(), ConfigError> {
-        let err = |field, message: &str| {
-            Err(ConfigError {
-                field,
-                message: message.to_string(),
-            })
-        };
+    pub fn validate(&self) -> Result<(), OptionError> {
+        let err = |option: &str, message: &str| Err(OptionError::new(option, message));
         if self.max_batch_size == 0 {
             return err("maxBatchSize", "must be at least 1");
         }
@@ -139,35 +118,45 @@ impl BatcherConfig {
 }
 
 /// Options as a JS host holds them (numbers are `f64`), converted with the range checks both
-/// bindings share: a value a `u32` or `u64` cannot hold is refused, never wrapped.
-#[derive(Clone, Debug, Default, PartialEq)]
+/// bindings share: a value a `u32` or `u64` cannot hold is refused, never wrapped. The host gets
+/// them (camelCase, absent fields omitted) from [`crate::host::options::batcher_options`].
+#[derive(Clone, Debug, Default, PartialEq, serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+#[cfg_attr(test, derive(ts_rs::TS), ts(optional_fields))]
 pub struct HostBatcherOptions {
     pub max_batch_size: f64,
     pub max_delay_ms: f64,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub max_queue_size: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub max_concurrent_batches: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub retry_attempts: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub retry_backoff_ms: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub retry_max_backoff_ms: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub timeout_ms: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub jitter_seed: Option<f64>,
 }
 
 /// 2^53: the largest whole number a JS number holds exactly.
 const MAX_SAFE: f64 = 9_007_199_254_740_992.0;
 
-fn whole(field: &'static str, value: f64, max: f64) -> Result<f64, ConfigError> {
+fn whole(option: &str, value: f64, max: f64) -> Result<f64, OptionError> {
     if value.fract() != 0.0 || !(0.0..=max).contains(&value) {
-        return Err(ConfigError {
-            field,
-            message: format!("must be a whole number from 0 to {max}, got {value}"),
-        });
+        return Err(OptionError::new(
+            option,
+            format!("must be a whole number from 0 to {max}, got {value}"),
+        ));
     }
     Ok(value)
 }
 
 impl HostBatcherOptions {
-    pub fn into_config(self) -> Result<BatcherConfig, ConfigError> {
+    pub fn into_config(self) -> Result<BatcherConfig, OptionError> {
         let defaults = BatcherConfig::default();
         let size = |field, v: f64| whole(field, v, MAX_SAFE).map(|v| v as usize);
         let ms = |field, v: f64| whole(field, v, MAX_SAFE).map(|v| v as u64);
@@ -391,7 +380,7 @@ pub struct Batcher {
 }
 
 impl Batcher {
-    pub fn new(config: BatcherConfig) -> Result<Self, ConfigError> {
+    pub fn new(config: BatcherConfig) -> Result<Self, OptionError> {
         config.validate()?;
         let jitter = Jitter::new(config.jitter_seed);
         Ok(Batcher {

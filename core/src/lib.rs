@@ -10,4 +10,5 @@ pub mod http;
 pub mod interceptor;
 pub mod jobs;
 pub mod json_schema;
+pub mod options;
 pub mod providers;

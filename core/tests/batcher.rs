@@ -499,7 +499,7 @@ fn status_counts_batches_and_average() {
 #[test]
 fn invalid_config_names_the_field() {
     let err = Batcher::new(config(0, 10)).err().unwrap();
-    assert_eq!(err.field, "maxBatchSize");
+    assert_eq!(err.option, "maxBatchSize");
     assert!(err.to_string().contains("at least 1"));
     let err = Batcher::new(BatcherConfig {
         timeout_ms: Some(0),
@@ -507,7 +507,7 @@ fn invalid_config_names_the_field() {
     })
     .err()
     .unwrap();
-    assert_eq!(err.field, "timeoutMs");
+    assert_eq!(err.option, "timeoutMs");
 }
 
 #[test]
@@ -563,10 +563,10 @@ fn host_options_out_of_range_are_refused_not_wrapped() {
         retry_attempts: Some(4_294_967_296.0),
         ..base.clone()
     };
-    assert_eq!(attempts.into_config().unwrap_err().field, "retry.attempts");
+    assert_eq!(attempts.into_config().unwrap_err().option, "retry.attempts");
     let fraction = HostBatcherOptions {
         max_delay_ms: 1.5,
         ..base
     };
-    assert_eq!(fraction.into_config().unwrap_err().field, "maxDelayMs");
+    assert_eq!(fraction.into_config().unwrap_err().option, "maxDelayMs");
 }

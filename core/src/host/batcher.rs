@@ -3,7 +3,7 @@
 //! host's scratch buffer or keeps it for [`BatcherHost::take_overflow`] when it does not fit.
 
 use crate::batcher::{
-    AddError, BatchId, Batcher, ConfigError, Event, HostBatcherOptions, ItemId, Status,
+    AddError, BatchId, Batcher, Event, HostBatcherOptions, ItemId, Status,
 };
 
 use super::wire::{self, HostIds};
@@ -20,7 +20,7 @@ pub struct BatcherHost {
 impl BatcherHost {
     /// `host_item_ids`: outcomes name items by the host's own ids (`add_with_ids`), in the
     /// [`HostIds`] layout.
-    pub fn new(options: HostBatcherOptions, host_item_ids: bool) -> Result<Self, ConfigError> {
+    pub fn new(options: HostBatcherOptions, host_item_ids: bool) -> Result<Self, crate::options::OptionError> {
         let inner = Batcher::new(options.into_config()?)?;
         Ok(BatcherHost {
             inner,

@@ -2,7 +2,7 @@
 //! string out per call (`{"deadline": ms | null, "outputs": [...]}`, see
 //! [`crate::interceptor::Output`]).
 
-use crate::batcher::ConfigError;
+use crate::options::OptionError;
 use crate::http::{HttpRequest, HttpResponse};
 use crate::interceptor::{outputs_json, Input, Interceptor};
 
@@ -19,7 +19,7 @@ fn parse_headers(json: &str) -> Result<Vec<(String, String)>, HostArgError> {
 
 impl InterceptorHost {
     /// Options as JSON (camelCase); errors name the option.
-    pub fn new(options_json: &str) -> Result<Self, ConfigError> {
+    pub fn new(options_json: &str) -> Result<Self, OptionError> {
         Ok(InterceptorHost {
             inner: Interceptor::from_options_json(options_json)?,
         })

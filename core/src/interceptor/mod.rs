@@ -36,10 +36,11 @@ use std::collections::{BTreeMap, HashMap};
 use serde::Serialize;
 
 use crate::backoff::Jitter;
-use crate::batcher::{Batcher, BatcherConfig, ConfigError, Event as BatcherEvent};
+use crate::batcher::{Batcher, BatcherConfig, Event as BatcherEvent};
 use crate::batcher::{GroupId, ItemId};
 use crate::cache::{Cache, CacheRecord};
 use crate::http::HttpResponse;
+use crate::options::OptionError;
 use crate::providers::Route;
 
 pub use io::{CallId, Input, LifecycleEvent, Output, RequestId, SerializableRequest};
@@ -88,19 +89,16 @@ impl Interceptor {
         config: InterceptorConfig,
         caching: bool,
         tag_seed: u64,
-    ) -> Result<Self, ConfigError> {
+    ) -> Result<Self, OptionError> {
         config.validate()?;
         let batcher = Batcher::new(BatcherConfig {
             max_batch_size: config.batch_size,
             max_delay_ms: config.batch_window_ms,
             ..BatcherConfig::default()
         })
-        .map_err(|e| ConfigError {
-            field: match e.field {
-                "maxBatchSize" => "batchSize",
-                other => other,
-            },
-            message: e.message,
+        .map_err(|e| match e.option.as_str() {
+            "maxBatchSize" => OptionError::new("batchSize", e.message),
+            _ => e,
         })?;
         let jitter = Jitter::new(config.jitter_seed);
         Ok(Interceptor {

@@ -1,7 +1,10 @@
-//! The engine's configuration, and the options the host passes as JSON (checked here, named in
-//! every error).
+//! The engine's configuration, and the engine options the host passes as JSON (checked here,
+//! named in every error). The options as users write them (`batchify({ retry: { … } })`) are
+//! checked and turned into these by [`crate::host::options::interceptor_options`].
 
-use crate::batcher::ConfigError;
+use serde::{Deserialize, Serialize};
+
+use crate::options::OptionError;
 use crate::providers;
 
 use super::Interceptor;
@@ -48,11 +51,8 @@ impl Default for InterceptorConfig {
 
 impl InterceptorConfig {
     /// Every rule an option must meet, checked before an engine is built.
-    pub(super) fn validate(&self) -> Result<(), ConfigError> {
-        let at_least_one = |field: &'static str| ConfigError {
-            field,
-            message: "must be at least 1".into(),
-        };
+    pub(super) fn validate(&self) -> Result<(), OptionError> {
+        let at_least_one = |option: &str| OptionError::new(option, "must be at least 1");
         if self.poll_interval_ms == 0 {
             return Err(at_least_one("pollIntervalMs"));
         }
@@ -63,13 +63,16 @@ impl InterceptorConfig {
             .cost_limit_usd
             .is_some_and(|usd| !usd.is_finite() || usd < 0.0)
         {
-            return Err(ConfigError {
-                field: "costLimit.usd",
-                message: "must be a finite number >= 0".into(),
-            });
+            return Err(OptionError::new(
+                "costLimit.usd",
+                "must be a finite number >= 0",
+            ));
         }
         if self.call_attempts == 0 {
             return Err(at_least_one("retry.attempts"));
+        }
+        if self.batch_size == 0 {
+            return Err(at_least_one("batchSize"));
         }
         Ok(())
     }
@@ -77,62 +80,78 @@ impl InterceptorConfig {
 
 /// Options as JSON from the host (camelCase), with the defaults of [`InterceptorConfig`].
 #[cfg_attr(test, derive(ts_rs::TS), ts(optional_fields))]
-#[derive(Debug, Default, serde::Deserialize)]
+#[derive(Debug, Default, Clone, PartialEq, Deserialize, Serialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct InterceptorOptions {
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub batch_size: Option<usize>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub batch_window_ms: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub poll_interval_ms: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub dry_run: Option<bool>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub cache: Option<bool>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub retry_attempts: Option<u32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub retry_backoff_ms: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub retry_max_backoff_ms: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub jitter_seed: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub tag_seed: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub max_concurrent_batches: Option<usize>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub cost_limit_usd: Option<f64>,
     /// Hosts the user declared (`[{baseUrl, provider, completionWindow?, maxRequests?,
     /// maxFileBytes?}]`).
     #[cfg_attr(test, ts(type = "Array<HostSpec>"))]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub hosts: Option<Vec<serde_json::Value>>,
+}
+
+impl InterceptorOptions {
+    /// The engine's configuration, every rule checked; errors name the option.
+    pub fn to_config(&self) -> Result<InterceptorConfig, OptionError> {
+        let defaults = InterceptorConfig::default();
+        let hosts =
+            providers::HostTable::with_declared_json(self.hosts.as_deref().unwrap_or(&[]))
+                .map_err(|e| {
+                    OptionError::new("hosts", format!("hosts[{}]: {}", e.index, e.message))
+                })?;
+        let config = InterceptorConfig {
+            batch_size: self.batch_size.unwrap_or(defaults.batch_size),
+            batch_window_ms: self.batch_window_ms.unwrap_or(defaults.batch_window_ms),
+            poll_interval_ms: self.poll_interval_ms.unwrap_or(defaults.poll_interval_ms),
+            dry_run: self.dry_run.unwrap_or(false),
+            call_attempts: self.retry_attempts.unwrap_or(defaults.call_attempts),
+            backoff_ms: self.retry_backoff_ms.unwrap_or(defaults.backoff_ms),
+            max_backoff_ms: self
+                .retry_max_backoff_ms
+                .unwrap_or(defaults.max_backoff_ms),
+            jitter_seed: self.jitter_seed.unwrap_or(defaults.jitter_seed),
+            max_concurrent_batches: self
+                .max_concurrent_batches
+                .unwrap_or(defaults.max_concurrent_batches),
+            cost_limit_usd: self.cost_limit_usd,
+            hosts,
+        };
+        config.validate()?;
+        Ok(config)
+    }
 }
 
 impl Interceptor {
     /// Build from the host's JSON options; errors name the option.
-    pub fn from_options_json(json: &str) -> Result<Self, ConfigError> {
-        let options: InterceptorOptions = serde_json::from_str(json).map_err(|e| ConfigError {
-            field: "options",
-            message: e.to_string(),
-        })?;
-        let defaults = InterceptorConfig::default();
-        let hosts =
-            providers::HostTable::with_declared_json(options.hosts.as_deref().unwrap_or(&[]))
-                .map_err(|e| ConfigError {
-                    field: "hosts",
-                    message: format!("hosts[{}]: {}", e.index, e.message),
-                })?;
-        let config = InterceptorConfig {
-            batch_size: options.batch_size.unwrap_or(defaults.batch_size),
-            batch_window_ms: options.batch_window_ms.unwrap_or(defaults.batch_window_ms),
-            poll_interval_ms: options
-                .poll_interval_ms
-                .unwrap_or(defaults.poll_interval_ms),
-            dry_run: options.dry_run.unwrap_or(false),
-            call_attempts: options.retry_attempts.unwrap_or(defaults.call_attempts),
-            backoff_ms: options.retry_backoff_ms.unwrap_or(defaults.backoff_ms),
-            max_backoff_ms: options
-                .retry_max_backoff_ms
-                .unwrap_or(defaults.max_backoff_ms),
-            jitter_seed: options.jitter_seed.unwrap_or(defaults.jitter_seed),
-            max_concurrent_batches: options
-                .max_concurrent_batches
-                .unwrap_or(defaults.max_concurrent_batches),
-            cost_limit_usd: options.cost_limit_usd,
-            hosts,
-        };
+    pub fn from_options_json(json: &str) -> Result<Self, OptionError> {
+        let options: InterceptorOptions = serde_json::from_str(json)
+            .map_err(|e| OptionError::new("options", e.to_string()))?;
         Interceptor::new(
-            config,
+            options.to_config()?,
             options.cache.unwrap_or(true),
             options.tag_seed.unwrap_or(0),
         )
