@@ -6,7 +6,7 @@
 //! and delete a napi reference (a V8 global handle) on every call.
 
 use batchling_core::batcher::{HostBatcherOptions, Status};
-use batchling_core::host::{jobs, BatcherHost, InterceptorHost};
+use batchling_core::host::{jobs, options, BatcherHost, InterceptorHost};
 use napi::bindgen_prelude::{Either, Float64Array, Float64ArraySlice, Null, Uint32ArraySlice};
 use napi::{Error, Result, Status as NapiStatus};
 use napi_derive::napi;
@@ -290,6 +290,21 @@ impl NativeInterceptor {
     pub fn report(&self) -> String {
         self.host.report()
     }
+}
+
+/// The user's `RequestBatcher` options (JSON, functions as `{"$type":"function"}`) checked:
+/// `{"ok":true,"options":{…}}` with what `NativeBatcher` takes, or `{"ok":false,"code",
+/// "option","message"}` (see `batchling_core::host::options`).
+#[napi]
+pub fn check_batcher_options(user_json: String) -> String {
+    options::check_batcher_options(&user_json)
+}
+
+/// The user's `batchify()` options over the host's own engine options, checked: the envelope
+/// holds the JSON options `NativeInterceptor` takes.
+#[napi]
+pub fn check_interceptor_options(user_json: String, host_json: String) -> String {
+    options::check_interceptor_options(&user_json, &host_json)
 }
 
 /// The job builder: which provider serves a job, its request, and its result (JSON in and out,

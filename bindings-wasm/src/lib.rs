@@ -9,7 +9,7 @@
 //! outcome's length is copied, never the whole scratch buffer.
 
 use batchling_core::batcher::{HostBatcherOptions, Status};
-use batchling_core::host::{jobs, BatcherHost, InterceptorHost};
+use batchling_core::host::{jobs, options, BatcherHost, InterceptorHost};
 use js_sys::{Array, Float64Array, Reflect};
 use wasm_bindgen::prelude::*;
 
@@ -328,6 +328,21 @@ impl NativeInterceptor {
     pub fn report(&self) -> String {
         self.host.report()
     }
+}
+
+/// The user's `RequestBatcher` options (JSON, functions as `{"$type":"function"}`) checked:
+/// `{"ok":true,"options":{…}}` with what `NativeBatcher` takes, or `{"ok":false,"code",
+/// "option","message"}` (see `batchling_core::host::options`).
+#[wasm_bindgen(js_name = checkBatcherOptions)]
+pub fn check_batcher_options(user_json: &str) -> String {
+    options::check_batcher_options(user_json)
+}
+
+/// The user's `batchify()` options over the host's own engine options, checked: the envelope
+/// holds the JSON options `NativeInterceptor` takes.
+#[wasm_bindgen(js_name = checkInterceptorOptions)]
+pub fn check_interceptor_options(user_json: &str, host_json: &str) -> String {
+    options::check_interceptor_options(user_json, host_json)
 }
 
 /// The job builder: which provider serves a job, its request, and its result (JSON in and out,

@@ -13,9 +13,9 @@
 //! - at most `max_concurrent_batches` batches run; the rest wait in cut order;
 //! - every accepted item is settled exactly once: resolved, or rejected with a [`RejectReason`].
 
+use rustc_hash::FxHashMap;
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, VecDeque};
-use rustc_hash::FxHashMap;
 
 use crate::backoff::Jitter;
 use crate::options::OptionError;

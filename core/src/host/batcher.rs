@@ -2,9 +2,7 @@
 //! its outcome (layout: [`super::wire`]) for [`BatcherHost::deliver`], which hands it to the
 //! host's scratch buffer or keeps it for [`BatcherHost::take_overflow`] when it does not fit.
 
-use crate::batcher::{
-    AddError, BatchId, Batcher, Event, HostBatcherOptions, ItemId, Status,
-};
+use crate::batcher::{AddError, BatchId, Batcher, Event, HostBatcherOptions, ItemId, Status};
 
 use super::wire::{self, HostIds};
 use super::{ms, HostArgError};
@@ -20,7 +18,10 @@ pub struct BatcherHost {
 impl BatcherHost {
     /// `host_item_ids`: outcomes name items by the host's own ids (`add_with_ids`), in the
     /// [`HostIds`] layout.
-    pub fn new(options: HostBatcherOptions, host_item_ids: bool) -> Result<Self, crate::options::OptionError> {
+    pub fn new(
+        options: HostBatcherOptions,
+        host_item_ids: bool,
+    ) -> Result<Self, crate::options::OptionError> {
         let inner = Batcher::new(options.into_config()?)?;
         Ok(BatcherHost {
             inner,

@@ -2,9 +2,9 @@
 //! string out per call (`{"deadline": ms | null, "outputs": [...]}`, see
 //! [`crate::interceptor::Output`]).
 
-use crate::options::OptionError;
 use crate::http::{HttpRequest, HttpResponse};
 use crate::interceptor::{outputs_json, Input, Interceptor};
+use crate::options::OptionError;
 
 use super::{ms, HostArgError};
 

@@ -6,10 +6,13 @@
 //!   ([`wire`]) into the host's scratch buffer.
 //! - [`InterceptorHost`]: the provider batching engine, its outputs as one JSON string per call.
 //! - [`jobs`]: the job builder's functions, JSON in and JSON out.
+//! - [`options`]: the options as users write them, checked before an engine is built, answered
+//!   as data (the engine options, or the [`crate::options::OptionError`]).
 
 mod batcher;
 mod interceptor;
 pub mod jobs;
+pub mod options;
 mod ts_types;
 pub mod wire;
 

@@ -8,12 +8,13 @@ mod tests {
 
     use ts_rs::{Config, TS};
 
-    use crate::batcher::Status;
+    use crate::batcher::{HostBatcherOptions, Status};
     use crate::host::wire;
     use crate::interceptor::{
         InterceptorOptions, LifecycleEvent, Output, QueueReport, SerializableRequest,
     };
     use crate::jobs::{Citation, FileInput, JobResult, JobSpec, Message, ProviderEndpoint};
+    use crate::options::OptionError;
     use crate::providers::{HostSpec, ProviderId};
 
     const GENERATED: &str = "../js/src/generated/core.ts";
@@ -31,6 +32,8 @@ mod tests {
             ProviderId::decl(&cfg),
             HostSpec::decl(&cfg),
             InterceptorOptions::decl(&cfg),
+            HostBatcherOptions::decl(&cfg),
+            OptionError::decl(&cfg),
             SerializableRequest::decl(&cfg),
             LifecycleEvent::decl(&cfg),
             Output::decl(&cfg),

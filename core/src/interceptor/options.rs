@@ -118,11 +118,8 @@ impl InterceptorOptions {
     /// The engine's configuration, every rule checked; errors name the option.
     pub fn to_config(&self) -> Result<InterceptorConfig, OptionError> {
         let defaults = InterceptorConfig::default();
-        let hosts =
-            providers::HostTable::with_declared_json(self.hosts.as_deref().unwrap_or(&[]))
-                .map_err(|e| {
-                    OptionError::new("hosts", format!("hosts[{}]: {}", e.index, e.message))
-                })?;
+        let hosts = providers::HostTable::with_declared_json(self.hosts.as_deref().unwrap_or(&[]))
+            .map_err(|e| OptionError::new("hosts", format!("hosts[{}]: {}", e.index, e.message)))?;
         let config = InterceptorConfig {
             batch_size: self.batch_size.unwrap_or(defaults.batch_size),
             batch_window_ms: self.batch_window_ms.unwrap_or(defaults.batch_window_ms),
@@ -130,9 +127,7 @@ impl InterceptorOptions {
             dry_run: self.dry_run.unwrap_or(false),
             call_attempts: self.retry_attempts.unwrap_or(defaults.call_attempts),
             backoff_ms: self.retry_backoff_ms.unwrap_or(defaults.backoff_ms),
-            max_backoff_ms: self
-                .retry_max_backoff_ms
-                .unwrap_or(defaults.max_backoff_ms),
+            max_backoff_ms: self.retry_max_backoff_ms.unwrap_or(defaults.max_backoff_ms),
             jitter_seed: self.jitter_seed.unwrap_or(defaults.jitter_seed),
             max_concurrent_batches: self
                 .max_concurrent_batches
@@ -148,8 +143,8 @@ impl InterceptorOptions {
 impl Interceptor {
     /// Build from the host's JSON options; errors name the option.
     pub fn from_options_json(json: &str) -> Result<Self, OptionError> {
-        let options: InterceptorOptions = serde_json::from_str(json)
-            .map_err(|e| OptionError::new("options", e.to_string()))?;
+        let options: InterceptorOptions =
+            serde_json::from_str(json).map_err(|e| OptionError::new("options", e.to_string()))?;
         Interceptor::new(
             options.to_config()?,
             options.cache.unwrap_or(true),

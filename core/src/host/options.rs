@@ -1,0 +1,587 @@
+//! The options as users write them in JS (`new RequestBatcher({ … })`, `batchify({ … })`): the
+//! one place for their rules (known keys, integer ranges, shapes), turned into the engine
+//! options the bindings' constructors take, or refused with an [`OptionError`] that names the
+//! option as the user spelt it.
+//!
+//! The host passes the user's options as JSON, with the values JSON cannot carry replaced by a
+//! marker object (the host keeps the real values):
+//! - `{"$type":"function"}`: a function (`batchHandler`, `onEvent`, …);
+//! - `{"$type":"undefined"}`: a key present with the value `undefined` (it counts as a key, so a
+//!   misspelt one is still reported, but its value is absent);
+//! - `{"$type":"object"}`: an object the host keeps as it is (a cache's `storage`);
+//! - `{"$type":"number"|"bigint"|"symbol","text":…}`: `NaN`, `Infinity`, a BigInt or a Symbol,
+//!   with `String(value)` for the message.
+//!
+//! Messages quote a wrong value as JS's `String(value)` would (a function as "a function").
+//! [`check_batcher_options`] and [`check_interceptor_options`] answer with a JSON envelope:
+//! `{"ok":true,"options":{…}}` or `{"ok":false,"code":"ERR_BATCHLING_INVALID_OPTION",
+//! "option":"retry.attempts","message":"must be an integer >= 1, got 0"}`.
+
+use serde_json::{json, Map, Number, Value};
+
+use crate::batcher::HostBatcherOptions;
+use crate::interceptor::InterceptorOptions;
+use crate::options::OptionError;
+
+/// `RequestBatcher`'s options, in the order an unknown key's message lists them.
+pub const BATCHER_KEYS: [&str; 10] = [
+    "maxBatchSize",
+    "maxDelayMs",
+    "batchHandler",
+    "keyGenerator",
+    "errorHandler",
+    "maxQueueSize",
+    "maxConcurrentBatches",
+    "retry",
+    "timeoutMs",
+    "jitterSeed",
+];
+
+/// `batchify()`'s options.
+pub const BATCHIFY_KEYS: [&str; 8] = [
+    "batchSize",
+    "batchWindowMs",
+    "pollIntervalMs",
+    "dryRun",
+    "cache",
+    "retry",
+    "onEvent",
+    "hosts",
+];
+
+/// The keys of a `retry` object (both hosts).
+pub const RETRY_KEYS: [&str; 3] = ["attempts", "backoffMs", "maxBackoffMs"];
+
+/// The keys of one declared host (`batchify({ hosts: [ … ] })`).
+pub const HOST_KEYS: [&str; 5] = [
+    "baseUrl",
+    "provider",
+    "completionWindow",
+    "maxRequests",
+    "maxFileBytes",
+];
+
+/// 2^53 - 1: the largest integer a JS number holds exactly (`Number.MAX_SAFE_INTEGER`).
+const MAX_SAFE_INTEGER: f64 = 9_007_199_254_740_991.0;
+
+/// A user's value as JS sees it.
+#[derive(Clone, Copy, Debug)]
+enum Js<'a> {
+    Undefined,
+    Null,
+    Bool(bool),
+    Number(&'a Number),
+    String(&'a str),
+    Array(&'a [Value]),
+    Object(&'a Map<String, Value>),
+    Function,
+    /// An object the host keeps (no keys the rules look at).
+    HostObject,
+    /// A value JSON cannot hold, as `String(value)` writes it.
+    Other(&'a str),
+}
+
+fn js(value: Option<&Value>) -> Js<'_> {
+    let Some(value) = value else {
+        return Js::Undefined;
+    };
+    match value {
+        Value::Null => Js::Null,
+        Value::Bool(b) => Js::Bool(*b),
+        Value::Number(n) => Js::Number(n),
+        Value::String(s) => Js::String(s),
+        Value::Array(items) => Js::Array(items),
+        Value::Object(map) => match marker(map) {
+            Some("function") => Js::Function,
+            Some("undefined") => Js::Undefined,
+            Some("object") => Js::HostObject,
+            Some(_) => Js::Other(map.get("text").and_then(Value::as_str).unwrap_or("")),
+            None => Js::Object(map),
+        },
+    }
+}
+
+/// The `$type` of a marker object, if `map` is one.
+fn marker(map: &Map<String, Value>) -> Option<&str> {
+    let kind = map.get("$type")?.as_str()?;
+    let other_keys = map.keys().filter(|k| *k != "$type" && *k != "text").count();
+    (other_keys == 0).then_some(kind)
+}
+
+/// A value JS's `typeof` calls "object" (and not null): its own keys, in order.
+enum Fields<'a> {
+    Map(&'a Map<String, Value>),
+    /// An array: its keys are its indexes.
+    List(&'a [Value]),
+    None,
+}
+
+impl<'a> Fields<'a> {
+    fn of(value: Js<'a>) -> Option<Fields<'a>> {
+        match value {
+            Js::Object(map) => Some(Fields::Map(map)),
+            Js::Array(items) => Some(Fields::List(items)),
+            Js::HostObject => Some(Fields::None),
+            _ => None,
+        }
+    }
+
+    fn get(&self, key: &str) -> Js<'a> {
+        match self {
+            Fields::Map(map) => js(map.get(key)),
+            Fields::List(items) => js(key.parse::<usize>().ok().and_then(|i| items.get(i))),
+            Fields::None => Js::Undefined,
+        }
+    }
+
+    /// The first key not in `known`.
+    fn unknown_key(&self, known: &[&str]) -> Option<String> {
+        match self {
+            Fields::Map(map) => map.keys().find(|k| !known.contains(&k.as_str())).cloned(),
+            Fields::List(items) => (0..items.len())
+                .map(|i| i.to_string())
+                .find(|k| !known.contains(&k.as_str())),
+            Fields::None => None,
+        }
+    }
+}
+
+/// Refuse misspelt options instead of silently ignoring them. `prefix` names nested objects.
+fn known_keys(fields: &Fields<'_>, known: &[&str], prefix: &str) -> Result<(), OptionError> {
+    match fields.unknown_key(known) {
+        Some(key) => Err(OptionError::new(
+            format!("{prefix}{key}"),
+            format!("unknown option; known options: {}", known.join(", ")),
+        )),
+        None => Ok(()),
+    }
+}
+
+/// A whole number >= `min`, and a safe integer so the engine gets it exactly.
+fn count(
+    option: &str,
+    value: Js<'_>,
+    min: u64,
+    required: bool,
+) -> Result<Option<f64>, OptionError> {
+    if let Js::Undefined = value {
+        if !required {
+            return Ok(None);
+        }
+    }
+    if let Some(n) = safe_integer(value).filter(|n| *n >= min as f64) {
+        return Ok(Some(n));
+    }
+    let what = match value {
+        Js::Undefined => "is required".to_string(),
+        other => format!("got {}", js_string(other)),
+    };
+    Err(OptionError::new(
+        option,
+        format!("must be an integer >= {min}, {what}"),
+    ))
+}
+
+/// `Number.isSafeInteger(value) ? value : None`.
+fn safe_integer(value: Js<'_>) -> Option<f64> {
+    let Js::Number(n) = value else { return None };
+    let n = n.as_f64()?;
+    (n.fract() == 0.0 && n.abs() <= MAX_SAFE_INTEGER).then_some(n)
+}
+
+/// An optional (or, with `required`, mandatory) function.
+fn function(option: &str, value: Js<'_>, required: bool, message: &str) -> Result<(), OptionError> {
+    match value {
+        Js::Function => Ok(()),
+        Js::Undefined if !required => Ok(()),
+        _ => Err(OptionError::new(option, message)),
+    }
+}
+
+/// A checked count as the integer type an engine option takes (`max` is that type's largest).
+fn fit<T: TryFrom<u64>>(option: &str, value: f64, max: u64) -> Result<T, OptionError> {
+    T::try_from(value as u64).map_err(|_| {
+        OptionError::new(
+            option,
+            format!("must be at most {max}, got {}", js_number(value)),
+        )
+    })
+}
+
+/// The `retry` object: `attempts` (>= `min_attempts`; `required` or not), `backoffMs`,
+/// `maxBackoffMs`.
+struct Retry {
+    attempts: Option<f64>,
+    backoff_ms: Option<f64>,
+    max_backoff_ms: Option<f64>,
+}
+
+fn retry(
+    value: Js<'_>,
+    min_attempts: u64,
+    required: bool,
+    shape: &str,
+) -> Result<Option<Retry>, OptionError> {
+    if let Js::Undefined = value {
+        return Ok(None);
+    }
+    let fields = Fields::of(value).ok_or_else(|| OptionError::new("retry", shape))?;
+    known_keys(&fields, &RETRY_KEYS, "retry.")?;
+    Ok(Some(Retry {
+        attempts: count(
+            "retry.attempts",
+            fields.get("attempts"),
+            min_attempts,
+            required,
+        )?,
+        backoff_ms: count("retry.backoffMs", fields.get("backoffMs"), 0, false)?,
+        max_backoff_ms: count("retry.maxBackoffMs", fields.get("maxBackoffMs"), 0, false)?,
+    }))
+}
+
+/// `RequestBatcher`'s options (`maxBatchSize`, `maxDelayMs`, `batchHandler`, …) as the generic
+/// engine takes them, every rule checked (the engine's own too, e.g. `retry.maxBackoffMs` at
+/// least `retry.backoffMs`).
+pub fn batcher_options(user: &Value) -> Result<HostBatcherOptions, OptionError> {
+    let o = Fields::of(js(Some(user))).ok_or_else(|| {
+        OptionError::new(
+            "options",
+            "pass an options object: new RequestBatcher({ maxBatchSize, maxDelayMs, batchHandler })",
+        )
+    })?;
+    let max_batch_size = count("maxBatchSize", o.get("maxBatchSize"), 1, true)?;
+    let max_delay_ms = count("maxDelayMs", o.get("maxDelayMs"), 0, true)?;
+    function(
+        "batchHandler",
+        o.get("batchHandler"),
+        true,
+        "must be a function (items) => results",
+    )?;
+    function(
+        "keyGenerator",
+        o.get("keyGenerator"),
+        false,
+        "must be a function (item) => key",
+    )?;
+    function(
+        "errorHandler",
+        o.get("errorHandler"),
+        false,
+        "must be a function (error, items) => void",
+    )?;
+    let max_queue_size = count("maxQueueSize", o.get("maxQueueSize"), 1, false)?;
+    let max_concurrent_batches = count(
+        "maxConcurrentBatches",
+        o.get("maxConcurrentBatches"),
+        1,
+        false,
+    )?;
+    let timeout_ms = count("timeoutMs", o.get("timeoutMs"), 1, false)?;
+    let jitter_seed = match o.get("jitterSeed") {
+        Js::Undefined => None,
+        seed => match safe_integer(seed).filter(|n| *n >= 0.0) {
+            Some(n) => Some(n),
+            None => {
+                return Err(OptionError::new(
+                    "jitterSeed",
+                    format!("must be a non-negative integer, got {}", js_string(seed)),
+                ))
+            }
+        },
+    };
+    let retry = retry(
+        o.get("retry"),
+        0,
+        true,
+        "must be an object { attempts, backoffMs?, maxBackoffMs? }",
+    )?;
+    known_keys(&o, &BATCHER_KEYS, "")?;
+    let options = HostBatcherOptions {
+        max_batch_size: max_batch_size.unwrap_or_default(),
+        max_delay_ms: max_delay_ms.unwrap_or_default(),
+        max_queue_size,
+        max_concurrent_batches,
+        retry_attempts: retry.as_ref().and_then(|r| r.attempts),
+        retry_backoff_ms: retry.as_ref().and_then(|r| r.backoff_ms),
+        retry_max_backoff_ms: retry.as_ref().and_then(|r| r.max_backoff_ms),
+        timeout_ms,
+        jitter_seed,
+    };
+    options.clone().into_config()?;
+    Ok(options)
+}
+
+/// `batchify()`'s options (`batchSize`, `retry`, `hosts`, …) over the engine options the host
+/// sets itself (`cache`, `tagSeed`, limits), every rule checked (the engine's too: a declared
+/// host's URL, provider and window).
+pub fn interceptor_options(
+    user: &Value,
+    host: InterceptorOptions,
+) -> Result<InterceptorOptions, OptionError> {
+    let o = Fields::of(js(Some(user))).ok_or_else(|| {
+        OptionError::new(
+            "options",
+            "pass an options object, e.g. batchify({ batchSize: 100 })",
+        )
+    })?;
+    known_keys(&o, &BATCHIFY_KEYS, "")?;
+    let batch_size = count("batchSize", o.get("batchSize"), 1, false)?;
+    let batch_window_ms = count("batchWindowMs", o.get("batchWindowMs"), 0, false)?;
+    let poll_interval_ms = count("pollIntervalMs", o.get("pollIntervalMs"), 1, false)?;
+    let dry_run = match o.get("dryRun") {
+        Js::Undefined => None,
+        Js::Bool(b) => Some(b),
+        other => {
+            return Err(OptionError::new(
+                "dryRun",
+                format!("must be a boolean, got {}", js_string(other)),
+            ))
+        }
+    };
+    cache(o.get("cache"))?;
+    let retry = retry(
+        o.get("retry"),
+        1,
+        false,
+        "must be an object { attempts?, backoffMs?, maxBackoffMs? }",
+    )?;
+    function(
+        "onEvent",
+        o.get("onEvent"),
+        false,
+        "must be a function (event) => void",
+    )?;
+    let hosts = match o.get("hosts") {
+        Js::Undefined => None,
+        declared => Some(hosts(declared)?),
+    };
+    let retry = retry.unwrap_or(Retry {
+        attempts: None,
+        backoff_ms: None,
+        max_backoff_ms: None,
+    });
+    let options = InterceptorOptions {
+        batch_size: batch_size
+            .map(|n| fit("batchSize", n, usize::MAX as u64))
+            .transpose()?
+            .or(host.batch_size),
+        batch_window_ms: batch_window_ms
+            .map(|n| fit("batchWindowMs", n, u64::MAX))
+            .transpose()?
+            .or(host.batch_window_ms),
+        poll_interval_ms: poll_interval_ms
+            .map(|n| fit("pollIntervalMs", n, u64::MAX))
+            .transpose()?
+            .or(host.poll_interval_ms),
+        dry_run: dry_run.or(host.dry_run),
+        retry_attempts: retry
+            .attempts
+            .map(|n| fit("retry.attempts", n, u32::MAX.into()))
+            .transpose()?
+            .or(host.retry_attempts),
+        retry_backoff_ms: retry
+            .backoff_ms
+            .map(|n| fit("retry.backoffMs", n, u64::MAX))
+            .transpose()?
+            .or(host.retry_backoff_ms),
+        retry_max_backoff_ms: retry
+            .max_backoff_ms
+            .map(|n| fit("retry.maxBackoffMs", n, u64::MAX))
+            .transpose()?
+            .or(host.retry_max_backoff_ms),
+        hosts: hosts.or(host.hosts),
+        ..host
+    };
+    options.to_config()?;
+    Ok(options)
+}
+
+/// `true`, `false`, `{ path: string }` or `{ storage }` (an object; `prefix` is the store's).
+fn cache(value: Js<'_>) -> Result<(), OptionError> {
+    let ok = match value {
+        Js::Undefined | Js::Bool(_) => true,
+        other => Fields::of(other).is_some_and(|cache| {
+            matches!(cache.get("path"), Js::String(path) if !path.is_empty())
+                || Fields::of(cache.get("storage")).is_some()
+        }),
+    };
+    if ok {
+        Ok(())
+    } else {
+        Err(OptionError::new(
+            "cache",
+            "must be true, false, { path: string } or { storage }",
+        ))
+    }
+}
+
+/// The shape of the declared hosts, as the engine options carry them (keys whose value is
+/// `undefined` dropped). The engine checks URLs, providers and windows.
+fn hosts(value: Js<'_>) -> Result<Vec<Value>, OptionError> {
+    let Js::Array(items) = value else {
+        return Err(OptionError::new(
+            "hosts",
+            "must be an array like [{ baseUrl: \"https://host/v1\", provider: \"openai\" }]",
+        ));
+    };
+    let mut out = Vec::with_capacity(items.len());
+    for (i, item) in items.iter().enumerate() {
+        let name = format!("hosts[{i}]");
+        let host = Fields::of(js(Some(item))).ok_or_else(|| {
+            OptionError::new(
+                name.as_str(),
+                "must be an object { baseUrl, provider, completionWindow?, maxRequests?, maxFileBytes? }",
+            )
+        })?;
+        known_keys(&host, &HOST_KEYS, &format!("{name}."))?;
+        for key in ["baseUrl", "provider"] {
+            match host.get(key) {
+                Js::String(s) if !s.is_empty() => {}
+                other => {
+                    return Err(OptionError::new(
+                        format!("{name}.{key}"),
+                        format!("must be a non-empty string, got {}", js_string(other)),
+                    ))
+                }
+            }
+        }
+        match host.get("completionWindow") {
+            Js::Undefined => {}
+            Js::String(s) if !s.is_empty() => {}
+            other => {
+                return Err(OptionError::new(
+                    format!("{name}.completionWindow"),
+                    format!(
+                        "must be a duration string like \"24h\", got {}",
+                        js_string(other)
+                    ),
+                ))
+            }
+        }
+        count(
+            &format!("{name}.maxRequests"),
+            host.get("maxRequests"),
+            1,
+            false,
+        )?;
+        count(
+            &format!("{name}.maxFileBytes"),
+            host.get("maxFileBytes"),
+            1,
+            false,
+        )?;
+        let mut spec = Map::new();
+        if let Fields::Map(map) = host {
+            for (key, value) in map {
+                if !matches!(js(Some(value)), Js::Undefined) {
+                    spec.insert(key.clone(), value.clone());
+                }
+            }
+        }
+        out.push(Value::Object(spec));
+    }
+    Ok(out)
+}
+
+/// `String(value)` in JS (a function as "a function").
+fn js_string(value: Js<'_>) -> String {
+    match value {
+        Js::Undefined => "undefined".into(),
+        Js::Null => "null".into(),
+        Js::Bool(b) => b.to_string(),
+        Js::Number(n) => match n.as_f64() {
+            Some(f) if !(n.is_u64() || n.is_i64()) => js_number(f),
+            _ => n.to_string(),
+        },
+        Js::String(s) => s.into(),
+        Js::Array(items) => items
+            .iter()
+            .map(|item| match js(Some(item)) {
+                Js::Undefined | Js::Null => String::new(),
+                other => js_string(other),
+            })
+            .collect::<Vec<_>>()
+            .join(","),
+        Js::Object(_) | Js::HostObject => "[object Object]".into(),
+        Js::Function => "a function".into(),
+        Js::Other(text) => text.into(),
+    }
+}
+
+/// A number as JS's `String(number)` writes it (shortest round-trip digits; exponent form from
+/// 1e21 up and below 1e-6).
+pub fn js_number(n: f64) -> String {
+    if n.is_nan() {
+        return "NaN".into();
+    }
+    if n.is_infinite() {
+        return if n > 0.0 { "Infinity" } else { "-Infinity" }.into();
+    }
+    if n == 0.0 {
+        return "0".into();
+    }
+    let sign = if n < 0.0 { "-" } else { "" };
+    let sci = format!("{:e}", n.abs());
+    let (mantissa, exponent) = sci.split_once('e').expect("{:e} writes an exponent");
+    let digits: String = mantissa.chars().filter(|c| *c != '.').collect();
+    let k = digits.len() as i64;
+    // The decimal point sits after `point` digits.
+    let point = exponent.parse::<i64>().expect("the exponent is an integer") + 1;
+    let body = if k <= point && point <= 21 {
+        format!("{digits}{}", "0".repeat((point - k) as usize))
+    } else if 0 < point && point <= 21 {
+        let (int, frac) = digits.split_at(point as usize);
+        format!("{int}.{frac}")
+    } else if -6 < point && point <= 0 {
+        format!("0.{}{digits}", "0".repeat((-point) as usize))
+    } else {
+        let e = point - 1;
+        let exp_sign = if e >= 0 { "+" } else { "-" };
+        let (first, rest) = digits.split_at(1);
+        let mantissa = if rest.is_empty() {
+            first.to_string()
+        } else {
+            format!("{first}.{rest}")
+        };
+        format!("{mantissa}e{exp_sign}{}", e.abs())
+    };
+    format!("{sign}{body}")
+}
+
+fn envelope(result: Result<Value, OptionError>) -> String {
+    match result {
+        Ok(options) => json!({ "ok": true, "options": options }).to_string(),
+        Err(e) => json!({
+            "ok": false,
+            "code": OptionError::CODE,
+            "option": e.option,
+            "message": e.message,
+        })
+        .to_string(),
+    }
+}
+
+fn parse(json: &str) -> Result<Value, OptionError> {
+    serde_json::from_str(json).map_err(|e| OptionError::new("options", e.to_string()))
+}
+
+/// [`batcher_options`] for a binding: the user's options as JSON (markers for functions and
+/// the like) in, the envelope out with the options `NativeBatcher`'s constructor takes.
+pub fn check_batcher_options(user_json: &str) -> String {
+    envelope(parse(user_json).and_then(|user| {
+        let options = batcher_options(&user)?;
+        Ok(serde_json::to_value(options).expect("options serialize"))
+    }))
+}
+
+/// [`interceptor_options`] for a binding: the user's options and the host's own engine options
+/// (`{"cache":true,"tagSeed":…,"maxConcurrentBatches"?,"costLimitUsd"?}`) as JSON in, the
+/// envelope out with the JSON options `NativeInterceptor`'s constructor takes.
+pub fn check_interceptor_options(user_json: &str, host_json: &str) -> String {
+    envelope(parse(user_json).and_then(|user| {
+        let host: InterceptorOptions = serde_json::from_str(host_json)
+            .map_err(|e| OptionError::new("options", e.to_string()))?;
+        let options = interceptor_options(&user, host)?;
+        Ok(serde_json::to_value(options).expect("options serialize"))
+    }))
+}
