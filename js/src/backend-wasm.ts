@@ -7,7 +7,9 @@ import type { Backend, InterceptorBackend, JobsBackend } from "./engine.js";
 export interface WasmBackend extends JobsBackend {
   name: "wasm";
   NativeBatcher: Backend["NativeBatcher"];
+  checkBatcherOptions: Backend["checkBatcherOptions"];
   NativeInterceptor: InterceptorBackend["NativeInterceptor"];
+  checkInterceptorOptions: InterceptorBackend["checkInterceptorOptions"];
 }
 
 let wasm: WasmBackend | undefined;
@@ -21,7 +23,9 @@ export function loadWasmBackend(): WasmBackend {
     wasm = {
       name: "wasm",
       NativeBatcher: m.NativeBatcher,
+      checkBatcherOptions: m.checkBatcherOptions,
       NativeInterceptor: m.NativeInterceptor,
+      checkInterceptorOptions: m.checkInterceptorOptions,
       jobProvider: m.jobProvider,
       jobBuildRequest: m.jobBuildRequest,
       jobExtractResult: m.jobExtractResult,

@@ -4,10 +4,18 @@
 // engine's synthetic responses. Node (batchify.ts) and browsers / edge runtimes (browser.ts)
 // give it their fetch, storage and (in Node) an async scope.
 import { ABORT_WARNINGS, type AbortKind, classifyAbort } from "./client-timeout.js";
-import type { InterceptorEngine } from "./engine.js";
-import { BatchlingError, InvalidOptionError } from "./errors.js";
-import { checkCount, checkKnownKeys, DeadlineTimer, engineOptionError, now } from "./host-util.js";
-import type { HostSpec, LifecycleEvent, Output, QueueReport, SerializableRequest } from "./generated/core.js";
+import { checkedOptions } from "./core-errors.js";
+import { loadInterceptorBackend, type InterceptorEngine } from "./engine.js";
+import { BatchlingError } from "./errors.js";
+import { DeadlineTimer, now, optionsJson } from "./host-util.js";
+import type {
+  HostSpec,
+  InterceptorOptions,
+  LifecycleEvent,
+  Output,
+  QueueReport,
+  SerializableRequest,
+} from "./generated/core.js";
 import type { JournalStore } from "./storage.js";
 
 /** A lifecycle event of the engine (generated from the core's `LifecycleEvent`). */
@@ -72,66 +80,6 @@ interface Pending {
   resolve: (response: Response) => void;
   reject: (error: unknown) => void;
   onAbort?: () => void;
-}
-
-export function validateBatchifyOptions(options: BatchifyOptions): void {
-  if (options === null || typeof options !== "object") {
-    throw new InvalidOptionError("options", "pass an options object, e.g. batchify({ batchSize: 100 })");
-  }
-  checkKnownKeys(options, ["batchSize", "batchWindowMs", "pollIntervalMs", "dryRun", "cache", "retry", "onEvent", "hosts"]);
-  checkCount("batchSize", options.batchSize, 1);
-  checkCount("batchWindowMs", options.batchWindowMs, 0);
-  checkCount("pollIntervalMs", options.pollIntervalMs, 1);
-  if (options.dryRun !== undefined && typeof options.dryRun !== "boolean") {
-    throw new InvalidOptionError("dryRun", `must be a boolean, got ${String(options.dryRun)}`);
-  }
-  const cache = options.cache as unknown;
-  if (cache !== undefined && typeof cache !== "boolean") {
-    const ok =
-      cache !== null &&
-      typeof cache === "object" &&
-      (("path" in cache && typeof cache.path === "string" && cache.path !== "") ||
-        ("storage" in cache && typeof cache.storage === "object" && cache.storage !== null));
-    if (!ok) throw new InvalidOptionError("cache", "must be true, false, { path: string } or { storage }");
-  }
-  if (options.retry !== undefined) {
-    if (options.retry === null || typeof options.retry !== "object") {
-      throw new InvalidOptionError("retry", "must be an object { attempts?, backoffMs?, maxBackoffMs? }");
-    }
-    checkKnownKeys(options.retry, ["attempts", "backoffMs", "maxBackoffMs"], "retry.");
-    checkCount("retry.attempts", options.retry.attempts, 1);
-    checkCount("retry.backoffMs", options.retry.backoffMs, 0);
-    checkCount("retry.maxBackoffMs", options.retry.maxBackoffMs, 0);
-  }
-  if (options.onEvent !== undefined && typeof options.onEvent !== "function") {
-    throw new InvalidOptionError("onEvent", "must be a function (event) => void");
-  }
-  if (options.hosts !== undefined) validateHosts(options.hosts);
-}
-
-// The shape only; the engine checks URLs and provider names when it is built.
-function validateHosts(hosts: unknown): void {
-  if (!Array.isArray(hosts)) {
-    throw new InvalidOptionError("hosts", 'must be an array like [{ baseUrl: "https://host/v1", provider: "openai" }]');
-  }
-  hosts.forEach((host: unknown, i) => {
-    const name = `hosts[${i}]`;
-    if (host === null || typeof host !== "object") {
-      throw new InvalidOptionError(name, "must be an object { baseUrl, provider, completionWindow?, maxRequests?, maxFileBytes? }");
-    }
-    checkKnownKeys(host, ["baseUrl", "provider", "completionWindow", "maxRequests", "maxFileBytes"], `${name}.`);
-    const h = host as Record<string, unknown>;
-    for (const key of ["baseUrl", "provider"]) {
-      if (typeof h[key] !== "string" || h[key] === "") {
-        throw new InvalidOptionError(`${name}.${key}`, `must be a non-empty string, got ${String(h[key])}`);
-      }
-    }
-    if (h.completionWindow !== undefined && (typeof h.completionWindow !== "string" || h.completionWindow === "")) {
-      throw new InvalidOptionError(`${name}.completionWindow`, `must be a duration string like "24h", got ${String(h.completionWindow)}`);
-    }
-    checkCount(`${name}.maxRequests`, h.maxRequests, 1);
-    checkCount(`${name}.maxFileBytes`, h.maxFileBytes, 1);
-  });
 }
 
 /** What a runtime gives the host. */
@@ -370,29 +318,11 @@ export class BatchifyHost implements BatchifyContext {
 }
 
 
-/** The engine's options from the user's, as the JSON the bindings take. */
-export function engineOptionsJson(
-  options: BatchifyOptions,
-  caching: boolean,
-  tagSeed: number,
-  limits: { maxConcurrentBatches?: number; costLimitUsd?: number } = {},
-): string {
-  return JSON.stringify({
-    ...limits,
-    batchSize: options.batchSize,
-    batchWindowMs: options.batchWindowMs,
-    pollIntervalMs: options.pollIntervalMs,
-    dryRun: options.dryRun ?? false,
-    cache: caching,
-    retryAttempts: options.retry?.attempts,
-    retryBackoffMs: options.retry?.backoffMs,
-    retryMaxBackoffMs: options.retry?.maxBackoffMs,
-    tagSeed,
-    hosts: options.hosts,
-  });
-}
-
-/** Build an engine, mapping its option errors to InvalidOptionError. */
+/**
+ * Build an engine. The core checks the user's options (every rule is there; a refusal is thrown
+ * as an InvalidOptionError naming the option) and answers with the engine's options, over the
+ * host's own: whether it keeps a journal, the tag seed, and `Batch`'s limits.
+ */
 export function newEngine(
   Engine: new (optionsJson: string) => InterceptorEngine,
   options: BatchifyOptions,
@@ -400,9 +330,9 @@ export function newEngine(
   tagSeed: number,
   limits: { maxConcurrentBatches?: number; costLimitUsd?: number } = {},
 ): InterceptorEngine {
-  try {
-    return new Engine(engineOptionsJson(options, caching, tagSeed, limits));
-  } catch (error) {
-    throw engineOptionError(error);
-  }
+  const host = JSON.stringify({ ...limits, cache: caching, tagSeed });
+  // A cache's storage is the host's object: the core only needs to know it is one.
+  const user = optionsJson(options, ["storage"]);
+  const engineOptions = checkedOptions<InterceptorOptions>(loadInterceptorBackend().checkInterceptorOptions(user, host));
+  return new Engine(JSON.stringify(engineOptions));
 }

@@ -4,13 +4,7 @@ import { AsyncLocalStorage } from "node:async_hooks";
 import { randomInt } from "node:crypto";
 import { appendFileSync, chmodSync, existsSync, mkdirSync, readFileSync } from "node:fs";
 import { dirname, resolve as resolvePath } from "node:path";
-import {
-  BatchifyHost,
-  newEngine,
-  validateBatchifyOptions,
-  type BatchifyContext,
-  type BatchifyOptions,
-} from "./batchify-host.js";
+import { BatchifyHost, newEngine, type BatchifyContext, type BatchifyOptions } from "./batchify-host.js";
 import "./engine-node.js";
 import { loadInterceptorBackend } from "./engine.js";
 import { KeyValueJournal, type JournalStore } from "./storage.js";
@@ -60,9 +54,10 @@ function journalFor(cache: BatchifyOptions["cache"]): JournalStore | undefined {
 
 /** Create a batching scope: SDK calls made inside `ctx.run()` or through `ctx.fetch` are batched. */
 export function batchify(options: BatchifyOptions = {}): BatchifyContext {
-  validateBatchifyOptions(options);
+  // The engine is built first: the core checks the options before anything is set up.
+  const caching = options?.cache !== false;
+  const engine = newEngine(loadInterceptorBackend().NativeInterceptor, options, caching, randomInt(0, 2 ** 47));
   const journal = journalFor(options.cache);
-  const engine = newEngine(loadInterceptorBackend().NativeInterceptor, options, journal !== undefined, randomInt(0, 2 ** 47));
   installHook();
   return new BatchifyHost(options, {
     engine,

@@ -12,7 +12,7 @@ import type { EngineModule } from "./engine.js";
 
 const initWasm = initWasmUntyped as (options?: { module_or_path?: unknown }) => Promise<unknown>;
 const wasm = wasmGlue as unknown as Omit<EngineModule, "name">;
-import { BatchifyHost, newEngine, validateBatchifyOptions, type BatchifyContext, type BatchifyOptions } from "./batchify-host.js";
+import { BatchifyHost, newEngine, type BatchifyContext, type BatchifyOptions } from "./batchify-host.js";
 import { loadInterceptorBackend, setEngineLoader, useEngineModule } from "./engine.js";
 import { BatchlingError } from "./errors.js";
 import { KeyValueJournal, MemoryStorage } from "./storage.js";
@@ -38,7 +38,9 @@ export async function init(moduleOrPath?: unknown): Promise<void> {
   useEngineModule({
     name: "wasm",
     NativeBatcher: wasm.NativeBatcher,
+    checkBatcherOptions: wasm.checkBatcherOptions,
     NativeInterceptor: wasm.NativeInterceptor,
+    checkInterceptorOptions: wasm.checkInterceptorOptions,
     jobProvider: wasm.jobProvider,
     jobBuildRequest: wasm.jobBuildRequest,
     jobExtractResult: wasm.jobExtractResult,
@@ -61,15 +63,15 @@ export const ready: PromiseLike<void> = {
  * store, e.g. Workers KV), in memory by default; `cache: false` turns it off.
  */
 export function batchify(options: BatchifyOptions = {}): BatchifyContext {
-  validateBatchifyOptions(options);
+  const seed = crypto.getRandomValues(new Uint32Array(2));
+  const tagSeed = seed[0]! * 2 ** 15 + (seed[1]! & 0x7fff);
+  // The engine is built first: the core checks the options before anything is set up.
+  const engine = newEngine(loadInterceptorBackend().NativeInterceptor, options, options?.cache !== false, tagSeed);
   if (options.cache && typeof options.cache === "object" && "path" in options.cache) {
     throw new TypeError("cache.path needs a file system: in this runtime pass cache: { storage } instead");
   }
   const storage = options.cache && typeof options.cache === "object" && "storage" in options.cache ? options.cache : undefined;
   const journal = options.cache === false ? undefined : new KeyValueJournal(storage?.storage ?? new MemoryStorage(), storage?.prefix);
-  const seed = crypto.getRandomValues(new Uint32Array(2));
-  const tagSeed = seed[0]! * 2 ** 15 + (seed[1]! & 0x7fff);
-  const engine = newEngine(loadInterceptorBackend().NativeInterceptor, options, journal !== undefined, tagSeed);
   return new BatchifyHost(options, {
     engine,
     realFetch: globalThis.fetch.bind(globalThis),

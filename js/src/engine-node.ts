@@ -12,7 +12,9 @@ function loadNativeModule(): EngineModule {
   return {
     name: "native",
     NativeBatcher: m.NativeBatcher,
+    checkBatcherOptions: m.checkBatcherOptions,
     NativeInterceptor: m.NativeInterceptor,
+    checkInterceptorOptions: m.checkInterceptorOptions,
     jobProvider: m.jobProvider,
     jobBuildRequest: m.jobBuildRequest,
     jobExtractResult: m.jobExtractResult,

@@ -3,20 +3,10 @@
 // Float64Array (layout in core/src/host/wire.rs) and returns its length; an outcome longer than the
 // scratch buffer is fetched with takeOverflow().
 
-export interface EngineOptions {
-  maxBatchSize: number;
-  maxDelayMs: number;
-  maxQueueSize?: number;
-  maxConcurrentBatches?: number;
-  retryAttempts?: number;
-  retryBackoffMs?: number;
-  retryMaxBackoffMs?: number;
-  timeoutMs?: number;
-  jitterSeed?: number;
-  /** Outcomes name items by the host's ids (given to `addWithIds`); layout in core/src/wire.rs (`HostIds`). */
-  hostItemIds?: boolean;
-}
-
+/** What `NativeBatcher` takes: the options the core's `checkBatcherOptions` answers with (generated
+ * from the core's `HostBatcherOptions`), and whether outcomes name items by the host's ids
+ * (given to `addWithIds`; layout in core/src/host/wire.rs, `HostIds`). */
+export type EngineOptions = HostBatcherOptions & { hostItemIds?: boolean };
 
 export interface BatcherEngine {
   add(nowMs: number, groups: Uint32Array, moreFollow: boolean, scratch: Float64Array): number;
@@ -36,6 +26,9 @@ export interface BatcherEngine {
 export interface Backend {
   name: "native" | "wasm";
   NativeBatcher: new (options: EngineOptions) => BatcherEngine;
+  /** The user's `RequestBatcher` options (see host-util.ts `optionsJson`) checked by the core:
+   * `{ ok: true, options: HostBatcherOptions }` or a refusal (core-errors.ts). */
+  checkBatcherOptions(userJson: string): string;
 }
 
 // The status and the wire constants are generated from the core's types (core/src/host/ts_types.rs).
@@ -54,7 +47,7 @@ export {
   RESOLVE,
   RUN_BATCH,
 } from "./generated/core.js";
-import type { EngineStatus } from "./generated/core.js";
+import type { EngineStatus, HostBatcherOptions } from "./generated/core.js";
 
 
 /** The provider batching engine: every call returns `{"deadline", "outputs"}` as JSON. */
@@ -73,6 +66,9 @@ export interface InterceptorEngine {
 export interface InterceptorBackend {
   name: "native" | "wasm";
   NativeInterceptor: new (optionsJson: string) => InterceptorEngine;
+  /** The user's `batchify()` options over the host's own engine options (`cache`, `tagSeed`,
+   * limits), checked by the core: `{ ok: true, options: InterceptorOptions }` or a refusal. */
+  checkInterceptorOptions(userJson: string, hostJson: string): string;
 }
 
 /** The job builder's core functions (JSON in and out; see core/src/job_api.rs). */
@@ -86,7 +82,9 @@ export interface JobsBackend {
 export interface EngineModule extends JobsBackend {
   name: "native" | "wasm";
   NativeBatcher: Backend["NativeBatcher"];
+  checkBatcherOptions: Backend["checkBatcherOptions"];
   NativeInterceptor: InterceptorBackend["NativeInterceptor"];
+  checkInterceptorOptions: InterceptorBackend["checkInterceptorOptions"];
 }
 
 let engineModule: EngineModule | undefined;

@@ -1,4 +1,4 @@
-// Small pieces both hosts share: option checks, host time and timer delays.
+// Small pieces the hosts share: the user's options as JSON for the core, host time and timer delays.
 import { InvalidOptionError } from "./errors.js";
 
 /** Host time for the engine: monotonic milliseconds. */
@@ -6,6 +6,41 @@ export const now = (): number => performance.now();
 
 /** setTimeout fires at once for delays over 2^31 - 1 ms; wait at most that long, then re-arm. */
 export const timerDelay = (deadline: number): number => Math.min(2 ** 31 - 1, Math.max(0, Math.ceil(deadline - now())));
+
+const FUNCTION = { $type: "function" };
+const UNDEFINED = { $type: "undefined" };
+const HOST_OBJECT = { $type: "object" };
+
+/**
+ * The user's options as JSON for the core's checks (core/src/host/options.rs), which hold every
+ * option rule. Values JSON cannot carry become markers the core reads: functions, keys whose
+ * value is `undefined` (still keys: a misspelt one is reported), NaN / Infinity, BigInts and
+ * Symbols (with `String(value)` for the message). Objects under a key in `hostObjects` (kept by
+ * the host as they are, e.g. a cache's `storage`) become an opaque object.
+ */
+export function optionsJson(options: unknown, hostObjects: readonly string[] = []): string {
+  return JSON.stringify(options, (key, value: unknown) => {
+    switch (typeof value) {
+      case "function":
+        return FUNCTION;
+      case "undefined":
+        return UNDEFINED;
+      case "number":
+        return Number.isFinite(value) ? value : { $type: "number", text: String(value) };
+      case "bigint":
+        return { $type: "bigint", text: String(value) };
+      case "symbol":
+        return { $type: "symbol", text: String(value) };
+      case "object":
+        return value !== null && key !== "" && hostObjects.includes(key) ? HOST_OBJECT : value;
+      default:
+        return value;
+    }
+  });
+}
+
+// Batch (batch.ts) still checks its own options with these two; batchify() and RequestBatcher
+// leave every option rule to the core.
 
 /** A whole number >= `min` (and a safe integer, so the engine gets it exactly). */
 export function checkCount(name: string, value: unknown, min: number, required = false): void {
@@ -23,13 +58,6 @@ export function checkKnownKeys(options: object, known: readonly string[], prefix
       throw new InvalidOptionError(`${prefix}${key}`, `unknown option; known options: ${known.join(", ")}`);
     }
   }
-}
-
-/** The engine reports ranges the JS checks cannot see as "invalid option `name`: …". */
-export function engineOptionError(error: unknown): unknown {
-  const message = error instanceof Error ? error.message : String(error);
-  const match = /invalid option `([^`]+)`: (.*)/.exec(message);
-  return match ? new InvalidOptionError(match[1]!, match[2]!) : error;
 }
 
 /**

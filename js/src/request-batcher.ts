@@ -4,7 +4,6 @@
 import {
   ADD_QUEUE_FULL,
   type BatcherEngine,
-  type EngineOptions,
   type EngineStatus,
   DRAINED,
   GROUP_RELEASED,
@@ -18,15 +17,10 @@ import {
   RESOLVE,
   RUN_BATCH,
 } from "./engine.js";
-import {
-  BatchResultError,
-  CancelledError,
-  ClosedError,
-  InvalidOptionError,
-  QueueFullError,
-  TimeoutError,
-} from "./errors.js";
-import { checkCount, checkKnownKeys, DeadlineTimer, engineOptionError, now } from "./host-util.js";
+import { checkedOptions } from "./core-errors.js";
+import { BatchResultError, CancelledError, ClosedError, QueueFullError, TimeoutError } from "./errors.js";
+import type { HostBatcherOptions } from "./generated/core.js";
+import { DeadlineTimer, now, optionsJson } from "./host-util.js";
 import { BLOCK, ItemStore, type Settle } from "./slots.js";
 
 export interface RetryOptions {
@@ -115,57 +109,6 @@ const EMPTY = new Uint32Array(0);
 /** Header of an outcome: deadline, number of adds, number of refused adds. */
 const HEADER = 3;
 
-function validate<T, R>(options: RequestBatcherOptions<T, R>): EngineOptions {
-  if (options === null || typeof options !== "object") {
-    throw new InvalidOptionError("options", "pass an options object: new RequestBatcher({ maxBatchSize, maxDelayMs, batchHandler })");
-  }
-  const o = options;
-  checkCount("maxBatchSize", o.maxBatchSize, 1, true);
-  checkCount("maxDelayMs", o.maxDelayMs, 0, true);
-  if (typeof o.batchHandler !== "function") {
-    throw new InvalidOptionError("batchHandler", "must be a function (items) => results");
-  }
-  if (o.keyGenerator !== undefined && typeof o.keyGenerator !== "function") {
-    throw new InvalidOptionError("keyGenerator", "must be a function (item) => key");
-  }
-  if (o.errorHandler !== undefined && typeof o.errorHandler !== "function") {
-    throw new InvalidOptionError("errorHandler", "must be a function (error, items) => void");
-  }
-  checkCount("maxQueueSize", o.maxQueueSize, 1);
-  checkCount("maxConcurrentBatches", o.maxConcurrentBatches, 1);
-  checkCount("timeoutMs", o.timeoutMs, 1);
-  if (o.jitterSeed !== undefined && (!Number.isSafeInteger(o.jitterSeed) || o.jitterSeed < 0)) {
-    throw new InvalidOptionError("jitterSeed", `must be a non-negative integer, got ${String(o.jitterSeed)}`);
-  }
-  const retry = o.retry;
-  if (retry !== undefined) {
-    if (retry === null || typeof retry !== "object") {
-      throw new InvalidOptionError("retry", "must be an object { attempts, backoffMs?, maxBackoffMs? }");
-    }
-    checkKnownKeys(retry, ["attempts", "backoffMs", "maxBackoffMs"], "retry.");
-    checkCount("retry.attempts", retry.attempts, 0, true);
-    checkCount("retry.backoffMs", retry.backoffMs, 0);
-    checkCount("retry.maxBackoffMs", retry.maxBackoffMs, 0);
-  }
-  checkKnownKeys(o, [
-    "maxBatchSize", "maxDelayMs", "batchHandler", "keyGenerator", "errorHandler", "maxQueueSize",
-    "maxConcurrentBatches", "retry", "timeoutMs", "jitterSeed",
-  ]);
-  return {
-    maxBatchSize: o.maxBatchSize,
-    maxDelayMs: o.maxDelayMs,
-    maxQueueSize: o.maxQueueSize,
-    maxConcurrentBatches: o.maxConcurrentBatches,
-    retryAttempts: retry?.attempts,
-    retryBackoffMs: retry?.backoffMs,
-    retryMaxBackoffMs: retry?.maxBackoffMs,
-    timeoutMs: o.timeoutMs,
-    jitterSeed: o.jitterSeed,
-    hostItemIds: true,
-  };
-}
-
-
 export class RequestBatcher<T, R> {
   readonly #options: RequestBatcherOptions<T, R>;
   readonly #engine: BatcherEngine;
@@ -206,15 +149,12 @@ export class RequestBatcher<T, R> {
   #resolveDrained: (() => void) | undefined;
 
   constructor(options: RequestBatcherOptions<T, R>) {
-    const engineOptions = validate(options);
+    // The core holds every option rule: it answers with the engine's options or the error,
+    // which is thrown as an InvalidOptionError naming the option.
+    const backend = loadBackend();
+    const engineOptions = checkedOptions<HostBatcherOptions>(backend.checkBatcherOptions(optionsJson(options)));
     this.#options = options;
-    const { NativeBatcher } = loadBackend();
-    try {
-      this.#engine = new NativeBatcher(engineOptions);
-    } catch (error) {
-      // The engine checks ranges the type checks above cannot (e.g. maxBackoffMs < backoffMs).
-      throw engineOptionError(error);
-    }
+    this.#engine = new backend.NativeBatcher({ ...engineOptions, hostItemIds: true });
   }
 
   /** Queue one item; resolves with its result once its batch has run. */

@@ -15,6 +15,18 @@ export type InterceptorOptions = { batchSize?: number, batchWindowMs?: number, p
  */
 hosts: Array<HostSpec>, };
 
+export type HostBatcherOptions = { maxBatchSize: number, maxDelayMs: number, maxQueueSize?: number, maxConcurrentBatches?: number, retryAttempts?: number, retryBackoffMs?: number, retryMaxBackoffMs?: number, timeoutMs?: number, jitterSeed?: number, };
+
+export type OptionError = { 
+/**
+ * The option's name as the user writes it, nested ones with dots and indexes.
+ */
+option: string, 
+/**
+ * What is wrong and what is allowed, e.g. `must be an integer >= 1, got 0`.
+ */
+message: string, };
+
 export type SerializableRequest = { method: string, url: string, headers: Array<[string, string]>, body: string, 
 /**
  * `Some("manual")`: hand the redirect answer back instead of following it (the fetch
