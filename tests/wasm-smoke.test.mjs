@@ -120,6 +120,33 @@ describe("wasm engine", () => {
     });
   });
 
+  test("option checks answer as data (engine options, or the option and the rule), alike on both engines", () => {
+    const fn = { $type: "function" };
+    for (const backend of [wasm, native]) {
+      assert.deepEqual(JSON.parse(backend.checkBatcherOptions(JSON.stringify({ maxBatchSize: 3, maxDelayMs: 0, batchHandler: fn }))), {
+        ok: true,
+        options: { maxBatchSize: 3, maxDelayMs: 0 },
+      });
+      assert.deepEqual(JSON.parse(backend.checkBatcherOptions(JSON.stringify({ maxBatchSize: 3, maxDelayMs: 0 }))), {
+        ok: false,
+        code: "ERR_BATCHLING_INVALID_OPTION",
+        option: "batchHandler",
+        message: "must be a function (items) => results",
+      });
+      const host = JSON.stringify({ cache: false, tagSeed: 7 });
+      assert.deepEqual(JSON.parse(backend.checkInterceptorOptions(JSON.stringify({ batchSize: 5, onEvent: fn }), host)), {
+        ok: true,
+        options: { batchSize: 5, cache: false, tagSeed: 7 },
+      });
+      assert.deepEqual(JSON.parse(backend.checkInterceptorOptions(JSON.stringify({ hosts: [{ baseUrl: "https://x.example/v1", provider: "" }] }), host)), {
+        ok: false,
+        code: "ERR_BATCHLING_INVALID_OPTION",
+        option: "hosts[0].provider",
+        message: "must be a non-empty string, got ",
+      });
+    }
+  });
+
   test("NativeInterceptor: a dry-run submit is answered with x-batchling-dry-run", () => {
     const engine = new wasm.NativeInterceptor(JSON.stringify({ batchSize: 1, dryRun: true, cache: false, tagSeed: 7 }));
     const loaded = JSON.parse(engine.loadCache([]));
