@@ -11,7 +11,7 @@ mod tests {
     use crate::batcher::Status;
     use crate::host::wire;
     use crate::interceptor::{
-        InterceptorOptions, LifecycleEvent, Output, QueueReport, SerializableRequest,
+        FailCode, InterceptorOptions, LifecycleEvent, Output, QueueReport, SerializableRequest,
     };
     use crate::jobs::{Citation, FileInput, JobResult, JobSpec, Message, ProviderEndpoint};
     use crate::providers::{HostSpec, ProviderId};
@@ -31,6 +31,7 @@ mod tests {
             ProviderId::decl(&cfg),
             HostSpec::decl(&cfg),
             InterceptorOptions::decl(&cfg),
+            FailCode::decl(&cfg),
             SerializableRequest::decl(&cfg),
             LifecycleEvent::decl(&cfg),
             Output::decl(&cfg),

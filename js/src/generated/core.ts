@@ -15,6 +15,8 @@ export type InterceptorOptions = { batchSize?: number, batchWindowMs?: number, p
  */
 hosts: Array<HostSpec>, };
 
+export type FailCode = "ERR_BATCHLING_CLOSED" | "ERR_BATCHLING_CANCELLED" | "ERR_BATCHLING_AMBIGUOUS_CREATE" | "ERR_BATCHLING_PROTOCOL" | "ERR_BATCHLING_PROVIDER_UNAVAILABLE" | "ERR_BATCHLING_COST_LIMIT";
+
 export type SerializableRequest = { method: string, url: string, headers: Array<[string, string]>, body: string, 
 /**
  * `Some("manual")`: hand the redirect answer back instead of following it (the fetch
@@ -29,7 +31,7 @@ export type LifecycleEvent = { "kind": "requestQueued", provider: ProviderId, en
  */
 estimatedUsd: number | null, } | { "kind": "batchSubmitted", job: number, provider: ProviderId, batchId: string, requests: number, } | { "kind": "batchPolled", job: number, batchId: string, state: string, total: number, completed: number, failed: number, } | { "kind": "batchFinished", job: number, batchId: string, state: string, } | { "kind": "resultsReceived", job: number, batchId: string, results: number, } | { "kind": "retry", job: number, step: string, attempt: number, delayMs: number, reason: string, } | { "kind": "warning", message: string, };
 
-export type Output = { "type": "passThrough", request: number, reason: string, } | { "type": "send", call: number, http: SerializableRequest, } | { "type": "respond", request: number, status: number, headers: Array<[string, string]>, body: string, } | { "type": "fail", request: number, code: string, message: string, } | { "type": "persist", line: string, } | { "type": "event", event: LifecycleEvent, } | { "type": "drained" };
+export type Output = { "type": "passThrough", request: number, reason: string, } | { "type": "send", call: number, http: SerializableRequest, } | { "type": "respond", request: number, status: number, headers: Array<[string, string]>, body: string, } | { "type": "fail", request: number, code: FailCode, message: string, } | { "type": "persist", line: string, } | { "type": "event", event: LifecycleEvent, } | { "type": "drained" };
 
 export type QueueReport = { provider: ProviderId, endpoint: string, model: string, requests: number, batches: number, cacheHits: number, 
 /**
