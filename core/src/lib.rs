@@ -8,6 +8,8 @@ pub mod catalog;
 pub mod host;
 pub mod http;
 pub mod interceptor;
+pub mod job_format;
 pub mod jobs;
 pub mod json_schema;
+pub mod provider_id;
 pub mod providers;

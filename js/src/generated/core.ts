@@ -131,7 +131,7 @@ extra?: { [key in string]: JsonValue } | null, };
 
 export type ProviderEndpoint = { 
 /**
- * No trailing slash needed. Empty means the provider's default ([`default_base_url`]).
+ * No trailing slash needed. Empty means the provider's default ([`crate::jobs::default_base_url`]).
  */
 baseUrl: string, 
 /**
