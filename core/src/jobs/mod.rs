@@ -33,7 +33,7 @@
 //!   one.
 //! - Structured output: OpenAI `response_format` json_schema with `strict: true`, the schema
 //!   converted to strict form as OpenAI's SDK helpers do (optional properties become required and
-//!   nullable, objects closed; see [`strict`]) and the nulls that adds dropped from the answer
+//!   nullable, objects closed; see `json_schema::strict`) and the nulls that adds dropped from the answer
 //!   before it is checked against the job's own schema; Anthropic a forced tool named `response`
 //!   (with thinking switched off on models that think by default, since forced tool use and
 //!   thinking are incompatible); Gemini `responseMimeType: application/json` +
