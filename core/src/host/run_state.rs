@@ -197,11 +197,14 @@ pub struct UnreadableResult {
     pub reason: String,
 }
 
+/// Each job's result as read ([`read_result`]), in job order; `None`: no result file yet.
+pub type RunResults = Vec<Option<Box<RawValue>>>;
+
 /// The run's summary from its result files' texts, in job order (`None`: no file yet), and the
-/// results read ([`read_result`]), aligned with the input.
+/// results read, aligned with the input.
 pub fn summarize_results(
     texts: &[Option<String>],
-) -> Result<(RunSummary, Vec<Option<Box<RawValue>>>), UnreadableResult> {
+) -> Result<(RunSummary, RunResults), UnreadableResult> {
     let mut summary = RunSummary {
         jobs: texts.len(),
         completed: 0,
