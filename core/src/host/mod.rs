@@ -6,10 +6,15 @@
 //!   ([`wire`]) into the host's scratch buffer.
 //! - [`InterceptorHost`]: the provider batching engine, its outputs as one JSON string per call.
 //! - [`jobs`]: the job builder's functions, JSON in and JSON out.
+//! - [`batch_options`]: the job builder's option rules (keys, ranges), refusals as data.
+//! - [`run_state`]: what a job run leaves on disk (state file, result files) and its summary.
 
+pub mod batch_options;
 mod batcher;
 mod interceptor;
 pub mod jobs;
+mod json_entries;
+pub mod run_state;
 mod ts_types;
 pub mod wire;
 

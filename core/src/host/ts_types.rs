@@ -9,6 +9,8 @@ mod tests {
     use ts_rs::{Config, TS};
 
     use crate::batcher::Status;
+    use crate::host::jobs::{FileType, JobProvider};
+    use crate::host::run_state::{RunState, RunSummary};
     use crate::host::wire;
     use crate::interceptor::{
         FailCode, InterceptorOptions, LifecycleEvent, Output, QueueReport, SerializableRequest,
@@ -43,6 +45,10 @@ mod tests {
             ProviderEndpoint::decl(&cfg),
             Citation::decl(&cfg),
             JobResult::decl(&cfg),
+            JobProvider::decl(&cfg),
+            FileType::decl(&cfg),
+            RunState::decl(&cfg),
+            RunSummary::decl(&cfg),
         ];
         for decl in decls {
             out.push_str("export ");

@@ -195,6 +195,58 @@ finishReason: string | null,
  */
 truncated: boolean, error: string | null, };
 
+export type JobProvider = { name: ProviderId, defaultBaseUrl: string | null, 
+/**
+ * The environment variables its API key and base URL are read from.
+ */
+apiKeyEnv: string | null, baseUrlEnv: string | null, };
+
+export type FileType = { extension: string, mediaType: string, };
+
+export type RunState = { version: number, 
+/**
+ * Where the run writes its results.
+ */
+resultsDir: string, 
+/**
+ * The run's jobs, in the order they were added.
+ */
+jobIds: Array<string>, 
+/**
+ * Each job's result file name in `resultsDir`, in `jobIds` order.
+ */
+resultFiles: Array<string>, 
+/**
+ * The engine journal lines (blank lines dropped), for the engine to resume from.
+ */
+journal: Array<string>, 
+/**
+ * Distinct provider batches the journal records as submitted.
+ */
+batchesSubmitted: number, };
+
+export type RunSummary = { jobs: number, 
+/**
+ * Jobs whose result is `ok`.
+ */
+completed: number, 
+/**
+ * Jobs with a result that is not `ok`.
+ */
+failed: number, 
+/**
+ * Jobs without a result file.
+ */
+pending: number, 
+/**
+ * The sum of the results' `costUsd`.
+ */
+costUsd: number, 
+/**
+ * `ok` results without a `costUsd` (a model with no known price).
+ */
+unpriced: number, complete: boolean, };
+
 // The batcher's numeric outcome encoding (core/src/host/wire.rs).
 export const RUN_BATCH = 1;
 export const RESOLVE = 2;
