@@ -6,7 +6,7 @@
 //! and delete a napi reference (a V8 global handle) on every call.
 
 use batchling_core::batcher::{HostBatcherOptions, Status};
-use batchling_core::host::{jobs, options, BatcherHost, InterceptorHost};
+use batchling_core::host::{batch_options, jobs, options, run_state, BatcherHost, InterceptorHost};
 use napi::bindgen_prelude::{Either, Float64Array, Float64ArraySlice, Null, Uint32ArraySlice};
 use napi::{Error, Result, Status as NapiStatus};
 use napi_derive::napi;
@@ -336,4 +336,39 @@ pub fn job_providers() -> String {
 #[napi]
 pub fn job_file_types() -> String {
     jobs::file_types_json()
+}
+
+/// The job builder's option rules: `{"ok":true}` or the refused option as data
+/// (`batchling_core::host::batch_options::check_json`).
+#[napi]
+pub fn batch_check(call: String, value_json: String, job_id: String) -> String {
+    batch_options::check_json(&call, &value_json, &job_id)
+}
+
+/// What a job run leaves on disk (`batchling_core::host::run_state`): the state file's header
+/// line, the state file read, whether it keeps a journal line, a job's result file name, and the
+/// run's summary from its result files.
+#[napi]
+pub fn job_state_header(results_dir: String, job_ids_json: String) -> String {
+    run_state::header_line_json(&results_dir, &job_ids_json)
+}
+
+#[napi]
+pub fn job_read_state(text: String) -> String {
+    run_state::read_state_json(&text)
+}
+
+#[napi]
+pub fn job_state_keeps(line: String) -> bool {
+    run_state::state_keeps(&line)
+}
+
+#[napi]
+pub fn job_result_file_name(id: String) -> String {
+    run_state::result_file_name(&id)
+}
+
+#[napi]
+pub fn job_summarize_results(texts_json: String) -> String {
+    run_state::summarize_results_json(&texts_json)
 }

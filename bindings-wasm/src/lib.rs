@@ -9,7 +9,7 @@
 //! outcome's length is copied, never the whole scratch buffer.
 
 use batchling_core::batcher::{HostBatcherOptions, Status};
-use batchling_core::host::{jobs, options, BatcherHost, InterceptorHost};
+use batchling_core::host::{batch_options, jobs, options, run_state, BatcherHost, InterceptorHost};
 use js_sys::{Array, Float64Array, Reflect};
 use wasm_bindgen::prelude::*;
 
@@ -374,6 +374,41 @@ pub fn job_providers() -> String {
 #[wasm_bindgen(js_name = jobFileTypes)]
 pub fn job_file_types() -> String {
     jobs::file_types_json()
+}
+
+/// The job builder's option rules: `{"ok":true}` or the refused option as data
+/// (`batchling_core::host::batch_options::check_json`).
+#[wasm_bindgen(js_name = batchCheck)]
+pub fn batch_check(call: &str, value_json: &str, job_id: &str) -> String {
+    batch_options::check_json(call, value_json, job_id)
+}
+
+/// What a job run leaves on disk (`batchling_core::host::run_state`): the state file's header
+/// line, the state file read, whether it keeps a journal line, a job's result file name, and the
+/// run's summary from its result files.
+#[wasm_bindgen(js_name = jobStateHeader)]
+pub fn job_state_header(results_dir: &str, job_ids_json: &str) -> String {
+    run_state::header_line_json(results_dir, job_ids_json)
+}
+
+#[wasm_bindgen(js_name = jobReadState)]
+pub fn job_read_state(text: &str) -> String {
+    run_state::read_state_json(text)
+}
+
+#[wasm_bindgen(js_name = jobStateKeeps)]
+pub fn job_state_keeps(line: &str) -> bool {
+    run_state::state_keeps(line)
+}
+
+#[wasm_bindgen(js_name = jobResultFileName)]
+pub fn job_result_file_name(id: &str) -> String {
+    run_state::result_file_name(id)
+}
+
+#[wasm_bindgen(js_name = jobSummarizeResults)]
+pub fn job_summarize_results(texts_json: &str) -> String {
+    run_state::summarize_results_json(texts_json)
 }
 
 #[cfg(all(test, target_arch = "wasm32"))]

@@ -2,7 +2,7 @@
 // mirrors bindings-node/ method for method), built by scripts/build-wasm.sh into wasm/node/
 // (CommonJS glue that loads its .wasm synchronously). Portable: no platform binary needed.
 import { createRequire } from "node:module";
-import type { Backend, InterceptorBackend, JobsBackend } from "./engine.js";
+import { jobsBackendOf, type Backend, type InterceptorBackend, type JobsBackend } from "./engine.js";
 
 export interface WasmBackend extends JobsBackend {
   name: "wasm";
@@ -26,9 +26,7 @@ export function loadWasmBackend(): WasmBackend {
       checkBatcherOptions: m.checkBatcherOptions,
       NativeInterceptor: m.NativeInterceptor,
       checkInterceptorOptions: m.checkInterceptorOptions,
-      jobProvider: m.jobProvider,
-      jobBuildRequest: m.jobBuildRequest,
-      jobExtractResult: m.jobExtractResult,
+      ...jobsBackendOf(m),
     };
   }
   return wasm;

@@ -2,17 +2,31 @@
 // SDK would send (built by the core), the requests go through the same provider batching engine
 // as batchify(), and each answer becomes a result (extracted by the core). This file holds the
 // builder, the state and results files, and progress: no provider logic.
-import { createHash, randomInt } from "node:crypto";
+import { randomInt } from "node:crypto";
 import { existsSync, mkdirSync, readFileSync, renameSync, writeFileSync, appendFileSync } from "node:fs";
 import { basename, dirname, extname, join, resolve as resolvePath } from "node:path";
 import { BatchifyHost, newEngine, type BatchlingEvent } from "./batchify-host.js";
+import { coreAnswer, optionJson } from "./core-errors.js";
 import "./engine-node.js";
 import { loadInterceptorBackend, loadJobsBackend } from "./engine.js";
 import { BatchlingError, InvalidOptionError } from "./errors.js";
-import { checkCount, checkKnownKeys } from "./host-util.js";
+import type {
+  JobResult as CoreJobResult,
+  FileType,
+  JobProvider,
+  JobSpec,
+  JsonValue,
+  Message as CoreMessage,
+  ProviderEndpoint,
+  ProviderId,
+  RunState,
+  RunSummary,
+  SerializableRequest,
+} from "./generated/core.js";
 import type { JournalStore } from "./storage.js";
 
-export type ProviderName = "openai" | "anthropic" | "gemini";
+/** A provider the job builder serves (the core's `jobProviders()` lists them: openai, anthropic, gemini). */
+export type ProviderName = ProviderId;
 
 export interface ProviderSettings {
   apiKey?: string;
@@ -36,19 +50,11 @@ export interface BatchOptions {
   retry?: { attempts?: number; backoffMs?: number; maxBackoffMs?: number };
 }
 
-export interface JobDefaults {
-  model?: string;
-  temperature?: number;
-  maxTokens?: number;
-  system?: string;
-  /** Provider-specific body fields, merged as given. */
-  extra?: Record<string, unknown>;
-}
+/** What every job may set and `defaults()` sets for all (the core's `JobSpec` fields). */
+export type JobDefaults = { [K in "model" | "temperature" | "maxTokens" | "system" | "extra"]?: NonNullable<JobSpec[K]> };
 
-export interface Message {
-  role: "user" | "assistant" | "system";
-  content: string;
-}
+/** One message of a job's conversation: `role` is "system", "user" or "assistant". */
+export type Message = CoreMessage;
 
 /** A JSON Schema object, or a zod schema (anything with `safeParse` and a JSON Schema export). */
 export type ResponseModel = Record<string, unknown> | { safeParse(value: unknown): { success: boolean; error?: unknown; data?: unknown } };
@@ -61,21 +67,11 @@ export interface JobInput extends JobDefaults {
   responseModel?: ResponseModel;
 }
 
-/** One job's outcome (the spec's JobResult, in JS casing). */
-export interface JobResult {
-  jobId: string;
-  /** The answer arrived and, with a `responseModel`, parsed and matched it (`error` is null). */
-  ok: boolean;
-  /** The raw answer text (with a `responseModel`: the JSON text, kept even when it is invalid). */
-  response: string | null;
-  /** The structured answer, validated against `responseModel`; null without one or on error. */
-  parsedResponse: unknown;
-  citations: { citedText: string; source: string; startPage?: number | null; endPage?: number | null }[];
-  inputTokens: number | null;
-  outputTokens: number | null;
-  costUsd: number | null;
-  error: string | null;
-}
+/** One job's outcome: the core's `JobResult`. A job that got no answer (a transport error, the
+ * cost limit) has no `status`, `finishReason` or `truncated`. With a `responseModel`,
+ * `parsedResponse` has also passed its own (zod) validation. */
+export type JobResult = Omit<CoreJobResult, "status" | "finishReason" | "truncated"> &
+  Partial<Pick<CoreJobResult, "status" | "finishReason" | "truncated">>;
 
 /** A run's statistics: what `status()` returns and what `onProgress` callbacks receive.
  * `total` = `completed` + `failed` + `pending`. */
@@ -107,25 +103,24 @@ export interface BatchStats {
 /** A lifecycle event (`onEvent`): the batching engine's, plus one per finished job. */
 export type BatchEvent = BatchlingEvent | { kind: "jobFinished"; jobId: string; ok: boolean };
 
-const PROVIDER_ENV: Record<ProviderName, { key: string; base: string; defaultBase: string }> = {
-  openai: { key: "OPENAI_API_KEY", base: "OPENAI_BASE_URL", defaultBase: "https://api.openai.com/v1" },
-  anthropic: { key: "ANTHROPIC_API_KEY", base: "ANTHROPIC_BASE_URL", defaultBase: "https://api.anthropic.com" },
-  gemini: { key: "GEMINI_API_KEY", base: "GEMINI_BASE_URL", defaultBase: "https://generativelanguage.googleapis.com/v1beta" },
-};
+/** What the core knows about providers and files, read once per process. */
+let jobFacts: { providers: JobProvider[]; fileTypes: FileType[] } | undefined;
 
-const MEDIA_TYPES: Record<string, string> = {
-  ".pdf": "application/pdf",
-  ".png": "image/png",
-  ".jpg": "image/jpeg",
-  ".jpeg": "image/jpeg",
-  ".gif": "image/gif",
-  ".webp": "image/webp",
-  ".txt": "text/plain",
-  ".md": "text/markdown",
-  ".csv": "text/csv",
-  ".json": "application/json",
-  ".html": "text/html",
-};
+function facts(): { providers: JobProvider[]; fileTypes: FileType[] } {
+  if (jobFacts === undefined) {
+    const core = loadJobsBackend();
+    jobFacts = {
+      providers: coreAnswer<{ providers: JobProvider[] }>(core.jobProviders()).providers,
+      fileTypes: coreAnswer<{ fileTypes: FileType[] }>(core.jobFileTypes()).fileTypes,
+    };
+  }
+  return jobFacts;
+}
+
+/** `call`'s argument checked by the core's rules; a refusal throws `InvalidOptionError`. */
+function checkOptions(call: "options" | "defaults" | "costLimit" | "job", value: unknown, depth: number, jobId = ""): void {
+  coreAnswer<object>(loadJobsBackend().batchCheck(call, optionJson(value, depth), jobId));
+}
 
 /**
  * The state file, as JSON lines: a header line (`resultsDir`, the job ids) written atomically
@@ -135,26 +130,12 @@ const MEDIA_TYPES: Record<string, string> = {
  * (BENCHMARKS.md). A crash can tear only the last line, which the next run reports and skips;
  * answers are not kept here but in the results directory.
  */
-export interface StateFile {
-  version: 1;
-  /** Where the run writes its results (`batchling jobs status|results` read them there). */
-  resultsDir: string;
-  jobIds: string[];
-  /** The batching engine's journal: which requests went into which provider batch. */
-  journal: string[];
-}
+export type StateFile = RunState;
 
-/** Read a run's state file (for `batchling jobs …`). Throws on a file that is not one. */
+/** Read a run's state file (read by the core's rules, core/src/host/run_state.rs). Throws
+ * `ERR_BATCHLING_INVALID_STATE` on a file that is not one. */
 export function readStateFile(path: string): StateFile {
-  const [first = "", ...journal] = readFileSync(path, "utf8").split("\n");
-  const header = JSON.parse(first) as { batchling?: string; version?: number; resultsDir?: string; jobIds?: string[] };
-  if (header?.batchling !== "state") throw new Error("its first line is not a batchling state header");
-  return {
-    version: header.version as 1,
-    resultsDir: header.resultsDir as string,
-    jobIds: header.jobIds as string[],
-    journal: journal.filter((line) => line.trim() !== ""),
-  };
+  return coreAnswer<{ state: RunState }>(loadJobsBackend().jobReadState(readFileSync(path, "utf8"))).state;
 }
 
 class StateFileJournal implements JournalStore {
@@ -168,7 +149,7 @@ class StateFileJournal implements JournalStore {
     const journal = existsSync(this.path) ? readStateFile(this.path).journal : [];
     // (Re)write the header with this run's jobs, keeping the journal: once per run.
     mkdirSync(dirname(this.path), { recursive: true });
-    const header = JSON.stringify({ batchling: "state", version: 1, resultsDir: this.resultsDir, jobIds: this.jobIds });
+    const header = coreAnswer<{ line: string }>(loadJobsBackend().jobStateHeader(this.resultsDir, JSON.stringify(this.jobIds))).line;
     const tmp = `${this.path}.${process.pid}.tmp`;
     writeFileSync(tmp, [header, ...journal].map((line) => line + "\n").join(""), { mode: 0o600 });
     renameSync(tmp, this.path);
@@ -177,17 +158,15 @@ class StateFileJournal implements JournalStore {
 
   async append(line: string): Promise<void> {
     // Answers live in the results directory.
-    if (line.startsWith('{"type":"result"')) return;
+    if (!loadJobsBackend().jobStateKeeps(line)) return;
     appendFileSync(this.path, line + "\n");
   }
 }
 
-/** A job's result file name in the results directory (ids are sanitised, and disambiguated
- * by a hash when sanitising changed them). */
+/** A job's result file name in the results directory (the core's rule: ids are sanitised,
+ * and disambiguated by a hash when sanitising changed them). */
 export function resultFileName(id: string): string {
-  const safe = id.replace(/[^A-Za-z0-9._-]/g, "_");
-  const suffix = safe === id ? "" : `-${createHash("sha256").update(id).digest("hex").slice(0, 8)}`;
-  return `${safe}${suffix}.json`;
+  return loadJobsBackend().jobResultFileName(id);
 }
 
 interface Observers {
@@ -195,23 +174,24 @@ interface Observers {
   events: ((event: BatchEvent) => void)[];
 }
 
-/** A job's result as written to the results directory. Files from before the spec's names
- * (`id`, `responseText`) are read under the new ones. */
-export function parseResultFile(text: string): JobResult {
-  const raw = JSON.parse(text) as Record<string, unknown>;
-  if (raw !== null && typeof raw === "object" && !("jobId" in raw) && "id" in raw) {
-    const { id, responseText, ...rest } = raw;
-    return { jobId: id, response: responseText ?? null, ...rest } as unknown as JobResult;
-  }
-  return raw as unknown as JobResult;
+/** The results a run's result files hold (each job's file text, or null where there is none),
+ * read by the core (files from before the spec's names, `id` and `responseText`, are read under
+ * the new ones) with their summary. A file that is not JSON throws
+ * `ERR_BATCHLING_INVALID_RESULT`, its `index` the job's position. */
+export function readResultFiles(texts: (string | null)[]): { summary: RunSummary; results: (JobResult | null)[] } {
+  const answer = JSON.parse(loadJobsBackend().jobSummarizeResults(JSON.stringify(texts))) as
+    | { ok: true; summary: RunSummary; results: (JobResult | null)[] }
+    | { ok: false; code: string; index: number; error: string };
+  if (!answer.ok) throw Object.assign(new BatchlingError(answer.code, answer.error), { index: answer.index });
+  return answer;
 }
 
 interface PreparedJob {
   id: string;
-  spec: Record<string, unknown>;
+  spec: JobSpec;
   specJson: string;
   provider: ProviderName;
-  request: { method: string; url: string; headers: [string, string][]; body: string };
+  request: SerializableRequest;
   estimatedUsd: number | null;
   validate?: (value: unknown) => string | null;
 }
@@ -225,34 +205,19 @@ export class Batch {
   readonly #ids = new Set<string>();
 
   constructor(options: BatchOptions) {
-    if (options === null || typeof options !== "object") {
-      throw new InvalidOptionError("options", "pass { stateFile, resultsDir, maxConcurrent? }");
-    }
-    checkKnownKeys(options, ["stateFile", "resultsDir", "maxConcurrent", "itemsPerBatch", "pollIntervalMs", "providers", "retry"]);
-    for (const name of ["stateFile", "resultsDir"] as const) {
-      if (typeof options[name] !== "string" || options[name] === "") {
-        throw new InvalidOptionError(name, "must be a non-empty path string");
-      }
-    }
-    checkCount("maxConcurrent", options.maxConcurrent, 1);
-    checkCount("itemsPerBatch", options.itemsPerBatch, 1);
-    checkCount("pollIntervalMs", options.pollIntervalMs, 1);
-    if (options.providers !== undefined) {
-      checkKnownKeys(options.providers, ["openai", "anthropic", "gemini"], "providers.");
-    }
+    // Keys, paths, counts and provider names: the core's rules (core/src/host/batch_options.rs).
+    checkOptions("options", options, 2);
     this.#options = options;
   }
 
   defaults(defaults: JobDefaults): this {
-    checkKnownKeys(defaults, ["model", "temperature", "maxTokens", "system", "extra"], "defaults.");
+    checkOptions("defaults", defaults, 1);
     this.#defaults = { ...this.#defaults, ...defaults };
     return this;
   }
 
   addCostLimit(limit: { usd: number }): this {
-    if (typeof limit?.usd !== "number" || !Number.isFinite(limit.usd) || limit.usd < 0) {
-      throw new InvalidOptionError("costLimit.usd", `must be a finite number >= 0, got ${String(limit?.usd)}`);
-    }
+    checkOptions("costLimit", limit, 1);
     this.#costLimitUsd = limit.usd;
     return this;
   }
@@ -274,19 +239,10 @@ export class Batch {
   }
 
   addJob(job: JobInput): this {
-    if (job === null || typeof job !== "object") throw new InvalidOptionError("job", "pass { messages } or { file, prompt }");
-    checkKnownKeys(job, ["id", "messages", "file", "prompt", "model", "temperature", "maxTokens", "system", "extra", "responseModel"], "job.");
-    const id = job.id ?? `job-${this.#jobs.length + 1}`;
+    const id = (job !== null && typeof job === "object" ? job.id : undefined) ?? `job-${this.#jobs.length + 1}`;
+    // Keys and the job's shape (messages, or file + prompt): the core's rules.
+    checkOptions("job", job, 1, String(id));
     if (this.#ids.has(id)) throw new InvalidOptionError("job.id", `duplicate job id \`${id}\`: ids must be unique`);
-    const hasMessages = job.messages !== undefined;
-    const hasFile = job.file !== undefined || job.prompt !== undefined;
-    if (hasMessages && hasFile) {
-      throw new InvalidOptionError("job", `job \`${id}\`: give either messages or file + prompt, not both`);
-    }
-    if (!hasMessages && !hasFile) throw new InvalidOptionError("job", `job \`${id}\`: give messages, or file + prompt`);
-    if (hasFile && (typeof job.file !== "string" || typeof job.prompt !== "string")) {
-      throw new InvalidOptionError("job", `job \`${id}\`: a file job needs both \`file\` (a path) and \`prompt\``);
-    }
     this.#ids.add(id);
     this.#jobs.push({ ...job, id });
     return this;
@@ -311,8 +267,8 @@ export class Batch {
         throw new InvalidOptionError("model", `job \`${job.id}\` has no model: set it in defaults() or on the job`);
       }
       const schema = responseSchema(job.responseModel);
-      const spec: Record<string, unknown> = {
-        id: job.id,
+      const spec: JobSpec = {
+        id: job.id!,
         model,
         messages: job.messages,
         prompt: job.prompt,
@@ -320,7 +276,7 @@ export class Batch {
         system: merged.system,
         temperature: merged.temperature,
         maxTokens: merged.maxTokens,
-        responseSchema: schema?.jsonSchema,
+        responseSchema: schema?.jsonSchema as JsonValue | undefined,
         extra: merged.extra,
       };
       const specJson = JSON.stringify(spec);
@@ -333,34 +289,31 @@ export class Batch {
     });
   }
 
-  #endpoint(provider: ProviderName, jobId: string): { baseUrl: string; apiKey: string } {
-    const env = PROVIDER_ENV[provider];
+  /** The caller's settings, else the environment variables the core names, else the default. */
+  #endpoint(provider: ProviderName, jobId: string): ProviderEndpoint {
+    const info = facts().providers.find((p) => p.name === provider);
+    const env = (name: string | null | undefined) => (name ? process.env[name] : undefined);
     const settings = this.#options.providers?.[provider];
-    const apiKey = settings?.apiKey ?? process.env[env.key];
+    const apiKey = settings?.apiKey ?? env(info?.apiKeyEnv);
     if (!apiKey) {
       throw new BatchlingError(
         "ERR_BATCHLING_MISSING_KEY",
-        `job \`${jobId}\` needs an API key for ${provider}: set ${env.key} or pass providers: { ${provider}: { apiKey } }`,
+        `job \`${jobId}\` needs an API key for ${provider}: set ${info?.apiKeyEnv} or pass providers: { ${provider}: { apiKey } }`,
       );
     }
-    const baseUrl = (settings?.baseURL ?? process.env[env.base] ?? env.defaultBase).replace(/\/+$/, "");
+    // The core trims a trailing slash.
+    const baseUrl = settings?.baseURL ?? env(info?.baseUrlEnv) ?? info?.defaultBaseUrl ?? "";
     return { baseUrl, apiKey };
   }
 }
 
-/** The core answers `{ ok: true, … }` or `{ ok: false, code, error }`. */
-function coreAnswer<T>(json: string): T {
-  const answer = JSON.parse(json) as ({ ok: true } & T) | { ok: false; code: string; error: string };
-  if (!answer.ok) throw new BatchlingError(answer.code, answer.error);
-  return answer;
-}
-
 function readJobFile(id: string, path: string): { name: string; mediaType: string; dataBase64: string } {
-  const mediaType = MEDIA_TYPES[extname(path).toLowerCase()];
+  const { fileTypes } = facts();
+  const mediaType = fileTypes.find((type) => type.extension === extname(path).toLowerCase())?.mediaType;
   if (!mediaType) {
     throw new BatchlingError(
       "ERR_BATCHLING_INVALID_JOB",
-      `job \`${id}\`: unsupported file type \`${extname(path) || basename(path)}\`; supported: ${Object.keys(MEDIA_TYPES).join(", ")}`,
+      `job \`${id}\`: unsupported file type \`${extname(path) || basename(path)}\`; supported: ${fileTypes.map((type) => type.extension).join(", ")}`,
     );
   }
   if (!existsSync(path)) throw new BatchlingError("ERR_BATCHLING_INVALID_JOB", `job \`${id}\`: file not found: ${resolvePath(path)}`);
@@ -478,10 +431,14 @@ export class BatchRun {
   }
 
   #loadExistingResults(): void {
-    for (const id of this.#jobs.keys()) {
+    const ids = [...this.#jobs.keys()];
+    const texts = ids.map((id) => {
       const path = this.#resultPath(id);
-      if (existsSync(path)) this.#results.set(id, parseResultFile(readFileSync(path, "utf8")));
-    }
+      return existsSync(path) ? readFileSync(path, "utf8") : null;
+    });
+    readResultFiles(texts).results.forEach((result, i) => {
+      if (result !== null) this.#results.set(ids[i]!, result);
+    });
   }
 
   #resultPath(id: string): string {

@@ -4,7 +4,7 @@
 // engine's synthetic responses. Node (batchify.ts) and browsers / edge runtimes (browser.ts)
 // give it their fetch, storage and (in Node) an async scope.
 import { ABORT_WARNINGS, type AbortKind, classifyAbort } from "./client-timeout.js";
-import { checkedOptions } from "./core-errors.js";
+import { coreAnswer } from "./core-errors.js";
 import { loadInterceptorBackend, type InterceptorEngine } from "./engine.js";
 import { BatchlingError } from "./errors.js";
 import { DeadlineTimer, now, optionsJson } from "./host-util.js";
@@ -333,6 +333,6 @@ export function newEngine(
   const host = JSON.stringify({ ...limits, cache: caching, tagSeed });
   // A cache's storage is the host's object: the core only needs to know it is one.
   const user = optionsJson(options, ["storage"]);
-  const engineOptions = checkedOptions<InterceptorOptions>(loadInterceptorBackend().checkInterceptorOptions(user, host));
+  const engineOptions = coreAnswer<{ options: InterceptorOptions }>(loadInterceptorBackend().checkInterceptorOptions(user, host)).options;
   return new Engine(JSON.stringify(engineOptions));
 }

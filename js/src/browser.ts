@@ -13,7 +13,7 @@ import type { EngineModule } from "./engine.js";
 const initWasm = initWasmUntyped as (options?: { module_or_path?: unknown }) => Promise<unknown>;
 const wasm = wasmGlue as unknown as Omit<EngineModule, "name">;
 import { BatchifyHost, newEngine, type BatchifyContext, type BatchifyOptions } from "./batchify-host.js";
-import { loadInterceptorBackend, setEngineLoader, useEngineModule } from "./engine.js";
+import { jobsBackendOf, loadInterceptorBackend, setEngineLoader, useEngineModule } from "./engine.js";
 import { BatchlingError } from "./errors.js";
 import { KeyValueJournal, MemoryStorage } from "./storage.js";
 
@@ -41,9 +41,7 @@ export async function init(moduleOrPath?: unknown): Promise<void> {
     checkBatcherOptions: wasm.checkBatcherOptions,
     NativeInterceptor: wasm.NativeInterceptor,
     checkInterceptorOptions: wasm.checkInterceptorOptions,
-    jobProvider: wasm.jobProvider,
-    jobBuildRequest: wasm.jobBuildRequest,
-    jobExtractResult: wasm.jobExtractResult,
+    ...jobsBackendOf(wasm),
   });
 }
 

@@ -4,7 +4,9 @@
 // sent to any provider and nothing is written.
 import { existsSync, readFileSync, statSync } from "node:fs";
 import { join, resolve as resolvePath } from "node:path";
-import { exportResults, parseResultFile, readStateFile, resultFileName, type JobResult, type StateFile } from "./batch.js";
+import { exportResults, readResultFiles, readStateFile, type JobResult, type StateFile } from "./batch.js";
+import { BatchlingError } from "./errors.js";
+import type { RunSummary } from "./generated/core.js";
 
 export const JOBS_USAGE = "usage: batchling jobs status <stateFile> | batchling jobs results <stateFile> [--format csv|json]";
 
@@ -58,69 +60,30 @@ function parseJobsArgs(argv: readonly string[]): JobsCommand | "help" {
   return { action, stateFile, format: (format as "csv" | "json" | undefined) ?? "json" };
 }
 
+/** The state file, read and checked by the core (core/src/host/run_state.rs). */
 function loadState(path: string): StateFile {
   const shown = resolvePath(path);
   if (!existsSync(shown)) throw new JobsError(`state file not found: ${shown}`);
   if (statSync(shown).isDirectory()) throw new JobsError(`${shown} is a directory, not a state file`);
-  let state: StateFile;
   try {
-    state = readStateFile(shown);
+    return readStateFile(shown);
   } catch (error) {
     throw new JobsError(`${shown} is not a batchling state file: ${error instanceof Error ? error.message : String(error)}`);
   }
-  const problem =
-    state === null || typeof state !== "object" || Array.isArray(state)
-      ? "it does not hold a JSON object"
-      : state.version !== 1
-        ? `unsupported version ${JSON.stringify(state.version)} (expected 1)`
-        : typeof state.resultsDir !== "string" || state.resultsDir === ""
-          ? "`resultsDir` is missing"
-          : !Array.isArray(state.jobIds) || !state.jobIds.every((id) => typeof id === "string")
-            ? "`jobIds` is missing or not a list of strings"
-            : !Array.isArray(state.journal)
-              ? "`journal` is missing"
-              : null;
-  if (problem) throw new JobsError(`${shown} is not a batchling state file: ${problem}`);
-  return state;
 }
 
-/** The result file of job `id`, named as BatchRun names it. */
-function resultPath(resultsDir: string, id: string): string {
-  return join(resultsDir, resultFileName(id));
-}
-
-/** The finished jobs' results, in the run's job order; ids without a result file are pending. */
-function loadResults(state: StateFile): { results: JobResult[]; pending: string[] } {
-  const results: JobResult[] = [];
-  const pending: string[] = [];
-  for (const id of state.jobIds) {
-    const path = resultPath(state.resultsDir, id);
-    if (!existsSync(path)) {
-      pending.push(id);
-      continue;
-    }
-    try {
-      results.push(parseResultFile(readFileSync(path, "utf8")));
-    } catch (error) {
-      throw new JobsError(`the result of job \`${id}\` (${path}) is unreadable: ${error instanceof Error ? error.message : String(error)}`);
-    }
+/** The finished jobs' results, in the run's job order, and the run's summary (by the core). */
+function loadResults(state: StateFile): { results: JobResult[]; summary: RunSummary } {
+  const paths = state.resultFiles.map((file) => join(state.resultsDir, file));
+  const texts = paths.map((path) => (existsSync(path) ? readFileSync(path, "utf8") : null));
+  try {
+    const { results, summary } = readResultFiles(texts);
+    return { results: results.filter((r): r is JobResult => r !== null), summary };
+  } catch (error) {
+    if (!(error instanceof BatchlingError)) throw error;
+    const index = (error as BatchlingError & { index: number }).index;
+    throw new JobsError(`the result of job \`${state.jobIds[index]}\` (${paths[index]}) is unreadable: ${error.message}`);
   }
-  return { results, pending };
-}
-
-/** Distinct provider batches the journal records as submitted. */
-function submittedBatches(journal: unknown[]): number {
-  const ids = new Set<string>();
-  for (const line of journal) {
-    if (typeof line !== "string" || !line.startsWith('{"type":"submitted"')) continue;
-    try {
-      const record = JSON.parse(line) as { batch_id?: unknown; place?: { provider?: unknown } };
-      ids.add(`${String(record.place?.provider)}:${String(record.batch_id)}`);
-    } catch {
-      // A damaged line: the engine skips it too.
-    }
-  }
-  return ids.size;
 }
 
 function formatUsd(value: number): string {
@@ -129,23 +92,18 @@ function formatUsd(value: number): string {
 }
 
 function statusText(path: string, state: StateFile): string {
-  const { results, pending } = loadResults(state);
-  const completed = results.filter((r) => r.ok).length;
-  const failed = results.length - completed;
-  const costs = results.map((r) => r.costUsd).filter((c): c is number => typeof c === "number");
-  const cost = costs.reduce((sum, c) => sum + c, 0);
-  const batches = submittedBatches(state.journal);
-  const unpriced = results.filter((r) => r.ok && typeof r.costUsd !== "number").length;
+  const { summary } = loadResults(state);
+  const unpriced = summary.unpriced;
   const lines = [
     `state file: ${resolvePath(path)}`,
     `results:    ${state.resultsDir}`,
-    `jobs:       ${state.jobIds.length}`,
-    `completed:  ${completed}`,
-    `failed:     ${failed}`,
-    `pending:    ${pending.length}`,
-    `batches:    ${batches} submitted`,
-    `cost:       ${formatUsd(cost)}${unpriced ? ` (${unpriced} ok ${unpriced === 1 ? "job has" : "jobs have"} no known price)` : ""}`,
-    `complete:   ${pending.length === 0 ? "yes" : "no"}`,
+    `jobs:       ${summary.jobs}`,
+    `completed:  ${summary.completed}`,
+    `failed:     ${summary.failed}`,
+    `pending:    ${summary.pending}`,
+    `batches:    ${state.batchesSubmitted} submitted`,
+    `cost:       ${formatUsd(summary.costUsd)}${unpriced ? ` (${unpriced} ok ${unpriced === 1 ? "job has" : "jobs have"} no known price)` : ""}`,
+    `complete:   ${summary.complete ? "yes" : "no"}`,
   ];
   return lines.join("\n") + "\n";
 }

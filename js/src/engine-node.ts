@@ -3,7 +3,7 @@
 // one warning where an addon is there but cannot load (another platform's build, too old a glibc).
 import { createRequire } from "node:module";
 import { loadWasmBackend } from "./backend-wasm.js";
-import { setEngineLoader, type EngineModule } from "./engine.js";
+import { jobsBackendOf, setEngineLoader, type EngineModule } from "./engine.js";
 
 function loadNativeModule(): EngineModule {
   // import.meta.url in ESM, a shim in CJS (tsup). The addon sits in bindings-node/ next to dist/.
@@ -15,9 +15,7 @@ function loadNativeModule(): EngineModule {
     checkBatcherOptions: m.checkBatcherOptions,
     NativeInterceptor: m.NativeInterceptor,
     checkInterceptorOptions: m.checkInterceptorOptions,
-    jobProvider: m.jobProvider,
-    jobBuildRequest: m.jobBuildRequest,
-    jobExtractResult: m.jobExtractResult,
+    ...jobsBackendOf(m),
   };
 }
 

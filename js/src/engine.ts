@@ -71,11 +71,46 @@ export interface InterceptorBackend {
   checkInterceptorOptions(userJson: string, hostJson: string): string;
 }
 
-/** The job builder's core functions (JSON in and out; see core/src/job_api.rs). */
+/** The job builder's core functions (JSON in and out; see core/src/host/jobs.rs,
+ * batch_options.rs and run_state.rs). Refusals come back as data (see core-errors.ts). */
 export interface JobsBackend {
   jobProvider(specJson: string): string;
   jobBuildRequest(specJson: string, endpointJson: string): string;
   jobExtractResult(specJson: string, status: number, body: string): string;
+  /** `{ ok, providers: JobProvider[] }`. */
+  jobProviders(): string;
+  /** `{ ok, fileTypes: FileType[] }`. */
+  jobFileTypes(): string;
+  /** `call`: "options" | "defaults" | "costLimit" | "job"; `{ ok: true }` or the refused option. */
+  batchCheck(call: string, valueJson: string, jobId: string): string;
+  /** `{ ok, line }`: the state file's header line. */
+  jobStateHeader(resultsDir: string, jobIdsJson: string): string;
+  /** `{ ok, state: RunState }`. */
+  jobReadState(text: string): string;
+  /** Whether the state file keeps this engine journal line. */
+  jobStateKeeps(line: string): boolean;
+  jobResultFileName(id: string): string;
+  /** `textsJson`: each job's result file text or null; `{ ok, summary: RunSummary, results }`. */
+  jobSummarizeResults(textsJson: string): string;
+}
+
+const JOBS_FUNCTIONS = [
+  "jobProvider",
+  "jobBuildRequest",
+  "jobExtractResult",
+  "jobProviders",
+  "jobFileTypes",
+  "batchCheck",
+  "jobStateHeader",
+  "jobReadState",
+  "jobStateKeeps",
+  "jobResultFileName",
+  "jobSummarizeResults",
+] as const satisfies readonly (keyof JobsBackend)[];
+
+/** The job functions of a loaded binding (napi addon or wasm glue), which export them by these names. */
+export function jobsBackendOf(binding: JobsBackend): JobsBackend {
+  return Object.fromEntries(JOBS_FUNCTIONS.map((name) => [name, binding[name]])) as unknown as JobsBackend;
 }
 
 /** Everything a backend module offers: the napi addon and the wasm build export the same. */

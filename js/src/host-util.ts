@@ -1,5 +1,4 @@
 // Small pieces the hosts share: the user's options as JSON for the core, host time and timer delays.
-import { InvalidOptionError } from "./errors.js";
 
 /** Host time for the engine: monotonic milliseconds. */
 export const now = (): number => performance.now();
@@ -37,27 +36,6 @@ export function optionsJson(options: unknown, hostObjects: readonly string[] = [
         return value;
     }
   });
-}
-
-// Batch (batch.ts) still checks its own options with these two; batchify() and RequestBatcher
-// leave every option rule to the core.
-
-/** A whole number >= `min` (and a safe integer, so the engine gets it exactly). */
-export function checkCount(name: string, value: unknown, min: number, required = false): void {
-  if (value === undefined && !required) return;
-  if (typeof value !== "number" || !Number.isSafeInteger(value) || value < min) {
-    const what = value === undefined ? "is required" : `got ${String(value)}`;
-    throw new InvalidOptionError(name, `must be an integer >= ${min}, ${what}`);
-  }
-}
-
-/** Refuse misspelt options instead of silently ignoring them. `prefix` names nested objects. */
-export function checkKnownKeys(options: object, known: readonly string[], prefix = ""): void {
-  for (const key of Object.keys(options)) {
-    if (!known.includes(key)) {
-      throw new InvalidOptionError(`${prefix}${key}`, `unknown option; known options: ${known.join(", ")}`);
-    }
-  }
 }
 
 /**

@@ -17,7 +17,7 @@ import {
   RESOLVE,
   RUN_BATCH,
 } from "./engine.js";
-import { checkedOptions } from "./core-errors.js";
+import { coreAnswer } from "./core-errors.js";
 import { BatchResultError, CancelledError, ClosedError, QueueFullError, TimeoutError } from "./errors.js";
 import type { HostBatcherOptions } from "./generated/core.js";
 import { DeadlineTimer, now, optionsJson } from "./host-util.js";
@@ -152,7 +152,7 @@ export class RequestBatcher<T, R> {
     // The core holds every option rule: it answers with the engine's options or the error,
     // which is thrown as an InvalidOptionError naming the option.
     const backend = loadBackend();
-    const engineOptions = checkedOptions<HostBatcherOptions>(backend.checkBatcherOptions(optionsJson(options)));
+    const engineOptions = coreAnswer<{ options: HostBatcherOptions }>(backend.checkBatcherOptions(optionsJson(options))).options;
     this.#options = options;
     this.#engine = new backend.NativeBatcher({ ...engineOptions, hostItemIds: true });
   }

@@ -18,7 +18,7 @@ use std::fmt;
 use serde::Serialize;
 
 use super::pricing::{self, ModelPrice};
-use crate::providers::ProviderId;
+use crate::provider_id::ProviderId;
 
 /// What one model is and can do.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize)]

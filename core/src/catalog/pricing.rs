@@ -9,7 +9,7 @@
 
 use serde::Serialize;
 
-use crate::providers::ProviderId;
+use crate::provider_id::ProviderId;
 
 /// List price of one model.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize)]

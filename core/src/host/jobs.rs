@@ -1,11 +1,12 @@
 //! The job builder's functions as JSON in, JSON out, for the bindings (Node and wasm share it).
 //! Every answer is `{"ok": true, …}` or `{"ok": false, "code": …, "error": …}`, never a panic.
 
+use serde::Serialize;
 use serde_json::{json, Value};
 
 use crate::attachments::FILE_TYPES;
 use crate::jobs::{self, JobSpec, ProviderEndpoint};
-use crate::providers::PROVIDERS;
+use crate::providers::{ProviderId, PROVIDERS};
 
 fn refusal(code: &str, error: impl std::fmt::Display) -> String {
     json!({ "ok": false, "code": code, "error": error.to_string() }).to_string()
@@ -16,33 +17,58 @@ fn spec(spec_json: &str) -> Result<JobSpec, String> {
         .map_err(|e| refusal("ERR_BATCHLING_INVALID_JOB", format!("bad job: {e}")))
 }
 
-/// The providers the job builder serves, in registry order, with what a host needs to reach each
-/// one when the caller gives no settings:
-/// `{"ok":true,"providers":[{"name":"openai","defaultBaseUrl":"https://api.openai.com/v1",
-/// "apiKeyEnv":"OPENAI_API_KEY","baseUrlEnv":"OPENAI_BASE_URL"}, …]}`.
-pub fn providers_json() -> String {
-    let providers: Vec<Value> = PROVIDERS
+/// A provider the job builder serves, with what a host needs to reach it when the caller gives
+/// no settings.
+#[cfg_attr(test, derive(ts_rs::TS))]
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct JobProvider {
+    pub name: ProviderId,
+    pub default_base_url: Option<&'static str>,
+    /// The environment variables its API key and base URL are read from.
+    pub api_key_env: Option<&'static str>,
+    pub base_url_env: Option<&'static str>,
+}
+
+/// A file a job may name by path: its extension (lower case, with the dot) and media type.
+#[cfg_attr(test, derive(ts_rs::TS))]
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct FileType {
+    pub extension: &'static str,
+    pub media_type: &'static str,
+}
+
+/// The providers the job builder serves, in registry order.
+pub fn providers() -> Vec<JobProvider> {
+    PROVIDERS
         .iter()
         .filter(|d| d.jobs.is_some())
-        .map(|d| {
-            json!({
-                "name": d.name,
-                "defaultBaseUrl": d.default_base_url,
-                "apiKeyEnv": d.api_key_env,
-                "baseUrlEnv": d.base_url_env,
-            })
+        .map(|d| JobProvider {
+            name: d.id,
+            default_base_url: d.default_base_url,
+            api_key_env: d.api_key_env,
+            base_url_env: d.base_url_env,
         })
-        .collect();
-    json!({ "ok": true, "providers": providers }).to_string()
+        .collect()
+}
+
+/// `{"ok":true,"providers":[{"name":"openai","defaultBaseUrl":"https://api.openai.com/v1",
+/// "apiKeyEnv":"OPENAI_API_KEY","baseUrlEnv":"OPENAI_BASE_URL"}, …]}` ([`providers`]).
+pub fn providers_json() -> String {
+    json!({ "ok": true, "providers": providers() }).to_string()
 }
 
 /// The files a job may name by path, in order:
 /// `{"ok":true,"fileTypes":[{"extension":".pdf","mediaType":"application/pdf"}, …]}`
 /// (see [`crate::attachments::FILE_TYPES`]).
 pub fn file_types_json() -> String {
-    let types: Vec<Value> = FILE_TYPES
+    let types: Vec<FileType> = FILE_TYPES
         .iter()
-        .map(|(extension, media_type)| json!({ "extension": extension, "mediaType": media_type }))
+        .map(|&(extension, media_type)| FileType {
+            extension,
+            media_type,
+        })
         .collect();
     json!({ "ok": true, "fileTypes": types }).to_string()
 }
@@ -98,4 +124,35 @@ pub fn extract_result(spec_json: &str, status: u16, body: &str) -> String {
         map.insert("ok".into(), Value::Bool(result.ok));
     }
     value.to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn providers_and_file_types_read_as_hosts_use_them() {
+        let providers: Value = serde_json::from_str(&providers_json()).unwrap();
+        assert_eq!(
+            providers["providers"][0],
+            json!({
+                "name": "openai",
+                "defaultBaseUrl": "https://api.openai.com/v1",
+                "apiKeyEnv": "OPENAI_API_KEY",
+                "baseUrlEnv": "OPENAI_BASE_URL",
+            })
+        );
+        let names: Vec<&str> = providers["providers"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|p| p["name"].as_str().unwrap())
+            .collect();
+        assert_eq!(names, ["openai", "anthropic", "gemini"]);
+        let types: Value = serde_json::from_str(&file_types_json()).unwrap();
+        assert_eq!(
+            types["fileTypes"][0],
+            json!({ "extension": ".pdf", "mediaType": "application/pdf" })
+        );
+    }
 }

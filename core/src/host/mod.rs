@@ -6,13 +6,18 @@
 //!   ([`wire`]) into the host's scratch buffer.
 //! - [`InterceptorHost`]: the provider batching engine, its outputs as one JSON string per call.
 //! - [`jobs`]: the job builder's functions, JSON in and JSON out.
+//! - [`batch_options`]: the job builder's option rules (keys, ranges), refusals as data.
+//! - [`run_state`]: what a job run leaves on disk (state file, result files) and its summary.
 //! - [`options`]: the options as users write them, checked before an engine is built, answered
 //!   as data (the engine options, or the [`crate::options::OptionError`]).
 
+pub mod batch_options;
 mod batcher;
 mod interceptor;
 pub mod jobs;
+mod json_entries;
 pub mod options;
+pub mod run_state;
 mod ts_types;
 pub mod wire;
 

@@ -9,9 +9,11 @@ mod tests {
     use ts_rs::{Config, TS};
 
     use crate::batcher::{HostBatcherOptions, Status};
+    use crate::host::jobs::{FileType, JobProvider};
+    use crate::host::run_state::{RunState, RunSummary};
     use crate::host::wire;
     use crate::interceptor::{
-        InterceptorOptions, LifecycleEvent, Output, QueueReport, SerializableRequest,
+        FailCode, InterceptorOptions, LifecycleEvent, Output, QueueReport, SerializableRequest,
     };
     use crate::jobs::{Citation, FileInput, JobResult, JobSpec, Message, ProviderEndpoint};
     use crate::options::OptionError;
@@ -34,6 +36,7 @@ mod tests {
             InterceptorOptions::decl(&cfg),
             HostBatcherOptions::decl(&cfg),
             OptionError::decl(&cfg),
+            FailCode::decl(&cfg),
             SerializableRequest::decl(&cfg),
             LifecycleEvent::decl(&cfg),
             Output::decl(&cfg),
@@ -45,6 +48,10 @@ mod tests {
             ProviderEndpoint::decl(&cfg),
             Citation::decl(&cfg),
             JobResult::decl(&cfg),
+            JobProvider::decl(&cfg),
+            FileType::decl(&cfg),
+            RunState::decl(&cfg),
+            RunSummary::decl(&cfg),
         ];
         for decl in decls {
             out.push_str("export ");

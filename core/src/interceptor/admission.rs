@@ -7,6 +7,7 @@ use crate::cache;
 use crate::catalog::pricing;
 use crate::providers::{adapter, BatchContext, BatchItem, Route};
 
+use super::io::FailCode;
 use super::Interceptor;
 
 /// Parts waiting for a slot, and what the cost limit has committed so far.
@@ -115,7 +116,7 @@ impl Interceptor {
                 };
                 if let Some(message) = refusal {
                     self.admission.cost_limit_reached = true;
-                    self.fail_entries(&fingerprints, "ERR_BATCHLING_COST_LIMIT", &message);
+                    self.fail_entries(&fingerprints, FailCode::CostLimit, &message);
                     continue;
                 }
             }

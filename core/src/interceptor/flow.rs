@@ -9,7 +9,7 @@ use crate::providers::{
     self, adapter, BatchItem, EndKind, LostCreateKey, PollReport, PollState, Route,
 };
 
-use super::io::{CallId, LifecycleEvent, Output};
+use super::io::{CallId, FailCode, LifecycleEvent, Output};
 use super::job::{BatchJob, Call, CreateOrigin, JobId, JobState, Retry};
 use super::Interceptor;
 
@@ -139,7 +139,7 @@ impl Interceptor {
                          file (or run with --no-cache) to submit again",
                         job.route.provider, job.tag, job.route.provider
                     );
-                    self.fail_job(job_id, "ERR_BATCHLING_AMBIGUOUS_CREATE", message)
+                    self.fail_job(job_id, FailCode::AmbiguousCreate, message)
                 }
                 // The upload was a single request, or there is none (inline providers).
                 Call::Upload | Call::UploadFinish => self.upload_done(now_ms, job_id),
@@ -501,7 +501,7 @@ impl Interceptor {
         }
     }
 
-    fn fail_job(&mut self, job_id: JobId, code: &str, message: String) {
+    fn fail_job(&mut self, job_id: JobId, code: FailCode, message: String) {
         if let Some(job) = self.jobs.remove(&job_id) {
             self.fail_entries(&job.fingerprints, code, &message);
         }
@@ -513,7 +513,7 @@ impl Interceptor {
             .map_or(String::new(), |id| format!(" (batch {id})"));
         self.fail_job(
             job_id,
-            "ERR_BATCHLING_PROTOCOL",
+            FailCode::Protocol,
             format!(
                 "could not read the provider's {} answer{batch}: {message}",
                 call.as_str()
@@ -578,7 +578,7 @@ impl Interceptor {
                 "the provider's {} call failed {} times (last: {reason}); giving up",
                 failed_step, job.attempts
             );
-            return self.fail_job(job_id, "ERR_BATCHLING_PROVIDER_UNAVAILABLE", message);
+            return self.fail_job(job_id, FailCode::ProviderUnavailable, message);
         }
         let attempt = job.attempts;
         let retry_after_ms = response.as_ref().and_then(retry_after_ms);

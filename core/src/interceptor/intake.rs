@@ -8,7 +8,7 @@ use crate::cache::{self, BatchPlace};
 use crate::http::HttpRequest;
 use crate::providers::{self, PassThrough, Route};
 
-use super::io::{LifecycleEvent, Output, RequestId};
+use super::io::{FailCode, LifecycleEvent, Output, RequestId};
 use super::job::{BatchJob, Call, CreateOrigin, JobState};
 use super::{Entry, Interceptor};
 
@@ -17,7 +17,7 @@ impl Interceptor {
         if self.closing {
             self.outputs.push(Output::Fail {
                 request,
-                code: "ERR_BATCHLING_CLOSED".into(),
+                code: FailCode::Closed,
                 message: "batchify context is closed: create a new one with batchify()".into(),
             });
             return;
@@ -119,7 +119,7 @@ impl Interceptor {
         };
         self.outputs.push(Output::Fail {
             request,
-            code: "ERR_BATCHLING_CANCELLED".into(),
+            code: FailCode::Cancelled,
             message: "request cancelled by its AbortSignal".into(),
         });
         let Some(entry) = self.entries.get_mut(&fingerprint) else {

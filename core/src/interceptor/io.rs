@@ -37,7 +37,7 @@ pub enum Output {
     #[serde(rename_all = "camelCase")]
     Fail {
         request: RequestId,
-        code: String,
+        code: FailCode,
         message: String,
     },
     /// Append this line to the cache journal.
@@ -47,6 +47,49 @@ pub enum Output {
     Event { event: LifecycleEvent },
     /// After `Close`: every request is answered.
     Drained,
+}
+
+/// Why a caller's fetch is rejected: the stable codes users match on (`err.code`).
+#[cfg_attr(test, derive(ts_rs::TS))]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub enum FailCode {
+    /// The request came after `close()`.
+    #[serde(rename = "ERR_BATCHLING_CLOSED")]
+    Closed,
+    /// Its caller's `AbortSignal` fired.
+    #[serde(rename = "ERR_BATCHLING_CANCELLED")]
+    Cancelled,
+    /// A create was sent, its answer lost, and the provider offers no way to look it up.
+    #[serde(rename = "ERR_BATCHLING_AMBIGUOUS_CREATE")]
+    AmbiguousCreate,
+    /// The provider's answer to a batch call could not be read.
+    #[serde(rename = "ERR_BATCHLING_PROTOCOL")]
+    Protocol,
+    /// A batch call kept failing (429, 5xx, transport) past the retry budget.
+    #[serde(rename = "ERR_BATCHLING_PROVIDER_UNAVAILABLE")]
+    ProviderUnavailable,
+    /// The batch would pass the cost limit (or its price is unknown).
+    #[serde(rename = "ERR_BATCHLING_COST_LIMIT")]
+    CostLimit,
+}
+
+impl FailCode {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            FailCode::Closed => "ERR_BATCHLING_CLOSED",
+            FailCode::Cancelled => "ERR_BATCHLING_CANCELLED",
+            FailCode::AmbiguousCreate => "ERR_BATCHLING_AMBIGUOUS_CREATE",
+            FailCode::Protocol => "ERR_BATCHLING_PROTOCOL",
+            FailCode::ProviderUnavailable => "ERR_BATCHLING_PROVIDER_UNAVAILABLE",
+            FailCode::CostLimit => "ERR_BATCHLING_COST_LIMIT",
+        }
+    }
+}
+
+impl std::fmt::Display for FailCode {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
 }
 
 #[cfg_attr(test, derive(ts_rs::TS))]

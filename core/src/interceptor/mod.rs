@@ -43,7 +43,7 @@ use crate::http::HttpResponse;
 use crate::options::OptionError;
 use crate::providers::Route;
 
-pub use io::{CallId, Input, LifecycleEvent, Output, RequestId, SerializableRequest};
+pub use io::{CallId, FailCode, Input, LifecycleEvent, Output, RequestId, SerializableRequest};
 pub use options::{InterceptorConfig, InterceptorOptions};
 pub use report::QueueReport;
 
@@ -222,14 +222,14 @@ impl Interceptor {
         });
     }
 
-    fn fail_entries(&mut self, fingerprints: &[String], code: &str, message: &str) {
+    fn fail_entries(&mut self, fingerprints: &[String], code: FailCode, message: &str) {
         for fp in fingerprints {
             if let Some(entry) = self.entries.remove(fp) {
                 for request in entry.waiters {
                     if self.request_entry.remove(&request).is_some() {
                         self.outputs.push(Output::Fail {
                             request,
-                            code: code.into(),
+                            code,
                             message: message.into(),
                         });
                     }

@@ -3,7 +3,7 @@
 use std::fmt;
 
 use crate::catalog::models::UnknownModel;
-use crate::providers::ProviderId;
+use crate::provider_id::ProviderId;
 
 /// Why a job cannot be sent. `Display` names the job and says what to change.
 #[derive(Debug, Clone, PartialEq)]

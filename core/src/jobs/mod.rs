@@ -33,7 +33,7 @@
 //!   one.
 //! - Structured output: OpenAI `response_format` json_schema with `strict: true`, the schema
 //!   converted to strict form as OpenAI's SDK helpers do (optional properties become required and
-//!   nullable, objects closed; see [`strict`]) and the nulls that adds dropped from the answer
+//!   nullable, objects closed; see `json_schema::strict`) and the nulls that adds dropped from the answer
 //!   before it is checked against the job's own schema; Anthropic a forced tool named `response`
 //!   (with thinking switched off on models that think by default, since forced tool use and
 //!   thinking are incompatible); Gemini `responseMimeType: application/json` +
@@ -47,24 +47,18 @@
 
 mod error;
 mod extract;
-mod format;
-mod plan;
 mod prepare;
 mod render;
-mod spec;
 
 use crate::catalog::pricing::{self, CostEstimate};
 use crate::http::HttpRequest;
-use crate::providers::ProviderId;
+use crate::provider_id::ProviderId;
 
 pub use crate::attachments::{IMAGE_TOKENS_EST, PDF_PAGE_TOKENS_EST};
+pub use crate::job_format::*;
 pub use crate::json_schema::{drop_introduced_nulls, to_strict, validate_json, StrictRefusal};
 pub use error::JobError;
 pub use extract::extract_result;
-pub use spec::*;
-
-pub(crate) use format::JobFormat;
-pub(crate) use plan::{file_data, u64_at, Output, Part, Prepared};
 
 use prepare::{file_tokens_est, prepare, resolve_checked, resolve_model};
 use render::{build_body, finish_request};
@@ -119,4 +113,20 @@ pub fn estimate_job(job: &JobSpec) -> Result<CostEstimate, JobError> {
 /// has no known price.
 pub fn estimate_job_cost(job: &JobSpec) -> Option<f64> {
     estimate_job(job).ok().and_then(|e| e.batch_usd)
+}
+
+/// The default base URL of `provider` (from its descriptor; empty when it has none).
+pub fn default_base_url(provider: ProviderId) -> &'static str {
+    provider.descriptor().default_base_url.unwrap_or("")
+}
+
+impl ProviderEndpoint {
+    /// The provider's default base URL with `api_key`.
+    pub fn default_for(provider: ProviderId, api_key: impl Into<String>) -> Self {
+        ProviderEndpoint {
+            base_url: default_base_url(provider).to_string(),
+            api_key: api_key.into(),
+            headers: std::collections::BTreeMap::new(),
+        }
+    }
 }

@@ -9,9 +9,9 @@ use crate::attachments::{
 };
 use crate::catalog::models::{self, ModelInfo};
 
-use super::format::JobFormat;
-use super::plan::{Part, Prepared, Turn};
 use super::{FileInput, JobError, JobSpec};
+use crate::job_format::JobFormat;
+use crate::job_format::{Part, Prepared, Turn};
 
 pub(super) fn resolve_model(job: &JobSpec) -> Result<&'static ModelInfo, JobError> {
     models::resolve(&job.model).map_err(|error| JobError::UnknownModel {
@@ -363,7 +363,7 @@ mod tests {
     use super::*;
     use crate::attachments::tests::b64;
     use crate::jobs::{FileInput, Message};
-    use crate::providers::ProviderId;
+    use crate::provider_id::ProviderId;
 
     const PNG: &[u8] = b"\x89PNG\r\n\x1a\n\0\0\0\rIHDR\0\0\0\x01";
 

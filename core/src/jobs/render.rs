@@ -5,8 +5,8 @@ use serde_json::{Map, Value};
 use crate::http::HttpRequest;
 use crate::providers::{self, BatchContext, BatchItem};
 
-use super::plan::Prepared;
 use super::{default_base_url, JobError, ProviderEndpoint};
+use crate::job_format::Prepared;
 
 pub(super) fn build_body(p: &Prepared, placeholder_data: bool) -> Value {
     let mut body = p.format.body(p, placeholder_data);

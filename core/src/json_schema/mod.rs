@@ -1,5 +1,5 @@
 //! JSON Schema: a validator for the subset structured output uses, and the conversion of a
-//! hand-written schema to OpenAI's strict form ([`strict`]).
+//! hand-written schema to OpenAI's strict form (`strict`).
 
 use serde_json::Value;
 

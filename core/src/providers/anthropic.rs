@@ -17,7 +17,7 @@ use super::{
 };
 use crate::catalog::models::ModelInfo;
 use crate::http::{HttpRequest, HttpResponse};
-use crate::jobs::{
+use crate::job_format::{
     file_data, u64_at, Citation, JobFormat, Output, Part, Prepared, RESPONSE_SCHEMA_NAME,
 };
 

@@ -23,7 +23,7 @@ use super::{
     RemoteBatch, Route,
 };
 use crate::http::{HttpRequest, HttpResponse};
-use crate::jobs::{file_data, u64_at, JobFormat, Output, Part, Prepared};
+use crate::job_format::{file_data, u64_at, JobFormat, Output, Part, Prepared};
 
 const ENDPOINT: &str = "generateContent";
 

@@ -62,7 +62,8 @@ use std::fmt;
 use serde::{Deserialize, Serialize};
 
 use crate::http::{HttpRequest, HttpResponse};
-use crate::jobs::JobFormat;
+use crate::job_format::JobFormat;
+pub use crate::provider_id::ProviderId;
 
 pub use anthropic::{
     Anthropic, ANTHROPIC_MAX_REQUEST_BYTES, ANTHROPIC_VERSION, DEFAULT_ANTHROPIC_MAX_TOKENS,
@@ -74,24 +75,6 @@ pub use mistral::Mistral;
 pub use openai_compat::{OpenAi, Profile as OpenAiProfile};
 pub use together::Together;
 pub use xai::Xai;
-
-/// The batch providers batchling knows. Groq, Doubleword and Azure OpenAI speak the OpenAI batch
-/// protocol (one adapter, [`OpenAi`], with per-host settings); the others have their own. What
-/// each one is lives in its [`ProviderDescriptor`] ([`ProviderId::descriptor`]).
-#[cfg_attr(test, derive(ts_rs::TS))]
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum ProviderId {
-    OpenAi,
-    Anthropic,
-    Gemini,
-    Groq,
-    Doubleword,
-    Azure,
-    Mistral,
-    Together,
-    Xai,
-}
 
 impl ProviderId {
     /// Every provider, in [`PROVIDERS`] order (which is the variants' order).

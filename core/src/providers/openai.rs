@@ -10,7 +10,9 @@ use serde_json::{json, Map, Value};
 use super::hosts::any_window;
 use super::openai_compat::{Profile, CHAT, EMBEDDINGS, MB, RESPONSES};
 use super::{OpenAi, ProviderDescriptor, ProviderId};
-use crate::jobs::{file_data, u64_at, JobFormat, Output, Part, Prepared, RESPONSE_SCHEMA_NAME};
+use crate::job_format::{
+    file_data, u64_at, JobFormat, Output, Part, Prepared, RESPONSE_SCHEMA_NAME,
+};
 use crate::json_schema::to_strict;
 
 /// 50,000 requests, 200 MB, window "24h"; chat, responses and embeddings.

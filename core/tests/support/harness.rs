@@ -187,7 +187,7 @@ impl Harness {
                 } => Some((
                     *request,
                     Answer::Fail {
-                        code: code.clone(),
+                        code: code.as_str().to_string(),
                         message: message.clone(),
                     },
                 )),

@@ -27,6 +27,8 @@ option: string,
  */
 message: string, };
 
+export type FailCode = "ERR_BATCHLING_CLOSED" | "ERR_BATCHLING_CANCELLED" | "ERR_BATCHLING_AMBIGUOUS_CREATE" | "ERR_BATCHLING_PROTOCOL" | "ERR_BATCHLING_PROVIDER_UNAVAILABLE" | "ERR_BATCHLING_COST_LIMIT";
+
 export type SerializableRequest = { method: string, url: string, headers: Array<[string, string]>, body: string, 
 /**
  * `Some("manual")`: hand the redirect answer back instead of following it (the fetch
@@ -41,7 +43,7 @@ export type LifecycleEvent = { "kind": "requestQueued", provider: ProviderId, en
  */
 estimatedUsd: number | null, } | { "kind": "batchSubmitted", job: number, provider: ProviderId, batchId: string, requests: number, } | { "kind": "batchPolled", job: number, batchId: string, state: string, total: number, completed: number, failed: number, } | { "kind": "batchFinished", job: number, batchId: string, state: string, } | { "kind": "resultsReceived", job: number, batchId: string, results: number, } | { "kind": "retry", job: number, step: string, attempt: number, delayMs: number, reason: string, } | { "kind": "warning", message: string, };
 
-export type Output = { "type": "passThrough", request: number, reason: string, } | { "type": "send", call: number, http: SerializableRequest, } | { "type": "respond", request: number, status: number, headers: Array<[string, string]>, body: string, } | { "type": "fail", request: number, code: string, message: string, } | { "type": "persist", line: string, } | { "type": "event", event: LifecycleEvent, } | { "type": "drained" };
+export type Output = { "type": "passThrough", request: number, reason: string, } | { "type": "send", call: number, http: SerializableRequest, } | { "type": "respond", request: number, status: number, headers: Array<[string, string]>, body: string, } | { "type": "fail", request: number, code: FailCode, message: string, } | { "type": "persist", line: string, } | { "type": "event", event: LifecycleEvent, } | { "type": "drained" };
 
 export type QueueReport = { provider: ProviderId, endpoint: string, model: string, requests: number, batches: number, cacheHits: number, 
 /**
@@ -141,7 +143,7 @@ extra?: { [key in string]: JsonValue } | null, };
 
 export type ProviderEndpoint = { 
 /**
- * No trailing slash needed. Empty means the provider's default ([`default_base_url`]).
+ * No trailing slash needed. Empty means the provider's default ([`crate::jobs::default_base_url`]).
  */
 baseUrl: string, 
 /**
@@ -204,6 +206,58 @@ finishReason: string | null,
  * The answer was cut off by the output token cap.
  */
 truncated: boolean, error: string | null, };
+
+export type JobProvider = { name: ProviderId, defaultBaseUrl: string | null, 
+/**
+ * The environment variables its API key and base URL are read from.
+ */
+apiKeyEnv: string | null, baseUrlEnv: string | null, };
+
+export type FileType = { extension: string, mediaType: string, };
+
+export type RunState = { version: number, 
+/**
+ * Where the run writes its results.
+ */
+resultsDir: string, 
+/**
+ * The run's jobs, in the order they were added.
+ */
+jobIds: Array<string>, 
+/**
+ * Each job's result file name in `resultsDir`, in `jobIds` order.
+ */
+resultFiles: Array<string>, 
+/**
+ * The engine journal lines (blank lines dropped), for the engine to resume from.
+ */
+journal: Array<string>, 
+/**
+ * Distinct provider batches the journal records as submitted.
+ */
+batchesSubmitted: number, };
+
+export type RunSummary = { jobs: number, 
+/**
+ * Jobs whose result is `ok`.
+ */
+completed: number, 
+/**
+ * Jobs with a result that is not `ok`.
+ */
+failed: number, 
+/**
+ * Jobs without a result file.
+ */
+pending: number, 
+/**
+ * The sum of the results' `costUsd`.
+ */
+costUsd: number, 
+/**
+ * `ok` results without a `costUsd` (a model with no known price).
+ */
+unpriced: number, complete: boolean, };
 
 // The batcher's numeric outcome encoding (core/src/host/wire.rs).
 export const RUN_BATCH = 1;

@@ -6,15 +6,8 @@ use std::fmt;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
-use crate::providers::ProviderId;
-
 /// Name of the OpenAI json_schema and of the Anthropic tool that carry structured output.
 pub const RESPONSE_SCHEMA_NAME: &str = "response";
-
-/// The default base URL of `provider`.
-pub fn default_base_url(provider: ProviderId) -> &'static str {
-    provider.descriptor().default_base_url.unwrap_or("")
-}
 
 /// One offline job, as the host passes it (camelCase JSON; unknown fields are rejected so a
 /// misspelt option fails loudly).
@@ -86,24 +79,13 @@ impl fmt::Debug for FileInput {
 #[derive(Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct ProviderEndpoint {
-    /// No trailing slash needed. Empty means the provider's default ([`default_base_url`]).
+    /// No trailing slash needed. Empty means the provider's default ([`crate::jobs::default_base_url`]).
     pub base_url: String,
     /// Empty: no auth header is sent (e.g. a proxy adds it).
     pub api_key: String,
     /// Further headers for every request (`OpenAI-Project`, `anthropic-beta`, proxy auth, ...).
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub headers: BTreeMap<String, String>,
-}
-
-impl ProviderEndpoint {
-    /// The provider's default base URL with `api_key`.
-    pub fn default_for(provider: ProviderId, api_key: impl Into<String>) -> Self {
-        ProviderEndpoint {
-            base_url: default_base_url(provider).to_string(),
-            api_key: api_key.into(),
-            headers: BTreeMap::new(),
-        }
-    }
 }
 
 impl fmt::Debug for ProviderEndpoint {
