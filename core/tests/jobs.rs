@@ -5,7 +5,8 @@ use std::collections::BTreeMap;
 
 use serde_json::{json, Value};
 
-use batchling_core::catalog::{models, pricing};
+use batchling_core::catalog::models::{self, ModelInfo};
+use batchling_core::catalog::pricing;
 use batchling_core::http::HttpRequest;
 use batchling_core::jobs::*;
 use batchling_core::providers::{adapter, classify, EndKind, ProviderId, Route};
@@ -828,6 +829,48 @@ fn unsupported_file_errors() {
         ))
         .code(),
         "ERR_BATCHLING_UNSUPPORTED_FILE"
+    );
+}
+
+#[test]
+fn capability_errors_on_a_limited_model() {
+    static TEXT_ONLY: ModelInfo = ModelInfo {
+        name: "text-only",
+        provider: ProviderId::OpenAi,
+        max_input_tokens: 16_000,
+        max_output_tokens: 4_096,
+        supports_files: false,
+        supports_images: false,
+        supports_citations: false,
+        supports_structured_output: false,
+        supports_temperature: true,
+        thinks_by_default: false,
+        batch_discount: 0.5,
+    };
+    let check = |job: &JobSpec| validate_for_model(job, &TEXT_ONLY).unwrap_err();
+    let e = check(&ask(
+        "i",
+        "text-only",
+        Some(file("a.png", "image/png", PNG)),
+        "?",
+    ));
+    assert_eq!(
+        e.to_string(),
+        "job `i`: file `a.png`: model `text-only` cannot read images; use a model that reads \
+         images, e.g. gpt-5.5"
+    );
+    let e = check(&structured("text-only"));
+    assert_eq!(
+        e,
+        JobError::StructuredOutputUnsupported {
+            id: "s1".into(),
+            model: "text-only".into()
+        }
+    );
+    assert_eq!(
+        e.to_string(),
+        "job `s1`: model `text-only` does not support structured output; drop `responseSchema` \
+         or pick a model that supports it"
     );
 }
 

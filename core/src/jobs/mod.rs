@@ -50,6 +50,7 @@ mod extract;
 mod prepare;
 mod render;
 
+use crate::catalog::models::ModelInfo;
 use crate::catalog::pricing::{self, CostEstimate};
 use crate::http::HttpRequest;
 use crate::provider_id::ProviderId;
@@ -76,6 +77,13 @@ pub fn validate(job: &JobSpec) -> Result<(), JobError> {
     // Catch a body that could never fit in a batch, on the default endpoint.
     let endpoint = ProviderEndpoint::default_for(info.provider, "");
     finish_request(&prepared, &endpoint).map(|_| ())
+}
+
+/// The checks of [`validate`] that depend on the model, against `info` rather than the catalog's
+/// entry for the job's model (a model the catalog does not know, e.g. a fine-tune, described by
+/// its capabilities).
+pub fn validate_for_model(job: &JobSpec, info: &'static ModelInfo) -> Result<(), JobError> {
+    prepare(job, info).map(|_| ())
 }
 
 /// Validates `job` and builds the synchronous request its provider's SDK would send.
