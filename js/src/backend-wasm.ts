@@ -2,15 +2,9 @@
 // mirrors bindings-node/ method for method), built by scripts/build-wasm.sh into wasm/node/
 // (CommonJS glue that loads its .wasm synchronously). Portable: no platform binary needed.
 import { createRequire } from "node:module";
-import { jobsBackendOf, type Backend, type InterceptorBackend, type JobsBackend } from "./engine.js";
+import { engineModuleOf, type EngineModule } from "./engine.js";
 
-export interface WasmBackend extends JobsBackend {
-  name: "wasm";
-  NativeBatcher: Backend["NativeBatcher"];
-  checkBatcherOptions: Backend["checkBatcherOptions"];
-  NativeInterceptor: InterceptorBackend["NativeInterceptor"];
-  checkInterceptorOptions: InterceptorBackend["checkInterceptorOptions"];
-}
+export type WasmBackend = EngineModule & { name: "wasm" };
 
 let wasm: WasmBackend | undefined;
 
@@ -19,15 +13,7 @@ export function loadWasmBackend(): WasmBackend {
   if (wasm === undefined) {
     // import.meta.url in ESM, a shim in CJS (tsup). wasm/ sits next to dist/, like bindings-node/.
     const require = createRequire(import.meta.url);
-    const m = require("../wasm/node/batchling_wasm.js") as Omit<WasmBackend, "name">;
-    wasm = {
-      name: "wasm",
-      NativeBatcher: m.NativeBatcher,
-      checkBatcherOptions: m.checkBatcherOptions,
-      NativeInterceptor: m.NativeInterceptor,
-      checkInterceptorOptions: m.checkInterceptorOptions,
-      ...jobsBackendOf(m),
-    };
+    wasm = engineModuleOf("wasm", require("../wasm/node/batchling_wasm.js") as Omit<EngineModule, "name">) as WasmBackend;
   }
   return wasm;
 }

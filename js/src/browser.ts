@@ -13,7 +13,7 @@ import type { EngineModule } from "./engine.js";
 const initWasm = initWasmUntyped as (options?: { module_or_path?: unknown }) => Promise<unknown>;
 const wasm = wasmGlue as unknown as Omit<EngineModule, "name">;
 import { BatchifyHost, newEngine, type BatchifyContext, type BatchifyOptions } from "./batchify-host.js";
-import { jobsBackendOf, loadInterceptorBackend, setEngineLoader, useEngineModule } from "./engine.js";
+import { engineModuleOf, loadInterceptorBackend, setEngineLoader, useEngineModule } from "./engine.js";
 import { BatchlingError } from "./errors.js";
 import { KeyValueJournal, MemoryStorage } from "./storage.js";
 
@@ -35,14 +35,8 @@ export * from "./shared-exports.js";
  */
 export async function init(moduleOrPath?: unknown): Promise<void> {
   await initWasm(moduleOrPath === undefined ? undefined : { module_or_path: moduleOrPath });
-  useEngineModule({
-    name: "wasm",
-    NativeBatcher: wasm.NativeBatcher,
-    checkBatcherOptions: wasm.checkBatcherOptions,
-    NativeInterceptor: wasm.NativeInterceptor,
-    checkInterceptorOptions: wasm.checkInterceptorOptions,
-    ...jobsBackendOf(wasm),
-  });
+  useEngineModule(engineModuleOf("wasm", wasm));
+
 }
 
 let defaultInit: Promise<void> | undefined;

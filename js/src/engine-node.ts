@@ -3,20 +3,13 @@
 // one warning where an addon is there but cannot load (another platform's build, too old a glibc).
 import { createRequire } from "node:module";
 import { loadWasmBackend } from "./backend-wasm.js";
-import { jobsBackendOf, setEngineLoader, type EngineModule } from "./engine.js";
+import { engineModuleOf, setEngineLoader, type EngineModule } from "./engine.js";
 
 function loadNativeModule(): EngineModule {
   // import.meta.url in ESM, a shim in CJS (tsup). The addon sits in bindings-node/ next to dist/.
   const require = createRequire(import.meta.url);
-  const m = require("../bindings-node/index.cjs") as Omit<EngineModule, "name">;
-  return {
-    name: "native",
-    NativeBatcher: m.NativeBatcher,
-    checkBatcherOptions: m.checkBatcherOptions,
-    NativeInterceptor: m.NativeInterceptor,
-    checkInterceptorOptions: m.checkInterceptorOptions,
-    ...jobsBackendOf(m),
-  };
+  return engineModuleOf("native", require("../bindings-node/index.cjs") as Omit<EngineModule, "name">);
+
 }
 
 export function loadNodeEngine(): EngineModule {

@@ -108,10 +108,6 @@ const JOBS_FUNCTIONS = [
   "jobSummarizeResults",
 ] as const satisfies readonly (keyof JobsBackend)[];
 
-/** The job functions of a loaded binding (napi addon or wasm glue), which export them by these names. */
-export function jobsBackendOf(binding: JobsBackend): JobsBackend {
-  return Object.fromEntries(JOBS_FUNCTIONS.map((name) => [name, binding[name]])) as unknown as JobsBackend;
-}
 
 /** Everything a backend module offers: the napi addon and the wasm build export the same. */
 export interface EngineModule extends JobsBackend {
@@ -120,6 +116,19 @@ export interface EngineModule extends JobsBackend {
   checkBatcherOptions: Backend["checkBatcherOptions"];
   NativeInterceptor: InterceptorBackend["NativeInterceptor"];
   checkInterceptorOptions: InterceptorBackend["checkInterceptorOptions"];
+}
+
+/** The engine module of a loaded binding (the napi addon or the wasm glue), which both export
+ * the same classes and functions by the same names: the one place it is assembled. */
+export function engineModuleOf(name: EngineModule["name"], binding: Omit<EngineModule, "name">): EngineModule {
+  return {
+    name,
+    NativeBatcher: binding.NativeBatcher,
+    checkBatcherOptions: binding.checkBatcherOptions,
+    NativeInterceptor: binding.NativeInterceptor,
+    checkInterceptorOptions: binding.checkInterceptorOptions,
+    ...(Object.fromEntries(JOBS_FUNCTIONS.map((fn) => [fn, binding[fn]])) as unknown as JobsBackend),
+  };
 }
 
 let engineModule: EngineModule | undefined;
