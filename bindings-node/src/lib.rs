@@ -349,8 +349,14 @@ pub fn batch_check(call: String, value_json: String, job_id: String) -> String {
 /// line, the state file read, whether it keeps a journal line, a job's result file name, and the
 /// run's summary from its result files.
 #[napi]
-pub fn job_state_header(results_dir: String, job_ids_json: String) -> String {
-    run_state::header_line_json(&results_dir, &job_ids_json)
+pub fn job_state_header(results_dir: String, job_ids_json: String, sources_json: String) -> String {
+    run_state::header_line_json(&results_dir, &job_ids_json, &sources_json)
+}
+
+/// Whether a run reading these job sources may resume a state that recorded those.
+#[napi]
+pub fn job_check_sources(recorded_json: String, current_json: String) -> String {
+    run_state::check_sources_json(&recorded_json, &current_json)
 }
 
 #[napi]

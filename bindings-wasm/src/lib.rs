@@ -387,8 +387,14 @@ pub fn batch_check(call: &str, value_json: &str, job_id: &str) -> String {
 /// line, the state file read, whether it keeps a journal line, a job's result file name, and the
 /// run's summary from its result files.
 #[wasm_bindgen(js_name = jobStateHeader)]
-pub fn job_state_header(results_dir: &str, job_ids_json: &str) -> String {
-    run_state::header_line_json(results_dir, job_ids_json)
+pub fn job_state_header(results_dir: &str, job_ids_json: &str, sources_json: &str) -> String {
+    run_state::header_line_json(results_dir, job_ids_json, sources_json)
+}
+
+/// Whether a run reading these job sources may resume a state that recorded those.
+#[wasm_bindgen(js_name = jobCheckSources)]
+pub fn job_check_sources(recorded_json: &str, current_json: &str) -> String {
+    run_state::check_sources_json(recorded_json, current_json)
 }
 
 #[wasm_bindgen(js_name = jobReadState)]

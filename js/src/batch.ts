@@ -2,11 +2,12 @@
 // SDK would send (built by the core), the requests go through the same provider batching engine
 // as batchify(), and each answer becomes a result (extracted by the core). This file holds the
 // builder, the state and results files, and progress: no provider logic.
-import { randomInt } from "node:crypto";
-import { existsSync, mkdirSync, readFileSync, renameSync, writeFileSync, appendFileSync } from "node:fs";
+import { createHash, randomInt } from "node:crypto";
+import { closeSync, createReadStream, createWriteStream, existsSync, fstatSync, mkdirSync, openSync, readFileSync, readSync, renameSync, writeFileSync, appendFileSync } from "node:fs";
+import { once } from "node:events";
 import { basename, dirname, extname, join, resolve as resolvePath } from "node:path";
 import { BatchifyHost, newEngine, type BatchlingEvent } from "./batchify-host.js";
-import { coreAnswer, optionJson } from "./core-errors.js";
+import { coreAnswer, optionJson, refusalError, type CoreRefusal } from "./core-errors.js";
 import "./engine-node.js";
 import { loadInterceptorBackend, loadJobsBackend } from "./engine.js";
 import { BatchlingError, InvalidOptionError } from "./errors.js";
@@ -14,6 +15,7 @@ import type {
   JobResult as CoreJobResult,
   FileType,
   JobProvider,
+  JobSource,
   JobSpec,
   JsonValue,
   Message as CoreMessage,
@@ -100,6 +102,73 @@ export interface BatchStats {
   elapsedMs: number;
 }
 
+/** What `addJobs()` reads jobs from: an array or a (sync or async) iterable of jobs, or the path
+ * of a `.jsonl` file with one job per line (the fields of `addJob`; blank lines are skipped). */
+export type JobsSource = string | Iterable<JobInput> | AsyncIterable<JobInput>;
+
+/** Where a job source came from, as the state file records it (the core's `JobSource`). */
+export type { JobSource };
+
+/** One bad job of an `addJobs()` source: `line` (1-based) in a file, `index` (0-based) in an
+ * array or iterable; `code` is the error the job alone would have raised. */
+export interface JobProblem {
+  line?: number;
+  index?: number;
+  jobId?: string;
+  code: string;
+  message: string;
+}
+
+/** How many problems an `InvalidJobsError` lists (it counts them all). */
+export const MAX_JOB_PROBLEMS = 20;
+
+/** `addJobs()` found bad jobs: every one of them (the first `MAX_JOB_PROBLEMS`) with its position.
+ * No job of the source was added. */
+export class InvalidJobsError extends BatchlingError {
+  /** The file's path, or "iterable". */
+  readonly source: string;
+  readonly problems: JobProblem[];
+  /** All the bad jobs, listed or not. */
+  readonly count: number;
+  constructor(source: string, problems: JobProblem[], count: number) {
+    const where = (p: JobProblem) => (p.line !== undefined ? `line ${p.line}` : `index ${p.index}`) + (p.jobId === undefined ? "" : ` (job \`${p.jobId}\`)`);
+    const more = count > problems.length ? `\n  … and ${count - problems.length} more` : "";
+    super(
+      "ERR_BATCHLING_INVALID_JOBS",
+      `${count} bad job${count === 1 ? "" : "s"} in ${source}; nothing was added:\n` + problems.map((p) => `  ${where(p)}: ${p.message}`).join("\n") + more,
+    );
+    this.source = source;
+    this.problems = problems;
+    this.count = count;
+  }
+}
+
+/** A resume reads a job source that is not the one the run started with (edited, moved, or
+ * missing). Restore it, or start a new run with another state file. */
+export class SourceChangedError extends BatchlingError {
+  /** The source, as the state file records it. */
+  readonly path: string;
+  constructor(path: string, message: string) {
+    super("ERR_BATCHLING_SOURCE_CHANGED", message);
+    this.path = path;
+  }
+}
+
+/** A job of a `.jsonl` source, kept as where its line is: the line is read again at `run()`. */
+class SourceLine {
+  constructor(
+    readonly id: string,
+    readonly file: SourceFile,
+    readonly offset: number,
+    readonly length: number,
+  ) {}
+}
+
+interface SourceFile {
+  source: JobSource;
+  fd?: number;
+}
+
 /** A lifecycle event (`onEvent`): the batching engine's, plus one per finished job. */
 export type BatchEvent = BatchlingEvent | { kind: "jobFinished"; jobId: string; ok: boolean };
 
@@ -143,13 +212,14 @@ class StateFileJournal implements JournalStore {
     readonly path: string,
     readonly resultsDir: string,
     readonly jobIds: string[],
+    readonly sources: JobSource[],
   ) {}
 
   async load(): Promise<string[]> {
     const journal = existsSync(this.path) ? readStateFile(this.path).journal : [];
     // (Re)write the header with this run's jobs, keeping the journal: once per run.
     mkdirSync(dirname(this.path), { recursive: true });
-    const header = coreAnswer<{ line: string }>(loadJobsBackend().jobStateHeader(this.resultsDir, JSON.stringify(this.jobIds))).line;
+    const header = coreAnswer<{ line: string }>(loadJobsBackend().jobStateHeader(this.resultsDir, JSON.stringify(this.jobIds), JSON.stringify(this.sources))).line;
     const tmp = `${this.path}.${process.pid}.tmp`;
     writeFileSync(tmp, [header, ...journal].map((line) => line + "\n").join(""), { mode: 0o600 });
     renameSync(tmp, this.path);
@@ -201,8 +271,9 @@ export class Batch {
   #defaults: JobDefaults = {};
   #costLimitUsd: number | null = null;
   #observers: Observers = { progress: [], events: [] };
-  readonly #jobs: JobInput[] = [];
+  readonly #jobs: (JobInput | SourceLine)[] = [];
   readonly #ids = new Set<string>();
+  readonly #sources: SourceFile[] = [];
 
   constructor(options: BatchOptions) {
     // Keys, paths, counts and provider names: the core's rules (core/src/host/batch_options.rs).
@@ -248,19 +319,199 @@ export class Batch {
     return this;
   }
 
+  /**
+   * Add every job of `source`: an array or a sync or async iterable of jobs, or the path of a
+   * `.jsonl` file (one job per line). Every job is checked first, in one pass; bad ones throw one
+   * `InvalidJobsError` listing each (its line or index) and none is added. A file's jobs are not
+   * kept in memory but read again at `run()`; an async iterable, which cannot be read twice, is
+   * recorded as it is read into a `.jsonl` file next to the state file, which a resume reads
+   * instead of the iterable. The state file records each file (path, SHA-256, size): a resume
+   * whose file changed since the run started is refused (`SourceChangedError`). Jobs from a file
+   * or an async iterable are JSON: a `responseModel` is a JSON Schema there, not a zod schema.
+   */
+  async addJobs(source: JobsSource): Promise<this> {
+    if (typeof source === "string") {
+      await this.#addFile(resolvePath(source), "file");
+    } else if (source !== null && typeof source === "object" && Symbol.iterator in source) {
+      this.#addIterable(source);
+    } else if (source !== null && typeof source === "object" && Symbol.asyncIterator in source) {
+      await this.#addRecorded(source);
+    } else {
+      throw new InvalidOptionError("addJobs", "pass an array or an iterable of jobs, or the path of a .jsonl file");
+    }
+    return this;
+  }
+
+  /** `job`'s id, checked by the core's job rules and against the ids taken; throws as `addJob` does. */
+  #checkJob(job: JobInput, position: number, taken: Set<string>): string {
+    const id = (job !== null && typeof job === "object" ? job.id : undefined) ?? `job-${position + 1}`;
+    checkOptions("job", job, 1, String(id));
+    if (this.#ids.has(id) || taken.has(id)) throw new InvalidOptionError("job.id", `duplicate job id \`${id}\`: ids must be unique`);
+    taken.add(id);
+    return id;
+  }
+
+  #addIterable(source: Iterable<JobInput>): void {
+    const jobs: JobInput[] = [];
+    const taken = new Set<string>();
+    const problems = new Problems("iterable");
+    let index = 0;
+    for (const job of source) {
+      try {
+        const id = this.#checkJob(job, this.#jobs.length + index, taken);
+        jobs.push({ ...job, id });
+      } catch (error) {
+        problems.add({ index }, error, job);
+      }
+      index++;
+    }
+    problems.throwIfAny();
+    for (const job of jobs) {
+      this.#ids.add(job.id!);
+      this.#jobs.push(job);
+    }
+  }
+
+  /** Reads a `.jsonl` file once: hashes it, checks each line, and keeps where each job's line is. */
+  async #addFile(path: string, kind: JobSource["kind"], recordedIterable = false): Promise<void> {
+    if (!existsSync(path)) throw new BatchlingError("ERR_BATCHLING_INVALID_JOBS", `job source not found: ${path}`);
+    const file: SourceFile = { source: { kind, path, sha256: "", bytes: 0, jobs: 0 } };
+    const lines: SourceLine[] = [];
+    const taken = new Set<string>();
+    const problems = new Problems(recordedIterable ? "iterable" : path);
+    const hash = createHash("sha256");
+    let lineNo = 0;
+    let start = 0; // offset of the line being read
+    let carry: Buffer[] = [];
+    const onLine = (bytes: Buffer, offset: number) => {
+      lineNo++;
+      let length = bytes.length;
+      if (length > 0 && bytes[length - 1] === 0x0d) length--;
+      const text = bytes.toString("utf8", 0, length);
+      if (text.trim() === "") return;
+      const position = recordedIterable ? { index: lineNo - 1 } : { line: lineNo };
+      let job: JobInput;
+      try {
+        job = JSON.parse(text) as JobInput;
+      } catch (error) {
+        problems.add(position, new BatchlingError("ERR_BATCHLING_INVALID_JOB", `not JSON: ${(error as Error).message}`), undefined);
+        return;
+      }
+      try {
+        const id = this.#checkJob(job, this.#jobs.length + lines.length, taken);
+        lines.push(new SourceLine(id, file, offset, length));
+      } catch (error) {
+        problems.add(position, error, job);
+      }
+    };
+    let offset = 0;
+    for await (const chunk of createReadStream(path, { highWaterMark: 1 << 20 }) as AsyncIterable<Buffer>) {
+      hash.update(chunk);
+      let from = 0;
+      for (let nl = chunk.indexOf(0x0a); nl !== -1; nl = chunk.indexOf(0x0a, from)) {
+        const piece = chunk.subarray(from, nl);
+        onLine(carry.length ? Buffer.concat([...carry, piece]) : piece, start);
+        carry = [];
+        from = nl + 1;
+        start = offset + from;
+      }
+      if (from < chunk.length) carry.push(chunk.subarray(from));
+      offset += chunk.length;
+    }
+    if (carry.length) onLine(Buffer.concat(carry), start);
+    problems.throwIfAny();
+    file.source = { kind, path, sha256: hash.digest("hex"), bytes: offset, jobs: lines.length };
+    this.#sources.push(file);
+    for (const line of lines) {
+      this.#ids.add(line.id);
+      this.#jobs.push(line);
+    }
+  }
+
+  /** An async iterable, recorded as JSON lines next to the state file as it is read, then added
+   * as that file. On a resume whose state file records this source, the recording is read and
+   * the iterable is not. */
+  async #addRecorded(source: AsyncIterable<JobInput>): Promise<void> {
+    const stateFile = resolvePath(this.#options.stateFile);
+    const path = `${stateFile}.source-${this.#sources.length + 1}.jsonl`;
+    const recorded = existsSync(stateFile) ? readStateFile(stateFile).sources[this.#sources.length] : undefined;
+    if (!(recorded?.kind === "recorded" && recorded.path === path && existsSync(path))) {
+      mkdirSync(dirname(path), { recursive: true });
+      const tmp = `${path}.${process.pid}.tmp`;
+      const out = createWriteStream(tmp, { mode: 0o600 });
+      try {
+        for await (const job of source) {
+          // An item JSON cannot hold (undefined, a function) is recorded as null, which the check refuses.
+          if (!out.write((JSON.stringify(job) ?? "null") + "\n")) await once(out, "drain");
+        }
+      } finally {
+        out.end();
+        await once(out, "close");
+      }
+      renameSync(tmp, path);
+    }
+    await this.#addFile(path, "recorded", true);
+  }
+
   /** Start the run (or resume it from the state file). `{ wait: true }`: resolve when complete. */
   run(options: { wait: true }): Promise<BatchRun>;
   run(options?: { wait?: false }): BatchRun;
   run(options?: { wait?: boolean }): BatchRun | Promise<BatchRun> {
+    const sources = this.#sources.map((file) => file.source);
+    this.#checkSources(sources);
     const prepared = this.#prepare();
-    const run = new BatchRun(this.#options, prepared, this.#costLimitUsd, this.#observers);
+    const run = new BatchRun(this.#options, prepared, this.#costLimitUsd, this.#observers, sources);
     return options?.wait ? run.wait().then(() => run) : run;
+  }
+
+  /** A resume must read the sources its state file records, unchanged (the core's rule). */
+  #checkSources(sources: JobSource[]): void {
+    const stateFile = resolvePath(this.#options.stateFile);
+    for (const file of this.#sources) {
+      // Cheap: the file's size, against what addJobs() read (the hash was taken then).
+      const bytes = existsSync(file.source.path) ? statSize(file.source.path) : -1;
+      if (bytes !== file.source.bytes) {
+        throw new SourceChangedError(
+          file.source.path,
+          `\`${file.source.path}\` changed since addJobs() read it: it had ${file.source.bytes} bytes; it now ${bytes < 0 ? "is missing" : `has ${bytes}`}`,
+        );
+      }
+    }
+    if (!existsSync(stateFile)) return;
+    const recorded = readStateFile(stateFile).sources;
+    const answer = JSON.parse(loadJobsBackend().jobCheckSources(JSON.stringify(recorded), JSON.stringify(sources))) as { ok: true } | (CoreRefusal & { path?: string });
+    if (answer.ok) return;
+    if (answer.code === "ERR_BATCHLING_SOURCE_CHANGED") {
+      throw new SourceChangedError(answer.path ?? "", `cannot resume the run in ${stateFile}: ${answer.error}`);
+    }
+    throw refusalError(answer);
+  }
+
+  /** A job of a source file: its line, read again. */
+  #readLine(line: SourceLine): JobInput {
+    const file = line.file;
+    file.fd ??= openSync(file.source.path, "r");
+    const bytes = Buffer.allocUnsafe(line.length);
+    readSync(file.fd, bytes, 0, line.length, line.offset);
+    return { ...(JSON.parse(bytes.toString("utf8")) as JobInput), id: line.id };
   }
 
   /** Build every job's request now: any bad job fails the run before anything is sent. */
   #prepare(): PreparedJob[] {
+    try {
+      return this.#prepareJobs();
+    } finally {
+      for (const file of this.#sources) {
+        if (file.fd !== undefined) closeSync(file.fd);
+        file.fd = undefined;
+      }
+    }
+  }
+
+  #prepareJobs(): PreparedJob[] {
     const core = loadJobsBackend();
-    return this.#jobs.map((job) => {
+    return this.#jobs.map((slot) => {
+      const job = slot instanceof SourceLine ? this.#readLine(slot) : slot;
       const merged = { ...this.#defaults, ...job };
       const model = merged.model;
       if (typeof model !== "string") {
@@ -304,6 +555,38 @@ export class Batch {
     // The core trims a trailing slash.
     const baseUrl = settings?.baseURL ?? env(info?.baseUrlEnv) ?? info?.defaultBaseUrl ?? "";
     return { baseUrl, apiKey };
+  }
+}
+
+function statSize(path: string): number {
+  const fd = openSync(path, "r");
+  try {
+    return fstatSync(fd).size;
+  } finally {
+    closeSync(fd);
+  }
+}
+
+/** The bad jobs of one `addJobs()` source, the first `MAX_JOB_PROBLEMS` kept, all counted. */
+class Problems {
+  readonly #list: JobProblem[] = [];
+  #count = 0;
+  constructor(readonly source: string) {}
+
+  add(position: { line?: number; index?: number }, error: unknown, job: unknown): void {
+    this.#count++;
+    if (this.#list.length >= MAX_JOB_PROBLEMS) return;
+    const id = job !== null && typeof job === "object" ? (job as { id?: unknown }).id : undefined;
+    this.#list.push({
+      ...position,
+      ...(typeof id === "string" ? { jobId: id } : {}),
+      code: error instanceof BatchlingError ? error.code : "ERR_BATCHLING_INVALID_JOB",
+      message: error instanceof Error ? error.message : String(error),
+    });
+  }
+
+  throwIfAny(): void {
+    if (this.#count > 0) throw new InvalidJobsError(this.source, this.#list, this.#count);
   }
 }
 
@@ -351,6 +634,7 @@ export class BatchRun {
   readonly #observers: Observers;
   readonly #done: Promise<void>;
   readonly #startedAt = Date.now();
+  readonly #sources: JobSource[];
   #host: BatchifyHost | undefined;
   #batchesSubmitted = 0;
   #batchesCompleted = 0;
@@ -359,8 +643,9 @@ export class BatchRun {
   #stopping = false;
   #signalHandlers: (() => void) | undefined;
 
-  constructor(options: BatchOptions, jobs: PreparedJob[], costLimitUsd: number | null, observers: Observers) {
+  constructor(options: BatchOptions, jobs: PreparedJob[], costLimitUsd: number | null, observers: Observers, sources: JobSource[]) {
     this.#options = options;
+    this.#sources = sources;
     this.#costLimitUsd = costLimitUsd;
     this.#observers = observers;
     for (const job of jobs) this.#jobs.set(job.id, job);
@@ -489,7 +774,7 @@ export class BatchRun {
     const host = new BatchifyHost(options, {
       engine,
       realFetch: globalThis.fetch.bind(globalThis),
-      journal: new StateFileJournal(resolvePath(this.#options.stateFile), resolvePath(this.#options.resultsDir), [...this.#jobs.keys()]),
+      journal: new StateFileJournal(resolvePath(this.#options.stateFile), resolvePath(this.#options.resultsDir), [...this.#jobs.keys()], this.#sources),
       warn: (message) => process.emitWarning(message, "BatchlingWarning"),
     });
     this.#host = host;

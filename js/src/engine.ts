@@ -83,8 +83,10 @@ export interface JobsBackend {
   jobFileTypes(): string;
   /** `call`: "options" | "defaults" | "costLimit" | "job"; `{ ok: true }` or the refused option. */
   batchCheck(call: string, valueJson: string, jobId: string): string;
-  /** `{ ok, line }`: the state file's header line. */
-  jobStateHeader(resultsDir: string, jobIdsJson: string): string;
+  /** `{ ok, line }`: the state file's header line; `sourcesJson`: a JSON array of JobSource. */
+  jobStateHeader(resultsDir: string, jobIdsJson: string, sourcesJson: string): string;
+  /** `{ ok: true }` or `{ ok: false, code: "ERR_BATCHLING_SOURCE_CHANGED", path, error }`. */
+  jobCheckSources(recordedJson: string, currentJson: string): string;
   /** `{ ok, state: RunState }`. */
   jobReadState(text: string): string;
   /** Whether the state file keeps this engine journal line. */
@@ -102,6 +104,7 @@ const JOBS_FUNCTIONS = [
   "jobFileTypes",
   "batchCheck",
   "jobStateHeader",
+  "jobCheckSources",
   "jobReadState",
   "jobStateKeeps",
   "jobResultFileName",

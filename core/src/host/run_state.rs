@@ -2,10 +2,16 @@
 //! `batchling jobs status|results` agree on them: the state file and the results directory.
 //!
 //! The state file is JSON lines: a header (`{"batchling":"state","version":1,"resultsDir":…,
-//! "jobIds":[…]}`) rewritten when a run starts, then the engine's journal records
+//! "jobIds":[…],"sources":[…]}`) rewritten when a run starts, then the engine's journal records
 //! ([`crate::cache::CacheRecord`]) appended as they are written, answers excepted (those live in
 //! the results directory, one JSON file per job, named by [`result_file_name`]). The host does
 //! the file I/O; these functions only read and write text.
+//!
+//! `sources` (absent in state files from before it, and for runs whose jobs were all added one by
+//! one) records where the jobs came from: a `.jsonl` file the caller named, or an iterable the run
+//! recorded into a file next to the state file, each with its content hash. A resume whose
+//! sources differ from the recorded ones is refused ([`check_sources`]): the submitted batches'
+//! jobs would no longer be the caller's.
 
 use std::collections::HashSet;
 
@@ -37,6 +43,80 @@ pub struct RunState {
     pub journal: Vec<String>,
     /// Distinct provider batches the journal records as submitted.
     pub batches_submitted: usize,
+    /// Where the jobs came from, in the order they were added (empty: none recorded).
+    pub sources: Vec<JobSource>,
+}
+
+/// How a run got a source's jobs.
+#[cfg_attr(test, derive(ts_rs::TS))]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SourceKind {
+    /// A `.jsonl` file the caller named.
+    File,
+    /// An iterable the run recorded, as it read it, into a `.jsonl` file next to the state file.
+    Recorded,
+}
+
+/// A source of jobs as the state file records it: enough to tell, on a resume, that it is the
+/// same content.
+#[cfg_attr(test, derive(ts_rs::TS))]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct JobSource {
+    pub kind: SourceKind,
+    /// The file's absolute path.
+    pub path: String,
+    /// The SHA-256 of the file's bytes, as lowercase hex.
+    pub sha256: String,
+    /// The file's size.
+    pub bytes: u64,
+    /// The jobs it holds (non-blank lines).
+    pub jobs: u64,
+}
+
+/// Why a resume is refused: the source (by path) and what changed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SourceChanged {
+    pub path: String,
+    pub reason: String,
+}
+
+/// Whether a run reading `current` may resume a state that recorded `recorded`: each recorded
+/// source must be read again, at the same position, with the same content. A state with no
+/// sources (older files, jobs added one by one) accepts any; sources added after the recorded
+/// ones are new jobs, accepted.
+pub fn check_sources(recorded: &[JobSource], current: &[JobSource]) -> Result<(), SourceChanged> {
+    for (i, was) in recorded.iter().enumerate() {
+        let changed = |reason: String| SourceChanged {
+            path: was.path.clone(),
+            reason,
+        };
+        let Some(now) = current.get(i) else {
+            return Err(changed(format!(
+                "the run started with job source {} `{}`, which this run does not read (it reads {} source{})",
+                i + 1,
+                was.path,
+                current.len(),
+                if current.len() == 1 { "" } else { "s" }
+            )));
+        };
+        if now.kind != was.kind || now.path != was.path {
+            return Err(changed(format!(
+                "the run started reading job source {} from `{}`; this run reads `{}`",
+                i + 1,
+                was.path,
+                now.path
+            )));
+        }
+        if now.sha256 != was.sha256 || now.bytes != was.bytes {
+            return Err(changed(format!(
+                "`{}` changed since the run started: it had {} bytes, {} jobs, sha256 {}; it now has {} bytes, {} jobs, sha256 {}. Restore it, or start a new run with another state file",
+                was.path, was.bytes, was.jobs, was.sha256, now.bytes, now.jobs, now.sha256
+            )));
+        }
+    }
+    Ok(())
 }
 
 /// What the results directory says about a run's jobs.
@@ -65,15 +145,19 @@ struct StateHeader<'a> {
     version: u32,
     results_dir: &'a str,
     job_ids: &'a [String],
+    #[serde(skip_serializing_if = "<[JobSource]>::is_empty")]
+    sources: &'a [JobSource],
 }
 
-/// The state file's first line for a run of `job_ids` writing into `results_dir`.
-pub fn header_line(results_dir: &str, job_ids: &[String]) -> String {
+/// The state file's first line for a run of `job_ids` (from `sources`, if any) writing into
+/// `results_dir`.
+pub fn header_line(results_dir: &str, job_ids: &[String], sources: &[JobSource]) -> String {
     serde_json::to_string(&StateHeader {
         batchling: "state",
         version: STATE_VERSION,
         results_dir,
         job_ids,
+        sources,
     })
     .expect("a header serializes")
 }
@@ -102,6 +186,11 @@ pub fn read_state(text: &str) -> Result<RunState, String> {
         .get("jobIds")
         .and_then(|ids| serde_json::from_value(ids.clone()).ok())
         .ok_or("`jobIds` is missing or not a list of strings")?;
+    let sources: Vec<JobSource> = match header.get("sources") {
+        None => Vec::new(),
+        Some(sources) => serde_json::from_value(sources.clone())
+            .map_err(|e| format!("`sources` is not a list of job sources: {e}"))?,
+    };
     let journal: Vec<String> = lines
         .filter(|line| !line.trim().is_empty())
         .map(str::to_string)
@@ -113,6 +202,7 @@ pub fn read_state(text: &str) -> Result<RunState, String> {
         results_dir,
         job_ids,
         journal,
+        sources,
     })
 }
 
@@ -244,11 +334,39 @@ pub fn summarize_results(
 // ---- JSON in, JSON out, for the bindings --------------------------------------------------
 
 /// `{"ok":true,"line":…}`: the header line ([`header_line`]); `job_ids_json` is a JSON array of
-/// strings.
-pub fn header_line_json(results_dir: &str, job_ids_json: &str) -> String {
-    match serde_json::from_str::<Vec<String>>(job_ids_json) {
-        Ok(ids) => json!({ "ok": true, "line": header_line(results_dir, &ids) }).to_string(),
-        Err(e) => refusal("ERR_BATCHLING_INVALID_STATE", format!("bad job ids: {e}")),
+/// strings, `sources_json` one of [`JobSource`]s.
+pub fn header_line_json(results_dir: &str, job_ids_json: &str, sources_json: &str) -> String {
+    let ids = match serde_json::from_str::<Vec<String>>(job_ids_json) {
+        Ok(ids) => ids,
+        Err(e) => return refusal("ERR_BATCHLING_INVALID_STATE", format!("bad job ids: {e}")),
+    };
+    match serde_json::from_str::<Vec<JobSource>>(sources_json) {
+        Ok(sources) => {
+            json!({ "ok": true, "line": header_line(results_dir, &ids, &sources) }).to_string()
+        }
+        Err(e) => refusal("ERR_BATCHLING_INVALID_STATE", format!("bad sources: {e}")),
+    }
+}
+
+/// [`check_sources`] on two JSON arrays of [`JobSource`]s: `{"ok":true}` or
+/// `{"ok":false,"code":"ERR_BATCHLING_SOURCE_CHANGED","path":…,"error":…}`.
+pub fn check_sources_json(recorded_json: &str, current_json: &str) -> String {
+    let parse = |text: &str| serde_json::from_str::<Vec<JobSource>>(text);
+    let (recorded, current) = match (parse(recorded_json), parse(current_json)) {
+        (Ok(recorded), Ok(current)) => (recorded, current),
+        (Err(e), _) | (_, Err(e)) => {
+            return refusal("ERR_BATCHLING_INVALID_STATE", format!("bad sources: {e}"))
+        }
+    };
+    match check_sources(&recorded, &current) {
+        Ok(()) => json!({ "ok": true }).to_string(),
+        Err(changed) => json!({
+            "ok": false,
+            "code": "ERR_BATCHLING_SOURCE_CHANGED",
+            "path": changed.path,
+            "error": changed.reason,
+        })
+        .to_string(),
     }
 }
 
@@ -306,7 +424,7 @@ mod tests {
         let ids = vec!["a".to_string(), "b/c".to_string()];
         let text = format!(
             "{}\n{SUBMITTED}\n\n{SUBMITTED}\n{{torn\n",
-            header_line("/r", &ids)
+            header_line("/r", &ids, &[])
         );
         let state = read_state(&text).unwrap();
         assert_eq!(state.results_dir, "/r");
@@ -314,7 +432,69 @@ mod tests {
         assert_eq!(state.journal.len(), 3);
         assert_eq!(state.batches_submitted, 1);
         assert_eq!(state.result_files[0], "a.json");
+        assert!(state.sources.is_empty());
+        assert!(!text.contains("sources"), "no sources: no key, as before");
         assert!(state.result_files[1].starts_with("b_c-"));
+    }
+
+    fn source(path: &str, sha: &str, bytes: u64) -> JobSource {
+        JobSource {
+            kind: SourceKind::File,
+            path: path.into(),
+            sha256: sha.into(),
+            bytes,
+            jobs: 2,
+        }
+    }
+
+    #[test]
+    fn sources_read_back_and_an_old_header_has_none() {
+        let sources = vec![source("/in/jobs.jsonl", "ab", 10)];
+        let line = header_line("/r", &["a".into()], &sources);
+        assert!(line.contains(r#""sources":[{"kind":"file","path":"/in/jobs.jsonl","sha256":"ab","bytes":10,"jobs":2}]"#));
+        assert_eq!(read_state(&line).unwrap().sources, sources);
+        let old = r#"{"batchling":"state","version":1,"resultsDir":"/r","jobIds":["a"]}"#;
+        assert_eq!(read_state(old).unwrap().sources, vec![]);
+        assert!(
+            read_state(&old.replace("]}", r#"],"sources":[{"kind":"tape"}]}"#))
+                .unwrap_err()
+                .starts_with("`sources` is not a list of job sources: ")
+        );
+    }
+
+    #[test]
+    fn a_resume_needs_the_recorded_sources_unchanged() {
+        let was = vec![source("/in/a.jsonl", "aa", 10)];
+        assert_eq!(check_sources(&[], &was), Ok(()), "an old state takes any");
+        assert_eq!(check_sources(&was, &was), Ok(()));
+        let more = vec![was[0].clone(), source("/in/b.jsonl", "bb", 3)];
+        assert_eq!(check_sources(&was, &more), Ok(()), "a new source adds jobs");
+        let edited = check_sources(&was, &[source("/in/a.jsonl", "cc", 11)]).unwrap_err();
+        assert_eq!(edited.path, "/in/a.jsonl");
+        assert!(edited.reason.starts_with("`/in/a.jsonl` changed since the run started: it had 10 bytes, 2 jobs, sha256 aa; it now has 11 bytes"), "{}", edited.reason);
+        let moved = check_sources(&was, &[source("/in/c.jsonl", "aa", 10)]).unwrap_err();
+        assert!(moved
+            .reason
+            .contains("from `/in/a.jsonl`; this run reads `/in/c.jsonl`"));
+        let recorded = JobSource {
+            kind: SourceKind::Recorded,
+            ..was[0].clone()
+        };
+        assert!(
+            check_sources(&was, &[recorded]).is_err(),
+            "a file is not a recording"
+        );
+        let gone = check_sources(&was, &[]).unwrap_err();
+        assert!(gone
+            .reason
+            .contains("which this run does not read (it reads 0 sources)"));
+        let answer: Value = serde_json::from_str(&check_sources_json(
+            &serde_json::to_string(&was).unwrap(),
+            "[]",
+        ))
+        .unwrap();
+        assert_eq!(answer["code"], "ERR_BATCHLING_SOURCE_CHANGED");
+        assert_eq!(answer["path"], "/in/a.jsonl");
     }
 
     #[test]

@@ -10,7 +10,7 @@ mod tests {
 
     use crate::batcher::{HostBatcherOptions, Status};
     use crate::host::jobs::{FileType, JobProvider};
-    use crate::host::run_state::{RunState, RunSummary};
+    use crate::host::run_state::{JobSource, RunState, RunSummary, SourceKind};
     use crate::host::wire;
     use crate::interceptor::{
         FailCode, InterceptorOptions, LifecycleEvent, Output, QueueReport, SerializableRequest,
@@ -50,6 +50,8 @@ mod tests {
             JobResult::decl(&cfg),
             JobProvider::decl(&cfg),
             FileType::decl(&cfg),
+            SourceKind::decl(&cfg),
+            JobSource::decl(&cfg),
             RunState::decl(&cfg),
             RunSummary::decl(&cfg),
         ];

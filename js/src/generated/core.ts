@@ -215,6 +215,26 @@ apiKeyEnv: string | null, baseUrlEnv: string | null, };
 
 export type FileType = { extension: string, mediaType: string, };
 
+export type SourceKind = "file" | "recorded";
+
+export type JobSource = { kind: SourceKind, 
+/**
+ * The file's absolute path.
+ */
+path: string, 
+/**
+ * The SHA-256 of the file's bytes, as lowercase hex.
+ */
+sha256: string, 
+/**
+ * The file's size.
+ */
+bytes: number, 
+/**
+ * The jobs it holds (non-blank lines).
+ */
+jobs: number, };
+
 export type RunState = { version: number, 
 /**
  * Where the run writes its results.
@@ -235,7 +255,11 @@ journal: Array<string>,
 /**
  * Distinct provider batches the journal records as submitted.
  */
-batchesSubmitted: number, };
+batchesSubmitted: number, 
+/**
+ * Where the jobs came from, in the order they were added (empty: none recorded).
+ */
+sources: Array<JobSource>, };
 
 export type RunSummary = { jobs: number, 
 /**
