@@ -8,7 +8,8 @@ import { createHash } from "node:crypto";
 import { existsSync, mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { spawn } from "node:child_process";
+import { execFileSync, spawn } from "node:child_process";
+import { fileURLToPath } from "node:url";
 import { startFakeProvider } from "./fake-provider/server.mjs";
 import { Batch, BatchlingError, InvalidJobsError, SourceChangedError, readStateFile } from "../dist/index.js";
 
@@ -166,8 +167,15 @@ test("2,000 jobs from a .jsonl file: every job answered once; the state file rec
   assert.equal(relogged.length, 2000);
   assertAnswered(byId(relogged), 2000);
 
+  // The header counts the source's jobs but does not list them: it stays small.
   const state = readStateFile(stateFile);
-  assert.equal(state.jobIds.length, 2000);
+  assert.equal(state.jobs, 2000);
+  assert.deepEqual(state.jobIds, []);
+  assert.ok(Buffer.byteLength(readFileSync(stateFile, "utf8").split("\n")[0]) < 1024);
+  // batchling jobs status|results read results.jsonl for the source's jobs.
+  const cli = (args) => execFileSync(process.execPath, [fileURLToPath(new URL("../dist/cli.js", import.meta.url)), "jobs", ...args], { encoding: "utf8" });
+  assert.match(cli(["status", stateFile]), /jobs: +2000\ncompleted: +2000\nfailed: +0\npending: +0\n/);
+  assert.deepEqual(byId(JSON.parse(cli(["results", stateFile]))), resumed.results());
   assert.deepEqual(state.sources, [
     { kind: "file", path: source, sha256: createHash("sha256").update(text).digest("hex"), bytes: Buffer.byteLength(text), jobs: 2000 },
   ]);

@@ -195,7 +195,8 @@ function checkOptions(call: "options" | "defaults" | "costLimit" | "job", value:
 }
 
 /**
- * The state file, as JSON lines: a header line (`resultsDir`, the job ids) written atomically
+ * The state file, as JSON lines: a header line (`resultsDir`, the number of jobs, the ids of
+ * those added one by one, each source: a source's jobs are its lines, not listed) written atomically
  * (temporary file + rename) when a run starts, then one line per engine journal record,
  * appended after each submission and each batch that ends. Appending keeps every save
  * proportional to what it records: rewriting the whole state per save made a run quadratic
@@ -214,6 +215,7 @@ class StateFileJournal implements JournalStore {
   constructor(
     readonly path: string,
     readonly resultsDir: string,
+    /** The ids of the jobs added one by one (not from a source). */
     readonly jobIds: string[],
     readonly sources: JobSource[],
   ) {}
@@ -918,7 +920,7 @@ export class BatchRun {
     const host = new BatchifyHost(options, {
       engine,
       realFetch: globalThis.fetch.bind(globalThis),
-      journal: new StateFileJournal(resolvePath(this.#options.stateFile), resolvePath(this.#options.resultsDir), this.#jobs.slots.map((slot) => slot.id!), this.#sources),
+      journal: new StateFileJournal(resolvePath(this.#options.stateFile), resolvePath(this.#options.resultsDir), this.#jobs.inline, this.#sources),
       warn: (message) => process.emitWarning(message, "BatchlingWarning"),
     });
     this.#host = host;

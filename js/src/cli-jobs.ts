@@ -74,7 +74,7 @@ function loadState(path: string): StateFile {
 }
 
 /** The finished jobs' results and the run's summary (by the core): the jobs the state header
- * lists in their order, then the others in the order they finished. A job's result is its line
+ * lists (those added one by one) in their order, then the others in the order they finished. A job's result is its line
  * in `results.jsonl` (the first, if several), else its own JSON file (runs that wrote them). */
 function loadResults(state: StateFile): { results: JobResult[]; summary: RunSummary } {
   const log = join(state.resultsDir, RESULTS_LOG);
@@ -106,11 +106,17 @@ function loadResults(state: StateFile): { results: JobResult[]; summary: RunSumm
     paths.push(text === undefined ? path : null);
     texts.push(text ?? (existsSync(path) ? readFileSync(path, "utf8") : null));
   });
-  for (const [id, text] of fromLog) {
-    ids.push(id);
-    paths.push(null);
-    texts.push(text);
+  // A source's jobs are not listed: the ones with a result, in the order they finished, and
+  // the rest pending. (When the header lists every job, other ids are another run's.)
+  if (state.jobs > state.jobIds.length) {
+    for (const [id, text] of fromLog) {
+      if (texts.length >= state.jobs) break;
+      ids.push(id);
+      paths.push(null);
+      texts.push(text);
+    }
   }
+  while (texts.length < state.jobs) texts.push(null);
   try {
     const { results, summary } = readResultFiles(texts);
     return { results: results.filter((r): r is JobResult => r !== null), summary };
