@@ -181,6 +181,27 @@ test("2,000 jobs from a .jsonl file: every job answered once; the state file rec
   ]);
 });
 
+test("jobs in flight are bounded by itemsPerBatch x maxConcurrent; jobs of two models interleaved do not stall the run", async () => {
+  const { stateFile, resultsDir, source } = paths();
+  // Alternating models: two forming batches share the window, neither fills it on its own.
+  const models = ["gpt-4o-mini", "gpt-4.1-mini"];
+  writeFileSync(source, Array.from({ length: 20 }, (_, i) => jobLine(i, { model: models[i % 2] })).join("\n") + "\n");
+  const batch = new Batch({ stateFile, resultsDir, itemsPerBatch: 3, maxConcurrent: 1, pollIntervalMs: 10, providers: providers() });
+  await batch.addJobs(source);
+  let inFlight = 0;
+  let most = 0;
+  batch.onEvent((e) => {
+    if (e.kind === "requestQueued" || e.kind === "cacheHit") most = Math.max(most, ++inFlight);
+    if (e.kind === "jobFinished") inFlight--;
+  });
+  const run = await batch.run({ wait: true });
+  assertAnswered(run.results(), 20);
+  assertEveryJobOnce(20);
+  assert.ok(most <= 3, `at most 3 jobs in flight, saw ${most}`);
+  for (const record of fake.batches.values()) assert.ok(record.requests.length <= 3);
+  assert.deepEqual(new Set([...fake.batches.values()].map((b) => b.model)), new Set(models));
+});
+
 test("arrays and sync iterables: ids continue from addJob; CRLF and blank lines in a file are fine", async () => {
   const { stateFile, resultsDir, source } = paths();
   writeFileSync(source, `${jobLine(3)}\r\n\r\n${jobLine(4)}`); // no final newline
