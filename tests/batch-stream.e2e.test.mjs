@@ -202,6 +202,19 @@ test("jobs in flight are bounded by itemsPerBatch x maxConcurrent; jobs of two m
   assert.deepEqual(new Set([...fake.batches.values()].map((b) => b.model)), new Set(models));
 });
 
+test("a job that no longer builds when its batch forms (its file deleted after run() checked it) stops the run with that error; the jobs before it keep their results", async () => {
+  const { dir, stateFile, resultsDir } = paths();
+  const notes = join(dir, "notes.txt");
+  writeFileSync(notes, "some notes");
+  const batch = new Batch({ stateFile, resultsDir, itemsPerBatch: 1, maxConcurrent: 1, pollIntervalMs: 10, providers: providers() });
+  await batch.addJobs([JSON.parse(jobLine(0)), JSON.parse(jobLine(1)), { id: "j2", model: "gpt-4o-mini", file: notes, prompt: "Summarise" }]);
+  const run = batch.run();
+  rmSync(notes); // j2 is built after j0 and j1 have finished: the window holds one job
+  await assert.rejects(run.wait(), (e) => e.code === "ERR_BATCHLING_INVALID_JOB" && /job `j2`: file not found/.test(e.message));
+  assertAnswered(run.results(), 2);
+  assert.equal(run.status().pending, 1);
+});
+
 test("arrays and sync iterables: ids continue from addJob; CRLF and blank lines in a file are fine", async () => {
   const { stateFile, resultsDir, source } = paths();
   writeFileSync(source, `${jobLine(3)}\r\n\r\n${jobLine(4)}`); // no final newline

@@ -932,6 +932,9 @@ export class BatchRun {
     let inFlight = 0;
     let wake: (() => void) | undefined;
     const roomOrDone = () => new Promise<void>((resolve) => (wake = resolve));
+    // A job that no longer builds (its source line or file changed since run() checked it) stops
+    // the run: the jobs in flight finish, and the error is the run's.
+    let failure: { error: unknown } | undefined;
     try {
       for (let index = 0; index < this.#status.length && !this.#stopping; index++) {
         if (this.#status[index] !== PENDING) continue;
@@ -947,14 +950,17 @@ export class BatchRun {
           wake?.();
         });
       }
-      host.flushWhenSubmitted();
-      while (inFlight > 0) await roomOrDone();
+    } catch (error) {
+      failure = { error };
     } finally {
       this.#jobs.close();
     }
+    host.flushWhenSubmitted();
+    while (inFlight > 0) await roomOrDone();
     closeSync(log);
     await host.close();
     this.#signalHandlers?.();
+    if (failure) throw failure.error;
   }
 
   async #runJob(host: BatchifyHost, index: number, job: PreparedJob, log: number): Promise<void> {
