@@ -1,8 +1,7 @@
 // node bench/batch-jobs-memory.mjs: a Batch run of N short chat jobs from a .jsonl source
 // (gpt-4o-mini, itemsPerBatch 1000, maxConcurrent 10, pollIntervalMs 20) against the fake
 // provider in another process; prints wall time, CPU per job in the runner, the runner's peak
-// JS heap (sampled every 50 ms) and the state file's size. Peak RSS: run it under
-// `/usr/bin/time -f %M`. Env: N (20000); BATCHLING_ROOT, a checkout with a built dist/ to
+// JS heap and RSS (sampled every 50 ms) and the state file's size. Env: N (20000); BATCHLING_ROOT, a checkout with a built dist/ to
 // measure instead of this one (e.g. an older commit, side by side).
 import { mkdtempSync, rmSync, statSync, writeFileSync } from "node:fs";
 import { spawn } from "node:child_process";
@@ -33,7 +32,12 @@ try {
   const batch = new Batch({ stateFile, resultsDir: join(dir, "results"), itemsPerBatch: 1000, maxConcurrent: 10, pollIntervalMs: 20, providers: { openai: { apiKey: "sk-test", baseURL: `${url}/v1` } } });
   await batch.addJobs(source);
   let peakHeap = 0;
-  const timer = setInterval(() => (peakHeap = Math.max(peakHeap, process.memoryUsage().heapUsed)), 50);
+  let peakRss = 0;
+  const timer = setInterval(() => {
+    const { heapUsed, rss } = process.memoryUsage();
+    peakHeap = Math.max(peakHeap, heapUsed);
+    peakRss = Math.max(peakRss, rss);
+  }, 50);
   const run = await batch.run({ wait: true });
   clearInterval(timer);
   const cpu = process.cpuUsage(cpu0);
@@ -44,6 +48,7 @@ try {
       wallS: Number(((performance.now() - t0) / 1000).toFixed(1)),
       cpuUsPerJob: Math.round((cpu.user + cpu.system) / N),
       peakHeapMiB: Math.round(peakHeap / 2 ** 20),
+      peakRssMiB: Math.round(peakRss / 2 ** 20),
       stateFileBytes: statSync(stateFile).size,
     }),
   );
