@@ -5,10 +5,11 @@
 import { test, before, after, beforeEach } from "node:test";
 import assert from "node:assert/strict";
 import { createHash } from "node:crypto";
-import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { existsSync, mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { spawn } from "node:child_process";
+import { execFileSync, spawn } from "node:child_process";
+import { fileURLToPath } from "node:url";
 import { startFakeProvider } from "./fake-provider/server.mjs";
 import { Batch, BatchlingError, InvalidJobsError, SourceChangedError, readStateFile } from "../dist/index.js";
 
@@ -53,6 +54,7 @@ function assertEveryJobOnce(n) {
   assert.equal(counts.size, n, "every job was submitted");
   for (const [prompt, count] of counts) assert.equal(count, 1, `\`${prompt}\` submitted ${count} times`);
 }
+const byId = (results) => Object.fromEntries(results.map((r) => [r.jobId, r]));
 function assertAnswered(results, n) {
   assert.equal(Object.keys(results).length, n);
   for (let i = 0; i < n; i++) {
@@ -69,7 +71,7 @@ function childScript(dir, sourceExpression) {
   writeFileSync(
     script,
     `import { Batch } from ${JSON.stringify(dist)};
-     const batch = new Batch({ stateFile: process.env.STATE, resultsDir: process.env.RESULTS, itemsPerBatch: 10, maxConcurrent: 1, pollIntervalMs: 20, providers: JSON.parse(process.env.PROVIDERS) });
+     const batch = new Batch({ stateFile: process.env.STATE, resultsDir: process.env.RESULTS, resultFiles: process.env.RESULT_FILES, itemsPerBatch: 10, maxConcurrent: 1, pollIntervalMs: 20, providers: JSON.parse(process.env.PROVIDERS) });
      async function* generated() {
        if (process.env.RESUMING) throw new Error("the resume read the generator again");
        for (let i = 0; i < 30; i++) yield { id: "j" + i, model: "gpt-4o-mini", messages: [{ role: "user", content: "stream " + i }] };
@@ -128,11 +130,89 @@ test("2,000 jobs from a .jsonl file: every job answered once; the state file rec
   const [first] = fake.batches.values();
   const body = (r) => (typeof r.body === "string" ? JSON.parse(r.body) : r.body);
   assert.deepEqual(body(first.requests[0]).messages[0], { role: "system", content: "é".repeat(300) });
+  // Results went to results.jsonl, one line per job, and no file per job (the default).
+  assert.deepEqual(readdirSync(resultsDir), ["results.jsonl"]);
+  const logged = readFileSync(join(resultsDir, "results.jsonl"), "utf8").split("\n");
+  assert.equal(logged.pop(), "", "the log ends with a newline");
+  assert.equal(logged.length, 2000);
+  assert.deepEqual(byId(logged.map((l) => JSON.parse(l))), run.results());
+  const streamed = [];
+  for await (const result of run.iterResults()) streamed.push(result);
+  assert.equal(streamed.length, 2000);
+  assert.deepEqual(byId(streamed), run.results());
+  assert.deepEqual(JSON.parse(run.export("json")).length, 2000);
+
+  // Results already in results.jsonl count as done; a torn last line is cut off with a warning.
+  // The state file still records the 4 submitted batches: the other jobs' answers are fetched
+  // again from them, and nothing is submitted.
+  const kept = logged.slice(0, 1500);
+  writeFileSync(join(resultsDir, "results.jsonl"), kept.join("\n") + "\n" + logged[1500].slice(0, 40));
+  const warnings = [];
+  const onWarning = (w) => warnings.push(w.message);
+  process.on("warning", onWarning);
+  const finished = [];
+  const again = new Batch({ stateFile, resultsDir, itemsPerBatch: 500, maxConcurrent: 4, pollIntervalMs: 10, providers: providers() });
+  await again.addJobs(source);
+  again.onEvent((e) => e.kind === "jobFinished" && finished.push(e.jobId));
+  const resumed = again.run();
+  assert.equal(resumed.status().completed, 1500, "the logged results count as done before anything runs");
+  await resumed.wait();
+  await new Promise((r) => setImmediate(r));
+  process.off("warning", onWarning);
+  assert.ok(warnings.some((m) => /results\.jsonl: its last line is torn \(40 bytes/.test(m)), warnings.join("; "));
+  assert.equal(finished.length, 500, "only the jobs without a logged result ran");
+  assert.equal(fake.batches.size, 4, "nothing new submitted");
+  assert.equal(resumed.status().completed, 2000);
+  const relogged = readFileSync(join(resultsDir, "results.jsonl"), "utf8").trim().split("\n").map((l) => JSON.parse(l));
+  assert.equal(relogged.length, 2000);
+  assertAnswered(byId(relogged), 2000);
+
+  // The header counts the source's jobs but does not list them: it stays small.
   const state = readStateFile(stateFile);
-  assert.equal(state.jobIds.length, 2000);
+  assert.equal(state.jobs, 2000);
+  assert.deepEqual(state.jobIds, []);
+  assert.ok(Buffer.byteLength(readFileSync(stateFile, "utf8").split("\n")[0]) < 1024);
+  // batchling jobs status|results read results.jsonl for the source's jobs.
+  const cli = (args) => execFileSync(process.execPath, [fileURLToPath(new URL("../dist/cli.js", import.meta.url)), "jobs", ...args], { encoding: "utf8" });
+  assert.match(cli(["status", stateFile]), /jobs: +2000\ncompleted: +2000\nfailed: +0\npending: +0\n/);
+  assert.deepEqual(byId(JSON.parse(cli(["results", stateFile]))), resumed.results());
   assert.deepEqual(state.sources, [
     { kind: "file", path: source, sha256: createHash("sha256").update(text).digest("hex"), bytes: Buffer.byteLength(text), jobs: 2000 },
   ]);
+});
+
+test("jobs in flight are bounded by itemsPerBatch x maxConcurrent; jobs of two models interleaved do not stall the run", async () => {
+  const { stateFile, resultsDir, source } = paths();
+  // Alternating models: two forming batches share the window, neither fills it on its own.
+  const models = ["gpt-4o-mini", "gpt-4.1-mini"];
+  writeFileSync(source, Array.from({ length: 20 }, (_, i) => jobLine(i, { model: models[i % 2] })).join("\n") + "\n");
+  const batch = new Batch({ stateFile, resultsDir, itemsPerBatch: 3, maxConcurrent: 1, pollIntervalMs: 10, providers: providers() });
+  await batch.addJobs(source);
+  let inFlight = 0;
+  let most = 0;
+  batch.onEvent((e) => {
+    if (e.kind === "requestQueued" || e.kind === "cacheHit") most = Math.max(most, ++inFlight);
+    if (e.kind === "jobFinished") inFlight--;
+  });
+  const run = await batch.run({ wait: true });
+  assertAnswered(run.results(), 20);
+  assertEveryJobOnce(20);
+  assert.ok(most <= 3, `at most 3 jobs in flight, saw ${most}`);
+  for (const record of fake.batches.values()) assert.ok(record.requests.length <= 3);
+  assert.deepEqual(new Set([...fake.batches.values()].map((b) => b.model)), new Set(models));
+});
+
+test("a job that no longer builds when its batch forms (its file deleted after run() checked it) stops the run with that error; the jobs before it keep their results", async () => {
+  const { dir, stateFile, resultsDir } = paths();
+  const notes = join(dir, "notes.txt");
+  writeFileSync(notes, "some notes");
+  const batch = new Batch({ stateFile, resultsDir, itemsPerBatch: 1, maxConcurrent: 1, pollIntervalMs: 10, providers: providers() });
+  await batch.addJobs([JSON.parse(jobLine(0)), JSON.parse(jobLine(1)), { id: "j2", model: "gpt-4o-mini", file: notes, prompt: "Summarise" }]);
+  const run = batch.run();
+  rmSync(notes); // j2 is built after j0 and j1 have finished: the window holds one job
+  await assert.rejects(run.wait(), (e) => e.code === "ERR_BATCHLING_INVALID_JOB" && /job `j2`: file not found/.test(e.message));
+  assertAnswered(run.results(), 2);
+  assert.equal(run.status().pending, 1);
 });
 
 test("arrays and sync iterables: ids continue from addJob; CRLF and blank lines in a file are fine", async () => {
@@ -231,6 +311,8 @@ test("SIGKILL after the first batch of a .jsonl run; a resume with the file edit
   assert.equal(fake.batches.size, 3);
   assertEveryJobOnce(30);
   assertAnswered(results, 30);
+  assert.deepEqual(readdirSync(resultsDir), ["results.jsonl"], "no file per job by default");
+  assert.deepEqual(byId(readFileSync(join(resultsDir, "results.jsonl"), "utf8").trim().split("\n").map((l) => JSON.parse(l))), results);
 });
 
 test("an async generator is recorded next to the state file; after a SIGKILL the resume reads the recording, not the generator", async () => {
@@ -240,9 +322,12 @@ test("an async generator is recorded next to the state file; after a SIGKILL the
   const recording = `${stateFile}.source-1.jsonl`;
   assert.equal(readFileSync(recording, "utf8"), jsonl(30));
   assert.deepEqual(readStateFile(stateFile).sources.map((s) => [s.kind, s.path, s.jobs]), [["recorded", recording, 30]]);
-  const { status, results } = await resume(script, { STATE: stateFile, RESULTS: resultsDir, RESUMING: "1" });
+  const { status, results } = await resume(script, { STATE: stateFile, RESULTS: resultsDir, RESUMING: "1", RESULT_FILES: "per-job" });
   assert.equal(status.completed, 30);
   assertEveryJobOnce(30);
   assertAnswered(results, 30);
+  // Opted in: one JSON file per job as well as results.jsonl, each holding the job's result.
+  assert.deepEqual(readdirSync(resultsDir).sort(), [...Object.keys(results).map((id) => `${id}.json`), "results.jsonl"].sort());
+  for (const id of Object.keys(results)) assert.deepEqual(JSON.parse(readFileSync(join(resultsDir, `${id}.json`), "utf8")), results[id]);
   assert.ok(existsSync(recording));
 });

@@ -93,7 +93,8 @@ function tinyPng() {
 describe("a multi-provider run", () => {
   test("N jobs over OpenAI / Anthropic / Gemini with itemsPerBatch K: batches, results, files, status, exports", async () => {
     const K = 3;
-    const { batch, resultsDir } = newBatch({ itemsPerBatch: K });
+    // Opting in to one JSON file per job (the default is results.jsonl only).
+    const { batch, resultsDir } = newBatch({ itemsPerBatch: K, resultFiles: "per-job" });
     const events = [];
     const progress = [];
     batch
@@ -278,7 +279,7 @@ describe("crash and resume", () => {
     writeFileSync(
       script,
       `import { Batch } from ${JSON.stringify(dist)};
-       const batch = new Batch({ stateFile: process.env.STATE, resultsDir: process.env.RESULTS, itemsPerBatch: 3, pollIntervalMs: 20, providers: JSON.parse(process.env.PROVIDERS) });
+       const batch = new Batch({ stateFile: process.env.STATE, resultsDir: process.env.RESULTS, resultFiles: "per-job", itemsPerBatch: 3, pollIntervalMs: 20, providers: JSON.parse(process.env.PROVIDERS) });
        for (let i = 0; i < 6; i++) batch.addJob({ id: "o" + i, model: "gpt-4o-mini", messages: [{ role: "user", content: "crash o" + i }] });
        for (let i = 0; i < 3; i++) batch.addJob({ id: "a" + i, model: "claude-haiku-4-5", messages: [{ role: "user", content: "crash a" + i }] });
        for (let i = 0; i < 3; i++) batch.addJob({ id: "g" + i, model: "gemini-2.5-flash", messages: [{ role: "user", content: "crash g" + i }] });

@@ -406,6 +406,8 @@ describe("batchling jobs", () => {
       const batch = new Batch({
         stateFile,
         resultsDir: join(dir, "results"),
+        // One JSON file per job too: the tests below also read runs that wrote only those.
+        resultFiles: "per-job",
         pollIntervalMs: 10,
         providers: { openai: { apiKey: "sk-test", baseURL: `${fake.url}/v1` } },
       }).defaults({ model: "gpt-4o-mini" });
@@ -437,17 +439,22 @@ describe("batchling jobs", () => {
     assert.ok(Math.abs(shown - cost) / cost < 0.01, `${f.cost} vs ${cost}`);
   });
 
-  test("status counts a job without a result file as pending (relative state path, from the cwd)", async () => {
+  test("status counts a job without a result as pending; a torn last line of results.jsonl is skipped (relative state path, from the cwd)", async () => {
     const partial = join(dir, "partial");
     mkdirSync(partial, { recursive: true });
     for (const file of readdirSync(join(dir, "results"))) {
-      if (file !== "alpha.json") copyFileSync(join(dir, "results", file), join(partial, file));
+      if (file !== "alpha.json" && file !== "results.jsonl") copyFileSync(join(dir, "results", file), join(partial, file));
     }
+    // results.jsonl without alpha's line, and the start of a line a crash cut short.
+    const lines = readFileSync(join(dir, "results", "results.jsonl"), "utf8").split("\n").filter((l) => l && JSON.parse(l).jobId !== "alpha");
+    assert.equal(lines.length, 3);
+    writeFileSync(join(partial, "results.jsonl"), lines.join("\n") + '\n{"jobId":"alpha","ok":tr');
     const [header, ...journal] = readFileSync(stateFile, "utf8").split("\n");
     const moved = JSON.stringify({ ...JSON.parse(header), resultsDir: partial });
     writeFileSync(join(dir, "partial-state.json"), [moved, ...journal].join("\n"));
     const { code, stdout, stderr } = await runCli(["jobs", "status", "partial-state.json"], { cwd: dir });
     assert.equal(code, 0, stderr);
+    assert.match(stderr, /results\.jsonl: its last line is torn \(\d+ bytes, a run stopped while writing it\): skipped/);
     const f = fields(stdout);
     assert.deepEqual([f.jobs, f.completed, f.failed, f.pending, f.complete], ["4", "2", "1", "1", "no"]);
     const r = await runCli(["jobs", "results", "partial-state.json"], { cwd: dir });

@@ -3,7 +3,7 @@
 // as batchify(), and each answer becomes a result (extracted by the core). This file holds the
 // builder, the state and results files, and progress: no provider logic.
 import { createHash, randomInt } from "node:crypto";
-import { closeSync, createReadStream, createWriteStream, existsSync, fstatSync, mkdirSync, openSync, readFileSync, readSync, renameSync, writeFileSync, appendFileSync } from "node:fs";
+import { closeSync, createReadStream, createWriteStream, existsSync, fstatSync, mkdirSync, openSync, readFileSync, readSync, renameSync, truncateSync, writeFileSync, writeSync, appendFileSync } from "node:fs";
 import { once } from "node:events";
 import { basename, dirname, extname, join, resolve as resolvePath } from "node:path";
 import { BatchifyHost, newEngine, type BatchlingEvent } from "./batchify-host.js";
@@ -38,8 +38,11 @@ export interface ProviderSettings {
 export interface BatchOptions {
   /** The run's state: which jobs went into which provider batch. Resume by running again. */
   stateFile: string;
-  /** One JSON file per job, plus results.jsonl. */
+  /** Where results go: `results.jsonl`, one line per job as it finishes (and one JSON file per
+   * job with `resultFiles: "per-job"`). */
   resultsDir: string;
+  /** `"jsonl"` (default): only `results.jsonl`; `"per-job"`: also one `<jobId>.json` per job. */
+  resultFiles?: "jsonl" | "per-job";
   /** Provider batches in flight at once (default 5). */
   maxConcurrent?: number;
   /** Jobs per provider batch (default 1000). */
@@ -192,7 +195,8 @@ function checkOptions(call: "options" | "defaults" | "costLimit" | "job", value:
 }
 
 /**
- * The state file, as JSON lines: a header line (`resultsDir`, the job ids) written atomically
+ * The state file, as JSON lines: a header line (`resultsDir`, the number of jobs, the ids of
+ * those added one by one, each source: a source's jobs are its lines, not listed) written atomically
  * (temporary file + rename) when a run starts, then one line per engine journal record,
  * appended after each submission and each batch that ends. Appending keeps every save
  * proportional to what it records: rewriting the whole state per save made a run quadratic
@@ -211,6 +215,7 @@ class StateFileJournal implements JournalStore {
   constructor(
     readonly path: string,
     readonly resultsDir: string,
+    /** The ids of the jobs added one by one (not from a source). */
     readonly jobIds: string[],
     readonly sources: JobSource[],
   ) {}
@@ -256,14 +261,25 @@ export function readResultFiles(texts: (string | null)[]): { summary: RunSummary
   return answer;
 }
 
+/** A job ready to send: built when its batch forms, dropped once it has its result. */
 interface PreparedJob {
   id: string;
-  spec: JobSpec;
   specJson: string;
-  provider: ProviderName;
   request: SerializableRequest;
-  estimatedUsd: number | null;
   validate?: (value: unknown) => string | null;
+}
+
+/** A run's jobs as the builder holds them (an inline job, or where its source line is), and how
+ * to build one's request when its batch forms. */
+interface RunJobs {
+  slots: (JobInput | SourceLine)[];
+  /** Each job's id and position in `slots`. */
+  ids: Map<string, number>;
+  /** The ids of the jobs not from a source file (the state header lists those). */
+  inline: string[];
+  build: (slot: JobInput | SourceLine) => PreparedJob;
+  /** Close the source files the builds opened. */
+  close: () => void;
 }
 
 export class Batch {
@@ -272,7 +288,8 @@ export class Batch {
   #costLimitUsd: number | null = null;
   #observers: Observers = { progress: [], events: [] };
   readonly #jobs: (JobInput | SourceLine)[] = [];
-  readonly #ids = new Set<string>();
+  /** Each job's id and its position in `#jobs`. */
+  readonly #ids = new Map<string, number>();
   readonly #sources: SourceFile[] = [];
 
   constructor(options: BatchOptions) {
@@ -314,7 +331,7 @@ export class Batch {
     // Keys and the job's shape (messages, or file + prompt): the core's rules.
     checkOptions("job", job, 1, String(id));
     if (this.#ids.has(id)) throw new InvalidOptionError("job.id", `duplicate job id \`${id}\`: ids must be unique`);
-    this.#ids.add(id);
+    this.#ids.set(id, this.#jobs.length);
     this.#jobs.push({ ...job, id });
     return this;
   }
@@ -367,7 +384,7 @@ export class Batch {
     }
     problems.throwIfAny();
     for (const job of jobs) {
-      this.#ids.add(job.id!);
+      this.#ids.set(job.id!, this.#jobs.length);
       this.#jobs.push(job);
     }
   }
@@ -423,7 +440,7 @@ export class Batch {
     file.source = { kind, path, sha256: hash.digest("hex"), bytes: offset, jobs: lines.length };
     this.#sources.push(file);
     for (const line of lines) {
-      this.#ids.add(line.id);
+      this.#ids.set(line.id, this.#jobs.length);
       this.#jobs.push(line);
     }
   }
@@ -459,8 +476,15 @@ export class Batch {
   run(options?: { wait?: boolean }): BatchRun | Promise<BatchRun> {
     const sources = this.#sources.map((file) => file.source);
     this.#checkSources(sources);
-    const prepared = this.#prepare();
-    const run = new BatchRun(this.#options, prepared, this.#costLimitUsd, this.#observers, sources);
+    this.#validate();
+    const jobs: RunJobs = {
+      slots: this.#jobs.slice(),
+      ids: this.#ids,
+      inline: this.#jobs.filter((slot) => !(slot instanceof SourceLine)).map((slot) => slot.id!),
+      build: (slot) => this.#prepareJob(slot),
+      close: () => this.#closeSources(),
+    };
+    const run = new BatchRun(this.#options, jobs, this.#costLimitUsd, this.#observers, sources);
     return options?.wait ? run.wait().then(() => run) : run;
   }
 
@@ -496,48 +520,49 @@ export class Batch {
     return { ...(JSON.parse(bytes.toString("utf8")) as JobInput), id: line.id };
   }
 
-  /** Build every job's request now: any bad job fails the run before anything is sent. */
-  #prepare(): PreparedJob[] {
+  /** Build every job's request once and keep none: any bad job fails the run before anything
+   * is sent. The run builds each again when its batch forms. */
+  #validate(): void {
     try {
-      return this.#prepareJobs();
+      for (const slot of this.#jobs) this.#prepareJob(slot);
     } finally {
-      for (const file of this.#sources) {
-        if (file.fd !== undefined) closeSync(file.fd);
-        file.fd = undefined;
-      }
+      this.#closeSources();
     }
   }
 
-  #prepareJobs(): PreparedJob[] {
+  #closeSources(): void {
+    for (const file of this.#sources) {
+      if (file.fd !== undefined) closeSync(file.fd);
+      file.fd = undefined;
+    }
+  }
+
+  #prepareJob(slot: JobInput | SourceLine): PreparedJob {
     const core = loadJobsBackend();
-    return this.#jobs.map((slot) => {
-      const job = slot instanceof SourceLine ? this.#readLine(slot) : slot;
-      const merged = { ...this.#defaults, ...job };
-      const model = merged.model;
-      if (typeof model !== "string") {
-        throw new InvalidOptionError("model", `job \`${job.id}\` has no model: set it in defaults() or on the job`);
-      }
-      const schema = responseSchema(job.responseModel);
-      const spec: JobSpec = {
-        id: job.id!,
-        model,
-        messages: job.messages,
-        prompt: job.prompt,
-        file: job.file === undefined ? undefined : readJobFile(job.id!, job.file),
-        system: merged.system,
-        temperature: merged.temperature,
-        maxTokens: merged.maxTokens,
-        responseSchema: schema?.jsonSchema as JsonValue | undefined,
-        extra: merged.extra,
-      };
-      const specJson = JSON.stringify(spec);
-      const routed = coreAnswer<{ provider: ProviderName }>(core.jobProvider(specJson));
-      const endpoint = this.#endpoint(routed.provider, job.id!);
-      const built = coreAnswer<{ request: PreparedJob["request"]; estimatedUsd: number | null }>(
-        core.jobBuildRequest(specJson, JSON.stringify(endpoint)),
-      );
-      return { id: job.id!, spec, specJson, provider: routed.provider, request: built.request, estimatedUsd: built.estimatedUsd, validate: schema?.validate };
-    });
+    const job = slot instanceof SourceLine ? this.#readLine(slot) : slot;
+    const merged = { ...this.#defaults, ...job };
+    const model = merged.model;
+    if (typeof model !== "string") {
+      throw new InvalidOptionError("model", `job \`${job.id}\` has no model: set it in defaults() or on the job`);
+    }
+    const schema = responseSchema(job.responseModel);
+    const spec: JobSpec = {
+      id: job.id!,
+      model,
+      messages: job.messages,
+      prompt: job.prompt,
+      file: job.file === undefined ? undefined : readJobFile(job.id!, job.file),
+      system: merged.system,
+      temperature: merged.temperature,
+      maxTokens: merged.maxTokens,
+      responseSchema: schema?.jsonSchema as JsonValue | undefined,
+      extra: merged.extra,
+    };
+    const specJson = JSON.stringify(spec);
+    const routed = coreAnswer<{ provider: ProviderName }>(core.jobProvider(specJson));
+    const endpoint = this.#endpoint(routed.provider, job.id!);
+    const built = coreAnswer<{ request: PreparedJob["request"] }>(core.jobBuildRequest(specJson, JSON.stringify(endpoint)));
+    return { id: job.id!, specJson, request: built.request, validate: schema?.validate };
   }
 
   /** The caller's settings, else the environment variables the core names, else the default. */
@@ -555,6 +580,60 @@ export class Batch {
     // The core trims a trailing slash.
     const baseUrl = settings?.baseURL ?? env(info?.baseUrlEnv) ?? info?.defaultBaseUrl ?? "";
     return { baseUrl, apiKey };
+  }
+}
+
+/** The results log in a run's results directory: one result per line, in the order they came. */
+export const RESULTS_LOG = "results.jsonl";
+
+/** Calls `fn` with each non-blank line of `path` (none if it does not exist), reading 1 MiB at a
+ * time. A last line without its newline is not passed: it is returned (its offset and length)
+ * as torn, a write a crash cut short. */
+export function forEachLineSync(path: string, fn: (text: string, lineNo: number) => void): { offset: number; bytes: number } | null {
+  if (!existsSync(path)) return null;
+  const fd = openSync(path, "r");
+  try {
+    const chunk = Buffer.allocUnsafe(1 << 20);
+    let carry: Buffer[] = [];
+    let position = 0;
+    let lineStart = 0;
+    let lineNo = 0;
+    for (let read = readSync(fd, chunk, 0, chunk.length, position); read > 0; read = readSync(fd, chunk, 0, chunk.length, position)) {
+      let from = 0;
+      for (let nl = chunk.indexOf(0x0a, from); nl !== -1 && nl < read; nl = chunk.indexOf(0x0a, from)) {
+        const piece = chunk.subarray(from, nl);
+        const text = (carry.length ? Buffer.concat([...carry, piece]) : piece).toString("utf8");
+        carry = [];
+        lineNo++;
+        if (text.trim() !== "") fn(text, lineNo);
+        from = nl + 1;
+        lineStart = position + from;
+      }
+      if (from < read) carry.push(Buffer.from(chunk.subarray(from, read)));
+      position += read;
+    }
+    if (position > lineStart && Buffer.concat(carry).toString("utf8").trim() !== "") return { offset: lineStart, bytes: position - lineStart };
+    return null;
+  } finally {
+    closeSync(fd);
+  }
+}
+
+/** The non-blank lines of `path`, streamed (none if it does not exist); a torn last line (no
+ * newline) is left out. */
+export async function* readLines(path: string): AsyncGenerator<string> {
+  if (!existsSync(path)) return;
+  let carry: Buffer[] = [];
+  for await (const chunk of createReadStream(path, { highWaterMark: 1 << 20 }) as AsyncIterable<Buffer>) {
+    let from = 0;
+    for (let nl = chunk.indexOf(0x0a); nl !== -1; nl = chunk.indexOf(0x0a, from)) {
+      const piece = chunk.subarray(from, nl);
+      const text = (carry.length ? Buffer.concat([...carry, piece]) : piece).toString("utf8");
+      carry = [];
+      from = nl + 1;
+      if (text.trim() !== "") yield text;
+    }
+    if (from < chunk.length) carry.push(chunk.subarray(from));
   }
 }
 
@@ -625,31 +704,48 @@ function responseSchema(model: ResponseModel | undefined): { jsonSchema: unknown
   return { jsonSchema: model };
 }
 
-/** A started (or resumed) run. */
+/** A job's state in a run: one byte per job. */
+const PENDING = 0;
+const OK = 1;
+const FAILED = 2;
+/** Kept from running by the cost limit: failed, but with no result on disk (a later run runs it). */
+const NOT_RUN = 3;
+
+/** A started (or resumed) run. It holds one status byte per job; results go to
+ * `resultsDir/results.jsonl` as they arrive and are read back from there. */
 export class BatchRun {
   readonly #options: BatchOptions;
-  readonly #jobs = new Map<string, PreparedJob>();
-  readonly #results = new Map<string, JobResult>();
+  readonly #jobs: RunJobs;
+  readonly #status: Uint8Array;
   readonly #costLimitUsd: number | null;
   readonly #observers: Observers;
   readonly #done: Promise<void>;
   readonly #startedAt = Date.now();
   readonly #sources: JobSource[];
+  readonly #resultsLog: string;
+  /** Why each not-run job did not run (the cost limit's refusal), by position. */
+  readonly #notRun = new Map<number, string>();
   #host: BatchifyHost | undefined;
+  #completed = 0;
+  #failed = 0;
+  #costUsd = 0;
   #batchesSubmitted = 0;
   #batchesCompleted = 0;
+  /** Provider batches cut and not yet ended: while there are none, only a flush frees room. */
+  #batchesLive = 0;
   #estimatedUsd = 0;
-  #notRunCostLimit = 0;
   #stopping = false;
   #signalHandlers: (() => void) | undefined;
 
-  constructor(options: BatchOptions, jobs: PreparedJob[], costLimitUsd: number | null, observers: Observers, sources: JobSource[]) {
+  constructor(options: BatchOptions, jobs: RunJobs, costLimitUsd: number | null, observers: Observers, sources: JobSource[]) {
     this.#options = options;
+    this.#jobs = jobs;
+    this.#status = new Uint8Array(jobs.slots.length);
     this.#sources = sources;
     this.#costLimitUsd = costLimitUsd;
     this.#observers = observers;
-    for (const job of jobs) this.#jobs.set(job.id, job);
     mkdirSync(options.resultsDir, { recursive: true });
+    this.#resultsLog = join(options.resultsDir, RESULTS_LOG);
     this.#loadExistingResults();
     // The starting statistics, once the caller holds the run.
     queueMicrotask(() => this.#progress());
@@ -657,28 +753,21 @@ export class BatchRun {
   }
 
   get isComplete(): boolean {
-    return this.#results.size === this.#jobs.size;
+    return this.#completed + this.#failed === this.#status.length;
   }
 
   /** The run's statistics (the ones `onProgress` receives); `print`: also one line on stdout. */
   status(options?: { print?: boolean }): BatchStats {
-    let completed = 0;
-    let failed = 0;
-    let cost = 0;
-    for (const result of this.#results.values()) {
-      if (result.ok) completed++;
-      else failed++;
-      cost += result.costUsd ?? 0;
-    }
+    const total = this.#status.length;
     const stats: BatchStats = {
-      total: this.#jobs.size,
-      completed,
-      failed,
-      notRun: this.#notRunCostLimit,
-      pending: this.#jobs.size - this.#results.size,
+      total,
+      completed: this.#completed,
+      failed: this.#failed,
+      notRun: this.#notRun.size,
+      pending: total - this.#completed - this.#failed,
       batches: this.#batchesSubmitted,
       batchesCompleted: this.#batchesCompleted,
-      costUsd: cost,
+      costUsd: this.#costUsd,
       estimatedCostUsd: this.#estimatedUsd,
       costLimitUsd: this.#costLimitUsd,
       isComplete: this.isComplete,
@@ -694,9 +783,43 @@ export class BatchRun {
     return stats;
   }
 
-  /** Results by job id (so far, or all once complete). */
+  /** Results by job id (so far, or all once complete), read from `results.jsonl` now. For a run
+   * too large for one object, `iterResults()`. */
   results(): Record<string, JobResult> {
-    return Object.fromEntries(this.#results);
+    const results: Record<string, JobResult> = {};
+    forEachLineSync(this.#resultsLog, (text) => {
+      const result = this.#ownResult(text);
+      if (result !== null && !(result.jobId in results)) results[result.jobId] = result;
+    });
+    for (const [index, error] of this.#notRun) results[this.#jobs.slots[index]!.id!] = emptyResult(this.#jobs.slots[index]!.id!, error);
+    return results;
+  }
+
+  /** Every result so far (each job once), streamed from `results.jsonl`, then the jobs the cost
+   * limit kept from running. */
+  async *iterResults(): AsyncGenerator<JobResult> {
+    const seen = new Uint8Array(this.#status.length);
+    for await (const text of readLines(this.#resultsLog)) {
+      const result = this.#ownResult(text);
+      if (result === null) continue;
+      const index = this.#jobs.ids.get(result.jobId)!;
+      if (seen[index]) continue;
+      seen[index] = 1;
+      yield result;
+    }
+    for (const [index, error] of this.#notRun) yield emptyResult(this.#jobs.slots[index]!.id!, error);
+  }
+
+  /** A line of `results.jsonl` as a result of this run's jobs; null: another job's, or torn. */
+  #ownResult(text: string): JobResult | null {
+    let result: JobResult;
+    try {
+      result = JSON.parse(text) as JobResult;
+    } catch {
+      return null;
+    }
+    const index = this.#jobs.ids.get(result?.jobId);
+    return index !== undefined && index < this.#status.length ? result : null;
   }
 
   wait(): Promise<void> {
@@ -712,18 +835,34 @@ export class BatchRun {
 
   /** Export the results as JSON or CSV text. */
   export(format: "json" | "csv"): string {
-    return exportResults([...this.#results.values()], format);
+    return exportResults(Object.values(this.results()), format);
   }
 
+  /** The results a previous run left in `results.jsonl` count as done. A torn last line (a crash
+   * while it was written) is cut off, with a warning, so that the next result starts a line. */
   #loadExistingResults(): void {
-    const ids = [...this.#jobs.keys()];
-    const texts = ids.map((id) => {
-      const path = this.#resultPath(id);
-      return existsSync(path) ? readFileSync(path, "utf8") : null;
+    const torn = forEachLineSync(this.#resultsLog, (text, lineNo) => {
+      let result: { jobId?: unknown; ok?: unknown; costUsd?: unknown };
+      try {
+        result = JSON.parse(text) as typeof result;
+      } catch (error) {
+        throw new BatchlingError("ERR_BATCHLING_INVALID_RESULT", `${this.#resultsLog} line ${lineNo} is not JSON: ${(error as Error).message}`);
+      }
+      const index = typeof result?.jobId === "string" ? this.#jobs.ids.get(result.jobId) : undefined;
+      if (index === undefined || index >= this.#status.length || this.#status[index] !== PENDING) return;
+      this.#record(index, result.ok === true, typeof result.costUsd === "number" ? result.costUsd : 0);
     });
-    readResultFiles(texts).results.forEach((result, i) => {
-      if (result !== null) this.#results.set(ids[i]!, result);
-    });
+    if (torn !== null) {
+      process.emitWarning(`${this.#resultsLog}: its last line is torn (${torn.bytes} bytes, a run stopped while writing it): skipped`, "BatchlingWarning");
+      truncateSync(this.#resultsLog, torn.offset);
+    }
+  }
+
+  #record(index: number, ok: boolean, costUsd: number): void {
+    this.#status[index] = ok ? OK : FAILED;
+    if (ok) this.#completed++;
+    else this.#failed++;
+    this.#costUsd += costUsd;
   }
 
   #resultPath(id: string): string {
@@ -732,8 +871,14 @@ export class BatchRun {
 
   #emit(event: BatchEvent): void {
     if (event.kind === "batchSubmitted") this.#batchesSubmitted++;
-    if (event.kind === "batchFinished") this.#batchesCompleted++;
-    if (event.kind === "batchSubmitting" && !event.dryRun) this.#estimatedUsd += (event as { estimatedUsd?: number | null }).estimatedUsd ?? 0;
+    if (event.kind === "batchFinished") {
+      this.#batchesCompleted++;
+      this.#batchesLive = Math.max(0, this.#batchesLive - 1);
+    }
+    if (event.kind === "batchSubmitting" && !event.dryRun) {
+      this.#batchesLive++;
+      this.#estimatedUsd += (event as { estimatedUsd?: number | null }).estimatedUsd ?? 0;
+    }
     for (const fn of this.#observers.events) {
       try {
         fn(event);
@@ -757,10 +902,11 @@ export class BatchRun {
   }
 
   async #start(): Promise<void> {
-    const todo = [...this.#jobs.values()].filter((job) => !this.#results.has(job.id));
-    if (todo.length === 0) return;
+    if (this.isComplete) return this.#jobs.close();
+    const batchSize = this.#options.itemsPerBatch ?? 1000;
+    const maxConcurrent = this.#options.maxConcurrent ?? 5;
     const options = {
-      batchSize: this.#options.itemsPerBatch ?? 1000,
+      batchSize,
       // The run cuts its last, partial batch itself once every job is queued.
       batchWindowMs: 24 * 3600 * 1000,
       pollIntervalMs: this.#options.pollIntervalMs ?? 30_000,
@@ -768,57 +914,94 @@ export class BatchRun {
       onEvent: (event: BatchlingEvent) => this.#emit(event),
     };
     const engine = newEngine(loadInterceptorBackend().NativeInterceptor, options, true, randomInt(0, 2 ** 47), {
-      maxConcurrentBatches: this.#options.maxConcurrent ?? 5,
+      maxConcurrentBatches: maxConcurrent,
       costLimitUsd: this.#costLimitUsd ?? undefined,
     });
     const host = new BatchifyHost(options, {
       engine,
       realFetch: globalThis.fetch.bind(globalThis),
-      journal: new StateFileJournal(resolvePath(this.#options.stateFile), resolvePath(this.#options.resultsDir), [...this.#jobs.keys()], this.#sources),
+      journal: new StateFileJournal(resolvePath(this.#options.stateFile), resolvePath(this.#options.resultsDir), this.#jobs.inline, this.#sources),
       warn: (message) => process.emitWarning(message, "BatchlingWarning"),
     });
     this.#host = host;
     this.#installSignalHandlers();
-    const resultsLog = join(this.#options.resultsDir, "results.jsonl");
-    const core = loadJobsBackend();
-    const finished = Promise.all(
-      todo.map(async (job) => {
-        let result: JobResult;
-        let notRun = false;
-        try {
-          const response = await host.fetch(job.request.url, {
-            method: job.request.method,
-            headers: job.request.headers,
-            body: job.request.body,
-          });
-          const body = await response.text();
-          result = JSON.parse(core.jobExtractResult(job.specJson, response.status, body)) as JobResult;
-          if (result.ok && job.validate) {
-            const problem = job.validate(result.parsedResponse);
-            if (problem) result = { ...result, ok: false, error: problem };
-          }
-        } catch (error) {
-          notRun = error instanceof BatchlingError && error.code === "ERR_BATCHLING_COST_LIMIT";
-          if (notRun) this.#notRunCostLimit++;
-          result = emptyResult(job.id, error instanceof Error ? error.message : String(error));
+    const log = openSync(this.#resultsLog, "a", 0o600);
+    // Jobs in flight (built, sent, not yet answered): at most what the running batches and one
+    // forming batch per concurrent slot hold, so memory does not grow with the number of jobs.
+    const window = batchSize * maxConcurrent;
+    let inFlight = 0;
+    let wake: (() => void) | undefined;
+    const roomOrDone = () => new Promise<void>((resolve) => (wake = resolve));
+    // A job that no longer builds (its source line or file changed since run() checked it) stops
+    // the run: the jobs in flight finish, and the error is the run's.
+    let failure: { error: unknown } | undefined;
+    try {
+      for (let index = 0; index < this.#status.length && !this.#stopping; index++) {
+        if (this.#status[index] !== PENDING) continue;
+        while (inFlight >= window) {
+          // Every job in flight waits in a forming batch (jobs of several models): cut them.
+          if (this.#batchesLive === 0) host.flushWhenSubmitted();
+          await roomOrDone();
         }
-        if (this.#stopping && !result.ok && !this.#results.has(job.id)) return;
-        this.#results.set(job.id, result);
-        // A job the cost limit kept from running has no result to keep: a later run (with a
-        // higher limit) runs it. The limit counts what each run submits.
-        if (notRun) return this.#emit({ kind: "jobFinished", jobId: job.id, ok: false });
-        const path = this.#resultPath(job.id);
-        const tmp = `${path}.tmp`;
-        writeFileSync(tmp, JSON.stringify(result, null, 2));
-        renameSync(tmp, path);
-        appendFileSync(resultsLog, JSON.stringify(result) + "\n");
-        this.#emit({ kind: "jobFinished", jobId: job.id, ok: result.ok });
-      }),
-    );
+        const job = this.#jobs.build(this.#jobs.slots[index]!);
+        inFlight++;
+        void this.#runJob(host, index, job, log).finally(() => {
+          inFlight--;
+          wake?.();
+        });
+      }
+    } catch (error) {
+      failure = { error };
+    } finally {
+      this.#jobs.close();
+    }
     host.flushWhenSubmitted();
-    await finished;
+    while (inFlight > 0) await roomOrDone();
+    closeSync(log);
     await host.close();
     this.#signalHandlers?.();
+    if (failure) throw failure.error;
+  }
+
+  async #runJob(host: BatchifyHost, index: number, job: PreparedJob, log: number): Promise<void> {
+    const core = loadJobsBackend();
+    let result: JobResult;
+    let notRun = false;
+    try {
+      const response = await host.fetch(job.request.url, {
+        method: job.request.method,
+        headers: job.request.headers,
+        body: job.request.body,
+      });
+      const body = await response.text();
+      result = JSON.parse(core.jobExtractResult(job.specJson, response.status, body)) as JobResult;
+      if (result.ok && job.validate) {
+        const problem = job.validate(result.parsedResponse);
+        if (problem) result = { ...result, ok: false, error: problem };
+      }
+    } catch (error) {
+      notRun = error instanceof BatchlingError && error.code === "ERR_BATCHLING_COST_LIMIT";
+      result = emptyResult(job.id, error instanceof Error ? error.message : String(error));
+    }
+    if (this.#stopping && !result.ok) return;
+    // A job the cost limit kept from running has no result to keep: a later run (with a
+    // higher limit) runs it. The limit counts what each run submits.
+    if (notRun) {
+      this.#status[index] = NOT_RUN;
+      this.#failed++;
+      this.#notRun.set(index, result.error ?? "");
+      return this.#emit({ kind: "jobFinished", jobId: job.id, ok: false });
+    }
+    if (this.#options.resultFiles === "per-job") {
+      const path = this.#resultPath(job.id);
+      const tmp = `${path}.tmp`;
+      writeFileSync(tmp, JSON.stringify(result, null, 2));
+      renameSync(tmp, path);
+    }
+    // One write per line: a crash can tear only the last one, which the next run cuts off.
+    writeSync(log, JSON.stringify(result) + "\n");
+    this.#record(index, result.ok, result.costUsd ?? 0);
+    this.#emit({ kind: "jobFinished", jobId: job.id, ok: result.ok });
   }
 
   #installSignalHandlers(): void {

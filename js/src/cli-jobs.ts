@@ -1,10 +1,11 @@
 // `batchling jobs status <stateFile>` and `batchling jobs results <stateFile> [--format csv|json]`:
 // read what a `Batch` run (js/src/batch.ts) left on disk. The state file names the results
-// directory and the run's job ids; each finished job has one JSON result file there. Nothing is
-// sent to any provider and nothing is written.
+// directory and the run's job ids; each finished job has its line in `results.jsonl` there (and,
+// from older runs or with `resultFiles: "per-job"`, its own JSON file). Nothing is sent to any
+// provider and nothing is written.
 import { existsSync, readFileSync, statSync } from "node:fs";
 import { join, resolve as resolvePath } from "node:path";
-import { exportResults, readResultFiles, readStateFile, type JobResult, type StateFile } from "./batch.js";
+import { RESULTS_LOG, exportResults, forEachLineSync, readResultFiles, readStateFile, type JobResult, type StateFile } from "./batch.js";
 import { BatchlingError } from "./errors.js";
 import type { RunSummary } from "./generated/core.js";
 
@@ -72,17 +73,57 @@ function loadState(path: string): StateFile {
   }
 }
 
-/** The finished jobs' results, in the run's job order, and the run's summary (by the core). */
+/** The finished jobs' results and the run's summary (by the core): the jobs the state header
+ * lists (those added one by one) in their order, then the others in the order they finished. A job's result is its line
+ * in `results.jsonl` (the first, if several), else its own JSON file (runs that wrote them). */
 function loadResults(state: StateFile): { results: JobResult[]; summary: RunSummary } {
-  const paths = state.resultFiles.map((file) => join(state.resultsDir, file));
-  const texts = paths.map((path) => (existsSync(path) ? readFileSync(path, "utf8") : null));
+  const log = join(state.resultsDir, RESULTS_LOG);
+  const fromLog = new Map<string, string>();
+  try {
+    const torn = forEachLineSync(log, (text, lineNo) => {
+      let id: unknown;
+      try {
+        const parsed = JSON.parse(text) as { jobId?: unknown; id?: unknown };
+        id = parsed?.jobId ?? parsed?.id;
+      } catch (error) {
+        throw new JobsError(`${log} line ${lineNo} is unreadable: ${(error as Error).message}`);
+      }
+      if (typeof id === "string" && !fromLog.has(id)) fromLog.set(id, text);
+    });
+    if (torn !== null) process.emitWarning(`${log}: its last line is torn (${torn.bytes} bytes, a run stopped while writing it): skipped`, "BatchlingWarning");
+  } catch (error) {
+    if (error instanceof JobsError) throw error;
+    throw new JobsError(`cannot read ${log}: ${(error as Error).message}`);
+  }
+  const ids: string[] = [];
+  const paths: (string | null)[] = [];
+  const texts: (string | null)[] = [];
+  state.jobIds.forEach((id, i) => {
+    const text = fromLog.get(id);
+    fromLog.delete(id);
+    const path = join(state.resultsDir, state.resultFiles[i]!);
+    ids.push(id);
+    paths.push(text === undefined ? path : null);
+    texts.push(text ?? (existsSync(path) ? readFileSync(path, "utf8") : null));
+  });
+  // A source's jobs are not listed: the ones with a result, in the order they finished, and
+  // the rest pending. (When the header lists every job, other ids are another run's.)
+  if (state.jobs > state.jobIds.length) {
+    for (const [id, text] of fromLog) {
+      if (texts.length >= state.jobs) break;
+      ids.push(id);
+      paths.push(null);
+      texts.push(text);
+    }
+  }
+  while (texts.length < state.jobs) texts.push(null);
   try {
     const { results, summary } = readResultFiles(texts);
     return { results: results.filter((r): r is JobResult => r !== null), summary };
   } catch (error) {
     if (!(error instanceof BatchlingError)) throw error;
     const index = (error as BatchlingError & { index: number }).index;
-    throw new JobsError(`the result of job \`${state.jobIds[index]}\` (${paths[index]}) is unreadable: ${error.message}`);
+    throw new JobsError(`the result of job \`${ids[index]}\` (${paths[index] ?? log}) is unreadable: ${error.message}`);
   }
 }
 

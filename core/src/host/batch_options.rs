@@ -14,12 +14,16 @@ use crate::providers::PROVIDERS;
 pub const OPTION_KEYS: &[&str] = &[
     "stateFile",
     "resultsDir",
+    "resultFiles",
     "maxConcurrent",
     "itemsPerBatch",
     "pollIntervalMs",
     "providers",
     "retry",
 ];
+
+/// The values of `resultFiles`, as JSON: `results.jsonl` only, or also one file per job.
+const RESULT_FILES: &[&str] = &[r#""jsonl""#, r#""per-job""#];
 
 /// Keys of `defaults()`, which every job may also set.
 pub const DEFAULT_KEYS: &[&str] = &["model", "temperature", "maxTokens", "system", "extra"];
@@ -110,6 +114,17 @@ fn check_options(raw: &RawValue) -> Checked {
     }
     for name in ["maxConcurrent", "itemsPerBatch", "pollIntervalMs"] {
         count(name, entries.get(name), 1)?;
+    }
+    if let Some(layout) = entries.get("resultFiles") {
+        if !RESULT_FILES.contains(&layout.get()) {
+            return Err(OptionError::new(
+                "resultFiles",
+                format!(
+                    "must be \"jsonl\" (results.jsonl only, the default) or \"per-job\" (also one JSON file per job), got {}",
+                    js_string(Some(layout))
+                ),
+            ));
+        }
     }
     if let Some(providers) = entries.get("providers") {
         let providers = object_or(
@@ -270,6 +285,18 @@ mod tests {
             message,
             "unknown option; known options: openai, anthropic, gemini"
         );
+        for layout in ["jsonl", "per-job"] {
+            let ok = format!(r#"{{"stateFile":"s","resultsDir":"r","resultFiles":"{layout}"}}"#);
+            assert_eq!(check(BatchCall::Options, &ok, ""), Ok(()));
+        }
+        let (option, message) = refused(
+            BatchCall::Options,
+            r#"{"stateFile":"s","resultsDir":"r","resultFiles":"perjob"}"#,
+        );
+        assert_eq!(option, "resultFiles");
+        assert!(message
+            .starts_with(r#"must be "jsonl" (results.jsonl only, the default) or "per-job""#));
+        assert!(message.ends_with("got perjob"), "{message}");
         assert_eq!(
             refused(BatchCall::Options, "null"),
             (

@@ -2,10 +2,15 @@
 //! `batchling jobs status|results` agree on them: the state file and the results directory.
 //!
 //! The state file is JSON lines: a header (`{"batchling":"state","version":1,"resultsDir":…,
-//! "jobIds":[…],"sources":[…]}`) rewritten when a run starts, then the engine's journal records
-//! ([`crate::cache::CacheRecord`]) appended as they are written, answers excepted (those live in
-//! the results directory, one JSON file per job, named by [`result_file_name`]). The host does
-//! the file I/O; these functions only read and write text.
+//! "jobs":N,"jobIds":[…],"sources":[…]}`) rewritten when a run starts, then the engine's journal
+//! records ([`crate::cache::CacheRecord`]) appended as they are written, answers excepted (those
+//! live in the results directory: `results.jsonl`, and with the per-job layout one JSON file per
+//! job, named by [`result_file_name`]). The host does the file I/O; these functions only read
+//! and write text.
+//!
+//! The header does not grow with a source's jobs: `jobIds` lists only the jobs added one by one
+//! (a source's jobs are its lines, identified by the source and their position), and `jobs` counts
+//! them all. A header without `jobs` (state files from before it) lists every job in `jobIds`.
 //!
 //! `sources` (absent in state files from before it, and for runs whose jobs were all added one by
 //! one) records where the jobs came from: a `.jsonl` file the caller named, or an iterable the run
@@ -35,7 +40,10 @@ pub struct RunState {
     pub version: u32,
     /// Where the run writes its results.
     pub results_dir: String,
-    /// The run's jobs, in the order they were added.
+    /// How many jobs the run has: those in `jobIds` and every source's.
+    pub jobs: usize,
+    /// The ids of the jobs added one by one, in the order they were added (in state files from
+    /// before `jobs`: every job's). A source's jobs are its lines, not listed.
     pub job_ids: Vec<String>,
     /// Each job's result file name in `resultsDir`, in `jobIds` order.
     pub result_files: Vec<String>,
@@ -144,18 +152,20 @@ struct StateHeader<'a> {
     batchling: &'static str,
     version: u32,
     results_dir: &'a str,
+    jobs: u64,
     job_ids: &'a [String],
     #[serde(skip_serializing_if = "<[JobSource]>::is_empty")]
     sources: &'a [JobSource],
 }
 
-/// The state file's first line for a run of `job_ids` (from `sources`, if any) writing into
-/// `results_dir`.
+/// The state file's first line for a run writing into `results_dir` whose jobs are `job_ids`
+/// (those added one by one) and the jobs of `sources`.
 pub fn header_line(results_dir: &str, job_ids: &[String], sources: &[JobSource]) -> String {
     serde_json::to_string(&StateHeader {
         batchling: "state",
         version: STATE_VERSION,
         results_dir,
+        jobs: job_ids.len() as u64 + sources.iter().map(|s| s.jobs).sum::<u64>(),
         job_ids,
         sources,
     })
@@ -191,6 +201,19 @@ pub fn read_state(text: &str) -> Result<RunState, String> {
         Some(sources) => serde_json::from_value(sources.clone())
             .map_err(|e| format!("`sources` is not a list of job sources: {e}"))?,
     };
+    let jobs = match entries.get("jobs") {
+        None => job_ids.len(),
+        Some(raw) => match number(Some(raw)) {
+            Some(n) if n.fract() == 0.0 && n >= job_ids.len() as f64 && n < 9.007e15 => n as usize,
+            _ => {
+                return Err(format!(
+                    "`jobs` must be a whole number >= the {} listed in `jobIds`, got {}",
+                    job_ids.len(),
+                    raw.get()
+                ))
+            }
+        },
+    };
     let journal: Vec<String> = lines
         .filter(|line| !line.trim().is_empty())
         .map(str::to_string)
@@ -200,6 +223,7 @@ pub fn read_state(text: &str) -> Result<RunState, String> {
         result_files: job_ids.iter().map(|id| result_file_name(id)).collect(),
         batches_submitted: batches_submitted(&journal),
         results_dir,
+        jobs,
         job_ids,
         journal,
         sources,
@@ -429,6 +453,7 @@ mod tests {
         let state = read_state(&text).unwrap();
         assert_eq!(state.results_dir, "/r");
         assert_eq!(state.job_ids, ids);
+        assert_eq!(state.jobs, 2);
         assert_eq!(state.journal.len(), 3);
         assert_eq!(state.batches_submitted, 1);
         assert_eq!(state.result_files[0], "a.json");
@@ -452,9 +477,18 @@ mod tests {
         let sources = vec![source("/in/jobs.jsonl", "ab", 10)];
         let line = header_line("/r", &["a".into()], &sources);
         assert!(line.contains(r#""sources":[{"kind":"file","path":"/in/jobs.jsonl","sha256":"ab","bytes":10,"jobs":2}]"#));
-        assert_eq!(read_state(&line).unwrap().sources, sources);
+        let state = read_state(&line).unwrap();
+        assert_eq!(state.sources, sources);
+        // The source's jobs are counted, not listed: one id and 3 jobs.
+        assert!(line.contains(r#""jobs":3,"jobIds":["a"]"#), "{line}");
+        assert_eq!((state.jobs, state.job_ids.len()), (3, 1));
         let old = r#"{"batchling":"state","version":1,"resultsDir":"/r","jobIds":["a"]}"#;
         assert_eq!(read_state(old).unwrap().sources, vec![]);
+        assert_eq!(
+            read_state(old).unwrap().jobs,
+            1,
+            "an old header lists every job"
+        );
         assert!(
             read_state(&old.replace("]}", r#"],"sources":[{"kind":"tape"}]}"#))
                 .unwrap_err()
@@ -520,6 +554,14 @@ mod tests {
         assert_eq!(
             err(r#"{"batchling":"state","version":1,"jobIds":[]}"#),
             "`resultsDir` is missing"
+        );
+        assert_eq!(
+            err(r#"{"batchling":"state","version":1,"resultsDir":"r","jobs":1.5,"jobIds":["a"]}"#),
+            "`jobs` must be a whole number >= the 1 listed in `jobIds`, got 1.5"
+        );
+        assert_eq!(
+            err(r#"{"batchling":"state","version":1,"resultsDir":"r","jobs":0,"jobIds":["a"]}"#),
+            "`jobs` must be a whole number >= the 1 listed in `jobIds`, got 0"
         );
     }
 

@@ -241,7 +241,12 @@ export type RunState = { version: number,
  */
 resultsDir: string, 
 /**
- * The run's jobs, in the order they were added.
+ * How many jobs the run has: those in `jobIds` and every source's.
+ */
+jobs: number, 
+/**
+ * The ids of the jobs added one by one, in the order they were added (in state files from
+ * before `jobs`: every job's). A source's jobs are its lines, not listed.
  */
 jobIds: Array<string>, 
 /**
