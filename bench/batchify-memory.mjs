@@ -19,14 +19,16 @@
 // until every call has reached it. Rounds alternate the modes; prints medians and the
 // difference per call.
 //
-// Env: BENCH_SIZES ("10000,100000"), BENCH_ROUNDS (3).
+// Env: BENCH_SIZES ("10000,100000"), BENCH_ROUNDS (3), BENCH_DIST (the dist/ to measure).
 import { fork } from "node:child_process";
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir, availableParallelism } from "node:os";
 import { join } from "node:path";
-import { fileURLToPath } from "node:url";
+import { fileURLToPath, pathToFileURL } from "node:url";
 
 const SELF = fileURLToPath(import.meta.url);
+// BENCH_DIST: another build's dist/ directory (e.g. a copy of main's), to compare builds.
+const DIST = process.env.BENCH_DIST ? pathToFileURL(join(process.env.BENCH_DIST, "index.js")).href : "../dist/index.js";
 const BATCH_SIZE = 100;
 
 // ---- child: one run ------------------------------------------------------------------------
@@ -96,7 +98,7 @@ async function child(mode, calls, url, journalPath) {
       waiting = [];
     };
   } else {
-    const { batchify } = await import("../dist/index.js");
+    const { batchify } = await import(DIST);
     let submitted = 0;
     let signalAll;
     allInFlight = mode === "hit" ? Promise.resolve() : new Promise((resolve) => (signalAll = resolve));

@@ -75,11 +75,22 @@ export interface BatchifyContext {
 }
 
 
+/** What the host keeps of an intercepted call while it waits: how to settle it, and its signal
+ * while it has a listener there. The request and its body are not kept: the core has the body. */
 interface Pending {
-  request: Request;
   resolve: (response: Response) => void;
   reject: (error: unknown) => void;
+  /** The caller's signal (a cancelled call is rejected with its reason) and its listener. */
+  signal?: AbortSignal;
   onAbort?: () => void;
+}
+
+/** The call being handed to the core: a pass-through (decided while it is submitted) is sent
+ * from it, its body already read. */
+interface Submitting {
+  id: number;
+  request: Request;
+  body: string;
 }
 
 /** What a runtime gives the host. */
@@ -105,6 +116,7 @@ export class BatchifyHost implements BatchifyContext {
   /** Appends in order; a provider call waits for the appends made before it. */
   #persisted: Promise<void> = Promise.resolve();
   readonly #pending = new Map<number, Pending>();
+  #submitting: Submitting | undefined;
   #nextRequest = 1;
   /** Fetches whose body is still being read, before they reach the engine. */
   #intake = 0;
@@ -180,21 +192,29 @@ export class BatchifyHost implements BatchifyContext {
     this.#intake++;
     let body: string;
     try {
-      body = await request.clone().text();
+      // Read once, without a clone: a pass-through is rebuilt from the request and this text.
+      body = await request.text();
       await this.#ready;
     } finally {
       this.#intake--;
     }
+    return this.#submit(request, body, Boolean(init?.signal) || input instanceof Request, startedAt);
+  }
+
+  /** Hand a read call to the core. Only `pending` (no request, no body) outlives this call. */
+  #submit(request: Request, body: string, watchSignal: boolean, startedAt: number): Promise<Response> {
     const id = this.#nextRequest++;
     const headers = JSON.stringify([...request.headers]);
     return new Promise<Response>((resolve, reject) => {
-      const pending: Pending = { request, resolve, reject };
+      const pending: Pending = { resolve, reject };
       this.#pending.set(id, pending);
-      if (init?.signal || input instanceof Request) {
-        pending.onAbort = () => this.#onAbort(id, request, startedAt);
-        request.signal.addEventListener("abort", pending.onAbort, { once: true });
+      if (watchSignal) this.#watchAbort(id, pending, request.signal, request.headers, startedAt);
+      this.#submitting = { id, request, body };
+      try {
+        this.#apply(this.#engine.submit(now(), id, request.method, request.url, headers, body));
+      } finally {
+        this.#submitting = undefined;
       }
-      this.#apply(this.#engine.submit(now(), id, request.method, request.url, headers, body));
       // Aborted while its body was read: the listener came too late to hear it.
       if (request.signal.aborted) pending.onAbort?.();
       if (this.#flushOnIntake && this.#intake === 0) {
@@ -204,10 +224,17 @@ export class BatchifyHost implements BatchifyContext {
     });
   }
 
+  /** Listen for the caller's abort; the listener holds the signal and headers, not the body. */
+  #watchAbort(id: number, pending: Pending, signal: AbortSignal, headers: Headers, startedAt: number): void {
+    pending.signal = signal;
+    pending.onAbort = () => this.#onAbort(id, signal, headers, startedAt);
+    signal.addEventListener("abort", pending.onAbort, { once: true });
+  }
+
   /** A client's own timeout is outlived: the call stays in its batch and its fetch pending until
    * the batch answers. Any other abort cancels the call at once. */
-  #onAbort(id: number, request: Request, startedAt: number): void {
-    const kind = classifyAbort(request.headers, request.signal.reason, now() - startedAt);
+  #onAbort(id: number, signal: AbortSignal, headers: Headers, startedAt: number): void {
+    const kind = classifyAbort(headers, signal.reason, now() - startedAt);
     if (kind === "clientTimeout") return;
     const warning = ABORT_WARNINGS[kind];
     if (warning && !this.#warnedAborts.has(kind)) {
@@ -221,7 +248,7 @@ export class BatchifyHost implements BatchifyContext {
     const pending = this.#pending.get(id);
     if (!pending) return undefined;
     this.#pending.delete(id);
-    if (pending.onAbort) pending.request.signal.removeEventListener("abort", pending.onAbort);
+    if (pending.onAbort) pending.signal?.removeEventListener("abort", pending.onAbort);
     return pending;
   }
 
@@ -231,7 +258,14 @@ export class BatchifyHost implements BatchifyContext {
       switch (output.type) {
         case "passThrough": {
           const pending = this.#settle(output.request);
-          if (pending) this.#platform.realFetch(pending.request).then(pending.resolve, pending.reject);
+          const submitting = this.#submitting;
+          if (!pending) break;
+          // The core decides a pass-through while the call is submitted, so it is at hand.
+          if (submitting?.id !== output.request) {
+            pending.reject(new BatchlingError("ERR_BATCHLING_INTERNAL", `pass-through of request ${output.request} outside its submission`));
+            break;
+          }
+          this.#platform.realFetch(new Request(submitting.request, { body: submitting.body })).then(pending.resolve, pending.reject);
           break;
         }
         case "send":
@@ -246,7 +280,7 @@ export class BatchifyHost implements BatchifyContext {
           const pending = this.#settle(output.request);
           if (!pending) break;
           const cancelled = output.code === "ERR_BATCHLING_CANCELLED";
-          pending.reject(cancelled ? pending.request.signal.reason : new BatchlingError(output.code, output.message));
+          pending.reject(cancelled ? pending.signal?.reason : new BatchlingError(output.code, output.message));
           break;
         }
         case "persist":
