@@ -152,7 +152,7 @@ impl Cache {
                 continue;
             }
             match serde_json::from_str::<CacheRecord>(line) {
-                Ok(record) => self.apply(&record),
+                Ok(record) => self.apply_owned(record),
                 Err(e) => damaged.push(DamagedLine {
                     line_number: index + 1,
                     reason: e.to_string(),
@@ -160,6 +160,28 @@ impl Cache {
             }
         }
         damaged
+    }
+
+    /// [`Cache::apply`] of a record read from the journal: a result's body is moved, not copied.
+    fn apply_owned(&mut self, record: CacheRecord) {
+        match record {
+            CacheRecord::Result {
+                fingerprint,
+                status,
+                headers,
+                body,
+            } => {
+                self.intents.remove(&fingerprint);
+                self.submitted.remove(&fingerprint);
+                let response = HttpResponse {
+                    status,
+                    headers,
+                    body,
+                };
+                self.results.insert(fingerprint, response);
+            }
+            other => self.apply(&other),
+        }
     }
 
     pub fn apply(&mut self, record: &CacheRecord) {

@@ -198,17 +198,19 @@ export class BatchifyHost implements BatchifyContext {
     } finally {
       this.#intake--;
     }
-    return this.#submit(request, body, Boolean(init?.signal) || input instanceof Request, startedAt);
+    // The caller's own signal (the Request's follows it), so the Request is not kept alive.
+    const signal = init?.signal ? init.signal : input instanceof Request ? request.signal : undefined;
+    return this.#submit(request, body, signal, startedAt);
   }
 
   /** Hand a read call to the core. Only `pending` (no request, no body) outlives this call. */
-  #submit(request: Request, body: string, watchSignal: boolean, startedAt: number): Promise<Response> {
+  #submit(request: Request, body: string, signal: AbortSignal | undefined, startedAt: number): Promise<Response> {
     const id = this.#nextRequest++;
     const headers = JSON.stringify([...request.headers]);
     return new Promise<Response>((resolve, reject) => {
       const pending: Pending = { resolve, reject };
       this.#pending.set(id, pending);
-      if (watchSignal) this.#watchAbort(id, pending, request.signal, request.headers, startedAt);
+      if (signal) this.#watchAbort(id, pending, signal, request.headers, startedAt);
       this.#submitting = { id, request, body };
       try {
         this.#apply(this.#engine.submit(now(), id, request.method, request.url, headers, body));
@@ -254,7 +256,17 @@ export class BatchifyHost implements BatchifyContext {
 
   #apply(json: string): void {
     const { deadline, outputs } = JSON.parse(json) as { deadline: number | null; outputs: Output[] };
+    // Journal lines of this step, written together before any provider call it asks for.
+    let lines: string[] | undefined;
     for (const output of outputs) {
+      if (output.type === "persist") {
+        (lines ??= []).push(output.line);
+        continue;
+      }
+      if (lines) {
+        this.#persist(lines);
+        lines = undefined;
+      }
       switch (output.type) {
         case "passThrough": {
           const pending = this.#settle(output.request);
@@ -283,9 +295,6 @@ export class BatchifyHost implements BatchifyContext {
           pending.reject(cancelled ? pending.signal?.reason : new BatchlingError(output.code, output.message));
           break;
         }
-        case "persist":
-          this.#persist(output.line);
-          break;
         case "event":
           this.#emit(output.event);
           break;
@@ -295,6 +304,7 @@ export class BatchifyHost implements BatchifyContext {
           break;
       }
     }
+    if (lines) this.#persist(lines);
     this.#schedule(deadline);
   }
 
@@ -311,11 +321,15 @@ export class BatchifyHost implements BatchifyContext {
     }
   }
 
-  #persist(line: string): void {
+  #persist(lines: string[]): void {
     const journal = this.#platform.journal;
     if (!journal) return;
-    this.#persisted = this.#persisted.then(() => journal.append(line));
+    this.#persisted = this.#persisted.then(async () => {
+      if (journal.appendAll) return journal.appendAll(lines);
+      for (const line of lines) await journal.append(line);
+    });
   }
+
 
   #send(call: number, http: ProviderCall): void {
     this.#inFlightCalls++;
