@@ -5,7 +5,7 @@
 // SDK, maxRetries: 0, distinct prompts), all started at once, made in three ways, each run in a
 // fresh child process (so its peak RSS is its own):
 //   bare:     the SDK with a fetch that answers at once with a canned chat.completion (the
-//             fetch reads the body, as the interception does);
+//             fetch takes the body as the interception does: the SDK's string, no Request);
 //   batchify: through batchify({ batchSize: 100, cache: { path } }) with `fetch: ctx.fetch`, a
 //             real batch flow (upload, create, poll, download) against the fake provider running
 //             in another process, the cache journal in a fresh temporary file;
@@ -83,7 +83,8 @@ async function child(mode, calls, url, journalPath) {
     allInFlight = new Promise((resolve) => (signalAll = resolve));
     let held = true;
     fetch = async (input, init) => {
-      await new Request(input, init).text();
+      // Read the body the cheapest way, as the interception does (SDKs pass a string).
+      if (typeof init?.body !== "string") await new Request(input, init).text();
       if (held) {
         await new Promise((resolve) => {
           waiting.push(resolve);

@@ -86,11 +86,10 @@ interface Pending {
 }
 
 /** The call being handed to the core: a pass-through (decided while it is submitted) is sent
- * from it, its body already read. */
+ * by `send`, from the caller's request and its body already read. */
 interface Submitting {
   id: number;
-  request: Request;
-  body: string;
+  send: () => Promise<Response>;
 }
 
 /** What a runtime gives the host. */
@@ -181,6 +180,8 @@ export class BatchifyHost implements BatchifyContext {
   }
 
   async #intercept(input: RequestInfo | URL, init?: RequestInit): Promise<Response> {
+    // What SDKs send (a URL and a string body): read from `init` as is, no Request built.
+    if (!(input instanceof Request) && typeof init?.body === "string") return this.#interceptInit(input, init, init.body);
     const request = new Request(input, init);
     const contentType = request.headers.get("content-type") ?? "";
     // Only JSON POSTs can be batched; everything else goes out untouched, body unread.
@@ -200,25 +201,46 @@ export class BatchifyHost implements BatchifyContext {
     }
     // The caller's own signal (the Request's follows it), so the Request is not kept alive.
     const signal = init?.signal ? init.signal : input instanceof Request ? request.signal : undefined;
-    return this.#submit(request, body, signal, startedAt);
+    const send = () => this.#platform.realFetch(new Request(request, { body }));
+    return this.#submit(request.url, request.headers, body, signal, startedAt, send);
   }
 
-  /** Hand a read call to the core. Only `pending` (no request, no body) outlives this call. */
-  #submit(request: Request, body: string, signal: AbortSignal | undefined, startedAt: number): Promise<Response> {
+  async #interceptInit(input: string | URL, init: RequestInit, body: string): Promise<Response> {
+    const headers = new Headers(init.headers);
+    const contentType = headers.get("content-type") ?? "";
+    if ((init.method ?? "GET").toUpperCase() !== "POST" || !contentType.includes("json") || this.#closed) {
+      return this.#platform.realFetch(input, init);
+    }
+    const url = new URL(input instanceof URL ? input.href : input).href;
+    const signal = init.signal ?? undefined;
+    if (signal?.aborted) throw signal.reason;
+    const startedAt = now();
+    this.#intake++;
+    try {
+      await this.#ready;
+    } finally {
+      this.#intake--;
+    }
+    return this.#submit(url, headers, body, signal, startedAt, () => this.#platform.realFetch(input, init));
+  }
+
+  /** Hand a read call to the core. Only `pending` (no request, no body) outlives this call;
+   * `send` makes it as is, if the core passes it through (decided during the submission). */
+  #submit(url: string, headers: Headers, body: string, signal: AbortSignal | undefined, startedAt: number, send: () => Promise<Response>): Promise<Response> {
     const id = this.#nextRequest++;
-    const headers = JSON.stringify([...request.headers]);
+    const headersJson = JSON.stringify([...headers]);
     return new Promise<Response>((resolve, reject) => {
       const pending: Pending = { resolve, reject };
       this.#pending.set(id, pending);
-      if (signal) this.#watchAbort(id, pending, signal, request.headers, startedAt);
-      this.#submitting = { id, request, body };
+      if (signal) this.#watchAbort(id, pending, signal, headers, startedAt);
+      this.#submitting = { id, send };
       try {
-        this.#apply(this.#engine.submit(now(), id, request.method, request.url, headers, body));
+        this.#apply(this.#engine.submit(now(), id, "POST", url, headersJson, body));
       } finally {
         this.#submitting = undefined;
       }
       // Aborted while its body was read: the listener came too late to hear it.
-      if (request.signal.aborted) pending.onAbort?.();
+      if (signal?.aborted) pending.onAbort?.();
       if (this.#flushOnIntake && this.#intake === 0) {
         this.#flushOnIntake = false;
         this.flush();
@@ -277,7 +299,7 @@ export class BatchifyHost implements BatchifyContext {
             pending.reject(new BatchlingError("ERR_BATCHLING_INTERNAL", `pass-through of request ${output.request} outside its submission`));
             break;
           }
-          this.#platform.realFetch(new Request(submitting.request, { body: submitting.body })).then(pending.resolve, pending.reject);
+          submitting.send().then(pending.resolve, pending.reject);
           break;
         }
         case "send":
