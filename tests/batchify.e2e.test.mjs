@@ -190,6 +190,22 @@ describe("scope, pass-through and dry run", () => {
     assert.ok(fake.counters.syncCalls >= 1);
   });
 
+  test("a JSON POST the core passes through reaches the provider with its body, read once by the host", async () => {
+    const ctx = batchify(FAST);
+    const client = openaiWith(ctx.fetch);
+    const before = fake.counters.syncCalls;
+    // stream: true cannot be batched; the fake's sync endpoint reads the body and refuses streaming.
+    const error = await client.chat.completions.create(chat("streamed", { stream: true })).then(
+      () => assert.fail("the fake does not stream"),
+      (e) => e,
+    );
+    await ctx.close();
+    assert.equal(error.status, 400);
+    assert.match(error.message, /does not implement streaming/, "the body (with stream: true) arrived intact");
+    assert.equal(fake.counters.syncCalls, before + 1);
+    assert.equal(fake.counters.batchesCreated.openai, 0);
+  });
+
   test("dry run: nothing reaches the provider; synthetic 200s and a cost report", async () => {
     const ctx = batchify({ ...FAST, dryRun: true, batchSize: 2 });
     const client = openaiWith(ctx.fetch);

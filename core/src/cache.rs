@@ -7,6 +7,7 @@
 //! [`Route::credential_fingerprint`], itself a hash.
 
 use std::collections::HashMap;
+use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
@@ -135,10 +136,10 @@ pub struct DamagedLine {
 #[derive(Debug, Default)]
 pub struct Cache {
     results: HashMap<String, HttpResponse>,
-    /// fingerprint -> (place, batch id)
-    submitted: HashMap<String, (BatchPlace, String)>,
+    /// fingerprint -> (place, batch id); one shared copy per record, not per fingerprint.
+    submitted: HashMap<String, Arc<(BatchPlace, String)>>,
     /// fingerprint -> place of a create whose outcome is unknown
-    intents: HashMap<String, BatchPlace>,
+    intents: HashMap<String, Arc<BatchPlace>>,
 }
 
 impl Cache {
@@ -151,7 +152,7 @@ impl Cache {
                 continue;
             }
             match serde_json::from_str::<CacheRecord>(line) {
-                Ok(record) => self.apply(&record),
+                Ok(record) => self.apply_owned(record),
                 Err(e) => damaged.push(DamagedLine {
                     line_number: index + 1,
                     reason: e.to_string(),
@@ -161,15 +162,38 @@ impl Cache {
         damaged
     }
 
+    /// [`Cache::apply`] of a record read from the journal: a result's body is moved, not copied.
+    fn apply_owned(&mut self, record: CacheRecord) {
+        match record {
+            CacheRecord::Result {
+                fingerprint,
+                status,
+                headers,
+                body,
+            } => {
+                self.intents.remove(&fingerprint);
+                self.submitted.remove(&fingerprint);
+                let response = HttpResponse {
+                    status,
+                    headers,
+                    body,
+                };
+                self.results.insert(fingerprint, response);
+            }
+            other => self.apply(&other),
+        }
+    }
+
     pub fn apply(&mut self, record: &CacheRecord) {
         match record {
             CacheRecord::Intent {
                 place,
                 fingerprints,
             } => {
+                let place = Arc::new(place.clone());
                 for fp in fingerprints {
                     if !self.submitted.contains_key(fp) && !self.results.contains_key(fp) {
-                        self.intents.insert(fp.clone(), place.clone());
+                        self.intents.insert(fp.clone(), Arc::clone(&place));
                     }
                 }
             }
@@ -178,10 +202,10 @@ impl Cache {
                 batch_id,
                 fingerprints,
             } => {
+                let batch = Arc::new((place.clone(), batch_id.clone()));
                 for fp in fingerprints {
                     self.intents.remove(fp);
-                    self.submitted
-                        .insert(fp.clone(), (place.clone(), batch_id.clone()));
+                    self.submitted.insert(fp.clone(), Arc::clone(&batch));
                 }
             }
             CacheRecord::Released { fingerprints } => {
@@ -215,11 +239,11 @@ impl Cache {
     }
 
     pub fn submitted(&self, fingerprint: &str) -> Option<&(BatchPlace, String)> {
-        self.submitted.get(fingerprint)
+        self.submitted.get(fingerprint).map(|batch| &**batch)
     }
 
     pub fn intent(&self, fingerprint: &str) -> Option<&BatchPlace> {
-        self.intents.get(fingerprint)
+        self.intents.get(fingerprint).map(|place| &**place)
     }
 
     pub fn forget_intent(&mut self, fingerprint: &str) {

@@ -75,11 +75,21 @@ export interface BatchifyContext {
 }
 
 
+/** What the host keeps of an intercepted call while it waits: how to settle it, and its signal
+ * while it has a listener there. The request and its body are not kept: the core has the body. */
 interface Pending {
-  request: Request;
   resolve: (response: Response) => void;
   reject: (error: unknown) => void;
+  /** The caller's signal (a cancelled call is rejected with its reason) and its listener. */
+  signal?: AbortSignal;
   onAbort?: () => void;
+}
+
+/** The call being handed to the core: a pass-through (decided while it is submitted) is sent
+ * by `send`, from the caller's request and its body already read. */
+interface Submitting {
+  id: number;
+  send: () => Promise<Response>;
 }
 
 /** What a runtime gives the host. */
@@ -105,6 +115,7 @@ export class BatchifyHost implements BatchifyContext {
   /** Appends in order; a provider call waits for the appends made before it. */
   #persisted: Promise<void> = Promise.resolve();
   readonly #pending = new Map<number, Pending>();
+  #submitting: Submitting | undefined;
   #nextRequest = 1;
   /** Fetches whose body is still being read, before they reach the engine. */
   #intake = 0;
@@ -169,6 +180,8 @@ export class BatchifyHost implements BatchifyContext {
   }
 
   async #intercept(input: RequestInfo | URL, init?: RequestInit): Promise<Response> {
+    // What SDKs send (a URL and a string body): read from `init` as is, no Request built.
+    if (!(input instanceof Request) && typeof init?.body === "string") return this.#interceptInit(input, init, init.body);
     const request = new Request(input, init);
     const contentType = request.headers.get("content-type") ?? "";
     // Only JSON POSTs can be batched; everything else goes out untouched, body unread.
@@ -180,23 +193,54 @@ export class BatchifyHost implements BatchifyContext {
     this.#intake++;
     let body: string;
     try {
-      body = await request.clone().text();
+      // Read once, without a clone: a pass-through is rebuilt from the request and this text.
+      body = await request.text();
       await this.#ready;
     } finally {
       this.#intake--;
     }
+    // The caller's own signal (the Request's follows it), so the Request is not kept alive.
+    const signal = init?.signal ? init.signal : input instanceof Request ? request.signal : undefined;
+    const send = () => this.#platform.realFetch(new Request(request, { body }));
+    return this.#submit(request.url, request.headers, body, signal, startedAt, send);
+  }
+
+  async #interceptInit(input: string | URL, init: RequestInit, body: string): Promise<Response> {
+    const headers = new Headers(init.headers);
+    const contentType = headers.get("content-type") ?? "";
+    if ((init.method ?? "GET").toUpperCase() !== "POST" || !contentType.includes("json") || this.#closed) {
+      return this.#platform.realFetch(input, init);
+    }
+    const url = new URL(input instanceof URL ? input.href : input).href;
+    const signal = init.signal ?? undefined;
+    if (signal?.aborted) throw signal.reason;
+    const startedAt = now();
+    this.#intake++;
+    try {
+      await this.#ready;
+    } finally {
+      this.#intake--;
+    }
+    return this.#submit(url, headers, body, signal, startedAt, () => this.#platform.realFetch(input, init));
+  }
+
+  /** Hand a read call to the core. Only `pending` (no request, no body) outlives this call;
+   * `send` makes it as is, if the core passes it through (decided during the submission). */
+  #submit(url: string, headers: Headers, body: string, signal: AbortSignal | undefined, startedAt: number, send: () => Promise<Response>): Promise<Response> {
     const id = this.#nextRequest++;
-    const headers = JSON.stringify([...request.headers]);
+    const headersJson = JSON.stringify([...headers]);
     return new Promise<Response>((resolve, reject) => {
-      const pending: Pending = { request, resolve, reject };
+      const pending: Pending = { resolve, reject };
       this.#pending.set(id, pending);
-      if (init?.signal || input instanceof Request) {
-        pending.onAbort = () => this.#onAbort(id, request, startedAt);
-        request.signal.addEventListener("abort", pending.onAbort, { once: true });
+      if (signal) this.#watchAbort(id, pending, signal, headers, startedAt);
+      this.#submitting = { id, send };
+      try {
+        this.#apply(this.#engine.submit(now(), id, "POST", url, headersJson, body));
+      } finally {
+        this.#submitting = undefined;
       }
-      this.#apply(this.#engine.submit(now(), id, request.method, request.url, headers, body));
       // Aborted while its body was read: the listener came too late to hear it.
-      if (request.signal.aborted) pending.onAbort?.();
+      if (signal?.aborted) pending.onAbort?.();
       if (this.#flushOnIntake && this.#intake === 0) {
         this.#flushOnIntake = false;
         this.flush();
@@ -204,10 +248,17 @@ export class BatchifyHost implements BatchifyContext {
     });
   }
 
+  /** Listen for the caller's abort; the listener holds the signal and headers, not the body. */
+  #watchAbort(id: number, pending: Pending, signal: AbortSignal, headers: Headers, startedAt: number): void {
+    pending.signal = signal;
+    pending.onAbort = () => this.#onAbort(id, signal, headers, startedAt);
+    signal.addEventListener("abort", pending.onAbort, { once: true });
+  }
+
   /** A client's own timeout is outlived: the call stays in its batch and its fetch pending until
    * the batch answers. Any other abort cancels the call at once. */
-  #onAbort(id: number, request: Request, startedAt: number): void {
-    const kind = classifyAbort(request.headers, request.signal.reason, now() - startedAt);
+  #onAbort(id: number, signal: AbortSignal, headers: Headers, startedAt: number): void {
+    const kind = classifyAbort(headers, signal.reason, now() - startedAt);
     if (kind === "clientTimeout") return;
     const warning = ABORT_WARNINGS[kind];
     if (warning && !this.#warnedAborts.has(kind)) {
@@ -221,17 +272,34 @@ export class BatchifyHost implements BatchifyContext {
     const pending = this.#pending.get(id);
     if (!pending) return undefined;
     this.#pending.delete(id);
-    if (pending.onAbort) pending.request.signal.removeEventListener("abort", pending.onAbort);
+    if (pending.onAbort) pending.signal?.removeEventListener("abort", pending.onAbort);
     return pending;
   }
 
   #apply(json: string): void {
     const { deadline, outputs } = JSON.parse(json) as { deadline: number | null; outputs: Output[] };
+    // Journal lines of this step, written together before any provider call it asks for.
+    let lines: string[] | undefined;
     for (const output of outputs) {
+      if (output.type === "persist") {
+        (lines ??= []).push(output.line);
+        continue;
+      }
+      if (lines) {
+        this.#persist(lines);
+        lines = undefined;
+      }
       switch (output.type) {
         case "passThrough": {
           const pending = this.#settle(output.request);
-          if (pending) this.#platform.realFetch(pending.request).then(pending.resolve, pending.reject);
+          const submitting = this.#submitting;
+          if (!pending) break;
+          // The core decides a pass-through while the call is submitted, so it is at hand.
+          if (submitting?.id !== output.request) {
+            pending.reject(new BatchlingError("ERR_BATCHLING_INTERNAL", `pass-through of request ${output.request} outside its submission`));
+            break;
+          }
+          submitting.send().then(pending.resolve, pending.reject);
           break;
         }
         case "send":
@@ -246,12 +314,9 @@ export class BatchifyHost implements BatchifyContext {
           const pending = this.#settle(output.request);
           if (!pending) break;
           const cancelled = output.code === "ERR_BATCHLING_CANCELLED";
-          pending.reject(cancelled ? pending.request.signal.reason : new BatchlingError(output.code, output.message));
+          pending.reject(cancelled ? pending.signal?.reason : new BatchlingError(output.code, output.message));
           break;
         }
-        case "persist":
-          this.#persist(output.line);
-          break;
         case "event":
           this.#emit(output.event);
           break;
@@ -261,6 +326,7 @@ export class BatchifyHost implements BatchifyContext {
           break;
       }
     }
+    if (lines) this.#persist(lines);
     this.#schedule(deadline);
   }
 
@@ -277,11 +343,15 @@ export class BatchifyHost implements BatchifyContext {
     }
   }
 
-  #persist(line: string): void {
+  #persist(lines: string[]): void {
     const journal = this.#platform.journal;
     if (!journal) return;
-    this.#persisted = this.#persisted.then(() => journal.append(line));
+    this.#persisted = this.#persisted.then(async () => {
+      if (journal.appendAll) return journal.appendAll(lines);
+      for (const line of lines) await journal.append(line);
+    });
   }
+
 
   #send(call: number, http: ProviderCall): void {
     this.#inFlightCalls++;

@@ -36,12 +36,16 @@ class FileJournal implements JournalStore {
     return existsSync(this.path) ? readFileSync(this.path, "utf8").split("\n") : [];
   }
   async append(line: string): Promise<void> {
+    return this.appendAll([line]);
+  }
+  /** One write for the records of one engine step (a batch's results come together). */
+  async appendAll(lines: string[]): Promise<void> {
     if (!existsSync(this.path)) {
       mkdirSync(dirname(this.path), { recursive: true });
       appendFileSync(this.path, "", { mode: 0o600 });
       chmodSync(this.path, 0o600);
     }
-    appendFileSync(this.path, line + "\n");
+    appendFileSync(this.path, lines.join("\n") + "\n");
   }
 }
 

@@ -13,6 +13,8 @@ export interface KeyValueStorage {
 export interface JournalStore {
   load(): Promise<string[]>;
   append(line: string): Promise<void>;
+  /** Several lines in order, in one write where the store can (else `append` each). */
+  appendAll?(lines: string[]): Promise<void>;
 }
 
 /** A KeyValueStorage in memory: the default where there is no file system. */

@@ -27,7 +27,9 @@ impl Interceptor {
         let Some(first) = fingerprints.first() else {
             return;
         };
-        let route = self.entries[first].route.clone();
+        // The batch's route carries its first body, as the queue's first request did.
+        let mut route = Route::clone(&self.entries[first].route);
+        route.body = self.entries[first].body.clone();
         let adapter = adapter(route.provider);
         let limits = adapter.limits(&route);
         let mut part: Vec<String> = Vec::new();
@@ -38,7 +40,7 @@ impl Interceptor {
             entry.item = None;
             let item = BatchItem {
                 custom_id: cache::custom_id(&fp),
-                body: entry.route.body.clone(),
+                body: entry.body.clone(),
             };
             let ctx = BatchContext {
                 route: &route,
@@ -126,7 +128,7 @@ impl Interceptor {
 
     pub(super) fn estimate_batch_usd(&self, route: &Route, fingerprints: &[String]) -> Option<f64> {
         fingerprints.iter().try_fold(0.0, |sum, fp| {
-            let body = &self.entries.get(fp)?.route.body;
+            let body = &self.entries.get(fp)?.body;
             Some(sum + pricing::estimate(route.provider, &route.model, body).batch_usd?)
         })
     }

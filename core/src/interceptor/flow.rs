@@ -20,15 +20,21 @@ impl Interceptor {
         let id = self.next_job;
         self.next_job += 1;
         let tag = self.new_tag();
+        self.report.count_batch(&route);
+        let estimated_usd = self.estimate_batch_usd(&route, &fingerprints);
+        // The body moves from the entry to the job: one copy per request, dropped once the
+        // provider has it (a journalled job that must be queued again gives it back).
         let items: Vec<BatchItem> = fingerprints
             .iter()
             .map(|fp| BatchItem {
                 custom_id: cache::custom_id(fp),
-                body: self.entries[fp].route.body.clone(),
+                body: self
+                    .entries
+                    .get_mut(fp)
+                    .map(|entry| std::mem::take(&mut entry.body))
+                    .unwrap_or_default(),
             })
             .collect();
-        self.report.count_batch(&route);
-        let estimated_usd = self.estimate_batch_usd(&route, &fingerprints);
         self.event(LifecycleEvent::BatchSubmitting {
             job: id,
             provider: route.provider,
@@ -350,13 +356,23 @@ impl Interceptor {
             };
             return self.send_call(now_ms, job_id, Call::Create);
         }
-        let job = self.jobs.remove(&job_id).expect("job exists");
+        let mut job = self.jobs.remove(&job_id).expect("job exists");
+        // The bodies are in the job's items, not in the entries: queue each with its own.
+        let mut bodies: HashMap<String, serde_json::Value> = match &mut job.state {
+            JobState::Finding { items, .. } => std::mem::take(items)
+                .into_iter()
+                .map(|item| (item.custom_id, item.body))
+                .collect(),
+            _ => HashMap::new(),
+        };
         for fp in job.fingerprints {
             self.cache.forget_intent(&fp);
             if let Some(entry) = self.entries.remove(&fp) {
+                let mut route = Route::clone(&entry.route);
+                route.body = bodies.remove(&cache::custom_id(&fp)).unwrap_or(entry.body);
                 let mut waiters = entry.waiters.into_iter();
                 if let Some(first) = waiters.next() {
-                    self.enqueue(now_ms, first, fp.clone(), entry.route);
+                    self.enqueue(now_ms, first, fp.clone(), route);
                     if let Some(e) = self.entries.get_mut(&fp) {
                         e.waiters.extend(waiters);
                     }

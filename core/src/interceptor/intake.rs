@@ -3,6 +3,8 @@
 //! queued in the batcher under its route's group. Also cancellation, and the hand-over of cut
 //! batches from the batcher.
 
+use std::sync::Arc;
+
 use crate::batcher::{Action as BatcherAction, Event as BatcherEvent};
 use crate::cache::{self, BatchPlace};
 use crate::http::HttpRequest;
@@ -73,8 +75,9 @@ impl Interceptor {
         now_ms: u64,
         request: RequestId,
         fingerprint: String,
-        route: Route,
+        mut route: Route,
     ) {
+        let body = std::mem::take(&mut route.body);
         let key = format!(
             "{}\n{}\n{}\n{}\n{}",
             route.provider,
@@ -93,20 +96,30 @@ impl Interceptor {
                 g
             }
         };
+        // Requests of one queue share its route (they share their batch's route too).
+        let shared = match self.group_routes.get(&group) {
+            Some(shared) => Arc::clone(shared),
+            None => {
+                let shared = Arc::new(route);
+                self.group_routes.insert(group, Arc::clone(&shared));
+                shared
+            }
+        };
         let item = self
             .batcher
             .add(now_ms, group)
             .expect("the interceptor's batcher has no queue limit and closes only via Close");
         self.event(LifecycleEvent::RequestQueued {
-            provider: route.provider,
-            endpoint: route.endpoint.clone(),
-            model: route.model.clone(),
+            provider: shared.provider,
+            endpoint: shared.endpoint.clone(),
+            model: shared.model.clone(),
         });
         self.item_entry.insert(item, fingerprint.clone());
         self.entries.insert(
             fingerprint,
             Entry {
-                route,
+                route: shared,
+                body,
                 waiters: vec![request],
                 item: Some(item),
             },
@@ -167,6 +180,7 @@ impl Interceptor {
                 if let Some(key) = self.group_keys.remove(&group) {
                     self.groups.remove(&key);
                 }
+                self.group_routes.remove(&group);
             }
             // Hand-overs resolve the batcher's items; cancels reject them. Nothing to do.
             BatcherAction::Resolve { .. }
@@ -177,10 +191,14 @@ impl Interceptor {
 
     // ---- resuming what a previous run journalled ------------------------------------------
 
-    /// Register `request` as waiting on a batch that is (or was) already created.
+    /// Register `request` as waiting on a batch that is (or was) already created: the provider
+    /// has (or its job holds) the body, so the entry keeps none.
     fn await_in_batch(&mut self, request: RequestId, fingerprint: &str, route: &Route) {
+        let mut route = route.clone();
+        route.body = serde_json::Value::Null;
         let entry = Entry {
-            route: route.clone(),
+            route: Arc::new(route),
+            body: serde_json::Value::Null,
             waiters: vec![request],
             item: None,
         };
@@ -236,20 +254,23 @@ impl Interceptor {
         route: Route,
         place: BatchPlace,
     ) {
+        // The body goes to the job's items; the entry keeps the route without it.
+        let mut route = route;
+        let body = std::mem::take(&mut route.body);
         self.await_in_batch(request, &fingerprint, &route);
         if let Some(job) = self
             .jobs
             .values_mut()
             .find(|j| j.tag == place.tag && j.batch_id().is_none())
         {
-            job.push_unsent(fingerprint, route.body.clone());
+            job.push_unsent(fingerprint, body);
             return;
         }
         let id = self.next_job;
         self.next_job += 1;
         let items = vec![providers::BatchItem {
             custom_id: cache::custom_id(&fingerprint),
-            body: route.body.clone(),
+            body,
         }];
         let state = JobState::Finding {
             items,

@@ -32,6 +32,7 @@ pub mod options;
 pub mod report;
 
 use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
 
 use serde::Serialize;
 
@@ -53,7 +54,10 @@ use report::Report;
 
 /// A distinct request (by fingerprint) and the callers waiting on it.
 struct Entry {
-    route: Route,
+    /// Its route without the body, shared by the requests of one queue.
+    route: Arc<Route>,
+    /// The request body until its job takes it (then `Null`): one copy per request.
+    body: serde_json::Value,
     waiters: Vec<RequestId>,
     /// Its item in the batcher while it is queued; `None` once its batch is cut.
     item: Option<ItemId>,
@@ -66,6 +70,8 @@ pub struct Interceptor {
     caching: bool,
     groups: HashMap<String, GroupId>,
     group_keys: HashMap<GroupId, String>,
+    /// Each queue's route (body `Null`), shared by its entries.
+    group_routes: HashMap<GroupId, Arc<Route>>,
     next_group: GroupId,
     entries: HashMap<String, Entry>,
     item_entry: HashMap<ItemId, String>,
@@ -108,6 +114,7 @@ impl Interceptor {
             caching,
             groups: HashMap::new(),
             group_keys: HashMap::new(),
+            group_routes: HashMap::new(),
             next_group: 0,
             entries: HashMap::new(),
             item_entry: HashMap::new(),
