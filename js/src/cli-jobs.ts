@@ -5,7 +5,8 @@
 // provider and nothing is written.
 import { existsSync, readFileSync, statSync } from "node:fs";
 import { join, resolve as resolvePath } from "node:path";
-import { RESULTS_LOG, exportResults, forEachLineSync, readResultFiles, readStateFile, type JobResult, type StateFile } from "./batch.js";
+import { RESULTS_LOG, exportResults, forEachLineSync, readResultFiles, readStateFile, type StateFile } from "./batch-files.js";
+import type { JobResult } from "./batch-types.js";
 import { BatchlingError } from "./errors.js";
 import type { RunSummary } from "./generated/core.js";
 

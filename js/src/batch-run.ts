@@ -1,0 +1,337 @@
+// A started (or resumed) Batch run: feeds its jobs to the batching engine as their batches
+// form, writes results as they arrive, and reports progress.
+import { randomInt } from "node:crypto";
+import { closeSync, mkdirSync, openSync, renameSync, truncateSync, writeFileSync, writeSync } from "node:fs";
+import { once } from "node:events";
+import { join, resolve as resolvePath } from "node:path";
+import { BatchifyHost, newEngine, type BatchlingEvent } from "./batchify-host.js";
+import { loadInterceptorBackend, loadJobsBackend } from "./engine.js";
+import { BatchlingError } from "./errors.js";
+import type { JobSource } from "./generated/core.js";
+import { RESULTS_LOG, StateFileJournal, exportResults, forEachLineSync, readLines, resultFileName } from "./batch-files.js";
+import type { BatchEvent, BatchOptions, BatchStats, JobResult, Observers, PreparedJob, RunJobs } from "./batch-types.js";
+
+
+/** A job's state in a run: one byte per job. */
+const PENDING = 0;
+const OK = 1;
+const FAILED = 2;
+/** Kept from running by the cost limit: failed, but with no result on disk (a later run runs it). */
+const NOT_RUN = 3;
+
+/** A started (or resumed) run. It holds one status byte per job; results go to
+ * `resultsDir/results.jsonl` as they arrive and are read back from there. */
+export class BatchRun {
+  readonly #options: BatchOptions;
+  readonly #jobs: RunJobs;
+  readonly #status: Uint8Array;
+  readonly #costLimitUsd: number | null;
+  readonly #observers: Observers;
+  readonly #done: Promise<void>;
+  readonly #startedAt = Date.now();
+  readonly #sources: JobSource[];
+  readonly #resultsLog: string;
+  /** Why each not-run job did not run (the cost limit's refusal), by position. */
+  readonly #notRun = new Map<number, string>();
+  #host: BatchifyHost | undefined;
+  #completed = 0;
+  #failed = 0;
+  #costUsd = 0;
+  #batchesSubmitted = 0;
+  #batchesCompleted = 0;
+  /** Provider batches cut and not yet ended: while there are none, only a flush frees room. */
+  #batchesLive = 0;
+  #estimatedUsd = 0;
+  #stopping = false;
+  #signalHandlers: (() => void) | undefined;
+
+  constructor(options: BatchOptions, jobs: RunJobs, costLimitUsd: number | null, observers: Observers, sources: JobSource[]) {
+    this.#options = options;
+    this.#jobs = jobs;
+    this.#status = new Uint8Array(jobs.slots.length);
+    this.#sources = sources;
+    this.#costLimitUsd = costLimitUsd;
+    this.#observers = observers;
+    mkdirSync(options.resultsDir, { recursive: true });
+    this.#resultsLog = join(options.resultsDir, RESULTS_LOG);
+    this.#loadExistingResults();
+    // The starting statistics, once the caller holds the run.
+    queueMicrotask(() => this.#progress());
+    this.#done = this.#start();
+  }
+
+  get isComplete(): boolean {
+    return this.#completed + this.#failed === this.#status.length;
+  }
+
+  /** The run's statistics (the ones `onProgress` receives); `print`: also one line on stdout. */
+  status(options?: { print?: boolean }): BatchStats {
+    const total = this.#status.length;
+    const stats: BatchStats = {
+      total,
+      completed: this.#completed,
+      failed: this.#failed,
+      notRun: this.#notRun.size,
+      pending: total - this.#completed - this.#failed,
+      batches: this.#batchesSubmitted,
+      batchesCompleted: this.#batchesCompleted,
+      costUsd: this.#costUsd,
+      estimatedCostUsd: this.#estimatedUsd,
+      costLimitUsd: this.#costLimitUsd,
+      isComplete: this.isComplete,
+      elapsedMs: Date.now() - this.#startedAt,
+    };
+    if (options?.print) {
+      const limit = stats.costLimitUsd === null ? "" : ` / limit $${stats.costLimitUsd.toFixed(4)}`;
+      process.stdout.write(
+        `jobs ${stats.total}: ${stats.completed} completed, ${stats.failed} failed (${stats.notRun} not run: cost limit), ${stats.pending} pending; ` +
+          `batches ${stats.batches} (${stats.batchesCompleted} ended); cost $${stats.costUsd.toFixed(4)} (est. $${stats.estimatedCostUsd.toFixed(4)}${limit})\n`,
+      );
+    }
+    return stats;
+  }
+
+  /** Results by job id (so far, or all once complete), read from `results.jsonl` now. For a run
+   * too large for one object, `iterResults()`. */
+  results(): Record<string, JobResult> {
+    const results: Record<string, JobResult> = {};
+    forEachLineSync(this.#resultsLog, (text) => {
+      const result = this.#ownResult(text);
+      if (result !== null && !(result.jobId in results)) results[result.jobId] = result;
+    });
+    for (const [index, error] of this.#notRun) results[this.#jobs.slots[index]!.id!] = emptyResult(this.#jobs.slots[index]!.id!, error);
+    return results;
+  }
+
+  /** Every result so far (each job once), streamed from `results.jsonl`, then the jobs the cost
+   * limit kept from running. */
+  async *iterResults(): AsyncGenerator<JobResult> {
+    const seen = new Uint8Array(this.#status.length);
+    for await (const text of readLines(this.#resultsLog)) {
+      const result = this.#ownResult(text);
+      if (result === null) continue;
+      const index = this.#jobs.ids.get(result.jobId)!;
+      if (seen[index]) continue;
+      seen[index] = 1;
+      yield result;
+    }
+    for (const [index, error] of this.#notRun) yield emptyResult(this.#jobs.slots[index]!.id!, error);
+  }
+
+  /** A line of `results.jsonl` as a result of this run's jobs; null: another job's, or torn. */
+  #ownResult(text: string): JobResult | null {
+    let result: JobResult;
+    try {
+      result = JSON.parse(text) as JobResult;
+    } catch {
+      return null;
+    }
+    const index = this.#jobs.ids.get(result?.jobId);
+    return index !== undefined && index < this.#status.length ? result : null;
+  }
+
+  wait(): Promise<void> {
+    return this.#done;
+  }
+
+  /** Stop submitting; `waitForActive`: wait for the batches already submitted, else return now
+   * (the state file lets a later run resume them). */
+  async shutdown(options?: { waitForActive?: boolean }): Promise<void> {
+    this.#stopping = true;
+    if (options?.waitForActive) await this.#host?.close();
+  }
+
+  /** Export the results as JSON or CSV text. */
+  export(format: "json" | "csv"): string {
+    return exportResults(Object.values(this.results()), format);
+  }
+
+  /** The results a previous run left in `results.jsonl` count as done. A torn last line (a crash
+   * while it was written) is cut off, with a warning, so that the next result starts a line. */
+  #loadExistingResults(): void {
+    const torn = forEachLineSync(this.#resultsLog, (text, lineNo) => {
+      let result: { jobId?: unknown; ok?: unknown; costUsd?: unknown };
+      try {
+        result = JSON.parse(text) as typeof result;
+      } catch (error) {
+        throw new BatchlingError("ERR_BATCHLING_INVALID_RESULT", `${this.#resultsLog} line ${lineNo} is not JSON: ${(error as Error).message}`);
+      }
+      const index = typeof result?.jobId === "string" ? this.#jobs.ids.get(result.jobId) : undefined;
+      if (index === undefined || index >= this.#status.length || this.#status[index] !== PENDING) return;
+      this.#record(index, result.ok === true, typeof result.costUsd === "number" ? result.costUsd : 0);
+    });
+    if (torn !== null) {
+      process.emitWarning(`${this.#resultsLog}: its last line is torn (${torn.bytes} bytes, a run stopped while writing it): skipped`, "BatchlingWarning");
+      truncateSync(this.#resultsLog, torn.offset);
+    }
+  }
+
+  #record(index: number, ok: boolean, costUsd: number): void {
+    this.#status[index] = ok ? OK : FAILED;
+    if (ok) this.#completed++;
+    else this.#failed++;
+    this.#costUsd += costUsd;
+  }
+
+  #resultPath(id: string): string {
+    return join(this.#options.resultsDir, resultFileName(id));
+  }
+
+  #emit(event: BatchEvent): void {
+    if (event.kind === "batchSubmitted") this.#batchesSubmitted++;
+    if (event.kind === "batchFinished") {
+      this.#batchesCompleted++;
+      this.#batchesLive = Math.max(0, this.#batchesLive - 1);
+    }
+    if (event.kind === "batchSubmitting" && !event.dryRun) {
+      this.#batchesLive++;
+      this.#estimatedUsd += (event as { estimatedUsd?: number | null }).estimatedUsd ?? 0;
+    }
+    for (const fn of this.#observers.events) {
+      try {
+        fn(event);
+      } catch {
+        // An observer must not break the run.
+      }
+    }
+    if (PROGRESS_KINDS.has(event.kind)) this.#progress();
+  }
+
+  #progress(): void {
+    if (this.#observers.progress.length === 0) return;
+    const stats = this.status();
+    for (const fn of this.#observers.progress) {
+      try {
+        fn(stats);
+      } catch {
+        // An observer must not break the run.
+      }
+    }
+  }
+
+  async #start(): Promise<void> {
+    if (this.isComplete) return this.#jobs.close();
+    const batchSize = this.#options.itemsPerBatch ?? 1000;
+    const maxConcurrent = this.#options.maxConcurrent ?? 5;
+    const options = {
+      batchSize,
+      // The run cuts its last, partial batch itself once every job is queued.
+      batchWindowMs: 24 * 3600 * 1000,
+      pollIntervalMs: this.#options.pollIntervalMs ?? 30_000,
+      retry: this.#options.retry,
+      onEvent: (event: BatchlingEvent) => this.#emit(event),
+    };
+    const engine = newEngine(loadInterceptorBackend().NativeInterceptor, options, true, randomInt(0, 2 ** 47), {
+      maxConcurrentBatches: maxConcurrent,
+      costLimitUsd: this.#costLimitUsd ?? undefined,
+    });
+    const host = new BatchifyHost(options, {
+      engine,
+      realFetch: globalThis.fetch.bind(globalThis),
+      journal: new StateFileJournal(resolvePath(this.#options.stateFile), resolvePath(this.#options.resultsDir), this.#jobs.inline, this.#sources),
+      warn: (message) => process.emitWarning(message, "BatchlingWarning"),
+    });
+    this.#host = host;
+    this.#installSignalHandlers();
+    const log = openSync(this.#resultsLog, "a", 0o600);
+    // Jobs in flight (built, sent, not yet answered): at most what the running batches and one
+    // forming batch per concurrent slot hold, so memory does not grow with the number of jobs.
+    const window = batchSize * maxConcurrent;
+    let inFlight = 0;
+    let wake: (() => void) | undefined;
+    const roomOrDone = () => new Promise<void>((resolve) => (wake = resolve));
+    // A job that no longer builds (its source line or file changed since run() checked it) stops
+    // the run: the jobs in flight finish, and the error is the run's.
+    let failure: { error: unknown } | undefined;
+    try {
+      for (let index = 0; index < this.#status.length && !this.#stopping; index++) {
+        if (this.#status[index] !== PENDING) continue;
+        while (inFlight >= window) {
+          // Every job in flight waits in a forming batch (jobs of several models): cut them.
+          if (this.#batchesLive === 0) host.flushWhenSubmitted();
+          await roomOrDone();
+        }
+        const job = this.#jobs.build(this.#jobs.slots[index]!);
+        inFlight++;
+        void this.#runJob(host, index, job, log).finally(() => {
+          inFlight--;
+          wake?.();
+        });
+      }
+    } catch (error) {
+      failure = { error };
+    } finally {
+      this.#jobs.close();
+    }
+    host.flushWhenSubmitted();
+    while (inFlight > 0) await roomOrDone();
+    closeSync(log);
+    await host.close();
+    this.#signalHandlers?.();
+    if (failure) throw failure.error;
+  }
+
+  async #runJob(host: BatchifyHost, index: number, job: PreparedJob, log: number): Promise<void> {
+    const core = loadJobsBackend();
+    let result: JobResult;
+    let notRun = false;
+    try {
+      const response = await host.fetch(job.request.url, {
+        method: job.request.method,
+        headers: job.request.headers,
+        body: job.request.body,
+      });
+      const body = await response.text();
+      result = JSON.parse(core.jobExtractResult(job.specJson, response.status, body)) as JobResult;
+      if (result.ok && job.validate) {
+        const problem = job.validate(result.parsedResponse);
+        if (problem) result = { ...result, ok: false, error: problem };
+      }
+    } catch (error) {
+      notRun = error instanceof BatchlingError && error.code === "ERR_BATCHLING_COST_LIMIT";
+      result = emptyResult(job.id, error instanceof Error ? error.message : String(error));
+    }
+    if (this.#stopping && !result.ok) return;
+    // A job the cost limit kept from running has no result to keep: a later run (with a
+    // higher limit) runs it. The limit counts what each run submits.
+    if (notRun) {
+      this.#status[index] = NOT_RUN;
+      this.#failed++;
+      this.#notRun.set(index, result.error ?? "");
+      return this.#emit({ kind: "jobFinished", jobId: job.id, ok: false });
+    }
+    if (this.#options.resultFiles === "per-job") {
+      const path = this.#resultPath(job.id);
+      const tmp = `${path}.tmp`;
+      writeFileSync(tmp, JSON.stringify(result, null, 2));
+      renameSync(tmp, path);
+    }
+    // One write per line: a crash can tear only the last one, which the next run cuts off.
+    writeSync(log, JSON.stringify(result) + "\n");
+    this.#record(index, result.ok, result.costUsd ?? 0);
+    this.#emit({ kind: "jobFinished", jobId: job.id, ok: result.ok });
+  }
+
+  #installSignalHandlers(): void {
+    const stop = (signal: NodeJS.Signals) => {
+      // Stop submitting; the state file already holds every submitted batch.
+      void this.shutdown({ waitForActive: false }).then(() => process.exit(signal === "SIGINT" ? 130 : 143));
+    };
+    const onInt = () => stop("SIGINT");
+    const onTerm = () => stop("SIGTERM");
+    process.once("SIGINT", onInt);
+    process.once("SIGTERM", onTerm);
+    this.#signalHandlers = () => {
+      process.off("SIGINT", onInt);
+      process.off("SIGTERM", onTerm);
+    };
+  }
+}
+
+/** The events after which the statistics may have changed. */
+const PROGRESS_KINDS = new Set<BatchEvent["kind"]>(["batchSubmitting", "batchSubmitted", "batchPolled", "batchFinished", "jobFinished"]);
+
+function emptyResult(jobId: string, error: string): JobResult {
+  return { jobId, ok: false, response: null, parsedResponse: null, citations: [], inputTokens: null, outputTokens: null, costUsd: null, error };
+}
+

@@ -1,0 +1,180 @@
+// What the job builder (batch.ts) and its runs (batch-run.ts) share: the public types, the
+// job sources' records and their typed errors, and the run's internal shapes.
+import { once } from "node:events";
+import { join } from "node:path";
+import { type BatchlingEvent } from "./batchify-host.js";
+import { BatchlingError } from "./errors.js";
+import type { JobResult as CoreJobResult, JobSource, JobSpec, Message as CoreMessage, ProviderId, SerializableRequest } from "./generated/core.js";
+
+/** A provider the job builder serves (the core's `jobProviders()` lists them: openai, anthropic, gemini). */
+export type ProviderName = ProviderId;
+
+export interface ProviderSettings {
+  apiKey?: string;
+  baseURL?: string;
+}
+
+export interface BatchOptions {
+  /** The run's state: which jobs went into which provider batch. Resume by running again. */
+  stateFile: string;
+  /** Where results go: `results.jsonl`, one line per job as it finishes (and one JSON file per
+   * job with `resultFiles: "per-job"`). */
+  resultsDir: string;
+  /** `"jsonl"` (default): only `results.jsonl`; `"per-job"`: also one `<jobId>.json` per job. */
+  resultFiles?: "jsonl" | "per-job";
+  /** Provider batches in flight at once (default 5). */
+  maxConcurrent?: number;
+  /** Jobs per provider batch (default 1000). */
+  itemsPerBatch?: number;
+  /** Time between two polls of a provider batch (default 30 000 ms). */
+  pollIntervalMs?: number;
+  /** Credentials and endpoints; default to OPENAI_API_KEY / OPENAI_BASE_URL, ANTHROPIC_…, GEMINI_…. */
+  providers?: Partial<Record<ProviderName, ProviderSettings>>;
+  /** Retries of provider calls on 429 / 5xx / transport errors. */
+  retry?: { attempts?: number; backoffMs?: number; maxBackoffMs?: number };
+}
+
+/** What every job may set and `defaults()` sets for all (the core's `JobSpec` fields). */
+export type JobDefaults = { [K in "model" | "temperature" | "maxTokens" | "system" | "extra"]?: NonNullable<JobSpec[K]> };
+
+/** One message of a job's conversation: `role` is "system", "user" or "assistant". */
+export type Message = CoreMessage;
+
+/** A JSON Schema object, or a zod schema (anything with `safeParse` and a JSON Schema export). */
+export type ResponseModel = Record<string, unknown> | { safeParse(value: unknown): { success: boolean; error?: unknown; data?: unknown } };
+
+export interface JobInput extends JobDefaults {
+  id?: string;
+  messages?: Message[];
+  file?: string;
+  prompt?: string;
+  responseModel?: ResponseModel;
+}
+
+/** One job's outcome: the core's `JobResult`. A job that got no answer (a transport error, the
+ * cost limit) has no `status`, `finishReason` or `truncated`. With a `responseModel`,
+ * `parsedResponse` has also passed its own (zod) validation. */
+export type JobResult = Omit<CoreJobResult, "status" | "finishReason" | "truncated"> &
+  Partial<Pick<CoreJobResult, "status" | "finishReason" | "truncated">>;
+
+/** A run's statistics: what `status()` returns and what `onProgress` callbacks receive.
+ * `total` = `completed` + `failed` + `pending`. */
+export interface BatchStats {
+  /** Jobs in the run. */
+  total: number;
+  /** Jobs that ended with an answer (`ok`). */
+  completed: number;
+  /** Jobs that ended with an error, the not-run ones included. */
+  failed: number;
+  /** Of `failed`: jobs the cost limit kept from running (a later run with a higher limit runs them). */
+  notRun: number;
+  /** Jobs without a result yet. */
+  pending: number;
+  /** Provider batches this run submitted. */
+  batches: number;
+  /** Of those, the ones that ended (completed, failed, expired or cancelled at the provider). */
+  batchesCompleted: number;
+  /** Actual cost so far, from the reported token usage at batch prices. */
+  costUsd: number;
+  /** The estimate of what this run submitted (what the cost limit is checked against). */
+  estimatedCostUsd: number;
+  costLimitUsd: number | null;
+  isComplete: boolean;
+  /** Since the run started. */
+  elapsedMs: number;
+}
+
+/** A lifecycle event (`onEvent`): the batching engine's, plus one per finished job. */
+export type BatchEvent = BatchlingEvent | { kind: "jobFinished"; jobId: string; ok: boolean };
+
+/** What `addJobs()` reads jobs from: an array or a (sync or async) iterable of jobs, or the path
+ * of a `.jsonl` file with one job per line (the fields of `addJob`; blank lines are skipped). */
+export type JobsSource = string | Iterable<JobInput> | AsyncIterable<JobInput>;
+
+/** Where a job source came from, as the state file records it (the core's `JobSource`). */
+export type { JobSource };
+
+/** One bad job of an `addJobs()` source: `line` (1-based) in a file, `index` (0-based) in an
+ * array or iterable; `code` is the error the job alone would have raised. */
+export interface JobProblem {
+  line?: number;
+  index?: number;
+  jobId?: string;
+  code: string;
+  message: string;
+}
+
+/** How many problems an `InvalidJobsError` lists (it counts them all). */
+export const MAX_JOB_PROBLEMS = 20;
+
+/** `addJobs()` found bad jobs: every one of them (the first `MAX_JOB_PROBLEMS`) with its position.
+ * No job of the source was added. */
+export class InvalidJobsError extends BatchlingError {
+  /** The file's path, or "iterable". */
+  readonly source: string;
+  readonly problems: JobProblem[];
+  /** All the bad jobs, listed or not. */
+  readonly count: number;
+  constructor(source: string, problems: JobProblem[], count: number) {
+    const where = (p: JobProblem) => (p.line !== undefined ? `line ${p.line}` : `index ${p.index}`) + (p.jobId === undefined ? "" : ` (job \`${p.jobId}\`)`);
+    const more = count > problems.length ? `\n  … and ${count - problems.length} more` : "";
+    super(
+      "ERR_BATCHLING_INVALID_JOBS",
+      `${count} bad job${count === 1 ? "" : "s"} in ${source}; nothing was added:\n` + problems.map((p) => `  ${where(p)}: ${p.message}`).join("\n") + more,
+    );
+    this.source = source;
+    this.problems = problems;
+    this.count = count;
+  }
+}
+
+/** A resume reads a job source that is not the one the run started with (edited, moved, or
+ * missing). Restore it, or start a new run with another state file. */
+export class SourceChangedError extends BatchlingError {
+  /** The source, as the state file records it. */
+  readonly path: string;
+  constructor(path: string, message: string) {
+    super("ERR_BATCHLING_SOURCE_CHANGED", message);
+    this.path = path;
+  }
+}
+
+/** A job of a `.jsonl` source, kept as where its line is: the line is read again at `run()`. */
+export class SourceLine {
+  constructor(
+    readonly id: string,
+    readonly file: SourceFile,
+    readonly offset: number,
+    readonly length: number,
+  ) {}
+}
+
+export interface SourceFile {
+  source: JobSource;
+  fd?: number;
+}
+export interface Observers {
+  progress: ((stats: BatchStats) => void)[];
+  events: ((event: BatchEvent) => void)[];
+}
+
+/** A job ready to send: built when its batch forms, dropped once it has its result. */
+export interface PreparedJob {
+  id: string;
+  specJson: string;
+  request: SerializableRequest;
+  validate?: (value: unknown) => string | null;
+}
+
+/** A run's jobs as the builder holds them (an inline job, or where its source line is), and how
+ * to build one's request when its batch forms. */
+export interface RunJobs {
+  slots: (JobInput | SourceLine)[];
+  /** Each job's id and position in `slots`. */
+  ids: Map<string, number>;
+  /** The ids of the jobs not from a source file (the state header lists those). */
+  inline: string[];
+  build: (slot: JobInput | SourceLine) => PreparedJob;
+  /** Close the source files the builds opened. */
+  close: () => void;
+}
