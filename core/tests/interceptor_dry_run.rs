@@ -87,3 +87,24 @@ fn dry_run_sends_nothing_answers_200_and_reports_requests_batches_and_costs() {
     assert!(gemini.estimated_sync_usd.is_some());
     assert_eq!(report.len(), 4);
 }
+
+#[test]
+fn dry_run_answers_each_request_from_its_own_body() {
+    // Embeddings of one batch with different input counts: each caller gets as many vectors as
+    // it sent inputs, not as many as the batch's first request did.
+    let mut cfg = config(10);
+    cfg.dry_run = true;
+    let mut h = Harness::new(cfg);
+    let body =
+        |inputs: &[&str]| serde_json::json!({"model": "text-embedding-3-small", "input": inputs});
+    let one = h.submit(openai_json(OPENAI_KEYS[0], "/embeddings", body(&["a"])));
+    let three = h.submit(openai_json(
+        OPENAI_KEYS[0],
+        "/embeddings",
+        body(&["b", "c", "d"]),
+    ));
+    h.close_and_drain();
+    let vectors = |id| h.only(id).json()["data"].as_array().map(Vec::len);
+    assert_eq!(vectors(one), Some(1));
+    assert_eq!(vectors(three), Some(3));
+}

@@ -27,9 +27,8 @@ impl Interceptor {
         let Some(first) = fingerprints.first() else {
             return;
         };
-        // The batch's route carries its first body, as the queue's first request did.
-        let mut route = Route::clone(&self.entries[first].route);
-        route.body = self.entries[first].body.clone();
+        // The batch's route: the queue's, without a body (each request's body is its own).
+        let route = Route::clone(&self.entries[first].route);
         let adapter = adapter(route.provider);
         let limits = adapter.limits(&route);
         let mut part: Vec<String> = Vec::new();

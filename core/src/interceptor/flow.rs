@@ -44,8 +44,12 @@ impl Interceptor {
             estimated_usd,
         });
         if self.config.dry_run {
+            // Each answer has the shape of its own request (an embeddings call gets a vector per
+            // input it sent): the route carries that request's body while it is answered.
             let adapter = adapter(route.provider);
-            for (fp, item) in fingerprints.iter().zip(&items) {
+            let mut route = route;
+            for (fp, item) in fingerprints.iter().zip(items) {
+                route.body = item.body;
                 let response = adapter.dry_run_response(&route, &item.custom_id);
                 self.answer_entry(fp, response, false);
             }
