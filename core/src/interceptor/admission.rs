@@ -37,15 +37,17 @@ impl Interceptor {
         for fp in fingerprints {
             let entry = self.entries.get_mut(&fp).expect("cut item has an entry");
             entry.item = None;
+            // Sized as its batch line, with the body lent (not copied) and given back.
             let item = BatchItem {
                 custom_id: cache::custom_id(&fp),
-                body: entry.body.clone(),
+                body: std::mem::take(&mut entry.body),
             };
             let ctx = BatchContext {
                 route: &route,
                 tag: &tag,
             };
             let bytes = adapter.item_bytes(&ctx, &item);
+            entry.body = item.body;
             if !part.is_empty()
                 && (part.len() >= limits.max_requests || part_bytes + bytes > limits.max_bytes)
             {
