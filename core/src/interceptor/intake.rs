@@ -12,7 +12,7 @@ use crate::providers::{self, PassThrough, Route};
 
 use super::io::{FailCode, LifecycleEvent, Output, RequestId};
 use super::job::{BatchJob, Call, CreateOrigin, JobState};
-use super::{Entry, Interceptor};
+use super::{Entry, Interceptor, Queue};
 
 impl Interceptor {
     pub(super) fn submit(&mut self, now_ms: u64, request: RequestId, http: HttpRequest) {
@@ -86,23 +86,20 @@ impl Interceptor {
             route.model,
             route.credential_fingerprint
         );
-        let group = match self.groups.get(&key) {
-            Some(&g) => g,
+        // Requests of one queue share its group and its route (they share their batch's too).
+        let (group, shared) = match self.groups.get(&key) {
+            Some(&g) => (g, Arc::clone(&self.queues[&g].route)),
             None => {
                 let g = self.next_group;
                 self.next_group = self.next_group.wrapping_add(1);
+                let route = Arc::new(route);
                 self.groups.insert(key.clone(), g);
-                self.group_keys.insert(g, key);
-                g
-            }
-        };
-        // Requests of one queue share its route (they share their batch's route too).
-        let shared = match self.group_routes.get(&group) {
-            Some(shared) => Arc::clone(shared),
-            None => {
-                let shared = Arc::new(route);
-                self.group_routes.insert(group, Arc::clone(&shared));
-                shared
+                let queue = Queue {
+                    key,
+                    route: Arc::clone(&route),
+                };
+                self.queues.insert(g, queue);
+                (g, route)
             }
         };
         let item = self
@@ -177,10 +174,9 @@ impl Interceptor {
                 self.start_jobs(now_ms, fingerprints);
             }
             BatcherAction::GroupReleased { group } => {
-                if let Some(key) = self.group_keys.remove(&group) {
-                    self.groups.remove(&key);
+                if let Some(queue) = self.queues.remove(&group) {
+                    self.groups.remove(&queue.key);
                 }
-                self.group_routes.remove(&group);
             }
             // Hand-overs resolve the batcher's items; cancels reject them. Nothing to do.
             BatcherAction::Resolve { .. }

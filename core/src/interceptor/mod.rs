@@ -63,15 +63,23 @@ struct Entry {
     item: Option<ItemId>,
 }
 
+/// A queue: requests of one route, cut into batches by the batcher's group of the same id.
+struct Queue {
+    /// Its key in `Interceptor::groups`.
+    key: String,
+    /// Its route without a body, shared by its entries.
+    route: Arc<Route>,
+}
+
 pub struct Interceptor {
     config: InterceptorConfig,
     batcher: Batcher,
     cache: Cache,
     caching: bool,
+    /// A queue's key (provider, base URL, endpoint, model, credential) → its batcher group.
     groups: HashMap<String, GroupId>,
-    group_keys: HashMap<GroupId, String>,
-    /// Each queue's route (body `Null`), shared by its entries.
-    group_routes: HashMap<GroupId, Arc<Route>>,
+    /// The queues by group, while they hold requests.
+    queues: HashMap<GroupId, Queue>,
     next_group: GroupId,
     entries: HashMap<String, Entry>,
     item_entry: HashMap<ItemId, String>,
@@ -113,8 +121,7 @@ impl Interceptor {
             cache: Cache::default(),
             caching,
             groups: HashMap::new(),
-            group_keys: HashMap::new(),
-            group_routes: HashMap::new(),
+            queues: HashMap::new(),
             next_group: 0,
             entries: HashMap::new(),
             item_entry: HashMap::new(),
