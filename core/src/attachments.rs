@@ -204,7 +204,7 @@ pub(crate) fn base64_decode_prefix(s: &str, max_bytes: usize) -> Vec<u8> {
 }
 
 #[cfg(test)]
-pub(crate) mod tests {
+mod tests {
     use super::*;
 
     #[test]
@@ -218,25 +218,9 @@ pub(crate) mod tests {
         }
     }
 
-    pub(crate) fn b64(bytes: &[u8]) -> String {
-        const ALPHABET: &[u8; 64] =
-            b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-        let mut out = String::new();
-        for chunk in bytes.chunks(3) {
-            let word = chunk
-                .iter()
-                .chain(std::iter::repeat(&0))
-                .take(3)
-                .fold(0u32, |acc, &b| (acc << 8) | u32::from(b));
-            for i in 0..4 {
-                if i <= chunk.len() {
-                    out.push(ALPHABET[((word >> (18 - 6 * i)) & 63) as usize] as char);
-                } else {
-                    out.push('=');
-                }
-            }
-        }
-        out
+    fn b64(bytes: &[u8]) -> String {
+        use base64::Engine;
+        base64::engine::general_purpose::STANDARD.encode(bytes)
     }
 
     const PDF: &[u8] = b"%PDF-1.4\n1 0 obj <</Type /Catalog /Pages 2 0 R>> endobj\n\
