@@ -48,10 +48,10 @@ export class StateFileJournal implements JournalStore {
     return journal;
   }
 
-  async append(line: string): Promise<void> {
+  async append(lines: string[]): Promise<void> {
     // Answers live in the results directory.
-    if (!loadJobsBackend().jobStateKeeps(line)) return;
-    appendFileSync(this.path, line + "\n");
+    const kept = lines.filter((line) => loadJobsBackend().jobStateKeeps(line));
+    if (kept.length > 0) appendFileSync(this.path, kept.join("\n") + "\n");
   }
 }
 

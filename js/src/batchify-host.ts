@@ -346,10 +346,7 @@ export class BatchifyHost implements BatchifyContext {
   #persist(lines: string[]): void {
     const journal = this.#platform.journal;
     if (!journal) return;
-    this.#persisted = this.#persisted.then(async () => {
-      if (journal.appendAll) return journal.appendAll(lines);
-      for (const line of lines) await journal.append(line);
-    });
+    this.#persisted = this.#persisted.then(() => journal.append(lines));
   }
 
 

@@ -35,11 +35,8 @@ class FileJournal implements JournalStore {
   async load(): Promise<string[]> {
     return existsSync(this.path) ? readFileSync(this.path, "utf8").split("\n") : [];
   }
-  async append(line: string): Promise<void> {
-    return this.appendAll([line]);
-  }
   /** One write for the records of one engine step (a batch's results come together). */
-  async appendAll(lines: string[]): Promise<void> {
+  async append(lines: string[]): Promise<void> {
     if (!existsSync(this.path)) {
       mkdirSync(dirname(this.path), { recursive: true });
       appendFileSync(this.path, "", { mode: 0o600 });

@@ -36,7 +36,6 @@ export * from "./shared-exports.js";
 export async function init(moduleOrPath?: unknown): Promise<void> {
   await initWasm(moduleOrPath === undefined ? undefined : { module_or_path: moduleOrPath });
   useEngineModule(engineModuleOf("wasm", wasm));
-
 }
 
 let defaultInit: Promise<void> | undefined;

@@ -9,12 +9,11 @@ export interface KeyValueStorage {
   delete(key: string): Promise<void>;
 }
 
-/** A journal: read all lines once at start, then append. Appends must be durable in order. */
+/** A journal: read all lines once at start, then append. Appends must be durable in order; the
+ * lines of one call (the records of one engine step) go out in one write where the store can. */
 export interface JournalStore {
   load(): Promise<string[]>;
-  append(line: string): Promise<void>;
-  /** Several lines in order, in one write where the store can (else `append` each). */
-  appendAll?(lines: string[]): Promise<void>;
+  append(lines: string[]): Promise<void>;
 }
 
 /** A KeyValueStorage in memory: the default where there is no file system. */
@@ -57,7 +56,7 @@ export class KeyValueJournal implements JournalStore {
     return lines;
   }
 
-  async append(line: string): Promise<void> {
-    await this.#storage.put(`${this.#prefix}:${this.#count++}`, line);
+  async append(lines: string[]): Promise<void> {
+    for (const line of lines) await this.#storage.put(`${this.#prefix}:${this.#count++}`, line);
   }
 }
