@@ -20,9 +20,18 @@ struct Validator<'a> {
 }
 
 /// `$ref` hops allowed without descending into the value (guards against `$ref` cycles).
+/// `$ref` hops followed in a row before a reference counts as a loop.
 const MAX_REF_HOPS: usize = 32;
 
-impl Validator<'_> {
+impl<'a> Validator<'a> {
+    /// The schema a local reference (`#/...`) names; `None` when it is not local or does not
+    /// resolve.
+    fn resolve(&self, reference: &str) -> Option<&'a Value> {
+        reference
+            .strip_prefix('#')
+            .and_then(|pointer| self.root.pointer(pointer))
+    }
+
     fn check(&self, schema: &Value, value: &Value, path: &str, hops: usize) -> Result<(), String> {
         let obj = match schema {
             Value::Bool(true) => return Ok(()),
@@ -34,9 +43,8 @@ impl Validator<'_> {
             if hops >= MAX_REF_HOPS {
                 return Err(format!("{path}: `$ref` {reference} loops"));
             }
-            let target = reference
-                .strip_prefix('#')
-                .and_then(|p| self.root.pointer(p))
+            let target = self
+                .resolve(reference)
                 .ok_or_else(|| format!("{path}: cannot resolve `$ref` {reference}"))?;
             self.check(target, value, path, hops + 1)?;
         }

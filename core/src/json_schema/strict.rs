@@ -32,7 +32,7 @@ use std::fmt;
 
 use serde_json::{json, Map, Value};
 
-use super::Validator;
+use super::{Validator, MAX_REF_HOPS};
 
 /// Keywords strict mode refuses, with what to do instead.
 const UNSUPPORTED: &[(&str, &str)] = &[
@@ -84,26 +84,29 @@ fn refuse(keyword: &str, path: &str, reason: impl Into<String>) -> StrictRefusal
 /// `schema` in the form OpenAI's strict structured output accepts (see the module docs).
 pub fn to_strict(schema: &Value) -> Result<Value, StrictRefusal> {
     let mut out = schema.clone();
-    Converter { root: schema }.convert(&mut out, "#", 0)?;
+    Converter {
+        root: Validator { root: schema },
+    }
+    .convert(&mut out, "#", 0)?;
     Ok(out)
 }
 
 struct Converter<'a> {
     /// The caller's schema, for resolving `$ref`s.
-    root: &'a Value,
+    root: Validator<'a>,
 }
 
 impl Converter<'_> {
     fn resolve(&self, reference: &str, path: &str) -> Result<&Value, StrictRefusal> {
-        let pointer = reference.strip_prefix('#').ok_or_else(|| {
-            refuse(
+        if !reference.starts_with('#') {
+            return Err(refuse(
                 "$ref",
                 path,
                 format!("`{reference}` is not a local reference (`#/...`); inline the schema"),
-            )
-        })?;
+            ));
+        }
         self.root
-            .pointer(pointer)
+            .resolve(reference)
             .ok_or_else(|| refuse("$ref", path, format!("`{reference}` does not resolve")))
     }
 
@@ -370,9 +373,6 @@ struct Nulls<'a> {
     validator: Validator<'a>,
 }
 
-/// `$ref` hops followed without descending into the value.
-const MAX_REF_HOPS: usize = 32;
-
 impl Nulls<'_> {
     fn accepts(&self, schema: &Value, value: &Value) -> bool {
         self.validator.check(schema, value, "$", 0).is_ok()
@@ -385,8 +385,7 @@ impl Nulls<'_> {
         if let Some(target) = obj
             .get("$ref")
             .and_then(Value::as_str)
-            .and_then(|r| r.strip_prefix('#'))
-            .and_then(|p| self.validator.root.pointer(p))
+            .and_then(|r| self.validator.resolve(r))
         {
             if hops < MAX_REF_HOPS {
                 self.strip(target, value, hops + 1);
