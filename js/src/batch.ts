@@ -81,12 +81,8 @@ export class Batch {
   }
 
   addJob(job: JobInput): this {
-    const id = (job !== null && typeof job === "object" ? job.id : undefined) ?? `job-${this.#jobs.length + 1}`;
-    // Keys and the job's shape (messages, or file + prompt): the core's rules.
-    checkOptions("job", job, 1, String(id));
-    if (this.#ids.has(id)) throw new InvalidOptionError("job.id", `duplicate job id \`${id}\`: ids must be unique`);
-    this.#ids.set(id, this.#jobs.length);
-    this.#jobs.push({ ...job, id });
+    const id = this.#checkJob(job, this.#jobs.length);
+    this.#push({ ...job, id });
     return this;
   }
 
@@ -113,13 +109,21 @@ export class Batch {
     return this;
   }
 
-  /** `job`'s id, checked by the core's job rules and against the ids taken; throws as `addJob` does. */
-  #checkJob(job: JobInput, position: number, taken: Set<string>): string {
+  /** `job`'s id (given, else from its position), the job checked by the core's job rules (keys,
+   * and its shape: messages, or file + prompt) and its id against the ids added and `taken` (those
+   * of the source being read). */
+  #checkJob(job: JobInput, position: number, taken?: Set<string>): string {
     const id = (job !== null && typeof job === "object" ? job.id : undefined) ?? `job-${position + 1}`;
     checkOptions("job", job, 1, String(id));
-    if (this.#ids.has(id) || taken.has(id)) throw new InvalidOptionError("job.id", `duplicate job id \`${id}\`: ids must be unique`);
-    taken.add(id);
+    if (this.#ids.has(id) || taken?.has(id)) throw new InvalidOptionError("job.id", `duplicate job id \`${id}\`: ids must be unique`);
+    taken?.add(id);
     return id;
+  }
+
+  /** A checked job (or a source file's line) added to the run. */
+  #push(slot: JobInput | SourceLine): void {
+    this.#ids.set(slot.id!, this.#jobs.length);
+    this.#jobs.push(slot);
   }
 
   #addIterable(source: Iterable<JobInput>): void {
@@ -137,10 +141,7 @@ export class Batch {
       index++;
     }
     problems.throwIfAny();
-    for (const job of jobs) {
-      this.#ids.set(job.id!, this.#jobs.length);
-      this.#jobs.push(job);
-    }
+    for (const job of jobs) this.#push(job);
   }
 
   /** Reads a `.jsonl` file once: hashes it, checks each line, and keeps where each job's line is. */
@@ -193,10 +194,7 @@ export class Batch {
     problems.throwIfAny();
     file.source = { kind, path, sha256: hash.digest("hex"), bytes: offset, jobs: lines.length };
     this.#sources.push(file);
-    for (const line of lines) {
-      this.#ids.set(line.id, this.#jobs.length);
-      this.#jobs.push(line);
-    }
+    for (const line of lines) this.#push(line);
   }
 
   /** An async iterable, recorded as JSON lines next to the state file as it is read, then added
