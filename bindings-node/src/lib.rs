@@ -285,6 +285,12 @@ impl NativeInterceptor {
         self.host.close(now_ms)
     }
 
+    /// Provider batches not yet ended, in flight or waiting for admission.
+    #[napi]
+    pub fn live_batches(&self) -> u32 {
+        self.host.live_batches()
+    }
+
     /// Per queue: provider, endpoint, model, requests, batches, cache hits, estimated cost.
     #[napi]
     pub fn report(&self) -> String {

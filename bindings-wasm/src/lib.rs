@@ -324,6 +324,12 @@ impl NativeInterceptor {
         self.host.close(now_ms)
     }
 
+    /// Provider batches not yet ended, in flight or waiting for admission.
+    #[wasm_bindgen(js_name = liveBatches)]
+    pub fn live_batches(&self) -> u32 {
+        self.host.live_batches()
+    }
+
     /// Per queue: provider, endpoint, model, requests, batches, cache hits, estimated cost.
     pub fn report(&self) -> String {
         self.host.report()

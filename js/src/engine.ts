@@ -61,6 +61,8 @@ export interface InterceptorEngine {
   flush(nowMs: number): string;
   close(nowMs: number): string;
   report(): string;
+  /** Provider batches not yet ended: in flight, or cut and waiting for admission. */
+  liveBatches(): number;
 }
 
 export interface InterceptorBackend {
