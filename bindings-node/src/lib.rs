@@ -321,8 +321,8 @@ pub fn job_provider(spec_json: String) -> String {
 }
 
 #[napi]
-pub fn job_build_request(spec_json: String, endpoint_json: String) -> String {
-    jobs::build_request(&spec_json, &endpoint_json)
+pub fn job_build_request(spec_json: String, endpoints_json: String) -> String {
+    jobs::build_request(&spec_json, &endpoints_json)
 }
 
 #[napi]

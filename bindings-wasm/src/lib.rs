@@ -359,8 +359,8 @@ pub fn job_provider(spec_json: &str) -> String {
 }
 
 #[wasm_bindgen(js_name = jobBuildRequest)]
-pub fn job_build_request(spec_json: &str, endpoint_json: &str) -> String {
-    jobs::build_request(spec_json, endpoint_json)
+pub fn job_build_request(spec_json: &str, endpoints_json: &str) -> String {
+    jobs::build_request(spec_json, endpoints_json)
 }
 
 #[wasm_bindgen(js_name = jobExtractResult)]

@@ -77,7 +77,9 @@ export interface InterceptorBackend {
  * batch_options.rs and run_state.rs). Refusals come back as data (see core-errors.ts). */
 export interface JobsBackend {
   jobProvider(specJson: string): string;
-  jobBuildRequest(specJson: string, endpointJson: string): string;
+  /** `endpointsJson`: each provider's endpoint by name; the core picks the job's provider, refuses
+   * one without an API key, and answers `{ ok, request }`. */
+  jobBuildRequest(specJson: string, endpointsJson: string): string;
   jobExtractResult(specJson: string, status: number, body: string): string;
   /** `{ ok, providers: JobProvider[] }`. */
   jobProviders(): string;
