@@ -179,7 +179,7 @@ describe("wasm engine", () => {
     const bad = JSON.parse(wasm.jobProvider("{}"));
     assert.equal(bad.ok, false);
     assert.equal(bad.code, "ERR_BATCHLING_INVALID_JOB");
-    const built = JSON.parse(wasm.jobBuildRequest(spec, JSON.stringify({ baseUrl: "", apiKey: "sk-test" })));
+    const built = JSON.parse(wasm.jobBuildRequest(spec, JSON.stringify({ openai: { baseUrl: "", apiKey: "sk-test" } })));
     assert.equal(built.ok, true, JSON.stringify(built));
     assert.equal(built.request.method, "POST");
     const providers = JSON.parse(wasm.jobProviders());
@@ -230,7 +230,7 @@ describe("wasm engine", () => {
     };
     assert.deepEqual(run(wasm), run(native));
     const spec = JSON.stringify({ id: "j1", model: "claude-sonnet-4-5", prompt: "hi", maxTokens: 10 });
-    const endpoint = JSON.stringify({ baseUrl: "http://127.0.0.1:9", apiKey: "k" });
+    const endpoint = JSON.stringify({ anthropic: { baseUrl: "http://127.0.0.1:9", apiKey: "k" } });
     const jobs = (backend) => [
       backend.jobProvider(spec),
       backend.jobProvider("nope"),

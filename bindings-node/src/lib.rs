@@ -285,6 +285,12 @@ impl NativeInterceptor {
         self.host.close(now_ms)
     }
 
+    /// Provider batches not yet ended, in flight or waiting for admission.
+    #[napi]
+    pub fn live_batches(&self) -> u32 {
+        self.host.live_batches()
+    }
+
     /// Per queue: provider, endpoint, model, requests, batches, cache hits, estimated cost.
     #[napi]
     pub fn report(&self) -> String {
@@ -315,8 +321,8 @@ pub fn job_provider(spec_json: String) -> String {
 }
 
 #[napi]
-pub fn job_build_request(spec_json: String, endpoint_json: String) -> String {
-    jobs::build_request(&spec_json, &endpoint_json)
+pub fn job_build_request(spec_json: String, endpoints_json: String) -> String {
+    jobs::build_request(&spec_json, &endpoints_json)
 }
 
 #[napi]

@@ -324,6 +324,12 @@ impl NativeInterceptor {
         self.host.close(now_ms)
     }
 
+    /// Provider batches not yet ended, in flight or waiting for admission.
+    #[wasm_bindgen(js_name = liveBatches)]
+    pub fn live_batches(&self) -> u32 {
+        self.host.live_batches()
+    }
+
     /// Per queue: provider, endpoint, model, requests, batches, cache hits, estimated cost.
     pub fn report(&self) -> String {
         self.host.report()
@@ -353,8 +359,8 @@ pub fn job_provider(spec_json: &str) -> String {
 }
 
 #[wasm_bindgen(js_name = jobBuildRequest)]
-pub fn job_build_request(spec_json: &str, endpoint_json: &str) -> String {
-    jobs::build_request(spec_json, endpoint_json)
+pub fn job_build_request(spec_json: &str, endpoints_json: &str) -> String {
+    jobs::build_request(spec_json, endpoints_json)
 }
 
 #[wasm_bindgen(js_name = jobExtractResult)]

@@ -58,3 +58,40 @@ fn an_identical_request_after_a_cancel_in_a_waiting_batch_is_sent_once() {
         .count();
     assert_eq!(lines_with_again, 1, "sent exactly once");
 }
+
+/// `live_batches()`: the provider batches not yet ended, in flight or cut and waiting for a slot.
+/// A job run asks it when its window is full: with none, no batch will end and free room, so only
+/// a flush will. A batch that fails counts no more, and the one waiting behind it takes its slot.
+#[test]
+fn live_batches_counts_batches_in_flight_and_waiting_until_they_end() {
+    let mut cfg = config(2);
+    cfg.max_concurrent_batches = 1;
+    let mut h = Harness::new(cfg);
+    let a = h.submit(request(ProviderId::OpenAi, 0, 0, "a"));
+    let b = h.submit(request(ProviderId::OpenAi, 0, 1, "b"));
+    assert_eq!(
+        h.eng.live_batches(),
+        0,
+        "two forming batches (two models), none cut"
+    );
+    h.handle(Input::Flush);
+    assert_eq!(
+        h.eng.live_batches(),
+        2,
+        "one in flight, one waiting for the slot"
+    );
+    // The first batch's create is refused for good: its request gets the provider's error, its
+    // batch ends.
+    h.fake.fault(
+        Some(ProviderId::OpenAi),
+        Step::Create,
+        Fault::Status(400, None),
+    );
+    h.step_until(|h| h.answers.contains_key(&a));
+    assert_eq!(h.only(a).status(), Some(400), "{:?}", h.only(a));
+    assert_eq!(h.eng.live_batches(), 1, "the waiting batch took the slot");
+    h.run();
+    assert!(h.only(b).is_echo(model_of(ProviderId::OpenAi, 1), "b"));
+    assert_eq!(h.eng.live_batches(), 0);
+    h.close_and_drain();
+}

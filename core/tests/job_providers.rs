@@ -53,11 +53,57 @@ fn every_model_routes_to_a_listed_provider_whose_base_url_builds_its_request() {
             .unwrap_or_else(|| panic!("{} is served by unlisted {name}", info.name));
         let base = entry["defaultBaseUrl"].as_str().unwrap();
         // The listed base URL, as a host would pass it, is one the batch engine batches.
-        let endpoint = json!({"baseUrl": base, "apiKey": "k"}).to_string();
+        let endpoint =
+            json!({ name.as_str().unwrap(): {"baseUrl": base, "apiKey": "k"} }).to_string();
         let built = parse(build_request(&spec, &endpoint));
         let url = built["request"]["url"].as_str().unwrap();
         assert!(url.starts_with(&format!("{base}/")), "{url}");
     }
+}
+
+#[test]
+fn a_job_goes_to_its_providers_endpoint_and_one_without_a_key_is_refused() {
+    let spec = json!({"id": "c", "model": "claude-haiku-4-5", "prompt": "Hi"}).to_string();
+    let endpoints = json!({
+        "openai": {"baseUrl": "http://openai.test/v1", "apiKey": "ko"},
+        "anthropic": {"baseUrl": "http://anthropic.test", "apiKey": "ka"},
+    })
+    .to_string();
+    let built = parse(build_request(&spec, &endpoints));
+    let url = built["request"]["url"].as_str().unwrap();
+    assert_eq!(url, "http://anthropic.test/v1/messages");
+    let headers = built["request"]["headers"].to_string();
+    assert!(headers.contains("\"ka\""), "{headers}");
+    assert!(!headers.contains("\"ko\""), "{headers}");
+
+    let refused = |endpoints: Value| -> Value {
+        serde_json::from_str(&build_request(&spec, &endpoints.to_string())).unwrap()
+    };
+    let message = "job `c` needs an API key for anthropic: set ANTHROPIC_API_KEY or pass \
+                   providers: { anthropic: { apiKey } }";
+    for endpoints in [
+        json!({"openai": {"baseUrl": "", "apiKey": "ko"}}),
+        json!({"anthropic": {"baseUrl": "http://anthropic.test", "apiKey": ""}}),
+    ] {
+        let answer = refused(endpoints);
+        assert_eq!(answer["ok"], json!(false), "{answer}");
+        assert_eq!(answer["code"], json!("ERR_BATCHLING_MISSING_KEY"));
+        assert_eq!(answer["error"], json!(message));
+    }
+    // An unknown model is refused as such, before any key is looked for.
+    let unknown = json!({"id": "u", "model": "no-such-model", "prompt": "Hi"}).to_string();
+    let answer: Value = serde_json::from_str(&build_request(&unknown, "{}")).unwrap();
+    assert_eq!(
+        answer["code"],
+        json!("ERR_BATCHLING_UNKNOWN_MODEL"),
+        "{answer}"
+    );
+    let answer: Value = serde_json::from_str(&build_request(&spec, "[]")).unwrap();
+    assert_eq!(
+        answer["code"],
+        json!("ERR_BATCHLING_INVALID_OPTION"),
+        "{answer}"
+    );
 }
 
 #[test]
@@ -112,7 +158,7 @@ fn a_file_of_every_listed_type_builds_a_request() {
         _ => "eyJhIjogMX0K",                         // {"a": 1}\n
     };
     let v = parse(file_types_json());
-    let endpoint = json!({"baseUrl": "", "apiKey": "k"}).to_string();
+    let endpoint = json!({"openai": {"baseUrl": "", "apiKey": "k"}}).to_string();
     for t in v["fileTypes"].as_array().unwrap() {
         let media_type = t["mediaType"].as_str().unwrap();
         let spec = json!({

@@ -39,8 +39,6 @@ export class BatchRun {
   #costUsd = 0;
   #batchesSubmitted = 0;
   #batchesCompleted = 0;
-  /** Provider batches cut and not yet ended: while there are none, only a flush frees room. */
-  #batchesLive = 0;
   #estimatedUsd = 0;
   #stopping = false;
   #signalHandlers: (() => void) | undefined;
@@ -179,12 +177,8 @@ export class BatchRun {
 
   #emit(event: BatchEvent): void {
     if (event.kind === "batchSubmitted") this.#batchesSubmitted++;
-    if (event.kind === "batchFinished") {
-      this.#batchesCompleted++;
-      this.#batchesLive = Math.max(0, this.#batchesLive - 1);
-    }
+    if (event.kind === "batchFinished") this.#batchesCompleted++;
     if (event.kind === "batchSubmitting" && !event.dryRun) {
-      this.#batchesLive++;
       this.#estimatedUsd += (event as { estimatedUsd?: number | null }).estimatedUsd ?? 0;
     }
     for (const fn of this.#observers.events) {
@@ -247,8 +241,9 @@ export class BatchRun {
       for (let index = 0; index < this.#status.length && !this.#stopping; index++) {
         if (this.#status[index] !== PENDING) continue;
         while (inFlight >= window) {
-          // Every job in flight waits in a forming batch (jobs of several models): cut them.
-          if (this.#batchesLive === 0) host.flushWhenSubmitted();
+          // No provider batch will end and free room: every job in flight waits in a forming
+          // batch (jobs of several models), so cut them.
+          if (host.liveBatches() === 0) host.flushWhenSubmitted();
           await roomOrDone();
         }
         const job = this.#jobs.build(this.#jobs.slots[index]!);

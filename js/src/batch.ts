@@ -81,12 +81,8 @@ export class Batch {
   }
 
   addJob(job: JobInput): this {
-    const id = (job !== null && typeof job === "object" ? job.id : undefined) ?? `job-${this.#jobs.length + 1}`;
-    // Keys and the job's shape (messages, or file + prompt): the core's rules.
-    checkOptions("job", job, 1, String(id));
-    if (this.#ids.has(id)) throw new InvalidOptionError("job.id", `duplicate job id \`${id}\`: ids must be unique`);
-    this.#ids.set(id, this.#jobs.length);
-    this.#jobs.push({ ...job, id });
+    const id = this.#checkJob(job, this.#jobs.length);
+    this.#push({ ...job, id });
     return this;
   }
 
@@ -113,13 +109,21 @@ export class Batch {
     return this;
   }
 
-  /** `job`'s id, checked by the core's job rules and against the ids taken; throws as `addJob` does. */
-  #checkJob(job: JobInput, position: number, taken: Set<string>): string {
+  /** `job`'s id (given, else from its position), the job checked by the core's job rules (keys,
+   * and its shape: messages, or file + prompt) and its id against the ids added and `taken` (those
+   * of the source being read). */
+  #checkJob(job: JobInput, position: number, taken?: Set<string>): string {
     const id = (job !== null && typeof job === "object" ? job.id : undefined) ?? `job-${position + 1}`;
     checkOptions("job", job, 1, String(id));
-    if (this.#ids.has(id) || taken.has(id)) throw new InvalidOptionError("job.id", `duplicate job id \`${id}\`: ids must be unique`);
-    taken.add(id);
+    if (this.#ids.has(id) || taken?.has(id)) throw new InvalidOptionError("job.id", `duplicate job id \`${id}\`: ids must be unique`);
+    taken?.add(id);
     return id;
+  }
+
+  /** A checked job (or a source file's line) added to the run. */
+  #push(slot: JobInput | SourceLine): void {
+    this.#ids.set(slot.id!, this.#jobs.length);
+    this.#jobs.push(slot);
   }
 
   #addIterable(source: Iterable<JobInput>): void {
@@ -137,10 +141,7 @@ export class Batch {
       index++;
     }
     problems.throwIfAny();
-    for (const job of jobs) {
-      this.#ids.set(job.id!, this.#jobs.length);
-      this.#jobs.push(job);
-    }
+    for (const job of jobs) this.#push(job);
   }
 
   /** Reads a `.jsonl` file once: hashes it, checks each line, and keeps where each job's line is. */
@@ -193,10 +194,7 @@ export class Batch {
     problems.throwIfAny();
     file.source = { kind, path, sha256: hash.digest("hex"), bytes: offset, jobs: lines.length };
     this.#sources.push(file);
-    for (const line of lines) {
-      this.#ids.set(line.id, this.#jobs.length);
-      this.#jobs.push(line);
-    }
+    for (const line of lines) this.#push(line);
   }
 
   /** An async iterable, recorded as JSON lines next to the state file as it is read, then added
@@ -230,12 +228,13 @@ export class Batch {
   run(options?: { wait?: boolean }): BatchRun | Promise<BatchRun> {
     const sources = this.#sources.map((file) => file.source);
     this.#checkSources(sources);
-    this.#validate();
+    const endpointsJson = this.#endpointsJson();
+    this.#validate(endpointsJson);
     const jobs: RunJobs = {
       slots: this.#jobs.slice(),
       ids: this.#ids,
       inline: this.#jobs.filter((slot) => !(slot instanceof SourceLine)).map((slot) => slot.id!),
-      build: (slot) => this.#prepareJob(slot),
+      build: (slot) => this.#prepareJob(slot, endpointsJson),
       close: () => this.#closeSources(),
     };
     const run = new BatchRun(this.#options, jobs, this.#costLimitUsd, this.#observers, sources);
@@ -276,9 +275,9 @@ export class Batch {
 
   /** Build every job's request once and keep none: any bad job fails the run before anything
    * is sent. The run builds each again when its batch forms. */
-  #validate(): void {
+  #validate(endpointsJson: string): void {
     try {
-      for (const slot of this.#jobs) this.#prepareJob(slot);
+      for (const slot of this.#jobs) this.#prepareJob(slot, endpointsJson);
     } finally {
       this.#closeSources();
     }
@@ -291,8 +290,9 @@ export class Batch {
     }
   }
 
-  #prepareJob(slot: JobInput | SourceLine): PreparedJob {
-    const core = loadJobsBackend();
+  /** The job's request, built by the core, which picks the provider that serves its model and
+   * that provider's endpoint in `endpointsJson` (refusing one without an API key). */
+  #prepareJob(slot: JobInput | SourceLine, endpointsJson: string): PreparedJob {
     const job = slot instanceof SourceLine ? this.#readLine(slot) : slot;
     const merged = { ...this.#defaults, ...job };
     const model = merged.model;
@@ -313,27 +313,24 @@ export class Batch {
       extra: merged.extra,
     };
     const specJson = JSON.stringify(spec);
-    const routed = coreAnswer<{ provider: ProviderName }>(core.jobProvider(specJson));
-    const endpoint = this.#endpoint(routed.provider, job.id!);
-    const built = coreAnswer<{ request: PreparedJob["request"] }>(core.jobBuildRequest(specJson, JSON.stringify(endpoint)));
+    const built = coreAnswer<{ request: PreparedJob["request"] }>(loadJobsBackend().jobBuildRequest(specJson, endpointsJson));
     return { id: job.id!, specJson, request: built.request, validate: schema?.validate };
   }
 
-  /** The caller's settings, else the environment variables the core names, else the default. */
-  #endpoint(provider: ProviderName, jobId: string): ProviderEndpoint {
-    const info = facts().providers.find((p) => p.name === provider);
+  /** The endpoint of each provider the job builder serves, read once per run: the caller's
+   * settings, else the environment variables the core names, else the default (the core trims a
+   * trailing slash). A provider without a key gets an empty one: the core refuses its jobs. */
+  #endpointsJson(): string {
     const env = (name: string | null | undefined) => (name ? process.env[name] : undefined);
-    const settings = this.#options.providers?.[provider];
-    const apiKey = settings?.apiKey ?? env(info?.apiKeyEnv);
-    if (!apiKey) {
-      throw new BatchlingError(
-        "ERR_BATCHLING_MISSING_KEY",
-        `job \`${jobId}\` needs an API key for ${provider}: set ${info?.apiKeyEnv} or pass providers: { ${provider}: { apiKey } }`,
-      );
+    const endpoints: Partial<Record<ProviderName, ProviderEndpoint>> = {};
+    for (const info of facts().providers) {
+      const settings = this.#options.providers?.[info.name];
+      endpoints[info.name] = {
+        baseUrl: settings?.baseURL ?? env(info.baseUrlEnv) ?? info.defaultBaseUrl ?? "",
+        apiKey: settings?.apiKey ?? env(info.apiKeyEnv) ?? "",
+      };
     }
-    // The core trims a trailing slash.
-    const baseUrl = settings?.baseURL ?? env(info?.baseUrlEnv) ?? info?.defaultBaseUrl ?? "";
-    return { baseUrl, apiKey };
+    return JSON.stringify(endpoints);
   }
 }
 

@@ -175,6 +175,11 @@ export class BatchifyHost implements BatchifyContext {
     return this.#closed;
   }
 
+  /** Provider batches not yet ended: in flight, or cut and waiting for admission. */
+  liveBatches(): number {
+    return this.#engine.liveBatches();
+  }
+
   report(): BatchifyReport {
     return { dryRun: this.#options.dryRun ?? false, queues: JSON.parse(this.#engine.report()) as QueueReport[] };
   }

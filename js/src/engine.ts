@@ -61,6 +61,8 @@ export interface InterceptorEngine {
   flush(nowMs: number): string;
   close(nowMs: number): string;
   report(): string;
+  /** Provider batches not yet ended: in flight, or cut and waiting for admission. */
+  liveBatches(): number;
 }
 
 export interface InterceptorBackend {
@@ -75,7 +77,9 @@ export interface InterceptorBackend {
  * batch_options.rs and run_state.rs). Refusals come back as data (see core-errors.ts). */
 export interface JobsBackend {
   jobProvider(specJson: string): string;
-  jobBuildRequest(specJson: string, endpointJson: string): string;
+  /** `endpointsJson`: each provider's endpoint by name; the core picks the job's provider, refuses
+   * one without an API key, and answers `{ ok, request }`. */
+  jobBuildRequest(specJson: string, endpointsJson: string): string;
   jobExtractResult(specJson: string, status: number, body: string): string;
   /** `{ ok, providers: JobProvider[] }`. */
   jobProviders(): string;

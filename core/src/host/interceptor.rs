@@ -94,6 +94,12 @@ impl InterceptorHost {
         self.input(now_ms, Input::Close)
     }
 
+    /// Provider batches not yet ended, in flight or waiting for admission
+    /// ([`Interceptor::live_batches`]).
+    pub fn live_batches(&self) -> u32 {
+        self.inner.live_batches() as u32
+    }
+
     /// Per queue: provider, endpoint, model, requests, batches, cache hits, estimated cost.
     pub fn report(&self) -> String {
         serde_json::to_string(&self.inner.report()).expect("report serializes")

@@ -1,6 +1,8 @@
 //! The job builder's functions as JSON in, JSON out, for the bindings (Node and wasm share it).
 //! Every answer is `{"ok": true, …}` or `{"ok": false, "code": …, "error": …}`, never a panic.
 
+use std::collections::BTreeMap;
+
 use serde::Serialize;
 use serde_json::{json, Value};
 
@@ -86,17 +88,28 @@ pub fn provider(spec_json: &str) -> String {
     }
 }
 
-/// `{"ok":true,"request":{method,url,headers,body},"estimatedUsd":…}`.
-pub fn build_request(spec_json: &str, endpoint_json: &str) -> String {
+/// `{"ok":true,"request":{method,url,headers,body}}`: the job's request, sent to
+/// the endpoint of the provider that serves its model. `endpoints_json` holds the host's endpoints
+/// by provider name (`{"openai":{"baseUrl":"…","apiKey":"…"},…}`); a provider with no API key
+/// there is refused (`ERR_BATCHLING_MISSING_KEY`, naming the environment variable to set), as is
+/// an invalid job.
+pub fn build_request(spec_json: &str, endpoints_json: &str) -> String {
     let job = match spec(spec_json) {
         Ok(job) => job,
         Err(refusal) => return refusal,
     };
-    let endpoint: ProviderEndpoint = match serde_json::from_str(endpoint_json) {
-        Ok(endpoint) => endpoint,
-        Err(e) => return refusal("ERR_BATCHLING_INVALID_OPTION", format!("bad endpoint: {e}")),
+    let endpoints: BTreeMap<String, ProviderEndpoint> = match serde_json::from_str(endpoints_json) {
+        Ok(endpoints) => endpoints,
+        Err(e) => {
+            return refusal(
+                "ERR_BATCHLING_INVALID_OPTION",
+                format!("bad endpoints: {e}"),
+            )
+        }
     };
-    match jobs::build_request(&job, &endpoint) {
+    match jobs::job_endpoint(&job, &endpoints)
+        .and_then(|endpoint| jobs::build_request(&job, endpoint))
+    {
         Ok(request) => json!({
             "ok": true,
             "request": {
@@ -105,7 +118,6 @@ pub fn build_request(spec_json: &str, endpoint_json: &str) -> String {
                 "headers": request.headers,
                 "body": request.body,
             },
-            "estimatedUsd": jobs::estimate_job_cost(&job),
         })
         .to_string(),
         Err(e) => refusal(e.code(), e),

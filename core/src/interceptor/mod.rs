@@ -194,6 +194,12 @@ impl Interceptor {
         self.request_entry.len()
     }
 
+    /// Provider batches not yet ended: the ones in flight plus the cut ones waiting for
+    /// admission. While there are none, requests still queued wait for their window or a flush.
+    pub fn live_batches(&self) -> usize {
+        self.jobs.len() + self.admission.waiting.len()
+    }
+
     /// Estimated batch-price spend of the batches submitted so far.
     pub fn committed_usd(&self) -> f64 {
         self.admission.committed_usd

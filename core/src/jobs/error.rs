@@ -82,6 +82,11 @@ pub enum JobError {
         id: String,
         reason: String,
     },
+    /// The host has no API key for the provider that serves the job's model.
+    MissingKey {
+        id: String,
+        provider: ProviderId,
+    },
 }
 
 impl JobError {
@@ -107,6 +112,7 @@ impl JobError {
             JobError::ConflictingExtra { .. } => "ERR_BATCHLING_CONFLICTING_EXTRA",
             JobError::RequestTooLarge { .. } => "ERR_BATCHLING_REQUEST_TOO_LARGE",
             JobError::NotBatchable { .. } => "ERR_BATCHLING_NOT_BATCHABLE",
+            JobError::MissingKey { .. } => "ERR_BATCHLING_MISSING_KEY",
         }
     }
 }
@@ -203,6 +209,14 @@ impl fmt::Display for JobError {
                 "job `{id}`: the batch engine would not batch this request ({reason}); check \
                  the provider base URL"
             ),
+            JobError::MissingKey { id, provider } => {
+                let name = provider.as_str();
+                write!(f, "job `{id}` needs an API key for {name}: ")?;
+                if let Some(env) = provider.descriptor().api_key_env {
+                    write!(f, "set {env} or ")?;
+                }
+                write!(f, "pass providers: {{ {name}: {{ apiKey }} }}")
+            }
         }
     }
 }

@@ -50,6 +50,8 @@ mod extract;
 mod prepare;
 mod render;
 
+use std::collections::BTreeMap;
+
 use crate::catalog::models::ModelInfo;
 use crate::catalog::pricing::{self, CostEstimate};
 use crate::http::HttpRequest;
@@ -84,6 +86,23 @@ pub fn validate(job: &JobSpec) -> Result<(), JobError> {
 /// its capabilities).
 pub fn validate_for_model(job: &JobSpec, info: &'static ModelInfo) -> Result<(), JobError> {
     prepare(job, info).map(|_| ())
+}
+
+/// The endpoint of the provider that serves `job`'s model, among the host's `endpoints` (by
+/// provider name: the caller's settings, else the environment, else the default). Refused
+/// ([`JobError::MissingKey`]) when that provider has no API key there.
+pub fn job_endpoint<'a>(
+    job: &JobSpec,
+    endpoints: &'a BTreeMap<String, ProviderEndpoint>,
+) -> Result<&'a ProviderEndpoint, JobError> {
+    let provider = job_provider(job)?;
+    endpoints
+        .get(provider.as_str())
+        .filter(|endpoint| !endpoint.api_key.is_empty())
+        .ok_or_else(|| JobError::MissingKey {
+            id: job.id.clone(),
+            provider,
+        })
 }
 
 /// Validates `job` and builds the synchronous request its provider's SDK would send.
