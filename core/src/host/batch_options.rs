@@ -284,6 +284,38 @@ mod tests {
     }
 
     #[test]
+    fn markers_read_as_json_stringify_keeps_them() {
+        let base = r#""stateFile":"s","resultsDir":"r""#;
+        // `undefined`, a function or a Symbol: left out, as `JSON.stringify` does.
+        for kept in [r#"{"$type":"undefined"}"#, r#"{"$type":"function"}"#] {
+            let json = format!(r#"{{{base},"typo":{kept},"maxConcurrent":{kept}}}"#);
+            assert_eq!(check(BatchCall::Options, &json, ""), Ok(()));
+        }
+        assert_eq!(
+            refused(BatchCall::Options, r#"{"$type":"function"}"#).0,
+            "options"
+        );
+        let json = format!(r#"{{{base},"maxConcurrent":{{"$type":"number","text":"-Infinity"}}}}"#);
+        assert_eq!(
+            refused(BatchCall::Options, &json).1,
+            "must be an integer >= 1, got -Infinity"
+        );
+        let json = format!(r#"{{{base},"maxConcurrent":{{"$type":"bigint","text":"2"}}}}"#);
+        assert_eq!(
+            refused(BatchCall::Options, &json).1,
+            "must be an integer >= 1, got 2"
+        );
+        assert_eq!(
+            refused(
+                BatchCall::CostLimit,
+                r#"{"usd":[1,{"$type":"function"},{"$type":"undefined"}]}"#
+            )
+            .1,
+            "must be a finite number >= 0, got 1,,"
+        );
+    }
+
+    #[test]
     fn cost_limits_defaults_and_jobs() {
         assert_eq!(check(BatchCall::CostLimit, r#"{"usd":0}"#, ""), Ok(()));
         assert_eq!(
