@@ -7,7 +7,8 @@ import { createHash } from "node:crypto";
 import { closeSync, createReadStream, createWriteStream, existsSync, mkdirSync, openSync, readFileSync, readSync, renameSync } from "node:fs";
 import { once } from "node:events";
 import { basename, dirname, extname, join, resolve as resolvePath } from "node:path";
-import { coreAnswer, optionJson, refusalError, type CoreRefusal } from "./core-errors.js";
+import { coreAnswer, refusalError, type CoreRefusal } from "./core-errors.js";
+import { optionsJson } from "./host-util.js";
 import "./engine-node.js";
 import { loadJobsBackend } from "./engine.js";
 import { BatchlingError, InvalidOptionError } from "./errors.js";
@@ -33,7 +34,7 @@ function facts(): { providers: JobProvider[]; fileTypes: FileType[] } {
 
 /** `call`'s argument checked by the core's rules; a refusal throws `InvalidOptionError`. */
 function checkOptions(call: "options" | "defaults" | "costLimit" | "job", value: unknown, depth: number, jobId = ""): void {
-  coreAnswer<object>(loadJobsBackend().batchCheck(call, optionJson(value, depth), jobId));
+  coreAnswer<object>(loadJobsBackend().batchCheck(call, optionsJson(value, { depth }), jobId));
 }
 
 export class Batch {

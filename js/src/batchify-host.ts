@@ -404,7 +404,7 @@ export function newEngine(
 ): InterceptorEngine {
   const host = JSON.stringify({ ...limits, cache: caching, tagSeed });
   // A cache's storage is the host's object: the core only needs to know it is one.
-  const user = optionsJson(options, ["storage"]);
+  const user = optionsJson(options, { hostObjects: ["storage"] });
   const engineOptions = coreAnswer<{ options: InterceptorOptions }>(loadInterceptorBackend().checkInterceptorOptions(user, host)).options;
   return new Engine(JSON.stringify(engineOptions));
 }

@@ -27,21 +27,3 @@ export function coreAnswer<T>(json: string): T {
   if (!answer.ok) throw refusalError(answer);
   return answer;
 }
-
-/**
- * A JS value as JSON for the core's option checks, which read keys and plain values: `undefined`
- * values are left out (as `JSON.stringify` does), non-finite numbers, which JSON cannot hold,
- * travel as their `String()` so a refusal shows them as the caller wrote them, and objects nested
- * `depth` levels down travel as their shape only (`{}` / `[]`), so a job's messages, a schema
- * object or an API key are not copied for a check that does not read them.
- */
-export function optionJson(value: unknown, depth: number): string {
-  const shape = (v: unknown, level: number): unknown => {
-    if (typeof v === "number") return Number.isFinite(v) ? v : String(v);
-    if (v === null || typeof v !== "object") return v;
-    if (level >= depth) return Array.isArray(v) ? [] : {};
-    if (Array.isArray(v)) return v.map((item) => shape(item, level + 1));
-    return Object.fromEntries(Object.entries(v).map(([key, item]) => [key, shape(item, level + 1)]));
-  };
-  return JSON.stringify(shape(value, 0) ?? null);
-}

@@ -11,14 +11,22 @@ const UNDEFINED = { $type: "undefined" };
 const HOST_OBJECT = { $type: "object" };
 
 /**
- * The user's options as JSON for the core's checks (core/src/host/options.rs), which hold every
- * option rule. Values JSON cannot carry become markers the core reads: functions, keys whose
- * value is `undefined` (still keys: a misspelt one is reported), NaN / Infinity, BigInts and
- * Symbols (with `String(value)` for the message). Objects under a key in `hostObjects` (kept by
- * the host as they are, e.g. a cache's `storage`) become an opaque object.
+ * The user's options as JSON for the core's option checks (core/src/host/options.rs for
+ * `RequestBatcher` and `batchify()`, core/src/host/batch_options.rs for `Batch`), which hold
+ * every option rule. Values JSON cannot carry become markers the core reads: functions, keys
+ * whose value is `undefined` (still keys: a misspelt one is reported), NaN / Infinity, BigInts
+ * and Symbols (with `String(value)` for the message). Objects under a key in `hostObjects` (kept
+ * by the host as they are, e.g. a cache's `storage`) become an opaque object. Objects nested
+ * `depth` levels down travel as their shape only (`{}` / `[]`), so a job's messages, a schema
+ * object or an API key are not copied for a check that does not read them.
  */
-export function optionsJson(options: unknown, hostObjects: readonly string[] = []): string {
-  return JSON.stringify(options, (key, value: unknown) => {
+export function optionsJson(
+  options: unknown,
+  { hostObjects = [], depth = Infinity }: { hostObjects?: readonly string[]; depth?: number } = {},
+): string {
+  // How deep each object being written sits (the options themselves at 0).
+  const levels = new WeakMap<object, number>();
+  return JSON.stringify(options, function (this: object, key: string, value: unknown) {
     switch (typeof value) {
       case "function":
         return FUNCTION;
@@ -30,8 +38,18 @@ export function optionsJson(options: unknown, hostObjects: readonly string[] = [
         return { $type: "bigint", text: String(value) };
       case "symbol":
         return { $type: "symbol", text: String(value) };
-      case "object":
-        return value !== null && key !== "" && hostObjects.includes(key) ? HOST_OBJECT : value;
+      case "object": {
+        if (value === null) return value;
+        if (key === "") {
+          levels.set(value, 0);
+          return value;
+        }
+        if (hostObjects.includes(key)) return HOST_OBJECT;
+        const level = (levels.get(this) ?? 0) + 1;
+        if (level >= depth) return Array.isArray(value) ? [] : {};
+        levels.set(value, level);
+        return value;
+      }
       default:
         return value;
     }

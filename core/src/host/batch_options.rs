@@ -1,12 +1,12 @@
 //! The `Batch` job builder's option rules: which keys each of its calls takes and the values they
-//! allow. The host passes the caller's object as JSON (JS `undefined` values left out, non-finite
-//! numbers as their `String()`) and turns a refusal into its invalid-option error. Messages name
-//! the option and show the offending value as JavaScript's `String()` does.
+//! allow. The host passes the caller's object as JSON with the markers [`super::options`] reads
+//! (objects nested past what a call checks sent as their shape only) and turns a refusal into
+//! its invalid-option error. The rules read values with [`super::options`]' readers, so messages
+//! name the option and show the offending value as JavaScript's `String()` does.
 
-use serde_json::json;
-use serde_json::value::RawValue;
+use serde_json::{Map, Value};
 
-use super::json_entries::{js_string, number, Entries};
+use super::options::{count, envelope, js, js_string, known_keys, marker, Fields, Js};
 use crate::options::OptionError;
 use crate::providers::PROVIDERS;
 
@@ -22,8 +22,8 @@ pub const OPTION_KEYS: &[&str] = &[
     "retry",
 ];
 
-/// The values of `resultFiles`, as JSON: `results.jsonl` only, or also one file per job.
-const RESULT_FILES: &[&str] = &[r#""jsonl""#, r#""per-job""#];
+/// The values of `resultFiles`: `results.jsonl` only, or also one file per job.
+const RESULT_FILES: &[&str] = &["jsonl", "per-job"];
 
 /// Keys of `defaults()`, which every job may also set.
 pub const DEFAULT_KEYS: &[&str] = &["model", "temperature", "maxTokens", "system", "extra"];
@@ -71,83 +71,112 @@ impl BatchCall {
 
 /// Checks the JSON of one builder call's argument. `job_id` names the job in `addJob`'s messages.
 pub fn check(call: BatchCall, value_json: &str, job_id: &str) -> Checked {
-    let raw: &RawValue = serde_json::from_str(value_json)
+    let value: Value = serde_json::from_str(value_json)
         .map_err(|e| OptionError::new("options", format!("not JSON: {e}")))?;
+    let value = as_stringified(&value).unwrap_or(Value::Null);
+    let value = js(Some(&value));
     match call {
-        BatchCall::Options => check_options(raw),
+        BatchCall::Options => check_options(value),
         BatchCall::Defaults => {
-            let entries = object_or(
-                raw,
+            let fields = object_or(
+                value,
                 "defaults",
                 "pass { model?, temperature?, maxTokens?, system?, extra? }",
             )?;
-            known_keys(&entries, DEFAULT_KEYS, "defaults.")
+            known_keys(&fields, DEFAULT_KEYS, "defaults.")
         }
         BatchCall::CostLimit => {
-            let usd = Entries::of(raw).and_then(|e| e.get("usd"));
-            match number(usd) {
-                Some(value) if value.is_finite() && value >= 0.0 => Ok(()),
-                _ => Err(OptionError::new(
+            let usd = Fields::of(value).map_or(Js::Undefined, |limit| limit.get("usd"));
+            match usd {
+                Js::Number(n) if n.as_f64().is_some_and(|usd| usd >= 0.0) => Ok(()),
+                other => Err(OptionError::new(
                     "costLimit.usd",
-                    format!("must be a finite number >= 0, got {}", js_string(usd)),
+                    format!("must be a finite number >= 0, got {}", js_string(other)),
                 )),
             }
         }
-        BatchCall::Job => check_job(raw, job_id),
+        BatchCall::Job => check_job(value, job_id),
     }
 }
 
-fn check_options(raw: &RawValue) -> Checked {
-    let entries = object_or(
-        raw,
+/// The builder's rules read the caller's values as `JSON.stringify` keeps them: keys whose value
+/// is `undefined`, a function or a Symbol left out (array items as `null`), NaN and Infinity as
+/// their `String()`. BigInts, which `JSON.stringify` refuses, stay markers (not numbers).
+fn as_stringified(value: &Value) -> Option<Value> {
+    match value {
+        Value::Object(map) => match marker(map) {
+            Some("number") => map.get("text").cloned(),
+            Some("bigint") => Some(value.clone()),
+            Some(_) => None,
+            None => Some(Value::Object(
+                map.iter()
+                    .filter_map(|(key, item)| Some((key.clone(), as_stringified(item)?)))
+                    .collect::<Map<_, _>>(),
+            )),
+        },
+        Value::Array(items) => Some(Value::Array(
+            items
+                .iter()
+                .map(|item| as_stringified(item).unwrap_or(Value::Null))
+                .collect(),
+        )),
+        other => Some(other.clone()),
+    }
+}
+
+fn check_options(value: Js<'_>) -> Checked {
+    let options = object_or(
+        value,
         "options",
         "pass { stateFile, resultsDir, maxConcurrent? }",
     )?;
-    known_keys(&entries, OPTION_KEYS, "")?;
+    known_keys(&options, OPTION_KEYS, "")?;
     for name in ["stateFile", "resultsDir"] {
-        let path = entries
-            .get(name)
-            .and_then(|v| serde_json::from_str::<String>(v.get()).ok());
-        if path.is_none_or(|p| p.is_empty()) {
+        if !matches!(options.get(name), Js::String(path) if !path.is_empty()) {
             return Err(OptionError::new(name, "must be a non-empty path string"));
         }
     }
     for name in ["maxConcurrent", "itemsPerBatch", "pollIntervalMs"] {
-        count(name, entries.get(name), 1)?;
+        count(name, options.get(name), 1, false)?;
     }
-    if let Some(layout) = entries.get("resultFiles") {
-        if !RESULT_FILES.contains(&layout.get()) {
+    match options.get("resultFiles") {
+        Js::Undefined => {}
+        Js::String(layout) if RESULT_FILES.contains(&layout) => {}
+        other => {
             return Err(OptionError::new(
                 "resultFiles",
                 format!(
                     "must be \"jsonl\" (results.jsonl only, the default) or \"per-job\" (also one JSON file per job), got {}",
-                    js_string(Some(layout))
+                    js_string(other)
                 ),
-            ));
+            ))
         }
     }
-    if let Some(providers) = entries.get("providers") {
-        let providers = object_or(
-            providers,
-            "providers",
-            "must be an object: { openai?: { apiKey?, baseURL? }, … }",
-        )?;
-        let served: Vec<&str> = PROVIDERS
-            .iter()
-            .filter(|d| d.jobs.is_some())
-            .map(|d| d.name)
-            .collect();
-        known_keys(&providers, &served, "providers.")?;
+    match options.get("providers") {
+        Js::Undefined => {}
+        providers => {
+            let providers = object_or(
+                providers,
+                "providers",
+                "must be an object: { openai?: { apiKey?, baseURL? }, … }",
+            )?;
+            let served: Vec<&str> = PROVIDERS
+                .iter()
+                .filter(|d| d.jobs.is_some())
+                .map(|d| d.name)
+                .collect();
+            known_keys(&providers, &served, "providers.")?;
+        }
     }
     Ok(())
 }
 
-fn check_job(raw: &RawValue, id: &str) -> Checked {
-    let entries = object_or(raw, "job", "pass { messages } or { file, prompt }")?;
-    known_keys(&entries, JOB_KEYS, "job.")?;
-    let has_messages = entries.get("messages").is_some();
-    let (file, prompt) = (entries.get("file"), entries.get("prompt"));
-    let has_file = file.is_some() || prompt.is_some();
+fn check_job(value: Js<'_>, id: &str) -> Checked {
+    let job = object_or(value, "job", "pass { messages } or { file, prompt }")?;
+    known_keys(&job, JOB_KEYS, "job.")?;
+    let given = |key: &str| !matches!(job.get(key), Js::Undefined);
+    let has_messages = given("messages");
+    let has_file = given("file") || given("prompt");
     if has_messages && has_file {
         return Err(OptionError::new(
             "job",
@@ -160,8 +189,8 @@ fn check_job(raw: &RawValue, id: &str) -> Checked {
             format!("job `{id}`: give messages, or file + prompt"),
         ));
     }
-    let is_string = |v: Option<&RawValue>| v.is_some_and(|v| v.get().starts_with('"'));
-    if has_file && !(is_string(file) && is_string(prompt)) {
+    let is_string = |key: &str| matches!(job.get(key), Js::String(_));
+    if has_file && !(is_string("file") && is_string("prompt")) {
         return Err(OptionError::new(
             "job",
             format!("job `{id}`: a file job needs both `file` (a path) and `prompt`"),
@@ -170,74 +199,22 @@ fn check_job(raw: &RawValue, id: &str) -> Checked {
     Ok(())
 }
 
-/// The entries of an object (an array counts, by its indices, as a JS host's `Object.keys`
-/// sees it), or the refusal `message` for `option`.
-fn object_or<'a>(
-    raw: &'a RawValue,
-    option: &str,
-    message: &str,
-) -> Result<Entries<'a>, OptionError> {
-    if let Some(entries) = Entries::of(raw) {
-        return Ok(entries);
-    }
-    if let Ok(items) = serde_json::from_str::<Vec<&RawValue>>(raw.get()) {
-        return Ok(Entries(
-            items
-                .into_iter()
-                .enumerate()
-                .map(|(i, v)| (i.to_string(), v))
-                .collect(),
-        ));
-    }
-    Err(OptionError::new(option, message))
-}
-
-/// Refuses misspelt options instead of silently ignoring them. `prefix` names nested objects.
-fn known_keys(entries: &Entries, known: &[&str], prefix: &str) -> Checked {
-    match entries.keys().find(|key| !known.contains(key)) {
-        Some(key) => Err(OptionError::new(
-            format!("{prefix}{key}"),
-            format!("unknown option; known options: {}", known.join(", ")),
-        )),
-        None => Ok(()),
-    }
-}
-
-/// An optional whole number >= `min` that a JS number holds exactly (a safe integer).
-fn count(name: &str, value: Option<&RawValue>, min: u32) -> Checked {
-    let Some(raw) = value else { return Ok(()) };
-    const MAX_SAFE: f64 = 9_007_199_254_740_991.0;
-    match number(Some(raw)) {
-        Some(n) if n.fract() == 0.0 && n.abs() <= MAX_SAFE && n >= f64::from(min) => Ok(()),
-        _ => Err(OptionError::new(
-            name,
-            format!("must be an integer >= {min}, got {}", js_string(Some(raw))),
-        )),
-    }
+/// The fields of an object (an array counts, by its indices, as a JS host's `Object.keys` sees
+/// it), or the refusal `message` for `option`.
+fn object_or<'a>(value: Js<'a>, option: &str, message: &str) -> Result<Fields<'a>, OptionError> {
+    Fields::of(value).ok_or_else(|| OptionError::new(option, message))
 }
 
 /// `{"ok":true}` or `{"ok":false,"code":"ERR_BATCHLING_INVALID_OPTION","option":…,"message":…}`;
 /// `call` is "options", "defaults", "costLimit" or "job".
 pub fn check_json(call: &str, value_json: &str, job_id: &str) -> String {
-    let Some(call) = BatchCall::parse(call) else {
-        return json!({
-            "ok": false,
-            "code": "ERR_BATCHLING_INVALID_OPTION",
-            "option": "call",
-            "message": format!("unknown builder call `{call}`"),
-        })
-        .to_string();
-    };
-    match check(call, value_json, job_id) {
-        Ok(()) => json!({ "ok": true }).to_string(),
-        Err(e) => json!({
-            "ok": false,
-            "code": "ERR_BATCHLING_INVALID_OPTION",
-            "option": e.option,
-            "message": e.message,
-        })
-        .to_string(),
-    }
+    envelope(match BatchCall::parse(call) {
+        Some(call) => check(call, value_json, job_id).map(|()| None),
+        None => Err(OptionError::new(
+            "call",
+            format!("unknown builder call `{call}`"),
+        )),
+    })
 }
 
 #[cfg(test)]
@@ -303,6 +280,38 @@ mod tests {
                 "options".into(),
                 "pass { stateFile, resultsDir, maxConcurrent? }".into()
             )
+        );
+    }
+
+    #[test]
+    fn markers_read_as_json_stringify_keeps_them() {
+        let base = r#""stateFile":"s","resultsDir":"r""#;
+        // `undefined`, a function or a Symbol: left out, as `JSON.stringify` does.
+        for kept in [r#"{"$type":"undefined"}"#, r#"{"$type":"function"}"#] {
+            let json = format!(r#"{{{base},"typo":{kept},"maxConcurrent":{kept}}}"#);
+            assert_eq!(check(BatchCall::Options, &json, ""), Ok(()));
+        }
+        assert_eq!(
+            refused(BatchCall::Options, r#"{"$type":"function"}"#).0,
+            "options"
+        );
+        let json = format!(r#"{{{base},"maxConcurrent":{{"$type":"number","text":"-Infinity"}}}}"#);
+        assert_eq!(
+            refused(BatchCall::Options, &json).1,
+            "must be an integer >= 1, got -Infinity"
+        );
+        let json = format!(r#"{{{base},"maxConcurrent":{{"$type":"bigint","text":"2"}}}}"#);
+        assert_eq!(
+            refused(BatchCall::Options, &json).1,
+            "must be an integer >= 1, got 2"
+        );
+        assert_eq!(
+            refused(
+                BatchCall::CostLimit,
+                r#"{"usd":[1,{"$type":"function"},{"$type":"undefined"}]}"#
+            )
+            .1,
+            "must be a finite number >= 0, got 1,,"
         );
     }
 

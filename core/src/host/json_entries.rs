@@ -1,6 +1,6 @@
 //! A JSON object read as its entries in order, each value kept as the exact text it was written
-//! in. The host's JSON (option objects, result files) is read here without re-formatting any
-//! number, so what goes back to the host, or into a message, reads as the host wrote it.
+//! in. The result files a run wrote are read here without re-formatting any number, so what
+//! goes back to the host reads as it was written.
 
 use std::fmt;
 
@@ -16,10 +16,6 @@ impl<'a> Entries<'a> {
     /// The last value under `key` (as `JSON.parse` keeps the last of repeated keys).
     pub fn get(&self, key: &str) -> Option<&'a RawValue> {
         self.0.iter().rev().find(|(k, _)| k == key).map(|(_, v)| *v)
-    }
-
-    pub fn keys(&self) -> impl Iterator<Item = &str> {
-        self.0.iter().map(|(k, _)| k.as_str())
     }
 
     /// `raw` as an object's entries; `None` when it is not an object.
@@ -55,33 +51,6 @@ impl<'de: 'a, 'a> Deserialize<'de> for Entries<'a> {
     }
 }
 
-/// How JavaScript's `String(value)` shows a JSON value the host sent: numbers, `true`, `false`
-/// and `null` as written (a JS host writes numbers as `String(n)` does), strings unquoted,
-/// arrays joined with commas, objects as `[object Object]`; `None` (absent) as `undefined`.
-pub(crate) fn js_string(raw: Option<&RawValue>) -> String {
-    let Some(raw) = raw else {
-        return "undefined".into();
-    };
-    let text = raw.get().trim();
-    match text.as_bytes().first() {
-        Some(b'"') => serde_json::from_str::<String>(text).unwrap_or_default(),
-        Some(b'{') => "[object Object]".into(),
-        Some(b'[') => serde_json::from_str::<Vec<&RawValue>>(text)
-            .map(|items| {
-                items
-                    .into_iter()
-                    .map(|item| match item.get().trim() {
-                        "null" => String::new(),
-                        _ => js_string(Some(item)),
-                    })
-                    .collect::<Vec<_>>()
-                    .join(",")
-            })
-            .unwrap_or_default(),
-        _ => text.to_string(),
-    }
-}
-
 /// The number `raw` holds, parsed exactly (`None` for anything but a JSON number).
 pub(crate) fn number(raw: Option<&RawValue>) -> Option<f64> {
     let text = raw?.get().trim();
@@ -99,10 +68,15 @@ mod tests {
     fn entries_keep_order_and_value_text() {
         let text = r#"{"b": 1.50, "a": [1, null, "x"], "b": 0.000015}"#;
         let entries: Entries = serde_json::from_str(text).unwrap();
-        assert_eq!(entries.keys().collect::<Vec<_>>(), ["b", "a", "b"]);
+        assert_eq!(
+            entries
+                .0
+                .iter()
+                .map(|(k, _)| k.as_str())
+                .collect::<Vec<_>>(),
+            ["b", "a", "b"]
+        );
         assert_eq!(entries.get("b").unwrap().get(), "0.000015");
-        assert_eq!(js_string(entries.get("a")), "1,,x");
-        assert_eq!(js_string(entries.get("missing")), "undefined");
         assert_eq!(number(entries.get("b")), Some(0.000015));
         assert_eq!(number(entries.get("a")), None);
     }

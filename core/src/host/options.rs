@@ -13,6 +13,8 @@
 //!   with `String(value)` for the message.
 //!
 //! Messages quote a wrong value as JS's `String(value)` would (a function as "a function").
+//! The readers (`Js`, `Fields`), the rule helpers (`known_keys`, `count`, `js_string`) and
+//! the answer's envelope are shared with the `Batch` builder's rules ([`super::batch_options`]).
 //! [`check_batcher_options`] and [`check_interceptor_options`] answer with a JSON envelope:
 //! `{"ok":true,"options":{…}}` or `{"ok":false,"code":"ERR_BATCHLING_INVALID_OPTION",
 //! "option":"retry.attempts","message":"must be an integer >= 1, got 0"}`.
@@ -66,7 +68,7 @@ const MAX_SAFE_INTEGER: f64 = 9_007_199_254_740_991.0;
 
 /// A user's value as JS sees it.
 #[derive(Clone, Copy, Debug)]
-enum Js<'a> {
+pub(super) enum Js<'a> {
     Undefined,
     Null,
     Bool(bool),
@@ -81,7 +83,7 @@ enum Js<'a> {
     Other(&'a str),
 }
 
-fn js(value: Option<&Value>) -> Js<'_> {
+pub(super) fn js(value: Option<&Value>) -> Js<'_> {
     let Some(value) = value else {
         return Js::Undefined;
     };
@@ -102,14 +104,14 @@ fn js(value: Option<&Value>) -> Js<'_> {
 }
 
 /// The `$type` of a marker object, if `map` is one.
-fn marker(map: &Map<String, Value>) -> Option<&str> {
+pub(super) fn marker(map: &Map<String, Value>) -> Option<&str> {
     let kind = map.get("$type")?.as_str()?;
     let other_keys = map.keys().filter(|k| *k != "$type" && *k != "text").count();
     (other_keys == 0).then_some(kind)
 }
 
 /// A value JS's `typeof` calls "object" (and not null): its own keys, in order.
-enum Fields<'a> {
+pub(super) enum Fields<'a> {
     Map(&'a Map<String, Value>),
     /// An array: its keys are its indexes.
     List(&'a [Value]),
@@ -117,7 +119,7 @@ enum Fields<'a> {
 }
 
 impl<'a> Fields<'a> {
-    fn of(value: Js<'a>) -> Option<Fields<'a>> {
+    pub(super) fn of(value: Js<'a>) -> Option<Fields<'a>> {
         match value {
             Js::Object(map) => Some(Fields::Map(map)),
             Js::Array(items) => Some(Fields::List(items)),
@@ -126,7 +128,7 @@ impl<'a> Fields<'a> {
         }
     }
 
-    fn get(&self, key: &str) -> Js<'a> {
+    pub(super) fn get(&self, key: &str) -> Js<'a> {
         match self {
             Fields::Map(map) => js(map.get(key)),
             Fields::List(items) => js(key.parse::<usize>().ok().and_then(|i| items.get(i))),
@@ -147,7 +149,11 @@ impl<'a> Fields<'a> {
 }
 
 /// Refuse misspelt options instead of silently ignoring them. `prefix` names nested objects.
-fn known_keys(fields: &Fields<'_>, known: &[&str], prefix: &str) -> Result<(), OptionError> {
+pub(super) fn known_keys(
+    fields: &Fields<'_>,
+    known: &[&str],
+    prefix: &str,
+) -> Result<(), OptionError> {
     match fields.unknown_key(known) {
         Some(key) => Err(OptionError::new(
             format!("{prefix}{key}"),
@@ -158,7 +164,7 @@ fn known_keys(fields: &Fields<'_>, known: &[&str], prefix: &str) -> Result<(), O
 }
 
 /// A whole number >= `min`, and a safe integer so the engine gets it exactly.
-fn count(
+pub(super) fn count(
     option: &str,
     value: Js<'_>,
     min: u64,
@@ -484,7 +490,7 @@ fn hosts(value: Js<'_>) -> Result<Vec<Value>, OptionError> {
 }
 
 /// `String(value)` in JS (a function as "a function").
-fn js_string(value: Js<'_>) -> String {
+pub(super) fn js_string(value: Js<'_>) -> String {
     match value {
         Js::Undefined => "undefined".into(),
         Js::Null => "null".into(),
@@ -548,9 +554,12 @@ pub fn js_number(n: f64) -> String {
     format!("{sign}{body}")
 }
 
-fn envelope(result: Result<Value, OptionError>) -> String {
+/// The answer a binding returns: `{"ok":true}` (with the checked `options` when there are
+/// some) or the refusal `{"ok":false,"code":"ERR_BATCHLING_INVALID_OPTION","option":…,"message":…}`.
+pub(super) fn envelope(result: Result<Option<Value>, OptionError>) -> String {
     match result {
-        Ok(options) => json!({ "ok": true, "options": options }).to_string(),
+        Ok(Some(options)) => json!({ "ok": true, "options": options }).to_string(),
+        Ok(None) => json!({ "ok": true }).to_string(),
         Err(e) => json!({
             "ok": false,
             "code": OptionError::CODE,
@@ -570,7 +579,9 @@ fn parse(json: &str) -> Result<Value, OptionError> {
 pub fn check_batcher_options(user_json: &str) -> String {
     envelope(parse(user_json).and_then(|user| {
         let options = batcher_options(&user)?;
-        Ok(serde_json::to_value(options).expect("options serialize"))
+        Ok(Some(
+            serde_json::to_value(options).expect("options serialize"),
+        ))
     }))
 }
 
@@ -582,6 +593,8 @@ pub fn check_interceptor_options(user_json: &str, host_json: &str) -> String {
         let host: InterceptorOptions = serde_json::from_str(host_json)
             .map_err(|e| OptionError::new("options", e.to_string()))?;
         let options = interceptor_options(&user, host)?;
-        Ok(serde_json::to_value(options).expect("options serialize"))
+        Ok(Some(
+            serde_json::to_value(options).expect("options serialize"),
+        ))
     }))
 }
