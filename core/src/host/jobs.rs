@@ -6,13 +6,10 @@ use std::collections::BTreeMap;
 use serde::Serialize;
 use serde_json::{json, Value};
 
+use super::refusal;
 use crate::attachments::FILE_TYPES;
 use crate::jobs::{self, JobSpec, ProviderEndpoint};
 use crate::providers::{ProviderId, PROVIDERS};
-
-fn refusal(code: &str, error: impl std::fmt::Display) -> String {
-    json!({ "ok": false, "code": code, "error": error.to_string() }).to_string()
-}
 
 fn spec(spec_json: &str) -> Result<JobSpec, String> {
     serde_json::from_str(spec_json)

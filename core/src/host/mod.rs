@@ -40,3 +40,9 @@ impl std::fmt::Display for HostArgError {
 }
 
 impl std::error::Error for HostArgError {}
+
+/// A refusal as the host functions answer it: `{"ok":false,"code":…,"error":…}` (option
+/// refusals carry the option instead: see `options`).
+pub(crate) fn refusal(code: &str, error: impl std::fmt::Display) -> String {
+    serde_json::json!({ "ok": false, "code": code, "error": error.to_string() }).to_string()
+}

@@ -26,6 +26,7 @@ use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
 
 use super::json_entries::{number, Entries};
+use super::refusal;
 use crate::cache::CacheRecord;
 use crate::providers::common::hex;
 
@@ -431,10 +432,6 @@ pub fn summarize_results_json(texts_json: &str) -> String {
         })
         .to_string(),
     }
-}
-
-fn refusal(code: &str, error: impl std::fmt::Display) -> String {
-    json!({ "ok": false, "code": code, "error": error.to_string() }).to_string()
 }
 
 #[cfg(test)]
