@@ -275,6 +275,12 @@ impl NativeInterceptor {
         self.host.cancel(now_ms, request)
     }
 
+    /// The caller's signal aborted; `timeout_reason`: its reason is a `TimeoutError`.
+    #[napi]
+    pub fn abort(&mut self, now_ms: f64, request: f64, timeout_reason: bool) -> String {
+        self.host.abort(now_ms, request, timeout_reason)
+    }
+
     #[napi]
     pub fn flush(&mut self, now_ms: f64) -> String {
         self.host.flush(now_ms)

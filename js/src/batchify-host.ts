@@ -3,7 +3,6 @@
 // real fetch, appends the cache journal to a JournalStore, and answers callers with the
 // engine's synthetic responses. Node (batchify.ts) and browsers / edge runtimes (browser.ts)
 // give it their fetch, storage and (in Node) an async scope.
-import { ABORT_WARNINGS, type AbortKind, classifyAbort } from "./client-timeout.js";
 import { coreAnswer } from "./core-errors.js";
 import { loadInterceptorBackend, type InterceptorEngine } from "./engine.js";
 import { BatchlingError } from "./errors.js";
@@ -125,7 +124,6 @@ export class BatchifyHost implements BatchifyContext {
   #closed: Promise<BatchifyReport> | undefined;
   #resolveClosed: (() => void) | undefined;
   #drained = false;
-  readonly #warnedAborts = new Set<AbortKind>();
 
   constructor(options: BatchifyOptions, platform: Platform) {
     this.#options = options;
@@ -194,7 +192,6 @@ export class BatchifyHost implements BatchifyContext {
       return this.#platform.realFetch(request);
     }
     if (request.signal.aborted) throw request.signal.reason;
-    const startedAt = now();
     this.#intake++;
     let body: string;
     try {
@@ -207,7 +204,7 @@ export class BatchifyHost implements BatchifyContext {
     // The caller's own signal (the Request's follows it), so the Request is not kept alive.
     const signal = init?.signal ? init.signal : input instanceof Request ? request.signal : undefined;
     const send = () => this.#platform.realFetch(new Request(request, { body }));
-    return this.#submit(request.url, request.headers, body, signal, startedAt, send);
+    return this.#submit(request.url, request.headers, body, signal, send);
   }
 
   async #interceptInit(input: string | URL, init: RequestInit, body: string): Promise<Response> {
@@ -219,25 +216,24 @@ export class BatchifyHost implements BatchifyContext {
     const url = new URL(input instanceof URL ? input.href : input).href;
     const signal = init.signal ?? undefined;
     if (signal?.aborted) throw signal.reason;
-    const startedAt = now();
     this.#intake++;
     try {
       await this.#ready;
     } finally {
       this.#intake--;
     }
-    return this.#submit(url, headers, body, signal, startedAt, () => this.#platform.realFetch(input, init));
+    return this.#submit(url, headers, body, signal, () => this.#platform.realFetch(input, init));
   }
 
   /** Hand a read call to the core. Only `pending` (no request, no body) outlives this call;
    * `send` makes it as is, if the core passes it through (decided during the submission). */
-  #submit(url: string, headers: Headers, body: string, signal: AbortSignal | undefined, startedAt: number, send: () => Promise<Response>): Promise<Response> {
+  #submit(url: string, headers: Headers, body: string, signal: AbortSignal | undefined, send: () => Promise<Response>): Promise<Response> {
     const id = this.#nextRequest++;
     const headersJson = JSON.stringify([...headers]);
     return new Promise<Response>((resolve, reject) => {
       const pending: Pending = { resolve, reject };
       this.#pending.set(id, pending);
-      if (signal) this.#watchAbort(id, pending, signal, headers, startedAt);
+      if (signal) this.#watchAbort(id, pending, signal);
       this.#submitting = { id, send };
       try {
         this.#apply(this.#engine.submit(now(), id, "POST", url, headersJson, body));
@@ -253,24 +249,16 @@ export class BatchifyHost implements BatchifyContext {
     });
   }
 
-  /** Listen for the caller's abort; the listener holds the signal and headers, not the body. */
-  #watchAbort(id: number, pending: Pending, signal: AbortSignal, headers: Headers, startedAt: number): void {
+  /** Listen for the caller's abort and tell the core (which keeps the call if it was its
+   * client's own timer, else cancels it); the listener holds the signal, not the body. */
+  #watchAbort(id: number, pending: Pending, signal: AbortSignal): void {
     pending.signal = signal;
-    pending.onAbort = () => this.#onAbort(id, signal, headers, startedAt);
+    pending.onAbort = () => {
+      const reason: unknown = signal.reason;
+      const timeoutReason = reason instanceof DOMException && reason.name === "TimeoutError";
+      this.#apply(this.#engine.abort(now(), id, timeoutReason));
+    };
     signal.addEventListener("abort", pending.onAbort, { once: true });
-  }
-
-  /** A client's own timeout is outlived: the call stays in its batch and its fetch pending until
-   * the batch answers. Any other abort cancels the call at once. */
-  #onAbort(id: number, signal: AbortSignal, headers: Headers, startedAt: number): void {
-    const kind = classifyAbort(headers, signal.reason, now() - startedAt);
-    if (kind === "clientTimeout") return;
-    const warning = ABORT_WARNINGS[kind];
-    if (warning && !this.#warnedAborts.has(kind)) {
-      this.#warnedAborts.add(kind);
-      this.#emit({ kind: "warning", message: warning });
-    }
-    this.#apply(this.#engine.cancel(now(), id));
   }
 
   #settle(id: number): Pending | undefined {

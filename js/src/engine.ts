@@ -58,6 +58,9 @@ export interface InterceptorEngine {
   transportError(nowMs: number, call: number, message: string): string;
   tick(nowMs: number): string;
   cancel(nowMs: number, request: number): string;
+  /** The caller's signal aborted (`timeoutReason`: its reason is a `TimeoutError`): the core
+   * keeps the call if that was its client's own timer, else cancels it. */
+  abort(nowMs: number, request: number, timeoutReason: boolean): string;
   flush(nowMs: number): string;
   close(nowMs: number): string;
   report(): string;

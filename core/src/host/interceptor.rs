@@ -86,6 +86,17 @@ impl InterceptorHost {
         self.input(now_ms, Input::Cancel { request })
     }
 
+    /// The caller's signal aborted; `timeout_reason`: its reason is a `TimeoutError`. The core
+    /// keeps the call if it was its client's own timer, else cancels it.
+    pub fn abort(&mut self, now_ms: f64, request: f64, timeout_reason: bool) -> String {
+        let request = request as u64;
+        let input = Input::Abort {
+            request,
+            timeout_reason,
+        };
+        self.input(now_ms, input)
+    }
+
     pub fn flush(&mut self, now_ms: f64) -> String {
         self.input(now_ms, Input::Flush)
     }

@@ -1,7 +1,8 @@
 //! Intake: a submitted request is classified (batchable or passed through), counted, answered
 //! from the journal when it can be, joined to an identical request already on its way, or
-//! queued in the batcher under its route's group. Also cancellation, and the hand-over of cut
-//! batches from the batcher.
+//! queued in the batcher under its route's group. Also cancellation (which an abort that is not
+//! the client's own timeout comes to, see `abort`), and the hand-over of cut batches from the
+//! batcher.
 
 use std::sync::Arc;
 
@@ -10,9 +11,10 @@ use crate::cache::{self, BatchPlace};
 use crate::http::HttpRequest;
 use crate::providers::{self, PassThrough, Route};
 
+use super::abort::ClientTimer;
 use super::io::{FailCode, LifecycleEvent, Output, RequestId};
 use super::job::{BatchJob, Call, CreateOrigin, JobState};
-use super::{Entry, Interceptor, Queue};
+use super::{Entry, Interceptor, Queue, Waiting};
 
 impl Interceptor {
     pub(super) fn submit(&mut self, now_ms: u64, request: RequestId, http: HttpRequest) {
@@ -24,12 +26,17 @@ impl Interceptor {
             });
             return;
         }
+        let timer = ClientTimer::of(&http, now_ms);
         let route = match providers::classify_with(&http, &self.config.hosts) {
             Ok(route) => route,
             Err(reason) => return self.pass_through(request, reason),
         };
         let fingerprint = cache::fingerprint(&route);
-        self.request_entry.insert(request, fingerprint.clone());
+        let waiting = Waiting {
+            fingerprint: fingerprint.clone(),
+            timer,
+        };
+        self.request_entry.insert(request, waiting);
         self.report.count_request(&route);
 
         if let Some(entry) = self.entries.get_mut(&fingerprint) {
@@ -124,7 +131,7 @@ impl Interceptor {
     }
 
     pub(super) fn cancel(&mut self, now_ms: u64, request: RequestId) {
-        let Some(fingerprint) = self.request_entry.remove(&request) else {
+        let Some(Waiting { fingerprint, .. }) = self.request_entry.remove(&request) else {
             return;
         };
         self.outputs.push(Output::Fail {

@@ -210,6 +210,13 @@ pub enum Input {
     Cancel {
         request: RequestId,
     },
+    /// The caller's `AbortSignal` fired; `timeout_reason`: its reason is a `TimeoutError`. The
+    /// engine tells the client's own timeout (the request stays in its batch) from its caller's
+    /// abort (cancelled, as by `Cancel`).
+    Abort {
+        request: RequestId,
+        timeout_reason: bool,
+    },
     Flush,
     /// Cut everything queued and answer every request; `Drained` follows.
     Close,

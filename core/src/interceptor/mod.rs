@@ -15,6 +15,7 @@
 //! The engine's concerns, one module each:
 //! - [`io`]: what crosses the boundary (inputs, outputs, lifecycle events);
 //! - [`options`]: configuration and its rules;
+//! - `abort`: a caller's abort cancels its request, a client's own timeout does not;
 //! - `intake`: a submitted request is classified, looked up in the journal, deduplicated and
 //!   queued (or cancelled);
 //! - `admission`: cut batches are split under the provider's limits and wait for a slot and
@@ -23,6 +24,7 @@
 //! - `flow`: the provider calls that move a job along, and their retries;
 //! - [`report`]: the per-queue report.
 
+mod abort;
 mod admission;
 mod flow;
 mod intake;
@@ -31,7 +33,7 @@ mod job;
 pub mod options;
 pub mod report;
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
 
 use serde::Serialize;
@@ -48,6 +50,7 @@ pub use io::{CallId, FailCode, Input, LifecycleEvent, Output, RequestId, Seriali
 pub use options::{InterceptorConfig, InterceptorOptions};
 pub use report::QueueReport;
 
+use abort::{AbortKind, ClientTimer};
 use admission::Admission;
 use job::{BatchJob, Call, JobId};
 use report::Report;
@@ -71,6 +74,12 @@ struct Queue {
     route: Arc<Route>,
 }
 
+/// A request waiting for its answer: the entry it waits on, and what its client's timer is.
+struct Waiting {
+    fingerprint: String,
+    timer: ClientTimer,
+}
+
 pub struct Interceptor {
     config: InterceptorConfig,
     batcher: Batcher,
@@ -83,7 +92,7 @@ pub struct Interceptor {
     next_group: GroupId,
     entries: HashMap<String, Entry>,
     item_entry: HashMap<ItemId, String>,
-    request_entry: HashMap<RequestId, String>,
+    request_entry: HashMap<RequestId, Waiting>,
     jobs: BTreeMap<JobId, BatchJob>,
     next_job: JobId,
     calls: HashMap<CallId, (JobId, Call)>,
@@ -95,6 +104,8 @@ pub struct Interceptor {
     admission: Admission,
     jitter: Jitter,
     tag_seed: u64,
+    /// The abort kinds already warned about.
+    warned_aborts: HashSet<AbortKind>,
 }
 
 impl Interceptor {
@@ -137,6 +148,7 @@ impl Interceptor {
             admission: Admission::default(),
             jitter,
             tag_seed,
+            warned_aborts: HashSet::new(),
         })
     }
 
@@ -159,6 +171,10 @@ impl Interceptor {
             }
             Input::Tick => {}
             Input::Cancel { request } => self.cancel(now_ms, request),
+            Input::Abort {
+                request,
+                timeout_reason,
+            } => self.abort(now_ms, request, timeout_reason),
             Input::Flush => self.batcher.handle(now_ms, BatcherEvent::Flush),
             Input::Close => {
                 self.closing = true;
