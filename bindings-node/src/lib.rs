@@ -232,6 +232,7 @@ impl NativeInterceptor {
     }
 
     #[napi]
+    #[allow(clippy::too_many_arguments)]
     pub fn submit(
         &mut self,
         now_ms: f64,
@@ -240,9 +241,18 @@ impl NativeInterceptor {
         url: String,
         headers_json: String,
         body: String,
+        arrived_ms: Option<f64>,
     ) -> Result<String> {
         self.host
-            .submit(now_ms, request, method, url, &headers_json, body)
+            .submit(
+                now_ms,
+                request,
+                method,
+                url,
+                &headers_json,
+                body,
+                arrived_ms,
+            )
             .map_err(invalid)
     }
 

@@ -276,6 +276,7 @@ impl NativeInterceptor {
         Ok(self.host.load_cache(lines.iter().map(String::as_str)))
     }
 
+    #[allow(clippy::too_many_arguments)]
     pub fn submit(
         &mut self,
         now_ms: f64,
@@ -284,9 +285,10 @@ impl NativeInterceptor {
         url: String,
         headers_json: &str,
         body: String,
+        arrived_ms: Option<f64>,
     ) -> Result<String, JsValue> {
         self.host
-            .submit(now_ms, request, method, url, headers_json, body)
+            .submit(now_ms, request, method, url, headers_json, body, arrived_ms)
             .map_err(invalid)
     }
 

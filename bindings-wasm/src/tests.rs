@@ -93,6 +93,7 @@ fn interceptor_dry_run_answers_with_the_dry_run_header() {
             "https://api.openai.com/v1/chat/completions".into(),
             r#"[["content-type","application/json"]]"#,
             r#"{"model":"gpt-4o-mini","messages":[{"role":"user","content":"hi"}]}"#.into(),
+            None,
         )
         .unwrap();
     let value: serde_json::Value = serde_json::from_str(&json).unwrap();

@@ -1,7 +1,7 @@
 //! Aborts: the engine tells a client's own timeout (the request stays in its batch and is
 //! answered by it) from its caller's abort (cancelled at once, as by `Cancel`), from the timeout
 //! headers the request was submitted with, whether the abort's reason is a `TimeoutError`, and
-//! the time since submit; it warns once per kind about aborts that may have been a client's
+//! the time since the call reached the host; it warns once per kind about aborts that may have been a client's
 //! timeout it cannot outlive.
 
 mod support;
@@ -269,6 +269,26 @@ fn the_time_counts_from_submit_not_from_the_engine_start() {
         timeout_reason: false,
     });
     assert!(cancelled(&h, id));
+}
+
+#[test]
+fn the_time_counts_from_when_the_call_reached_the_host() {
+    // Its body read and a large journal loaded took 500 ms before the submit: the client's
+    // 1 s timer, armed when it called fetch, fires 500 ms after the submit, and is outlived.
+    let mut h = Harness::new(config(10));
+    h.now = 10_500;
+    let id = 1;
+    h.handle(Input::Submit {
+        request: id,
+        http: chat("x", &[("x-stainless-timeout", "1")]),
+        arrived_ms: 10_000,
+    });
+    h.now = 11_000;
+    h.handle(Input::Abort {
+        request: id,
+        timeout_reason: false,
+    });
+    assert!(kept(&h, id));
 }
 
 #[test]

@@ -226,7 +226,15 @@ impl Driver {
         let request = self.next;
         self.next += 1;
         let http = chat(text);
-        self.pump(Input::Submit { request, http }, false);
+        let arrived_ms = self.now;
+        self.pump(
+            Input::Submit {
+                request,
+                http,
+                arrived_ms,
+            },
+            false,
+        );
         request
     }
 
@@ -412,6 +420,7 @@ fn run_until_the_process_dies(
         Input::Submit {
             request: r,
             http: chat("a"),
+            arrived_ms: 0,
         },
     );
     d.eng.handle(0, Input::Flush);

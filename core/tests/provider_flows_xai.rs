@@ -226,6 +226,7 @@ fn run(fake: &mut FakeXai, journal: &[String], texts: &[&str]) -> Run {
             Input::Submit {
                 request: i as u64 + 1,
                 http: chat(text),
+                arrived_ms: now,
             },
         );
     }
@@ -373,6 +374,7 @@ fn a_crash_between_create_and_add_resumes_by_finding_the_batch() {
         Input::Submit {
             request: 1,
             http: chat("a"),
+            arrived_ms: 0,
         },
     );
     ic.handle(
@@ -380,6 +382,7 @@ fn a_crash_between_create_and_add_resumes_by_finding_the_batch() {
         Input::Submit {
             request: 2,
             http: chat("b"),
+            arrived_ms: 0,
         },
     );
     ic.handle(200, Input::Tick);

@@ -192,6 +192,7 @@ export class BatchifyHost implements BatchifyContext {
       return this.#platform.realFetch(request);
     }
     if (request.signal.aborted) throw request.signal.reason;
+    const arrived = now();
     this.#intake++;
     let body: string;
     try {
@@ -204,7 +205,7 @@ export class BatchifyHost implements BatchifyContext {
     // The caller's own signal (the Request's follows it), so the Request is not kept alive.
     const signal = init?.signal ? init.signal : input instanceof Request ? request.signal : undefined;
     const send = () => this.#platform.realFetch(new Request(request, { body }));
-    return this.#submit(request.url, request.headers, body, signal, send);
+    return this.#submit(request.url, request.headers, body, signal, arrived, send);
   }
 
   async #interceptInit(input: string | URL, init: RequestInit, body: string): Promise<Response> {
@@ -216,18 +217,21 @@ export class BatchifyHost implements BatchifyContext {
     const url = new URL(input instanceof URL ? input.href : input).href;
     const signal = init.signal ?? undefined;
     if (signal?.aborted) throw signal.reason;
+    const arrived = now();
     this.#intake++;
     try {
       await this.#ready;
     } finally {
       this.#intake--;
     }
-    return this.#submit(url, headers, body, signal, () => this.#platform.realFetch(input, init));
+    return this.#submit(url, headers, body, signal, arrived, () => this.#platform.realFetch(input, init));
   }
 
   /** Hand a read call to the core. Only `pending` (no request, no body) outlives this call;
-   * `send` makes it as is, if the core passes it through (decided during the submission). */
-  #submit(url: string, headers: Headers, body: string, signal: AbortSignal | undefined, send: () => Promise<Response>): Promise<Response> {
+   * `send` makes it as is, if the core passes it through (decided during the submission).
+   * `arrived`: when the call reached the host, before its body was read and the journal loaded
+   * (the core counts a client's own timer from then). */
+  #submit(url: string, headers: Headers, body: string, signal: AbortSignal | undefined, arrived: number, send: () => Promise<Response>): Promise<Response> {
     const id = this.#nextRequest++;
     const headersJson = JSON.stringify([...headers]);
     return new Promise<Response>((resolve, reject) => {
@@ -236,7 +240,7 @@ export class BatchifyHost implements BatchifyContext {
       if (signal) this.#watchAbort(id, pending, signal);
       this.#submitting = { id, send };
       try {
-        this.#apply(this.#engine.submit(now(), id, "POST", url, headersJson, body));
+        this.#apply(this.#engine.submit(now(), id, "POST", url, headersJson, body, arrived));
       } finally {
         this.#submitting = undefined;
       }

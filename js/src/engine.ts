@@ -53,7 +53,9 @@ import type { EngineStatus, HostBatcherOptions } from "./generated/core.js";
 /** The provider batching engine: every call returns `{"deadline", "outputs"}` as JSON. */
 export interface InterceptorEngine {
   loadCache(lines: string[]): string;
-  submit(nowMs: number, request: number, method: string, url: string, headersJson: string, body: string): string;
+  /** `arrivedMs`: when the call reached the host (a client's own timer runs from then); the
+   * submit time when left out. */
+  submit(nowMs: number, request: number, method: string, url: string, headersJson: string, body: string, arrivedMs?: number): string;
   response(nowMs: number, call: number, status: number, headersJson: string, body: string): string;
   transportError(nowMs: number, call: number, message: string): string;
   tick(nowMs: number): string;

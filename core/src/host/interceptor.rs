@@ -36,6 +36,8 @@ impl InterceptorHost {
         outputs_json(&mut self.inner)
     }
 
+    // The arguments as a host passes them, one JS value each (no object to build per call).
+    #[allow(clippy::too_many_arguments)]
     pub fn submit(
         &mut self,
         now_ms: f64,
@@ -44,6 +46,7 @@ impl InterceptorHost {
         url: String,
         headers_json: &str,
         body: String,
+        arrived_ms: Option<f64>,
     ) -> Result<String, HostArgError> {
         let http = HttpRequest {
             method,
@@ -52,7 +55,16 @@ impl InterceptorHost {
             body,
         };
         let request = request as u64;
-        Ok(self.input(now_ms, Input::Submit { request, http }))
+        // When the call reached the host; the submit time where the host does not say.
+        let arrived_ms = ms(arrived_ms.unwrap_or(now_ms));
+        Ok(self.input(
+            now_ms,
+            Input::Submit {
+                request,
+                http,
+                arrived_ms,
+            },
+        ))
     }
 
     pub fn response(

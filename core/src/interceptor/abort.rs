@@ -3,8 +3,8 @@
 //! 10 min or 1 min by default); a batch takes minutes to hours, so a batched call outlives that
 //! timer and keeps waiting for its batch, while a caller's own abort cancels it at once.
 //!
-//! At submit the engine keeps, per request, what the rule needs from its headers and the submit
-//! time ([`ClientTimer`]); the host reports an abort with the one thing only the runtime knows,
+//! At submit the engine keeps, per request, what the rule needs from its headers and when the call
+//! reached the host ([`ClientTimer`]); the host reports an abort with the one thing only the runtime knows,
 //! whether its reason is a `TimeoutError` ([`super::Input::Abort`]).
 
 use crate::http::HttpRequest;
@@ -82,20 +82,21 @@ pub(super) struct ClientTimer {
     /// Sent by a Stainless SDK (`x-stainless-retry-count`), which arms a timer even when it
     /// does not declare it.
     stainless: bool,
-    submitted_ms: u64,
+    /// When the call reached the host: the client armed its timer then.
+    arrived_ms: u64,
 }
 
 impl ClientTimer {
-    pub(super) fn of(http: &HttpRequest, now_ms: u64) -> Self {
+    pub(super) fn of(http: &HttpRequest, arrived_ms: u64) -> Self {
         ClientTimer {
             declared_floor_ms: declared_timeout_floor_ms(http),
             stainless: http.header("x-stainless-retry-count").is_some(),
-            submitted_ms: now_ms,
+            arrived_ms,
         }
     }
 
     /// Classify an abort at `now_ms` from the request's headers, whether the abort's reason is a
-    /// `TimeoutError` and the time since submit. Clients that declare their timeout on the request
+    /// `TimeoutError` and the time since the call reached the host. Clients that declare their timeout on the request
     /// are judged by timing: the Stainless SDKs (OpenAI, Anthropic, Groq, Together) send
     /// `x-stainless-timeout` (whole seconds, rounded down) and arm their timer as they call
     /// fetch; Google's SDK sends `x-server-timeout` (rounded up). Their timers abort without a
@@ -105,9 +106,8 @@ impl ClientTimer {
     /// is taken as their timer. Clients that declare nothing (Mistral's `timeoutMs`, the AI
     /// SDK's `timeout`) time out with `AbortSignal.timeout`, whose reason is a `TimeoutError`.
     pub(super) fn classify(&self, timeout_reason: bool, now_ms: u64) -> AbortKind {
-        let reached = |timeout_ms: u64| {
-            now_ms.saturating_sub(self.submitted_ms) + TIMER_SLACK_MS >= timeout_ms
-        };
+        let reached =
+            |timeout_ms: u64| now_ms.saturating_sub(self.arrived_ms) + TIMER_SLACK_MS >= timeout_ms;
         if let Some(soonest) = self.declared_floor_ms {
             if timeout_reason {
                 return AbortKind::CallerTimeout;

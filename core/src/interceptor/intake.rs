@@ -17,7 +17,13 @@ use super::job::{BatchJob, Call, CreateOrigin, JobState};
 use super::{Entry, Interceptor, Queue, Waiting};
 
 impl Interceptor {
-    pub(super) fn submit(&mut self, now_ms: u64, request: RequestId, http: HttpRequest) {
+    pub(super) fn submit(
+        &mut self,
+        now_ms: u64,
+        request: RequestId,
+        http: HttpRequest,
+        arrived_ms: u64,
+    ) {
         if self.closing {
             self.outputs.push(Output::Fail {
                 request,
@@ -26,7 +32,7 @@ impl Interceptor {
             });
             return;
         }
-        let timer = ClientTimer::of(&http, now_ms);
+        let timer = ClientTimer::of(&http, arrived_ms.min(now_ms));
         let route = match providers::classify_with(&http, &self.config.hosts) {
             Ok(route) => route,
             Err(reason) => return self.pass_through(request, reason),

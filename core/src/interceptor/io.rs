@@ -195,6 +195,9 @@ pub enum Input {
     Submit {
         request: RequestId,
         http: HttpRequest,
+        /// When the call reached the host (before its body was read and the journal loaded): a
+        /// client's own timer runs from then (see `abort`).
+        arrived_ms: u64,
     },
     Response {
         call: CallId,

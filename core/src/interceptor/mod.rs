@@ -164,7 +164,11 @@ impl Interceptor {
 
     pub fn handle(&mut self, now_ms: u64, input: Input) {
         match input {
-            Input::Submit { request, http } => self.submit(now_ms, request, http),
+            Input::Submit {
+                request,
+                http,
+                arrived_ms,
+            } => self.submit(now_ms, request, http, arrived_ms),
             Input::Response { call, response } => self.on_response(now_ms, call, response),
             Input::TransportError { call, message } => {
                 self.on_call_failure(now_ms, call, None, message)

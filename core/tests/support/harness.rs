@@ -150,7 +150,12 @@ impl Harness {
             self.custom_ids.insert(id, custom_id);
         }
         self.submitted.push(id);
-        self.handle(Input::Submit { request: id, http });
+        let arrived_ms = self.now;
+        self.handle(Input::Submit {
+            request: id,
+            http,
+            arrived_ms,
+        });
         id
     }
 
