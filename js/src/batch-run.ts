@@ -179,7 +179,7 @@ export class BatchRun {
     if (event.kind === "batchSubmitted") this.#batchesSubmitted++;
     if (event.kind === "batchFinished") this.#batchesCompleted++;
     if (event.kind === "batchSubmitting" && !event.dryRun) {
-      this.#estimatedUsd += (event as { estimatedUsd?: number | null }).estimatedUsd ?? 0;
+      this.#estimatedUsd += event.estimatedUsd ?? 0;
     }
     for (const fn of this.#observers.events) {
       try {
