@@ -227,8 +227,18 @@ impl NativeInterceptor {
 
     /// Journal lines from a previous run; damaged ones become warning events.
     #[napi]
-    pub fn load_cache(&mut self, lines: Vec<String>) -> String {
-        self.host.load_cache(lines.iter().map(String::as_str))
+    pub fn load_cache(&mut self, text: String) -> String {
+        self.host.load_cache(&text)
+    }
+
+    #[napi]
+    pub fn journal_compaction(&mut self) -> String {
+        self.host.journal_compaction()
+    }
+
+    #[napi]
+    pub fn journal_compacted(&mut self) -> bool {
+        self.host.journal_compacted()
     }
 
     #[napi]

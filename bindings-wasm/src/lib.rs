@@ -265,15 +265,18 @@ impl NativeInterceptor {
 
     /// Journal lines from a previous run; damaged ones become warning events.
     #[wasm_bindgen(js_name = loadCache)]
-    pub fn load_cache(&mut self, lines: &Array) -> Result<String, JsValue> {
-        let lines = lines
-            .iter()
-            .map(|line| {
-                line.as_string()
-                    .ok_or_else(|| error("StringExpected", "loadCache: lines must be strings"))
-            })
-            .collect::<Result<Vec<String>, JsValue>>()?;
-        Ok(self.host.load_cache(lines.iter().map(String::as_str)))
+    pub fn load_cache(&mut self, text: &str) -> String {
+        self.host.load_cache(text)
+    }
+
+    #[wasm_bindgen(js_name = journalCompaction)]
+    pub fn journal_compaction(&mut self) -> String {
+        self.host.journal_compaction()
+    }
+
+    #[wasm_bindgen(js_name = journalCompacted)]
+    pub fn journal_compacted(&mut self) -> bool {
+        self.host.journal_compacted()
     }
 
     #[allow(clippy::too_many_arguments)]

@@ -5,21 +5,71 @@
 //! elsewhere) and hands them back at start. Records never hold an API key or an auth header:
 //! requests are identified by a SHA-256 fingerprint that covers the credential only through
 //! [`Route::credential_fingerprint`], itself a hash.
+//!
+//! The cache keeps no answer in memory: per fingerprint it keeps the [`AnswerPlace`] of its
+//! result line in the journal, and a hit asks the host to read that line. The core knows every
+//! line's place without being told: the host passes the journal in order at start (chunks of
+//! whole lines) and appends the lines the core emits in the order emitted, each followed by
+//! `\n`, so each line starts where the one before ended. (Places returned by the host would
+//! cost a call back into the core per append, for a number the core can count.)
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
+use std::fmt;
 use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
-use crate::http::HttpResponse;
 use crate::providers::common::hex;
 use crate::providers::{ProviderId, Route};
+
+/// A request's SHA-256 fingerprint: 32 bytes in the core's maps, 64 hex digits in the journal.
+#[derive(Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Fingerprint(pub [u8; 32]);
+
+impl Fingerprint {
+    /// From 64 hex digits (either case); `None` for anything else.
+    pub fn parse(text: &str) -> Option<Fingerprint> {
+        let bytes = text.as_bytes();
+        if bytes.len() != 64 {
+            return None;
+        }
+        let digit = |c: u8| (c as char).to_digit(16).map(|d| d as u8);
+        let mut out = [0u8; 32];
+        for (i, pair) in bytes.chunks_exact(2).enumerate() {
+            out[i] = digit(pair[0])? << 4 | digit(pair[1])?;
+        }
+        Some(Fingerprint(out))
+    }
+}
+
+impl fmt::Display for Fingerprint {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&hex(&self.0))
+    }
+}
+
+impl fmt::Debug for Fingerprint {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Fingerprint({self})")
+    }
+}
+
+/// Where a result line is in the journal the host keeps: its 0-based line number (a key-value
+/// journal's key) and its byte offset and length without the `\n` (a file).
+#[cfg_attr(test, derive(ts_rs::TS))]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct AnswerPlace {
+    pub line: u64,
+    pub offset: u64,
+    pub length: u32,
+}
 
 /// Hex SHA-256 over everything that decides a request's answer: provider, base URL, endpoint,
 /// model, the canonical body (keys sorted, so key order does not matter), and the credential
 /// fingerprint (a hash; the key itself never enters).
-pub fn fingerprint(route: &Route) -> String {
+pub fn fingerprint(route: &Route) -> Fingerprint {
     let mut canonical = String::new();
     write_canonical(&route.body, &mut canonical);
     let mut hasher = Sha256::new();
@@ -34,7 +84,7 @@ pub fn fingerprint(route: &Route) -> String {
         hasher.update((part.len() as u64).to_le_bytes());
         hasher.update(part.as_bytes());
     }
-    hex(&hasher.finalize())
+    Fingerprint(hasher.finalize().into())
 }
 
 /// The custom id a request carries inside its provider batch. Derived from the fingerprint, so
@@ -132,68 +182,154 @@ pub struct DamagedLine {
     pub reason: String,
 }
 
-/// The journal, folded: what is known about each fingerprint.
-#[derive(Debug, Default)]
+/// What a load needs of a result line: the rest (headers, body) is skipped, not built.
+#[derive(Deserialize)]
+struct ResultProbe<'a> {
+    #[serde(rename = "type", borrow)]
+    kind: &'a str,
+    #[serde(default, borrow)]
+    fingerprint: Option<&'a str>,
+    #[serde(default)]
+    status: Option<u16>,
+}
+
+/// An intent or submitted record, and its line (compaction keeps records in journal order).
+#[derive(Debug)]
+struct Recorded<T> {
+    line: u64,
+    value: T,
+}
+
+/// One line of a compacted journal: a record the core rewrote (an intent or a submitted batch
+/// with only its live fingerprints), or a result line the host copies from its place.
+#[cfg_attr(test, derive(ts_rs::TS))]
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub enum CompactLine {
+    Write(String),
+    Copy(AnswerPlace),
+}
+
+/// The journal, folded: what is known about each fingerprint. Each fingerprint is in at most
+/// one map: an answer is final, a submitted batch supersedes its intent.
+#[derive(Debug)]
 pub struct Cache {
-    results: HashMap<String, HttpResponse>,
+    /// Where each answer's line is; `None` when the store keeps no answers.
+    results: HashMap<Fingerprint, AnswerPlace>,
     /// fingerprint -> (place, batch id); one shared copy per record, not per fingerprint.
-    submitted: HashMap<String, Arc<(BatchPlace, String)>>,
+    submitted: HashMap<Fingerprint, Arc<Recorded<(BatchPlace, String)>>>,
     /// fingerprint -> place of a create whose outcome is unknown
-    intents: HashMap<String, Arc<BatchPlace>>,
+    intents: HashMap<Fingerprint, Arc<Recorded<BatchPlace>>>,
+    /// Whether answers are indexed: a store that drops result lines (the job runner's state
+    /// file) has none to read back, so the cache keeps nothing for them.
+    keep_answers: bool,
+    /// The next line's place: the journal's line count and byte length.
+    end_line: u64,
+    end_offset: u64,
+    /// The places of a compacted journal, until the host says it is in place.
+    compacted: Option<(HashMap<Fingerprint, AnswerPlace>, u64, u64)>,
+}
+
+impl Default for Cache {
+    fn default() -> Self {
+        Cache::new(true)
+    }
 }
 
 impl Cache {
-    /// Fold journal lines in order. Damaged lines (torn writes after a crash, manual edits) are
-    /// reported and skipped; every good line still counts.
-    pub fn load<'a>(&mut self, lines: impl IntoIterator<Item = &'a str>) -> Vec<DamagedLine> {
+    pub fn new(keep_answers: bool) -> Self {
+        Cache {
+            results: HashMap::new(),
+            submitted: HashMap::new(),
+            intents: HashMap::new(),
+            keep_answers,
+            end_line: 0,
+            end_offset: 0,
+            compacted: None,
+        }
+    }
+
+    /// Fold a chunk of journal lines, in order: whole lines, each ended by `\n` but a last
+    /// unterminated one (the host ends it before appending). Damaged lines (torn writes after a
+    /// crash, manual edits) are reported and skipped; every good line still counts.
+    pub fn load(&mut self, text: &str) -> Vec<DamagedLine> {
         let mut damaged = Vec::new();
-        for (index, line) in lines.into_iter().enumerate() {
+        for line in text.split_terminator('\n') {
+            let place = self.next_place(line);
             if line.trim().is_empty() {
                 continue;
             }
-            match serde_json::from_str::<CacheRecord>(line) {
-                Ok(record) => self.apply_owned(record),
-                Err(e) => damaged.push(DamagedLine {
-                    line_number: index + 1,
-                    reason: e.to_string(),
-                }),
+            if let Err(reason) = self.load_line(line, place) {
+                damaged.push(DamagedLine {
+                    line_number: place.line as usize + 1,
+                    reason,
+                });
             }
         }
         damaged
     }
 
-    /// [`Cache::apply`] of a record read from the journal: a result's body is moved, not copied.
-    fn apply_owned(&mut self, record: CacheRecord) {
-        match record {
-            CacheRecord::Result {
-                fingerprint,
-                status,
-                headers,
-                body,
-            } => {
-                self.intents.remove(&fingerprint);
-                self.submitted.remove(&fingerprint);
-                let response = HttpResponse {
-                    status,
-                    headers,
-                    body,
-                };
-                self.results.insert(fingerprint, response);
+    /// The place of the line that comes next, which it takes.
+    fn next_place(&mut self, line: &str) -> AnswerPlace {
+        let place = AnswerPlace {
+            line: self.end_line,
+            offset: self.end_offset,
+            length: line.len() as u32,
+        };
+        self.end_line += 1;
+        self.end_offset += line.len() as u64 + 1;
+        place
+    }
+
+    fn load_line(&mut self, line: &str, place: AnswerPlace) -> Result<(), String> {
+        let probe: ResultProbe = serde_json::from_str(line).map_err(|e| e.to_string())?;
+        if probe.kind != "result" {
+            let record: CacheRecord = serde_json::from_str(line).map_err(|e| e.to_string())?;
+            return self.apply_at(&record, place.line);
+        }
+        let (Some(fp), Some(_status)) = (probe.fingerprint, probe.status) else {
+            return Err("a result line needs a fingerprint and a status".into());
+        };
+        let fp = parse_fingerprint(fp)?;
+        self.answered(fp, place);
+        Ok(())
+    }
+
+    /// A record the core emits: it is appended at the journal's end.
+    pub fn append(&mut self, record: &CacheRecord, line: &str) {
+        let place = self.next_place(line);
+        // The core's own records always name valid fingerprints.
+        let _ = self.apply_at(record, place.line);
+        if let CacheRecord::Result { fingerprint, .. } = record {
+            if let Ok(fp) = parse_fingerprint(fingerprint) {
+                self.answered(fp, place);
             }
-            other => self.apply(&other),
         }
     }
 
-    pub fn apply(&mut self, record: &CacheRecord) {
+    fn answered(&mut self, fp: Fingerprint, place: AnswerPlace) {
+        self.intents.remove(&fp);
+        self.submitted.remove(&fp);
+        if self.keep_answers {
+            self.results.insert(fp, place);
+        }
+    }
+
+    /// Fold an intent, submitted or released record (a result is indexed by its place).
+    fn apply_at(&mut self, record: &CacheRecord, line: u64) -> Result<(), String> {
         match record {
             CacheRecord::Intent {
                 place,
                 fingerprints,
             } => {
-                let place = Arc::new(place.clone());
-                for fp in fingerprints {
-                    if !self.submitted.contains_key(fp) && !self.results.contains_key(fp) {
-                        self.intents.insert(fp.clone(), Arc::clone(&place));
+                let fps = parse_all(fingerprints)?;
+                let place = Arc::new(Recorded {
+                    line,
+                    value: place.clone(),
+                });
+                for fp in fps {
+                    if !self.submitted.contains_key(&fp) && !self.results.contains_key(&fp) {
+                        self.intents.insert(fp, Arc::clone(&place));
                     }
                 }
             }
@@ -202,53 +338,164 @@ impl Cache {
                 batch_id,
                 fingerprints,
             } => {
-                let batch = Arc::new((place.clone(), batch_id.clone()));
-                for fp in fingerprints {
-                    self.intents.remove(fp);
-                    self.submitted.insert(fp.clone(), Arc::clone(&batch));
+                let fps = parse_all(fingerprints)?;
+                let batch = Arc::new(Recorded {
+                    line,
+                    value: (place.clone(), batch_id.clone()),
+                });
+                for fp in fps {
+                    self.intents.remove(&fp);
+                    if !self.results.contains_key(&fp) {
+                        self.submitted.insert(fp, Arc::clone(&batch));
+                    }
                 }
             }
             CacheRecord::Released { fingerprints } => {
-                for fp in fingerprints {
-                    self.intents.remove(fp);
-                    self.submitted.remove(fp);
+                for fp in parse_all(fingerprints)? {
+                    self.intents.remove(&fp);
+                    self.submitted.remove(&fp);
                 }
             }
-            CacheRecord::Result {
-                fingerprint,
-                status,
-                headers,
-                body,
-            } => {
-                self.intents.remove(fingerprint);
-                self.submitted.remove(fingerprint);
-                self.results.insert(
-                    fingerprint.clone(),
-                    HttpResponse {
-                        status: *status,
-                        headers: headers.clone(),
-                        body: body.clone(),
-                    },
-                );
-            }
+            CacheRecord::Result { .. } => {}
         }
+        Ok(())
     }
 
-    pub fn result(&self, fingerprint: &str) -> Option<&HttpResponse> {
-        self.results.get(fingerprint)
+    /// Where the answer for this fingerprint is, if the journal holds one.
+    pub fn result(&self, fingerprint: &Fingerprint) -> Option<AnswerPlace> {
+        self.results.get(fingerprint).copied()
     }
 
-    pub fn submitted(&self, fingerprint: &str) -> Option<&(BatchPlace, String)> {
-        self.submitted.get(fingerprint).map(|batch| &**batch)
+    pub fn submitted(&self, fingerprint: &Fingerprint) -> Option<&(BatchPlace, String)> {
+        self.submitted.get(fingerprint).map(|batch| &batch.value)
     }
 
-    pub fn intent(&self, fingerprint: &str) -> Option<&BatchPlace> {
-        self.intents.get(fingerprint).map(|place| &**place)
+    pub fn intent(&self, fingerprint: &Fingerprint) -> Option<&BatchPlace> {
+        self.intents.get(fingerprint).map(|place| &place.value)
     }
 
     pub fn forget_intent(&mut self, fingerprint: &str) {
-        self.intents.remove(fingerprint);
+        if let Some(fp) = Fingerprint::parse(fingerprint) {
+            self.intents.remove(&fp);
+        }
     }
+
+    /// The lines a fold of the journal still needs: one per answer, one per intent or
+    /// submitted record that some fingerprint still points at.
+    pub fn live_lines(&self) -> u64 {
+        let intents: HashSet<*const Recorded<BatchPlace>> =
+            self.intents.values().map(Arc::as_ptr).collect();
+        let submitted: HashSet<*const Recorded<(BatchPlace, String)>> =
+            self.submitted.values().map(Arc::as_ptr).collect();
+        (self.results.len() + intents.len() + submitted.len()) as u64
+    }
+
+    /// The journal's lines (blank and damaged ones included).
+    pub fn journal_lines(&self) -> u64 {
+        self.end_line
+    }
+
+    /// Whether the journal is worth rewriting: more than half its lines are superseded
+    /// (intents by their batch, batches by their answers, released, damaged).
+    pub fn should_compact(&self) -> bool {
+        self.end_line > 2 * self.live_lines()
+    }
+
+    /// The journal rewritten with only what is live, in journal order (a fold of it gives this
+    /// cache back). The new places are kept until [`Cache::compacted`]: until the host has
+    /// replaced its journal with these lines, the old places stay right.
+    pub fn compaction(&mut self) -> Vec<CompactLine> {
+        // (journal line, what to write)
+        let mut live: Vec<(u64, CompactLine, Option<Fingerprint>)> = Vec::new();
+        let mut intents: HashMap<
+            *const Recorded<BatchPlace>,
+            (&Recorded<BatchPlace>, Vec<String>),
+        > = HashMap::new();
+        for (fp, rec) in &self.intents {
+            intents
+                .entry(Arc::as_ptr(rec))
+                .or_insert_with(|| (&**rec, Vec::new()))
+                .1
+                .push(fp.to_string());
+        }
+        for (rec, mut fingerprints) in intents.into_values() {
+            fingerprints.sort();
+            let line = CacheRecord::Intent {
+                place: rec.value.clone(),
+                fingerprints,
+            }
+            .to_line();
+            live.push((rec.line, CompactLine::Write(line), None));
+        }
+        type Batch = Recorded<(BatchPlace, String)>;
+        let mut batches: HashMap<*const Batch, (&Batch, Vec<String>)> = HashMap::new();
+        for (fp, rec) in &self.submitted {
+            batches
+                .entry(Arc::as_ptr(rec))
+                .or_insert_with(|| (&**rec, Vec::new()))
+                .1
+                .push(fp.to_string());
+        }
+        for (rec, mut fingerprints) in batches.into_values() {
+            fingerprints.sort();
+            let line = CacheRecord::Submitted {
+                place: rec.value.0.clone(),
+                batch_id: rec.value.1.clone(),
+                fingerprints,
+            }
+            .to_line();
+            live.push((rec.line, CompactLine::Write(line), None));
+        }
+        for (fp, place) in &self.results {
+            live.push((place.line, CompactLine::Copy(*place), Some(*fp)));
+        }
+        live.sort_by_key(|(line, ..)| *line);
+        let (mut end_line, mut end_offset) = (0u64, 0u64);
+        let mut results = HashMap::with_capacity(self.results.len());
+        let mut lines = Vec::with_capacity(live.len());
+        for (_, line, fp) in live {
+            let length = match &line {
+                CompactLine::Write(text) => text.len() as u32,
+                CompactLine::Copy(place) => place.length,
+            };
+            if let Some(fp) = fp {
+                let place = AnswerPlace {
+                    line: end_line,
+                    offset: end_offset,
+                    length,
+                };
+                results.insert(fp, place);
+            }
+            end_line += 1;
+            end_offset += length as u64 + 1;
+            lines.push(line);
+        }
+        self.compacted = Some((results, end_line, end_offset));
+        lines
+    }
+
+    /// The host replaced its journal with the lines [`Cache::compaction`] gave: answers are
+    /// read from their new places from now on.
+    pub fn compacted(&mut self) -> bool {
+        let Some((results, end_line, end_offset)) = self.compacted.take() else {
+            return false;
+        };
+        self.results = results;
+        self.end_line = end_line;
+        self.end_offset = end_offset;
+        true
+    }
+}
+
+fn parse_fingerprint(text: &str) -> Result<Fingerprint, String> {
+    Fingerprint::parse(text).ok_or_else(|| format!("fingerprint {text:?} is not 64 hex digits"))
+}
+
+fn parse_all(fingerprints: &[String]) -> Result<Vec<Fingerprint>, String> {
+    fingerprints
+        .iter()
+        .map(|fp| parse_fingerprint(fp))
+        .collect()
 }
 
 #[cfg(test)]
@@ -277,12 +524,12 @@ mod tests {
         assert_eq!(fingerprint(&a), fingerprint(&b));
         assert_ne!(fingerprint(&a), fingerprint(&c));
         assert_ne!(fingerprint(&a), fingerprint(&d));
-        assert!(!fingerprint(&a).contains("k1"));
+        assert!(!fingerprint(&a).to_string().contains("k1"));
     }
 
     #[test]
     fn custom_ids_fit_every_provider() {
-        let id = custom_id(&fingerprint(&route(serde_json::json!({}), "k")));
+        let id = custom_id(&fingerprint(&route(serde_json::json!({}), "k")).to_string());
         assert!(id.len() <= 64);
         assert!(id
             .chars()
@@ -290,39 +537,252 @@ mod tests {
     }
 
     #[test]
-    fn damaged_lines_are_reported_and_the_rest_kept() {
-        let place = BatchPlace {
+    fn fingerprints_are_32_bytes_shown_and_read_as_hex() {
+        let fp = fingerprint(&route(serde_json::json!({"a": 1}), "k"));
+        let text = fp.to_string();
+        assert_eq!(text.len(), 64);
+        assert_eq!(Fingerprint::parse(&text), Some(fp));
+        assert_eq!(Fingerprint::parse(&text.to_uppercase()), Some(fp));
+        assert_eq!(Fingerprint::parse(&text[..63]), None);
+        assert_eq!(Fingerprint::parse(&format!("{}g", &text[..63])), None);
+    }
+
+    fn fp(n: u8) -> String {
+        Fingerprint([n; 32]).to_string()
+    }
+
+    fn place() -> BatchPlace {
+        BatchPlace {
             provider: ProviderId::OpenAi,
             base_url: "b".into(),
             endpoint: "e".into(),
             model: "m".into(),
             tag: "t".into(),
             uploaded_file: None,
-        };
-        let submitted = CacheRecord::Submitted {
-            place: place.clone(),
-            batch_id: "batch_1".into(),
-            fingerprints: vec!["f1".into(), "f2".into()],
         }
-        .to_line();
-        let result = CacheRecord::Result {
-            fingerprint: "f2".into(),
+    }
+
+    fn intent(fps: &[u8]) -> String {
+        CacheRecord::Intent {
+            place: place(),
+            fingerprints: fps.iter().map(|n| fp(*n)).collect(),
+        }
+        .to_line()
+    }
+
+    fn submitted(batch: &str, fps: &[u8]) -> String {
+        CacheRecord::Submitted {
+            place: place(),
+            batch_id: batch.into(),
+            fingerprints: fps.iter().map(|n| fp(*n)).collect(),
+        }
+        .to_line()
+    }
+
+    fn result(n: u8, body: &str) -> String {
+        CacheRecord::Result {
+            fingerprint: fp(n),
             status: 200,
-            headers: vec![],
-            body: "{}".into(),
+            headers: vec![("content-type".into(), "application/json".into())],
+            body: body.into(),
         }
-        .to_line();
-        let torn = &result[..result.len() / 2];
-        let journal = [submitted.as_str(), "not json", torn, result.as_str()];
+        .to_line()
+    }
+
+    fn released(fps: &[u8]) -> String {
+        CacheRecord::Released {
+            fingerprints: fps.iter().map(|n| fp(*n)).collect(),
+        }
+        .to_line()
+    }
+
+    fn journal(lines: &[String]) -> String {
+        lines.iter().map(|l| format!("{l}\n")).collect()
+    }
+
+    fn key(n: u8) -> Fingerprint {
+        Fingerprint([n; 32])
+    }
+
+    /// The line at a place, as a file host reads it.
+    fn read(text: &str, place: AnswerPlace) -> &str {
+        &text[place.offset as usize..place.offset as usize + place.length as usize]
+    }
+
+    #[test]
+    fn damaged_lines_are_reported_and_the_rest_kept() {
+        let good = result(2, "{}");
+        let torn = &good[..good.len() / 2];
+        let text = journal(&[
+            submitted("batch_1", &[1, 2]),
+            "not json".into(),
+            torn.into(),
+            good.clone(),
+        ]);
         let mut cache = Cache::default();
-        let damaged = cache.load(journal);
+        let damaged = cache.load(&text);
         assert_eq!(
             damaged.iter().map(|d| d.line_number).collect::<Vec<_>>(),
             vec![2, 3]
         );
-        assert_eq!(cache.submitted("f1").unwrap().1, "batch_1");
-        assert!(cache.submitted("f2").is_none(), "a result supersedes");
-        assert_eq!(cache.result("f2").unwrap().status, 200);
+        assert_eq!(cache.submitted(&key(1)).unwrap().1, "batch_1");
+        assert!(cache.submitted(&key(2)).is_none(), "a result supersedes");
+        assert_eq!(read(&text, cache.result(&key(2)).unwrap()), good);
+    }
+
+    #[test]
+    fn a_result_is_indexed_by_its_place_in_chunks_and_after_appends() {
+        let lines = [
+            intent(&[1, 2, 3]),
+            submitted("batch_1", &[1, 2, 3]),
+            result(1, r#"{"answer":"é one"}"#),
+            String::new(),
+            result(2, "{\"answer\":\"two\\n\"}"),
+        ];
+        let text = journal(&lines);
+        // Loaded in two chunks, split between lines as a streaming host does.
+        let split = text.find(&lines[2]).unwrap();
+        let mut cache = Cache::default();
+        assert!(cache.load(&text[..split]).is_empty());
+        assert!(cache.load(&text[split..]).is_empty());
+        let one = cache.result(&key(1)).unwrap();
+        assert_eq!((one.line, read(&text, one)), (2, lines[2].as_str()));
+        let two = cache.result(&key(2)).unwrap();
+        assert_eq!((two.line, read(&text, two)), (4, lines[4].as_str()));
+        assert_eq!(cache.submitted(&key(3)).unwrap().1, "batch_1");
+        assert!(cache.result(&key(3)).is_none());
+
+        // The core's own appends continue where the journal ends.
+        let three = result(3, "{}");
+        let record: CacheRecord = serde_json::from_str(&three).unwrap();
+        cache.append(&record, &three);
+        let appended = format!("{text}{three}\n");
+        let place = cache.result(&key(3)).unwrap();
+        assert_eq!((place.line, read(&appended, place)), (5, three.as_str()));
+        assert!(cache.submitted(&key(3)).is_none());
+    }
+
+    #[test]
+    fn a_torn_last_line_without_a_newline_still_takes_its_place() {
+        let good = result(1, "{}");
+        let text = format!("{good}\n{}", &good[..10]);
+        let mut cache = Cache::default();
+        let damaged = cache.load(&text);
+        assert_eq!(damaged.len(), 1);
+        assert_eq!(damaged[0].line_number, 2);
+        // The host ends the torn line with a newline before it appends.
+        let two = result(2, "{}");
+        cache.append(&serde_json::from_str(&two).unwrap(), &two);
+        let ended = format!("{text}\n{two}\n");
+        assert_eq!(read(&ended, cache.result(&key(2)).unwrap()), two);
+        assert_eq!(read(&ended, cache.result(&key(1)).unwrap()), good);
+    }
+
+    #[test]
+    fn a_store_without_answers_indexes_none_but_still_folds_batches() {
+        let text = journal(&[submitted("batch_1", &[1, 2]), result(1, "{}")]);
+        let mut cache = Cache::new(false);
+        assert!(cache.load(&text).is_empty());
+        assert!(cache.result(&key(1)).is_none());
+        assert!(cache.submitted(&key(1)).is_none(), "its answer came");
+        assert_eq!(cache.submitted(&key(2)).unwrap().1, "batch_1");
+    }
+
+    #[test]
+    fn a_result_line_with_a_bad_fingerprint_is_damaged() {
+        let line = r#"{"type":"result","fingerprint":"f1","status":200,"headers":[],"body":"{}"}"#;
+        let mut cache = Cache::default();
+        assert_eq!(cache.load(line).len(), 1);
+        let no_status = format!(
+            r#"{{"type":"result","fingerprint":"{}","body":"{{}}"}}"#,
+            fp(1)
+        );
+        assert_eq!(cache.load(&no_status).len(), 1);
+        assert!(cache.result(&key(1)).is_none());
+    }
+
+    /// The compacted journal as a file host writes it.
+    fn write_compacted(old: &str, lines: &[CompactLine]) -> String {
+        lines
+            .iter()
+            .map(|line| match line {
+                CompactLine::Write(text) => format!("{text}\n"),
+                CompactLine::Copy(place) => format!("{}\n", read(old, *place)),
+            })
+            .collect()
+    }
+
+    #[test]
+    fn compaction_keeps_every_answer_and_live_batch_and_drops_the_superseded() {
+        let text = journal(&[
+            intent(&[1, 2, 3]),
+            submitted("batch_1", &[1, 2, 3]),
+            result(1, "{\"n\":1}"),
+            result(2, "{\"n\":2}"),
+            intent(&[4, 5]),
+            intent(&[6, 7]),
+            submitted("batch_2", &[6, 7]),
+            released(&[7]),
+            "torn{".into(),
+            result(6, "{\"n\":6}"),
+            intent(&[8]),
+            submitted("batch_3", &[8]),
+            result(8, "{\"n\":8}"),
+        ]);
+        let mut cache = Cache::default();
+        assert_eq!(cache.load(&text).len(), 1);
+        // Live: 4 answers (1, 2, 6, 8), batch_1 (for 3), the intent of 4 and 5.
+        assert_eq!(cache.live_lines(), 6);
+        assert_eq!(cache.journal_lines(), 13);
+        assert!(cache.should_compact());
+        let lines = cache.compaction();
+        assert_eq!(lines.len(), 6);
+        // Until the host says the new journal is in place, the old places hold.
+        let old_place = cache.result(&key(6)).unwrap();
+        assert_eq!(read(&text, old_place), result(6, "{\"n\":6}"));
+        let new = write_compacted(&text, &lines);
+        assert!(cache.compacted());
+        assert!(!cache.compacted(), "once");
+
+        // Every answer is read from its new place.
+        for n in [1, 2, 6, 8] {
+            let place = cache.result(&key(n)).unwrap();
+            assert_eq!(read(&new, place), result(n, &format!("{{\"n\":{n}}}")));
+        }
+        // A fold of the new journal gives the same cache.
+        let mut again = Cache::default();
+        assert!(again.load(&new).is_empty());
+        for n in 1..=8 {
+            assert_eq!(again.result(&key(n)), cache.result(&key(n)), "result {n}");
+            assert_eq!(
+                again.submitted(&key(n)),
+                cache.submitted(&key(n)),
+                "submitted {n}"
+            );
+            assert_eq!(again.intent(&key(n)), cache.intent(&key(n)), "intent {n}");
+        }
+        assert_eq!(again.submitted(&key(3)).unwrap().1, "batch_1");
+        assert!(again.intent(&key(4)).is_some() && again.intent(&key(5)).is_some());
+        assert!(again.submitted(&key(7)).is_none() && again.intent(&key(7)).is_none());
+        assert!(!again.should_compact(), "nothing left to drop");
+        // The rewritten batch names only its live fingerprint.
+        assert!(!new.contains(&submitted("batch_1", &[1, 2, 3])));
+        assert!(new.contains(&submitted("batch_1", &[3])));
+
+        // Appends go after the compacted journal.
+        let nine = result(9, "{}");
+        cache.append(&serde_json::from_str(&nine).unwrap(), &nine);
+        let grown = format!("{new}{nine}\n");
+        assert_eq!(read(&grown, cache.result(&key(9)).unwrap()), nine);
+    }
+
+    #[test]
+    fn a_journal_of_mostly_answers_is_not_compacted() {
+        let mut lines = vec![intent(&[1, 2, 3]), submitted("b", &[1, 2, 3])];
+        lines.extend((1..=3).map(|n| result(n, "{}")));
+        let mut cache = Cache::default();
+        assert!(cache.load(&journal(&lines)).is_empty());
+        assert!(!cache.should_compact());
     }
 
     #[test]
@@ -336,7 +796,7 @@ mod tests {
                 tag: "batchling-1".into(),
                 uploaded_file: None,
             },
-            fingerprints: vec![fingerprint(&route(serde_json::json!({}), "sk-secret"))],
+            fingerprints: vec![fingerprint(&route(serde_json::json!({}), "sk-secret")).to_string()],
         }
         .to_line();
         assert!(!line.contains("sk-secret"));
@@ -345,20 +805,23 @@ mod tests {
     #[test]
     fn an_intent_line_without_an_uploaded_file_loads_and_one_with_it_round_trips() {
         // Journals written before the field existed have no `uploaded_file`.
-        let old = r#"{"type":"intent","place":{"provider":"together","base_url":"b","endpoint":"e","model":"m","tag":"t"},"fingerprints":["f1"]}"#;
+        let old = format!(
+            r#"{{"type":"intent","place":{{"provider":"together","base_url":"b","endpoint":"e","model":"m","tag":"t"}},"fingerprints":["{}"]}}"#,
+            fp(1)
+        );
         let mut cache = Cache::default();
-        assert!(cache.load([old]).is_empty());
-        assert_eq!(cache.intent("f1").unwrap().uploaded_file, None);
-        let mut place = cache.intent("f1").unwrap().clone();
+        assert!(cache.load(&old).is_empty());
+        assert_eq!(cache.intent(&key(1)).unwrap().uploaded_file, None);
+        let mut place = cache.intent(&key(1)).unwrap().clone();
         place.uploaded_file = Some("file-9".into());
         let line = CacheRecord::Intent {
             place,
-            fingerprints: vec!["f1".into()],
+            fingerprints: vec![fp(1)],
         }
         .to_line();
         assert!(!old.contains("uploaded_file") && line.contains(r#""uploaded_file":"file-9""#));
-        assert!(cache.load([line.as_str()]).is_empty());
-        let later = cache.intent("f1").unwrap();
+        assert!(cache.load(&format!("\n{line}")).is_empty());
+        let later = cache.intent(&key(1)).unwrap();
         assert_eq!(
             later.uploaded_file.as_deref(),
             Some("file-9"),

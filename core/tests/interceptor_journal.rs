@@ -401,3 +401,71 @@ fn a_transient_line_error_is_not_cached_and_a_retry_runs_the_request_again() {
         assert_eq!(status_body(h2.only(p3)), permanent_answer, "{p}: cached");
     }
 }
+
+#[test]
+fn a_compacted_journal_still_answers_every_hit_and_resumes_a_submitted_batch() {
+    let p = ProviderId::OpenAi;
+    let texts = ["k0", "k1", "k2", "k3"];
+    let mut clean = Harness::new(config(1));
+    let ids: Vec<RequestId> = texts
+        .iter()
+        .map(|t| clean.submit(request(p, 0, 0, t)))
+        .collect();
+    clean.close_and_drain();
+    let expected: Vec<(u16, String)> = ids.iter().map(|id| status_body(clean.only(*id))).collect();
+
+    // Run 1: three one-request batches end (intent, submitted, result each), a fourth is
+    // submitted when the process dies.
+    let mut h1 = Harness::new(config(1));
+    for t in &texts[..3] {
+        h1.submit(request(p, 0, 0, t));
+    }
+    h1.step_until(|h| h.eng.open_requests() == 0);
+    h1.submit(request(p, 0, 0, texts[3]));
+    h1.step_until(|h| {
+        record_types(&h.journal)
+            .iter()
+            .filter(|k| *k == "submitted")
+            .count()
+            == 4
+    });
+    let now = h1.now;
+    let (fake, journal) = h1.crash();
+    assert_eq!(journal.len(), 11);
+
+    let (mut h2, compacted) = Harness::restart_compacted(config(1), fake, &journal, now + 1_000);
+    let compacted = compacted.expect("7 of 11 lines are superseded");
+    assert_eq!(
+        record_types(&compacted),
+        ["result", "result", "result", "submitted"],
+        "the answers and the live batch, nothing else"
+    );
+    let ids: Vec<RequestId> = texts
+        .iter()
+        .map(|t| h2.submit(request(p, 0, 0, t)))
+        .collect();
+    h2.close_and_drain();
+    assert_eq!(
+        h2.sent(Step::Create),
+        0,
+        "the submitted batch is resumed, not created again"
+    );
+    assert_eq!(h2.sent(Step::Upload), 0);
+    let got: Vec<(u16, String)> = ids.iter().map(|id| status_body(h2.only(*id))).collect();
+    assert_eq!(got, expected);
+
+    // Run 3 loads the compacted journal and run 2's appends: every call is a hit.
+    let mut stored = compacted;
+    stored.extend(h2.journal.iter().cloned());
+    let (fake, _) = h2.crash();
+    let mut h3 = Harness::restart(config(1), fake, &stored, now + 100_000);
+    let ids: Vec<RequestId> = texts
+        .iter()
+        .map(|t| h3.submit(request(p, 0, 0, t)))
+        .collect();
+    assert_eq!(h3.eng.open_requests(), 0, "answered on submit");
+    h3.close_and_drain();
+    assert!(h3.sends.is_empty());
+    let got: Vec<(u16, String)> = ids.iter().map(|id| status_body(h3.only(*id))).collect();
+    assert_eq!(got, expected);
+}

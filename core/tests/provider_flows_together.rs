@@ -208,8 +208,13 @@ struct Driver {
 
 impl Driver {
     fn new(fake: FakeTogether, journal: &[String]) -> Self {
-        let mut eng = Interceptor::new(config(), true, 1).unwrap();
-        eng.load_cache(journal.iter().map(String::as_str));
+        let mut eng = Interceptor::new(config(), true, true, 1).unwrap();
+        eng.load_cache(
+            &journal
+                .iter()
+                .map(|line| format!("{line}\n"))
+                .collect::<String>(),
+        );
         Driver {
             eng,
             now: 0,

@@ -217,8 +217,13 @@ fn config() -> InterceptorConfig {
 
 /// Submit `texts` (request ids 1..), then serve every call until all are answered.
 fn run(fake: &mut FakeXai, journal: &[String], texts: &[&str]) -> Run {
-    let mut ic = Interceptor::new(config(), true, 7).unwrap();
-    ic.load_cache(journal.iter().map(String::as_str));
+    let mut ic = Interceptor::new(config(), true, true, 7).unwrap();
+    ic.load_cache(
+        &journal
+            .iter()
+            .map(|line| format!("{line}\n"))
+            .collect::<String>(),
+    );
     let mut now = 0;
     for (i, text) in texts.iter().enumerate() {
         ic.handle(
@@ -274,6 +279,17 @@ fn run(fake: &mut FakeXai, journal: &[String], texts: &[&str]) -> Run {
                     .is_none());
             }
             Output::Persist { line } => out.journal.push(line),
+            Output::RespondStored { request, place, .. } => {
+                // The journal holds the answer's line at its place (by line, as a host reads).
+                let stored: Value =
+                    serde_json::from_str(&out.journal[place.line as usize]).unwrap();
+                let body = stored["body"].as_str().unwrap();
+                let status = stored["status"].as_u64().unwrap() as u16;
+                assert!(out
+                    .answers
+                    .insert(request, (status, serde_json::from_str(body).unwrap()))
+                    .is_none());
+            }
             Output::Fail {
                 request,
                 code,
@@ -368,7 +384,7 @@ fn a_crash_between_create_and_add_resumes_by_finding_the_batch() {
     // First run: the create goes through, then the process dies before its add call is
     // answered. Only the journal lines written up to then survive.
     let mut fake = FakeXai::new();
-    let mut ic = Interceptor::new(config(), true, 7).unwrap();
+    let mut ic = Interceptor::new(config(), true, true, 7).unwrap();
     ic.handle(
         0,
         Input::Submit {

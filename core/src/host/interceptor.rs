@@ -30,10 +30,22 @@ impl InterceptorHost {
         outputs_json(&mut self.inner)
     }
 
-    /// Journal lines from a previous run; damaged ones become warning events.
-    pub fn load_cache<'a>(&mut self, lines: impl IntoIterator<Item = &'a str>) -> String {
-        self.inner.load_cache(lines);
+    /// A chunk of the journal from a previous run: whole lines in order (see
+    /// [`crate::cache::Cache::load`]); damaged ones become warning events.
+    pub fn load_cache(&mut self, text: &str) -> String {
+        self.inner.load_cache(text);
         outputs_json(&mut self.inner)
+    }
+
+    /// After the load: `null`, or the journal's live lines as JSON (`[{"write": line} |
+    /// {"copy": place}]`) for the host to write in place of its journal, atomically, before
+    /// it calls [`InterceptorHost::journal_compacted`].
+    pub fn journal_compaction(&mut self) -> String {
+        serde_json::to_string(&self.inner.journal_compaction()).expect("compaction serializes")
+    }
+
+    pub fn journal_compacted(&mut self) -> bool {
+        self.inner.journal_compacted()
     }
 
     // The arguments as a host passes them, one JS value each (no object to build per call).

@@ -9,6 +9,7 @@ mod tests {
     use ts_rs::{Config, TS};
 
     use crate::batcher::{HostBatcherOptions, Status};
+    use crate::cache::{AnswerPlace, CompactLine};
     use crate::host::jobs::{FileType, JobProvider};
     use crate::host::run_state::{JobSource, RunState, RunSummary, SourceKind};
     use crate::host::wire;
@@ -39,6 +40,8 @@ mod tests {
             FailCode::decl(&cfg),
             SerializableRequest::decl(&cfg),
             LifecycleEvent::decl(&cfg),
+            AnswerPlace::decl(&cfg),
+            CompactLine::decl(&cfg),
             Output::decl(&cfg),
             QueueReport::decl(&cfg),
             Status::decl(&cfg),

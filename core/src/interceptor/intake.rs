@@ -37,7 +37,8 @@ impl Interceptor {
             Ok(route) => route,
             Err(reason) => return self.pass_through(request, reason),
         };
-        let fingerprint = cache::fingerprint(&route);
+        let fp = cache::fingerprint(&route);
+        let fingerprint = fp.to_string();
         let waiting = Waiting {
             fingerprint: fingerprint.clone(),
             timer,
@@ -50,7 +51,7 @@ impl Interceptor {
             return;
         }
         if self.caching && !self.config.dry_run {
-            if let Some(response) = self.cache.result(&fingerprint).cloned() {
+            if let Some(place) = self.cache.result(&fp) {
                 self.report.count_cache_hit(&route);
                 self.event(LifecycleEvent::CacheHit {
                     provider: route.provider,
@@ -58,9 +59,14 @@ impl Interceptor {
                     resumed_batch: None,
                 });
                 self.request_entry.remove(&request);
-                return self.respond(request, response);
+                self.outputs.push(Output::RespondStored {
+                    request,
+                    fingerprint,
+                    place,
+                });
+                return;
             }
-            if let Some((place, batch_id)) = self.cache.submitted(&fingerprint).cloned() {
+            if let Some((place, batch_id)) = self.cache.submitted(&fp).cloned() {
                 self.report.count_cache_hit(&route);
                 self.event(LifecycleEvent::CacheHit {
                     provider: route.provider,
@@ -69,7 +75,7 @@ impl Interceptor {
                 });
                 return self.resume(now_ms, request, fingerprint, route, place, batch_id);
             }
-            if let Some(place) = self.cache.intent(&fingerprint).cloned() {
+            if let Some(place) = self.cache.intent(&fp).cloned() {
                 return self.find_then_resume(now_ms, request, fingerprint, route, place);
             }
         }

@@ -3,6 +3,7 @@
 
 use serde::Serialize;
 
+use crate::cache::AnswerPlace;
 use crate::http::{HttpRequest, HttpResponse};
 use crate::providers::{self, ProviderId};
 
@@ -32,6 +33,15 @@ pub enum Output {
         status: u16,
         headers: Vec<(String, String)>,
         body: String,
+    },
+    /// Answer the caller with the stored answer at this place of the journal: the host reads
+    /// that result line (its `fingerprint` must be this one) and answers with its status,
+    /// headers and body.
+    #[serde(rename_all = "camelCase")]
+    RespondStored {
+        request: RequestId,
+        fingerprint: String,
+        place: AnswerPlace,
     },
     /// Reject the caller's fetch with an error (cancelled, closed, or the batch could not be run).
     #[serde(rename_all = "camelCase")]

@@ -41,7 +41,7 @@ use serde::Serialize;
 use crate::backoff::Jitter;
 use crate::batcher::{Batcher, BatcherConfig, Event as BatcherEvent};
 use crate::batcher::{GroupId, ItemId};
-use crate::cache::{Cache, CacheRecord};
+use crate::cache::{Cache, CacheRecord, CompactLine};
 use crate::http::HttpResponse;
 use crate::options::OptionError;
 use crate::providers::Route;
@@ -113,6 +113,7 @@ impl Interceptor {
     pub fn new(
         config: InterceptorConfig,
         caching: bool,
+        keep_answers: bool,
         tag_seed: u64,
     ) -> Result<Self, OptionError> {
         config.validate()?;
@@ -129,7 +130,7 @@ impl Interceptor {
         Ok(Interceptor {
             config,
             batcher,
-            cache: Cache::default(),
+            cache: Cache::new(keep_answers),
             caching,
             groups: HashMap::new(),
             queues: HashMap::new(),
@@ -152,14 +153,27 @@ impl Interceptor {
         })
     }
 
-    /// Load the cache journal. Damaged lines become warnings; the rest is kept.
-    pub fn load_cache<'a>(&mut self, lines: impl IntoIterator<Item = &'a str>) {
-        for damaged in self.cache.load(lines) {
+    /// Load a chunk of the cache journal (whole lines, in order; see [`Cache::load`]). Damaged
+    /// lines become warnings; the rest is kept.
+    pub fn load_cache(&mut self, text: &str) {
+        for damaged in self.cache.load(text) {
             self.warn(format!(
                 "cache journal line {} is damaged and was skipped ({}); the other records were kept",
                 damaged.line_number, damaged.reason
             ));
         }
+    }
+
+    /// After the load: the journal rewritten with only its live lines, if more than half of it
+    /// is superseded (`None` otherwise, or without a cache). The host writes it in place of the
+    /// journal (atomically) and then calls [`Interceptor::journal_compacted`].
+    pub fn journal_compaction(&mut self) -> Option<Vec<CompactLine>> {
+        (self.caching && self.cache.should_compact()).then(|| self.cache.compaction())
+    }
+
+    /// The host's journal is now the compaction's lines: answers are at their new places.
+    pub fn journal_compacted(&mut self) -> bool {
+        self.cache.compacted()
     }
 
     pub fn handle(&mut self, now_ms: u64, input: Input) {
@@ -288,10 +302,9 @@ impl Interceptor {
     }
 
     fn persist(&mut self, record: CacheRecord) {
-        self.cache.apply(&record);
-        self.outputs.push(Output::Persist {
-            line: record.to_line(),
-        });
+        let line = record.to_line();
+        self.cache.append(&record, &line);
+        self.outputs.push(Output::Persist { line });
     }
 
     fn event(&mut self, event: LifecycleEvent) {

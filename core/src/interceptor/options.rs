@@ -103,6 +103,11 @@ pub struct InterceptorOptions {
     pub jitter_seed: Option<u64>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub tag_seed: Option<u64>,
+    /// Whether the journal store keeps answers (a host option; default true). The job runner's
+    /// state file does not (answers go to its results): the cache then indexes none, so a run's
+    /// memory does not grow with its answers.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub keep_answers: Option<bool>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub max_concurrent_batches: Option<usize>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -148,6 +153,7 @@ impl Interceptor {
         Interceptor::new(
             options.to_config()?,
             options.cache.unwrap_or(true),
+            options.keep_answers.unwrap_or(true),
             options.tag_seed.unwrap_or(0),
         )
     }

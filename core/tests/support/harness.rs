@@ -3,7 +3,7 @@
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
 
-use batchling_core::cache;
+use batchling_core::cache::{self, CacheRecord, CompactLine};
 use batchling_core::http::HttpRequest;
 use batchling_core::interceptor::{
     CallId, Input, Interceptor, InterceptorConfig, LifecycleEvent, Output, RequestId,
@@ -79,6 +79,9 @@ pub struct Harness {
     pub answers: BTreeMap<RequestId, Vec<Answer>>,
     pub answered_after_drained: Vec<RequestId>,
     pub journal: Vec<String>,
+    /// The journal as the host keeps it (the loaded one, then this run's lines): where stored
+    /// answers are read, by line.
+    pub stored: Vec<String>,
     pub events: Vec<LifecycleEvent>,
     pub sends: Vec<SerializableRequest>,
     pub drained: usize,
@@ -94,7 +97,7 @@ impl Harness {
 
     pub fn with(config: InterceptorConfig, caching: bool, fake: Fake) -> Self {
         Harness {
-            eng: Interceptor::new(config, caching, 0xfeed).expect("valid config"),
+            eng: Interceptor::new(config, caching, true, 0xfeed).expect("valid config"),
             now: 0,
             fake,
             inflight: VecDeque::new(),
@@ -102,6 +105,7 @@ impl Harness {
             answers: BTreeMap::new(),
             answered_after_drained: Vec::new(),
             journal: Vec::new(),
+            stored: Vec::new(),
             events: Vec::new(),
             sends: Vec::new(),
             drained: 0,
@@ -120,16 +124,42 @@ impl Harness {
     pub fn restart(config: InterceptorConfig, fake: Fake, journal: &[String], now: u64) -> Self {
         let mut h = Harness::with(config, true, fake);
         h.now = now;
-        h.eng.load_cache(journal.iter().map(String::as_str));
+        let text: String = journal.iter().map(|line| format!("{line}\n")).collect();
+        h.eng.load_cache(&text);
+        h.stored = journal.to_vec();
         h.collect();
         h
+    }
+
+    /// [`Harness::restart`] whose host compacts the journal after loading it, if the core says
+    /// so; the compacted journal is returned with the harness.
+    pub fn restart_compacted(
+        config: InterceptorConfig,
+        fake: Fake,
+        journal: &[String],
+        now: u64,
+    ) -> (Self, Option<Vec<String>>) {
+        let mut h = Harness::restart(config, fake, journal, now);
+        let Some(plan) = h.eng.journal_compaction() else {
+            return (h, None);
+        };
+        let compacted: Vec<String> = plan
+            .into_iter()
+            .map(|line| match line {
+                CompactLine::Write(text) => text,
+                CompactLine::Copy(place) => h.stored[place.line as usize].clone(),
+            })
+            .collect();
+        assert!(h.eng.journal_compacted());
+        h.stored = compacted.clone();
+        (h, Some(compacted))
     }
 
     pub fn submit(&mut self, http: HttpRequest) -> RequestId {
         let id = self.next_request;
         self.next_request += 1;
         if let Ok(route) = providers::classify(&http) {
-            let custom_id = cache::custom_id(&cache::fingerprint(&route));
+            let custom_id = cache::custom_id(&cache::fingerprint(&route).to_string());
             let group = format!(
                 "{}|{}|{}|{}|{}",
                 route.provider,
@@ -204,7 +234,34 @@ impl Harness {
                 )),
                 Output::Persist { line } => {
                     self.journal.push(line.clone());
+                    self.stored.push(line.clone());
                     None
+                }
+                Output::RespondStored {
+                    request,
+                    fingerprint,
+                    place,
+                } => {
+                    let line = &self.stored[place.line as usize];
+                    match serde_json::from_str(line).expect("a stored answer is a record") {
+                        CacheRecord::Result {
+                            fingerprint: stored,
+                            status,
+                            headers,
+                            body,
+                        } => {
+                            assert_eq!(&stored, fingerprint, "the place holds this answer");
+                            Some((
+                                *request,
+                                Answer::Respond {
+                                    status,
+                                    headers,
+                                    body,
+                                },
+                            ))
+                        }
+                        other => panic!("{other:?} at an answer's place"),
+                    }
                 }
                 Output::Event { event } => {
                     self.events.push(event.clone());

@@ -8,7 +8,13 @@ export type ProviderId = "openai" | "anthropic" | "gemini" | "groq" | "doublewor
 
 export type HostSpec = { baseUrl: string, provider: ProviderId, completionWindow?: string, maxRequests?: number, maxFileBytes?: number, };
 
-export type InterceptorOptions = { batchSize?: number, batchWindowMs?: number, pollIntervalMs?: number, dryRun?: boolean, cache?: boolean, retryAttempts?: number, retryBackoffMs?: number, retryMaxBackoffMs?: number, jitterSeed?: number, tagSeed?: number, maxConcurrentBatches?: number, costLimitUsd?: number, 
+export type InterceptorOptions = { batchSize?: number, batchWindowMs?: number, pollIntervalMs?: number, dryRun?: boolean, cache?: boolean, retryAttempts?: number, retryBackoffMs?: number, retryMaxBackoffMs?: number, jitterSeed?: number, tagSeed?: number, 
+/**
+ * Whether the journal store keeps answers (a host option; default true). The job runner's
+ * state file does not (answers go to its results): the cache then indexes none, so a run's
+ * memory does not grow with its answers.
+ */
+keepAnswers?: boolean, maxConcurrentBatches?: number, costLimitUsd?: number, 
 /**
  * Hosts the user declared (`[{baseUrl, provider, completionWindow?, maxRequests?,
  * maxFileBytes?}]`).
@@ -43,7 +49,11 @@ export type LifecycleEvent = { "kind": "requestQueued", provider: ProviderId, en
  */
 estimatedUsd: number | null, } | { "kind": "batchSubmitted", job: number, provider: ProviderId, batchId: string, requests: number, } | { "kind": "batchPolled", job: number, batchId: string, state: string, total: number, completed: number, failed: number, } | { "kind": "batchFinished", job: number, batchId: string, state: string, } | { "kind": "resultsReceived", job: number, batchId: string, results: number, } | { "kind": "retry", job: number, step: string, attempt: number, delayMs: number, reason: string, } | { "kind": "warning", message: string, };
 
-export type Output = { "type": "passThrough", request: number, reason: string, } | { "type": "send", call: number, http: SerializableRequest, } | { "type": "respond", request: number, status: number, headers: Array<[string, string]>, body: string, } | { "type": "fail", request: number, code: FailCode, message: string, } | { "type": "persist", line: string, } | { "type": "event", event: LifecycleEvent, } | { "type": "drained" };
+export type AnswerPlace = { line: number, offset: number, length: number, };
+
+export type CompactLine = { "write": string } | { "copy": AnswerPlace };
+
+export type Output = { "type": "passThrough", request: number, reason: string, } | { "type": "send", call: number, http: SerializableRequest, } | { "type": "respond", request: number, status: number, headers: Array<[string, string]>, body: string, } | { "type": "respondStored", request: number, fingerprint: string, place: AnswerPlace, } | { "type": "fail", request: number, code: FailCode, message: string, } | { "type": "persist", line: string, } | { "type": "event", event: LifecycleEvent, } | { "type": "drained" };
 
 export type QueueReport = { provider: ProviderId, endpoint: string, model: string, requests: number, batches: number, cacheHits: number, 
 /**
