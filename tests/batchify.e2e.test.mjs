@@ -329,6 +329,53 @@ describe("persistent cache", () => {
     }
   });
 
+  test("a journal mostly superseded is compacted at load and still answers every hit, from the file", async () => {
+    const dir = mkdtempSync(join(tmpdir(), "batchling-compact-"));
+    const path = join(dir, "cache.jsonl");
+    try {
+      const first = batchify({ ...FAST, cache: { path } });
+      const client = openaiWith(first.fetch);
+      // One batch each: intent, submitted and result lines, two of three superseded.
+      for (const t of ["c1", "c2", "c3"]) await client.chat.completions.create(chat(t));
+      await first.close();
+      assert.equal(readFileSync(path, "utf8").trimEnd().split("\n").length, 9);
+      const run = async () => {
+        const ctx = batchify({ ...FAST, cache: { path } });
+        const out = await Promise.all(["c1", "c2", "c3"].map((t) => openaiWith(ctx.fetch).chat.completions.create(chat(t))));
+        await ctx.close();
+        return out.map((a) => a.choices[0].message.content);
+      };
+      const calls = Object.values(fake.counters.requests).reduce((a, b) => a + b, 0);
+      assert.deepEqual(await run(), ["echo: c1", "echo: c2", "echo: c3"]);
+      const lines = readFileSync(path, "utf8").trimEnd().split("\n");
+      assert.deepEqual(lines.map((l) => JSON.parse(l).type), ["result", "result", "result"], "only the answers are left");
+      // A second run reads the compacted file's places.
+      assert.deepEqual(await run(), ["echo: c1", "echo: c2", "echo: c3"]);
+      assert.equal(Object.values(fake.counters.requests).reduce((a, b) => a + b, 0), calls, "no provider call");
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
+  test("after a torn last line, new answers are appended on their own line and served", async () => {
+    const dir = mkdtempSync(join(tmpdir(), "batchling-torn-"));
+    const path = join(dir, "cache.jsonl");
+    try {
+      writeFileSync(path, '{"type":"result","finger');
+      const second = batchify({ ...FAST, cache: { path }, onEvent: () => {} });
+      await openaiWith(second.fetch).chat.completions.create(chat("after torn"));
+      await second.close();
+      const before = fake.counters.batchesCreated.openai;
+      const third = batchify({ ...FAST, cache: { path }, onEvent: () => {} });
+      const again = await openaiWith(third.fetch).chat.completions.create(chat("after torn"));
+      await third.close();
+      assert.equal(again.choices[0].message.content, "echo: after torn");
+      assert.equal(fake.counters.batchesCreated.openai, before, "answered from the cache");
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
   test("SIGKILL while polling, then a re-run: zero new batches, every answer delivered", async () => {
     const dir = mkdtempSync(join(tmpdir(), "batchling-crash-"));
     const path = join(dir, "cache.jsonl");

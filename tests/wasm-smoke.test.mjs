@@ -149,7 +149,7 @@ describe("wasm engine", () => {
 
   test("NativeInterceptor: a dry-run submit is answered with x-batchling-dry-run", () => {
     const engine = new wasm.NativeInterceptor(JSON.stringify({ batchSize: 1, dryRun: true, cache: false, tagSeed: 7 }));
-    const loaded = JSON.parse(engine.loadCache([]));
+    const loaded = JSON.parse(engine.loadCache(""));
     assert.deepEqual(loaded, { deadline: null, outputs: [] });
     const json = engine.submit(
       0,
@@ -220,7 +220,7 @@ describe("wasm engine", () => {
     assert.deepEqual(cycle(wasm), cycle(native));
     const run = (backend) => {
       const engine = new backend.NativeInterceptor(JSON.stringify({ batchSize: 1, dryRun: true, cache: true, tagSeed: 7 }));
-      const outs = [engine.loadCache(["not json", ""])];
+      const outs = [engine.loadCache("not json\n\n")];
       outs.push(engine.submit(0, 1, "POST", "https://api.anthropic.com/v1/messages", "[]",
         JSON.stringify({ model: "claude-sonnet-4-5", max_tokens: 16, messages: [{ role: "user", content: "hi" }] })));
       outs.push(engine.submit(1, 2, "GET", "https://example.com/", "[]", ""));

@@ -37,7 +37,10 @@ export class StateFileJournal implements JournalStore {
     readonly sources: JobSource[],
   ) {}
 
-  async load(): Promise<string[]> {
+  /** Answers are not kept here: the engine indexes none. */
+  readonly keepsAnswers = false;
+
+  async load(consume: (text: string) => void): Promise<void> {
     const journal = existsSync(this.path) ? readStateFile(this.path).journal : [];
     // (Re)write the header with this run's jobs, keeping the journal: once per run.
     mkdirSync(dirname(this.path), { recursive: true });
@@ -45,7 +48,11 @@ export class StateFileJournal implements JournalStore {
     const tmp = `${this.path}.${process.pid}.tmp`;
     writeFileSync(tmp, [header, ...journal].map((line) => line + "\n").join(""), { mode: 0o600 });
     renameSync(tmp, this.path);
-    return journal;
+    if (journal.length) consume(journal.map((line) => line + "\n").join(""));
+  }
+
+  read(): string {
+    throw new BatchlingError("ERR_BATCHLING_INTERNAL", "the state file keeps no answers to read");
   }
 
   async append(lines: string[]): Promise<void> {

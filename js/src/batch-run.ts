@@ -218,6 +218,8 @@ export class BatchRun {
     const engine = newEngine(loadInterceptorBackend().NativeInterceptor, options, true, randomInt(0, 2 ** 47), {
       maxConcurrentBatches: maxConcurrent,
       costLimitUsd: this.#costLimitUsd ?? undefined,
+      // The state file keeps no answers (they go to the results): nor does the engine.
+      keepAnswers: false,
     });
     const host = new BatchifyHost(options, {
       engine,

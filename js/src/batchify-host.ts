@@ -8,6 +8,8 @@ import { loadInterceptorBackend, type InterceptorEngine } from "./engine.js";
 import { BatchlingError } from "./errors.js";
 import { DeadlineTimer, now, optionsJson } from "./host-util.js";
 import type {
+  AnswerPlace,
+  CompactLine,
   HostSpec,
   InterceptorOptions,
   LifecycleEvent,
@@ -130,10 +132,17 @@ export class BatchifyHost implements BatchifyContext {
     this.#platform = platform;
     this.#engine = platform.engine;
     const journal = platform.journal;
-    this.#ready = journal
-      ? journal.load().then((lines) => this.#apply(this.#engine.loadCache(lines)))
-      : Promise.resolve();
+    this.#ready = journal ? this.#load(journal) : Promise.resolve();
     this.fetch = this.fetch.bind(this) as typeof fetch;
+  }
+
+  /** Stream the journal into the engine, then rewrite it if the engine finds most of it
+   * superseded (a store that can replace itself atomically). */
+  async #load(journal: JournalStore): Promise<void> {
+    await journal.load((text) => this.#apply(this.#engine.loadCache(text)));
+    if (!journal.compact) return;
+    const plan = JSON.parse(this.#engine.journalCompaction()) as CompactLine[] | null;
+    if (plan && (await journal.compact(plan))) this.#engine.journalCompacted();
   }
 
   run<T>(fn: () => T | Promise<T>): Promise<T> {
@@ -168,7 +177,12 @@ export class BatchifyHost implements BatchifyContext {
       this.#apply(this.#engine.close(now()));
       // Wait for the journal too: a Worker's pending I/O ends with its response, so records
       // still being written after close() would be lost.
-      this.#closed = drained.then(() => this.#persisted).then(() => this.report());
+      this.#closed = drained
+        .then(() => this.#persisted)
+        .then(() => {
+          this.#platform.journal?.close?.();
+          return this.report();
+        });
     }
     return this.#closed;
   }
@@ -307,6 +321,11 @@ export class BatchifyHost implements BatchifyContext {
           pending?.resolve(new Response(output.body, { status: output.status, headers: output.headers }));
           break;
         }
+        case "respondStored": {
+          const pending = this.#settle(output.request);
+          if (pending) this.#respondStored(pending, output.fingerprint, output.place);
+          break;
+        }
         case "fail": {
           const pending = this.#settle(output.request);
           if (!pending) break;
@@ -325,6 +344,31 @@ export class BatchifyHost implements BatchifyContext {
     }
     if (lines) this.#persist(lines);
     this.#schedule(deadline);
+  }
+
+  /** A cache hit: the answer's line is read from the journal (after the appends made before,
+   * which may hold it) and answered as stored. */
+  #respondStored(pending: Pending, fingerprint: string, place: AnswerPlace): void {
+    const journal = this.#platform.journal;
+    this.#persisted
+      .then(() => {
+        if (!journal) throw new Error("no journal");
+        return journal.read(place);
+      })
+      .then((line) => {
+        const record = JSON.parse(line) as { type?: string; fingerprint?: string; status: number; headers: [string, string][]; body: string };
+        if (record.type !== "result" || record.fingerprint !== fingerprint) throw new Error("the line there is another record");
+        pending.resolve(new Response(record.body, { status: record.status, headers: record.headers }));
+      })
+      .catch((error: unknown) => {
+        const why = error instanceof Error ? error.message : String(error);
+        pending.reject(
+          new BatchlingError(
+            "ERR_BATCHLING_CACHE_READ",
+            `the cached answer at line ${place.line + 1} (byte ${place.offset}) of the cache journal could not be read (${why}); was the journal edited during the run? Delete it (or run without a cache) to call again`,
+          ),
+        );
+      });
   }
 
   #emit(event: BatchlingEvent): void {
@@ -392,7 +436,7 @@ export function newEngine(
   options: BatchifyOptions,
   caching: boolean,
   tagSeed: number,
-  limits: { maxConcurrentBatches?: number; costLimitUsd?: number } = {},
+  limits: { maxConcurrentBatches?: number; costLimitUsd?: number; keepAnswers?: boolean } = {},
 ): InterceptorEngine {
   const host = JSON.stringify({ ...limits, cache: caching, tagSeed });
   // A cache's storage is the host's object: the core only needs to know it is one.

@@ -2,11 +2,12 @@
 // AsyncLocalStorage, and the cache journal in a file.
 import { AsyncLocalStorage } from "node:async_hooks";
 import { randomInt } from "node:crypto";
-import { appendFileSync, chmodSync, existsSync, mkdirSync, readFileSync } from "node:fs";
+import { appendFileSync, chmodSync, closeSync, existsSync, fsyncSync, mkdirSync, openSync, readSync, renameSync, rmSync, writeSync } from "node:fs";
 import { dirname, resolve as resolvePath } from "node:path";
 import { BatchifyHost, newEngine, type BatchifyContext, type BatchifyOptions } from "./batchify-host.js";
 import "./engine-node.js";
 import { loadInterceptorBackend } from "./engine.js";
+import type { AnswerPlace, CompactLine } from "./generated/core.js";
 import { KeyValueJournal, type JournalStore } from "./storage.js";
 
 export type { BatchifyContext, BatchifyOptions, BatchifyReport, BatchlingEvent, QueueReport } from "./batchify-host.js";
@@ -28,13 +29,42 @@ function installHook(): void {
 
 const DEFAULT_CACHE_PATH = ".batchling/cache.jsonl";
 
+/** Bytes of the journal file read per chunk while loading. */
+const LOAD_CHUNK_BYTES = 1 << 20;
+
 /** The journal as a file of JSON lines, created 0600. Appends are synchronous, so a record is
- * on disk before the provider call that depends on it is made. */
+ * on disk before the provider call that depends on it is made. Loaded in chunks (never the whole
+ * file in one string); a cache hit reads its answer's line by offset. */
 class FileJournal implements JournalStore {
+  /** Open for reading answers, from the first hit until close. */
+  #fd: number | undefined;
+  /** The file ends with a torn line without `\n`: end it before the next append. */
+  #unterminated = false;
   constructor(readonly path: string) {}
-  async load(): Promise<string[]> {
-    return existsSync(this.path) ? readFileSync(this.path, "utf8").split("\n") : [];
+
+  async load(consume: (text: string) => void): Promise<void> {
+    if (!existsSync(this.path)) return;
+    const fd = openSync(this.path, "r");
+    try {
+      const buffer = Buffer.allocUnsafe(LOAD_CHUNK_BYTES);
+      let carry = Buffer.alloc(0);
+      for (;;) {
+        const read = readSync(fd, buffer, 0, buffer.length, null);
+        if (read === 0) break;
+        const bytes = carry.length ? Buffer.concat([carry, buffer.subarray(0, read)]) : buffer.subarray(0, read);
+        const end = bytes.lastIndexOf(10) + 1;
+        if (end > 0) consume(decodeLines(bytes.subarray(0, end)));
+        carry = Buffer.from(bytes.subarray(end));
+      }
+      if (carry.length) {
+        consume(decodeLines(carry));
+        this.#unterminated = true;
+      }
+    } finally {
+      closeSync(fd);
+    }
   }
+
   /** One write for the records of one engine step (a batch's results come together). */
   async append(lines: string[]): Promise<void> {
     if (!existsSync(this.path)) {
@@ -42,8 +72,72 @@ class FileJournal implements JournalStore {
       appendFileSync(this.path, "", { mode: 0o600 });
       chmodSync(this.path, 0o600);
     }
-    appendFileSync(this.path, lines.join("\n") + "\n");
+    appendFileSync(this.path, (this.#unterminated ? "\n" : "") + lines.join("\n") + "\n");
+    this.#unterminated = false;
   }
+
+  read(place: AnswerPlace): string {
+    this.#fd ??= openSync(this.path, "r");
+    const buffer = Buffer.allocUnsafe(place.length);
+    const read = readSync(this.#fd, buffer, 0, place.length, place.offset);
+    return buffer.toString("utf8", 0, read);
+  }
+
+  /** Write the live lines to a temporary file, flush it, and rename it over the journal: a crash
+   * at any point leaves the old journal or the new one, whole. */
+  async compact(lines: CompactLine[]): Promise<boolean> {
+    const tmp = `${this.path}.${process.pid}.compact`;
+    let out: number | undefined;
+    try {
+      out = openSync(tmp, "w", 0o600);
+      let chunk: string[] = [];
+      let size = 0;
+      for (const line of lines) {
+        const text = "write" in line ? line.write : this.read(line.copy);
+        chunk.push(text);
+        size += text.length;
+        if (size >= LOAD_CHUNK_BYTES) {
+          writeSync(out, chunk.join("\n") + "\n");
+          chunk = [];
+          size = 0;
+        }
+      }
+      if (chunk.length) writeSync(out, chunk.join("\n") + "\n");
+      fsyncSync(out);
+      closeSync(out);
+      out = undefined;
+      renameSync(tmp, this.path);
+    } catch {
+      if (out !== undefined) closeSync(out);
+      rmSync(tmp, { force: true });
+      return false;
+    }
+    this.close();
+    this.#unterminated = false;
+    return true;
+  }
+
+  close(): void {
+    if (this.#fd !== undefined) closeSync(this.#fd);
+    this.#fd = undefined;
+  }
+}
+
+/** Whole lines as text with each line's UTF-8 length kept (the core counts places in bytes): a
+ * line that is not UTF-8 becomes as many `?` (a damaged line the core skips). */
+function decodeLines(bytes: Buffer): string {
+  const text = bytes.toString("utf8");
+  if (Buffer.byteLength(text) === bytes.length) return text;
+  const lines: string[] = [];
+  let start = 0;
+  while (start < bytes.length) {
+    let end = bytes.indexOf(10, start);
+    if (end < 0) end = bytes.length;
+    const line = bytes.toString("utf8", start, end);
+    lines.push(Buffer.byteLength(line) === end - start ? line : "?".repeat(end - start));
+    start = end + 1;
+  }
+  return lines.join("\n") + (bytes[bytes.length - 1] === 10 ? "\n" : "");
 }
 
 function journalFor(cache: BatchifyOptions["cache"]): JournalStore | undefined {

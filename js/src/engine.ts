@@ -52,7 +52,12 @@ import type { EngineStatus, HostBatcherOptions } from "./generated/core.js";
 
 /** The provider batching engine: every call returns `{"deadline", "outputs"}` as JSON. */
 export interface InterceptorEngine {
-  loadCache(lines: string[]): string;
+  /** A chunk of the journal: whole lines in order, each ended by `\n`. */
+  loadCache(text: string): string;
+  /** After the load: `null`, or the journal's live lines (JSON `CompactLine[]`) to write in its
+   * place; then `journalCompacted()`. */
+  journalCompaction(): string;
+  journalCompacted(): boolean;
   /** `arrivedMs`: when the call reached the host (a client's own timer runs from then); the
    * submit time when left out. */
   submit(nowMs: number, request: number, method: string, url: string, headersJson: string, body: string, arrivedMs?: number): string;

@@ -117,7 +117,8 @@ window.flows = {
     const ctx = batchify({ ...FAST, cache: { storage: window.cacheStore }, onEvent: (e) => e.kind === "cacheHit" && hits.push(e) });
     const answers = await Promise.all(prompts.map((p) => rawChat(ctx.fetch, p)));
     await ctx.close();
-    const journal = await new KeyValueJournal(window.cacheStore).load();
+    const journal = [];
+    await new KeyValueJournal(window.cacheStore).load((text) => journal.push(...text.split("\n").filter(Boolean)));
     return { answers, cacheHits: hits.length, journalLines: journal.length, journalHasKey: journal.some((l) => l.includes("sk-browser-test")) };
   },
 
