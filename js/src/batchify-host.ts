@@ -300,7 +300,7 @@ export class BatchifyHost implements BatchifyContext {
           break;
         }
         case "send":
-          this.#send(output.call, output.http);
+          this.#send(output.call, output.http, output.stream);
           break;
         case "respond": {
           const pending = this.#settle(output.request);
@@ -347,7 +347,7 @@ export class BatchifyHost implements BatchifyContext {
   }
 
 
-  #send(call: number, http: ProviderCall): void {
+  #send(call: number, http: ProviderCall, stream?: "lines"): void {
     this.#inFlightCalls++;
     const init: RequestInit = { method: http.method, headers: http.headers };
     // The core reads this call's redirect itself (Together's presigned upload).
@@ -362,8 +362,11 @@ export class BatchifyHost implements BatchifyContext {
           // Browsers hide a manual redirect's status and Location.
           throw new Error(`${http.method} ${http.url} answered with a redirect this runtime does not expose (a browser's opaque redirect)`);
         }
-        const body = await response.text();
-        return this.#engine.response(now(), call, response.status, JSON.stringify([...response.headers]), body);
+        const headersJson = JSON.stringify([...response.headers]);
+        // A results file (up to hundreds of MB) is handed over as it arrives, never held whole.
+        const streamed = stream === "lines" && response.ok && response.body !== null;
+        const body = streamed ? await this.#streamLines(call, response.body!) : await response.text();
+        return this.#engine.response(now(), call, response.status, headersJson, body);
       })
       .catch((error: unknown) => {
         const message = error instanceof Error ? `${error.message}${error.cause ? ` (${String(error.cause)})` : ""}` : String(error);
@@ -375,12 +378,42 @@ export class BatchifyHost implements BatchifyContext {
       });
   }
 
+  /** Read a body of lines (JSONL) and hand the engine chunks of whole lines of about
+   * `STREAM_CHUNK_CHARS` as they arrive (each chunk's callers are answered at once); returns the
+   * rest after the last newline, for the final `response`. Holds at most a chunk and one partial
+   * line. */
+  async #streamLines(call: number, body: ReadableStream<Uint8Array>): Promise<string> {
+    const reader = body.getReader();
+    const decoder = new TextDecoder(); // UTF-8; a sequence cut between reads waits for its rest
+    let pending = "";
+    try {
+      for (;;) {
+        const { done, value } = await reader.read();
+        pending += done ? decoder.decode() : decoder.decode(value, { stream: true });
+        if (done) return pending;
+        if (pending.length < STREAM_CHUNK_CHARS) continue;
+        const end = pending.lastIndexOf("\n") + 1;
+        if (end === 0) continue; // one line longer than a chunk: read on to its end
+        const chunk = pending.slice(0, end);
+        pending = pending.slice(end);
+        this.#apply(this.#engine.responseChunk(now(), call, chunk));
+      }
+    } catch (error) {
+      reader.cancel(error).catch(() => {}); // the connection is not kept for a body left unread
+      throw error;
+    }
+  }
+
   #schedule(deadline: number | null): void {
     this.#timer.set(this.#drained ? null : deadline);
   }
 
 }
 
+
+/** About how much of a streamed results file the host hands the engine at a time (UTF-16 code
+ * units: ~1 MiB of ASCII), cut at the last newline. */
+const STREAM_CHUNK_CHARS = 1 << 20;
 
 /**
  * Build an engine. The core checks the user's options (every rule is there; a refusal is thrown
