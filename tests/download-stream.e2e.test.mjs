@@ -41,6 +41,22 @@ describe("large results files", () => {
     assert.equal(events.filter((e) => e.kind === "warning").length, 0);
   });
 
+  test("lines longer than a chunk (answers of 1.5M characters) are handed over whole", async () => {
+    const events = [];
+    const ctx = batchify({ ...FAST, batchSize: 6, batchWindowMs: 10_000, onEvent: (e) => events.push(e) });
+    const client = openaiWith(ctx.fetch);
+    const requests = [1_500_000, 10, 2_100_000, 20, 1_200_000, 30].map((chars, i) => ({ text: `big${i} ✓ LONG:${chars}`, chars }));
+    const answers = await Promise.all(requests.map((r) => client.chat.completions.create(chat(r.text))));
+    await ctx.close();
+    for (const [i, r] of requests.entries()) {
+      assert.ok(answers[i].choices[0].message.content === longReply(r.text, r.chars), `request ${i}`);
+    }
+    const parts = events.filter((e) => e.kind === "resultsReceived");
+    assert.ok(parts.length >= 3, `the file came in ${parts.length} parts`);
+    assert.equal(parts.reduce((n, e) => n + e.results, 0), 6);
+    assert.equal(events.filter((e) => e.kind === "warning").length, 0);
+  });
+
   test("short answers in a small file still come through (one part: the final response)", async () => {
     const events = [];
     const ctx = batchify({ ...FAST, batchSize: 5, batchWindowMs: 10_000, onEvent: (e) => events.push(e) });

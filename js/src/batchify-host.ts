@@ -386,16 +386,20 @@ export class BatchifyHost implements BatchifyContext {
     const reader = body.getReader();
     const decoder = new TextDecoder(); // UTF-8; a sequence cut between reads waits for its rest
     let pending = "";
+    let end = 0; // just after the last newline in `pending`; 0: none yet
     try {
       for (;;) {
         const { done, value } = await reader.read();
-        pending += done ? decoder.decode() : decoder.decode(value, { stream: true });
+        const text = done ? decoder.decode() : decoder.decode(value, { stream: true });
+        const newline = text.lastIndexOf("\n");
+        if (newline >= 0) end = pending.length + newline + 1; // only the new text is searched
+        pending += text;
         if (done) return pending;
-        if (pending.length < STREAM_CHUNK_CHARS) continue;
-        const end = pending.lastIndexOf("\n") + 1;
-        if (end === 0) continue; // one line longer than a chunk: read on to its end
+        // Below a chunk, or one line longer than a chunk so far: read on.
+        if (pending.length < STREAM_CHUNK_CHARS || end === 0) continue;
         const chunk = pending.slice(0, end);
         pending = pending.slice(end);
+        end = 0;
         this.#apply(this.#engine.responseChunk(now(), call, chunk));
       }
     } catch (error) {
