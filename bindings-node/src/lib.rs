@@ -280,6 +280,15 @@ impl NativeInterceptor {
             .map_err(invalid)
     }
 
+    /// Whole lines (ending with a newline) of a streamed results download; see the core's
+    /// `Input::ResponseChunk`.
+    #[napi]
+    pub fn response_chunk(&mut self, now_ms: f64, call: f64, text: String) -> Result<String> {
+        self.host
+            .response_chunk(now_ms, call, text)
+            .map_err(invalid)
+    }
+
     #[napi]
     pub fn transport_error(&mut self, now_ms: f64, call: f64, message: String) -> String {
         self.host.transport_error(now_ms, call, message)

@@ -183,6 +183,11 @@ fn traffic_config(t: &Traffic) -> InterceptorConfig {
     c
 }
 
+/// Half the traffic gets its results files in chunks of whole lines, as the JS host streams them.
+fn chunking(t: &Traffic) -> Option<u64> {
+    (t.shuffle_seed % 2 == 1).then_some(t.shuffle_seed)
+}
+
 /// A harness on a fake with the traffic's fates and faults, after its operations (no Close yet).
 /// Returns the submitted requests in order.
 fn start_traffic(t: &Traffic) -> (Harness, Vec<(RequestId, Spec)>) {
@@ -200,6 +205,7 @@ fn start_traffic(t: &Traffic) -> (Harness, Vec<(RequestId, Spec)>) {
         percent: 30,
     });
     let mut h = Harness::with(traffic_config(t), true, fake);
+    h.chunk_seed = chunking(t);
     let mut specs = Vec::new();
     for op in &t.ops {
         match op {
@@ -313,6 +319,7 @@ fn run_crash(t: &Traffic, crash_after: usize, last_call_lands: bool) -> Result<(
     let now = h1.now;
     let (fake, journal) = h1.crash();
     let mut h2 = Harness::restart(traffic_config(t), fake, &journal, now + 1);
+    h2.chunk_seed = chunking(t);
     let specs2: Vec<(RequestId, Spec)> = specs
         .iter()
         .map(|(_, s)| (h2.submit(spec_request(s)), s.clone()))

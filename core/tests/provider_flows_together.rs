@@ -257,7 +257,7 @@ impl Driver {
             }
             for output in self.eng.drain_outputs() {
                 match output {
-                    Output::Send { call, http } => inputs.push(self.call(call, &http)),
+                    Output::Send { call, http, .. } => inputs.push(self.call(call, &http)),
                     Output::Respond { request, .. } | Output::Fail { request, .. } => {
                         assert!(self.answers.insert(request, output).is_none());
                     }
@@ -434,7 +434,7 @@ fn run_until_the_process_dies(
     loop {
         for o in d.eng.drain_outputs() {
             match o {
-                Output::Send { call, http } => pending.push((call, http)),
+                Output::Send { call, http, .. } => pending.push((call, http)),
                 Output::Persist { line } => journal.push(line),
                 _ => {}
             }

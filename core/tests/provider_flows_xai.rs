@@ -251,7 +251,7 @@ fn run(fake: &mut FakeXai, journal: &[String], texts: &[&str]) -> Run {
             continue;
         };
         match output {
-            Output::Send { call, http } => {
+            Output::Send { call, http, .. } => {
                 let req = HttpRequest {
                     method: http.method,
                     url: http.url,
@@ -407,7 +407,7 @@ fn a_crash_between_create_and_add_resumes_by_finding_the_batch() {
     for output in ic.drain_outputs() {
         match output {
             Output::Persist { line } => journal.push(line),
-            Output::Send { call, http } => create_call = Some((call, http)),
+            Output::Send { call, http, .. } => create_call = Some((call, http)),
             _ => {}
         }
     }

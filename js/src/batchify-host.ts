@@ -314,7 +314,7 @@ export class BatchifyHost implements BatchifyContext {
           break;
         }
         case "send":
-          this.#send(output.call, output.http);
+          this.#send(output.call, output.http, output.stream);
           break;
         case "respond": {
           const pending = this.#settle(output.request);
@@ -391,7 +391,7 @@ export class BatchifyHost implements BatchifyContext {
   }
 
 
-  #send(call: number, http: ProviderCall): void {
+  #send(call: number, http: ProviderCall, stream?: "lines"): void {
     this.#inFlightCalls++;
     const init: RequestInit = { method: http.method, headers: http.headers };
     // The core reads this call's redirect itself (Together's presigned upload).
@@ -406,8 +406,11 @@ export class BatchifyHost implements BatchifyContext {
           // Browsers hide a manual redirect's status and Location.
           throw new Error(`${http.method} ${http.url} answered with a redirect this runtime does not expose (a browser's opaque redirect)`);
         }
-        const body = await response.text();
-        return this.#engine.response(now(), call, response.status, JSON.stringify([...response.headers]), body);
+        const headersJson = JSON.stringify([...response.headers]);
+        // A results file (up to hundreds of MB) is handed over as it arrives, never held whole.
+        const streamed = stream === "lines" && response.ok && response.body !== null;
+        const body = streamed ? await this.#streamLines(call, response.body!) : await response.text();
+        return this.#engine.response(now(), call, response.status, headersJson, body);
       })
       .catch((error: unknown) => {
         const message = error instanceof Error ? `${error.message}${error.cause ? ` (${String(error.cause)})` : ""}` : String(error);
@@ -419,12 +422,46 @@ export class BatchifyHost implements BatchifyContext {
       });
   }
 
+  /** Read a body of lines (JSONL) and hand the engine chunks of whole lines of about
+   * `STREAM_CHUNK_CHARS` as they arrive (each chunk's callers are answered at once); returns the
+   * rest after the last newline, for the final `response`. Holds at most a chunk and one partial
+   * line. */
+  async #streamLines(call: number, body: ReadableStream<Uint8Array>): Promise<string> {
+    const reader = body.getReader();
+    const decoder = new TextDecoder(); // UTF-8; a sequence cut between reads waits for its rest
+    let pending = "";
+    let end = 0; // just after the last newline in `pending`; 0: none yet
+    try {
+      for (;;) {
+        const { done, value } = await reader.read();
+        const text = done ? decoder.decode() : decoder.decode(value, { stream: true });
+        const newline = text.lastIndexOf("\n");
+        if (newline >= 0) end = pending.length + newline + 1; // only the new text is searched
+        pending += text;
+        if (done) return pending;
+        // Below a chunk, or one line longer than a chunk so far: read on.
+        if (pending.length < STREAM_CHUNK_CHARS || end === 0) continue;
+        const chunk = pending.slice(0, end);
+        pending = pending.slice(end);
+        end = 0;
+        this.#apply(this.#engine.responseChunk(now(), call, chunk));
+      }
+    } catch (error) {
+      reader.cancel(error).catch(() => {}); // the connection is not kept for a body left unread
+      throw error;
+    }
+  }
+
   #schedule(deadline: number | null): void {
     this.#timer.set(this.#drained ? null : deadline);
   }
 
 }
 
+
+/** About how much of a streamed results file the host hands the engine at a time (UTF-16 code
+ * units: ~1 MiB of ASCII), cut at the last newline. */
+const STREAM_CHUNK_CHARS = 1 << 20;
 
 /**
  * Build an engine. The core checks the user's options (every rule is there; a refusal is thrown

@@ -62,6 +62,9 @@ export interface InterceptorEngine {
    * submit time when left out. */
   submit(nowMs: number, request: number, method: string, url: string, headersJson: string, body: string, arrivedMs?: number): string;
   response(nowMs: number, call: number, status: number, headersJson: string, body: string): string;
+  /** Whole lines (ending with "\n") of a 2xx answer to a call sent with `stream: "lines"`; the
+   * call ends with `response` and the rest of the body. A chunk ending mid-line is refused. */
+  responseChunk(nowMs: number, call: number, text: string): string;
   transportError(nowMs: number, call: number, message: string): string;
   tick(nowMs: number): string;
   cancel(nowMs: number, request: number): string;

@@ -97,11 +97,24 @@ export function float32Base64(values) {
 export function parseTriggers(text) {
   const s = String(text ?? '');
   const fail = /FAIL:(\d{3})/.exec(s);
+  const long = /LONG:(\d+)/.exec(s);
   return {
     failStatus: fail ? Number(fail[1]) : null,
     expireLine: s.includes('EXPIRE_LINE'),
     badJson: s.includes('BADJSON'),
+    longChars: long ? Number(long[1]) : 0,
   };
+}
+
+/**
+ * The `LONG:<n>` trigger's free-text answer: `echo: <text>` then a newline and `n` characters of
+ * `<text> ` repeated (cut at `n`), so a long answer is still a pure function of the request and
+ * a test can rebuild it. Non-ASCII in the text makes multi-byte characters run across the
+ * reads of a streamed results file.
+ */
+export function longReply(text, n) {
+  const unit = `${text} `;
+  return `echo: ${text}\n${unit.repeat(Math.ceil(n / unit.length)).slice(0, n)}`;
 }
 
 // ---------------------------------------------------------------------------

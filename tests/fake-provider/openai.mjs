@@ -21,6 +21,7 @@ import {
   openaiErrorBody,
   parseJsonl,
   parseMultipart,
+  longReply,
   parseTriggers,
   registerBatch,
   sha256Hex,
@@ -159,7 +160,7 @@ export function openaiAnswer(endpoint, rawBody) {
     return { status: 400, requestId, body: openaiErrorBody(400, invalid.message, { param: invalid.param }) };
   }
   const text = openaiUserText(endpoint, body);
-  const { failStatus, badJson } = parseTriggers(text);
+  const { failStatus, badJson, longChars } = parseTriggers(text);
   if (failStatus) {
     const message = `Fake failure triggered by FAIL:${failStatus} (body sha256 ${digest})`;
     return { status: failStatus, requestId, body: openaiErrorBody(failStatus, message, { code: 'fake_failure' }) };
@@ -167,7 +168,8 @@ export function openaiAnswer(endpoint, rawBody) {
   const promptTokens = estimateTokens(JSON.stringify(body));
   // Structured output: a JSON text generated from the requested schema.
   const schema = openaiResponseSchema(endpoint, body);
-  const reply = schema === undefined ? `echo: ${text}` : JSON.stringify(structuredValue(schema, text, { bad: badJson }));
+  const echo = longChars > 0 ? longReply(text, longChars) : `echo: ${text}`;
+  const reply = schema === undefined ? echo : JSON.stringify(structuredValue(schema, text, { bad: badJson }));
   const completionTokens = estimateTokens(reply);
 
   if (endpoint === '/v1/chat/completions') {

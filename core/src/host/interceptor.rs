@@ -96,6 +96,27 @@ impl InterceptorHost {
         Ok(self.input(now_ms, Input::Response { call, response }))
     }
 
+    /// Whole lines of a 2xx answer to a call sent with `stream: "lines"` (see
+    /// [`Input::ResponseChunk`]); the call ends with [`InterceptorHost::response`] and the rest.
+    /// A chunk that does not end with a newline is refused: a line cut across two chunks would
+    /// be read as two malformed ones.
+    pub fn response_chunk(
+        &mut self,
+        now_ms: f64,
+        call: f64,
+        text: String,
+    ) -> Result<String, HostArgError> {
+        if !text.ends_with('\n') {
+            return Err(HostArgError(format!(
+                "responseChunk: a chunk must be whole lines ending with a newline (split the body \
+                 after its last newline and send the rest on); this one ({} bytes) ends mid-line",
+                text.len()
+            )));
+        }
+        let call = call as u64;
+        Ok(self.input(now_ms, Input::ResponseChunk { call, text }))
+    }
+
     pub fn transport_error(&mut self, now_ms: f64, call: f64, message: String) -> String {
         let call = call as u64;
         self.input(now_ms, Input::TransportError { call, message })

@@ -158,12 +158,16 @@ impl Interceptor {
                 _ => unreachable!("no request for call {call:?}"),
             };
         };
+        // A results file of lines comes in chunks as it arrives (see `on_response_chunk`).
+        let stream =
+            (matches!(call, Call::Download(_)) && adapter.streams_results()).then_some("lines");
         let id = self.next_call;
         self.next_call += 1;
         self.calls.insert(id, (job_id, call));
         self.outputs.push(Output::Send {
             call: id,
             http: http.into(),
+            stream,
         });
     }
 
@@ -182,6 +186,31 @@ impl Interceptor {
         }
     }
 
+    /// Whole lines of a results file still being downloaded (`stream: "lines"`): read them and
+    /// answer their callers now. Line numbers count on from the call's earlier chunks. A chunk
+    /// for a call that is not such a download (or no longer open) is ignored.
+    pub(super) fn on_response_chunk(&mut self, call: CallId, text: &str) {
+        let Some((job_id, Call::Download(_))) = self.calls.get(&call) else {
+            return;
+        };
+        let job_id = *job_id;
+        let Some(job) = self.jobs.get(&job_id) else {
+            return;
+        };
+        let adapter = adapter(job.route.provider);
+        if !adapter.streams_results() {
+            return;
+        }
+        let batch_id = job.batch_id().unwrap_or_default();
+        let mut parsed = adapter.parse_results(batch_id, text);
+        let lines_before = self.streamed_lines.entry(call).or_default();
+        for bad in &mut parsed.malformed {
+            bad.line_number += *lines_before;
+        }
+        *lines_before += text.bytes().filter(|&b| b == b'\n').count();
+        self.absorb_results(job_id, parsed);
+    }
+
     pub(super) fn on_response(&mut self, now_ms: u64, call: CallId, response: HttpResponse) {
         // An upload may answer with a redirect to where its bytes go (Together's presigned
         // upload): the adapter reads it.
@@ -195,6 +224,8 @@ impl Interceptor {
             );
             return self.on_call_failure(now_ms, call, Some(response), reason);
         }
+        // The lines of this call's earlier chunks, if it came in chunks.
+        let lines_before = self.streamed_lines.remove(&call).unwrap_or(0);
         let Some((job_id, call)) = self.calls.remove(&call) else {
             return;
         };
@@ -244,7 +275,10 @@ impl Interceptor {
             },
             Call::Download(_) => {
                 let batch_id = job.batch_id().unwrap_or_default().to_string();
-                let parsed = adapter.parse_results(&batch_id, &response.body);
+                let mut parsed = adapter.parse_results(&batch_id, &response.body);
+                for bad in &mut parsed.malformed {
+                    bad.line_number += lines_before;
+                }
                 let next = adapter.next_download(&batch_id, &response.body);
                 self.absorb_results(job_id, parsed);
                 if let Some(next) = next {
@@ -478,7 +512,10 @@ impl Interceptor {
         }
         let job = self.jobs.get_mut(&job_id).expect("job exists");
         if let JobState::Downloading { unclaimed, .. } = &mut job.state {
-            unclaimed.extend(early);
+            // The first line for a custom id wins, as within one download.
+            for (custom_id, response) in early {
+                unclaimed.entry(custom_id).or_insert(response);
+            }
         }
         self.outputs.push(Output::Event {
             event: LifecycleEvent::ResultsReceived {
@@ -550,6 +587,9 @@ impl Interceptor {
         response: Option<HttpResponse>,
         reason: String,
     ) {
+        // A download cut off mid-stream is retried from the start: its lines count anew (the
+        // callers its chunks answered stay answered; the retry's lines for them are skipped).
+        self.streamed_lines.remove(&call);
         let Some((job_id, call)) = self.calls.remove(&call) else {
             return;
         };

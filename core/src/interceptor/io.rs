@@ -21,10 +21,16 @@ pub enum Output {
     #[serde(rename_all = "camelCase")]
     PassThrough { request: RequestId, reason: String },
     /// Perform this provider call; answer with `Input::Response` or `Input::TransportError`.
+    /// `stream: "lines"` (a results file, JSONL): on a 2xx answer, read the body as it comes and
+    /// hand it over in `Input::ResponseChunk`s of whole lines, then the rest in `Input::Response`;
+    /// the body is never held whole. Other answers (and non-2xx ones) come whole.
     #[serde(rename_all = "camelCase")]
     Send {
         call: CallId,
         http: SerializableRequest,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        #[cfg_attr(test, ts(optional, type = "\"lines\""))]
+        stream: Option<&'static str>,
     },
     /// Answer the caller with this response, as the normal endpoint would have.
     #[serde(rename_all = "camelCase")]
@@ -209,9 +215,19 @@ pub enum Input {
         /// client's own timer runs from then (see `abort`).
         arrived_ms: u64,
     },
+    /// The (final part of the) answer to a call. After `ResponseChunk`s, `response.body` is
+    /// the rest of the body after the last chunk (possibly empty).
     Response {
         call: CallId,
         response: HttpResponse,
+    },
+    /// Part of a 2xx answer to a call sent with `stream: "lines"`: whole lines, each ending with
+    /// `\n` (the host splits the body at newlines, never inside a line). They are read and their
+    /// callers answered at once; the call ends with its `Response` (or `TransportError`, after
+    /// which the call is retried from the start).
+    ResponseChunk {
+        call: CallId,
+        text: String,
     },
     /// The call got no answer (connection refused, reset, timeout).
     TransportError {

@@ -96,6 +96,8 @@ pub struct Interceptor {
     jobs: BTreeMap<JobId, BatchJob>,
     next_job: JobId,
     calls: HashMap<CallId, (JobId, Call)>,
+    /// Lines read so far of the downloads coming in chunks (`Input::ResponseChunk`), by call.
+    streamed_lines: HashMap<CallId, usize>,
     next_call: CallId,
     outputs: Vec<Output>,
     report: Report,
@@ -141,6 +143,7 @@ impl Interceptor {
             jobs: BTreeMap::new(),
             next_job: 1,
             calls: HashMap::new(),
+            streamed_lines: HashMap::new(),
             next_call: 1,
             outputs: Vec::new(),
             report: Report::default(),
@@ -184,6 +187,7 @@ impl Interceptor {
                 arrived_ms,
             } => self.submit(now_ms, request, http, arrived_ms),
             Input::Response { call, response } => self.on_response(now_ms, call, response),
+            Input::ResponseChunk { call, text } => self.on_response_chunk(call, &text),
             Input::TransportError { call, message } => {
                 self.on_call_failure(now_ms, call, None, message)
             }

@@ -301,6 +301,11 @@ impl ProviderAdapter for Anthropic {
         common::parse_jsonl(body, |line| Self::parse_line(batch_id, line))
     }
 
+    /// The results file is JSONL.
+    fn streams_results(&self) -> bool {
+        true
+    }
+
     fn ended_response(&self, batch_id: &str, kind: EndKind, message: &str) -> HttpResponse {
         Self::not_run(batch_id, kind, message)
     }

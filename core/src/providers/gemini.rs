@@ -334,6 +334,11 @@ impl ProviderAdapter for Gemini {
         common::parse_jsonl(body, Self::parse_line)
     }
 
+    /// A responses file is JSONL (inline results come with the poll).
+    fn streams_results(&self) -> bool {
+        true
+    }
+
     fn ended_response(&self, batch_id: &str, kind: EndKind, message: &str) -> HttpResponse {
         Self::not_run(batch_id, kind, message)
     }

@@ -386,6 +386,11 @@ impl ProviderAdapter for Mistral {
         common::parse_jsonl(body, |line| Self::parse_line(batch_id, line))
     }
 
+    /// The output and error files are JSONL.
+    fn streams_results(&self) -> bool {
+        true
+    }
+
     fn ended_response(&self, batch_id: &str, kind: EndKind, message: &str) -> HttpResponse {
         Self::error_response(
             kind.http_status(),

@@ -516,6 +516,15 @@ pub trait ProviderAdapter: Sync {
     /// error messages.
     fn parse_results(&self, batch_id: &str, body: &str) -> ParsedResults;
 
+    /// Whether a download's body is a file of independent lines (JSONL) that
+    /// [`ProviderAdapter::parse_results`] reads a part at a time: the host then hands it over in
+    /// chunks of whole lines as it arrives (results files run to hundreds of MB) and each chunk's
+    /// callers are answered at once. Default: `false`, the body comes whole (a paged listing
+    /// whose [`ProviderAdapter::next_download`] reads the whole page).
+    fn streams_results(&self) -> bool {
+        false
+    }
+
     /// For results served in pages (xAI's `pagination_token`): the download after this one, an
     /// entry to pass to [`ProviderAdapter::build_download`], or `None` when `body` was the last
     /// page. The batcher fetches it (with retries) before it answers the requests that got no

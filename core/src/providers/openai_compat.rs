@@ -423,6 +423,11 @@ impl ProviderAdapter for OpenAi {
         )
     }
 
+    /// The output and error files are JSONL.
+    fn streams_results(&self) -> bool {
+        true
+    }
+
     fn parse_results(&self, batch_id: &str, body: &str) -> ParsedResults {
         // `common::parse_jsonl`'s rules (BOM, blank lines, 1-based numbers, first `custom_id`
         // wins), with the common lines read by `parse_line_fast`.

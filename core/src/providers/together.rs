@@ -320,6 +320,11 @@ impl ProviderAdapter for Together {
         OpenAi.parse_results(batch_id, body)
     }
 
+    /// The output and error files are JSONL.
+    fn streams_results(&self) -> bool {
+        true
+    }
+
     fn ended_response(&self, batch_id: &str, kind: EndKind, message: &str) -> HttpResponse {
         openai_compat::ended_response_as(ProviderId::Together, batch_id, kind, message)
     }

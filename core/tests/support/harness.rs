@@ -1,10 +1,15 @@
 //! The host: submits requests, answers the engine's calls through the fake, fires its timers and
 //! records every output.
 
-use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 
+<<<<<<< HEAD
 use batchling_core::cache::{self, CacheRecord, CompactLine};
 use batchling_core::http::HttpRequest;
+=======
+use batchling_core::cache;
+use batchling_core::http::{HttpRequest, HttpResponse};
+>>>>>>> stream
 use batchling_core::interceptor::{
     CallId, Input, Interceptor, InterceptorConfig, LifecycleEvent, Output, RequestId,
     SerializableRequest,
@@ -88,6 +93,13 @@ pub struct Harness {
     pub next_request: RequestId,
     pub submitted: Vec<RequestId>,
     pub custom_ids: HashMap<RequestId, String>,
+    /// Calls sent with `stream: "lines"`.
+    pub streamed: HashSet<CallId>,
+    /// `Some(seed)`: a 2xx answer to a streamed call is handed over in chunks of whole lines, of
+    /// sizes drawn from `seed`, then the rest in the `Response` (as the JS host does).
+    pub chunk_seed: Option<u64>,
+    /// `ResponseChunk`s handed over.
+    pub chunks: usize,
 }
 
 impl Harness {
@@ -112,6 +124,9 @@ impl Harness {
             next_request: 1,
             submitted: Vec::new(),
             custom_ids: HashMap::new(),
+            streamed: HashSet::new(),
+            chunk_seed: None,
+            chunks: 0,
         }
     }
 
@@ -197,7 +212,10 @@ impl Harness {
     pub fn collect(&mut self) {
         for out in self.eng.drain_outputs() {
             let answered = match &out {
-                Output::Send { call, http } => {
+                Output::Send { call, http, stream } => {
+                    if stream.is_some() {
+                        self.streamed.insert(*call);
+                    }
                     self.inflight.push_back((*call, http.clone()));
                     self.sends.push(http.clone());
                     None
@@ -294,13 +312,52 @@ impl Harness {
             return false;
         };
         let input = match self.fake.serve(&req) {
-            Reply::Http(response) => Input::Response { call, response },
+            Reply::Http(response) => {
+                let streamed = self.streamed.remove(&call);
+                match self.chunk_seed {
+                    Some(seed) if streamed && (200..300).contains(&response.status) => {
+                        return self.deliver_in_chunks(call, response, seed);
+                    }
+                    _ => Input::Response { call, response },
+                }
+            }
             Reply::Transport => Input::TransportError {
                 call,
                 message: "connection reset by peer".into(),
             },
         };
         self.handle(input);
+        true
+    }
+
+    /// `response`'s body in chunks of 1 to 4 whole lines (from `seed`), then the rest.
+    pub fn deliver_in_chunks(
+        &mut self,
+        call: CallId,
+        mut response: HttpResponse,
+        seed: u64,
+    ) -> bool {
+        let body = std::mem::take(&mut response.body);
+        let mut state = seed;
+        let mut start = 0;
+        let mut lines_in_chunk = 0;
+        let mut want = 1 + (splitmix(&mut state) % 4) as usize;
+        for (i, b) in body.bytes().enumerate() {
+            if b != b'\n' {
+                continue;
+            }
+            lines_in_chunk += 1;
+            if lines_in_chunk == want {
+                let text = body[start..=i].to_string();
+                start = i + 1;
+                lines_in_chunk = 0;
+                want = 1 + (splitmix(&mut state) % 4) as usize;
+                self.chunks += 1;
+                self.handle(Input::ResponseChunk { call, text });
+            }
+        }
+        response.body = body[start..].to_string();
+        self.handle(Input::Response { call, response });
         true
     }
 
@@ -460,4 +517,12 @@ impl Harness {
             }
         }
     }
+}
+
+fn splitmix(state: &mut u64) -> u64 {
+    *state = state.wrapping_add(0x9e37_79b9_7f4a_7c15);
+    let mut z = *state;
+    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    z ^ (z >> 31)
 }
