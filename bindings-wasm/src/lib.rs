@@ -10,7 +10,7 @@
 
 use batchling_core::batcher::{HostBatcherOptions, Status};
 use batchling_core::host::{batch_options, jobs, options, run_state, BatcherHost, InterceptorHost};
-use js_sys::{Array, Float64Array, Reflect};
+use js_sys::{Float64Array, Reflect};
 use wasm_bindgen::prelude::*;
 
 #[wasm_bindgen]

@@ -3,13 +3,8 @@
 
 use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 
-<<<<<<< HEAD
 use batchling_core::cache::{self, CacheRecord, CompactLine};
-use batchling_core::http::HttpRequest;
-=======
-use batchling_core::cache;
 use batchling_core::http::{HttpRequest, HttpResponse};
->>>>>>> stream
 use batchling_core::interceptor::{
     CallId, Input, Interceptor, InterceptorConfig, LifecycleEvent, Output, RequestId,
     SerializableRequest,
