@@ -166,6 +166,9 @@ export interface PreparedJob {
   validate?: (value: unknown) => string | null;
 }
 
+/** A job as the run hands it to the engine: its spec (the core builds its request). */
+export type JobSpecOf = Omit<PreparedJob, "request">;
+
 /** A run's jobs as the builder holds them (an inline job, or where its source line is), and how
  * to build one's request when its batch forms. */
 export interface RunJobs {
@@ -174,7 +177,10 @@ export interface RunJobs {
   ids: Map<string, number>;
   /** The ids of the jobs not from a source file (the state header lists those). */
   inline: string[];
-  build: (slot: JobInput | SourceLine) => PreparedJob;
+  /** The job's spec, its request left to the core (which builds it from `endpointsJson`). */
+  spec: (slot: JobInput | SourceLine) => JobSpecOf;
+  /** The endpoint of each provider (base URL, API key), as the core's `submitJobs` takes them. */
+  endpointsJson: string;
   /** Close the source files the builds opened. */
   close: () => void;
 }

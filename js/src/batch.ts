@@ -15,7 +15,7 @@ import { BatchlingError, InvalidOptionError } from "./errors.js";
 import type { FileType, JobProvider, JobSource, JobSpec, JsonValue, ProviderEndpoint } from "./generated/core.js";
 import { readStateFile, statSize } from "./batch-files.js";
 import { BatchRun } from "./batch-run.js";
-import { InvalidJobsError, MAX_JOB_PROBLEMS, SourceChangedError, SourceLine, type BatchEvent, type BatchOptions, type BatchStats, type JobDefaults, type JobInput, type JobProblem, type JobsSource, type Observers, type PreparedJob, type ProviderName, type ResponseModel, type RunJobs, type SourceFile } from "./batch-types.js";
+import { InvalidJobsError, MAX_JOB_PROBLEMS, SourceChangedError, SourceLine, type BatchEvent, type BatchOptions, type BatchStats, type JobDefaults, type JobInput, type JobProblem, type JobSpecOf, type JobsSource, type Observers, type PreparedJob, type ProviderName, type ResponseModel, type RunJobs, type SourceFile } from "./batch-types.js";
 
 
 /** What the core knows about providers and files, read once per process. */
@@ -235,7 +235,8 @@ export class Batch {
       slots: this.#jobs.slice(),
       ids: this.#ids,
       inline: this.#jobs.filter((slot) => !(slot instanceof SourceLine)).map((slot) => slot.id!),
-      build: (slot) => this.#prepareJob(slot, endpointsJson),
+      spec: (slot) => this.#jobSpec(slot),
+      endpointsJson,
       close: () => this.#closeSources(),
     };
     const run = new BatchRun(this.#options, jobs, this.#costLimitUsd, this.#observers, sources);
@@ -294,6 +295,13 @@ export class Batch {
   /** The job's request, built by the core, which picks the provider that serves its model and
    * that provider's endpoint in `endpointsJson` (refusing one without an API key). */
   #prepareJob(slot: JobInput | SourceLine, endpointsJson: string): PreparedJob {
+    const { id, specJson, validate } = this.#jobSpec(slot);
+    const built = coreAnswer<{ request: PreparedJob["request"] }>(loadJobsBackend().jobBuildRequest(specJson, endpointsJson));
+    return { id, specJson, request: built.request, validate };
+  }
+
+  /** The job's spec: its line read again (a source file's job), merged over the defaults. */
+  #jobSpec(slot: JobInput | SourceLine): JobSpecOf {
     const job = slot instanceof SourceLine ? this.#readLine(slot) : slot;
     const merged = { ...this.#defaults, ...job };
     const model = merged.model;
@@ -313,9 +321,7 @@ export class Batch {
       responseSchema: schema?.jsonSchema as JsonValue | undefined,
       extra: merged.extra,
     };
-    const specJson = JSON.stringify(spec);
-    const built = coreAnswer<{ request: PreparedJob["request"] }>(loadJobsBackend().jobBuildRequest(specJson, endpointsJson));
-    return { id: job.id!, specJson, request: built.request, validate: schema?.validate };
+    return { id: job.id!, specJson: JSON.stringify(spec), validate: schema?.validate };
   }
 
   /** The endpoint of each provider the job builder serves, read once per run: the caller's

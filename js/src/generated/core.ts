@@ -43,7 +43,7 @@ export type LifecycleEvent = { "kind": "requestQueued", provider: ProviderId, en
  */
 estimatedUsd: number | null, } | { "kind": "batchSubmitted", job: number, provider: ProviderId, batchId: string, requests: number, } | { "kind": "batchPolled", job: number, batchId: string, state: string, total: number, completed: number, failed: number, } | { "kind": "batchFinished", job: number, batchId: string, state: string, } | { "kind": "resultsReceived", job: number, batchId: string, results: number, } | { "kind": "retry", job: number, step: string, attempt: number, delayMs: number, reason: string, } | { "kind": "warning", message: string, };
 
-export type Output = { "type": "passThrough", request: number, reason: string, } | { "type": "send", call: number, http: SerializableRequest, } | { "type": "respond", request: number, status: number, headers: Array<[string, string]>, body: string, } | { "type": "fail", request: number, code: FailCode, message: string, } | { "type": "persist", line: string, } | { "type": "event", event: LifecycleEvent, } | { "type": "drained" };
+export type Output = { "type": "passThrough", request: number, reason: string, } | { "type": "send", call: number, http: SerializableRequest, } | { "type": "respond", request: number, status: number, headers: Array<[string, string]>, body: string, } | { "type": "jobResult", request: number, ok: boolean, costUsd: number | null, line: string, } | { "type": "fail", request: number, code: FailCode, message: string, } | { "type": "persist", line: string, } | { "type": "event", event: LifecycleEvent, } | { "type": "drained" };
 
 export type QueueReport = { provider: ProviderId, endpoint: string, model: string, requests: number, batches: number, cacheHits: number, 
 /**
