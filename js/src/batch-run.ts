@@ -53,7 +53,7 @@ export class BatchRun {
   constructor(options: BatchOptions, jobs: RunJobs, costLimitUsd: number | null, observers: Observers, sources: JobSource[]) {
     this.#options = options;
     this.#jobs = jobs;
-    this.#status = new Uint8Array(jobs.slots.length);
+    this.#status = new Uint8Array(jobs.count);
     this.#sources = sources;
     this.#costLimitUsd = costLimitUsd;
     this.#observers = observers;
@@ -104,7 +104,7 @@ export class BatchRun {
       const result = this.#ownResult(text);
       if (result !== null && !(result.jobId in results)) results[result.jobId] = result;
     });
-    for (const [index, error] of this.#notRun) results[this.#jobs.slots[index]!.id!] = emptyResult(this.#jobs.slots[index]!.id!, error);
+    for (const [index, error] of this.#notRun) results[this.#jobs.id(index)] = emptyResult(this.#jobs.id(index), error);
     return results;
   }
 
@@ -115,12 +115,12 @@ export class BatchRun {
     for await (const text of readLines(this.#resultsLog)) {
       const result = this.#ownResult(text);
       if (result === null) continue;
-      const index = this.#jobs.ids.get(result.jobId)!;
+      const index = this.#jobs.indexOf(result.jobId)!;
       if (seen[index]) continue;
       seen[index] = 1;
       yield result;
     }
-    for (const [index, error] of this.#notRun) yield emptyResult(this.#jobs.slots[index]!.id!, error);
+    for (const [index, error] of this.#notRun) yield emptyResult(this.#jobs.id(index), error);
   }
 
   /** A line of `results.jsonl` as a result of this run's jobs; null: another job's, or torn. */
@@ -131,7 +131,7 @@ export class BatchRun {
     } catch {
       return null;
     }
-    const index = this.#jobs.ids.get(result?.jobId);
+    const index = this.#jobs.indexOf(result?.jobId);
     return index !== undefined && index < this.#status.length ? result : null;
   }
 
@@ -161,7 +161,7 @@ export class BatchRun {
       } catch (error) {
         throw new BatchlingError("ERR_BATCHLING_INVALID_RESULT", `${this.#resultsLog} line ${lineNo} is not JSON: ${(error as Error).message}`);
       }
-      const index = typeof result?.jobId === "string" ? this.#jobs.ids.get(result.jobId) : undefined;
+      const index = this.#jobs.indexOf(result?.jobId);
       if (index === undefined || index >= this.#status.length || this.#status[index] !== PENDING) return;
       this.#record(index, result.ok === true, typeof result.costUsd === "number" ? result.costUsd : 0);
     });
@@ -281,7 +281,7 @@ export class BatchRun {
           if (host.liveBatches() === 0) host.flushWhenSubmitted();
           await roomOrDone();
         }
-        const job = this.#jobs.spec(this.#jobs.slots[index]!);
+        const job = this.#jobs.spec(index);
         chunk.push({ index, id: job.id, validate: job.validate });
         specs.push(job.specJson);
         if (chunk.length >= chunkSize) await submit();
