@@ -71,7 +71,7 @@ function childScript(dir, sourceExpression) {
   writeFileSync(
     script,
     `import { Batch } from ${JSON.stringify(dist)};
-     const batch = new Batch({ stateFile: process.env.STATE, resultsDir: process.env.RESULTS, resultFiles: process.env.RESULT_FILES, itemsPerBatch: 10, maxConcurrent: 1, pollIntervalMs: 20, providers: JSON.parse(process.env.PROVIDERS) });
+     const batch = new Batch({ stateFile: process.env.STATE, resultsDir: process.env.RESULTS, resultFiles: process.env.RESULT_FILES, itemsPerBatch: Number(process.env.ITEMS ?? 10), maxConcurrent: Number(process.env.CONCURRENT ?? 1), pollIntervalMs: 20, providers: JSON.parse(process.env.PROVIDERS) });
      async function* generated() {
        if (process.env.RESUMING) throw new Error("the resume read the generator again");
        for (let i = 0; i < 30; i++) yield { id: "j" + i, model: "gpt-4o-mini", messages: [{ role: "user", content: "stream " + i }] };
@@ -313,6 +313,37 @@ test("SIGKILL after the first batch of a .jsonl run; a resume with the file edit
   assertAnswered(results, 30);
   assert.deepEqual(readdirSync(resultsDir), ["results.jsonl"], "no file per job by default");
   assert.deepEqual(byId(readFileSync(join(resultsDir, "results.jsonl"), "utf8").trim().split("\n").map((l) => JSON.parse(l))), results);
+});
+
+test("3,000 jobs from a .jsonl file, SIGKILLed at a random point of the run: the resume answers every job and the provider received none twice", async () => {
+  const { dir, stateFile, resultsDir, source } = paths();
+  const n = 3000;
+  writeFileSync(source, jsonl(n));
+  const script = childScript(dir, "process.env.SOURCE");
+  const env = { STATE: stateFile, RESULTS: resultsDir, SOURCE: source, ITEMS: "100", CONCURRENT: "4" };
+  fake.config.pollsUntilDone = 2;
+  const first = spawnChild(script, env);
+  const deadline = Date.now() + 60_000;
+  while (fake.batches.size === 0) {
+    assert.ok(Date.now() < deadline, `the first run never submitted a batch: ${first.stderr()}`);
+    await new Promise((r) => setTimeout(r, 5));
+  }
+  // Anywhere from the first batch's create to well past the run's end (~30 batches).
+  const delay = Math.floor(Math.random() * 1500);
+  await new Promise((r) => setTimeout(r, delay));
+  first.child.kill("SIGKILL");
+  const killed = await first.exited;
+  const sentBefore = [...fake.linesPerBody().values()].reduce((a, b) => a + b, 0);
+  const context = `killed ${delay} ms after the first batch (${killed.signal ?? `exit ${killed.code}`}), ${sentBefore} lines sent by then`;
+  const { status, results } = await resume(script, env);
+  assert.equal(status.completed, n, context);
+  const counts = fake.linesPerBody();
+  assert.equal(counts.size, n, `every job was submitted: ${context}`);
+  for (const [body, count] of counts) assert.equal(count, 1, `${body} submitted ${count} times: ${context}`);
+  assertEveryJobOnce(n);
+  assertAnswered(results, n);
+  const logged = readFileSync(join(resultsDir, "results.jsonl"), "utf8").trim().split("\n").map((l) => JSON.parse(l));
+  assert.equal(new Set(logged.map((r) => r.jobId)).size, n, "results.jsonl holds every job");
 });
 
 test("an async generator is recorded next to the state file; after a SIGKILL the resume reads the recording, not the generator", async () => {

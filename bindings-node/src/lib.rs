@@ -266,6 +266,19 @@ impl NativeInterceptor {
             .map_err(invalid)
     }
 
+    /// Jobs in bulk (`batchling_core::host::interceptor::InterceptorHost::submit_jobs`).
+    #[napi]
+    pub fn submit_jobs(
+        &mut self,
+        now_ms: f64,
+        first_request: f64,
+        specs_json: String,
+        endpoints_json: String,
+    ) -> String {
+        self.host
+            .submit_jobs(now_ms, first_request, &specs_json, &endpoints_json)
+    }
+
     #[napi]
     pub fn response(
         &mut self,

@@ -295,6 +295,19 @@ impl NativeInterceptor {
             .map_err(invalid)
     }
 
+    /// Jobs in bulk (`batchling_core::host::interceptor::InterceptorHost::submit_jobs`).
+    #[wasm_bindgen(js_name = submitJobs)]
+    pub fn submit_jobs(
+        &mut self,
+        now_ms: f64,
+        first_request: f64,
+        specs_json: &str,
+        endpoints_json: &str,
+    ) -> String {
+        self.host
+            .submit_jobs(now_ms, first_request, specs_json, endpoints_json)
+    }
+
     pub fn response(
         &mut self,
         now_ms: f64,

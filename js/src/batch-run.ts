@@ -4,8 +4,8 @@ import { randomInt } from "node:crypto";
 import { closeSync, mkdirSync, openSync, renameSync, truncateSync, writeFileSync, writeSync } from "node:fs";
 import { once } from "node:events";
 import { join, resolve as resolvePath } from "node:path";
-import { BatchifyHost, newEngine, type BatchlingEvent } from "./batchify-host.js";
-import { loadInterceptorBackend, loadJobsBackend } from "./engine.js";
+import { BatchifyHost, newEngine, type BatchlingEvent, type JobAnswer, type Platform } from "./batchify-host.js";
+import { loadInterceptorBackend } from "./engine.js";
 import { BatchlingError } from "./errors.js";
 import type { JobSource } from "./generated/core.js";
 import { RESULTS_LOG, StateFileJournal, exportResults, forEachLineSync, readLines, resultFileName } from "./batch-files.js";
@@ -18,6 +18,13 @@ const OK = 1;
 const FAILED = 2;
 /** Kept from running by the cost limit: failed, but with no result on disk (a later run runs it). */
 const NOT_RUN = 3;
+
+/** A job handed to the engine, until it is answered. */
+interface InFlightJob {
+  index: number;
+  id: string;
+  validate?: (value: unknown) => string | null;
+}
 
 /** A started (or resumed) run. It holds one status byte per job; results go to
  * `resultsDir/results.jsonl` as they arrive and are read back from there. */
@@ -46,7 +53,7 @@ export class BatchRun {
   constructor(options: BatchOptions, jobs: RunJobs, costLimitUsd: number | null, observers: Observers, sources: JobSource[]) {
     this.#options = options;
     this.#jobs = jobs;
-    this.#status = new Uint8Array(jobs.slots.length);
+    this.#status = new Uint8Array(jobs.count);
     this.#sources = sources;
     this.#costLimitUsd = costLimitUsd;
     this.#observers = observers;
@@ -97,7 +104,7 @@ export class BatchRun {
       const result = this.#ownResult(text);
       if (result !== null && !(result.jobId in results)) results[result.jobId] = result;
     });
-    for (const [index, error] of this.#notRun) results[this.#jobs.slots[index]!.id!] = emptyResult(this.#jobs.slots[index]!.id!, error);
+    for (const [index, error] of this.#notRun) results[this.#jobs.id(index)] = emptyResult(this.#jobs.id(index), error);
     return results;
   }
 
@@ -108,12 +115,12 @@ export class BatchRun {
     for await (const text of readLines(this.#resultsLog)) {
       const result = this.#ownResult(text);
       if (result === null) continue;
-      const index = this.#jobs.ids.get(result.jobId)!;
+      const index = this.#jobs.indexOf(result.jobId)!;
       if (seen[index]) continue;
       seen[index] = 1;
       yield result;
     }
-    for (const [index, error] of this.#notRun) yield emptyResult(this.#jobs.slots[index]!.id!, error);
+    for (const [index, error] of this.#notRun) yield emptyResult(this.#jobs.id(index), error);
   }
 
   /** A line of `results.jsonl` as a result of this run's jobs; null: another job's, or torn. */
@@ -124,7 +131,7 @@ export class BatchRun {
     } catch {
       return null;
     }
-    const index = this.#jobs.ids.get(result?.jobId);
+    const index = this.#jobs.indexOf(result?.jobId);
     return index !== undefined && index < this.#status.length ? result : null;
   }
 
@@ -154,7 +161,7 @@ export class BatchRun {
       } catch (error) {
         throw new BatchlingError("ERR_BATCHLING_INVALID_RESULT", `${this.#resultsLog} line ${lineNo} is not JSON: ${(error as Error).message}`);
       }
-      const index = typeof result?.jobId === "string" ? this.#jobs.ids.get(result.jobId) : undefined;
+      const index = this.#jobs.indexOf(result?.jobId);
       if (index === undefined || index >= this.#status.length || this.#status[index] !== PENDING) return;
       this.#record(index, result.ok === true, typeof result.costUsd === "number" ? result.costUsd : 0);
     });
@@ -221,92 +228,133 @@ export class BatchRun {
       // The state file keeps no answers (they go to the results): nor does the engine.
       keepAnswers: false,
     });
-    const host = new BatchifyHost(options, {
+    const platform: Platform = {
       engine,
       realFetch: globalThis.fetch.bind(globalThis),
       journal: new StateFileJournal(resolvePath(this.#options.stateFile), resolvePath(this.#options.resultsDir), this.#jobs.inline, this.#sources),
       warn: (message) => process.emitWarning(message, "BatchlingWarning"),
-    });
+    };
+    const host = new BatchifyHost(options, platform);
     this.#host = host;
     this.#installSignalHandlers();
     const log = openSync(this.#resultsLog, "a", 0o600);
-    // Jobs in flight (built, sent, not yet answered): at most what the running batches and one
-    // forming batch per concurrent slot hold, so memory does not grow with the number of jobs.
+    // Jobs in flight (handed to the engine, not yet answered), by request id: at most what the
+    // running batches and one forming batch per concurrent slot hold, so memory does not grow
+    // with the number of jobs.
+    const inFlight = new Map<number, InFlightJob>();
     const window = batchSize * maxConcurrent;
-    let inFlight = 0;
     let wake: (() => void) | undefined;
     const roomOrDone = () => new Promise<void>((resolve) => (wake = resolve));
+    platform.onJobAnswers = (answers) => {
+      this.#answered(answers, inFlight, log);
+      wake?.();
+    };
     // A job that no longer builds (its source line or file changed since run() checked it) stops
     // the run: the jobs in flight finish, and the error is the run's.
     let failure: { error: unknown } | undefined;
+    // Jobs cross into the core a chunk at a time (one call, their specs in one JSON array).
+    const chunkSize = Math.min(batchSize, 1000);
+    let chunk: InFlightJob[] = [];
+    let specs: string[] = [];
+    const submit = async () => {
+      const jobs = chunk;
+      const json = `[${specs.join(",")}]`;
+      chunk = [];
+      specs = [];
+      const first = host.reserveRequests(jobs.length);
+      jobs.forEach((job, k) => inFlight.set(first + k, job));
+      try {
+        await host.submitJobs(first, json, this.#jobs.endpointsJson);
+      } catch (error) {
+        jobs.forEach((_, k) => inFlight.delete(first + k));
+        throw error;
+      }
+    };
     try {
       for (let index = 0; index < this.#status.length && !this.#stopping; index++) {
         if (this.#status[index] !== PENDING) continue;
-        while (inFlight >= window) {
+        while (inFlight.size + chunk.length >= window) {
+          if (chunk.length > 0) {
+            await submit();
+            continue;
+          }
           // No provider batch will end and free room: every job in flight waits in a forming
           // batch (jobs of several models), so cut them.
           if (host.liveBatches() === 0) host.flushWhenSubmitted();
           await roomOrDone();
         }
-        const job = this.#jobs.build(this.#jobs.slots[index]!);
-        inFlight++;
-        void this.#runJob(host, index, job, log).finally(() => {
-          inFlight--;
-          wake?.();
-        });
+        const job = this.#jobs.spec(index);
+        chunk.push({ index, id: job.id, validate: job.validate });
+        specs.push(job.specJson);
+        if (chunk.length >= chunkSize) await submit();
       }
+      if (chunk.length > 0 && !this.#stopping) await submit();
     } catch (error) {
       failure = { error };
     } finally {
       this.#jobs.close();
     }
     host.flushWhenSubmitted();
-    while (inFlight > 0) await roomOrDone();
+    while (inFlight.size > 0) await roomOrDone();
     closeSync(log);
     await host.close();
     this.#signalHandlers?.();
     if (failure) throw failure.error;
   }
 
-  async #runJob(host: BatchifyHost, index: number, job: PreparedJob, log: number): Promise<void> {
-    const core = loadJobsBackend();
-    let result: JobResult;
-    let notRun = false;
-    try {
-      const response = await host.fetch(job.request.url, {
-        method: job.request.method,
-        headers: job.request.headers,
-        body: job.request.body,
-      });
-      const body = await response.text();
-      result = JSON.parse(core.jobExtractResult(job.specJson, response.status, body)) as JobResult;
-      if (result.ok && job.validate) {
-        const problem = job.validate(result.parsedResponse);
-        if (problem) result = { ...result, ok: false, error: problem };
+  /** Jobs answered (one engine step's): their result lines written with one write, then counted. */
+  #answered(answers: JobAnswer[], inFlight: Map<number, InFlightJob>, log: number): void {
+    let text = "";
+    const finished: { index: number; id: string; ok: boolean; costUsd: number }[] = [];
+    for (const answer of answers) {
+      const job = inFlight.get(answer.request);
+      if (job === undefined) continue;
+      inFlight.delete(answer.request);
+      let line: string;
+      let ok: boolean;
+      let costUsd = 0;
+      if (answer.type === "fail") {
+        // A job the cost limit kept from running has no result to keep: a later run (with a
+        // higher limit) runs it. The limit counts what each run submits.
+        if (answer.code === "ERR_BATCHLING_COST_LIMIT") {
+          this.#status[job.index] = NOT_RUN;
+          this.#failed++;
+          this.#notRun.set(job.index, answer.message);
+          this.#emit({ kind: "jobFinished", jobId: job.id, ok: false });
+          continue;
+        }
+        ok = false;
+        line = JSON.stringify(emptyResult(job.id, answer.message));
+      } else {
+        ok = answer.ok;
+        line = answer.line;
+        costUsd = answer.costUsd ?? 0;
+        // A zod responseModel's own validation, over the core's JSON Schema check.
+        if (ok && job.validate) {
+          const result = JSON.parse(line) as JobResult;
+          const problem = job.validate(result.parsedResponse);
+          if (problem) {
+            ok = false;
+            line = JSON.stringify({ ...result, ok: false, error: problem });
+          }
+        }
       }
-    } catch (error) {
-      notRun = error instanceof BatchlingError && error.code === "ERR_BATCHLING_COST_LIMIT";
-      result = emptyResult(job.id, error instanceof Error ? error.message : String(error));
+      if (this.#stopping && !ok) continue;
+      if (this.#options.resultFiles === "per-job") {
+        const path = this.#resultPath(job.id);
+        const tmp = `${path}.tmp`;
+        writeFileSync(tmp, JSON.stringify(JSON.parse(line), null, 2));
+        renameSync(tmp, path);
+      }
+      text += line + "\n";
+      finished.push({ index: job.index, id: job.id, ok, costUsd });
     }
-    if (this.#stopping && !result.ok) return;
-    // A job the cost limit kept from running has no result to keep: a later run (with a
-    // higher limit) runs it. The limit counts what each run submits.
-    if (notRun) {
-      this.#status[index] = NOT_RUN;
-      this.#failed++;
-      this.#notRun.set(index, result.error ?? "");
-      return this.#emit({ kind: "jobFinished", jobId: job.id, ok: false });
+    // One write per step: a crash can tear only the last line, which the next run cuts off.
+    if (text) writeSync(log, text);
+    for (const job of finished) {
+      this.#record(job.index, job.ok, job.costUsd);
+      this.#emit({ kind: "jobFinished", jobId: job.id, ok: job.ok });
     }
-    if (this.#options.resultFiles === "per-job") {
-      const path = this.#resultPath(job.id);
-      const tmp = `${path}.tmp`;
-      writeFileSync(tmp, JSON.stringify(result, null, 2));
-      renameSync(tmp, path);
-    }
-    // One write per line: a crash can tear only the last one, which the next run cuts off.
-    writeSync(log, JSON.stringify(result) + "\n");
-    this.#record(index, result.ok, result.costUsd ?? 0);
-    this.#emit({ kind: "jobFinished", jobId: job.id, ok: result.ok });
   }
 
   #installSignalHandlers(): void {

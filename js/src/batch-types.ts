@@ -139,16 +139,6 @@ export class SourceChangedError extends BatchlingError {
   }
 }
 
-/** A job of a `.jsonl` source, kept as where its line is: the line is read again at `run()`. */
-export class SourceLine {
-  constructor(
-    readonly id: string,
-    readonly file: SourceFile,
-    readonly offset: number,
-    readonly length: number,
-  ) {}
-}
-
 export interface SourceFile {
   source: JobSource;
   fd?: number;
@@ -166,15 +156,24 @@ export interface PreparedJob {
   validate?: (value: unknown) => string | null;
 }
 
+/** A job as the run hands it to the engine: its spec (the core builds its request). */
+export type JobSpecOf = Omit<PreparedJob, "request">;
+
 /** A run's jobs as the builder holds them (an inline job, or where its source line is), and how
  * to build one's request when its batch forms. */
 export interface RunJobs {
-  slots: (JobInput | SourceLine)[];
-  /** Each job's id and position in `slots`. */
-  ids: Map<string, number>;
+  /** How many jobs; each is named by its position. */
+  count: number;
+  /** The id of the job at a position (a source file's: read again from its line). */
+  id: (position: number) => string;
+  /** The position of the job with an id. */
+  indexOf: (id: unknown) => number | undefined;
   /** The ids of the jobs not from a source file (the state header lists those). */
   inline: string[];
-  build: (slot: JobInput | SourceLine) => PreparedJob;
+  /** The job's spec, its request left to the core (which builds it from `endpointsJson`). */
+  spec: (position: number) => JobSpecOf;
+  /** The endpoint of each provider (base URL, API key), as the core's `submitJobs` takes them. */
+  endpointsJson: string;
   /** Close the source files the builds opened. */
   close: () => void;
 }

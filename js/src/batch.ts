@@ -4,7 +4,7 @@
 // builder (options, defaults, jobs and their sources); the run is batch-run.ts, its files
 // batch-files.ts, the shared types batch-types.ts. No provider logic.
 import { createHash } from "node:crypto";
-import { closeSync, createReadStream, createWriteStream, existsSync, mkdirSync, openSync, readFileSync, readSync, renameSync } from "node:fs";
+import { closeSync, createReadStream, createWriteStream, existsSync, mkdirSync, readFileSync, renameSync } from "node:fs";
 import { once } from "node:events";
 import { basename, dirname, extname, join, resolve as resolvePath } from "node:path";
 import { coreAnswer, refusalError, type CoreRefusal } from "./core-errors.js";
@@ -15,7 +15,8 @@ import { BatchlingError, InvalidOptionError } from "./errors.js";
 import type { FileType, JobProvider, JobSource, JobSpec, JsonValue, ProviderEndpoint } from "./generated/core.js";
 import { readStateFile, statSize } from "./batch-files.js";
 import { BatchRun } from "./batch-run.js";
-import { InvalidJobsError, MAX_JOB_PROBLEMS, SourceChangedError, SourceLine, type BatchEvent, type BatchOptions, type BatchStats, type JobDefaults, type JobInput, type JobProblem, type JobsSource, type Observers, type PreparedJob, type ProviderName, type ResponseModel, type RunJobs, type SourceFile } from "./batch-types.js";
+import { JobTable } from "./job-table.js";
+import { InvalidJobsError, MAX_JOB_PROBLEMS, SourceChangedError, type BatchEvent, type BatchOptions, type BatchStats, type JobDefaults, type JobInput, type JobProblem, type JobSpecOf, type JobsSource, type Observers, type PreparedJob, type ProviderName, type ResponseModel, type RunJobs, type SourceFile } from "./batch-types.js";
 
 
 /** What the core knows about providers and files, read once per process. */
@@ -42,9 +43,8 @@ export class Batch {
   #defaults: JobDefaults = {};
   #costLimitUsd: number | null = null;
   #observers: Observers = { progress: [], events: [] };
-  readonly #jobs: (JobInput | SourceLine)[] = [];
-  /** Each job's id and its position in `#jobs`. */
-  readonly #ids = new Map<string, number>();
+  /** The jobs in order, and each one's position by id. */
+  readonly #jobs = new JobTable();
   readonly #sources: SourceFile[] = [];
 
   constructor(options: BatchOptions) {
@@ -82,8 +82,8 @@ export class Batch {
   }
 
   addJob(job: JobInput): this {
-    const id = this.#checkJob(job, this.#jobs.length);
-    this.#push({ ...job, id });
+    const id = this.#checkJob(job, this.#jobs.size);
+    this.#jobs.addInline({ ...job, id });
     return this;
   }
 
@@ -111,46 +111,39 @@ export class Batch {
   }
 
   /** `job`'s id (given, else from its position), the job checked by the core's job rules (keys,
-   * and its shape: messages, or file + prompt) and its id against the ids added and `taken` (those
-   * of the source being read). */
-  #checkJob(job: JobInput, position: number, taken?: Set<string>): string {
+   * and its shape: messages, or file + prompt) and its id against the ids added (those of the
+   * source being read among them: a source with a bad job is rolled back). */
+  #checkJob(job: JobInput, position: number): string {
     const id = (job !== null && typeof job === "object" ? job.id : undefined) ?? `job-${position + 1}`;
     checkOptions("job", job, 1, String(id));
-    if (this.#ids.has(id) || taken?.has(id)) throw new InvalidOptionError("job.id", `duplicate job id \`${id}\`: ids must be unique`);
-    taken?.add(id);
+    if (this.#jobs.has(id)) throw new InvalidOptionError("job.id", `duplicate job id \`${id}\`: ids must be unique`);
     return id;
   }
 
-  /** A checked job (or a source file's line) added to the run. */
-  #push(slot: JobInput | SourceLine): void {
-    this.#ids.set(slot.id!, this.#jobs.length);
-    this.#jobs.push(slot);
-  }
-
   #addIterable(source: Iterable<JobInput>): void {
-    const jobs: JobInput[] = [];
-    const taken = new Set<string>();
+    const before = this.#jobs.size;
     const problems = new Problems("iterable");
     let index = 0;
     for (const job of source) {
       try {
-        const id = this.#checkJob(job, this.#jobs.length + index, taken);
-        jobs.push({ ...job, id });
+        const id = this.#checkJob(job, before + index);
+        this.#jobs.addInline({ ...job, id });
       } catch (error) {
         problems.add({ index }, error, job);
       }
       index++;
     }
+    if (problems.any()) this.#jobs.rollBack(before);
     problems.throwIfAny();
-    for (const job of jobs) this.#push(job);
   }
 
   /** Reads a `.jsonl` file once: hashes it, checks each line, and keeps where each job's line is. */
   async #addFile(path: string, kind: JobSource["kind"], recordedIterable = false): Promise<void> {
     if (!existsSync(path)) throw new BatchlingError("ERR_BATCHLING_INVALID_JOBS", `job source not found: ${path}`);
     const file: SourceFile = { source: { kind, path, sha256: "", bytes: 0, jobs: 0 } };
-    const lines: SourceLine[] = [];
-    const taken = new Set<string>();
+    const before = this.#jobs.size;
+    let jobs = 0;
+    this.#jobs.beginFile(file);
     const problems = new Problems(recordedIterable ? "iterable" : path);
     const hash = createHash("sha256");
     let lineNo = 0;
@@ -171,8 +164,9 @@ export class Batch {
         return;
       }
       try {
-        const id = this.#checkJob(job, this.#jobs.length + lines.length, taken);
-        lines.push(new SourceLine(id, file, offset, length));
+        const id = this.#checkJob(job, before + jobs);
+        this.#jobs.addLine(id, offset, length);
+        jobs++;
       } catch (error) {
         problems.add(position, error, job);
       }
@@ -192,10 +186,10 @@ export class Batch {
       offset += chunk.length;
     }
     if (carry.length) onLine(Buffer.concat(carry), start);
+    if (problems.any()) this.#jobs.rollBack(before);
     problems.throwIfAny();
-    file.source = { kind, path, sha256: hash.digest("hex"), bytes: offset, jobs: lines.length };
+    file.source = { kind, path, sha256: hash.digest("hex"), bytes: offset, jobs };
     this.#sources.push(file);
-    for (const line of lines) this.#push(line);
   }
 
   /** An async iterable, recorded as JSON lines next to the state file as it is read, then added
@@ -231,11 +225,14 @@ export class Batch {
     this.#checkSources(sources);
     const endpointsJson = this.#endpointsJson();
     this.#validate(endpointsJson);
+    const table = this.#jobs;
     const jobs: RunJobs = {
-      slots: this.#jobs.slice(),
-      ids: this.#ids,
-      inline: this.#jobs.filter((slot) => !(slot instanceof SourceLine)).map((slot) => slot.id!),
-      build: (slot) => this.#prepareJob(slot, endpointsJson),
+      count: table.size,
+      id: (position) => table.id(position),
+      indexOf: (id) => table.indexOf(id),
+      inline: table.inlineIds(),
+      spec: (position) => this.#jobSpec(position),
+      endpointsJson,
       close: () => this.#closeSources(),
     };
     const run = new BatchRun(this.#options, jobs, this.#costLimitUsd, this.#observers, sources);
@@ -265,20 +262,11 @@ export class Batch {
     throw refusalError(answer);
   }
 
-  /** A job of a source file: its line, read again. */
-  #readLine(line: SourceLine): JobInput {
-    const file = line.file;
-    file.fd ??= openSync(file.source.path, "r");
-    const bytes = Buffer.allocUnsafe(line.length);
-    readSync(file.fd, bytes, 0, line.length, line.offset);
-    return { ...(JSON.parse(bytes.toString("utf8")) as JobInput), id: line.id };
-  }
-
   /** Build every job's request once and keep none: any bad job fails the run before anything
    * is sent. The run builds each again when its batch forms. */
   #validate(endpointsJson: string): void {
     try {
-      for (const slot of this.#jobs) this.#prepareJob(slot, endpointsJson);
+      for (let position = 0; position < this.#jobs.size; position++) this.#prepareJob(position, endpointsJson);
     } finally {
       this.#closeSources();
     }
@@ -293,8 +281,15 @@ export class Batch {
 
   /** The job's request, built by the core, which picks the provider that serves its model and
    * that provider's endpoint in `endpointsJson` (refusing one without an API key). */
-  #prepareJob(slot: JobInput | SourceLine, endpointsJson: string): PreparedJob {
-    const job = slot instanceof SourceLine ? this.#readLine(slot) : slot;
+  #prepareJob(position: number, endpointsJson: string): PreparedJob {
+    const { id, specJson, validate } = this.#jobSpec(position);
+    const built = coreAnswer<{ request: PreparedJob["request"] }>(loadJobsBackend().jobBuildRequest(specJson, endpointsJson));
+    return { id, specJson, request: built.request, validate };
+  }
+
+  /** The job's spec: its line read again (a source file's job), merged over the defaults. */
+  #jobSpec(position: number): JobSpecOf {
+    const job = this.#jobs.read(position);
     const merged = { ...this.#defaults, ...job };
     const model = merged.model;
     if (typeof model !== "string") {
@@ -313,9 +308,7 @@ export class Batch {
       responseSchema: schema?.jsonSchema as JsonValue | undefined,
       extra: merged.extra,
     };
-    const specJson = JSON.stringify(spec);
-    const built = coreAnswer<{ request: PreparedJob["request"] }>(loadJobsBackend().jobBuildRequest(specJson, endpointsJson));
-    return { id: job.id!, specJson, request: built.request, validate: schema?.validate };
+    return { id: job.id!, specJson: JSON.stringify(spec), validate: schema?.validate };
   }
 
   /** The endpoint of each provider the job builder serves, read once per run: the caller's
@@ -351,6 +344,10 @@ class Problems {
       code: error instanceof BatchlingError ? error.code : "ERR_BATCHLING_INVALID_JOB",
       message: error instanceof Error ? error.message : String(error),
     });
+  }
+
+  any(): boolean {
+    return this.#count > 0;
   }
 
   throwIfAny(): void {

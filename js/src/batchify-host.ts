@@ -3,7 +3,7 @@
 // real fetch, appends the cache journal to a JournalStore, and answers callers with the
 // engine's synthetic responses. Node (batchify.ts) and browsers / edge runtimes (browser.ts)
 // give it their fetch, storage and (in Node) an async scope.
-import { coreAnswer } from "./core-errors.js";
+import { coreAnswer, refusalError, type CoreRefusal } from "./core-errors.js";
 import { loadInterceptorBackend, type InterceptorEngine } from "./engine.js";
 import { BatchlingError } from "./errors.js";
 import { DeadlineTimer, now, optionsJson } from "./host-util.js";
@@ -93,6 +93,9 @@ interface Submitting {
   send: () => Promise<Response>;
 }
 
+/** The answer to a job submitted with `submitJobs`: its result line, or why it has none. */
+export type JobAnswer = Extract<Output, { type: "jobResult" } | { type: "fail" }>;
+
 /** What a runtime gives the host. */
 export interface Platform {
   engine: InterceptorEngine;
@@ -104,6 +107,8 @@ export interface Platform {
   runInScope?: <T>(ctx: BatchifyHost, fn: () => Promise<T>) => Promise<T>;
   /** Where warnings go when there is no onEvent. */
   warn: (message: string) => void;
+  /** The answers to jobs submitted with `submitJobs`, all those of one engine step at once. */
+  onJobAnswers?: (answers: JobAnswer[]) => void;
 }
 
 
@@ -185,6 +190,33 @@ export class BatchifyHost implements BatchifyContext {
         });
     }
     return this.#closed;
+  }
+
+  /** `count` request ids for a `submitJobs` call; returns the first (the others follow it). */
+  reserveRequests(count: number): number {
+    const first = this.#nextRequest;
+    this.#nextRequest += count;
+    return first;
+  }
+
+  /** Jobs in bulk (the job builder's run): `specsJson` (`[JobSpec, …]`, requests `first`,
+   * `first + 1`, …) crosses into the core in one call; the core builds each request and answers
+   * each job with its result line, through `Platform.onJobAnswers`. A job that does not build
+   * throws its typed error, and none of the call's jobs is submitted. */
+  async submitJobs(first: number, specsJson: string, endpointsJson: string): Promise<void> {
+    this.#intake++;
+    try {
+      await this.#ready;
+    } finally {
+      this.#intake--;
+    }
+    const json = this.#engine.submitJobs(now(), first, specsJson, endpointsJson);
+    if (json.startsWith('{"ok":false')) throw refusalError(JSON.parse(json) as CoreRefusal);
+    this.#apply(json);
+    if (this.#flushOnIntake && this.#intake === 0) {
+      this.#flushOnIntake = false;
+      this.flush();
+    }
   }
 
   /** Provider batches not yet ended: in flight, or cut and waiting for admission. */
@@ -291,6 +323,7 @@ export class BatchifyHost implements BatchifyContext {
     const { deadline, outputs } = JSON.parse(json) as { deadline: number | null; outputs: Output[] };
     // Journal lines of this step, written together before any provider call it asks for.
     let lines: string[] | undefined;
+    let answers: JobAnswer[] | undefined;
     for (const output of outputs) {
       if (output.type === "persist") {
         (lines ??= []).push(output.line);
@@ -326,9 +359,16 @@ export class BatchifyHost implements BatchifyContext {
           if (pending) this.#respondStored(pending, output.fingerprint, output.place);
           break;
         }
+        case "jobResult":
+          (answers ??= []).push(output);
+          break;
         case "fail": {
           const pending = this.#settle(output.request);
-          if (!pending) break;
+          if (!pending) {
+            // A job's (submitJobs): it has no caller waiting.
+            if (this.#platform.onJobAnswers) (answers ??= []).push(output);
+            break;
+          }
           const cancelled = output.code === "ERR_BATCHLING_CANCELLED";
           pending.reject(cancelled ? pending.signal?.reason : new BatchlingError(output.code, output.message));
           break;
@@ -343,6 +383,7 @@ export class BatchifyHost implements BatchifyContext {
       }
     }
     if (lines) this.#persist(lines);
+    if (answers) this.#platform.onJobAnswers?.(answers);
     this.#schedule(deadline);
   }
 

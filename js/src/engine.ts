@@ -61,6 +61,10 @@ export interface InterceptorEngine {
   /** `arrivedMs`: when the call reached the host (a client's own timer runs from then); the
    * submit time when left out. */
   submit(nowMs: number, request: number, method: string, url: string, headersJson: string, body: string, arrivedMs?: number): string;
+  /** Jobs of the job builder in one call (`specsJson`: `[JobSpec, …]`, requests `firstRequest`,
+   * `firstRequest + 1`, …), answered with `jobResult` outputs; a job that does not build refuses
+   * the call (`{ ok: false, code, error }`) and none is submitted. */
+  submitJobs(nowMs: number, firstRequest: number, specsJson: string, endpointsJson: string): string;
   response(nowMs: number, call: number, status: number, headersJson: string, body: string): string;
   /** Whole lines (ending with "\n") of a 2xx answer to a call sent with `stream: "lines"`; the
    * call ends with `response` and the rest of the body. A chunk ending mid-line is refused. */

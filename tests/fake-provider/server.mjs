@@ -306,6 +306,18 @@ export async function startFakeProvider(options = {}) {
     config,
     batches: state.batches,
     files: state.files,
+    /** How many times each batch line's body was received, over every batch held: a request
+     * submitted twice (in two batches, or twice in one) counts 2. */
+    linesPerBody() {
+      const counts = new Map();
+      for (const record of state.batches.values()) {
+        for (const request of record.requests ?? []) {
+          const key = typeof request.body === 'string' ? request.body : JSON.stringify(request.body);
+          counts.set(key, (counts.get(key) ?? 0) + 1);
+        }
+      }
+      return counts;
+    },
     /** Clear counters, batches, files, upload sessions and faults; restore the initial config. */
     reset() {
       assignInPlace(counters, emptyCounters());

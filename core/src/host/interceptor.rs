@@ -2,11 +2,14 @@
 //! string out per call (`{"deadline": ms | null, "outputs": [...]}`, see
 //! [`crate::interceptor::Output`]).
 
+use std::collections::BTreeMap;
+
 use crate::http::{HttpRequest, HttpResponse};
-use crate::interceptor::{outputs_json, Input, Interceptor};
+use crate::interceptor::{outputs_json, Input, Interceptor, JobSubmission};
+use crate::jobs::{self, JobSpec, ProviderEndpoint};
 use crate::options::OptionError;
 
-use super::{ms, HostArgError};
+use super::{ms, refusal, HostArgError};
 
 pub struct InterceptorHost {
     inner: Interceptor,
@@ -77,6 +80,48 @@ impl InterceptorHost {
                 arrived_ms,
             },
         ))
+    }
+
+    /// Jobs of the job builder in one call: `specs_json` is `[JobSpec, …]`, whose requests are
+    /// `first_request`, `first_request + 1`, …; `endpoints_json` the providers' endpoints (as
+    /// [`super::jobs::build_request`] takes them). Each job's request is built here and answered
+    /// with its result line (`Output::JobResult`). A job that does not build refuses the whole
+    /// call (`{"ok": false, "code", "error"}` naming the job) and none is submitted.
+    pub fn submit_jobs(
+        &mut self,
+        now_ms: f64,
+        first_request: f64,
+        specs_json: &str,
+        endpoints_json: &str,
+    ) -> String {
+        let specs: Vec<JobSpec> = match serde_json::from_str(specs_json) {
+            Ok(specs) => specs,
+            Err(e) => return refusal("ERR_BATCHLING_INVALID_JOB", format!("bad jobs: {e}")),
+        };
+        let endpoints: BTreeMap<String, ProviderEndpoint> =
+            match serde_json::from_str(endpoints_json) {
+                Ok(endpoints) => endpoints,
+                Err(e) => {
+                    return refusal(
+                        "ERR_BATCHLING_INVALID_OPTION",
+                        format!("bad endpoints: {e}"),
+                    )
+                }
+            };
+        let mut submissions = Vec::with_capacity(specs.len());
+        for (request, spec) in (first_request as u64..).zip(specs) {
+            match jobs::job_endpoint(&spec, &endpoints)
+                .and_then(|endpoint| jobs::build_request(&spec, endpoint))
+            {
+                Ok(http) => submissions.push(JobSubmission {
+                    request,
+                    spec,
+                    http,
+                }),
+                Err(e) => return refusal(e.code(), e),
+            }
+        }
+        self.input(now_ms, Input::SubmitJobs { jobs: submissions })
     }
 
     pub fn response(

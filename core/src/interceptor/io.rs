@@ -5,6 +5,8 @@ use serde::Serialize;
 
 use crate::cache::AnswerPlace;
 use crate::http::{HttpRequest, HttpResponse};
+
+pub use super::bulk::JobSubmission;
 use crate::providers::{self, ProviderId};
 
 /// A request the host intercepted; the host's own id.
@@ -48,6 +50,15 @@ pub enum Output {
         request: RequestId,
         fingerprint: String,
         place: AnswerPlace,
+    },
+    /// The answer to a job submitted with `Input::SubmitJobs`: its result (the JSON line the job
+    /// builder's results log holds), with what the host counts.
+    #[serde(rename_all = "camelCase")]
+    JobResult {
+        request: RequestId,
+        ok: bool,
+        cost_usd: Option<f64>,
+        line: String,
     },
     /// Reject the caller's fetch with an error (cancelled, closed, or the batch could not be run).
     #[serde(rename_all = "camelCase")]
@@ -214,6 +225,11 @@ pub enum Input {
         /// When the call reached the host (before its body was read and the journal loaded): a
         /// client's own timer runs from then (see `abort`).
         arrived_ms: u64,
+    },
+    /// Jobs of the job builder, their requests built: each is answered with `Output::JobResult`
+    /// (or `Output::Fail`), not a synthetic response.
+    SubmitJobs {
+        jobs: Vec<JobSubmission>,
     },
     /// The (final part of the) answer to a call. After `ResponseChunk`s, `response.body` is
     /// the rest of the body after the last chunk (possibly empty).

@@ -26,6 +26,7 @@
 
 mod abort;
 mod admission;
+mod bulk;
 mod flow;
 mod intake;
 pub mod io;
@@ -46,7 +47,9 @@ use crate::http::HttpResponse;
 use crate::options::OptionError;
 use crate::providers::Route;
 
-pub use io::{CallId, FailCode, Input, LifecycleEvent, Output, RequestId, SerializableRequest};
+pub use io::{
+    CallId, FailCode, Input, JobSubmission, LifecycleEvent, Output, RequestId, SerializableRequest,
+};
 pub use options::{InterceptorConfig, InterceptorOptions};
 pub use report::QueueReport;
 
@@ -93,6 +96,9 @@ pub struct Interceptor {
     entries: HashMap<String, Entry>,
     item_entry: HashMap<ItemId, String>,
     request_entry: HashMap<RequestId, Waiting>,
+    /// The specs of the open requests submitted as jobs (`Input::SubmitJobs`), answered with
+    /// their result lines.
+    job_specs: HashMap<RequestId, crate::jobs::JobSpec>,
     jobs: BTreeMap<JobId, BatchJob>,
     next_job: JobId,
     calls: HashMap<CallId, (JobId, Call)>,
@@ -140,6 +146,7 @@ impl Interceptor {
             entries: HashMap::new(),
             item_entry: HashMap::new(),
             request_entry: HashMap::new(),
+            job_specs: HashMap::new(),
             jobs: BTreeMap::new(),
             next_job: 1,
             calls: HashMap::new(),
@@ -186,6 +193,7 @@ impl Interceptor {
                 http,
                 arrived_ms,
             } => self.submit(now_ms, request, http, arrived_ms),
+            Input::SubmitJobs { jobs } => self.submit_jobs(now_ms, jobs),
             Input::Response { call, response } => self.on_response(now_ms, call, response),
             Input::ResponseChunk { call, text } => self.on_response_chunk(call, &text),
             Input::TransportError { call, message } => {
@@ -214,7 +222,8 @@ impl Interceptor {
     }
 
     pub fn drain_outputs(&mut self) -> Vec<Output> {
-        std::mem::take(&mut self.outputs)
+        let outputs = std::mem::take(&mut self.outputs);
+        self.answer_jobs(outputs)
     }
 
     pub fn next_deadline(&self) -> Option<u64> {

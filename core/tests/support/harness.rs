@@ -28,6 +28,11 @@ pub enum Answer {
     PassThrough {
         reason: String,
     },
+    /// A job's result line (`Input::SubmitJobs`).
+    JobResult {
+        ok: bool,
+        line: String,
+    },
 }
 
 impl Answer {
@@ -165,10 +170,43 @@ impl Harness {
         (h, Some(compacted))
     }
 
+    /// Jobs in one `Input::SubmitJobs`, their requests built for `endpoint`.
+    pub fn submit_jobs(
+        &mut self,
+        specs: Vec<batchling_core::jobs::JobSpec>,
+        endpoint: &batchling_core::jobs::ProviderEndpoint,
+    ) -> Vec<RequestId> {
+        let mut jobs = Vec::new();
+        for spec in specs {
+            let http = batchling_core::jobs::build_request(&spec, endpoint).expect("job builds");
+            let request = self.expect(&http);
+            jobs.push(batchling_core::interceptor::JobSubmission {
+                request,
+                spec,
+                http,
+            });
+        }
+        let ids = jobs.iter().map(|job| job.request).collect();
+        self.handle(Input::SubmitJobs { jobs });
+        ids
+    }
+
     pub fn submit(&mut self, http: HttpRequest) -> RequestId {
+        let id = self.expect(&http);
+        let arrived_ms = self.now;
+        self.handle(Input::Submit {
+            request: id,
+            http,
+            arrived_ms,
+        });
+        id
+    }
+
+    /// A new request id, its request's line expected by the fake.
+    fn expect(&mut self, http: &HttpRequest) -> RequestId {
         let id = self.next_request;
         self.next_request += 1;
-        if let Ok(route) = providers::classify(&http) {
+        if let Ok(route) = providers::classify(http) {
             let custom_id = cache::custom_id(&cache::fingerprint(&route).to_string());
             let group = format!(
                 "{}|{}|{}|{}|{}",
@@ -190,12 +228,6 @@ impl Harness {
             self.custom_ids.insert(id, custom_id);
         }
         self.submitted.push(id);
-        let arrived_ms = self.now;
-        self.handle(Input::Submit {
-            request: id,
-            http,
-            arrived_ms,
-        });
         id
     }
 
@@ -237,6 +269,15 @@ impl Harness {
                     Answer::Fail {
                         code: code.as_str().to_string(),
                         message: message.clone(),
+                    },
+                )),
+                Output::JobResult {
+                    request, ok, line, ..
+                } => Some((
+                    *request,
+                    Answer::JobResult {
+                        ok: *ok,
+                        line: line.clone(),
                     },
                 )),
                 Output::PassThrough { request, reason } => Some((

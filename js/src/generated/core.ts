@@ -53,7 +53,7 @@ export type AnswerPlace = { line: number, offset: number, length: number, };
 
 export type CompactLine = { "write": string } | { "copy": AnswerPlace };
 
-export type Output = { "type": "passThrough", request: number, reason: string, } | { "type": "send", call: number, http: SerializableRequest, stream?: "lines", } | { "type": "respond", request: number, status: number, headers: Array<[string, string]>, body: string, } | { "type": "respondStored", request: number, fingerprint: string, place: AnswerPlace, } | { "type": "fail", request: number, code: FailCode, message: string, } | { "type": "persist", line: string, } | { "type": "event", event: LifecycleEvent, } | { "type": "drained" };
+export type Output = { "type": "passThrough", request: number, reason: string, } | { "type": "send", call: number, http: SerializableRequest, stream?: "lines", } | { "type": "respond", request: number, status: number, headers: Array<[string, string]>, body: string, } | { "type": "respondStored", request: number, fingerprint: string, place: AnswerPlace, } | { "type": "jobResult", request: number, ok: boolean, costUsd: number | null, line: string, } | { "type": "fail", request: number, code: FailCode, message: string, } | { "type": "persist", line: string, } | { "type": "event", event: LifecycleEvent, } | { "type": "drained" };
 
 export type QueueReport = { provider: ProviderId, endpoint: string, model: string, requests: number, batches: number, cacheHits: number, 
 /**
