@@ -118,12 +118,12 @@ impl Gemini {
     }
 
     /// Whether the batch's inline create body would pass the inline cap: then it goes as a file.
-    /// The body is the envelope plus each entry and a comma between entries, which
-    /// [`ProviderAdapter::item_bytes`] counts per entry (one comma too many, so never short).
+    /// The body is exactly the envelope plus the entries and a comma between each two;
+    /// [`ProviderAdapter::item_bytes`] counts a comma with every entry, one too many.
     fn goes_as_file(&self, ctx: &BatchContext, items: &[BatchItem]) -> bool {
         let envelope = Self::inline_body(ctx.tag, Vec::new()).to_string().len();
         let cap = Self::inline_cap(&ctx.route.settings);
-        let mut size = envelope;
+        let mut size = envelope.saturating_sub(1);
         items.iter().any(|item| {
             size += self.item_bytes(ctx, item);
             size > cap
@@ -280,7 +280,9 @@ impl ProviderAdapter for Gemini {
     /// A declared Gemini host brings its settings (`maxInlineBytes`, `maxFileBytes`,
     /// `maxRequests`); the URL is read as anywhere else.
     fn recognize_at(&self, req: &HttpRequest, host: &HostMatch) -> Result<Route, PassThrough> {
-        let mut route = self.recognize(req).unwrap_or(Err(PassThrough::UnknownUrl))?;
+        let mut route = self
+            .recognize(req)
+            .unwrap_or(Err(PassThrough::UnknownUrl))?;
         route.settings = host.settings.clone();
         Ok(route)
     }

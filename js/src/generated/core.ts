@@ -21,7 +21,7 @@ export type InterceptorOptions = { batchSize?: number, batchWindowMs?: number, p
 keepAnswers?: boolean, maxConcurrentBatches?: number, costLimitUsd?: number, 
 /**
  * Hosts the user declared (`[{baseUrl, provider, completionWindow?, maxRequests?,
- * maxFileBytes?}]`).
+ * maxFileBytes?, maxInlineBytes?}]`; `maxInlineBytes` for Gemini hosts only).
  */
 hosts: Array<HostSpec>, };
 
