@@ -611,6 +611,13 @@ impl JobFormat for GeminiJobs {
         Ok(schema.clone())
     }
 
+    /// One `generateContent` request stays under 20 MB with its inline data (Gemini's
+    /// image/document understanding guides: larger inputs go through the Files API, which jobs
+    /// do not use), in a batch file as in a sync call.
+    fn max_request_bytes(&self) -> Option<usize> {
+        Some(GEMINI_MAX_INLINE_REQUEST_BYTES)
+    }
+
     fn schema_fields(&self) -> &'static [&'static str] {
         &[
             "/generationConfig/responseMimeType",
