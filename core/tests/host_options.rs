@@ -164,10 +164,10 @@ fn batchify_option_errors_name_the_option_and_the_rule() {
         (json!({ "retry": null }), "retry", "must be an object { attempts?, backoffMs?, maxBackoffMs? }"),
         (json!({ "batchsize": 10 }), "batchsize", "unknown option; known options: batchSize, batchWindowMs, pollIntervalMs, dryRun, cache, retry, onEvent, hosts"),
         (json!({ "hosts": {} }), "hosts", "must be an array like [{ baseUrl: \"https://host/v1\", provider: \"openai\" }]"),
-        (json!({ "hosts": [null] }), "hosts[0]", "must be an object { baseUrl, provider, completionWindow?, maxRequests?, maxFileBytes? }"),
+        (json!({ "hosts": [null] }), "hosts[0]", "must be an object { baseUrl, provider, completionWindow?, maxRequests?, maxFileBytes?, maxInlineBytes? }"),
         (json!({ "hosts": [{ "baseUrl": "https://x.example/v1" }] }), "hosts[0].provider", "must be a non-empty string, got undefined"),
         (json!({ "hosts": [{ "baseUrl": "", "provider": "openai" }] }), "hosts[0].baseUrl", "must be a non-empty string, got "),
-        (json!({ "hosts": [{ "baseUrl": "https://x.example/v1", "provider": "openai", "apiKey": "k" }] }), "hosts[0].apiKey", "unknown option; known options: baseUrl, provider, completionWindow, maxRequests, maxFileBytes"),
+        (json!({ "hosts": [{ "baseUrl": "https://x.example/v1", "provider": "openai", "apiKey": "k" }] }), "hosts[0].apiKey", "unknown option; known options: baseUrl, provider, completionWindow, maxRequests, maxFileBytes, maxInlineBytes"),
         (json!({ "hosts": [{ "baseUrl": "https://x.example/v1", "provider": "openai", "maxRequests": 0 }] }), "hosts[0].maxRequests", "must be an integer >= 1, got 0"),
         (json!({ "hosts": [{ "baseUrl": "https://x.example/v1", "provider": "openai", "completionWindow": 24 }] }), "hosts[0].completionWindow", "must be a duration string like \"24h\", got 24"),
     ];

@@ -55,12 +55,13 @@ pub const BATCHIFY_KEYS: [&str; 8] = [
 pub const RETRY_KEYS: [&str; 3] = ["attempts", "backoffMs", "maxBackoffMs"];
 
 /// The keys of one declared host (`batchify({ hosts: [ … ] })`).
-pub const HOST_KEYS: [&str; 5] = [
+pub const HOST_KEYS: [&str; 6] = [
     "baseUrl",
     "provider",
     "completionWindow",
     "maxRequests",
     "maxFileBytes",
+    "maxInlineBytes",
 ];
 
 /// 2^53 - 1: the largest integer a JS number holds exactly (`Number.MAX_SAFE_INTEGER`).
@@ -436,7 +437,7 @@ fn hosts(value: Js<'_>) -> Result<Vec<Value>, OptionError> {
         let host = Fields::of(js(Some(item))).ok_or_else(|| {
             OptionError::new(
                 name.as_str(),
-                "must be an object { baseUrl, provider, completionWindow?, maxRequests?, maxFileBytes? }",
+                "must be an object { baseUrl, provider, completionWindow?, maxRequests?, maxFileBytes?, maxInlineBytes? }",
             )
         })?;
         known_keys(&host, &HOST_KEYS, &format!("{name}."))?;
@@ -473,6 +474,12 @@ fn hosts(value: Js<'_>) -> Result<Vec<Value>, OptionError> {
         count(
             &format!("{name}.maxFileBytes"),
             host.get("maxFileBytes"),
+            1,
+            false,
+        )?;
+        count(
+            &format!("{name}.maxInlineBytes"),
+            host.get("maxInlineBytes"),
             1,
             false,
         )?;

@@ -251,7 +251,17 @@ impl Interceptor {
                 }
                 Err(e) => self.protocol_failure(job_id, &call, e.message),
             },
-            Call::UploadFinish => self.upload_done(now_ms, job_id),
+            Call::UploadFinish => match adapter.parse_upload_finish(&response) {
+                Ok(named) => {
+                    if let (Some(name), JobState::FinishingUpload { file, .. }) =
+                        (named, &mut job.state)
+                    {
+                        *file = name;
+                    }
+                    self.upload_done(now_ms, job_id)
+                }
+                Err(e) => self.protocol_failure(job_id, &call, e.message),
+            },
             Call::Create => match adapter.parse_create(&response) {
                 Ok(remote) => self.created(now_ms, job_id, remote.id),
                 Err(e) => self.protocol_failure(job_id, &call, e.message),

@@ -113,7 +113,7 @@ pub struct InterceptorOptions {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub cost_limit_usd: Option<f64>,
     /// Hosts the user declared (`[{baseUrl, provider, completionWindow?, maxRequests?,
-    /// maxFileBytes?}]`).
+    /// maxFileBytes?, maxInlineBytes?}]`; `maxInlineBytes` for Gemini hosts only).
     #[cfg_attr(test, ts(type = "Array<HostSpec>"))]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub hosts: Option<Vec<serde_json::Value>>,

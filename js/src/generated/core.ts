@@ -6,7 +6,11 @@ export type JsonValue = number | string | boolean | Array<JsonValue> | { [key in
 
 export type ProviderId = "openai" | "anthropic" | "gemini" | "groq" | "doubleword" | "azure" | "mistral" | "together" | "xai";
 
-export type HostSpec = { baseUrl: string, provider: ProviderId, completionWindow?: string, maxRequests?: number, maxFileBytes?: number, };
+export type HostSpec = { baseUrl: string, provider: ProviderId, completionWindow?: string, maxRequests?: number, maxFileBytes?: number, 
+/**
+ * Gemini hosts only: see [`HostSettings::max_inline_bytes`].
+ */
+maxInlineBytes?: number, };
 
 export type InterceptorOptions = { batchSize?: number, batchWindowMs?: number, pollIntervalMs?: number, dryRun?: boolean, cache?: boolean, retryAttempts?: number, retryBackoffMs?: number, retryMaxBackoffMs?: number, jitterSeed?: number, tagSeed?: number, 
 /**
@@ -17,7 +21,7 @@ export type InterceptorOptions = { batchSize?: number, batchWindowMs?: number, p
 keepAnswers?: boolean, maxConcurrentBatches?: number, costLimitUsd?: number, 
 /**
  * Hosts the user declared (`[{baseUrl, provider, completionWindow?, maxRequests?,
- * maxFileBytes?}]`).
+ * maxFileBytes?, maxInlineBytes?}]`; `maxInlineBytes` for Gemini hosts only).
  */
 hosts: Array<HostSpec>, };
 
