@@ -255,7 +255,8 @@ export class BatchifyHost implements BatchifyContext {
   }
 
   async #interceptInit(input: string | URL, init: RequestInit, body: string): Promise<Response> {
-    const headers = new Headers(init.headers);
+    // SDKs (openai, Anthropic) pass a `Headers` already: read it, not a copy (only read here).
+    const headers = init.headers instanceof Headers ? init.headers : new Headers(init.headers);
     const contentType = headers.get("content-type") ?? "";
     if ((init.method ?? "GET").toUpperCase() !== "POST" || !contentType.includes("json") || this.#closed) {
       return this.#platform.realFetch(input, init);
