@@ -439,6 +439,7 @@ impl Interceptor {
             },
         });
         if !job.held.is_empty()
+            && !matches!(report.state, PollState::OverEnqueuedLimit { .. })
             && !adapter(job.route.provider).may_refuse_enqueued(Some(&report.state_label))
         {
             job.held = Vec::new(); // past the enqueued-token check: the bodies are not needed

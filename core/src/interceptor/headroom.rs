@@ -15,7 +15,7 @@ use std::collections::HashMap;
 
 use crate::cache;
 use crate::catalog::pricing;
-use crate::providers::{adapter, EndKind, Route};
+use crate::providers::{adapter, BatchItem, EndKind, Route};
 
 use super::io::{FailCode, LifecycleEvent};
 use super::job::JobId;
@@ -54,7 +54,9 @@ enum Hold {
 pub(super) enum Room {
     Fits,
     /// Wait for headroom (`reason` says why).
-    Wait { reason: String },
+    Wait {
+        reason: String,
+    },
     /// Too big alone: launch its first `n` requests now, keep the rest waiting.
     Split(usize),
 }
@@ -234,11 +236,8 @@ impl Interceptor {
                 .partition(|fp| self.entries.get(fp).is_some_and(|e| !e.body.is_null()));
         if !lost.is_empty() {
             let batch_id = job.batch_id().unwrap_or_default();
-            let response = adapter(job.route.provider).ended_response(
-                batch_id,
-                EndKind::Failed,
-                &message,
-            );
+            let response =
+                adapter(job.route.provider).ended_response(batch_id, EndKind::Failed, &message);
             for fp in lost {
                 self.answer_entry(&fp, response.clone(), false);
             }
@@ -293,6 +292,29 @@ impl Interceptor {
         q.expect("queue state exists").announced = false;
         self.announce_wait(&route, &job.fingerprints, message);
         self.admission.waiting.push_front((route, job.fingerprints));
+    }
+
+    /// A request joined a batch a previous run created: while the provider may still refuse
+    /// that batch for its enqueued-token limit, its job keeps the body (to submit it again) and
+    /// counts its tokens.
+    pub(super) fn hold_for_refusal(
+        &mut self,
+        job_id: JobId,
+        route: &Route,
+        fingerprint: &str,
+        body: serde_json::Value,
+    ) {
+        if !adapter(route.provider).may_refuse_enqueued(None) {
+            return;
+        }
+        let tokens = pricing::estimate(route.provider, &route.model, &body).input_tokens_est;
+        if let Some(job) = self.jobs.get_mut(&job_id) {
+            job.tokens += tokens;
+            job.held.push(BatchItem {
+                custom_id: cache::custom_id(fingerprint),
+                body,
+            });
+        }
     }
 
     /// Whether a create answered 429 means the queue is full: the provider says so, and another

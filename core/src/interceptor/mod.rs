@@ -234,7 +234,12 @@ impl Interceptor {
     pub fn next_deadline(&self) -> Option<u64> {
         let jobs = self.jobs.values().filter_map(BatchJob::next_deadline);
         let holds = self.headroom.next_deadline();
-        self.batcher.next_deadline().into_iter().chain(jobs).chain(holds).min()
+        self.batcher
+            .next_deadline()
+            .into_iter()
+            .chain(jobs)
+            .chain(holds)
+            .min()
     }
 
     /// Per queue: requests, batches, cache hits and estimated cost, batch against sync prices.

@@ -441,7 +441,12 @@ impl Fake {
     /// Whether a new batch of these lines is refused for the enqueued-token limit: the next fate
     /// says so, or the limit would be passed with the live batches of the same credential and
     /// model. A refusing fate is used up.
-    pub fn refuses(&mut self, auth: &[(String, String)], model: &str, lines: &[(String, Value)]) -> bool {
+    pub fn refuses(
+        &mut self,
+        auth: &[(String, String)],
+        model: &str,
+        lines: &[(String, Value)],
+    ) -> bool {
         if self.fates.front() == Some(&Fate::TokenLimit) {
             self.fates.pop_front();
             return true;
@@ -474,9 +479,10 @@ impl Fake {
         let mut seen = HashSet::new();
         let mut groups = HashSet::new();
         for (custom_id, _) in &lines {
-            let live = self.batches.iter().find(|b| {
-                b.terminal.is_none() && b.lines.iter().any(|(c, _)| c == custom_id)
-            });
+            let live = self
+                .batches
+                .iter()
+                .find(|b| b.terminal.is_none() && b.lines.iter().any(|(c, _)| c == custom_id));
             if let Some(live) = live {
                 self.violations.push(format!(
                     "{custom_id} sent in a new batch while {} (live) holds it",

@@ -998,7 +998,13 @@ fn enqueued_limit_failure_states_its_limit() {
         r#","errors":{"object":"list","data":[{"code":"invalid_json_line","message":"bad","line":3}]}"#,
     );
     assert!(
-        matches!(other.state, PollState::Ended { kind: EndKind::Failed, .. }),
+        matches!(
+            other.state,
+            PollState::Ended {
+                kind: EndKind::Failed,
+                ..
+            }
+        ),
         "{other:?}"
     );
     assert!(OpenAi.may_refuse_enqueued(None));
