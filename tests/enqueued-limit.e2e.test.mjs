@@ -1,12 +1,15 @@
 // End to end: the providers' enqueued-token limits, through the official SDKs inside batchify()
 // against the fake provider with a low limit (`config.enqueuedTokenLimit`): a refused batch ran
 // nothing, so its requests go again once a batch in flight ends; every call is answered once.
-import { test, describe } from "node:test";
+import { test, describe, after } from "node:test";
 import assert from "node:assert/strict";
+import { mkdtempSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
 import OpenAI from "openai";
 import Anthropic from "@anthropic-ai/sdk";
 import { FAST, useFakeProvider } from "./support/fake.mjs";
-import { batchify, BatchlingError } from "../dist/index.js";
+import { Batch, batchify, BatchlingError } from "../dist/index.js";
 
 const fake = useFakeProvider();
 
@@ -101,5 +104,35 @@ describe("enqueued-token limit", () => {
         String(bad),
       );
     }
+  });
+
+  test("the job builder: status() shows the requests waiting for headroom, and every job ends ok", async () => {
+    const dir = mkdtempSync(join(tmpdir(), "batchling-enqueued-"));
+    after(() => rmSync(dir, { recursive: true, force: true }));
+    const batch = new Batch({
+      stateFile: join(dir, "state.json"),
+      resultsDir: join(dir, "results"),
+      itemsPerBatch: 2,
+      pollIntervalMs: 10,
+      retry: { attempts: 3, backoffMs: 5, maxBackoffMs: 20 },
+      providers: { openai: { apiKey: "sk-test", baseURL: `${fake.url}/v1` } },
+    });
+    const progress = [];
+    batch.defaults({ model: "gpt-4o-mini" }).onProgress((stats) => progress.push(stats));
+    for (let i = 0; i < 6; i++) batch.addJob({ id: `job-${i}`, messages: [{ role: "user", content: prompt(i) }] });
+    // Two jobs' requests fit under the limit, four do not (a job's body is the request the fake counts).
+    fake.config.enqueuedTokenLimit = Math.floor(tokensOf(chat(prompt(0))) * 2.5);
+    const run = await batch.run({ wait: true });
+    const results = run.results();
+    for (let i = 0; i < 6; i++) {
+      assert.equal(results[`job-${i}`].ok, true, JSON.stringify(results[`job-${i}`]));
+      assert.equal(results[`job-${i}`].response, `echo: ${prompt(i)}`);
+    }
+    assert.ok(fake.counters.enqueuedLimitRefusals >= 1);
+    assert.ok(progress.some((s) => s.waitingForHeadroom > 0), "status showed requests waiting for headroom");
+    const final = run.status();
+    assert.equal(final.waitingForHeadroom, 0);
+    assert.equal(final.completed, 6);
+    assertNoRequestTwiceLive(batchesSeen());
   });
 });

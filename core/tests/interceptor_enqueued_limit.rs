@@ -259,3 +259,42 @@ fn a_rerun_after_a_refusal_submits_the_requests_anew_rather_than_resuming_the_re
     assert_eq!(h2.fake.batches.len(), 2);
     assert!(h2.fake.violations.is_empty(), "{:#?}", h2.fake.violations);
 }
+
+#[test]
+fn the_report_shows_the_requests_waiting_for_headroom_while_they_wait() {
+    let per = tokens_of(&big(ProviderId::OpenAi, 0).0);
+    let mut fake = Fake::new();
+    fake.token_cap = Some(per * 5 / 2);
+    fake.polls_before_done = 3;
+    let mut h = Harness::with(config(2), true, fake);
+    submit_big(&mut h, ProviderId::OpenAi, 4);
+    let waiting = |h: &Harness| h.eng.report()[0].waiting_for_headroom;
+    assert_eq!(waiting(&h), 0);
+    // Until the refused batch's requests wait for the first batch to end.
+    h.step_until(|h| !limit_events(h).is_empty());
+    assert_eq!(waiting(&h), 2);
+    h.close_and_drain();
+    assert_eq!(waiting(&h), 0, "all sent, none waits");
+}
+
+#[test]
+fn a_dry_run_splits_under_max_enqueued_tokens_and_reports_the_requests_that_would_wait() {
+    let per = tokens_of(&big(ProviderId::OpenAi, 0).0);
+    let mut cfg = config(5);
+    cfg.dry_run = true;
+    cfg.max_enqueued_tokens = Some(per * 5 / 2);
+    let mut h = Harness::new(cfg);
+    let sent = submit_big(&mut h, ProviderId::OpenAi, 5);
+    h.close_and_drain();
+    for (id, _) in &sent {
+        assert_eq!(h.only(*id).status(), Some(200));
+    }
+    let rows = h.eng.report();
+    assert_eq!(rows.len(), 1);
+    assert_eq!((rows[0].requests, rows[0].batches), (5, 3));
+    assert_eq!(
+        rows[0].waiting_for_headroom, 3,
+        "the requests after the first part"
+    );
+    assert!(h.fake.batches.is_empty(), "a dry run sends nothing");
+}

@@ -72,7 +72,7 @@ impl Interceptor {
     fn start_job(&mut self, now_ms: u64, route: Route, fingerprints: Vec<String>) {
         if self.config.dry_run {
             // Nothing is sent, so nothing waits for a slot or counts against the cost limit.
-            return self.launch_job(now_ms, route, fingerprints);
+            return self.launch_dry_run(now_ms, route, fingerprints);
         }
         self.admission.waiting.push_back((route, fingerprints));
         self.admit_jobs(now_ms);
@@ -152,6 +152,7 @@ impl Interceptor {
             }
             self.launch_job(now_ms, route, fingerprints);
         }
+        self.headroom.waiting = waiting_queues;
     }
 
     pub(super) fn estimate_batch_usd(&self, route: &Route, fingerprints: &[String]) -> Option<f64> {

@@ -11,7 +11,7 @@
 //!
 //! Tokens are estimated as the cost limit estimates them (`pricing::estimate`: input tokens).
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
 use crate::cache;
 use crate::catalog::pricing;
@@ -25,6 +25,8 @@ use super::Interceptor;
 #[derive(Debug, Default)]
 pub(super) struct Headroom {
     queues: HashMap<String, QueueHeadroom>,
+    /// The queues whose parts admission left waiting for headroom in its last pass.
+    pub(super) waiting: HashSet<String>,
 }
 
 #[derive(Debug, Default)]
@@ -70,6 +72,11 @@ pub(super) fn headroom_key(route: &Route) -> String {
 }
 
 impl Headroom {
+    /// Whether `route`'s queue waits for headroom (as of the last admission pass).
+    pub(super) fn is_waiting(&self, route: &Route) -> bool {
+        !self.waiting.is_empty() && self.waiting.contains(&headroom_key(route))
+    }
+
     /// The earliest time a backoff hold ends, for the host's timer.
     pub(super) fn next_deadline(&self) -> Option<u64> {
         self.queues
@@ -170,6 +177,33 @@ impl Interceptor {
             Room::Split(n)
         } else {
             Room::Fits
+        }
+    }
+
+    /// A dry run's part: split under `maxEnqueuedTokens` as a real run would, and count the
+    /// requests that would wait for the parts before them.
+    pub(super) fn launch_dry_run(&mut self, now_ms: u64, route: Route, fingerprints: Vec<String>) {
+        let Some(limit) = self.config.max_enqueued_tokens else {
+            return self.launch_job(now_ms, route, fingerprints);
+        };
+        let tokens = self.request_tokens(&route, &fingerprints);
+        let mut parts: Vec<Vec<String>> = vec![Vec::new()];
+        let mut sum = 0;
+        for (fp, t) in fingerprints.into_iter().zip(tokens) {
+            let part = parts.last_mut().expect("a part");
+            if !part.is_empty() && sum + t > limit {
+                parts.push(Vec::new());
+                sum = 0;
+            }
+            parts.last_mut().expect("a part").push(fp);
+            sum += t;
+        }
+        let waiting: usize = parts.iter().skip(1).map(Vec::len).sum();
+        if waiting > 0 {
+            self.report.count_headroom_wait(&route, waiting as u64);
+        }
+        for part in parts {
+            self.launch_job(now_ms, route.clone(), part);
         }
     }
 

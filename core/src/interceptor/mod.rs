@@ -244,7 +244,12 @@ impl Interceptor {
 
     /// Per queue: requests, batches, cache hits and estimated cost, batch against sync prices.
     pub fn report(&self) -> Vec<QueueReport> {
-        self.report.rows()
+        let waiting = self.admission.waiting.iter().filter_map(|(route, fps)| {
+            self.headroom
+                .is_waiting(route)
+                .then_some((route, fps.len() as u64))
+        });
+        self.report.rows_with_waits(waiting)
     }
 
     /// Requests not yet answered.

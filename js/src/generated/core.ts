@@ -68,7 +68,13 @@ export type QueueReport = { provider: ProviderId, endpoint: string, model: strin
  * Estimated from the request bodies (input ≈ JSON chars / 4, output = the max tokens asked
  * for); `None` when the model's price is unknown.
  */
-estimatedSyncUsd: number | null, estimatedBatchUsd: number | null, priceNote: string, };
+estimatedSyncUsd: number | null, estimatedBatchUsd: number | null, priceNote: string, 
+/**
+ * Requests waiting for headroom under their queue's enqueued-token limit now (a provider's
+ * refusal, or `maxEnqueuedTokens`); in a dry run, the requests that would have waited under
+ * `maxEnqueuedTokens`.
+ */
+waitingForHeadroom: number, };
 
 export type EngineStatus = { 
 /**
