@@ -53,6 +53,11 @@ export interface BatchifyOptions {
    * (`{ baseUrl: "https://api.novita.ai/openai/v1", provider: "openai", completionWindow: "48h" }`),
    * a proxy, or a local server. */
   hosts?: HostDeclaration[];
+  /** Estimated input tokens (JSON chars / 4, as the cost estimate counts them) allowed in flight
+   * at once per provider, host, model and API key: the providers' enqueued-token limits. A batch
+   * that would pass it waits until a batch of its model ends; one above it alone is split.
+   * Without it, batchling still waits and resubmits when a provider refuses a batch for its limit. */
+  maxEnqueuedTokens?: number;
 }
 
 

@@ -39,6 +39,7 @@ import {
   nowSeconds,
   parseJsonl,
   parseTriggers,
+  overEnqueuedLimit,
   registerBatch,
   stripStreamFields,
   structuredValue,
@@ -292,6 +293,10 @@ export function geminiRoutes() {
       }
       const source = parseSource(ctx.state, pick(batch, 'inputConfig', 'input_config'));
       if (source.error) return errorResponse('gemini', source.status ?? 400, source.error);
+      if (overEnqueuedLimit(ctx.state, { provider: 'gemini', headers: ctx.headers, model, requests: source.requests })) {
+        ctx.state.counters.enqueuedLimitRefusals += 1;
+        return errorResponse('gemini', 429, 'Resource has been exhausted (e.g. check quota): enqueued batch tokens.');
+      }
       const id = `fake${ctx.state.nextId()}`;
       const now = nowSeconds();
       const record = {

@@ -40,7 +40,7 @@ pub const BATCHER_KEYS: [&str; 10] = [
 ];
 
 /// `batchify()`'s options.
-pub const BATCHIFY_KEYS: [&str; 8] = [
+pub const BATCHIFY_KEYS: [&str; 9] = [
     "batchSize",
     "batchWindowMs",
     "pollIntervalMs",
@@ -49,6 +49,7 @@ pub const BATCHIFY_KEYS: [&str; 8] = [
     "retry",
     "onEvent",
     "hosts",
+    "maxEnqueuedTokens",
 ];
 
 /// The keys of a `retry` object (both hosts).
@@ -335,6 +336,7 @@ pub fn interceptor_options(
     let batch_size = count("batchSize", o.get("batchSize"), 1, false)?;
     let batch_window_ms = count("batchWindowMs", o.get("batchWindowMs"), 0, false)?;
     let poll_interval_ms = count("pollIntervalMs", o.get("pollIntervalMs"), 1, false)?;
+    let max_enqueued_tokens = count("maxEnqueuedTokens", o.get("maxEnqueuedTokens"), 1, false)?;
     let dry_run = match o.get("dryRun") {
         Js::Undefined => None,
         Js::Bool(b) => Some(b),
@@ -396,6 +398,10 @@ pub fn interceptor_options(
             .map(|n| fit("retry.maxBackoffMs", n, u64::MAX))
             .transpose()?
             .or(host.retry_max_backoff_ms),
+        max_enqueued_tokens: max_enqueued_tokens
+            .map(|n| fit("maxEnqueuedTokens", n, u64::MAX))
+            .transpose()?
+            .or(host.max_enqueued_tokens),
         hosts: hosts.or(host.hosts),
         ..host
     };

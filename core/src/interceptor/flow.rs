@@ -22,6 +22,7 @@ impl Interceptor {
         let tag = self.new_tag();
         self.report.count_batch(&route);
         let estimated_usd = self.estimate_batch_usd(&route, &fingerprints);
+        let tokens = self.request_tokens(&route, &fingerprints).iter().sum();
         // The body moves from the entry to the job: one copy per request, dropped once the
         // provider has it (a journalled job that must be queued again gives it back).
         let items: Vec<BatchItem> = fingerprints
@@ -55,7 +56,8 @@ impl Interceptor {
             }
             return;
         }
-        let job = BatchJob::new(id, route, tag, fingerprints, JobState::Uploading { items });
+        let mut job = BatchJob::new(id, route, tag, fingerprints, JobState::Uploading { items });
+        job.tokens = tokens;
         if let Some(record) = self.intent_record(&job) {
             self.persist(record);
         }
@@ -332,9 +334,13 @@ impl Interceptor {
     /// with the bodies the job still holds, then start polling.
     fn created(&mut self, now_ms: u64, job_id: JobId, batch_id: String) {
         let job = self.jobs.get_mut(&job_id).expect("job exists");
-        let calls =
-            adapter(job.route.provider).build_after_create(&job.context(), job.items(), &batch_id);
-        // The provider has the bodies now, or the calls above do.
+        let adapter = adapter(job.route.provider);
+        let calls = adapter.build_after_create(&job.context(), job.items(), &batch_id);
+        // The provider has the bodies now, or the calls above do; they are kept only while it
+        // may still refuse the batch for its enqueued-token limit.
+        if adapter.may_refuse_enqueued(None) {
+            job.held = job.take_items();
+        }
         job.state = JobState::AddingRequests {
             batch_id,
             calls: calls.into(),
@@ -442,6 +448,12 @@ impl Interceptor {
                 failed: report.failed,
             },
         });
+        if !job.held.is_empty()
+            && !matches!(report.state, PollState::OverEnqueuedLimit { .. })
+            && !adapter(job.route.provider).may_refuse_enqueued(Some(&report.state_label))
+        {
+            job.held = Vec::new(); // past the enqueued-token check: the bodies are not needed
+        }
         match report.state {
             PollState::Running => {
                 job.state = JobState::Polling {
@@ -471,6 +483,17 @@ impl Interceptor {
                         self.send_call(now_ms, job_id, Call::Download(download));
                     }
                 }
+            }
+            PollState::OverEnqueuedLimit {
+                message,
+                limit_tokens,
+            } => {
+                self.event(LifecycleEvent::BatchFinished {
+                    job: job_id,
+                    batch_id,
+                    state: report.state_label,
+                });
+                self.refused(now_ms, job_id, message, limit_tokens);
             }
             PollState::Ended { kind, message } => {
                 let response =
@@ -603,10 +626,18 @@ impl Interceptor {
         let Some((job_id, call)) = self.calls.remove(&call) else {
             return;
         };
-        let Some(job) = self.jobs.get_mut(&job_id) else {
+        if !self.jobs.contains_key(&job_id) {
             return;
-        };
+        }
         let failed_step = call.as_str();
+        if call == Call::Create
+            && response.as_ref().is_some_and(|r| r.status == 429)
+            && self.create_refused_for_queue(job_id)
+        {
+            // The provider's queue is full while a batch of ours is in it: wait for one to end.
+            return self.refused(now_ms, job_id, reason, None);
+        }
+        let job = self.jobs.get_mut(&job_id).expect("job exists");
         let retryable = response
             .as_ref()
             .is_none_or(|r| r.status == 429 || r.status == 408 || r.status >= 500);
@@ -669,7 +700,7 @@ impl Interceptor {
         });
     }
 
-    fn backoff_ms(&mut self, attempt: u32) -> u64 {
+    pub(super) fn backoff_ms(&mut self, attempt: u32) -> u64 {
         let (base_ms, max_ms) = (self.config.backoff_ms, self.config.max_backoff_ms);
         self.jitter.backoff_ms(attempt, base_ms, max_ms)
     }

@@ -125,6 +125,12 @@ pub(super) struct BatchJob {
     pub(super) attempts: u32,
     /// Calls waiting for their retry time; several downloads of one batch can wait at once.
     pub(super) retries: Vec<Retry>,
+    /// Estimated input tokens of its requests, as enqueued-token limits count them (0 for a
+    /// batch resumed from the journal, whose bodies this run may not have).
+    pub(super) tokens: u64,
+    /// The bodies kept after the create while the provider may still refuse the batch for its
+    /// enqueued-token limit (see `ProviderAdapter::may_refuse_enqueued`), to submit them again.
+    pub(super) held: Vec<BatchItem>,
 }
 
 impl BatchJob {
@@ -145,6 +151,8 @@ impl BatchJob {
             state,
             attempts: 0,
             retries: Vec::new(),
+            tokens: 0,
+            held: Vec::new(),
         }
     }
 
@@ -173,6 +181,17 @@ impl BatchJob {
             | JobState::Creating { items, .. }
             | JobState::Finding { items, .. } => items,
             _ => &[],
+        }
+    }
+
+    /// Take the bodies it still holds: those not sent yet, or those held after the create.
+    pub(super) fn take_items(&mut self) -> Vec<BatchItem> {
+        match &mut self.state {
+            JobState::Uploading { items }
+            | JobState::FinishingUpload { items, .. }
+            | JobState::Creating { items, .. }
+            | JobState::Finding { items, .. } => std::mem::take(items),
+            _ => std::mem::take(&mut self.held),
         }
     }
 

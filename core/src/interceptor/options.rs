@@ -26,6 +26,10 @@ pub struct InterceptorConfig {
     /// estimate would pass it is not submitted, nor is any batch after it: their requests fail
     /// with `ERR_BATCHLING_COST_LIMIT`. Batches already submitted finish.
     pub cost_limit_usd: Option<f64>,
+    /// Estimated input tokens allowed in flight at once per (provider, host, model,
+    /// credential), as the providers' enqueued-token limits count them: a batch that would pass
+    /// it waits until a batch of its queue ends; one above it alone is split.
+    pub max_enqueued_tokens: Option<u64>,
     /// Where requests are looked up before recognition by path shape: the user's declared hosts,
     /// then the built-in ones (Groq, Azure, …).
     pub hosts: providers::HostTable,
@@ -44,6 +48,7 @@ impl Default for InterceptorConfig {
             jitter_seed: 0x5eed,
             max_concurrent_batches: usize::MAX,
             cost_limit_usd: None,
+            max_enqueued_tokens: None,
             hosts: providers::HostTable::builtin(),
         }
     }
@@ -67,6 +72,9 @@ impl InterceptorConfig {
                 "costLimit.usd",
                 "must be a finite number >= 0",
             ));
+        }
+        if self.max_enqueued_tokens == Some(0) {
+            return Err(at_least_one("maxEnqueuedTokens"));
         }
         if self.call_attempts == 0 {
             return Err(at_least_one("retry.attempts"));
@@ -112,6 +120,8 @@ pub struct InterceptorOptions {
     pub max_concurrent_batches: Option<usize>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub cost_limit_usd: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub max_enqueued_tokens: Option<u64>,
     /// Hosts the user declared (`[{baseUrl, provider, completionWindow?, maxRequests?,
     /// maxFileBytes?, maxInlineBytes?}]`; `maxInlineBytes` for Gemini hosts only).
     #[cfg_attr(test, ts(type = "Array<HostSpec>"))]
@@ -138,6 +148,7 @@ impl InterceptorOptions {
                 .max_concurrent_batches
                 .unwrap_or(defaults.max_concurrent_batches),
             cost_limit_usd: self.cost_limit_usd,
+            max_enqueued_tokens: self.max_enqueued_tokens,
             hosts,
         };
         config.validate()?;

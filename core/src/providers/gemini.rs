@@ -245,6 +245,10 @@ impl Gemini {
 }
 
 impl ProviderAdapter for Gemini {
+    fn create_429_is_queue_limit(&self) -> bool {
+        true
+    }
+
     fn id(&self) -> ProviderId {
         ProviderId::Gemini
     }

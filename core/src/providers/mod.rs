@@ -335,6 +335,13 @@ pub enum PollState {
     },
     /// Terminal with no results at all. Every request gets [`ProviderAdapter::ended_response`].
     Ended { kind: EndKind, message: String },
+    /// Refused for the provider's limit on enqueued tokens before any line ran (OpenAI and
+    /// Azure: `failed` with error code `token_limit_exceeded`): its requests can be submitted
+    /// again without paying twice. `limit_tokens`: the limit the message states, if it does.
+    OverEnqueuedLimit {
+        message: String,
+        limit_tokens: Option<u64>,
+    },
 }
 
 /// One poll answer, decoded.
@@ -523,6 +530,20 @@ pub trait ProviderAdapter: Sync {
     /// callers are answered at once. Default: `false`, the body comes whole (a paged listing
     /// whose [`ProviderAdapter::next_download`] reads the whole page).
     fn streams_results(&self) -> bool {
+        false
+    }
+
+    /// Whether a batch in this state may still end [`PollState::OverEnqueuedLimit`] (`None`:
+    /// just created, not polled yet). While it may, the engine keeps the bodies to submit them
+    /// again. Default: `false` (the provider refuses over-limit batches at create, with 429).
+    fn may_refuse_enqueued(&self, _state_label: Option<&str>) -> bool {
+        false
+    }
+
+    /// Whether a 429 answer to a batch create means the provider's queue of enqueued work is
+    /// full (Anthropic's processing-queue limit, Gemini's `RESOURCE_EXHAUSTED`): while a batch of
+    /// the same queue is in flight, the engine then waits for one to end instead of retrying.
+    fn create_429_is_queue_limit(&self) -> bool {
         false
     }
 

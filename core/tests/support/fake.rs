@@ -25,6 +25,9 @@ pub enum Fate {
     Expire,
     Cancel,
     Fail,
+    /// Refused for the enqueued-token limit before any line ran: an OpenAI batch validates, then
+    /// fails with `token_limit_exceeded`; an Anthropic or Gemini create is answered 429.
+    TokenLimit,
 }
 
 impl Fate {
@@ -33,7 +36,7 @@ impl Fate {
             Fate::Complete => None,
             Fate::Expire => Some(EndKind::Expired),
             Fate::Cancel => Some(EndKind::Cancelled),
-            Fate::Fail => Some(EndKind::Failed),
+            Fate::Fail | Fate::TokenLimit => Some(EndKind::Failed),
         }
     }
 }
@@ -134,6 +137,9 @@ pub struct Fake {
     pub random: Option<RandomFaults>,
     /// Results are always written in reverse line order; a non-zero seed shuffles them further.
     pub shuffle_seed: u64,
+    /// Enqueued-token limit per (credential, model), tokens counted as JSON chars / 4: a batch
+    /// that would pass it, with the live batches it already holds, is refused (`TokenLimit`).
+    pub token_cap: Option<u64>,
     pub expected: HashMap<String, Expected>,
     pub violations: Vec<String>,
     pub log: Vec<(ProviderId, Step, SerializableRequest)>,
@@ -149,6 +155,7 @@ impl Fake {
             faults: Vec::new(),
             random: None,
             shuffle_seed: 0,
+            token_cap: None,
             expected: HashMap::new(),
             violations: Vec::new(),
             log: Vec::new(),
@@ -323,6 +330,7 @@ impl Fake {
             .and_then(|(_, b)| b["model"].as_str())
             .unwrap_or("")
             .to_string();
+        let refused = self.refuses(&auth, &model, &lines);
         let i = self.register(
             ProviderId::OpenAi,
             tag,
@@ -332,6 +340,13 @@ impl Fake {
             lines,
             Some(file_id),
         );
+        if refused {
+            // Accepted, then failed while validating (its fate drawn by `register` goes back).
+            let drawn = std::mem::replace(&mut self.batches[i].fate, Fate::TokenLimit);
+            if drawn != Fate::Complete || !self.fates.is_empty() {
+                self.fates.push_front(drawn);
+            }
+        }
         ok(self.running_object(i, "validating"))
     }
 
@@ -360,6 +375,9 @@ impl Fake {
             .and_then(|(_, b)| b["model"].as_str())
             .unwrap_or("")
             .to_string();
+        if self.refuses(&auth, &model, &lines) {
+            return error_response(ProviderId::Anthropic, 429, None);
+        }
         let i = self.register(
             ProviderId::Anthropic,
             None,
@@ -397,6 +415,9 @@ impl Fake {
                 .unwrap_or("");
             lines.push((key.to_string(), r["request"].clone()));
         }
+        if self.refuses(&auth, model, &lines) {
+            return error_response(ProviderId::Gemini, 429, None);
+        }
         let i = self.register(
             ProviderId::Gemini,
             tag,
@@ -407,6 +428,40 @@ impl Fake {
             None,
         );
         ok(self.running_object(i, "BATCH_STATE_PENDING"))
+    }
+
+    /// Estimated tokens of batch lines, as OpenAI counts enqueued tokens (about chars / 4).
+    pub fn line_tokens(lines: &[(String, Value)]) -> u64 {
+        lines
+            .iter()
+            .map(|(_, body)| body.to_string().len() as u64 / 4)
+            .sum()
+    }
+
+    /// Whether a new batch of these lines is refused for the enqueued-token limit: the next fate
+    /// says so, or the limit would be passed with the live batches of the same credential and
+    /// model. A refusing fate is used up.
+    pub fn refuses(
+        &mut self,
+        auth: &[(String, String)],
+        model: &str,
+        lines: &[(String, Value)],
+    ) -> bool {
+        if self.fates.front() == Some(&Fate::TokenLimit) {
+            self.fates.pop_front();
+            return true;
+        }
+        let Some(cap) = self.token_cap else {
+            return false;
+        };
+        let live: u64 = self
+            .batches
+            .iter()
+            .filter(|b| b.terminal.is_none() && b.fate != Fate::TokenLimit)
+            .filter(|b| b.auth == auth && b.model == model)
+            .map(|b| Self::line_tokens(&b.lines))
+            .sum();
+        live + Self::line_tokens(lines) > cap
     }
 
     /// Checks a new batch against what the callers sent, and stores it.
@@ -423,6 +478,18 @@ impl Fake {
     ) -> usize {
         let mut seen = HashSet::new();
         let mut groups = HashSet::new();
+        for (custom_id, _) in &lines {
+            let live = self
+                .batches
+                .iter()
+                .find(|b| b.terminal.is_none() && b.lines.iter().any(|(c, _)| c == custom_id));
+            if let Some(live) = live {
+                self.violations.push(format!(
+                    "{custom_id} sent in a new batch while {} (live) holds it",
+                    live.id
+                ));
+            }
+        }
         for (custom_id, body) in &lines {
             if !seen.insert(custom_id.clone()) {
                 self.violations.push(format!(
@@ -541,6 +608,7 @@ impl Fake {
             if self.batches[i].polls_left > 0 {
                 self.batches[i].polls_left -= 1;
                 let label = match provider {
+                    _ if self.batches[i].fate == Fate::TokenLimit => "validating",
                     ProviderId::OpenAi => "in_progress",
                     ProviderId::Anthropic => "in_progress",
                     ProviderId::Gemini => "BATCH_STATE_RUNNING",
@@ -616,7 +684,7 @@ impl Fake {
         let run: Vec<usize> = match fate {
             Fate::Complete => (0..n).collect(),
             Fate::Expire => (0..n / 2).collect(), // the rest has no line: it did not run
-            Fate::Cancel | Fate::Fail => Vec::new(),
+            Fate::Cancel | Fate::Fail | Fate::TokenLimit => Vec::new(),
         };
         let order = self.result_order(i, &run);
         let b = &self.batches[i];
@@ -658,6 +726,10 @@ impl Fake {
                 "failed",
                 json!({"object": "list", "data": [{"code": "invalid_json_line", "message": "fake validation failure", "param": null, "line": 1}]}),
             ),
+            Fate::TokenLimit => (
+                "failed",
+                json!({"object": "list", "data": [{"code": "token_limit_exceeded", "message": format!("Enqueued token limit reached for {} in organization org-fake. Limit: {} enqueued tokens. Please try again once some in_progress batches have been completed.", self.batches[i].model, self.token_cap.unwrap_or(1_000)), "param": null, "line": null}]}),
+            ),
         };
         let b = &self.batches[i];
         let terminal = openai_batch_json(b, status, out_id, err_id, (n, completed, failed), errors);
@@ -671,7 +743,7 @@ impl Fake {
         let n = self.batches[i].lines.len();
         let fate = self.batches[i].fate;
         let run: Vec<usize> = match fate {
-            Fate::Complete => (0..n).collect(),
+            Fate::Complete | Fate::TokenLimit => (0..n).collect(), // (refused at create)
             Fate::Expire | Fate::Cancel => (0..n / 2).collect(),
             Fate::Fail => Vec::new(),
         };
@@ -725,7 +797,8 @@ impl Fake {
         let fate = self.batches[i].fate;
         let b = &self.batches[i];
         let terminal = match fate {
-            Fate::Complete => {
+            // (A refused Gemini batch is never created.)
+            Fate::Complete | Fate::TokenLimit => {
                 let all: Vec<usize> = (0..n).collect();
                 let order = self.result_order(i, &all);
                 let mut entries = Vec::new();
