@@ -242,6 +242,16 @@ impl NativeInterceptor {
     }
 
     #[napi]
+    pub fn journal_prune(&mut self) -> String {
+        self.host.journal_prune()
+    }
+
+    #[napi]
+    pub fn cache_stats(&self) -> String {
+        self.host.cache_stats()
+    }
+
+    #[napi]
     #[allow(clippy::too_many_arguments)]
     pub fn submit(
         &mut self,

@@ -279,6 +279,16 @@ impl NativeInterceptor {
         self.host.journal_compacted()
     }
 
+    #[wasm_bindgen(js_name = journalPrune)]
+    pub fn journal_prune(&mut self) -> String {
+        self.host.journal_prune()
+    }
+
+    #[wasm_bindgen(js_name = cacheStats)]
+    pub fn cache_stats(&self) -> String {
+        self.host.cache_stats()
+    }
+
     #[allow(clippy::too_many_arguments)]
     pub fn submit(
         &mut self,

@@ -155,6 +155,10 @@ pub enum CacheRecord {
         place: BatchPlace,
         batch_id: String,
         fingerprints: Vec<String>,
+        /// When the provider accepted the batch (wall clock, ms since the epoch), for the age a
+        /// resumed batch's error names; absent in lines written before batchling recorded it.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        at_ms: Option<u64>,
     },
     /// These requests' batch ended without running them (expired, cancelled, failed): a re-run
     /// submits them again instead of resuming that batch.
@@ -165,6 +169,10 @@ pub enum CacheRecord {
         status: u16,
         headers: Vec<(String, String)>,
         body: String,
+        /// When the answer was journalled (wall clock, ms since the epoch): the age limit counts
+        /// from it. Lines written before batchling recorded it have none and are kept.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        at_ms: Option<u64>,
     },
 }
 
@@ -191,6 +199,8 @@ struct ResultProbe<'a> {
     fingerprint: Option<&'a str>,
     #[serde(default)]
     status: Option<u16>,
+    #[serde(default)]
+    at_ms: Option<u64>,
 }
 
 /// An intent or submitted record, and its line (compaction keeps records in journal order).
@@ -198,6 +208,56 @@ struct ResultProbe<'a> {
 struct Recorded<T> {
     line: u64,
     value: T,
+    /// A submitted record's time, if it has one.
+    at_ms: Option<u64>,
+}
+
+/// How old an answer may get: answers journalled longer ago than `max_age_ms` before `now_ms`
+/// (both wall clock, ms since the epoch) are dropped at load, as if never journalled, and the
+/// next compaction leaves them out.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AgeLimit {
+    pub now_ms: u64,
+    pub max_age_ms: u64,
+}
+
+impl AgeLimit {
+    /// The providers keep a batch's results about 30 days (OpenAI's batch files, Anthropic's
+    /// results, Mistral's and Together's files): an answer older than that could not be fetched
+    /// again either, so the journal keeps it no longer by default.
+    pub const DEFAULT_MAX_AGE_DAYS: f64 = 30.0;
+    pub const DAY_MS: u64 = 24 * 60 * 60 * 1000;
+
+    fn expired(&self, at_ms: u64) -> bool {
+        self.now_ms.saturating_sub(at_ms) > self.max_age_ms
+    }
+}
+
+/// What `batchling cache stats` shows: the journal as the last load folded it.
+#[cfg_attr(test, derive(ts_rs::TS))]
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct CacheStats {
+    /// Lines read, blank and damaged ones included.
+    pub lines: u64,
+    /// Lines a compaction keeps.
+    pub live_lines: u64,
+    /// Answers kept (within the age limit, or without a time).
+    pub answers: u64,
+    /// Answers kept that have no time (journalled before batchling recorded one): never aged out.
+    pub undated_answers: u64,
+    /// Answers past the age limit: dropped at load, left out by the next compaction.
+    pub expired_answers: u64,
+    /// Provider batches a re-run would resume (submitted, not yet answered).
+    pub live_batches: u64,
+    /// Creates whose outcome is unknown (a re-run looks their batch up by its tag).
+    pub intents: u64,
+    pub damaged_lines: u64,
+    /// The oldest and newest kept answer's time (ms since the epoch), among those that have one.
+    pub oldest_answer_ms: Option<u64>,
+    pub newest_answer_ms: Option<u64>,
+    /// The age limit applied, in ms; `None` without one.
+    pub max_age_ms: Option<u64>,
 }
 
 /// One line of a compacted journal: a record the core rewrote (an intent or a submitted batch
@@ -228,6 +288,13 @@ pub struct Cache {
     end_offset: u64,
     /// The places of a compacted journal, until the host says it is in place.
     compacted: Option<(HashMap<Fingerprint, AnswerPlace>, u64, u64)>,
+    /// Answers older than this are dropped at load.
+    age_limit: Option<AgeLimit>,
+    /// Per kept answer, its time (answers without one are not in it).
+    answered_at: HashMap<Fingerprint, u64>,
+    /// Answers dropped for their age since the last compaction, and damaged lines.
+    expired: u64,
+    damaged: u64,
 }
 
 impl Default for Cache {
@@ -246,7 +313,17 @@ impl Cache {
             end_line: 0,
             end_offset: 0,
             compacted: None,
+            age_limit: None,
+            answered_at: HashMap::new(),
+            expired: 0,
+            damaged: 0,
         }
+    }
+
+    /// Drop answers past `limit` from the lines loaded from now on (set before the load).
+    pub fn with_age_limit(mut self, limit: Option<AgeLimit>) -> Self {
+        self.age_limit = limit;
+        self
     }
 
     /// Fold a chunk of journal lines, in order: whole lines, each ended by `\n` but a last
@@ -260,6 +337,7 @@ impl Cache {
                 continue;
             }
             if let Err(reason) = self.load_line(line, place) {
+                self.damaged += 1;
                 damaged.push(DamagedLine {
                     line_number: place.line as usize + 1,
                     reason,
@@ -291,7 +369,7 @@ impl Cache {
             return Err("a result line needs a fingerprint and a status".into());
         };
         let fp = parse_fingerprint(fp)?;
-        self.answered(fp, place);
+        self.answered(fp, place, probe.at_ms);
         Ok(())
     }
 
@@ -300,18 +378,34 @@ impl Cache {
         let place = self.next_place(line);
         // The core's own records always name valid fingerprints.
         let _ = self.apply_at(record, place.line);
-        if let CacheRecord::Result { fingerprint, .. } = record {
+        if let CacheRecord::Result {
+            fingerprint, at_ms, ..
+        } = record
+        {
             if let Ok(fp) = parse_fingerprint(fingerprint) {
-                self.answered(fp, place);
+                self.answered(fp, place, *at_ms);
             }
         }
     }
 
-    fn answered(&mut self, fp: Fingerprint, place: AnswerPlace) {
+    /// An answer came: it supersedes the batch (or intent) it was in. One past the age limit
+    /// is not indexed: a re-run asks again, and compaction leaves its line out.
+    fn answered(&mut self, fp: Fingerprint, place: AnswerPlace, at_ms: Option<u64>) {
         self.intents.remove(&fp);
         self.submitted.remove(&fp);
+        let expired = matches!((self.age_limit, at_ms), (Some(limit), Some(at)) if limit.expired(at));
+        if expired {
+            self.results.remove(&fp);
+            self.answered_at.remove(&fp);
+            self.expired += 1;
+            return;
+        }
         if self.keep_answers {
             self.results.insert(fp, place);
+            match at_ms {
+                Some(at) => self.answered_at.insert(fp, at),
+                None => self.answered_at.remove(&fp),
+            };
         }
     }
 
@@ -326,6 +420,7 @@ impl Cache {
                 let place = Arc::new(Recorded {
                     line,
                     value: place.clone(),
+                    at_ms: None,
                 });
                 for fp in fps {
                     if !self.submitted.contains_key(&fp) && !self.results.contains_key(&fp) {
@@ -337,11 +432,13 @@ impl Cache {
                 place,
                 batch_id,
                 fingerprints,
+                at_ms,
             } => {
                 let fps = parse_all(fingerprints)?;
                 let batch = Arc::new(Recorded {
                     line,
                     value: (place.clone(), batch_id.clone()),
+                    at_ms: *at_ms,
                 });
                 for fp in fps {
                     self.intents.remove(&fp);
@@ -368,6 +465,16 @@ impl Cache {
 
     pub fn submitted(&self, fingerprint: &Fingerprint) -> Option<&(BatchPlace, String)> {
         self.submitted.get(fingerprint).map(|batch| &batch.value)
+    }
+
+    /// When the batch this fingerprint was submitted in was accepted, if its record says.
+    pub fn submitted_at(&self, fingerprint: &Fingerprint) -> Option<u64> {
+        self.submitted.get(fingerprint).and_then(|batch| batch.at_ms)
+    }
+
+    /// Whether the journal still points a request at this batch (submitted, not answered).
+    pub fn has_pending_in(&self, batch_id: &str) -> bool {
+        self.submitted.values().any(|batch| batch.value.1 == batch_id)
     }
 
     pub fn intent(&self, fingerprint: &Fingerprint) -> Option<&BatchPlace> {
@@ -397,8 +504,30 @@ impl Cache {
 
     /// Whether the journal is worth rewriting: more than half its lines are superseded
     /// (intents by their batch, batches by their answers, released, damaged).
+    /// Answers past the age limit are dropped whenever there are any.
     pub fn should_compact(&self) -> bool {
-        self.end_line > 2 * self.live_lines()
+        self.end_line > 2 * self.live_lines() || self.expired > 0
+    }
+
+    /// The journal as loaded (and appended to) so far.
+    pub fn stats(&self) -> CacheStats {
+        let batches: HashSet<*const Recorded<(BatchPlace, String)>> =
+            self.submitted.values().map(Arc::as_ptr).collect();
+        let intents: HashSet<*const Recorded<BatchPlace>> =
+            self.intents.values().map(Arc::as_ptr).collect();
+        CacheStats {
+            lines: self.end_line,
+            live_lines: self.live_lines(),
+            answers: self.results.len() as u64,
+            undated_answers: (self.results.len() - self.answered_at.len()) as u64,
+            expired_answers: self.expired,
+            live_batches: batches.len() as u64,
+            intents: intents.len() as u64,
+            damaged_lines: self.damaged,
+            oldest_answer_ms: self.answered_at.values().min().copied(),
+            newest_answer_ms: self.answered_at.values().max().copied(),
+            max_age_ms: self.age_limit.map(|limit| limit.max_age_ms),
+        }
     }
 
     /// The journal rewritten with only what is live, in journal order (a fold of it gives this
@@ -442,6 +571,7 @@ impl Cache {
                 place: rec.value.0.clone(),
                 batch_id: rec.value.1.clone(),
                 fingerprints,
+                at_ms: rec.at_ms,
             }
             .to_line();
             live.push((rec.line, CompactLine::Write(line), None));
@@ -483,6 +613,8 @@ impl Cache {
         self.results = results;
         self.end_line = end_line;
         self.end_offset = end_offset;
+        self.expired = 0;
+        self.damaged = 0;
         true
     }
 }
@@ -575,6 +707,7 @@ mod tests {
             place: place(),
             batch_id: batch.into(),
             fingerprints: fps.iter().map(|n| fp(*n)).collect(),
+            at_ms: None,
         }
         .to_line()
     }
@@ -585,6 +718,7 @@ mod tests {
             status: 200,
             headers: vec![("content-type".into(), "application/json".into())],
             body: body.into(),
+            at_ms: None,
         }
         .to_line()
     }

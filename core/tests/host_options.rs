@@ -157,8 +157,12 @@ fn batchify_option_errors_name_the_option_and_the_rule() {
         (json!({ "batchWindowMs": -1 }), "batchWindowMs", "must be an integer >= 0, got -1"),
         (json!({ "pollIntervalMs": 0 }), "pollIntervalMs", "must be an integer >= 1, got 0"),
         (json!({ "dryRun": "yes" }), "dryRun", "must be a boolean, got yes"),
-        (json!({ "cache": { "path": "" } }), "cache", "must be true, false, { path: string } or { storage }"),
-        (json!({ "cache": { "storage": function() } }), "cache", "must be true, false, { path: string } or { storage }"),
+        (json!({ "cache": { "path": "" } }), "cache", "must be true, false, { path: string } or { storage }, each with maxAgeDays? (a number of days)"),
+        (json!({ "cache": { "storage": function() } }), "cache", "must be true, false, { path: string } or { storage }, each with maxAgeDays? (a number of days)"),
+        (json!({ "cache": {} }), "cache", "must be true, false, { path: string } or { storage }, each with maxAgeDays? (a number of days)"),
+        (json!({ "cache": { "maxAgeDays": 0 } }), "cache.maxAgeDays", "must be a number of days above 0, got 0"),
+        (json!({ "cache": { "path": "c.jsonl", "maxAgeDays": "seven" } }), "cache.maxAgeDays", "must be a number of days above 0, got seven"),
+        (json!({ "deleteProviderFiles": "no" }), "deleteProviderFiles", "must be a boolean, got no"),
         (json!({ "onEvent": 1 }), "onEvent", "must be a function (event) => void"),
         (json!({ "retry": { "attempts": 0 } }), "retry.attempts", "must be an integer >= 1, got 0"),
         (json!({ "retry": null }), "retry", "must be an object { attempts?, backoffMs?, maxBackoffMs? }"),
@@ -253,6 +257,16 @@ fn the_check_functions_answer_with_an_envelope() {
     assert_eq!(
         ok,
         json!({ "ok": true, "options": { "batchSize": 5, "cache": true, "tagSeed": 1 } })
+    );
+    // The age limit and file deletion reach the engine's options.
+    let ok: Value = serde_json::from_str(&check_interceptor_options(
+        r#"{"cache":{"maxAgeDays":7},"deleteProviderFiles":false}"#,
+        r#"{"cache":true,"tagSeed":1}"#,
+    ))
+    .unwrap();
+    assert_eq!(
+        ok,
+        json!({ "ok": true, "options": { "cache": true, "tagSeed": 1, "cacheMaxAgeDays": 7.0, "deleteProviderFiles": false } })
     );
     let garbage: Value = serde_json::from_str(&check_batcher_options("nope")).unwrap();
     assert_eq!(garbage["ok"], json!(false));

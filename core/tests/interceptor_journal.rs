@@ -5,7 +5,7 @@ mod support;
 
 use std::collections::HashSet;
 
-use batchling_core::interceptor::{LifecycleEvent, RequestId};
+use batchling_core::interceptor::{InterceptorConfig, LifecycleEvent, RequestId};
 use batchling_core::providers::ProviderId;
 
 use support::*;
@@ -221,7 +221,13 @@ fn a_finished_run_answers_a_repeat_run_with_zero_provider_calls() {
 fn a_torn_journal_line_is_a_warning_and_the_other_records_still_work() {
     let p = ProviderId::OpenAi;
     let expected = baseline(p);
-    let mut h1 = Harness::new(config(3));
+    // The torn line stands for a crash while the results were appended, which comes before
+    // the batch's files are deleted: keep them, as that run would have.
+    let keep_files = || InterceptorConfig {
+        delete_provider_files: false,
+        ..config(3)
+    };
+    let mut h1 = Harness::new(keep_files());
     resubmit(&mut h1, p);
     h1.close_and_drain();
     let (fake, mut journal) = h1.crash();
@@ -232,7 +238,7 @@ fn a_torn_journal_line_is_a_warning_and_the_other_records_still_work() {
     journal.push(last[..last.len() / 2].to_string());
     let torn_line = journal.len();
 
-    let mut h2 = Harness::restart(config(3), fake, &journal, 100_000);
+    let mut h2 = Harness::restart(keep_files(), fake, &journal, 100_000);
     let warnings = h2.warnings();
     assert_eq!(warnings.len(), 1, "{warnings:?}");
     assert!(

@@ -95,6 +95,8 @@ struct FakeGemini {
     files: HashMap<String, String>,
     batches: Vec<Batch>,
     log: Vec<SerializableRequest>,
+    /// The files deleted ("files/…"), in order.
+    deleted: Vec<String>,
 }
 
 enum Answer {
@@ -129,6 +131,15 @@ impl FakeGemini {
         let (path, query) = path.split_once('?').unwrap_or((path, ""));
         let api = path.strip_prefix("/v1beta").unwrap_or("");
         match (r.method.as_str(), path) {
+            ("DELETE", _) if api.starts_with("/files/") => {
+                let name = &api[1..];
+                assert!(
+                    self.files.contains_key(name) || name.starts_with("files/out-"),
+                    "delete of unknown {name}"
+                );
+                self.deleted.push(name.to_string());
+                Answer::Response(ok(json!({})))
+            }
             ("POST", "/upload/v1beta/files") if query.is_empty() => {
                 assert_eq!(header(r, "x-goog-upload-protocol"), Some("resumable"));
                 assert_eq!(header(r, "x-goog-upload-command"), Some("start"));
@@ -400,8 +411,12 @@ fn a_batch_over_the_inline_cap_goes_as_a_file_and_every_caller_is_answered() {
             &create,
             "GET /v1beta/batches/b1",
             "GET /v1beta/files/out-b1:download",
+            // Once every answer is in, the uploaded input and the responses file are deleted.
+            "DELETE /v1beta/files/in-up1",
+            "DELETE /v1beta/files/out-b1",
         ]
     );
+    assert_eq!(d.fake.deleted, ["files/in-up1", "files/out-b1"]);
     // The finalize went to the caller's origin, not the host the start answer named.
     assert!(d.fake.log[1]
         .url

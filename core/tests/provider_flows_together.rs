@@ -66,6 +66,8 @@ struct FakeTogether {
     /// (batch id, input file id, polls).
     batches: Vec<(String, String, u32)>,
     log: Vec<SerializableRequest>,
+    /// The files deleted, in order.
+    deleted: Vec<String>,
 }
 
 enum Answer {
@@ -103,6 +105,11 @@ impl FakeTogether {
         let path = r.url.strip_prefix(BASE).unwrap_or(&r.url);
         let ok = |body: Value| Answer::Response(json_answer(200, body));
         match (r.method.as_str(), path) {
+            ("DELETE", p) if p.starts_with("/files/") => {
+                let id = &p["/files/".len()..];
+                self.deleted.push(id.to_string());
+                ok(json!({"id": id, "object": "file", "deleted": true}))
+            }
             ("POST", p) if p.starts_with("/files?") => {
                 assert_eq!(r.redirect, Some("manual"));
                 assert_eq!(header(r, REDIRECT_MANUAL_HEADER), None, "the marker is not sent");

@@ -51,6 +51,17 @@ impl InterceptorHost {
         self.inner.journal_compacted()
     }
 
+    /// `batchling cache prune`: the journal's live lines as JSON (as
+    /// [`InterceptorHost::journal_compaction`]), whatever share of it is superseded.
+    pub fn journal_prune(&mut self) -> String {
+        serde_json::to_string(&self.inner.journal_prune()).expect("compaction serializes")
+    }
+
+    /// `batchling cache stats`: the loaded journal's [`crate::cache::CacheStats`] as JSON.
+    pub fn cache_stats(&self) -> String {
+        serde_json::to_string(&self.inner.cache_stats()).expect("stats serialize")
+    }
+
     // The arguments as a host passes them, one JS value each (no object to build per call).
     #[allow(clippy::too_many_arguments)]
     pub fn submit(

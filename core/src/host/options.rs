@@ -40,7 +40,7 @@ pub const BATCHER_KEYS: [&str; 10] = [
 ];
 
 /// `batchify()`'s options.
-pub const BATCHIFY_KEYS: [&str; 9] = [
+pub const BATCHIFY_KEYS: [&str; 10] = [
     "batchSize",
     "batchWindowMs",
     "pollIntervalMs",
@@ -50,6 +50,7 @@ pub const BATCHIFY_KEYS: [&str; 9] = [
     "onEvent",
     "hosts",
     "maxEnqueuedTokens",
+    "deleteProviderFiles",
 ];
 
 /// The keys of a `retry` object (both hosts).
@@ -347,7 +348,17 @@ pub fn interceptor_options(
             ))
         }
     };
-    cache(o.get("cache"))?;
+    let cache_max_age_days = cache(o.get("cache"))?;
+    let delete_provider_files = match o.get("deleteProviderFiles") {
+        Js::Undefined => None,
+        Js::Bool(b) => Some(b),
+        other => {
+            return Err(OptionError::new(
+                "deleteProviderFiles",
+                format!("must be a boolean, got {}", js_string(other)),
+            ))
+        }
+    };
     let retry = retry(
         o.get("retry"),
         1,
@@ -403,28 +414,46 @@ pub fn interceptor_options(
             .transpose()?
             .or(host.max_enqueued_tokens),
         hosts: hosts.or(host.hosts),
+        cache_max_age_days: cache_max_age_days.or(host.cache_max_age_days),
+        delete_provider_files: delete_provider_files.or(host.delete_provider_files),
         ..host
     };
     options.to_config()?;
     Ok(options)
 }
 
-/// `true`, `false`, `{ path: string }` or `{ storage }` (an object; `prefix` is the store's).
-fn cache(value: Js<'_>) -> Result<(), OptionError> {
-    let ok = match value {
-        Js::Undefined | Js::Bool(_) => true,
-        other => Fields::of(other).is_some_and(|cache| {
-            matches!(cache.get("path"), Js::String(path) if !path.is_empty())
-                || Fields::of(cache.get("storage")).is_some()
-        }),
-    };
-    if ok {
-        Ok(())
-    } else {
-        Err(OptionError::new(
+/// `true`, `false`, `{ path: string }` or `{ storage }` (an object; `prefix` is the store's),
+/// either with `maxAgeDays`, or `{ maxAgeDays }` alone: its `maxAgeDays`, if given.
+fn cache(value: Js<'_>) -> Result<Option<f64>, OptionError> {
+    let refused = || {
+        OptionError::new(
             "cache",
-            "must be true, false, { path: string } or { storage }",
-        ))
+            "must be true, false, { path: string } or { storage }, each with maxAgeDays? (a number of days)",
+        )
+    };
+    let cache = match value {
+        Js::Undefined | Js::Bool(_) => return Ok(None),
+        other => Fields::of(other).ok_or_else(refused)?,
+    };
+    let max_age_days = match cache.get("maxAgeDays") {
+        Js::Undefined => None,
+        Js::Number(days) if days.as_f64().is_some_and(|d| d.is_finite() && d > 0.0) => days.as_f64(),
+        other => {
+            return Err(OptionError::new(
+                "cache.maxAgeDays",
+                format!("must be a number of days above 0, got {}", js_string(other)),
+            ))
+        }
+    };
+    let located = match (cache.get("path"), cache.get("storage")) {
+        (Js::String(path), _) => !path.is_empty(),
+        (Js::Undefined, Js::Undefined) => max_age_days.is_some(),
+        (_, storage) => Fields::of(storage).is_some(),
+    };
+    if located {
+        Ok(max_age_days)
+    } else {
+        Err(refused())
     }
 }
 

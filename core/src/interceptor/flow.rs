@@ -2,6 +2,7 @@
 //! state sends, what its answer moves the job to, and how a failed call is retried.
 
 use std::collections::HashMap;
+use std::sync::Arc;
 
 use crate::cache::{self, BatchPlace, CacheRecord};
 use crate::http::{HttpRequest, HttpResponse};
@@ -214,6 +215,11 @@ impl Interceptor {
     }
 
     pub(super) fn on_response(&mut self, now_ms: u64, call: CallId, response: HttpResponse) {
+        if (200..300).contains(&response.status)
+            && self.file_deleted(call, Some(response.status), "")
+        {
+            return;
+        }
         // An upload may answer with a redirect to where its bytes go (Together's presigned
         // upload): the adapter reads it.
         let upload_redirect = (300..400).contains(&response.status)
@@ -321,6 +327,12 @@ impl Interceptor {
             },
             state => unreachable!("upload done in state {state:?}"),
         };
+        if let JobState::Creating {
+            file: Some(file), ..
+        } = &job.state
+        {
+            job.provider_files.push(file.clone());
+        }
         // A key that comes with the upload is known now: journal the intent with it.
         let job = &self.jobs[&job_id];
         let by_file = adapter(job.route.provider).lost_create_key() == LostCreateKey::UploadedFile;
@@ -383,6 +395,7 @@ impl Interceptor {
             place: Self::place(job),
             batch_id,
             fingerprints: job.fingerprints.clone(),
+            at_ms: self.config.wall_clock.map(|clock| clock.at(now_ms)),
         };
         if self.caching {
             self.persist(record);
@@ -462,6 +475,7 @@ impl Interceptor {
                 };
             }
             PollState::Completed { downloads, inline } => {
+                job.provider_files.extend(downloads.iter().cloned());
                 job.state = JobState::Downloading {
                     batch_id: batch_id.clone(),
                     downloads_left: downloads.len(),
@@ -500,14 +514,15 @@ impl Interceptor {
                     adapter(job.route.provider).ended_response(&batch_id, kind, &message);
                 self.event(LifecycleEvent::BatchFinished {
                     job: job_id,
-                    batch_id,
+                    batch_id: batch_id.clone(),
                     state: report.state_label,
                 });
                 let job = self.jobs.remove(&job_id).expect("job exists");
                 self.persist_released(job.fingerprints.clone());
-                for fp in job.fingerprints {
-                    self.answer_entry(&fp, response.clone(), false);
+                for fp in &job.fingerprints {
+                    self.answer_entry(fp, response.clone(), false);
                 }
+                self.delete_provider_files(&job.route, &batch_id, job.provider_files);
             }
         }
     }
@@ -589,6 +604,59 @@ impl Interceptor {
             let response = adapter.ended_response(&batch_id, kind, &message);
             self.answer_entry(&fp, response, false);
         }
+        self.delete_provider_files(&job.route, &batch_id, job.provider_files);
+    }
+
+    /// The batch is over and every answer it holds is journalled (this step's records go out
+    /// before its calls): delete its files at the provider, so they do not fill the user's
+    /// storage quota. Not while the journal still points a request at the batch (a resumed
+    /// batch with requests no caller asked for this run): a later run downloads them.
+    fn delete_provider_files(&mut self, route: &Route, batch_id: &str, files: Vec<String>) {
+        if !self.config.delete_provider_files || files.is_empty() {
+            return;
+        }
+        if self.cache.has_pending_in(batch_id) {
+            return;
+        }
+        let adapter = adapter(route.provider);
+        let ctx = providers::BatchContext { route, tag: "" };
+        let requests: Vec<HttpRequest> = files
+            .iter()
+            .filter_map(|file| adapter.build_delete_file(&ctx, file))
+            .collect();
+        if requests.is_empty() {
+            return;
+        }
+        let route = Arc::new(route.clone());
+        for http in requests {
+            let id = self.next_call;
+            self.next_call += 1;
+            self.file_deletes.insert(id, Arc::clone(&route));
+            self.outputs.push(Output::Send {
+                call: id,
+                http: http.into(),
+                stream: None,
+            });
+        }
+    }
+
+    /// A provider-file delete answered (`status`) or failed (`None`): counted in the report; a
+    /// failure is a warning, never an error for callers. A file already gone (404) counts as
+    /// deleted. `false` when `call` is no delete.
+    fn file_deleted(&mut self, call: CallId, status: Option<u16>, reason: &str) -> bool {
+        let Some(route) = self.file_deletes.remove(&call) else {
+            return false;
+        };
+        let deleted = status.is_some_and(|s| (200..300).contains(&s) || s == 404);
+        self.report.count_file_delete(&route, deleted);
+        if !deleted {
+            self.warn(format!(
+                "could not delete a {} batch file at the provider ({reason}); it stays in your \
+                 storage there until the provider expires it",
+                route.provider
+            ));
+        }
+        true
     }
 
     fn fail_job(&mut self, job_id: JobId, code: FailCode, message: String) {
@@ -620,6 +688,9 @@ impl Interceptor {
         response: Option<HttpResponse>,
         reason: String,
     ) {
+        if self.file_deleted(call, response.as_ref().map(|r| r.status), &reason) {
+            return;
+        }
         // A download cut off mid-stream is retried from the start: its lines count anew (the
         // callers its chunks answered stay answered; the retry's lines for them are skipped).
         self.streamed_lines.remove(&call);
@@ -643,6 +714,11 @@ impl Interceptor {
             .is_none_or(|r| r.status == 429 || r.status == 408 || r.status >= 500);
         if !retryable {
             let response = response.expect("non-retryable failures have a response");
+            let gone = matches!(call, Call::Poll | Call::Download(_))
+                && matches!(response.status, 404 | 410);
+            if let (true, Some(submitted_at)) = (gone, job.resumed_from) {
+                return self.batch_gone(job_id, submitted_at, &reason);
+            }
             // The provider refused the batch call itself (bad key, bad request): every caller gets
             // that answer, as the normal endpoint would have refused them.
             let job = self.jobs.remove(&job_id).expect("job exists");
@@ -700,9 +776,44 @@ impl Interceptor {
         });
     }
 
+    /// A batch a previous run journalled is gone at the provider, or its results are: fail its
+    /// callers with an error naming the batch and its age (no retry could bring it back), and
+    /// release its requests so the next run submits them again.
+    fn batch_gone(&mut self, job_id: JobId, submitted_at: Option<u64>, reason: &str) {
+        let job = self.jobs.remove(&job_id).expect("job exists");
+        let batch_id = job.batch_id().unwrap_or_default();
+        let age = match (submitted_at, self.wall_ms()) {
+            (Some(at), Some(now)) => format!("submitted {} ago", describe_age(now.saturating_sub(at))),
+            _ => "submitted by an earlier run (its age was not recorded)".to_string(),
+        };
+        let message = format!(
+            "the {} batch {batch_id} ({age}) or its results are no longer kept by the provider \
+             ({reason}); providers keep batch results about 30 days. Its requests were released \
+             from the cache journal: run again to submit them anew",
+            job.route.provider
+        );
+        self.persist_released(job.fingerprints.clone());
+        self.fail_entries(&job.fingerprints, FailCode::BatchGone, &message);
+    }
+
     pub(super) fn backoff_ms(&mut self, attempt: u32) -> u64 {
         let (base_ms, max_ms) = (self.config.backoff_ms, self.config.max_backoff_ms);
         self.jitter.backoff_ms(attempt, base_ms, max_ms)
+    }
+}
+
+/// An age in days (with one decimal below 10), hours or minutes.
+fn describe_age(ms: u64) -> String {
+    const HOUR_MS: u64 = 60 * 60 * 1000;
+    let days = ms as f64 / crate::cache::AgeLimit::DAY_MS as f64;
+    if days >= 10.0 {
+        format!("{days:.0} days")
+    } else if days >= 1.0 {
+        format!("{days:.1} days")
+    } else if ms >= HOUR_MS {
+        format!("{} hours", ms / HOUR_MS)
+    } else {
+        format!("{} minutes", ms / 60_000)
     }
 }
 

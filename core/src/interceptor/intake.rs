@@ -260,13 +260,15 @@ impl Interceptor {
             batch_id,
             next_poll_ms: Some(now_ms),
         };
-        let job = BatchJob::new(
+        let mut job = BatchJob::new(
             id,
             route.clone(),
             place.tag,
             vec![fingerprint.clone()],
             state,
         );
+        job.resumed_from =
+            Some(cache::Fingerprint::parse(&fingerprint).and_then(|fp| self.cache.submitted_at(&fp)));
         self.jobs.insert(id, job);
         self.hold_for_refusal(id, &route, &fingerprint, body);
     }

@@ -98,6 +98,11 @@ pub enum FailCode {
     /// The batch would pass the cost limit (or its price is unknown).
     #[serde(rename = "ERR_BATCHLING_COST_LIMIT")]
     CostLimit,
+    /// A batch a previous run journalled is gone at the provider (404/410 on the batch or its
+    /// results): providers keep a batch's results about 30 days. Its requests are released, so
+    /// the next run submits them again.
+    #[serde(rename = "ERR_BATCHLING_BATCH_GONE")]
+    BatchGone,
 }
 
 impl FailCode {
@@ -109,6 +114,7 @@ impl FailCode {
             FailCode::Protocol => "ERR_BATCHLING_PROTOCOL",
             FailCode::ProviderUnavailable => "ERR_BATCHLING_PROVIDER_UNAVAILABLE",
             FailCode::CostLimit => "ERR_BATCHLING_COST_LIMIT",
+            FailCode::BatchGone => "ERR_BATCHLING_BATCH_GONE",
         }
     }
 }

@@ -131,6 +131,12 @@ pub(super) struct BatchJob {
     /// The bodies kept after the create while the provider may still refuse the batch for its
     /// enqueued-token limit (see `ProviderAdapter::may_refuse_enqueued`), to submit them again.
     pub(super) held: Vec<BatchItem>,
+    /// The batch's files at the provider (uploaded input, output and error files), deleted
+    /// once its results are journalled.
+    pub(super) provider_files: Vec<String>,
+    /// When a previous run journalled this batch as submitted (wall clock, ms), for a job
+    /// resumed from the journal: `Some(None)` when its record has no time.
+    pub(super) resumed_from: Option<Option<u64>>,
 }
 
 impl BatchJob {
@@ -153,6 +159,8 @@ impl BatchJob {
             retries: Vec::new(),
             tokens: 0,
             held: Vec::new(),
+            provider_files: Vec::new(),
+            resumed_from: None,
         }
     }
 

@@ -44,7 +44,7 @@ use serde::Serialize;
 use crate::backoff::Jitter;
 use crate::batcher::{Batcher, BatcherConfig, Event as BatcherEvent};
 use crate::batcher::{GroupId, ItemId};
-use crate::cache::{Cache, CacheRecord, CompactLine};
+use crate::cache::{AgeLimit, Cache, CacheRecord, CacheStats, CompactLine};
 use crate::http::HttpResponse;
 use crate::options::OptionError;
 use crate::providers::Route;
@@ -105,6 +105,11 @@ pub struct Interceptor {
     jobs: BTreeMap<JobId, BatchJob>,
     next_job: JobId,
     calls: HashMap<CallId, (JobId, Call)>,
+    /// The provider-file deletes in flight, by call: the route of the batch whose file it is
+    /// (its credentials, and its row in the report). Not in `calls`: the job is over by then.
+    file_deletes: HashMap<CallId, Arc<Route>>,
+    /// The host's monotonic `now` at the last input (wall-clock times come from it).
+    now_ms: u64,
     /// Lines read so far of the downloads coming in chunks (`Input::ResponseChunk`), by call.
     streamed_lines: HashMap<CallId, usize>,
     next_call: CallId,
@@ -139,10 +144,18 @@ impl Interceptor {
             _ => e,
         })?;
         let jitter = Jitter::new(config.jitter_seed);
+        // Answers are aged by the wall clock at start; a store that keeps none has none to age.
+        let age_limit = match (config.cache_max_age_ms, config.wall_clock) {
+            (Some(max_age_ms), Some(clock)) if keep_answers => Some(AgeLimit {
+                now_ms: clock.wall_ms,
+                max_age_ms,
+            }),
+            _ => None,
+        };
         Ok(Interceptor {
             config,
             batcher,
-            cache: Cache::new(keep_answers),
+            cache: Cache::new(keep_answers).with_age_limit(age_limit),
             caching,
             groups: HashMap::new(),
             queues: HashMap::new(),
@@ -154,6 +167,8 @@ impl Interceptor {
             jobs: BTreeMap::new(),
             next_job: 1,
             calls: HashMap::new(),
+            file_deletes: HashMap::new(),
+            now_ms: 0,
             streamed_lines: HashMap::new(),
             next_call: 1,
             outputs: Vec::new(),
@@ -191,7 +206,24 @@ impl Interceptor {
         self.cache.compacted()
     }
 
+    /// The journal rewritten with only its live lines (answers within the age limit, batches
+    /// still to resume), whatever share of it is superseded: `batchling cache prune`.
+    pub fn journal_prune(&mut self) -> Vec<CompactLine> {
+        self.cache.compaction()
+    }
+
+    /// The journal as loaded: `batchling cache stats`.
+    pub fn cache_stats(&self) -> CacheStats {
+        self.cache.stats()
+    }
+
+    /// The wall-clock time now (ms since the epoch), when the host gave a clock.
+    fn wall_ms(&self) -> Option<u64> {
+        self.config.wall_clock.map(|clock| clock.at(self.now_ms))
+    }
+
     pub fn handle(&mut self, now_ms: u64, input: Input) {
+        self.now_ms = self.now_ms.max(now_ms);
         match input {
             Input::Submit {
                 request,
@@ -284,6 +316,7 @@ impl Interceptor {
                 status: response.status,
                 headers: response.headers.clone(),
                 body: response.body.clone(),
+                at_ms: self.wall_ms(),
             });
         }
         let Some(entry) = self.entries.remove(fingerprint) else {

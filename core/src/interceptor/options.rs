@@ -33,6 +33,29 @@ pub struct InterceptorConfig {
     /// Where requests are looked up before recognition by path shape: the user's declared hosts,
     /// then the built-in ones (Groq, Azure, …).
     pub hosts: providers::HostTable,
+    /// How long journalled answers are kept (see [`crate::cache::AgeLimit`]); `None`: for ever.
+    /// Applied only with a wall clock.
+    pub cache_max_age_ms: Option<u64>,
+    /// The wall clock (ms since the epoch) at the host's monotonic `now` (ms): the journal's
+    /// times are wall-clock times, the engine's `now` is monotonic. `None`: records carry no time.
+    pub wall_clock: Option<WallClock>,
+    /// Delete a batch's provider-side files (uploaded input, output and error files) once its
+    /// results are journalled (best effort: a failed delete is a warning).
+    pub delete_provider_files: bool,
+}
+
+/// A wall-clock reading and the host's monotonic clock at the same instant.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct WallClock {
+    pub wall_ms: u64,
+    pub monotonic_ms: u64,
+}
+
+impl WallClock {
+    /// The wall-clock time at the host's monotonic `now_ms`.
+    pub fn at(&self, now_ms: u64) -> u64 {
+        (self.wall_ms + now_ms).saturating_sub(self.monotonic_ms)
+    }
 }
 
 impl Default for InterceptorConfig {
@@ -50,6 +73,9 @@ impl Default for InterceptorConfig {
             cost_limit_usd: None,
             max_enqueued_tokens: None,
             hosts: providers::HostTable::builtin(),
+            cache_max_age_ms: None,
+            wall_clock: None,
+            delete_provider_files: true,
         }
     }
 }
@@ -127,6 +153,19 @@ pub struct InterceptorOptions {
     #[cfg_attr(test, ts(type = "Array<HostSpec>"))]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub hosts: Option<Vec<serde_json::Value>>,
+    /// Days a journalled answer is kept (`cache: { maxAgeDays }`; default 30, the providers'
+    /// result retention).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cache_max_age_days: Option<f64>,
+    /// `deleteProviderFiles` (default true).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub delete_provider_files: Option<bool>,
+    /// The host's clocks at one instant (host options): wall (ms since the epoch) and the
+    /// monotonic `now` it passes the engine.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub clock_wall_ms: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub clock_monotonic_ms: Option<u64>,
 }
 
 impl InterceptorOptions {
@@ -150,10 +189,30 @@ impl InterceptorOptions {
             cost_limit_usd: self.cost_limit_usd,
             max_enqueued_tokens: self.max_enqueued_tokens,
             hosts,
+            cache_max_age_ms: max_age_ms(self.cache_max_age_days)?,
+            wall_clock: self.clock_wall_ms.map(|wall_ms| WallClock {
+                wall_ms,
+                monotonic_ms: self.clock_monotonic_ms.unwrap_or(0),
+            }),
+            delete_provider_files: self.delete_provider_files.unwrap_or(true),
         };
         config.validate()?;
         Ok(config)
     }
+}
+
+/// `cache.maxAgeDays` (default 30) in ms: a number of days above 0.
+fn max_age_ms(days: Option<f64>) -> Result<Option<u64>, OptionError> {
+    let days = days.unwrap_or(crate::cache::AgeLimit::DEFAULT_MAX_AGE_DAYS);
+    if !days.is_finite() || days <= 0.0 {
+        return Err(OptionError::new(
+            "cache.maxAgeDays",
+            format!("must be a number of days above 0, got {days}"),
+        ));
+    }
+    Ok(Some(
+        (days * crate::cache::AgeLimit::DAY_MS as f64).round() as u64,
+    ))
 }
 
 impl Interceptor {

@@ -27,6 +27,10 @@ pub struct QueueReport {
     /// refusal, or `maxEnqueuedTokens`); in a dry run, the requests that would have waited under
     /// `maxEnqueuedTokens`.
     pub waiting_for_headroom: u64,
+    /// Provider-side files (uploaded inputs, output and error files) deleted once their
+    /// batch's results were journalled, and deletes that failed (each also a warning).
+    pub files_deleted: u64,
+    pub file_deletes_failed: u64,
 }
 
 /// The rows, one per (provider, endpoint, model), in that order.
@@ -56,6 +60,16 @@ impl Report {
 
     pub(super) fn count_batch(&mut self, route: &Route) {
         self.row(route).batches += 1;
+    }
+
+    /// A provider file of `route`'s batch was deleted (or its delete failed).
+    pub(super) fn count_file_delete(&mut self, route: &Route, deleted: bool) {
+        let row = self.row(route);
+        if deleted {
+            row.files_deleted += 1;
+        } else {
+            row.file_deletes_failed += 1;
+        }
     }
 
     /// `requests` of `route` wait (or, in a dry run, would wait) for headroom.
@@ -92,6 +106,8 @@ impl Report {
                 estimated_batch_usd: None,
                 price_note: String::new(),
                 waiting_for_headroom: 0,
+                files_deleted: 0,
+                file_deletes_failed: 0,
             })
     }
 }

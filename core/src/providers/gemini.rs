@@ -532,6 +532,15 @@ impl ProviderAdapter for Gemini {
         json_request("GET", url, &ctx.route.forward_headers, None)
     }
 
+    /// `DELETE {base}/files/{id}` for an uploaded input or a responses file (`files/…`); a
+    /// download URL is no file of the project's storage.
+    fn build_delete_file(&self, ctx: &BatchContext, file: &str) -> Option<HttpRequest> {
+        (file.starts_with("files/") && !file.contains("://")).then(|| {
+            let url = format!("{}/{file}", ctx.route.base_url);
+            json_request("DELETE", url, &ctx.route.forward_headers, None)
+        })
+    }
+
     fn parse_results(&self, _batch_id: &str, body: &str) -> ParsedResults {
         common::parse_jsonl(body, Self::parse_line)
     }

@@ -382,6 +382,11 @@ impl ProviderAdapter for Mistral {
         OpenAi.build_download(ctx, file_id)
     }
 
+    /// `DELETE {base}/files/{id}`, as OpenAI's.
+    fn build_delete_file(&self, ctx: &BatchContext, file_id: &str) -> Option<HttpRequest> {
+        OpenAi.build_delete_file(ctx, file_id)
+    }
+
     fn parse_results(&self, batch_id: &str, body: &str) -> ParsedResults {
         common::parse_jsonl(body, |line| Self::parse_line(batch_id, line))
     }

@@ -519,6 +519,14 @@ pub trait ProviderAdapter: Sync {
     /// `url_or_file` is an entry of [`PollState::Completed::downloads`].
     fn build_download(&self, ctx: &BatchContext, url_or_file: &str) -> HttpRequest;
 
+    /// The request that deletes one of a batch's files at the provider: an uploaded input file
+    /// or an entry of [`PollState::Completed::downloads`]. `None` where it is no file of the
+    /// user's storage (a results URL, a results listing) or the provider has no files
+    /// (Anthropic): the default.
+    fn build_delete_file(&self, _ctx: &BatchContext, _file: &str) -> Option<HttpRequest> {
+        None
+    }
+
     /// A downloaded JSONL results body → synthetic synchronous responses. Never panics; a bad line
     /// is reported in `malformed` and the rest still parse. `batch_id` is named in synthesized
     /// error messages.

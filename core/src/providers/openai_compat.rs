@@ -453,6 +453,16 @@ impl ProviderAdapter for OpenAi {
         )
     }
 
+    /// `DELETE {base}/files/{id}` (OpenAI, Azure, Groq).
+    fn build_delete_file(&self, ctx: &BatchContext, file_id: &str) -> Option<HttpRequest> {
+        Some(json_request(
+            "DELETE",
+            batch_url(ctx.route, &format!("/files/{file_id}")),
+            &ctx.route.forward_headers,
+            None,
+        ))
+    }
+
     /// The output and error files are JSONL.
     fn streams_results(&self) -> bool {
         true

@@ -315,6 +315,11 @@ impl ProviderAdapter for Together {
         OpenAi.build_download(ctx, file_id)
     }
 
+    /// `DELETE {base}/files/{id}`, as OpenAI's.
+    fn build_delete_file(&self, ctx: &BatchContext, file_id: &str) -> Option<HttpRequest> {
+        OpenAi.build_delete_file(ctx, file_id)
+    }
+
     /// Assumed OpenAI-shaped lines (see the module docs).
     fn parse_results(&self, batch_id: &str, body: &str) -> ParsedResults {
         OpenAi.parse_results(batch_id, body)

@@ -16,6 +16,7 @@ pub enum Step {
     Find,
     Poll,
     Download,
+    DeleteFile,
 }
 
 /// How a created batch ends.
@@ -143,6 +144,8 @@ pub struct Fake {
     pub expected: HashMap<String, Expected>,
     pub violations: Vec<String>,
     pub log: Vec<(ProviderId, Step, SerializableRequest)>,
+    /// The files deleted, in order.
+    pub deleted: Vec<String>,
 }
 
 impl Fake {
@@ -159,6 +162,7 @@ impl Fake {
             expected: HashMap::new(),
             violations: Vec::new(),
             log: Vec::new(),
+            deleted: Vec::new(),
         }
     }
 
@@ -221,6 +225,7 @@ impl Fake {
             (_, Step::Poll) => self.poll(provider, target, &auth),
             (ProviderId::OpenAi, Step::Download) => self.openai_download(target, &auth),
             (ProviderId::Anthropic, Step::Download) => self.anthropic_download(target, &auth),
+            (ProviderId::OpenAi, Step::DeleteFile) => self.openai_delete(target, &auth),
             _ => {
                 self.violations.push(format!(
                     "{provider} has no {step:?} call: {} {}",
@@ -271,7 +276,7 @@ impl Fake {
                 v["body"].clone(),
             ));
         }
-        let id = format!("file-in{}", self.files.len() + 1);
+        let id = format!("file-in{}", self.files.len() + self.deleted.len() + 1);
         let bytes = jsonl.len();
         self.files.insert(
             id.clone(),
@@ -701,11 +706,13 @@ impl Fake {
         let answered: HashSet<String> = run.iter().map(|&k| b.lines[k].0.clone()).collect();
         let (completed, failed) = (out.lines().count(), err.lines().count());
         let auth = b.auth.clone();
+        // File ids are never reused: deleted files count too.
+        let deleted = self.deleted.len();
         let file = |files: &mut HashMap<String, FakeFile>, content: String, kind: &str| {
             if content.is_empty() {
                 return None;
             }
-            let id = format!("file-{kind}{}", files.len() + 1);
+            let id = format!("file-{kind}{}", files.len() + deleted + 1);
             files.insert(
                 id.clone(),
                 FakeFile {
@@ -860,6 +867,21 @@ impl Fake {
         }
     }
 
+    /// OpenAI §1: `DELETE /files/{id}`; a second delete of a file is a 404, as OpenAI's.
+    pub fn openai_delete(&mut self, file_id: &str, auth: &[(String, String)]) -> HttpResponse {
+        let Some(file) = self.files.get(file_id) else {
+            return error_response(ProviderId::OpenAi, 404, None);
+        };
+        if file.auth != auth {
+            self.violations.push(format!(
+                "delete of {file_id} carries other headers than its batch"
+            ));
+        }
+        self.files.remove(file_id);
+        self.deleted.push(file_id.to_string());
+        ok(serde_json::json!({"id": file_id, "object": "file", "deleted": true}))
+    }
+
     pub fn anthropic_download(&mut self, id: &str, auth: &[(String, String)]) -> HttpResponse {
         let Some(i) = self.batch_index(ProviderId::Anthropic, id) else {
             self.violations
@@ -900,6 +922,11 @@ pub fn classify_call(req: &SerializableRequest) -> Option<(ProviderId, Step, Str
                 p,
                 Step::Download,
                 path["/files/".len()..path.len() - "/content".len()].to_string(),
+            )),
+            "DELETE" if path.starts_with("/files/") => Some((
+                p,
+                Step::DeleteFile,
+                path["/files/".len()..].to_string(),
             )),
             _ => None,
         };

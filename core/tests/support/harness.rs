@@ -303,6 +303,7 @@ impl Harness {
                             status,
                             headers,
                             body,
+                            ..
                         } => {
                             assert_eq!(&stored, fingerprint, "the place holds this answer");
                             Some((

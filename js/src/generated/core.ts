@@ -23,7 +23,21 @@ keepAnswers?: boolean, maxConcurrentBatches?: number, costLimitUsd?: number, max
  * Hosts the user declared (`[{baseUrl, provider, completionWindow?, maxRequests?,
  * maxFileBytes?, maxInlineBytes?}]`; `maxInlineBytes` for Gemini hosts only).
  */
-hosts: Array<HostSpec>, };
+hosts: Array<HostSpec>, 
+/**
+ * Days a journalled answer is kept (`cache: { maxAgeDays }`; default 30, the providers'
+ * result retention).
+ */
+cacheMaxAgeDays?: number, 
+/**
+ * `deleteProviderFiles` (default true).
+ */
+deleteProviderFiles?: boolean, 
+/**
+ * The host's clocks at one instant (host options): wall (ms since the epoch) and the
+ * monotonic `now` it passes the engine.
+ */
+clockWallMs?: number, clockMonotonicMs?: number, };
 
 export type HostBatcherOptions = { maxBatchSize: number, maxDelayMs: number, maxQueueSize?: number, maxConcurrentBatches?: number, retryAttempts?: number, retryBackoffMs?: number, retryMaxBackoffMs?: number, timeoutMs?: number, jitterSeed?: number, };
 
@@ -37,7 +51,7 @@ option: string,
  */
 message: string, };
 
-export type FailCode = "ERR_BATCHLING_CLOSED" | "ERR_BATCHLING_CANCELLED" | "ERR_BATCHLING_AMBIGUOUS_CREATE" | "ERR_BATCHLING_PROTOCOL" | "ERR_BATCHLING_PROVIDER_UNAVAILABLE" | "ERR_BATCHLING_COST_LIMIT";
+export type FailCode = "ERR_BATCHLING_CLOSED" | "ERR_BATCHLING_CANCELLED" | "ERR_BATCHLING_AMBIGUOUS_CREATE" | "ERR_BATCHLING_PROTOCOL" | "ERR_BATCHLING_PROVIDER_UNAVAILABLE" | "ERR_BATCHLING_COST_LIMIT" | "ERR_BATCHLING_BATCH_GONE";
 
 export type SerializableRequest = { method: string, url: string, headers: Array<[string, string]>, body: string, 
 /**
@@ -78,7 +92,12 @@ estimatedSyncUsd: number | null, estimatedBatchUsd: number | null, priceNote: st
  * refusal, or `maxEnqueuedTokens`); in a dry run, the requests that would have waited under
  * `maxEnqueuedTokens`.
  */
-waitingForHeadroom: number, };
+waitingForHeadroom: number, 
+/**
+ * Provider-side files (uploaded inputs, output and error files) deleted once their
+ * batch's results were journalled, and deletes that failed (each also a warning).
+ */
+filesDeleted: number, fileDeletesFailed: number, };
 
 export type EngineStatus = { 
 /**
