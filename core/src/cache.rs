@@ -393,7 +393,8 @@ impl Cache {
     fn answered(&mut self, fp: Fingerprint, place: AnswerPlace, at_ms: Option<u64>) {
         self.intents.remove(&fp);
         self.submitted.remove(&fp);
-        let expired = matches!((self.age_limit, at_ms), (Some(limit), Some(at)) if limit.expired(at));
+        let expired =
+            matches!((self.age_limit, at_ms), (Some(limit), Some(at)) if limit.expired(at));
         if expired {
             self.results.remove(&fp);
             self.answered_at.remove(&fp);
@@ -469,12 +470,16 @@ impl Cache {
 
     /// When the batch this fingerprint was submitted in was accepted, if its record says.
     pub fn submitted_at(&self, fingerprint: &Fingerprint) -> Option<u64> {
-        self.submitted.get(fingerprint).and_then(|batch| batch.at_ms)
+        self.submitted
+            .get(fingerprint)
+            .and_then(|batch| batch.at_ms)
     }
 
     /// Whether the journal still points a request at this batch (submitted, not answered).
     pub fn has_pending_in(&self, batch_id: &str) -> bool {
-        self.submitted.values().any(|batch| batch.value.1 == batch_id)
+        self.submitted
+            .values()
+            .any(|batch| batch.value.1 == batch_id)
     }
 
     pub fn intent(&self, fingerprint: &Fingerprint) -> Option<&BatchPlace> {
@@ -917,6 +922,102 @@ mod tests {
         let mut cache = Cache::default();
         assert!(cache.load(&journal(&lines)).is_empty());
         assert!(!cache.should_compact());
+    }
+
+    fn dated_result(n: u8, at_ms: Option<u64>) -> String {
+        CacheRecord::Result {
+            fingerprint: fp(n),
+            status: 200,
+            headers: vec![],
+            body: format!("{{\"n\":{n}}}"),
+            at_ms,
+        }
+        .to_line()
+    }
+
+    #[test]
+    fn answers_past_the_age_limit_are_dropped_and_undated_ones_kept() {
+        const DAY: u64 = AgeLimit::DAY_MS;
+        let now = 100 * DAY;
+        let text = journal(&[
+            intent(&[1, 2, 3, 4]),
+            submitted("batch_1", &[1, 2, 3, 4]),
+            dated_result(1, Some(now - 31 * DAY)),
+            dated_result(2, Some(now - 29 * DAY)),
+            dated_result(3, None),
+            dated_result(4, Some(now - 40 * DAY)),
+        ]);
+        let limit = AgeLimit {
+            now_ms: now,
+            max_age_ms: 30 * DAY,
+        };
+        let mut cache = Cache::default().with_age_limit(Some(limit));
+        assert!(cache.load(&text).is_empty());
+        assert!(cache.result(&key(1)).is_none(), "31 days old");
+        assert!(cache.result(&key(2)).is_some(), "29 days old");
+        assert!(cache.result(&key(3)).is_some(), "no time: kept");
+        assert!(cache.result(&key(4)).is_none());
+        // An expired answer still ends its batch: a re-run asks anew, it resumes nothing.
+        assert!(cache.submitted(&key(1)).is_none() && cache.intent(&key(1)).is_none());
+        let stats = cache.stats();
+        assert_eq!(
+            stats,
+            CacheStats {
+                lines: 6,
+                live_lines: 2,
+                answers: 2,
+                undated_answers: 1,
+                expired_answers: 2,
+                live_batches: 0,
+                intents: 0,
+                damaged_lines: 0,
+                oldest_answer_ms: Some(now - 29 * DAY),
+                newest_answer_ms: Some(now - 29 * DAY),
+                max_age_ms: Some(30 * DAY),
+            }
+        );
+        // One expired answer is reason enough to rewrite, and the rewrite leaves it out.
+        let mut few = Cache::default().with_age_limit(Some(limit));
+        let lines = [
+            dated_result(1, Some(now - 31 * DAY)),
+            dated_result(2, Some(now)),
+            dated_result(3, Some(now)),
+            dated_result(5, Some(now)),
+        ];
+        assert!(few.load(&journal(&lines)).is_empty());
+        assert!(few.should_compact());
+        let text = journal(&lines);
+        let new = write_compacted(&text, &few.compaction());
+        assert!(few.compacted());
+        assert!(!new.contains(&lines[0]) && new.contains(&lines[1]));
+        assert_eq!(few.stats().expired_answers, 0, "gone from the journal");
+        assert!(!few.should_compact());
+        // Without a limit, every answer stays.
+        let mut all = Cache::default();
+        assert!(all.load(&journal(&lines)).is_empty());
+        assert!(all.result(&key(1)).is_some() && !all.should_compact());
+    }
+
+    #[test]
+    fn a_batchs_time_survives_compaction_and_old_lines_without_one_load() {
+        let line = CacheRecord::Submitted {
+            place: place(),
+            batch_id: "batch_9".into(),
+            fingerprints: vec![fp(1), fp(2)],
+            at_ms: Some(1234),
+        }
+        .to_line();
+        let text = journal(&[line, result(1, "{}"), submitted("batch_8", &[3])]);
+        let mut cache = Cache::default();
+        assert!(cache.load(&text).is_empty());
+        assert_eq!(cache.submitted_at(&key(2)), Some(1234));
+        assert_eq!(cache.submitted_at(&key(3)), None, "written without a time");
+        assert!(cache.has_pending_in("batch_9") && cache.has_pending_in("batch_8"));
+        assert!(!cache.has_pending_in("batch_7"));
+        let new = write_compacted(&text, &cache.compaction());
+        let mut again = Cache::default();
+        assert!(again.load(&new).is_empty());
+        assert_eq!(again.submitted_at(&key(2)), Some(1234));
     }
 
     #[test]

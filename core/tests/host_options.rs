@@ -169,7 +169,7 @@ fn batchify_option_errors_name_the_option_and_the_rule() {
         (json!({ "maxEnqueuedTokens": 0 }), "maxEnqueuedTokens", "must be an integer >= 1, got 0"),
         (json!({ "maxEnqueuedTokens": 1.5 }), "maxEnqueuedTokens", "must be an integer >= 1, got 1.5"),
         (json!({ "maxEnqueuedTokens": "2000000" }), "maxEnqueuedTokens", "must be an integer >= 1, got 2000000"),
-        (json!({ "batchsize": 10 }), "batchsize", "unknown option; known options: batchSize, batchWindowMs, pollIntervalMs, dryRun, cache, retry, onEvent, hosts, maxEnqueuedTokens"),
+        (json!({ "batchsize": 10 }), "batchsize", "unknown option; known options: batchSize, batchWindowMs, pollIntervalMs, dryRun, cache, retry, onEvent, hosts, maxEnqueuedTokens, deleteProviderFiles"),
         (json!({ "hosts": {} }), "hosts", "must be an array like [{ baseUrl: \"https://host/v1\", provider: \"openai\" }]"),
         (json!({ "hosts": [null] }), "hosts[0]", "must be an object { baseUrl, provider, completionWindow?, maxRequests?, maxFileBytes?, maxInlineBytes? }"),
         (json!({ "hosts": [{ "baseUrl": "https://x.example/v1" }] }), "hosts[0].provider", "must be a non-empty string, got undefined"),

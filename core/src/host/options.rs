@@ -437,7 +437,9 @@ fn cache(value: Js<'_>) -> Result<Option<f64>, OptionError> {
     };
     let max_age_days = match cache.get("maxAgeDays") {
         Js::Undefined => None,
-        Js::Number(days) if days.as_f64().is_some_and(|d| d.is_finite() && d > 0.0) => days.as_f64(),
+        Js::Number(days) if days.as_f64().is_some_and(|d| d.is_finite() && d > 0.0) => {
+            days.as_f64()
+        }
         other => {
             return Err(OptionError::new(
                 "cache.maxAgeDays",

@@ -783,7 +783,9 @@ impl Interceptor {
         let job = self.jobs.remove(&job_id).expect("job exists");
         let batch_id = job.batch_id().unwrap_or_default();
         let age = match (submitted_at, self.wall_ms()) {
-            (Some(at), Some(now)) => format!("submitted {} ago", describe_age(now.saturating_sub(at))),
+            (Some(at), Some(now)) => {
+                format!("submitted {} ago", describe_age(now.saturating_sub(at)))
+            }
             _ => "submitted by an earlier run (its age was not recorded)".to_string(),
         };
         let message = format!(

@@ -267,8 +267,9 @@ impl Interceptor {
             vec![fingerprint.clone()],
             state,
         );
-        job.resumed_from =
-            Some(cache::Fingerprint::parse(&fingerprint).and_then(|fp| self.cache.submitted_at(&fp)));
+        job.resumed_from = Some(
+            cache::Fingerprint::parse(&fingerprint).and_then(|fp| self.cache.submitted_at(&fp)),
+        );
         self.jobs.insert(id, job);
         self.hold_for_refusal(id, &route, &fingerprint, body);
     }

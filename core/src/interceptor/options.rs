@@ -211,7 +211,7 @@ fn max_age_ms(days: Option<f64>) -> Result<Option<u64>, OptionError> {
         ));
     }
     Ok(Some(
-        (days * crate::cache::AgeLimit::DAY_MS as f64).round() as u64,
+        (days * crate::cache::AgeLimit::DAY_MS as f64).round() as u64
     ))
 }
 

@@ -923,11 +923,9 @@ pub fn classify_call(req: &SerializableRequest) -> Option<(ProviderId, Step, Str
                 Step::Download,
                 path["/files/".len()..path.len() - "/content".len()].to_string(),
             )),
-            "DELETE" if path.starts_with("/files/") => Some((
-                p,
-                Step::DeleteFile,
-                path["/files/".len()..].to_string(),
-            )),
+            "DELETE" if path.starts_with("/files/") => {
+                Some((p, Step::DeleteFile, path["/files/".len()..].to_string()))
+            }
             _ => None,
         };
     }
