@@ -41,8 +41,18 @@ export interface BatchifyOptions {
   dryRun?: boolean;
   /** The persistent request cache. Node: on by default, at `.batchling/cache.jsonl`; `{ path }`
    * picks the file. Browsers and edge runtimes: `{ storage }`, any async get/put/delete store
-   * (in memory by default). `false` turns it off. */
-  cache?: boolean | { path: string } | { storage: import("./storage.js").KeyValueStorage; prefix?: string };
+   * (in memory by default). `false` turns it off. `maxAgeDays` (default 30, the providers' result
+   * retention): answers journalled longer ago are dropped when the journal is loaded (and left
+   * out when it is compacted), so they are asked again. */
+  cache?:
+    | boolean
+    | { path: string; maxAgeDays?: number }
+    | { storage: import("./storage.js").KeyValueStorage; prefix?: string; maxAgeDays?: number }
+    | { maxAgeDays: number };
+  /** Delete a batch's files at the provider (uploaded input, output and error files) once its
+   * answers are journalled (default true), so they do not fill your storage quota there. Best
+   * effort: a failed delete is a warning event; the close report counts both. */
+  deleteProviderFiles?: boolean;
   /** Retries of provider calls on 429 / 5xx / transport errors. */
   retry?: { attempts?: number; backoffMs?: number; maxBackoffMs?: number };
   /** Lifecycle events: queued, submitting, submitted, polled, finished, results, cache hit, retry. */
@@ -522,7 +532,8 @@ export function newEngine(
   tagSeed: number,
   limits: { maxConcurrentBatches?: number; costLimitUsd?: number; keepAnswers?: boolean } = {},
 ): InterceptorEngine {
-  const host = JSON.stringify({ ...limits, cache: caching, tagSeed });
+  // Journal times are wall-clock times; the engine's `now` is monotonic: both at one instant.
+  const host = JSON.stringify({ ...limits, cache: caching, tagSeed, clockWallMs: Date.now(), clockMonotonicMs: Math.floor(now()) });
   // A cache's storage is the host's object: the core only needs to know it is one.
   const user = optionsJson(options, { hostObjects: ["storage"] });
   const engineOptions = coreAnswer<{ options: InterceptorOptions }>(loadInterceptorBackend().checkInterceptorOptions(user, host)).options;

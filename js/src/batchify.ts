@@ -2,8 +2,8 @@
 // AsyncLocalStorage, and the cache journal in a file.
 import { AsyncLocalStorage } from "node:async_hooks";
 import { randomInt } from "node:crypto";
-import { appendFileSync, chmodSync, closeSync, existsSync, fsyncSync, mkdirSync, openSync, readSync, renameSync, rmSync, writeSync } from "node:fs";
-import { dirname, resolve as resolvePath } from "node:path";
+import { appendFileSync, chmodSync, closeSync, existsSync, fsyncSync, mkdirSync, openSync, readSync, renameSync, rmSync, writeFileSync, writeSync } from "node:fs";
+import { dirname, join, resolve as resolvePath } from "node:path";
 import { BatchifyHost, newEngine, type BatchifyContext, type BatchifyOptions } from "./batchify-host.js";
 import "./engine-node.js";
 import { loadInterceptorBackend } from "./engine.js";
@@ -27,15 +27,16 @@ function installHook(): void {
   globalThis.fetch = hooked as typeof fetch;
 }
 
-const DEFAULT_CACHE_PATH = ".batchling/cache.jsonl";
+export const DEFAULT_CACHE_PATH = ".batchling/cache.jsonl";
 
 /** Bytes of the journal file read per chunk while loading. */
 const LOAD_CHUNK_BYTES = 1 << 20;
 
 /** The journal as a file of JSON lines, created 0600. Appends are synchronous, so a record is
  * on disk before the provider call that depends on it is made. Loaded in chunks (never the whole
- * file in one string); a cache hit reads its answer's line by offset. */
-class FileJournal implements JournalStore {
+ * file in one string); a cache hit reads its answer's line by offset. A directory it creates
+ * gets a `.gitignore` of `*`, so the answers it holds stay out of a repository. */
+export class FileJournal implements JournalStore {
   /** Open for reading answers, from the first hit until close. */
   #fd: number | undefined;
   /** The file ends with a torn line without `\n`: end it before the next append. */
@@ -68,7 +69,11 @@ class FileJournal implements JournalStore {
   /** One write for the records of one engine step (a batch's results come together). */
   async append(lines: string[]): Promise<void> {
     if (!existsSync(this.path)) {
-      mkdirSync(dirname(this.path), { recursive: true });
+      const dir = dirname(this.path);
+      // Only a directory made here: a journal in an existing directory leaves it as it is.
+      if (mkdirSync(dir, { recursive: true }) !== undefined) {
+        writeFileSync(join(dir, ".gitignore"), "# Written by batchling: the cache journal holds model answers.\n*\n", { flag: "wx" });
+      }
       appendFileSync(this.path, "", { mode: 0o600 });
       chmodSync(this.path, 0o600);
     }

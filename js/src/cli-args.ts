@@ -83,6 +83,10 @@ Job runs (a Batch's state file; nothing is sent):
   batchling jobs status <stateFile>                     jobs, ok, failed, pending and total cost
   batchling jobs results <stateFile> [--format csv|json] every finished job's result on stdout
 
+The request cache (its journal; nothing is sent):
+  batchling cache stats [--path P] [--max-age-days N] [--json]   answers kept and expired, batches to resume
+  batchling cache prune [--path P] [--max-age-days N]            drop expired answers and superseded lines
+
 Example:
   batchling examples/summarize.mjs:main --count=2 --dry-run`;
 

@@ -9,6 +9,7 @@ import { batchify, type BatchifyReport, type BatchlingEvent, type QueueReport } 
 import { BatchlingError } from "./errors.js";
 import { CliUsageError, HELP_TEXT, parseCliArgs, type CliArgs } from "./cli-args.js";
 import { runJobsCommand } from "./cli-jobs.js";
+import { runCacheCommand } from "./cli-cache.js";
 
 /** A problem the user can fix without a stack trace (missing script, missing export): exit 1. */
 class CliError extends Error {
@@ -268,6 +269,8 @@ function write(stream: NodeJS.WriteStream, text: string): Promise<void> {
 async function runCli(argv: readonly string[]): Promise<number> {
   // `batchling jobs status|results <stateFile>`: inspect a Batch run (cli-jobs.ts).
   if (argv[0] === "jobs") return runJobsCommand(argv.slice(1));
+  // `batchling cache stats|prune`: the request cache's journal (cli-cache.ts).
+  if (argv[0] === "cache") return runCacheCommand(argv.slice(1));
   let args: CliArgs;
   try {
     args = parseCliArgs(argv);

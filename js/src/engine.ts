@@ -58,6 +58,10 @@ export interface InterceptorEngine {
    * place; then `journalCompacted()`. */
   journalCompaction(): string;
   journalCompacted(): boolean;
+  /** `batchling cache prune`: the live lines (JSON `CompactLine[]`) whatever share is superseded. */
+  journalPrune(): string;
+  /** `batchling cache stats`: the loaded journal's `CacheStats` as JSON. */
+  cacheStats(): string;
   /** `arrivedMs`: when the call reached the host (a client's own timer runs from then); the
    * submit time when left out. */
   submit(nowMs: number, request: number, method: string, url: string, headersJson: string, body: string, arrivedMs?: number): string;

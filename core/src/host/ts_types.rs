@@ -9,7 +9,7 @@ mod tests {
     use ts_rs::{Config, TS};
 
     use crate::batcher::{HostBatcherOptions, Status};
-    use crate::cache::{AnswerPlace, CompactLine};
+    use crate::cache::{AnswerPlace, CacheStats, CompactLine};
     use crate::host::jobs::{FileType, JobProvider};
     use crate::host::run_state::{JobSource, RunState, RunSummary, SourceKind};
     use crate::host::wire;
@@ -42,6 +42,7 @@ mod tests {
             LifecycleEvent::decl(&cfg),
             AnswerPlace::decl(&cfg),
             CompactLine::decl(&cfg),
+            CacheStats::decl(&cfg),
             Output::decl(&cfg),
             QueueReport::decl(&cfg),
             Status::decl(&cfg),

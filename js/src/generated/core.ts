@@ -79,6 +79,44 @@ export type AnswerPlace = { line: number, offset: number, length: number, };
 
 export type CompactLine = { "write": string } | { "copy": AnswerPlace };
 
+export type CacheStats = { 
+/**
+ * Lines read, blank and damaged ones included.
+ */
+lines: number, 
+/**
+ * Lines a compaction keeps.
+ */
+liveLines: number, 
+/**
+ * Answers kept (within the age limit, or without a time).
+ */
+answers: number, 
+/**
+ * Answers kept that have no time (journalled before batchling recorded one): never aged out.
+ */
+undatedAnswers: number, 
+/**
+ * Answers past the age limit: dropped at load, left out by the next compaction.
+ */
+expiredAnswers: number, 
+/**
+ * Provider batches a re-run would resume (submitted, not yet answered).
+ */
+liveBatches: number, 
+/**
+ * Creates whose outcome is unknown (a re-run looks their batch up by its tag).
+ */
+intents: number, damagedLines: number, 
+/**
+ * The oldest and newest kept answer's time (ms since the epoch), among those that have one.
+ */
+oldestAnswerMs: number | null, newestAnswerMs: number | null, 
+/**
+ * The age limit applied, in ms; `None` without one.
+ */
+maxAgeMs: number | null, };
+
 export type Output = { "type": "passThrough", request: number, reason: string, } | { "type": "send", call: number, http: SerializableRequest, stream?: "lines", } | { "type": "respond", request: number, status: number, headers: Array<[string, string]>, body: string, } | { "type": "respondStored", request: number, fingerprint: string, place: AnswerPlace, } | { "type": "jobResult", request: number, ok: boolean, costUsd: number | null, line: string, } | { "type": "fail", request: number, code: FailCode, message: string, } | { "type": "persist", line: string, } | { "type": "event", event: LifecycleEvent, } | { "type": "drained" };
 
 export type QueueReport = { provider: ProviderId, endpoint: string, model: string, requests: number, batches: number, cacheHits: number, 
