@@ -113,9 +113,10 @@ function formatStats(path: string, bytes: number, s: CacheStats): string {
 
 async function run(command: CacheCommand): Promise<number> {
   const path = resolvePath(command.path);
+  // The options first: a bad --max-age-days is a usage error wherever the journal is.
+  const engine = cacheEngine(path, command.maxAgeDays);
   if (!existsSync(path)) throw new CacheError(`no cache journal at ${path}`);
   if (statSync(path).isDirectory()) throw new CacheError(`${path} is a directory, not a cache journal`);
-  const engine = cacheEngine(path, command.maxAgeDays);
   const journal = new FileJournal(path);
   await journal.load((text) => void engine.loadCache(text));
   const stats = JSON.parse(engine.cacheStats()) as CacheStats;

@@ -353,6 +353,13 @@ export function mistralRoutes() {
       return file ? { status: 200, raw: file.data, contentType: 'application/octet-stream' } : notFound('File', id);
     }),
 
+    // DELETE /v1/files/{id} → {id, object:"file", deleted:true} (the SDK's files.delete).
+    route('mistral.files.delete', 'DELETE', '/files/([^/]+)', (ctx, [id]) => {
+      if (!getFile(ctx.state, id)) return notFound('File', id);
+      ctx.state.files.delete(id);
+      return { status: 200, json: { id, object: 'file', deleted: true } };
+    }),
+
     route('mistral.batches.create', 'POST', '/batch/jobs', (ctx) => {
       if (ctx.jsonError) return error(400, ctx.jsonError);
       const body = ctx.json ?? {};

@@ -251,6 +251,13 @@ export function togetherRoutes() {
       return { status: 200, raw: file.data, contentType: 'application/octet-stream' };
     }),
 
+    // DELETE /v1/files/{id} → {id, deleted:true} (the SDK's files.delete).
+    route('together.files.delete', 'DELETE', `${P}\\/files\\/([^/]+)`, (ctx, [id]) => {
+      if (!getFile(ctx.state, id)) return notFound('File', id);
+      ctx.state.files.delete(id);
+      return { status: 200, json: { id, deleted: true } };
+    }),
+
     route('together.batches.create', 'POST', `${P}\\/batches`, (ctx) => {
       if (ctx.jsonError) return error(400, ctx.jsonError);
       const body = ctx.json ?? {};

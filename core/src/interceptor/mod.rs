@@ -252,7 +252,13 @@ impl Interceptor {
         self.run_timers(now_ms);
         self.absorb_batcher(now_ms);
         self.admit_jobs(now_ms);
-        if self.closing && self.request_entry.is_empty() && !self.drained_sent {
+        // Drained once every caller is answered and the provider-file deletes are done (a
+        // host may exit then).
+        if self.closing
+            && self.request_entry.is_empty()
+            && self.file_deletes.is_empty()
+            && !self.drained_sent
+        {
             self.drained_sent = true;
             self.outputs.push(Output::Drained);
         }
