@@ -475,11 +475,13 @@ impl Cache {
             .and_then(|batch| batch.at_ms)
     }
 
-    /// Whether the journal still points a request at this batch (submitted, not answered).
-    pub fn has_pending_in(&self, batch_id: &str) -> bool {
+    /// Whether the journal still points a request at this batch, submitted (by its id) or
+    /// only intended (by its tag: a create whose outcome a run never learnt), and not answered.
+    pub fn has_pending_in(&self, batch_id: &str, tag: &str) -> bool {
         self.submitted
             .values()
             .any(|batch| batch.value.1 == batch_id)
+            || self.intents.values().any(|place| place.value.tag == tag)
     }
 
     pub fn intent(&self, fingerprint: &Fingerprint) -> Option<&BatchPlace> {
@@ -1012,8 +1014,10 @@ mod tests {
         assert!(cache.load(&text).is_empty());
         assert_eq!(cache.submitted_at(&key(2)), Some(1234));
         assert_eq!(cache.submitted_at(&key(3)), None, "written without a time");
-        assert!(cache.has_pending_in("batch_9") && cache.has_pending_in("batch_8"));
-        assert!(!cache.has_pending_in("batch_7"));
+        assert!(cache.has_pending_in("batch_9", "-") && cache.has_pending_in("batch_8", "-"));
+        assert!(!cache.has_pending_in("batch_7", "-"));
+        assert!(cache.load(&format!("{}\n", intent(&[4]))).is_empty());
+        assert!(cache.has_pending_in("batch_7", "t"), "an intent of its tag");
         let new = write_compacted(&text, &cache.compaction());
         let mut again = Cache::default();
         assert!(again.load(&new).is_empty());

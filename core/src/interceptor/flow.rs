@@ -522,7 +522,7 @@ impl Interceptor {
                 for fp in &job.fingerprints {
                     self.answer_entry(fp, response.clone(), false);
                 }
-                self.delete_provider_files(&job.route, &batch_id, job.provider_files);
+                self.delete_provider_files(&job.route, &batch_id, &job.tag, job.provider_files);
             }
         }
     }
@@ -604,18 +604,24 @@ impl Interceptor {
             let response = adapter.ended_response(&batch_id, kind, &message);
             self.answer_entry(&fp, response, false);
         }
-        self.delete_provider_files(&job.route, &batch_id, job.provider_files);
+        self.delete_provider_files(&job.route, &batch_id, &job.tag, job.provider_files);
     }
 
     /// The batch is over and every answer it holds is journalled (this step's records go out
     /// before its calls): delete its files at the provider, so they do not fill the user's
     /// storage quota. Not while the journal still points a request at the batch (a resumed
     /// batch with requests no caller asked for this run): a later run downloads them.
-    fn delete_provider_files(&mut self, route: &Route, batch_id: &str, files: Vec<String>) {
-        if !self.config.delete_provider_files || files.is_empty() {
-            return;
-        }
-        if self.cache.has_pending_in(batch_id) {
+    fn delete_provider_files(
+        &mut self,
+        route: &Route,
+        batch_id: &str,
+        tag: &str,
+        files: Vec<String>,
+    ) {
+        if !self.config.delete_provider_files
+            || files.is_empty()
+            || self.cache.has_pending_in(batch_id, tag)
+        {
             return;
         }
         let adapter = adapter(route.provider);
