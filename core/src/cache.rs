@@ -159,6 +159,14 @@ pub enum CacheRecord {
     /// These requests' batch ended without running them (expired, cancelled, failed): a re-run
     /// submits them again instead of resuming that batch.
     Released { fingerprints: Vec<String> },
+    /// The user cancelled this batch (`batchling batches cancel`): requests of it that did not
+    /// run get the cancelled answer (499), now and in every later run; they are never submitted
+    /// again (a batch that ends cancelled without this record is taken as the provider's doing,
+    /// and its requests are released).
+    Cancelled {
+        batch_id: String,
+        fingerprints: Vec<String>,
+    },
     /// The answer for one request, as its caller received it.
     Result {
         fingerprint: String,
@@ -220,6 +228,8 @@ pub struct Cache {
     submitted: HashMap<Fingerprint, Arc<Recorded<(BatchPlace, String)>>>,
     /// fingerprint -> place of a create whose outcome is unknown
     intents: HashMap<Fingerprint, Arc<Recorded<BatchPlace>>>,
+    /// fingerprint -> batch id, for requests of a batch the user cancelled that have no answer.
+    cancelled: HashMap<Fingerprint, Arc<Recorded<String>>>,
     /// Whether answers are indexed: a store that drops result lines (the job runner's state
     /// file) has none to read back, so the cache keeps nothing for them.
     keep_answers: bool,
@@ -242,6 +252,7 @@ impl Cache {
             results: HashMap::new(),
             submitted: HashMap::new(),
             intents: HashMap::new(),
+            cancelled: HashMap::new(),
             keep_answers,
             end_line: 0,
             end_offset: 0,
@@ -310,6 +321,7 @@ impl Cache {
     fn answered(&mut self, fp: Fingerprint, place: AnswerPlace) {
         self.intents.remove(&fp);
         self.submitted.remove(&fp);
+        self.cancelled.remove(&fp);
         if self.keep_answers {
             self.results.insert(fp, place);
         }
@@ -356,6 +368,21 @@ impl Cache {
                     self.submitted.remove(&fp);
                 }
             }
+            CacheRecord::Cancelled {
+                batch_id,
+                fingerprints,
+            } => {
+                let fps = parse_all(fingerprints)?;
+                let batch = Arc::new(Recorded {
+                    line,
+                    value: batch_id.clone(),
+                });
+                for fp in fps {
+                    if !self.results.contains_key(&fp) {
+                        self.cancelled.insert(fp, Arc::clone(&batch));
+                    }
+                }
+            }
             CacheRecord::Result { .. } => {}
         }
         Ok(())
@@ -374,6 +401,13 @@ impl Cache {
         self.intents.get(fingerprint).map(|place| &place.value)
     }
 
+    /// The batch the user cancelled this request with, while it has no answer.
+    pub fn cancelled(&self, fingerprint: &Fingerprint) -> Option<&str> {
+        self.cancelled
+            .get(fingerprint)
+            .map(|batch| batch.value.as_str())
+    }
+
     pub fn forget_intent(&mut self, fingerprint: &str) {
         if let Some(fp) = Fingerprint::parse(fingerprint) {
             self.intents.remove(&fp);
@@ -387,7 +421,9 @@ impl Cache {
             self.intents.values().map(Arc::as_ptr).collect();
         let submitted: HashSet<*const Recorded<(BatchPlace, String)>> =
             self.submitted.values().map(Arc::as_ptr).collect();
-        (self.results.len() + intents.len() + submitted.len()) as u64
+        let cancelled: HashSet<*const Recorded<String>> =
+            self.cancelled.values().map(Arc::as_ptr).collect();
+        (self.results.len() + intents.len() + submitted.len() + cancelled.len()) as u64
     }
 
     /// The journal's lines (blank and damaged ones included).
@@ -441,6 +477,24 @@ impl Cache {
             let line = CacheRecord::Submitted {
                 place: rec.value.0.clone(),
                 batch_id: rec.value.1.clone(),
+                fingerprints,
+            }
+            .to_line();
+            live.push((rec.line, CompactLine::Write(line), None));
+        }
+        let mut cancels: HashMap<*const Recorded<String>, (&Recorded<String>, Vec<String>)> =
+            HashMap::new();
+        for (fp, rec) in &self.cancelled {
+            cancels
+                .entry(Arc::as_ptr(rec))
+                .or_insert_with(|| (&**rec, Vec::new()))
+                .1
+                .push(fp.to_string());
+        }
+        for (rec, mut fingerprints) in cancels.into_values() {
+            fingerprints.sort();
+            let line = CacheRecord::Cancelled {
+                batch_id: rec.value.clone(),
                 fingerprints,
             }
             .to_line();

@@ -373,6 +373,7 @@ impl Interceptor {
             batch_id: batch_id.clone(),
             next_poll_ms: Some(now_ms + self.config.poll_interval_ms),
         };
+        job.progress_origin = Some((now_ms, 0));
         let event = LifecycleEvent::BatchSubmitted {
             job: job_id,
             provider: job.route.provider,
@@ -438,6 +439,9 @@ impl Interceptor {
     fn polled(&mut self, now_ms: u64, job_id: JobId, report: PollReport) {
         let job = self.jobs.get_mut(&job_id).expect("job exists");
         let batch_id = job.batch_id().unwrap_or_default().to_string();
+        let done = report.completed + report.failed;
+        let origin = *job.progress_origin.get_or_insert((now_ms, done));
+        let eta_ms = eta_ms(origin, (now_ms, done), report.total);
         self.outputs.push(Output::Event {
             event: LifecycleEvent::BatchPolled {
                 job: job_id,
@@ -446,6 +450,7 @@ impl Interceptor {
                 total: report.total,
                 completed: report.completed,
                 failed: report.failed,
+                eta_ms,
             },
         });
         if !job.held.is_empty()
@@ -686,7 +691,9 @@ impl Interceptor {
         let backoff = self.backoff_ms(attempt);
         let delay_ms = retry_after_ms.map_or(backoff, |r| r.max(backoff / 2));
         let step = next_call.as_str();
+        let max_attempts = self.config.call_attempts.saturating_sub(1);
         let job = self.jobs.get_mut(&job_id).expect("job exists");
+        let host = url_host(&job.route.base_url).to_string();
         job.retries.push(Retry {
             at_ms: now_ms + delay_ms,
             call: next_call,
@@ -695,8 +702,10 @@ impl Interceptor {
             job: job_id,
             step: step.into(),
             attempt,
+            max_attempts,
             delay_ms,
             reason,
+            host,
         });
     }
 
@@ -706,9 +715,56 @@ impl Interceptor {
     }
 }
 
+/// Time left for a batch at the rate its requests finished between `origin` and `now` (each a
+/// time and a count of finished requests); `None` before any progress was seen. The rate is
+/// this run's observation: a batch resumed half done counts from where this run found it.
+pub(crate) fn eta_ms(origin: (u64, u64), now: (u64, u64), total: u64) -> Option<u64> {
+    let (t0, done0) = origin;
+    let (t1, done1) = now;
+    if done1 >= total && total > 0 {
+        return Some(0);
+    }
+    if done1 <= done0 || t1 <= t0 {
+        return None;
+    }
+    let remaining = total.saturating_sub(done1) as u128;
+    let per = (t1 - t0) as u128;
+    let eta = remaining * per / (done1 - done0) as u128;
+    Some(eta.min(u64::MAX as u128) as u64)
+}
+
+/// `api.openai.com` of `https://api.openai.com/v1`.
+fn url_host(url: &str) -> &str {
+    let rest = url.split_once("://").map_or(url, |(_, r)| r);
+    let end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+    &rest[..end]
+}
+
 /// `Retry-After` in seconds (the form the providers send), as milliseconds.
 fn retry_after_ms(response: &HttpResponse) -> Option<u64> {
     let value = response.header("retry-after")?.trim();
     let seconds: f64 = value.parse().ok()?;
     (seconds.is_finite() && seconds >= 0.0).then(|| (seconds * 1000.0).round() as u64)
+}
+
+#[cfg(test)]
+mod eta_tests {
+    use super::{eta_ms, url_host};
+
+    #[test]
+    fn eta_is_the_remaining_requests_at_the_observed_rate() {
+        // 40 of 100 done in 60 s since submission: 60 left at 1.5 s each.
+        assert_eq!(eta_ms((1_000, 0), (61_000, 40), 100), Some(90_000));
+        // Counted from where this run first saw a resumed batch.
+        assert_eq!(eta_ms((0, 50), (10_000, 60), 100), Some(40_000));
+        assert_eq!(eta_ms((0, 0), (10_000, 0), 100), None, "no progress yet");
+        assert_eq!(eta_ms((0, 0), (0, 0), 0), None);
+        assert_eq!(eta_ms((0, 0), (5_000, 100), 100), Some(0), "all done");
+    }
+
+    #[test]
+    fn the_host_of_a_base_url() {
+        assert_eq!(url_host("https://api.openai.com/v1"), "api.openai.com");
+        assert_eq!(url_host("http://127.0.0.1:9/x?y"), "127.0.0.1:9");
+    }
 }

@@ -9,7 +9,7 @@ use std::sync::Arc;
 use crate::batcher::{Action as BatcherAction, Event as BatcherEvent};
 use crate::cache::{self, BatchPlace};
 use crate::http::HttpRequest;
-use crate::providers::{self, PassThrough, Route};
+use crate::providers::{self, adapter, EndKind, PassThrough, Route};
 
 use super::abort::ClientTimer;
 use super::io::{FailCode, LifecycleEvent, Output, RequestId};
@@ -77,6 +77,16 @@ impl Interceptor {
             }
             if let Some(place) = self.cache.intent(&fp).cloned() {
                 return self.find_then_resume(now_ms, request, fingerprint, route, place);
+            }
+            if let Some(batch_id) = self.cache.cancelled(&fp) {
+                // The user cancelled its batch (`batchling batches cancel`): never submitted again.
+                let response = adapter(route.provider).ended_response(
+                    batch_id,
+                    EndKind::Cancelled,
+                    "the batch was cancelled (batchling batches cancel) before this request ran",
+                );
+                self.request_entry.remove(&request);
+                return self.respond(request, response);
             }
         }
         self.enqueue(now_ms, request, fingerprint, route);

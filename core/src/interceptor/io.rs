@@ -191,6 +191,9 @@ pub enum LifecycleEvent {
         total: u64,
         completed: u64,
         failed: u64,
+        /// Estimated time left, from the provider's counts: the requests still to finish at the
+        /// rate they finished since this run first saw the batch. `None` until progress is seen.
+        eta_ms: Option<u64>,
     },
     #[serde(rename_all = "camelCase")]
     BatchFinished {
@@ -208,9 +211,14 @@ pub enum LifecycleEvent {
     Retry {
         job: u64,
         step: String,
+        /// This retry's number, and how many the budget allows before the call gives up.
         attempt: u32,
+        max_attempts: u32,
         delay_ms: u64,
+        /// Why: `HTTP 429: …`, or the transport error (`fetch failed (… ECONNREFUSED …)`).
         reason: String,
+        /// The host the failed call went to (`api.openai.com`).
+        host: String,
     },
     /// Batches of one (provider, host, model, credential) wait for headroom under its
     /// enqueued-token limit: the provider refused one (`limitTokens` is the limit it stated, if

@@ -131,6 +131,9 @@ pub(super) struct BatchJob {
     /// The bodies kept after the create while the provider may still refuse the batch for its
     /// enqueued-token limit (see `ProviderAdapter::may_refuse_enqueued`), to submit them again.
     pub(super) held: Vec<BatchItem>,
+    /// When this run first polled the batch, and how many of its requests were done then: the
+    /// origin of the ETA's rate.
+    pub(super) progress_origin: Option<(u64, u64)>,
 }
 
 impl BatchJob {
@@ -153,6 +156,7 @@ impl BatchJob {
             retries: Vec::new(),
             tokens: 0,
             held: Vec::new(),
+            progress_origin: None,
         }
     }
 

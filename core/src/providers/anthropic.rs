@@ -220,6 +220,13 @@ impl ProviderAdapter for Anthropic {
         common::get(ctx, &format!("{BATCHES_PATH}/{batch_id}"))
     }
 
+    /// `POST /v1/messages/batches/{id}/cancel` (no body).
+    fn build_cancel(&self, ctx: &BatchContext, batch_id: &str) -> Option<HttpRequest> {
+        let mut req = common::get(ctx, &format!("{BATCHES_PATH}/{batch_id}/cancel"));
+        req.method = "POST".into();
+        Some(req)
+    }
+
     fn parse_poll(
         &self,
         resp: &HttpResponse,

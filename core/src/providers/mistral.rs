@@ -316,6 +316,13 @@ impl ProviderAdapter for Mistral {
         common::get(ctx, &format!("/batch/jobs/{batch_id}"))
     }
 
+    /// `POST {base}/batch/jobs/{id}/cancel` (no body).
+    fn build_cancel(&self, ctx: &BatchContext, batch_id: &str) -> Option<HttpRequest> {
+        let mut req = common::get(ctx, &format!("/batch/jobs/{batch_id}/cancel"));
+        req.method = "POST".into();
+        Some(req)
+    }
+
     fn parse_poll(
         &self,
         resp: &HttpResponse,

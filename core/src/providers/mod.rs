@@ -508,6 +508,12 @@ pub trait ProviderAdapter: Sync {
 
     fn build_poll(&self, ctx: &BatchContext, batch_id: &str) -> HttpRequest;
 
+    /// The provider's cancel call for a batch (`batchling batches cancel`), or `None` where the
+    /// provider offers none. The batch then ends as cancelled, with what ran before it.
+    fn build_cancel(&self, _ctx: &BatchContext, _batch_id: &str) -> Option<HttpRequest> {
+        None
+    }
+
     /// `custom_ids_in_order` are the batch's items in submission order; Gemini inline results
     /// without a key are matched by position.
     fn parse_poll(
