@@ -46,6 +46,8 @@ export class BatchRun {
   #costUsd = 0;
   #batchesSubmitted = 0;
   #batchesCompleted = 0;
+  /** Each live batch's last ETA (the core's, from the provider's counts) and when it came. */
+  readonly #etas = new Map<string, { etaMs: number; at: number }>();
   #estimatedUsd = 0;
   /** The engine, once started: its report counts the requests waiting for headroom. */
   #engine: InterceptorEngine | null = null;
@@ -88,6 +90,7 @@ export class BatchRun {
       costLimitUsd: this.#costLimitUsd,
       isComplete: this.isComplete,
       elapsedMs: Date.now() - this.#startedAt,
+      etaMs: this.#etaMs(),
     };
     if (options?.print) {
       const limit = stats.costLimitUsd === null ? "" : ` / limit $${stats.costLimitUsd.toFixed(4)}`;
@@ -195,6 +198,9 @@ export class BatchRun {
   #emit(event: BatchEvent): void {
     if (event.kind === "batchSubmitted") this.#batchesSubmitted++;
     if (event.kind === "batchFinished") this.#batchesCompleted++;
+    if (event.kind === "batchPolled" && event.etaMs != null) this.#etas.set(event.batchId, { etaMs: event.etaMs, at: Date.now() });
+    if (event.kind === "batchPolled" && event.etaMs == null) this.#etas.delete(event.batchId);
+    if (event.kind === "batchFinished") this.#etas.delete(event.batchId);
     if (event.kind === "batchSubmitting" && !event.dryRun) {
       this.#estimatedUsd += event.estimatedUsd ?? 0;
     }
@@ -206,6 +212,14 @@ export class BatchRun {
       }
     }
     if (PROGRESS_KINDS.has(event.kind)) this.#progress();
+  }
+
+  /** The run's ETA: the latest of its live batches' (each counted down since its poll). */
+  #etaMs(): number | null {
+    let eta: number | null = null;
+    const now = Date.now();
+    for (const { etaMs, at } of this.#etas.values()) eta = Math.max(eta ?? 0, etaMs - (now - at));
+    return eta === null ? null : Math.max(0, eta);
   }
 
   #progress(): void {

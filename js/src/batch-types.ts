@@ -85,6 +85,9 @@ export interface BatchStats {
   isComplete: boolean;
   /** Since the run started. */
   elapsedMs: number;
+  /** Estimated time until the live batches end, from the providers' counts (the requests still
+   * to finish at the rate they finished so far); `null` before any progress was reported. */
+  etaMs: number | null;
 }
 
 /** A lifecycle event (`onEvent`): the batching engine's, plus one per finished job. */

@@ -22,7 +22,6 @@ use crate::providers::{adapter, BatchContext, PollState, Route};
 #[serde(rename_all = "camelCase")]
 pub struct LiveBatch {
     pub batch_id: String,
-    #[cfg_attr(test, ts(type = "import(\"./core\").ProviderId"))]
     pub provider: crate::providers::ProviderId,
     pub base_url: String,
     pub endpoint: String,
@@ -33,7 +32,6 @@ pub struct LiveBatch {
     /// A `batchling batches cancel` of it is journalled.
     pub cancelled: bool,
     /// The environment variable the provider's API key is read from, if the host knows one.
-    #[cfg_attr(test, ts(type = "string | null"))]
     pub api_key_env: Option<String>,
 }
 

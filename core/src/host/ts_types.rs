@@ -10,6 +10,7 @@ mod tests {
 
     use crate::batcher::{HostBatcherOptions, Status};
     use crate::cache::{AnswerPlace, CompactLine};
+    use crate::host::batches::{BatchProgress, LiveBatch};
     use crate::host::jobs::{FileType, JobProvider};
     use crate::host::run_state::{JobSource, RunState, RunSummary, SourceKind};
     use crate::host::wire;
@@ -57,6 +58,8 @@ mod tests {
             JobSource::decl(&cfg),
             RunState::decl(&cfg),
             RunSummary::decl(&cfg),
+            LiveBatch::decl(&cfg),
+            BatchProgress::decl(&cfg),
         ];
         for decl in decls {
             out.push_str("export ");

@@ -51,7 +51,24 @@ export type LifecycleEvent = { "kind": "requestQueued", provider: ProviderId, en
 /**
  * At batch prices; `None` for a model with no known price.
  */
-estimatedUsd: number | null, } | { "kind": "batchSubmitted", job: number, provider: ProviderId, batchId: string, requests: number, } | { "kind": "batchPolled", job: number, batchId: string, state: string, total: number, completed: number, failed: number, } | { "kind": "batchFinished", job: number, batchId: string, state: string, } | { "kind": "resultsReceived", job: number, batchId: string, results: number, } | { "kind": "retry", job: number, step: string, attempt: number, delayMs: number, reason: string, } | { "kind": "enqueuedLimit", provider: ProviderId, model: string, 
+estimatedUsd: number | null, } | { "kind": "batchSubmitted", job: number, provider: ProviderId, batchId: string, requests: number, } | { "kind": "batchPolled", job: number, batchId: string, state: string, total: number, completed: number, failed: number, 
+/**
+ * Estimated time left, from the provider's counts: the requests still to finish at the
+ * rate they finished since this run first saw the batch. `None` until progress is seen.
+ */
+etaMs: number | null, } | { "kind": "batchFinished", job: number, batchId: string, state: string, } | { "kind": "resultsReceived", job: number, batchId: string, results: number, } | { "kind": "retry", job: number, step: string, 
+/**
+ * This retry's number, and how many the budget allows before the call gives up.
+ */
+attempt: number, maxAttempts: number, delayMs: number, 
+/**
+ * Why: `HTTP 429: …`, or the transport error (`fetch failed (… ECONNREFUSED …)`).
+ */
+reason: string, 
+/**
+ * The host the failed call went to (`api.openai.com`).
+ */
+host: string, } | { "kind": "enqueuedLimit", provider: ProviderId, model: string, 
 /**
  * Requests waiting, and their estimated input tokens.
  */
@@ -315,6 +332,30 @@ costUsd: number,
  * `ok` results without a `costUsd` (a model with no known price).
  */
 unpriced: number, complete: boolean, };
+
+export type LiveBatch = { batchId: string, provider: ProviderId, baseUrl: string, endpoint: string, model: string, 
+/**
+ * The batch's requests, and those of them with no answer in the journal.
+ */
+requests: number, pending: number, 
+/**
+ * A `batchling batches cancel` of it is journalled.
+ */
+cancelled: boolean, 
+/**
+ * The environment variable the provider's API key is read from, if the host knows one.
+ */
+apiKeyEnv: string | null, };
+
+export type BatchProgress = { 
+/**
+ * The provider's own state ("in_progress", "ended", "BATCH_STATE_RUNNING", …).
+ */
+state: string, total: number, completed: number, failed: number, 
+/**
+ * The provider holds no more work for it (completed, cancelled, expired, failed).
+ */
+ended: boolean, };
 
 // The batcher's numeric outcome encoding (core/src/host/wire.rs).
 export const RUN_BATCH = 1;
