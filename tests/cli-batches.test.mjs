@@ -149,6 +149,57 @@ describe("batchling batches", () => {
   });
 });
 
+test("a Batch run's state file: list shows its live batch; cancel fails its unfinished jobs with 499 on the re-run", async () => {
+  const dir = mkdtempSync(join(tmpdir(), "batchling-cli-batches-state-"));
+  const fake = await startFakeProvider({ pollsUntilDone: 1_000 });
+  const stateFile = join(dir, "state.json");
+  const runner = join(dir, "run.mjs");
+  writeFileSync(runner, `
+import { Batch } from ${JSON.stringify(join(ROOT, "dist", "index.js"))};
+const run = new Batch({ stateFile: ${JSON.stringify(stateFile)}, resultsDir: ${JSON.stringify(join(dir, "out"))}, pollIntervalMs: Number(process.argv[2]) })
+  .defaults({ model: "gpt-4o-mini" })
+  .addJob({ id: "a", messages: [{ role: "user", content: "one" }] })
+  .addJob({ id: "b", messages: [{ role: "user", content: "two" }] })
+  .run({ wait: true });
+await run;
+`);
+  const node = (args, until) =>
+    new Promise((resolve) => {
+      const env = { ...process.env, OPENAI_API_KEY: "sk-test", OPENAI_BASE_URL: `${fake.url}/v1` };
+      const child = spawn(process.execPath, [runner, ...args], { env, stdio: ["ignore", "pipe", "pipe"] });
+      let stderr = "";
+      child.stderr.setEncoding("utf8").on("data", (d) => (stderr += d));
+      const poll = setInterval(() => until?.() && child.kill("SIGKILL"), 20);
+      const timer = setTimeout(() => child.kill("SIGKILL"), 20_000);
+      child.on("close", (code, signal) => (clearInterval(poll), clearTimeout(timer), resolve({ code, signal, stderr })));
+    });
+  try {
+    const first = await node(["60000"], () => existsSync(stateFile) && readFileSync(stateFile, "utf8").includes('"type":"submitted"'));
+    assert.equal(first.signal, "SIGKILL", first.stderr);
+    const batchId = [...fake.batches.keys()][0];
+    const listed = await runCli(["batches", "list", "--state-file", stateFile]);
+    assert.equal(listed.code, 0, listed.stderr);
+    assert.match(listed.stdout, new RegExp(`^${batchId}\\s+openai gpt-4o-mini .*2 requests \\(answers are in the run's results directory\\)\n$`));
+    const cancelled = await runCli(["batches", "cancel", batchId, "--state-file", stateFile], { env: { OPENAI_API_KEY: "sk-test" } });
+    assert.equal(cancelled.code, 0, cancelled.stderr);
+    assert.equal(fake.batches.get(batchId).cancelRequested, true);
+    // The re-run resumes the batch, finds it cancelled: both jobs fail with the cancelled answer.
+    const second = await node(["10"]);
+    assert.equal(second.code, 0, second.stderr);
+    assert.equal(fake.counters.batchesCreated.openai, 1, "not submitted again");
+    const results = readFileSync(join(dir, "out", "results.jsonl"), "utf8").trim().split("\n").map((l) => JSON.parse(l));
+    assert.deepEqual(results.map((r) => r.jobId ?? r.id).sort(), ["a", "b"]);
+    for (const r of results) {
+      assert.equal(r.ok, false);
+      assert.equal(r.status, 499);
+      assert.match(r.error, new RegExp(`batch ${batchId} was cancelled`));
+    }
+  } finally {
+    await fake.close();
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
 test("batchPolled events carry an ETA from the provider's counts", async () => {
   const fake = await startFakeProvider({ pollsUntilDone: 4 });
   const polled = [];

@@ -103,7 +103,8 @@ function apiKey(batch: LiveBatch): string {
 
 function describeBatch(b: LiveBatch): string {
   const cancelled = b.cancelled ? " · cancelled" : "";
-  return `${b.batchId}  ${b.provider} ${b.model} (${b.baseUrl})  ${b.pending}/${b.requests} requests waiting${cancelled}`;
+  const waiting = b.pending === null ? `${b.requests} requests (answers are in the run's results directory)` : `${b.pending}/${b.requests} requests waiting`;
+  return `${b.batchId}  ${b.provider} ${b.model} (${b.baseUrl})  ${waiting}${cancelled}`;
 }
 
 function formatEta(progress: BatchProgress): string {
@@ -163,7 +164,7 @@ export async function runBatchesCommand(argv: readonly string[]): Promise<number
     // Ends the journal's last line first if a run left it unterminated.
     const needsNewline = journal.length > 0 && !journal.endsWith("\n");
     appendFileSync(resolvePath(command.journal), `${needsNewline ? "\n" : ""}${line}\n`);
-    await write(process.stdout, `cancelled ${batch.batchId} (${batch.provider}): its ${batch.pending} waiting requests get the cancelled answer (499)\n`);
+    await write(process.stdout, `cancelled ${batch.batchId} (${batch.provider}): its ${batch.pending === null ? "unfinished" : `${batch.pending} waiting`} requests get the cancelled answer (499)\n`);
     return 0;
   } catch (error) {
     if (error instanceof BatchesError) {

@@ -26,9 +26,11 @@ pub struct LiveBatch {
     pub base_url: String,
     pub endpoint: String,
     pub model: String,
-    /// The batch's requests, and those of them with no answer in the journal.
+    /// The batch's requests, and those of them with no answer in the journal; `None` in a job
+    /// run's state file, which keeps its answers in the results directory (a batch there is
+    /// listed until its requests are released; the provider says whether it ended).
     pub requests: u64,
-    pub pending: u64,
+    pub pending: Option<u64>,
     /// A `batchling batches cancel` of it is journalled.
     pub cancelled: bool,
     /// The environment variable the provider's API key is read from, if the host knows one.
@@ -41,6 +43,8 @@ struct Folded {
     answered: HashSet<String>,
     released: HashSet<String>,
     cancelled: HashSet<String>,
+    /// A job run's state file: answers are not in it.
+    state_file: bool,
 }
 
 /// Fold a journal (or state file) text: lines that are not records (a state file's header,
@@ -51,6 +55,13 @@ fn fold(journal: &str) -> Folded {
         answered: HashSet::new(),
         released: HashSet::new(),
         cancelled: HashSet::new(),
+        state_file: journal
+            .lines()
+            .next()
+            .and_then(|first| serde_json::from_str::<serde_json::Value>(first).ok())
+            .is_some_and(|header| {
+                header.get("batchling").and_then(|v| v.as_str()) == Some("state")
+            }),
     };
     let mut index: HashMap<String, usize> = HashMap::new();
     for line in journal.lines() {
@@ -107,7 +118,7 @@ pub fn live_batches(journal: &str) -> Vec<LiveBatch> {
                 endpoint: place.endpoint.clone(),
                 model: place.model.clone(),
                 requests: unique.len() as u64,
-                pending,
+                pending: (!folded.state_file).then_some(pending),
                 cancelled: folded.cancelled.contains(batch_id),
                 api_key_env: place.provider.descriptor().api_key_env.map(str::to_string),
             })
@@ -378,7 +389,7 @@ mod tests {
         );
         let live = live_batches(&j);
         assert_eq!(live.len(), 1);
-        assert_eq!((live[0].requests, live[0].pending), (2, 1));
+        assert_eq!((live[0].requests, live[0].pending), (2, Some(1)));
         assert_eq!(live[0].api_key_env.as_deref(), Some("OPENAI_API_KEY"));
         assert!(!live[0].cancelled);
         let released = CacheRecord::Released {
@@ -390,6 +401,18 @@ mod tests {
             &[result(FP_A), released],
         );
         assert!(live_batches(&j).is_empty());
+    }
+
+    #[test]
+    fn a_state_file_lists_its_batches_with_answers_unknown() {
+        let header = crate::host::run_state::header_line("out", &["a".into()], &[]);
+        let j = format!(
+            "{header}\n{}",
+            journal(ProviderId::OpenAi, "https://api.openai.com/v1", &[])
+        );
+        let live = live_batches(&j);
+        assert_eq!(live.len(), 1);
+        assert_eq!((live[0].requests, live[0].pending), (2, None));
     }
 
     fn request(json: &str) -> Value {
