@@ -335,9 +335,11 @@ unpriced: number, complete: boolean, };
 
 export type LiveBatch = { batchId: string, provider: ProviderId, baseUrl: string, endpoint: string, model: string, 
 /**
- * The batch's requests, and those of them with no answer in the journal.
+ * The batch's requests, and those of them with no answer in the journal; `None` in a job
+ * run's state file, which keeps its answers in the results directory (a batch there is
+ * listed until its requests are released; the provider says whether it ended).
  */
-requests: number, pending: number, 
+requests: number, pending: number | null, 
 /**
  * A `batchling batches cancel` of it is journalled.
  */
