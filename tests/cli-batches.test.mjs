@@ -9,7 +9,7 @@ import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "no
 import { tmpdir } from "node:os";
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
-import { batchify } from "../dist/index.js";
+import { Batch, batchify } from "../dist/index.js";
 import { startFakeProvider } from "./fake-provider/server.mjs";
 
 const ROOT = dirname(dirname(fileURLToPath(import.meta.url)));
@@ -236,6 +236,34 @@ test("batchPolled events carry an ETA from the provider's counts", async () => {
   // 2 of 4 done after t since submission: about t again for the other 2.
   assert.ok(half.etaMs > 0 && half.etaMs < 10_000, JSON.stringify(half));
   assert.equal(polled.at(-1).etaMs, 0, "done");
+});
+
+test("the job builder's status() carries the ETA of its live batches", async () => {
+  const dir = mkdtempSync(join(tmpdir(), "batchling-eta-"));
+  const fake = await startFakeProvider({ pollsUntilDone: 4 });
+  const seen = [];
+  try {
+    let polls = 0;
+    const batch = new Batch({
+      stateFile: join(dir, "state.json"),
+      resultsDir: join(dir, "out"),
+      pollIntervalMs: 30,
+      providers: { openai: { apiKey: "sk-test", baseURL: `${fake.url}/v1` } },
+    }).defaults({ model: "gpt-4o-mini" });
+    for (const id of ["a", "b", "c", "d"]) batch.addJob({ id, messages: [{ role: "user", content: id }] });
+    batch.onEvent((event) => {
+      if (event.kind !== "batchPolled") return;
+      if (++polls === 1) fake.batches.get(event.batchId).requestCounts = { total: 4, completed: 2, failed: 0 };
+    });
+    batch.onProgress((stats) => seen.push(stats.etaMs));
+    const run = await batch.run({ wait: true });
+    assert.equal(run.status().etaMs, null, "no live batch: no ETA");
+  } finally {
+    await fake.close();
+    rmSync(dir, { recursive: true, force: true });
+  }
+  assert.equal(seen[0], null, "before any progress");
+  assert.ok(seen.some((eta) => eta > 0 && eta < 10_000), JSON.stringify(seen));
 });
 
 test("without a terminal, each retry is one stderr line naming its cause, host and delay", async () => {
