@@ -128,7 +128,7 @@ struct Traffic {
 fn traffic() -> impl Strategy<Value = Traffic> {
     (
         prop::collection::vec(op_strategy(), 1..60),
-        prop::collection::vec(0..4u8, 0..8),
+        prop::collection::vec(0..5u8, 0..8),
         1..5usize,
         2..6u32,
         50..1_500u64,
@@ -180,6 +180,7 @@ fn traffic_config(t: &Traffic) -> InterceptorConfig {
     c.jitter_seed = t.fault_seed ^ 1;
     c.max_concurrent_batches = t.max_concurrent_batches;
     c.cost_limit_usd = t.cost_limit_usd;
+    c.line_attempts = 1 + (t.shuffle_seed % 3) as u32;
     c
 }
 
@@ -195,8 +196,18 @@ fn start_traffic(t: &Traffic) -> (Harness, Vec<(RequestId, Spec)>) {
     fake.fates = t
         .fates
         .iter()
-        .map(|f| [Fate::Complete, Fate::Expire, Fate::Cancel, Fate::Fail][*f as usize])
+        .map(|f| {
+            [
+                Fate::Complete,
+                Fate::Expire,
+                Fate::Cancel,
+                Fate::Fail,
+                Fate::Missing,
+            ][*f as usize]
+        })
         .collect();
+    fake.flaky_downloads = (t.fault_seed % 4) as u32;
+    fake.one_live_batch = true;
     fake.polls_before_done = t.polls_before_done;
     fake.shuffle_seed = t.shuffle_seed;
     fake.random = Some(RandomFaults {

@@ -40,7 +40,7 @@ pub const BATCHER_KEYS: [&str; 10] = [
 ];
 
 /// `batchify()`'s options.
-pub const BATCHIFY_KEYS: [&str; 8] = [
+pub const BATCHIFY_KEYS: [&str; 10] = [
     "batchSize",
     "batchWindowMs",
     "pollIntervalMs",
@@ -49,6 +49,8 @@ pub const BATCHIFY_KEYS: [&str; 8] = [
     "retry",
     "onEvent",
     "hosts",
+    "lineAttempts",
+    "resubmit",
 ];
 
 /// The keys of a `retry` object (both hosts).
@@ -361,6 +363,19 @@ pub fn interceptor_options(
         Js::Undefined => None,
         declared => Some(hosts(declared)?),
     };
+    let line_attempts = count("lineAttempts", o.get("lineAttempts"), 1, false)?
+        .map(|n| fit("lineAttempts", n, u32::MAX.into()))
+        .transpose()?;
+    let resubmit = match o.get("resubmit") {
+        Js::Undefined => None,
+        Js::Bool(b) => Some(b),
+        other => {
+            return Err(OptionError::new(
+                "resubmit",
+                format!("must be a boolean, got {}", js_string(other)),
+            ))
+        }
+    };
     let retry = retry.unwrap_or(Retry {
         attempts: None,
         backoff_ms: None,
@@ -396,6 +411,8 @@ pub fn interceptor_options(
             .transpose()?
             .or(host.retry_max_backoff_ms),
         hosts: hosts.or(host.hosts),
+        line_attempts: line_attempts.or(host.line_attempts),
+        resubmit: resubmit.or(host.resubmit),
         ..host
     };
     options.to_config()?;

@@ -31,6 +31,7 @@ mod flow;
 mod intake;
 pub mod io;
 mod job;
+mod lines;
 pub mod options;
 pub mod report;
 
@@ -114,6 +115,9 @@ pub struct Interceptor {
     tag_seed: u64,
     /// The abort kinds already warned about.
     warned_aborts: HashSet<AbortKind>,
+    /// Requests resubmitted because their batches ended without running them: the ids of
+    /// those batches, oldest first (see `lines`).
+    not_run: HashMap<String, Vec<String>>,
 }
 
 impl Interceptor {
@@ -160,6 +164,7 @@ impl Interceptor {
             jitter,
             tag_seed,
             warned_aborts: HashSet::new(),
+            not_run: HashMap::new(),
         })
     }
 
@@ -270,6 +275,7 @@ impl Interceptor {
                 body: response.body.clone(),
             });
         }
+        self.not_run.remove(fingerprint);
         let Some(entry) = self.entries.remove(fingerprint) else {
             return;
         };
@@ -291,6 +297,7 @@ impl Interceptor {
 
     fn fail_entries(&mut self, fingerprints: &[String], code: FailCode, message: &str) {
         for fp in fingerprints {
+            self.not_run.remove(fp);
             if let Some(entry) = self.entries.remove(fp) {
                 for request in entry.waiters {
                     if self.request_entry.remove(&request).is_some() {
