@@ -185,7 +185,11 @@ fn a_line_missing_from_the_download_but_counted_as_run_is_downloaded_again() {
     });
     assert_eq!(answered(&h), 2);
     h.handle(Input::Response { call, response });
-    assert_eq!(answered(&h), 2, "no one is answered for the missing line yet");
+    assert_eq!(
+        answered(&h),
+        2,
+        "no one is answered for the missing line yet"
+    );
     h.run();
     for (id, text) in ids.iter().zip(texts) {
         assert!(h.only(*id).is_echo(model_of(ProviderId::OpenAi, 0), text));

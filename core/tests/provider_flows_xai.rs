@@ -471,7 +471,10 @@ fn an_expired_batch_resubmits_what_did_not_run_or_without_resubmission_answers_5
     assert_eq!(fake.batches["batch-2"].requests.len(), 2);
     assert_eq!(fake.batches["batch-3"].requests.len(), 1);
     for (i, text) in ["a", "b", "c"].iter().enumerate() {
-        assert_eq!(text_of(&run.answers[&(i as u64 + 1)]), format!("echo:{text}"));
+        assert_eq!(
+            text_of(&run.answers[&(i as u64 + 1)]),
+            format!("echo:{text}")
+        );
     }
 
     // Without resubmission, they get the batch's end.

@@ -453,12 +453,12 @@ impl Interceptor {
                     downloads_left: downloads.len(),
                     end_kind: report.end_kind_if_partial,
                     unclaimed: HashMap::new(),
-                    reading: Reading {
+                    reading: Box::new(Reading {
                         downloads: downloads.clone(),
                         lines_ran: report.completed + report.failed,
                         redownloads_left: REDOWNLOADS,
                         ..Reading::default()
-                    },
+                    }),
                 };
                 self.event(LifecycleEvent::BatchFinished {
                     job: job_id,
@@ -527,8 +527,7 @@ impl Interceptor {
             .map(String::as_str)
             .zip(job.fingerprints.iter().map(String::as_str))
             .collect();
-        // Each line's request, if the job has it: (fingerprint, still open, answered as a job).
-        let items: Vec<(providers::ItemResult, Option<(String, bool, bool)>)> = parsed
+        let items: Vec<(providers::ItemResult, Option<LineOf>)> = parsed
             .items
             .into_iter()
             .map(|item| {
@@ -574,6 +573,7 @@ impl Interceptor {
             match known {
                 Some((fp, true, for_jobs)) => {
                     if resubmit && lines::not_run(&item.response) {
+                        reading.held_state = Some(lines::not_run_state(&item.response));
                         held.push((fp, None));
                     } else if resubmit && for_jobs && lines::retryable(&item.response) {
                         held.push((fp, Some(item.response)));
@@ -640,7 +640,10 @@ impl Interceptor {
             }
         }
         self.lines_unaccounted(&batch_id, unaccounted, unsure, response.clone());
-        let state = end_kind.map_or("completed", EndKind::as_str);
+        let state = end_kind
+            .map(EndKind::as_str)
+            .or(reading.held_state)
+            .unwrap_or("completed");
         self.lines_not_run(now_ms, job_id, &batch_id, state, not_run, response);
     }
 
@@ -756,6 +759,9 @@ impl Interceptor {
         self.jitter.backoff_ms(attempt, base_ms, max_ms)
     }
 }
+
+/// A result line's request, if the job has it: (fingerprint, still open, answered as a job).
+type LineOf = (String, bool, bool);
 
 /// `Retry-After` in seconds (the form the providers send), as milliseconds.
 fn retry_after_ms(response: &HttpResponse) -> Option<u64> {

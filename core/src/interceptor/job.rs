@@ -101,7 +101,7 @@ pub(super) enum JobState {
         /// done: a resumed request may attach while the results are being downloaded.
         unclaimed: HashMap<String, HttpResponse>,
         /// What was read, checked against the provider's counts when the files are done.
-        reading: Reading,
+        reading: Box<Reading>,
     },
 }
 
@@ -135,6 +135,9 @@ pub(super) struct Reading {
     /// for the job builder, ran into a retryable error (`Some` with that line): held back
     /// from their callers to be resubmitted when the batch is done.
     pub(super) held: HashMap<String, Option<HttpResponse>>,
+    /// How the held lines that did not run say the batch ended ("expired", "cancelled"), where
+    /// the poll did not say (an Anthropic batch "ended" with expired lines).
+    pub(super) held_state: Option<&'static str>,
 }
 
 /// A call waiting for its retry time.

@@ -31,6 +31,15 @@ pub(super) fn not_run(response: &HttpResponse) -> bool {
             .is_some_and(|v| v.eq_ignore_ascii_case("false"))
 }
 
+/// How the batch of a [`not_run`] line ended, by the line's status (see `EndKind::http_status`).
+pub(super) fn not_run_state(response: &HttpResponse) -> &'static str {
+    match response.status {
+        504 => "expired",
+        499 => "cancelled",
+        _ => "failed",
+    }
+}
+
 /// A line that ran into an error worth running again: rate limited, a server error, overloaded.
 pub(super) fn retryable(response: &HttpResponse) -> bool {
     matches!(response.status, 408 | 429) || response.status >= 500
@@ -88,7 +97,12 @@ impl Reading {
 const NAMED: usize = 5;
 
 fn some_ids(ids: &[String]) -> String {
-    let mut named = ids.iter().take(NAMED).cloned().collect::<Vec<_>>().join(", ");
+    let mut named = ids
+        .iter()
+        .take(NAMED)
+        .cloned()
+        .collect::<Vec<_>>()
+        .join(", ");
     if ids.len() > NAMED {
         named.push_str(&format!(" and {} more", ids.len() - NAMED));
     }
@@ -190,7 +204,7 @@ impl Interceptor {
         }
         let mut again = Vec::new();
         for (fp, line) in lines {
-            if !self.entries.get(&fp).is_some_and(|e| !e.waiters.is_empty()) {
+            if self.entries.get(&fp).is_none_or(|e| e.waiters.is_empty()) {
                 // No one waits for it any more (cancelled, closed): never resubmitted.
                 self.entries.remove(&fp);
                 self.not_run.remove(&fp);

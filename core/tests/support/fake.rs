@@ -846,7 +846,8 @@ impl Fake {
     fn flaky(&mut self, body: String) -> String {
         let body = if self.flaky_downloads > 0 && !body.is_empty() {
             self.flaky_downloads -= 1;
-            body.split_once('\n').map_or(String::new(), |(_, rest)| rest.to_string())
+            body.split_once('\n')
+                .map_or(String::new(), |(_, rest)| rest.to_string())
         } else {
             body
         };
