@@ -46,6 +46,7 @@ export class BatchRun {
   #costUsd = 0;
   #batchesSubmitted = 0;
   #batchesCompleted = 0;
+  #resubmitted = 0;
   #estimatedUsd = 0;
   #stopping = false;
   #signalHandlers: (() => void) | undefined;
@@ -80,6 +81,7 @@ export class BatchRun {
       pending: total - this.#completed - this.#failed,
       batches: this.#batchesSubmitted,
       batchesCompleted: this.#batchesCompleted,
+      resubmitted: this.#resubmitted,
       costUsd: this.#costUsd,
       estimatedCostUsd: this.#estimatedUsd,
       costLimitUsd: this.#costLimitUsd,
@@ -185,6 +187,7 @@ export class BatchRun {
   #emit(event: BatchEvent): void {
     if (event.kind === "batchSubmitted") this.#batchesSubmitted++;
     if (event.kind === "batchFinished") this.#batchesCompleted++;
+    if (event.kind === "linesResubmitted") this.#resubmitted += event.requests;
     if (event.kind === "batchSubmitting" && !event.dryRun) {
       this.#estimatedUsd += event.estimatedUsd ?? 0;
     }
@@ -220,6 +223,7 @@ export class BatchRun {
       batchWindowMs: 24 * 3600 * 1000,
       pollIntervalMs: this.#options.pollIntervalMs ?? 30_000,
       retry: this.#options.retry,
+      lineAttempts: this.#options.lineAttempts,
       onEvent: (event: BatchlingEvent) => this.#emit(event),
     };
     const engine = newEngine(loadInterceptorBackend().NativeInterceptor, options, true, randomInt(0, 2 ** 47), {
