@@ -80,8 +80,8 @@ describe("Azure OpenAI", () => {
     assert.doesNotMatch(fake.counters.lastPaths["azure.batches.create"], /api-version/);
   });
 
-  test("a quota failure (token_limit_exceeded) is named in the caller's error", async () => {
-    const ctx = batchify({ ...FAST, hosts: azureHosts() });
+  test("without resubmission, a quota failure (token_limit_exceeded) is named in the caller's error", async () => {
+    const ctx = batchify({ ...FAST, hosts: azureHosts(), resubmit: false });
     const client = azure(ctx.fetch);
     // The poll answers a failed batch as Azure does when the enqueued-token quota is exceeded.
     fake.faults.add({
