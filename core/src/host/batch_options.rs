@@ -137,7 +137,12 @@ fn check_options(value: Js<'_>) -> Checked {
             return Err(OptionError::new(name, "must be a non-empty path string"));
         }
     }
-    for name in ["maxConcurrent", "itemsPerBatch", "pollIntervalMs", "lineAttempts"] {
+    for name in [
+        "maxConcurrent",
+        "itemsPerBatch",
+        "pollIntervalMs",
+        "lineAttempts",
+    ] {
         count(name, options.get(name), 1, false)?;
     }
     match options.get("resultFiles") {
