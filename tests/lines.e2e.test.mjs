@@ -68,11 +68,9 @@ for (const row of ROWS) {
       const texts = ["e0", "e1", "e2", "e3"];
       const { results, events } = await through(row, {}, texts);
       assert.deepEqual(results.map((r) => row.text(r.value)), texts.map((t) => `echo: ${t}`));
-      const [first, second] = sizes(row.provider);
-      assert.equal(first, 4);
-      assert.ok(second >= 1 && second <= 4, `second batch of ${second}`);
-      assert.equal(sizes(row.provider).length, 2);
-      assert.equal(resubmissions(events)[0].state, "expired");
+      // The fake runs the first half of an expired batch: the other two go into a second one.
+      assert.deepEqual(sizes(row.provider), [4, 2]);
+      assert.deepEqual(resubmissions(events).map((e) => [e.state, e.requests]), [["expired", 2]]);
     });
 
     test("after lineAttempts batches that ran nothing, the typed error names every batch", async () => {
