@@ -378,7 +378,7 @@ export class BatchRun {
 }
 
 /** The events after which the statistics may have changed. */
-const PROGRESS_KINDS = new Set<BatchEvent["kind"]>(["batchSubmitting", "batchSubmitted", "batchPolled", "batchFinished", "jobFinished"]);
+const PROGRESS_KINDS = new Set<BatchEvent["kind"]>(["batchSubmitting", "batchSubmitted", "batchPolled", "batchFinished", "linesResubmitted", "jobFinished"]);
 
 function emptyResult(jobId: string, error: string): JobResult {
   return { jobId, ok: false, response: null, parsedResponse: null, citations: [], inputTokens: null, outputTokens: null, costUsd: null, error };

@@ -220,9 +220,10 @@ impl Interceptor {
                 Some(response) => self.answer_entry(&fp, response, true),
                 None => {
                     let message = format!(
-                        "not run: this request went into {} batches ({}) and none ran it (the last ended {state}); lineAttempts is {}",
+                        "not run: this request went into {} batches ({}) and none ran it (the last ended {state}: {}); lineAttempts is {}",
                         batches.len(),
                         batches.join(", "),
+                        crate::providers::describe_error(&ended),
                         self.config.line_attempts
                     );
                     self.fail_entries(&[fp], FailCode::LinesNotRun, &message);
