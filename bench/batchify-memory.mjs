@@ -156,7 +156,8 @@ function startFake() {
 
 function runChild(mode, calls, fake, journalPath) {
   const proc = fork(SELF, ["child", mode, String(calls), fake?.url ?? "", journalPath ?? ""], {
-    execArgv: ["--expose-gc"],
+    // BENCH_CPU_PROF=<dir>: each run writes a CPU profile there (named by mode and pid).
+    execArgv: ["--expose-gc", ...(process.env.BENCH_CPU_PROF ? ["--cpu-prof", `--cpu-prof-dir=${process.env.BENCH_CPU_PROF}`, `--cpu-prof-name=${mode}-${calls}-\${pid}.cpuprofile`] : [])],
     stdio: ["ignore", "inherit", "inherit", "ipc"],
   });
   return new Promise((resolve, reject) => {

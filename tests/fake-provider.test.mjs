@@ -415,6 +415,42 @@ describe('faults and counters', () => {
     assert.equal(fake.counters.batchesCreated.anthropic, 1);
   });
 
+  test('enqueuedTokenLimit: over the limit per (key, model), OpenAI fails the batch, Anthropic and Gemini answer 429', async () => {
+    const oa = openaiClient();
+    const body = (i) => ({ model: 'gpt-4o-mini', messages: [{ role: 'user', content: `q${i} ${'x'.repeat(80)}` }] });
+    const perRequest = Math.ceil(JSON.stringify(body(0)).length / 4);
+    fake.config.enqueuedTokenLimit = perRequest * 3;
+    const upload = async (from, n, client = oa) => {
+      const lines = Array.from({ length: n }, (_, i) => JSON.stringify({ custom_id: `r${from + i}`, method: 'POST', url: '/v1/chat/completions', body: body(from + i) }));
+      const file = await client.files.create({ file: await toFile(Buffer.from(lines.join('\n')), 'in.jsonl'), purpose: 'batch' });
+      return client.batches.create({ input_file_id: file.id, endpoint: '/v1/chat/completions', completion_window: '24h' });
+    };
+    const first = await upload(0, 2);
+    const second = await upload(2, 2); // 4 requests' tokens with the first: over
+    assert.equal(second.status, 'validating');
+    const refused = await oa.batches.retrieve(second.id);
+    assert.equal(refused.status, 'failed');
+    assert.equal(refused.errors.data[0].code, 'token_limit_exceeded');
+    assert.match(refused.errors.data[0].message, new RegExp(`Limit: ${(perRequest * 3).toLocaleString('en-US')} enqueued tokens`));
+    assert.equal(refused.output_file_id, null);
+    // Another key has its own limit; the first batch, once ended, frees its tokens.
+    const other = new OpenAI({ baseURL: `${fake.url}/v1`, apiKey: 'sk-other', maxRetries: 0 });
+    assert.equal((await other.batches.retrieve((await upload(4, 2, other)).id)).status, 'completed');
+    assert.equal((await oa.batches.retrieve(first.id)).status, 'completed');
+    assert.equal((await oa.batches.retrieve((await upload(2, 2)).id)).status, 'completed');
+    assert.equal(fake.counters.enqueuedLimitRefusals, 1);
+
+    const an = anthropicClient();
+    const msg = (i) => ({ custom_id: `a${i}`, params: { model: 'claude-haiku-4-5', max_tokens: 10, messages: [{ role: 'user', content: 'y'.repeat(perRequest * 16) }] } });
+    await assert.rejects(an.messages.batches.create({ requests: [msg(0)] }), Anthropic.RateLimitError);
+    const gemini = geminiClient();
+    await assert.rejects(
+      gemini.batches.create({ model: 'gemini-2.5-flash', src: [{ contents: [{ role: 'user', parts: [{ text: 'z'.repeat(perRequest * 16) }] }] }] }),
+      (e) => e instanceof ApiError && e.status === 429 && /RESOURCE_EXHAUSTED/.test(e.message),
+    );
+    assert.equal(fake.counters.enqueuedLimitRefusals, 3);
+  });
+
   test('nextBatchFate gives each terminal state', async () => {
     const oa = openaiClient();
     const upload = async (n) => {

@@ -1,5 +1,8 @@
 //! Exactly once, under random traffic: property tests over random submits, cancels, time, call
-//! orders, faults, batch fates, concurrency and cost limits, with and without a crash.
+//! orders, faults, batch fates (with refusals for the enqueued-token limit, and batches missing a
+//! line), flaky result downloads, resubmission of lines that did not run, concurrency, cost and
+//! enqueued-token limits, with and without a crash. The fake also checks that no request is sent
+//! in a new batch while a live one holds it.
 
 mod support;
 
@@ -123,12 +126,15 @@ struct Traffic {
     shuffle_seed: u64,
     max_concurrent_batches: usize,
     cost_limit_usd: Option<f64>,
+    /// The fake's enqueued-token limit per (credential, model), and `maxEnqueuedTokens`.
+    token_cap: Option<u64>,
+    max_enqueued_tokens: Option<u64>,
 }
 
 fn traffic() -> impl Strategy<Value = Traffic> {
     (
         prop::collection::vec(op_strategy(), 1..60),
-        prop::collection::vec(0..5u8, 0..8),
+        prop::collection::vec(0..6u8, 0..8),
         1..5usize,
         2..6u32,
         50..1_500u64,
@@ -139,6 +145,8 @@ fn traffic() -> impl Strategy<Value = Traffic> {
         (
             prop_oneof![3 => Just(usize::MAX), 1 => 1..3usize],
             prop_oneof![4 => Just(None), 1 => (0.0..0.003f64).prop_map(Some)],
+            prop_oneof![2 => Just(None), 1 => (20..120u64).prop_map(Some)],
+            prop_oneof![3 => Just(None), 1 => (20..120u64).prop_map(Some)],
         ),
     )
         .prop_map(
@@ -152,7 +160,7 @@ fn traffic() -> impl Strategy<Value = Traffic> {
                 fault_seed,
                 fault_budget,
                 shuffle_seed,
-                (max_concurrent_batches, cost_limit_usd),
+                (max_concurrent_batches, cost_limit_usd, token_cap, max_enqueued_tokens),
             )| {
                 Traffic {
                     ops,
@@ -166,6 +174,8 @@ fn traffic() -> impl Strategy<Value = Traffic> {
                     shuffle_seed,
                     max_concurrent_batches,
                     cost_limit_usd,
+                    token_cap,
+                    max_enqueued_tokens,
                 }
             },
         )
@@ -181,6 +191,7 @@ fn traffic_config(t: &Traffic) -> InterceptorConfig {
     c.max_concurrent_batches = t.max_concurrent_batches;
     c.cost_limit_usd = t.cost_limit_usd;
     c.line_attempts = 1 + (t.shuffle_seed % 3) as u32;
+    c.max_enqueued_tokens = t.max_enqueued_tokens;
     c
 }
 
@@ -203,12 +214,13 @@ fn start_traffic(t: &Traffic) -> (Harness, Vec<(RequestId, Spec)>) {
                 Fate::Cancel,
                 Fate::Fail,
                 Fate::Missing,
+                Fate::TokenLimit,
             ][*f as usize]
         })
         .collect();
     fake.flaky_downloads = (t.fault_seed % 4) as u32;
-    fake.one_live_batch = true;
     fake.polls_before_done = t.polls_before_done;
+    fake.token_cap = t.token_cap;
     fake.shuffle_seed = t.shuffle_seed;
     fake.random = Some(RandomFaults {
         state: t.fault_seed,
@@ -291,7 +303,16 @@ fn close_and_check(h: &mut Harness, specs: &[(RequestId, Spec)]) -> Result<(), T
                 "{:?}",
                 answers[0]
             );
-        } else if answers[0].status() == Some(200) {
+        } else if let Answer::Respond { body, .. } = &answers[0] {
+            // A batch refused for the enqueued-token limit ran nothing: its requests go again.
+            prop_assert!(
+                !body.contains("token_limit_exceeded"),
+                "request {} got the refusal: {}",
+                id,
+                body
+            );
+        }
+        if s.kind >= 2 && answers[0].status() == Some(200) {
             let (_, model, text) = spec_text(s);
             prop_assert!(
                 answers[0].is_echo(model, &text),

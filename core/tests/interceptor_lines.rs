@@ -63,7 +63,6 @@ fn record_after(journal: &[String], kind: &str, from: usize) -> Option<usize> {
 fn a_completed_batch_missing_a_line_resubmits_exactly_that_request() {
     for p in FAKE_PROVIDERS {
         let mut h = Harness::new(config(3));
-        h.fake.one_live_batch = true;
         h.fake.fates.push_back(Fate::Missing);
         let texts = ["m0", "m1", "m2"];
         let ids = submit_texts(&mut h, p, &texts);
@@ -99,7 +98,6 @@ fn expired_cancelled_and_failed_batches_resubmit_what_did_not_run() {
     for p in FAKE_PROVIDERS {
         for fate in [Fate::Expire, Fate::Cancel, Fate::Fail] {
             let mut h = Harness::new(config(4));
-            h.fake.one_live_batch = true;
             h.fake.fates.push_back(fate);
             let texts = ["e0", "e1", "e2", "e3"];
             let ids = submit_texts(&mut h, p, &texts);
@@ -283,7 +281,6 @@ fn a_download_cut_off_and_retried_delivers_its_lines_again_without_a_warning() {
 fn a_crash_between_the_release_and_the_new_batch_submits_once() {
     for p in FAKE_PROVIDERS {
         let mut h1 = Harness::new(config(2));
-        h1.fake.one_live_batch = true;
         h1.fake.fates.push_back(Fate::Missing);
         let texts = ["k0", "k1"];
         submit_texts(&mut h1, p, &texts);
@@ -380,4 +377,45 @@ fn line_attempts_must_be_at_least_one() {
     .err()
     .expect("refused");
     assert_eq!(err.option, "lineAttempts");
+}
+
+#[test]
+fn a_batch_refused_for_the_enqueued_token_limit_is_not_a_line_attempt() {
+    // OpenAI ends such a batch `failed` having run nothing, like a failed batch this module
+    // resubmits; it is a refusal instead: its requests wait for headroom and go again without
+    // counting as an attempt (with one attempt, or with the bodies kept to resubmit).
+    let p = ProviderId::OpenAi;
+    for line_attempts in [1, 2] {
+        let mut h = Harness::new(InterceptorConfig {
+            line_attempts,
+            ..config(2)
+        });
+        h.fake.fates.push_back(Fate::TokenLimit);
+        if line_attempts == 2 {
+            // The batch after the refusal misses a line: one attempt is left for it.
+            h.fake.fates.push_back(Fate::Missing);
+        }
+        let texts = ["t0", "t1"];
+        let ids = submit_texts(&mut h, p, &texts);
+        h.close_and_drain();
+        assert_all_echo(&h, p, &ids, &texts);
+        let fates: Vec<Fate> = h.fake.batches.iter().map(|b| b.fate).collect();
+        let refused = h.fake.batches[0].id.clone();
+        assert!(
+            h.events
+                .iter()
+                .any(|e| matches!(e, LifecycleEvent::EnqueuedLimit { .. })),
+            "{line_attempts}: waited for headroom"
+        );
+        if line_attempts == 1 {
+            assert_eq!(fates, [Fate::TokenLimit, Fate::Complete]);
+            assert!(resubmitted(&h).is_empty(), "{:?}", resubmitted(&h));
+        } else {
+            assert_eq!(fates, [Fate::TokenLimit, Fate::Missing, Fate::Complete]);
+            let after = h.fake.batches[1].id.clone();
+            assert_eq!(resubmitted(&h), [(after, "completed".to_string(), 1)]);
+            assert!(resubmitted(&h).iter().all(|(b, ..)| *b != refused));
+        }
+        assert!(h.fake.violations.is_empty(), "{:?}", h.fake.violations);
+    }
 }

@@ -1107,7 +1107,8 @@ fn extra_errors() {
 
 #[test]
 fn too_large_and_not_batchable() {
-    // An image just over Gemini's 20 MB inline batch request.
+    // An image just over Gemini's 20 MB per request (a batch this big goes as a file, but one
+    // request with its inline data may not pass 20 MB).
     let mut data = b64(b"\x89PNG\r\n\x1a\n\0");
     data.push_str(&"AAAA".repeat(5_000_000));
     let job = ask(
@@ -1124,7 +1125,7 @@ fn too_large_and_not_batchable() {
     assert_eq!(e.code(), "ERR_BATCHLING_REQUEST_TOO_LARGE");
     assert!(
         e.to_string().starts_with(
-            "job `big`: the request is 20.0 MB but a gemini batch request may be at most 19.9 MB;"
+            "job `big`: the request is 20.0 MB but a gemini batch request may be at most 20.0 MB;"
         ),
         "{e}"
     );

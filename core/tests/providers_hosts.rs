@@ -10,6 +10,7 @@ fn spec(base_url: &str, provider: ProviderId) -> HostSpec {
         completion_window: None,
         max_requests: None,
         max_file_bytes: None,
+        max_inline_bytes: None,
     }
 }
 

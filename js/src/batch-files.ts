@@ -1,6 +1,6 @@
 // A run's files: the state file (header and journal, read and checked by the core), the
 // results log and result files, line reading, and the JSON / CSV export.
-import { closeSync, createReadStream, existsSync, fstatSync, mkdirSync, openSync, readFileSync, readSync, renameSync, writeFileSync, appendFileSync } from "node:fs";
+import { closeSync, createReadStream, existsSync, fstatSync, mkdirSync, openSync, readFileSync, readSync, renameSync, appendFileSync, writeSync } from "node:fs";
 import { once } from "node:events";
 import { dirname, join } from "node:path";
 import { coreAnswer } from "./core-errors.js";
@@ -28,6 +28,34 @@ export function readStateFile(path: string): StateFile {
   return coreAnswer<{ state: RunState }>(loadJobsBackend().jobReadState(readFileSync(path, "utf8"))).state;
 }
 
+/** A state file's header (its first line), read and checked by the core without the journal
+ * that follows it (its `journal` is empty): a resume at a million jobs reads 134 MB otherwise. */
+export function readStateHeader(path: string): StateFile {
+  return coreAnswer<{ state: RunState }>(loadJobsBackend().jobReadState(firstLine(path).text)).state;
+}
+
+/** The first line of a file, and the byte offset just after it (its newline). */
+function firstLine(path: string): { text: string; end: number } {
+  const fd = openSync(path, "r");
+  try {
+    const chunk = Buffer.allocUnsafe(1 << 16);
+    const parts: Buffer[] = [];
+    let position = 0;
+    for (let read = readSync(fd, chunk, 0, chunk.length, position); read > 0; read = readSync(fd, chunk, 0, chunk.length, position)) {
+      const nl = chunk.subarray(0, read).indexOf(0x0a);
+      if (nl !== -1) {
+        parts.push(Buffer.from(chunk.subarray(0, nl)));
+        return { text: Buffer.concat(parts).toString("utf8"), end: position + nl + 1 };
+      }
+      parts.push(Buffer.from(chunk.subarray(0, read)));
+      position += read;
+    }
+    return { text: Buffer.concat(parts).toString("utf8"), end: position };
+  } finally {
+    closeSync(fd);
+  }
+}
+
 export class StateFileJournal implements JournalStore {
   constructor(
     readonly path: string,
@@ -41,14 +69,21 @@ export class StateFileJournal implements JournalStore {
   readonly keepsAnswers = false;
 
   async load(consume: (text: string) => void): Promise<void> {
-    const journal = existsSync(this.path) ? readStateFile(this.path).journal : [];
-    // (Re)write the header with this run's jobs, keeping the journal: once per run.
+    // (Re)write the header with this run's jobs, keeping the journal: once per run. The journal
+    // is copied and handed to the engine 1 MiB at a time, never held whole.
+    const journalStart = existsSync(this.path) ? firstLine(this.path).end : -1;
+    if (journalStart >= 0) readStateHeader(this.path); // refuses a file that is not a state file
     mkdirSync(dirname(this.path), { recursive: true });
     const header = coreAnswer<{ line: string }>(loadJobsBackend().jobStateHeader(this.resultsDir, JSON.stringify(this.jobIds), JSON.stringify(this.sources))).line;
     const tmp = `${this.path}.${process.pid}.tmp`;
-    writeFileSync(tmp, [header, ...journal].map((line) => line + "\n").join(""), { mode: 0o600 });
+    const out = openSync(tmp, "w", 0o600);
+    try {
+      writeSync(out, header + "\n");
+      if (journalStart >= 0) copyJournal(this.path, journalStart, out, consume);
+    } finally {
+      closeSync(out);
+    }
     renameSync(tmp, this.path);
-    if (journal.length) consume(journal.map((line) => line + "\n").join(""));
   }
 
   read(): string {
@@ -59,6 +94,37 @@ export class StateFileJournal implements JournalStore {
     // Answers live in the results directory.
     const kept = lines.filter((line) => loadJobsBackend().jobStateKeeps(line));
     if (kept.length > 0) appendFileSync(this.path, kept.join("\n") + "\n");
+  }
+}
+
+/** Copies `path` from byte `start` to `out`, handing `consume` the same bytes as chunks of whole
+ * lines. A torn last line (a crash while it was appended) gets its newline, so that the next
+ * append starts a line; the engine reports it as damaged and goes on. */
+function copyJournal(path: string, start: number, out: number, consume: (text: string) => void): void {
+  const fd = openSync(path, "r");
+  try {
+    const chunk = Buffer.allocUnsafe(1 << 20);
+    let carry: Buffer | undefined;
+    let position = start;
+    for (let read = readSync(fd, chunk, 0, chunk.length, position); read > 0; read = readSync(fd, chunk, 0, chunk.length, position)) {
+      position += read;
+      const bytes = chunk.subarray(0, read);
+      writeSync(out, bytes);
+      const last = bytes.lastIndexOf(0x0a);
+      if (last === -1) {
+        carry = carry ? Buffer.concat([carry, bytes]) : Buffer.from(bytes);
+        continue;
+      }
+      const whole = bytes.subarray(0, last + 1);
+      consume((carry ? Buffer.concat([carry, whole]) : whole).toString("utf8"));
+      carry = last + 1 < read ? Buffer.from(bytes.subarray(last + 1)) : undefined;
+    }
+    if (carry && carry.length > 0) {
+      writeSync(out, "\n");
+      consume(carry.toString("utf8") + "\n");
+    }
+  } finally {
+    closeSync(fd);
   }
 }
 

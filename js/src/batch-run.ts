@@ -5,7 +5,7 @@ import { closeSync, mkdirSync, openSync, renameSync, truncateSync, writeFileSync
 import { once } from "node:events";
 import { join, resolve as resolvePath } from "node:path";
 import { BatchifyHost, newEngine, type BatchlingEvent, type JobAnswer, type Platform } from "./batchify-host.js";
-import { loadInterceptorBackend } from "./engine.js";
+import { loadInterceptorBackend, type InterceptorEngine } from "./engine.js";
 import { BatchlingError } from "./errors.js";
 import type { JobSource } from "./generated/core.js";
 import { RESULTS_LOG, StateFileJournal, exportResults, forEachLineSync, readLines, resultFileName } from "./batch-files.js";
@@ -48,6 +48,8 @@ export class BatchRun {
   #batchesCompleted = 0;
   #resubmitted = 0;
   #estimatedUsd = 0;
+  /** The engine, once started: its report counts the requests waiting for headroom. */
+  #engine: InterceptorEngine | null = null;
   #stopping = false;
   #signalHandlers: (() => void) | undefined;
 
@@ -79,6 +81,7 @@ export class BatchRun {
       failed: this.#failed,
       notRun: this.#notRun.size,
       pending: total - this.#completed - this.#failed,
+      waitingForHeadroom: this.#waitingForHeadroom(),
       batches: this.#batchesSubmitted,
       batchesCompleted: this.#batchesCompleted,
       resubmitted: this.#resubmitted,
@@ -91,11 +94,18 @@ export class BatchRun {
     if (options?.print) {
       const limit = stats.costLimitUsd === null ? "" : ` / limit $${stats.costLimitUsd.toFixed(4)}`;
       process.stdout.write(
-        `jobs ${stats.total}: ${stats.completed} completed, ${stats.failed} failed (${stats.notRun} not run: cost limit), ${stats.pending} pending; ` +
+        `jobs ${stats.total}: ${stats.completed} completed, ${stats.failed} failed (${stats.notRun} not run: cost limit), ${stats.pending} pending` +
+          `${stats.waitingForHeadroom > 0 ? ` (${stats.waitingForHeadroom} waiting for headroom under an enqueued-token limit)` : ""}; ` +
           `batches ${stats.batches} (${stats.batchesCompleted} ended); cost $${stats.costUsd.toFixed(4)} (est. $${stats.estimatedCostUsd.toFixed(4)}${limit})\n`,
       );
     }
     return stats;
+  }
+
+  #waitingForHeadroom(): number {
+    if (this.#engine === null) return 0;
+    const queues = JSON.parse(this.#engine.report()) as Array<{ waitingForHeadroom: number }>;
+    return queues.reduce((sum, q) => sum + q.waitingForHeadroom, 0);
   }
 
   /** Results by job id (so far, or all once complete), read from `results.jsonl` now. For a run
@@ -232,6 +242,7 @@ export class BatchRun {
       // The state file keeps no answers (they go to the results): nor does the engine.
       keepAnswers: false,
     });
+    this.#engine = engine;
     const platform: Platform = {
       engine,
       realFetch: globalThis.fetch.bind(globalThis),
@@ -378,7 +389,7 @@ export class BatchRun {
 }
 
 /** The events after which the statistics may have changed. */
-const PROGRESS_KINDS = new Set<BatchEvent["kind"]>(["batchSubmitting", "batchSubmitted", "batchPolled", "batchFinished", "linesResubmitted", "jobFinished"]);
+const PROGRESS_KINDS = new Set<BatchEvent["kind"]>(["batchSubmitting", "batchSubmitted", "batchPolled", "batchFinished", "linesResubmitted", "enqueuedLimit", "jobFinished"]);
 
 function emptyResult(jobId: string, error: string): JobResult {
   return { jobId, ok: false, response: null, parsedResponse: null, citations: [], inputTokens: null, outputTokens: null, costUsd: null, error };

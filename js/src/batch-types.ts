@@ -74,6 +74,9 @@ export interface BatchStats {
   notRun: number;
   /** Jobs without a result yet. */
   pending: number;
+  /** Of `pending`: requests waiting for headroom under a provider's enqueued-token limit (a
+   * batch refused for it ran nothing; its requests go again once a batch of that model ends). */
+  waitingForHeadroom: number;
   /** Provider batches this run submitted. */
   batches: number;
   /** Of those, the ones that ended (completed, failed, expired or cancelled at the provider). */

@@ -13,7 +13,7 @@ import "./engine-node.js";
 import { loadJobsBackend } from "./engine.js";
 import { BatchlingError, InvalidOptionError } from "./errors.js";
 import type { FileType, JobProvider, JobSource, JobSpec, JsonValue, ProviderEndpoint } from "./generated/core.js";
-import { readStateFile, statSize } from "./batch-files.js";
+import { readStateHeader, statSize } from "./batch-files.js";
 import { BatchRun } from "./batch-run.js";
 import { JobTable } from "./job-table.js";
 import { InvalidJobsError, MAX_JOB_PROBLEMS, SourceChangedError, type BatchEvent, type BatchOptions, type BatchStats, type JobDefaults, type JobInput, type JobProblem, type JobSpecOf, type JobsSource, type Observers, type PreparedJob, type ProviderName, type ResponseModel, type RunJobs, type SourceFile } from "./batch-types.js";
@@ -198,7 +198,7 @@ export class Batch {
   async #addRecorded(source: AsyncIterable<JobInput>): Promise<void> {
     const stateFile = resolvePath(this.#options.stateFile);
     const path = `${stateFile}.source-${this.#sources.length + 1}.jsonl`;
-    const recorded = existsSync(stateFile) ? readStateFile(stateFile).sources[this.#sources.length] : undefined;
+    const recorded = existsSync(stateFile) ? readStateHeader(stateFile).sources[this.#sources.length] : undefined;
     if (!(recorded?.kind === "recorded" && recorded.path === path && existsSync(path))) {
       mkdirSync(dirname(path), { recursive: true });
       const tmp = `${path}.${process.pid}.tmp`;
@@ -253,7 +253,7 @@ export class Batch {
       }
     }
     if (!existsSync(stateFile)) return;
-    const recorded = readStateFile(stateFile).sources;
+    const recorded = readStateHeader(stateFile).sources;
     const answer = JSON.parse(loadJobsBackend().jobCheckSources(JSON.stringify(recorded), JSON.stringify(sources))) as { ok: true } | (CoreRefusal & { path?: string });
     if (answer.ok) return;
     if (answer.code === "ERR_BATCHLING_SOURCE_CHANGED") {

@@ -61,6 +61,11 @@ export interface BatchifyOptions {
   /** `false`: requests a batch did not run are not resubmitted; their callers get the batch's
    * end as an error response (504 expired, 499 cancelled, 500 otherwise). Default `true`. */
   resubmit?: boolean;
+  /** Estimated input tokens (JSON chars / 4, as the cost estimate counts them) allowed in flight
+   * at once per provider, host, model and API key: the providers' enqueued-token limits. A batch
+   * that would pass it waits until a batch of its model ends; one above it alone is split.
+   * Without it, batchling still waits and resubmits when a provider refuses a batch for its limit. */
+  maxEnqueuedTokens?: number;
 }
 
 
@@ -263,7 +268,8 @@ export class BatchifyHost implements BatchifyContext {
   }
 
   async #interceptInit(input: string | URL, init: RequestInit, body: string): Promise<Response> {
-    const headers = new Headers(init.headers);
+    // SDKs (openai, Anthropic) pass a `Headers` already: read it, not a copy (only read here).
+    const headers = init.headers instanceof Headers ? init.headers : new Headers(init.headers);
     const contentType = headers.get("content-type") ?? "";
     if ((init.method ?? "GET").toUpperCase() !== "POST" || !contentType.includes("json") || this.#closed) {
       return this.#platform.realFetch(input, init);

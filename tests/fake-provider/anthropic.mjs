@@ -13,6 +13,7 @@ import {
   markTerminal,
   nowSeconds,
   parseTriggers,
+  overEnqueuedLimit,
   registerBatch,
   shuffleForOutput,
   stripStreamFields,
@@ -208,10 +209,15 @@ export function anthropicRoutes() {
       if (ctx.jsonError) return errorResponse('anthropic', 400, ctx.jsonError);
       const invalid = validateCreate(ctx.json);
       if (invalid) return errorResponse('anthropic', 400, invalid);
+      const requests = ctx.json.requests.map((r) => ({ customId: r.custom_id, body: r.params }));
+      if (overEnqueuedLimit(ctx.state, { provider: 'anthropic', headers: ctx.headers, model: requests[0]?.body?.model, requests })) {
+        ctx.state.counters.enqueuedLimitRefusals += 1;
+        return errorResponse('anthropic', 429, 'Number of enqueued batch requests exceeds the processing-queue limit for your organization.');
+      }
       const record = {
         provider: 'anthropic',
         id: `msgbatch_fake${ctx.state.nextId()}`,
-        requests: ctx.json.requests.map((r) => ({ customId: r.custom_id, body: r.params })),
+        requests,
         headers: ctx.headers,
         metadata: null,
         state: 'in_progress',

@@ -431,6 +431,7 @@ export function emptyCounters() {
     activeBatches: perProvider({ total: 0 }),
     maxConcurrentActiveBatches: perProvider({ total: 0 }),
     faultsTriggered: 0,
+    enqueuedLimitRefusals: 0,
   };
 }
 
@@ -454,6 +455,46 @@ export function registerBatch(state, record) {
   max[record.provider] = Math.max(max[record.provider], counters.activeBatches[record.provider]);
   max.total = Math.max(max.total, counters.activeBatches.total);
   record.fate = state.takeBatchFate(record.provider);
+}
+
+// ---------------------------------------------------------------------------
+// Enqueued-token limit (`config.enqueuedTokenLimit`)
+
+/** The credential a batch counts under: its API key (the fake's stand-in for an organization). */
+export function orgKey(headers) {
+  return headers.authorization ?? headers['x-api-key'] ?? headers['api-key'] ?? headers['x-goog-api-key'] ?? '';
+}
+
+/** Estimated input tokens of a batch's requests, as OpenAI counts enqueued tokens (chars / 4). */
+export function batchTokens(requests) {
+  return requests.reduce((sum, r) => sum + estimateTokens(JSON.stringify(r.body ?? null)), 0);
+}
+
+/**
+ * Whether a new batch of `requests` (provider, credential, model) passes `config.enqueuedTokenLimit`
+ * together with the live batches it already holds (not terminal, not refused). `null`: no limit.
+ */
+export function overEnqueuedLimit(state, { provider, headers, model, requests }) {
+  const limit = state.config.enqueuedTokenLimit;
+  if (limit == null) return false;
+  const key = orgKey(headers);
+  let live = 0;
+  for (const b of state.batches.values()) {
+    if (b.provider !== provider || b.terminal || b.refusedForTokens) continue;
+    if (orgKey(b.headers) !== key || (b.model ?? b.requests[0]?.body?.model) !== model) continue;
+    live += batchTokens(b.requests);
+  }
+  return live + batchTokens(requests) > limit;
+}
+
+/** The OpenAI / Azure refusal of a batch over the limit (`errors.data[]` of the failed batch). */
+export function tokenLimitError(model, limit) {
+  return {
+    code: 'token_limit_exceeded',
+    message: `Enqueued token limit reached for ${model} in organization org-fake. Limit: ${limit.toLocaleString('en-US')} enqueued tokens. Please try again once some in_progress batches have been completed.`,
+    param: null,
+    line: null,
+  };
 }
 
 /** Mark a batch terminal (idempotent) and update the active-batch counters. */

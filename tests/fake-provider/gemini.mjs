@@ -3,6 +3,25 @@
 // pieces batch mode needs (resumable upload, metadata, download).
 // Wire formats follow providers.md §4 and the `@google/genai` npm SDK.
 //
+// Where each fact of the file flow comes from (providers.md §4 sources):
+// - Resumable upload start `POST /upload/{v}/files` with `X-Goog-Upload-Protocol: resumable`,
+//   `X-Goog-Upload-Command: start`, `X-Goog-Upload-Header-Content-Length` / `-Content-Type` and a
+//   `{file: {displayName}}` body, answered with the session URL in `X-Goog-Upload-URL`: the batch
+//   guide's REST example (ai.google.dev/gemini-api/docs/batch-api) and `fetchUploadUrl` in
+//   `@google/genai` (dist/node/index.mjs).
+// - The bytes: `POST <session url>` with `X-Goog-Upload-Offset` and `X-Goog-Upload-Command:
+//   upload` per chunk, `upload, finalize` on the last (the whole file at offset 0 in the guide's
+//   curl; 8 MB chunks in the SDK's `uploadBlob`), each answered with `x-goog-upload-status`
+//   `active` / `final`, the final one with `{file: File}`: the SDK's `uploadBlob` and the guide.
+// - `inputConfig.fileName` input whose JSONL lines are `{key, request}`, and the output's
+//   `responsesFile` of `{key, response|error}` lines, downloaded at `files/{id}:download?alt=media`
+//   (the SDK) or `/download/{v}/files/{id}:download?alt=media` (the guide): the guide and
+//   gemini-rust's `BatchResponseFileItem`.
+// - 20 MB per inline create request, 2 GB per input file: the guide.
+// Assumed, not documented: the status and message of an over-size inline create (400
+// INVALID_ARGUMENT here), and that a finalize whose bytes differ from the declared length is
+// refused (400 here; the fake is strict so a client's miscount shows).
+//
 // Every route is served under both `/v1beta/` and `/v1/`: @google/genai 3.x
 // defaults to API version `v1` when given `httpOptions.baseUrl`.
 
@@ -20,6 +39,7 @@ import {
   nowSeconds,
   parseJsonl,
   parseTriggers,
+  overEnqueuedLimit,
   registerBatch,
   stripStreamFields,
   structuredValue,
@@ -29,6 +49,8 @@ import {
 const V = '(v1beta|v1)';
 const BATCH_TYPE = 'type.googleapis.com/google.ai.generativelanguage.v1beta.GenerateContentBatch';
 const OUTPUT_TYPE = 'type.googleapis.com/google.ai.generativelanguage.v1beta.GenerateContentBatchOutput';
+/** Documented: an inline create request must stay under 20 MB. */
+const MAX_INLINE_REQUEST_BYTES = 20_000_000;
 const FATE_STATES = { failed: 'BATCH_STATE_FAILED', expired: 'BATCH_STATE_EXPIRED', cancelled: 'BATCH_STATE_CANCELLED' };
 
 /** proto-JSON accepts camelCase and snake_case field names. */
@@ -265,8 +287,16 @@ export function geminiRoutes() {
       if (bad) return bad;
       const batch = pick(ctx.json, 'batch', 'batch');
       if (!isPlainObject(batch)) return errorResponse('gemini', 400, 'batch: field is required');
+      const inlineRequests = pick(pick(batch, 'inputConfig', 'input_config'), 'requests', 'requests');
+      if (inlineRequests !== undefined && ctx.body.length > MAX_INLINE_REQUEST_BYTES) {
+        return errorResponse('gemini', 400, `Request payload size exceeds the limit: ${MAX_INLINE_REQUEST_BYTES} bytes.`);
+      }
       const source = parseSource(ctx.state, pick(batch, 'inputConfig', 'input_config'));
       if (source.error) return errorResponse('gemini', source.status ?? 400, source.error);
+      if (overEnqueuedLimit(ctx.state, { provider: 'gemini', headers: ctx.headers, model, requests: source.requests })) {
+        ctx.state.counters.enqueuedLimitRefusals += 1;
+        return errorResponse('gemini', 429, 'Resource has been exhausted (e.g. check quota): enqueued batch tokens.');
+      }
       const id = `fake${ctx.state.nextId()}`;
       const now = nowSeconds();
       const record = {
@@ -328,8 +358,15 @@ export function geminiRoutes() {
     route('gemini.files.upload', 'POST', new RegExp(`^/upload/${V}/files$`), (ctx, [version]) => {
       const bad = needJson(ctx);
       if (bad) return bad;
+      if ((ctx.headers['x-goog-upload-protocol'] ?? '').toLowerCase() !== 'resumable') {
+        return errorResponse('gemini', 400, 'X-Goog-Upload-Protocol must be "resumable".');
+      }
       if ((ctx.headers['x-goog-upload-command'] ?? '').toLowerCase() !== 'start') {
         return errorResponse('gemini', 400, 'X-Goog-Upload-Command must be "start" for a new upload.');
+      }
+      const declared = ctx.headers['x-goog-upload-header-content-length'];
+      if (declared !== undefined && !/^\d+$/.test(declared)) {
+        return errorResponse('gemini', 400, `Invalid X-Goog-Upload-Header-Content-Length ${declared}.`);
       }
       const file = pick(ctx.json, 'file', 'file') ?? {};
       const uploadId = `up${ctx.state.nextId()}`;
@@ -338,6 +375,7 @@ export function geminiRoutes() {
         name: typeof file.name === 'string' ? file.name.replace(/^files\//, '') : null,
         displayName: pick(file, 'displayName', 'display_name') ?? null,
         mimeType: ctx.headers['x-goog-upload-header-content-type'] ?? pick(file, 'mimeType', 'mime_type') ?? 'application/octet-stream',
+        declaredLength: declared === undefined ? null : Number(declared),
         chunks: [],
         received: 0,
       });
@@ -368,6 +406,9 @@ export function geminiRoutes() {
         return { status: 200, raw: Buffer.alloc(0), headers: { 'x-goog-upload-status': 'active' } };
       }
       ctx.state.uploads.delete(uploadId);
+      if (session.declaredLength !== null && session.received !== session.declaredLength) {
+        return errorResponse('gemini', 400, `Upload finalized with ${session.received} bytes; ${session.declaredLength} were declared.`);
+      }
       const id = session.name ?? `fakefile${ctx.state.nextId()}`;
       const file = storeFile(ctx.state, ctx.baseUrl, session.version, {
         id,

@@ -19,6 +19,7 @@ import {
   markTerminal,
   nowSeconds,
   openaiErrorBody,
+  overEnqueuedLimit,
   parseJsonl,
   parseMultipart,
   longReply,
@@ -29,6 +30,7 @@ import {
   stripStreamFields,
   structuredValue,
   toJsonl,
+  tokenLimitError,
 } from './common.mjs';
 
 const SYNC_ENDPOINTS = ['/v1/chat/completions', '/v1/responses', '/v1/embeddings'];
@@ -607,7 +609,13 @@ export function openaiRoutes(flavour = FLAVOURS.openai) {
         createdAt: nowSeconds(),
         times: {},
       };
+      // Over the enqueued-token limit: accepted, then failed while validating, nothing run.
+      if (!record.errors && overEnqueuedLimit(ctx.state, record)) {
+        record.refusedForTokens = true;
+        record.errors = [tokenLimitError(model, ctx.state.config.enqueuedTokenLimit)];
+      }
       registerBatch(ctx.state, record);
+      if (record.refusedForTokens) ctx.state.counters.enqueuedLimitRefusals += 1;
       if (ctx.state.config.pollsUntilDone <= 0 && !record.errors) finish(ctx.state, record, fateStatus(record.fate));
       return { status: 200, json: batchObject(record) };
     }),

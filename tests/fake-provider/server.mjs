@@ -33,6 +33,7 @@ const DEFAULT_CONFIG = {
   delayMs: 0, // artificial latency added to every response
   rejectStreamInBatch: true, // a batch line with `stream: true` fails
   shuffleResults: true, // OpenAI/Anthropic results come back in reversed order
+  enqueuedTokenLimit: null, // per (API key, model): tokens (chars / 4) of live batches; null = none
 };
 
 const FATES = ['failed', 'expired', 'cancelled', 'missing'];

@@ -40,7 +40,7 @@ pub const BATCHER_KEYS: [&str; 10] = [
 ];
 
 /// `batchify()`'s options.
-pub const BATCHIFY_KEYS: [&str; 10] = [
+pub const BATCHIFY_KEYS: [&str; 11] = [
     "batchSize",
     "batchWindowMs",
     "pollIntervalMs",
@@ -51,18 +51,20 @@ pub const BATCHIFY_KEYS: [&str; 10] = [
     "hosts",
     "lineAttempts",
     "resubmit",
+    "maxEnqueuedTokens",
 ];
 
 /// The keys of a `retry` object (both hosts).
 pub const RETRY_KEYS: [&str; 3] = ["attempts", "backoffMs", "maxBackoffMs"];
 
 /// The keys of one declared host (`batchify({ hosts: [ … ] })`).
-pub const HOST_KEYS: [&str; 5] = [
+pub const HOST_KEYS: [&str; 6] = [
     "baseUrl",
     "provider",
     "completionWindow",
     "maxRequests",
     "maxFileBytes",
+    "maxInlineBytes",
 ];
 
 /// 2^53 - 1: the largest integer a JS number holds exactly (`Number.MAX_SAFE_INTEGER`).
@@ -336,6 +338,7 @@ pub fn interceptor_options(
     let batch_size = count("batchSize", o.get("batchSize"), 1, false)?;
     let batch_window_ms = count("batchWindowMs", o.get("batchWindowMs"), 0, false)?;
     let poll_interval_ms = count("pollIntervalMs", o.get("pollIntervalMs"), 1, false)?;
+    let max_enqueued_tokens = count("maxEnqueuedTokens", o.get("maxEnqueuedTokens"), 1, false)?;
     let dry_run = match o.get("dryRun") {
         Js::Undefined => None,
         Js::Bool(b) => Some(b),
@@ -410,6 +413,10 @@ pub fn interceptor_options(
             .map(|n| fit("retry.maxBackoffMs", n, u64::MAX))
             .transpose()?
             .or(host.retry_max_backoff_ms),
+        max_enqueued_tokens: max_enqueued_tokens
+            .map(|n| fit("maxEnqueuedTokens", n, u64::MAX))
+            .transpose()?
+            .or(host.max_enqueued_tokens),
         hosts: hosts.or(host.hosts),
         line_attempts: line_attempts.or(host.line_attempts),
         resubmit: resubmit.or(host.resubmit),
@@ -453,7 +460,7 @@ fn hosts(value: Js<'_>) -> Result<Vec<Value>, OptionError> {
         let host = Fields::of(js(Some(item))).ok_or_else(|| {
             OptionError::new(
                 name.as_str(),
-                "must be an object { baseUrl, provider, completionWindow?, maxRequests?, maxFileBytes? }",
+                "must be an object { baseUrl, provider, completionWindow?, maxRequests?, maxFileBytes?, maxInlineBytes? }",
             )
         })?;
         known_keys(&host, &HOST_KEYS, &format!("{name}."))?;
@@ -490,6 +497,12 @@ fn hosts(value: Js<'_>) -> Result<Vec<Value>, OptionError> {
         count(
             &format!("{name}.maxFileBytes"),
             host.get("maxFileBytes"),
+            1,
+            false,
+        )?;
+        count(
+            &format!("{name}.maxInlineBytes"),
+            host.get("maxInlineBytes"),
             1,
             false,
         )?;

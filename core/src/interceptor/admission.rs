@@ -1,12 +1,13 @@
 //! Admission: a cut batch is split under its provider's limits, then each part waits for a
 //! slot under `max_concurrent_batches` and must fit the cost limit before it is launched.
 
-use std::collections::VecDeque;
+use std::collections::{HashSet, VecDeque};
 
 use crate::cache;
 use crate::catalog::pricing;
 use crate::providers::{adapter, BatchContext, BatchItem, Route};
 
+use super::headroom::{self, Room};
 use super::io::FailCode;
 use super::Interceptor;
 
@@ -71,33 +72,59 @@ impl Interceptor {
     fn start_job(&mut self, now_ms: u64, route: Route, fingerprints: Vec<String>) {
         if self.config.dry_run {
             // Nothing is sent, so nothing waits for a slot or counts against the cost limit.
-            return self.launch_job(now_ms, route, fingerprints);
+            return self.launch_dry_run(now_ms, route, fingerprints);
         }
         self.admission.waiting.push_back((route, fingerprints));
         self.admit_jobs(now_ms);
     }
 
-    /// Start waiting batches while slots are free and the cost limit allows.
+    /// Start waiting batches while slots are free, their queue has headroom under its
+    /// enqueued-token limit (see `headroom`) and the cost limit allows. A part waiting for
+    /// headroom keeps its place; parts of other queues pass it, later parts of its queue do not.
     pub(super) fn admit_jobs(&mut self, now_ms: u64) {
+        self.headroom.lift_expired(now_ms);
+        let mut waiting_queues: HashSet<String> = HashSet::new();
+        let mut i = 0;
         while self.jobs.len() < self.config.max_concurrent_batches {
-            let Some((route, fingerprints)) = self.admission.waiting.pop_front() else {
+            let Some((route, fingerprints)) = self.admission.waiting.get_mut(i) else {
                 break;
             };
             // Requests cancelled while their batch waited are not sent: their entry is still there
             // (an identical request arriving meanwhile joins it), but with no one waiting on it.
-            let fingerprints: Vec<String> = fingerprints
-                .into_iter()
-                .filter(|fp| {
-                    let wanted = self.entries.get(fp).is_some_and(|e| !e.waiters.is_empty());
-                    if !wanted {
-                        self.entries.remove(fp);
-                    }
-                    wanted
-                })
-                .collect();
+            let entries = &mut self.entries;
+            fingerprints.retain(|fp| {
+                let wanted = entries.get(fp).is_some_and(|e| !e.waiters.is_empty());
+                if !wanted {
+                    entries.remove(fp);
+                }
+                wanted
+            });
             if fingerprints.is_empty() {
+                self.admission.waiting.remove(i);
                 continue;
             }
+            let key = headroom::headroom_key(route);
+            if waiting_queues.contains(&key) {
+                i += 1;
+                continue;
+            }
+            let (route, fingerprints) = (route.clone(), fingerprints.clone());
+            match self.room_for(now_ms, &route, &fingerprints) {
+                Room::Wait { reason } => {
+                    self.announce_wait(&route, &fingerprints, reason);
+                    waiting_queues.insert(key);
+                    i += 1;
+                    continue;
+                }
+                Room::Split(n) => {
+                    let (_, part) = &mut self.admission.waiting[i];
+                    let rest = part.split_off(n);
+                    self.admission.waiting.insert(i + 1, (route.clone(), rest));
+                }
+                Room::Fits => {}
+            }
+            let (route, fingerprints) = self.admission.waiting.remove(i).expect("part exists");
+            self.launched_part(&route);
             if let Some(limit) = self.config.cost_limit_usd {
                 let estimate = self.estimate_batch_usd(&route, &fingerprints);
                 let refusal = match estimate {
@@ -125,6 +152,7 @@ impl Interceptor {
             }
             self.launch_job(now_ms, route, fingerprints);
         }
+        self.headroom.waiting = waiting_queues;
     }
 
     pub(super) fn estimate_batch_usd(&self, route: &Route, fingerprints: &[String]) -> Option<f64> {

@@ -23,6 +23,7 @@ impl Interceptor {
         let tag = self.new_tag();
         self.report.count_batch(&route);
         let estimated_usd = self.estimate_batch_usd(&route, &fingerprints);
+        let tokens = self.request_tokens(&route, &fingerprints).iter().sum();
         // The body moves from the entry to the job: one copy per request, dropped once the
         // provider has it (a journalled job that must be queued again gives it back). Where a
         // request that does not run may be resubmitted, the entry keeps it too.
@@ -61,7 +62,8 @@ impl Interceptor {
             }
             return;
         }
-        let job = BatchJob::new(id, route, tag, fingerprints, JobState::Uploading { items });
+        let mut job = BatchJob::new(id, route, tag, fingerprints, JobState::Uploading { items });
+        job.tokens = tokens;
         if let Some(record) = self.intent_record(&job) {
             self.persist(record);
         }
@@ -258,7 +260,17 @@ impl Interceptor {
                 }
                 Err(e) => self.protocol_failure(job_id, &call, e.message),
             },
-            Call::UploadFinish => self.upload_done(now_ms, job_id),
+            Call::UploadFinish => match adapter.parse_upload_finish(&response) {
+                Ok(named) => {
+                    if let (Some(name), JobState::FinishingUpload { file, .. }) =
+                        (named, &mut job.state)
+                    {
+                        *file = name;
+                    }
+                    self.upload_done(now_ms, job_id)
+                }
+                Err(e) => self.protocol_failure(job_id, &call, e.message),
+            },
             Call::Create => match adapter.parse_create(&response) {
                 Ok(remote) => self.created(now_ms, job_id, remote.id),
                 Err(e) => self.protocol_failure(job_id, &call, e.message),
@@ -329,10 +341,16 @@ impl Interceptor {
     /// The batch exists (created, or found by its key): make the adapter's after-create calls,
     /// with the bodies the job still holds, then start polling.
     fn created(&mut self, now_ms: u64, job_id: JobId, batch_id: String) {
+        let entries_keep = self.keeps_bodies();
         let job = self.jobs.get_mut(&job_id).expect("job exists");
-        let calls =
-            adapter(job.route.provider).build_after_create(&job.context(), job.items(), &batch_id);
-        // The provider has the bodies now, or the calls above do.
+        let adapter = adapter(job.route.provider);
+        let calls = adapter.build_after_create(&job.context(), job.items(), &batch_id);
+        // The provider has the bodies now, or the calls above do; they are kept only while it
+        // may still refuse the batch for its enqueued-token limit, and then by the job only
+        // where the entries do not keep them anyway (to resubmit lines that did not run).
+        if adapter.may_refuse_enqueued(None) && !entries_keep {
+            job.held = job.take_items();
+        }
         job.state = JobState::AddingRequests {
             batch_id,
             calls: calls.into(),
@@ -440,6 +458,12 @@ impl Interceptor {
                 failed: report.failed,
             },
         });
+        if !job.held.is_empty()
+            && !matches!(report.state, PollState::OverEnqueuedLimit { .. })
+            && !adapter(job.route.provider).may_refuse_enqueued(Some(&report.state_label))
+        {
+            job.held = Vec::new(); // past the enqueued-token check: the bodies are not needed
+        }
         match report.state {
             PollState::Running => {
                 job.state = JobState::Polling {
@@ -475,6 +499,19 @@ impl Interceptor {
                         self.send_call(now_ms, job_id, Call::Download(download));
                     }
                 }
+            }
+            // A failed batch, but not one of `lines`'s: a refusal for the enqueued-token limit
+            // goes back to admission to wait for headroom, and does not count as a line attempt.
+            PollState::OverEnqueuedLimit {
+                message,
+                limit_tokens,
+            } => {
+                self.event(LifecycleEvent::BatchFinished {
+                    job: job_id,
+                    batch_id,
+                    state: report.state_label,
+                });
+                self.refused(now_ms, job_id, message, limit_tokens);
             }
             PollState::Ended { kind, message } => {
                 let response =
@@ -688,10 +725,18 @@ impl Interceptor {
         {
             reading.call_failed(call_id);
         }
-        let Some(job) = self.jobs.get_mut(&job_id) else {
+        if !self.jobs.contains_key(&job_id) {
             return;
-        };
+        }
         let failed_step = call.as_str();
+        if call == Call::Create
+            && response.as_ref().is_some_and(|r| r.status == 429)
+            && self.create_refused_for_queue(job_id)
+        {
+            // The provider's queue is full while a batch of ours is in it: wait for one to end.
+            return self.refused(now_ms, job_id, reason, None);
+        }
+        let job = self.jobs.get_mut(&job_id).expect("job exists");
         let retryable = response
             .as_ref()
             .is_none_or(|r| r.status == 429 || r.status == 408 || r.status >= 500);
@@ -754,7 +799,7 @@ impl Interceptor {
         });
     }
 
-    fn backoff_ms(&mut self, attempt: u32) -> u64 {
+    pub(super) fn backoff_ms(&mut self, attempt: u32) -> u64 {
         let (base_ms, max_ms) = (self.config.backoff_ms, self.config.max_backoff_ms);
         self.jitter.backoff_ms(attempt, base_ms, max_ms)
     }

@@ -242,12 +242,15 @@ impl Interceptor {
         batch_id: String,
     ) {
         let custom_id = cache::custom_id(&fingerprint);
-        self.await_in_batch(request, &fingerprint, &route, &route.body);
+        let mut route = route;
+        let body = std::mem::take(&mut route.body);
+        self.await_in_batch(request, &fingerprint, &route, &body);
         if let Some(job) = self
             .jobs
             .values_mut()
             .find(|j| j.batch_id() == Some(batch_id.as_str()))
         {
+            let job_id = job.id;
             // Its line may already have been downloaded, before anyone asked for it.
             let early = match &mut job.state {
                 JobState::Downloading { unclaimed, .. } => unclaimed.remove(&custom_id),
@@ -257,6 +260,8 @@ impl Interceptor {
             job.custom_ids.push(custom_id);
             if let Some(response) = early {
                 self.answer_entry(&fingerprint, response, true);
+            } else {
+                self.hold_for_refusal(job_id, &route, &fingerprint, body);
             }
             return;
         }
@@ -266,9 +271,16 @@ impl Interceptor {
             batch_id,
             next_poll_ms: Some(now_ms),
         };
-        let mut job = BatchJob::new(id, route, place.tag, vec![fingerprint], state);
+        let mut job = BatchJob::new(
+            id,
+            route.clone(),
+            place.tag,
+            vec![fingerprint.clone()],
+            state,
+        );
         job.resumed = true;
         self.jobs.insert(id, job);
+        self.hold_for_refusal(id, &route, &fingerprint, body);
     }
 
     /// A request whose batch create a previous run sent without learning the outcome: look for

@@ -227,6 +227,22 @@ pub enum LifecycleEvent {
         delay_ms: u64,
         reason: String,
     },
+    /// Batches of one (provider, host, model, credential) wait for headroom under its
+    /// enqueued-token limit: the provider refused one (`limitTokens` is the limit it stated, if
+    /// it did), or `maxEnqueuedTokens` would be passed. They are created once a batch of theirs
+    /// in flight ends (or, with none in flight, after a backoff); none of their requests ran.
+    #[serde(rename_all = "camelCase")]
+    EnqueuedLimit {
+        provider: ProviderId,
+        model: String,
+        /// Requests waiting, and their estimated input tokens.
+        requests: usize,
+        tokens: u64,
+        limit_tokens: Option<u64>,
+        /// This queue's batches still in flight.
+        batches_in_flight: usize,
+        reason: String,
+    },
     #[serde(rename_all = "camelCase")]
     Warning { message: String },
 }

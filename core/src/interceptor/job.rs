@@ -165,6 +165,13 @@ pub(super) struct BatchJob {
     /// Made from a previous run's journal: it lists only the requests asked about in this run,
     /// so a line for another custom id is not unknown (see `unclaimed`).
     pub(super) resumed: bool,
+    /// Estimated input tokens of its requests, as enqueued-token limits count them (0 for a
+    /// batch resumed from the journal, whose bodies this run may not have).
+    pub(super) tokens: u64,
+    /// The bodies kept after the create while the provider may still refuse the batch for its
+    /// enqueued-token limit (see `ProviderAdapter::may_refuse_enqueued`), to submit them again;
+    /// empty where the entries keep the bodies anyway (to resubmit lines that did not run).
+    pub(super) held: Vec<BatchItem>,
 }
 
 impl BatchJob {
@@ -186,6 +193,8 @@ impl BatchJob {
             attempts: 0,
             retries: Vec::new(),
             resumed: false,
+            tokens: 0,
+            held: Vec::new(),
         }
     }
 
@@ -214,6 +223,17 @@ impl BatchJob {
             | JobState::Creating { items, .. }
             | JobState::Finding { items, .. } => items,
             _ => &[],
+        }
+    }
+
+    /// Take the bodies it still holds: those not sent yet, or those held after the create.
+    pub(super) fn take_items(&mut self) -> Vec<BatchItem> {
+        match &mut self.state {
+            JobState::Uploading { items }
+            | JobState::FinishingUpload { items, .. }
+            | JobState::Creating { items, .. }
+            | JobState::Finding { items, .. } => std::mem::take(items),
+            _ => std::mem::take(&mut self.held),
         }
     }
 

@@ -22,12 +22,14 @@
 //!   the cost limit;
 //! - `job`: one provider batch and its explicit state machine;
 //! - `flow`: the provider calls that move a job along, and their retries;
+//! - `headroom`: batches wait for room under the providers' enqueued-token limits;
 //! - [`report`]: the per-queue report.
 
 mod abort;
 mod admission;
 mod bulk;
 mod flow;
+mod headroom;
 mod intake;
 pub mod io;
 mod job;
@@ -56,6 +58,7 @@ pub use report::QueueReport;
 
 use abort::{AbortKind, ClientTimer};
 use admission::Admission;
+use headroom::Headroom;
 use job::{BatchJob, Call, JobId};
 use report::Report;
 
@@ -111,6 +114,7 @@ pub struct Interceptor {
     closing: bool,
     drained_sent: bool,
     admission: Admission,
+    headroom: Headroom,
     jitter: Jitter,
     tag_seed: u64,
     /// The abort kinds already warned about.
@@ -161,6 +165,7 @@ impl Interceptor {
             closing: false,
             drained_sent: false,
             admission: Admission::default(),
+            headroom: Headroom::default(),
             jitter,
             tag_seed,
             warned_aborts: HashSet::new(),
@@ -233,12 +238,23 @@ impl Interceptor {
 
     pub fn next_deadline(&self) -> Option<u64> {
         let jobs = self.jobs.values().filter_map(BatchJob::next_deadline);
-        self.batcher.next_deadline().into_iter().chain(jobs).min()
+        let holds = self.headroom.next_deadline();
+        self.batcher
+            .next_deadline()
+            .into_iter()
+            .chain(jobs)
+            .chain(holds)
+            .min()
     }
 
     /// Per queue: requests, batches, cache hits and estimated cost, batch against sync prices.
     pub fn report(&self) -> Vec<QueueReport> {
-        self.report.rows()
+        let waiting = self.admission.waiting.iter().filter_map(|(route, fps)| {
+            self.headroom
+                .is_waiting(route)
+                .then_some((route, fps.len() as u64))
+        });
+        self.report.rows_with_waits(waiting)
     }
 
     /// Requests not yet answered.

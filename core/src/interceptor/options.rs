@@ -34,6 +34,10 @@ pub struct InterceptorConfig {
     /// Whether such requests are resubmitted at all; `false`: their callers get the batch's
     /// end as an error response at once.
     pub resubmit: bool,
+    /// Estimated input tokens allowed in flight at once per (provider, host, model,
+    /// credential), as the providers' enqueued-token limits count them: a batch that would pass
+    /// it waits until a batch of its queue ends; one above it alone is split.
+    pub max_enqueued_tokens: Option<u64>,
     /// Where requests are looked up before recognition by path shape: the user's declared hosts,
     /// then the built-in ones (Groq, Azure, …).
     pub hosts: providers::HostTable,
@@ -54,6 +58,7 @@ impl Default for InterceptorConfig {
             cost_limit_usd: None,
             line_attempts: 3,
             resubmit: true,
+            max_enqueued_tokens: None,
             hosts: providers::HostTable::builtin(),
         }
     }
@@ -77,6 +82,9 @@ impl InterceptorConfig {
                 "costLimit.usd",
                 "must be a finite number >= 0",
             ));
+        }
+        if self.max_enqueued_tokens == Some(0) {
+            return Err(at_least_one("maxEnqueuedTokens"));
         }
         if self.call_attempts == 0 {
             return Err(at_least_one("retry.attempts"));
@@ -129,8 +137,10 @@ pub struct InterceptorOptions {
     pub line_attempts: Option<u32>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub resubmit: Option<bool>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub max_enqueued_tokens: Option<u64>,
     /// Hosts the user declared (`[{baseUrl, provider, completionWindow?, maxRequests?,
-    /// maxFileBytes?}]`).
+    /// maxFileBytes?, maxInlineBytes?}]`; `maxInlineBytes` for Gemini hosts only).
     #[cfg_attr(test, ts(type = "Array<HostSpec>"))]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub hosts: Option<Vec<serde_json::Value>>,
@@ -157,6 +167,7 @@ impl InterceptorOptions {
             cost_limit_usd: self.cost_limit_usd,
             line_attempts: self.line_attempts.unwrap_or(defaults.line_attempts),
             resubmit: self.resubmit.unwrap_or(defaults.resubmit),
+            max_enqueued_tokens: self.max_enqueued_tokens,
             hosts,
         };
         config.validate()?;

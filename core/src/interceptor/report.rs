@@ -23,6 +23,10 @@ pub struct QueueReport {
     pub estimated_sync_usd: Option<f64>,
     pub estimated_batch_usd: Option<f64>,
     pub price_note: String,
+    /// Requests waiting for headroom under their queue's enqueued-token limit now (a provider's
+    /// refusal, or `maxEnqueuedTokens`); in a dry run, the requests that would have waited under
+    /// `maxEnqueuedTokens`.
+    pub waiting_for_headroom: u64,
 }
 
 /// The rows, one per (provider, endpoint, model), in that order.
@@ -32,10 +36,6 @@ pub(super) struct Report {
 }
 
 impl Report {
-    pub(super) fn rows(&self) -> Vec<QueueReport> {
-        self.rows.values().cloned().collect()
-    }
-
     /// A request arrived for `route`: count it and add its estimated cost.
     pub(super) fn count_request(&mut self, route: &Route) {
         let row = self.row(route);
@@ -58,6 +58,26 @@ impl Report {
         self.row(route).batches += 1;
     }
 
+    /// `requests` of `route` wait (or, in a dry run, would wait) for headroom.
+    pub(super) fn count_headroom_wait(&mut self, route: &Route, requests: u64) {
+        self.row(route).waiting_for_headroom += requests;
+    }
+
+    /// The rows with `waiting` (route, requests) added to their `waiting_for_headroom`.
+    pub(super) fn rows_with_waits<'a>(
+        &self,
+        waiting: impl Iterator<Item = (&'a Route, u64)>,
+    ) -> Vec<QueueReport> {
+        let mut rows = self.rows.clone();
+        for (route, requests) in waiting {
+            let key = (route.provider, route.endpoint.clone(), route.model.clone());
+            if let Some(row) = rows.get_mut(&key) {
+                row.waiting_for_headroom += requests;
+            }
+        }
+        rows.into_values().collect()
+    }
+
     fn row(&mut self, route: &Route) -> &mut QueueReport {
         self.rows
             .entry((route.provider, route.endpoint.clone(), route.model.clone()))
@@ -71,6 +91,7 @@ impl Report {
                 estimated_sync_usd: None,
                 estimated_batch_usd: None,
                 price_note: String::new(),
+                waiting_for_headroom: 0,
             })
     }
 }

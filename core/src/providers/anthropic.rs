@@ -148,6 +148,10 @@ impl Anthropic {
 }
 
 impl ProviderAdapter for Anthropic {
+    fn create_429_is_queue_limit(&self) -> bool {
+        true
+    }
+
     fn id(&self) -> ProviderId {
         ProviderId::Anthropic
     }

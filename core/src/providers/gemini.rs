@@ -1,14 +1,23 @@
-//! Gemini API (generativelanguage) Batch Mode, inline flavour: `POST
-//! {prefix}/models/{model}:batchGenerateContent` with the requests in the body; the batch is a
-//! long-running Operation whose inlined responses come back in the poll answer.
-//! Wire formats: providers.md §4.
+//! Gemini API (generativelanguage) Batch Mode: `POST {prefix}/models/{model}:batchGenerateContent`;
+//! the batch is a long-running Operation polled at `{prefix}/batches/{id}`. Wire formats:
+//! providers.md §4.
 //!
-//! Why inline and not a JSONL file: inline needs one request instead of a two-step resumable
-//! upload, and keeps everything on the caller's base URL. The price is the 20 MB cap per create
-//! request, which the batcher respects through [`ProviderAdapter::limits`] by splitting into
-//! several batches. Results that arrive as a `responsesFile` anyway (e.g. a batch created by
-//! another tool and found by tag) are still handled: the poll reports the file as a download and
-//! [`ProviderAdapter::parse_results`] reads its `{key, response|error}` lines.
+//! Two flavours, chosen per batch in [`ProviderAdapter::build_upload`]:
+//! - **Inline** (the default): the requests go in the create body, the results come back inside
+//!   the poll answer. One request instead of a two-step upload, all on the caller's base URL.
+//!   Gemini caps the create request at 20 MB ([`GEMINI_MAX_INLINE_REQUEST_BYTES`]; a host's
+//!   `maxInlineBytes` lowers it).
+//! - **File**, for a batch whose inline body would pass that cap: the requests go as JSONL lines
+//!   `{key, request}` through the Files API's resumable upload (start: `POST
+//!   {origin}/upload/{version}/files` with `X-Goog-Upload-Protocol: resumable`, answered with
+//!   the session URL in `x-goog-upload-url`; then one `upload, finalize` POST of the bytes,
+//!   answered with the File), the create names the file (`inputConfig.fileName`), and the
+//!   results come as a `responsesFile` of `{key, response|error}` lines to download. Files take
+//!   up to 2 GB ([`GEMINI_MAX_FILE_BYTES`]), which is the split rule's byte budget.
+//!
+//! Either way the batch's `displayName` is the idempotency tag, so a lost create is found in the
+//! listing. Results that arrive as a `responsesFile` for an inline batch (e.g. a batch created by
+//! another tool and found by tag) are handled the same way.
 //!
 //! Jobs ([`crate::jobs`]) become `generateContent` requests: a `systemInstruction`, files as
 //! `inlineData`, structured output as `responseMimeType: application/json` + `responseJsonSchema`.
@@ -17,23 +26,27 @@ use serde_json::{json, Map, Value};
 
 use super::common::{self, json_request, json_response, ok_json, str_field};
 use super::hosts::any_window;
+use super::openai_compat::ByteCount;
 use super::{
-    BatchContext, BatchItem, BatchLimits, EndKind, ItemResult, ParsedResults, PassThrough,
-    PollReport, PollState, ProtocolError, ProviderAdapter, ProviderDescriptor, ProviderId,
-    RemoteBatch, Route,
+    BatchContext, BatchItem, BatchLimits, EndKind, HostMatch, HostSettings, ItemResult,
+    ParsedResults, PassThrough, PollReport, PollState, ProtocolError, ProviderAdapter,
+    ProviderDescriptor, ProviderId, RemoteBatch, Route,
 };
 use crate::http::{HttpRequest, HttpResponse};
 use crate::job_format::{file_data, u64_at, JobFormat, Output, Part, Prepared};
 
 const ENDPOINT: &str = "generateContent";
 
-/// Documented: an inline create request must stay under 20 MB. 64 KiB are kept for the
-/// `{"batch":{...}}` envelope.
-const MAX_INLINE_REQUEST_BYTES: usize = 20_000_000;
-const ENVELOPE_HEADROOM_BYTES: usize = 64 * 1024;
+/// Documented: an inline create request (the whole body) must stay under 20 MB (read as 10^6
+/// bytes). A batch whose inline body would be larger goes as a file.
+pub const GEMINI_MAX_INLINE_REQUEST_BYTES: usize = 20_000_000;
+/// Documented: a batch input file holds at most 2 GB. The batcher splits batches under it.
+pub const GEMINI_MAX_FILE_BYTES: usize = 2_000_000_000;
 /// Not a Gemini limit: inline results come back inside every poll answer after completion, so we
 /// cap the count to keep that answer to tens of MB.
 const MAX_INLINE_REQUESTS: usize = 10_000;
+/// The MIME type the input file is declared with (the batch guide's REST example).
+const JSONL_MIME: &str = "application/jsonl";
 
 pub(super) const DESCRIPTOR: ProviderDescriptor = ProviderDescriptor {
     id: ProviderId::Gemini,
@@ -54,6 +67,88 @@ pub struct Gemini;
 impl Gemini {
     fn inline_entry(item: &BatchItem) -> Value {
         json!({"request": item.body, "metadata": {"key": item.custom_id}})
+    }
+
+    /// One input file line, `{"key":…,"request":…}` (the batch guide's shape), no newline.
+    fn write_file_line(w: impl std::io::Write, item: &BatchItem) {
+        #[derive(serde::Serialize)]
+        struct FileLine<'a> {
+            key: &'a str,
+            request: &'a Value,
+        }
+        let line = FileLine {
+            key: &item.custom_id,
+            request: &item.body,
+        };
+        serde_json::to_writer(w, &line).expect("a JSON value serializes into memory");
+    }
+
+    /// The input file: one line per item, each ending in a newline.
+    fn input_jsonl(items: &[BatchItem]) -> String {
+        let mut out = Vec::new();
+        for item in items {
+            Self::write_file_line(&mut out, item);
+            out.push(b'\n');
+        }
+        String::from_utf8(out).expect("serde_json writes UTF-8")
+    }
+
+    fn input_jsonl_len(items: &[BatchItem]) -> usize {
+        let mut count = ByteCount(0);
+        for item in items {
+            Self::write_file_line(&mut count, item);
+            count.0 += 1;
+        }
+        count.0
+    }
+
+    /// The inline create body around `requests`.
+    fn inline_body(tag: &str, requests: Vec<Value>) -> Value {
+        json!({"batch": {
+            "displayName": tag,
+            "inputConfig": {"requests": {"requests": requests}},
+        }})
+    }
+
+    /// The largest inline create body this route's batches may send.
+    fn inline_cap(settings: &HostSettings) -> usize {
+        settings
+            .max_inline_bytes
+            .unwrap_or(GEMINI_MAX_INLINE_REQUEST_BYTES)
+    }
+
+    /// Whether the batch's inline create body would pass the inline cap: then it goes as a file.
+    /// The body is exactly the envelope plus the entries and a comma between each two;
+    /// [`ProviderAdapter::item_bytes`] counts a comma with every entry, one too many.
+    fn goes_as_file(&self, ctx: &BatchContext, items: &[BatchItem]) -> bool {
+        let envelope = Self::inline_body(ctx.tag, Vec::new()).to_string().len();
+        let cap = Self::inline_cap(&ctx.route.settings);
+        let mut size = envelope.saturating_sub(1);
+        items.iter().any(|item| {
+            size += self.item_bytes(ctx, item);
+            size > cap
+        })
+    }
+
+    /// Where the Files API's resumable upload starts: `upload/` before the API version, as
+    /// `@google/genai` builds it (`{origin}/upload/v1beta/files` for the default base).
+    fn upload_start_url(base_url: &str) -> String {
+        let origin = common::origin(base_url);
+        let path = &base_url[origin.len()..];
+        match path.rfind('/') {
+            Some(i) => format!("{origin}{}/upload{}/files", &path[..i], &path[i..]),
+            None => format!("{base_url}/upload/files"),
+        }
+    }
+
+    /// The upload session URL of a start answer.
+    fn session_url(resp: &HttpResponse) -> Result<&str, ProtocolError> {
+        resp.header("x-goog-upload-url")
+            .map(str::trim)
+            .filter(|u| !u.is_empty())
+            .ok_or_else(|| {
+                ProtocolError::new("file upload: the start answer has no x-goog-upload-url")
+            })
     }
 
     /// A result entry (inline or file line) → the synchronous answer.
@@ -150,6 +245,10 @@ impl Gemini {
 }
 
 impl ProviderAdapter for Gemini {
+    fn create_429_is_queue_limit(&self) -> bool {
+        true
+    }
+
     fn id(&self) -> ProviderId {
         ProviderId::Gemini
     }
@@ -182,28 +281,131 @@ impl ProviderAdapter for Gemini {
         Some(route(req, prefix, model, query))
     }
 
-    fn limits(&self, _route: &Route) -> BatchLimits {
+    /// A declared Gemini host brings its settings (`maxInlineBytes`, `maxFileBytes`,
+    /// `maxRequests`); the URL is read as anywhere else.
+    fn recognize_at(&self, req: &HttpRequest, host: &HostMatch) -> Result<Route, PassThrough> {
+        let mut route = self
+            .recognize(req)
+            .unwrap_or(Err(PassThrough::UnknownUrl))?;
+        route.settings = host.settings.clone();
+        Ok(route)
+    }
+
+    /// Batches are split under the file limit: one whose inline body would pass the inline cap
+    /// goes as a file ([`Gemini::goes_as_file`]).
+    fn limits(&self, route: &Route) -> BatchLimits {
         BatchLimits {
-            max_requests: MAX_INLINE_REQUESTS,
-            max_bytes: MAX_INLINE_REQUEST_BYTES - ENVELOPE_HEADROOM_BYTES,
+            max_requests: route.settings.max_requests.unwrap_or(MAX_INLINE_REQUESTS),
+            max_bytes: route
+                .settings
+                .max_file_bytes
+                .unwrap_or(GEMINI_MAX_FILE_BYTES),
         }
     }
 
+    /// The inline entry and its comma, which is never shorter than the file line and its
+    /// newline: the sum bounds both flavours.
     fn item_bytes(&self, _ctx: &BatchContext, item: &BatchItem) -> usize {
         Self::inline_entry(item).to_string().len() + 1
     }
 
+    /// Start a resumable upload, only for a batch too big to go inline. The file's display name
+    /// is the batch's tag.
+    fn build_upload(&self, ctx: &BatchContext, items: &[BatchItem]) -> Option<HttpRequest> {
+        if !self.goes_as_file(ctx, items) {
+            return None;
+        }
+        let mut req = json_request(
+            "POST",
+            Self::upload_start_url(&ctx.route.base_url),
+            &ctx.route.forward_headers,
+            Some(&json!({"file": {"displayName": ctx.tag}})),
+        );
+        req.headers.extend(
+            [
+                ("x-goog-upload-protocol", "resumable".to_string()),
+                ("x-goog-upload-command", "start".to_string()),
+                (
+                    "x-goog-upload-header-content-length",
+                    Self::input_jsonl_len(items).to_string(),
+                ),
+                ("x-goog-upload-header-content-type", JSONL_MIME.to_string()),
+            ]
+            .map(|(k, v)| (k.to_string(), v)),
+        );
+        Some(req)
+    }
+
+    /// The start answer names only the session; the File comes with the finalize
+    /// ([`ProviderAdapter::parse_upload_finish`]).
+    fn parse_upload(&self, resp: &HttpResponse) -> Result<String, ProtocolError> {
+        Self::session_url(resp).map(str::to_string)
+    }
+
+    /// All the bytes in one `upload, finalize` command at offset 0 (the REST guide's single-shot
+    /// form), to the session URL on the caller's origin: like `@google/genai`, which moves the
+    /// session URL onto its base URL, so a proxy or test server sees the whole flow and the key
+    /// goes nowhere else.
+    fn build_upload_finish(
+        &self,
+        ctx: &BatchContext,
+        items: &[BatchItem],
+        upload_answer: &HttpResponse,
+    ) -> Option<HttpRequest> {
+        let session = Self::session_url(upload_answer).ok()?;
+        let rest = if session.starts_with('/') {
+            session
+        } else {
+            &session[common::path_start(session)..]
+        };
+        let mut headers = ctx.route.forward_headers.clone();
+        headers.extend(
+            [
+                ("x-goog-upload-command", "upload, finalize"),
+                ("x-goog-upload-offset", "0"),
+                ("content-type", JSONL_MIME),
+            ]
+            .map(|(k, v)| (k.to_string(), v.to_string())),
+        );
+        Some(HttpRequest {
+            method: "POST".into(),
+            url: format!("{}{rest}", common::origin(&ctx.route.base_url)),
+            headers,
+            body: Self::input_jsonl(items),
+        })
+    }
+
+    /// The finalize answers `{file: File}` with `x-goog-upload-status: final`.
+    fn parse_upload_finish(&self, resp: &HttpResponse) -> Result<Option<String>, ProtocolError> {
+        if let Some(status) = resp.header("x-goog-upload-status") {
+            if !status.trim().eq_ignore_ascii_case("final") {
+                return Err(ProtocolError::new(format!(
+                    "file upload: the upload is {status:?}, not final, after its last bytes"
+                )));
+            }
+        }
+        let v = ok_json(resp, "file upload")?;
+        let name = str_field(&v, "/file/name")
+            .or_else(|| str_field(&v, "/name"))
+            .filter(|n| n.starts_with("files/") && n.len() > "files/".len())
+            .ok_or_else(|| ProtocolError::new("file upload: the answer names no files/… file"))?;
+        Ok(Some(name.to_string()))
+    }
+
+    /// Inline, or naming the uploaded file when the batch went as one.
     fn build_create(
         &self,
         ctx: &BatchContext,
         items: &[BatchItem],
-        _uploaded_file: Option<&str>,
+        uploaded_file: Option<&str>,
     ) -> HttpRequest {
-        let requests: Vec<Value> = items.iter().map(Self::inline_entry).collect();
-        let body = json!({"batch": {
-            "displayName": ctx.tag,
-            "inputConfig": {"requests": {"requests": requests}},
-        }});
+        let body = match uploaded_file {
+            Some(file) => json!({"batch": {
+                "displayName": ctx.tag,
+                "inputConfig": {"fileName": file},
+            }}),
+            None => Self::inline_body(ctx.tag, items.iter().map(Self::inline_entry).collect()),
+        };
         json_request(
             "POST",
             format!(
@@ -411,6 +613,13 @@ impl JobFormat for GeminiJobs {
 
     fn wire_schema(&self, schema: &Value) -> Result<Value, String> {
         Ok(schema.clone())
+    }
+
+    /// One `generateContent` request stays under 20 MB with its inline data (Gemini's
+    /// image/document understanding guides: larger inputs go through the Files API, which jobs
+    /// do not use), in a batch file as in a sync call.
+    fn max_request_bytes(&self) -> Option<usize> {
+        Some(GEMINI_MAX_INLINE_REQUEST_BYTES)
     }
 
     fn schema_fields(&self) -> &'static [&'static str] {

@@ -20,6 +20,9 @@ pub struct HostSettings {
     pub max_requests: Option<usize>,
     /// Bytes of one batch's input file (or inline body), at most.
     pub max_file_bytes: Option<usize>,
+    /// Gemini: the largest inline create body; a batch whose body would be larger goes as an
+    /// uploaded JSONL file. At most Gemini's documented 20 MB.
+    pub max_inline_bytes: Option<usize>,
     /// Azure OpenAI: the `api-version` query value of the intercepted request, carried to every
     /// batch call. Filled per request by the adapter, never declared; part of the route's
     /// credential fingerprint, so requests of different API versions never share a batch.
@@ -62,6 +65,9 @@ pub struct HostSpec {
     pub max_requests: Option<usize>,
     #[serde(default)]
     pub max_file_bytes: Option<usize>,
+    /// Gemini hosts only: see [`HostSettings::max_inline_bytes`].
+    #[serde(default)]
+    pub max_inline_bytes: Option<usize>,
 }
 
 /// Why a declared host was refused.
@@ -278,6 +284,20 @@ impl HostTable {
             if spec.max_file_bytes == Some(0) {
                 return Err(err("maxFileBytes must be at least 1".into()));
             }
+            if let Some(n) = spec.max_inline_bytes {
+                if spec.provider != ProviderId::Gemini {
+                    return Err(err(format!(
+                        "maxInlineBytes applies to gemini hosts only (inline batches), not {}",
+                        spec.provider
+                    )));
+                }
+                let cap = super::GEMINI_MAX_INLINE_REQUEST_BYTES;
+                if n == 0 || n > cap {
+                    return Err(err(format!(
+                        "maxInlineBytes must be between 1 and {cap} (Gemini's inline limit), got {n}"
+                    )));
+                }
+            }
             if let Some(w) = &spec.completion_window {
                 if w.trim().is_empty() {
                     return Err(err(
@@ -297,6 +317,7 @@ impl HostTable {
                 completion_window: spec.completion_window.clone(),
                 max_requests: spec.max_requests,
                 max_file_bytes: spec.max_file_bytes,
+                max_inline_bytes: spec.max_inline_bytes,
                 api_version: None,
             };
             entries.push(HostEntry::new(&spec.base_url, spec.provider, settings).map_err(err)?);

@@ -12,9 +12,10 @@
 //!    untouched"; `Ok(Route)` means it can be batched. Requests whose route differs in
 //!    `provider`, `base_url`, `endpoint`, `model` or `credential_fingerprint` never share a batch.
 //! 2. Split a group under [`ProviderAdapter::limits`] using [`ProviderAdapter::item_bytes`].
-//! 3. [`ProviderAdapter::build_upload`] (OpenAI, Together) → [`ProviderAdapter::parse_upload`]
-//!    (→ [`ProviderAdapter::build_upload_finish`] when the upload takes a second request, as
-//!    Together's presigned one does), then [`ProviderAdapter::build_create`] →
+//! 3. [`ProviderAdapter::build_upload`] (OpenAI, Together, Gemini above its inline limit) →
+//!    [`ProviderAdapter::parse_upload`] (→ [`ProviderAdapter::build_upload_finish`] →
+//!    [`ProviderAdapter::parse_upload_finish`] when the upload takes a second request, as
+//!    Together's presigned and Gemini's resumable ones do), then [`ProviderAdapter::build_create`] →
 //!    [`ProviderAdapter::parse_create`].
 //!    If the create was sent but no answer came back, [`ProviderAdapter::build_find`] /
 //!    [`ProviderAdapter::parse_find`] look for a batch carrying the group's idempotency tag.
@@ -69,7 +70,7 @@ pub use anthropic::{
     Anthropic, ANTHROPIC_MAX_REQUEST_BYTES, ANTHROPIC_VERSION, DEFAULT_ANTHROPIC_MAX_TOKENS,
     DEFAULT_ANTHROPIC_MAX_TOKENS_THINKING,
 };
-pub use gemini::Gemini;
+pub use gemini::{Gemini, GEMINI_MAX_FILE_BYTES, GEMINI_MAX_INLINE_REQUEST_BYTES};
 pub use hosts::{HostMatch, HostSettings, HostSpec, HostTable};
 pub use mistral::Mistral;
 pub use openai_compat::{OpenAi, Profile as OpenAiProfile};
@@ -334,6 +335,13 @@ pub enum PollState {
     },
     /// Terminal with no results at all. Every request gets [`ProviderAdapter::ended_response`].
     Ended { kind: EndKind, message: String },
+    /// Refused for the provider's limit on enqueued tokens before any line ran (OpenAI and
+    /// Azure: `failed` with error code `token_limit_exceeded`): its requests can be submitted
+    /// again without paying twice. `limit_tokens`: the limit the message states, if it does.
+    OverEnqueuedLimit {
+        message: String,
+        limit_tokens: Option<u64>,
+    },
 }
 
 /// One poll answer, decoded.
@@ -528,6 +536,20 @@ pub trait ProviderAdapter: Sync {
         false
     }
 
+    /// Whether a batch in this state may still end [`PollState::OverEnqueuedLimit`] (`None`:
+    /// just created, not polled yet). While it may, the engine keeps the bodies to submit them
+    /// again. Default: `false` (the provider refuses over-limit batches at create, with 429).
+    fn may_refuse_enqueued(&self, _state_label: Option<&str>) -> bool {
+        false
+    }
+
+    /// Whether a 429 answer to a batch create means the provider's queue of enqueued work is
+    /// full (Anthropic's processing-queue limit, Gemini's `RESOURCE_EXHAUSTED`): while a batch of
+    /// the same queue is in flight, the engine then waits for one to end instead of retrying.
+    fn create_429_is_queue_limit(&self) -> bool {
+        false
+    }
+
     /// For results served in pages (xAI's `pagination_token`): the download after this one, an
     /// entry to pass to [`ProviderAdapter::build_download`], or `None` when `body` was the last
     /// page. The batcher fetches it (with retries) before it answers the requests that got no
@@ -560,6 +582,15 @@ pub trait ProviderAdapter: Sync {
     ) -> Option<HttpRequest> {
         let _ = (ctx, items, upload_answer);
         None
+    }
+
+    /// The uploaded file's id from the answer of [`ProviderAdapter::build_upload_finish`]'s
+    /// request, when only that answer names it (Gemini's resumable upload: the start answers with
+    /// a session URL, the finalize with the File). `Ok(None)`, the default, keeps the id
+    /// [`ProviderAdapter::parse_upload`] read.
+    fn parse_upload_finish(&self, resp: &HttpResponse) -> Result<Option<String>, ProtocolError> {
+        let _ = resp;
+        Ok(None)
     }
 
     /// What [`ProviderAdapter::parse_find`] looks for in the listing after a lost create.

@@ -174,6 +174,27 @@ impl OpenAi {
         })
     }
 
+    /// A failed batch refused for the enqueued-token limit (`errors.data[].code =
+    /// "token_limit_exceeded"`): `Some(limit)`, with the limit its message states ("… Limit:
+    /// 2,000,000 enqueued tokens. …") when it does.
+    fn enqueued_limit(v: &Value) -> Option<Option<u64>> {
+        let errors = v.pointer("/errors/data")?.as_array()?;
+        let error = errors
+            .iter()
+            .find(|e| str_field(e, "/code") == Some("token_limit_exceeded"))?;
+        let message = str_field(error, "/message").unwrap_or("");
+        let limit = message.split_once("Limit:").and_then(|(_, rest)| {
+            let digits: String = rest
+                .trim_start()
+                .chars()
+                .take_while(|c| c.is_ascii_digit() || *c == ',')
+                .filter(char::is_ascii_digit)
+                .collect();
+            digits.parse().ok()
+        });
+        Some(limit)
+    }
+
     /// The text of `errors.data[]` of a failed batch: each message with its code (Azure's quota
     /// failure `token_limit_exceeded`, `invalid_json_line`, …) and line when given.
     fn batch_errors(v: &Value) -> String {
@@ -202,6 +223,11 @@ impl OpenAi {
 impl ProviderAdapter for OpenAi {
     fn id(&self) -> ProviderId {
         ProviderId::OpenAi
+    }
+
+    /// The enqueued-token limit is checked while the batch validates, before any line runs.
+    fn may_refuse_enqueued(&self, state_label: Option<&str>) -> bool {
+        matches!(state_label, None | Some("validating"))
     }
 
     fn recognize(&self, req: &HttpRequest) -> Option<Result<Route, PassThrough>> {
@@ -363,13 +389,17 @@ impl ProviderAdapter for OpenAi {
             ),
             "failed" => {
                 let message = Self::batch_errors(&v);
-                (
-                    PollState::Ended {
+                let state = match Self::enqueued_limit(&v) {
+                    Some(limit_tokens) => PollState::OverEnqueuedLimit {
+                        message,
+                        limit_tokens,
+                    },
+                    None => PollState::Ended {
                         kind: EndKind::Failed,
                         message,
                     },
-                    None,
-                )
+                };
+                (state, None)
             }
             // Expired and cancelled batches keep what ran in their output / error files; the
             // requests without a line did not run.

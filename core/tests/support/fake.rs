@@ -28,6 +28,9 @@ pub enum Fate {
     /// Completed, but the last request has no result line: it did not run, and the counts say
     /// so (it is counted neither completed nor failed).
     Missing,
+    /// Refused for the enqueued-token limit before any line ran: an OpenAI batch validates, then
+    /// fails with `token_limit_exceeded`; an Anthropic or Gemini create is answered 429.
+    TokenLimit,
 }
 
 impl Fate {
@@ -36,7 +39,7 @@ impl Fate {
             Fate::Complete | Fate::Missing => None,
             Fate::Expire => Some(EndKind::Expired),
             Fate::Cancel => Some(EndKind::Cancelled),
-            Fate::Fail => Some(EndKind::Failed),
+            Fate::Fail | Fate::TokenLimit => Some(EndKind::Failed),
         }
     }
 }
@@ -137,6 +140,9 @@ pub struct Fake {
     pub random: Option<RandomFaults>,
     /// Results are always written in reverse line order; a non-zero seed shuffles them further.
     pub shuffle_seed: u64,
+    /// Enqueued-token limit per (credential, model), tokens counted as JSON chars / 4: a batch
+    /// that would pass it, with the live batches it already holds, is refused (`TokenLimit`).
+    pub token_cap: Option<u64>,
     pub expected: HashMap<String, Expected>,
     pub violations: Vec<String>,
     /// The next this many results downloads drop their first line (a flaky download: the
@@ -144,8 +150,6 @@ pub struct Fake {
     pub flaky_downloads: u32,
     /// Lines served by results downloads, in all.
     pub lines_downloaded: usize,
-    /// Report a batch created with a request another batch still running holds.
-    pub one_live_batch: bool,
     pub log: Vec<(ProviderId, Step, SerializableRequest)>,
 }
 
@@ -159,11 +163,11 @@ impl Fake {
             faults: Vec::new(),
             random: None,
             shuffle_seed: 0,
+            token_cap: None,
             expected: HashMap::new(),
             violations: Vec::new(),
             flaky_downloads: 0,
             lines_downloaded: 0,
-            one_live_batch: false,
             log: Vec::new(),
         }
     }
@@ -336,6 +340,7 @@ impl Fake {
             .and_then(|(_, b)| b["model"].as_str())
             .unwrap_or("")
             .to_string();
+        let refused = self.refuses(&auth, &model, &lines);
         let i = self.register(
             ProviderId::OpenAi,
             tag,
@@ -345,6 +350,13 @@ impl Fake {
             lines,
             Some(file_id),
         );
+        if refused {
+            // Accepted, then failed while validating (its fate drawn by `register` goes back).
+            let drawn = std::mem::replace(&mut self.batches[i].fate, Fate::TokenLimit);
+            if drawn != Fate::Complete || !self.fates.is_empty() {
+                self.fates.push_front(drawn);
+            }
+        }
         ok(self.running_object(i, "validating"))
     }
 
@@ -373,6 +385,9 @@ impl Fake {
             .and_then(|(_, b)| b["model"].as_str())
             .unwrap_or("")
             .to_string();
+        if self.refuses(&auth, &model, &lines) {
+            return error_response(ProviderId::Anthropic, 429, None);
+        }
         let i = self.register(
             ProviderId::Anthropic,
             None,
@@ -410,6 +425,9 @@ impl Fake {
                 .unwrap_or("");
             lines.push((key.to_string(), r["request"].clone()));
         }
+        if self.refuses(&auth, model, &lines) {
+            return error_response(ProviderId::Gemini, 429, None);
+        }
         let i = self.register(
             ProviderId::Gemini,
             tag,
@@ -420,6 +438,40 @@ impl Fake {
             None,
         );
         ok(self.running_object(i, "BATCH_STATE_PENDING"))
+    }
+
+    /// Estimated tokens of batch lines, as OpenAI counts enqueued tokens (about chars / 4).
+    pub fn line_tokens(lines: &[(String, Value)]) -> u64 {
+        lines
+            .iter()
+            .map(|(_, body)| body.to_string().len() as u64 / 4)
+            .sum()
+    }
+
+    /// Whether a new batch of these lines is refused for the enqueued-token limit: the next fate
+    /// says so, or the limit would be passed with the live batches of the same credential and
+    /// model. A refusing fate is used up.
+    pub fn refuses(
+        &mut self,
+        auth: &[(String, String)],
+        model: &str,
+        lines: &[(String, Value)],
+    ) -> bool {
+        if self.fates.front() == Some(&Fate::TokenLimit) {
+            self.fates.pop_front();
+            return true;
+        }
+        let Some(cap) = self.token_cap else {
+            return false;
+        };
+        let live: u64 = self
+            .batches
+            .iter()
+            .filter(|b| b.terminal.is_none() && b.fate != Fate::TokenLimit)
+            .filter(|b| b.auth == auth && b.model == model)
+            .map(|b| Self::line_tokens(&b.lines))
+            .sum();
+        live + Self::line_tokens(lines) > cap
     }
 
     /// Checks a new batch against what the callers sent, and stores it.
@@ -436,14 +488,14 @@ impl Fake {
     ) -> usize {
         let mut seen = HashSet::new();
         let mut groups = HashSet::new();
-        for (custom_id, _) in lines.iter().filter(|_| self.one_live_batch) {
-            if let Some(live) = self
+        for (custom_id, _) in &lines {
+            let live = self
                 .batches
                 .iter()
-                .find(|b| b.terminal.is_none() && b.lines.iter().any(|(c, _)| c == custom_id))
-            {
+                .find(|b| b.terminal.is_none() && b.lines.iter().any(|(c, _)| c == custom_id));
+            if let Some(live) = live {
                 self.violations.push(format!(
-                    "{provider} batch created with {custom_id}, which batch {} still holds",
+                    "{custom_id} sent in a new batch while {} (live) holds it",
                     live.id
                 ));
             }
@@ -566,6 +618,7 @@ impl Fake {
             if self.batches[i].polls_left > 0 {
                 self.batches[i].polls_left -= 1;
                 let label = match provider {
+                    _ if self.batches[i].fate == Fate::TokenLimit => "validating",
                     ProviderId::OpenAi => "in_progress",
                     ProviderId::Anthropic => "in_progress",
                     ProviderId::Gemini => "BATCH_STATE_RUNNING",
@@ -642,7 +695,7 @@ impl Fake {
             Fate::Complete => (0..n).collect(),
             Fate::Missing => (0..n.saturating_sub(1)).collect(),
             Fate::Expire => (0..n / 2).collect(), // the rest has no line: it did not run
-            Fate::Cancel | Fate::Fail => Vec::new(),
+            Fate::Cancel | Fate::Fail | Fate::TokenLimit => Vec::new(),
         };
         let order = self.result_order(i, &run);
         let b = &self.batches[i];
@@ -684,6 +737,10 @@ impl Fake {
                 "failed",
                 json!({"object": "list", "data": [{"code": "invalid_json_line", "message": "fake validation failure", "param": null, "line": 1}]}),
             ),
+            Fate::TokenLimit => (
+                "failed",
+                json!({"object": "list", "data": [{"code": "token_limit_exceeded", "message": format!("Enqueued token limit reached for {} in organization org-fake. Limit: {} enqueued tokens. Please try again once some in_progress batches have been completed.", self.batches[i].model, self.token_cap.unwrap_or(1_000)), "param": null, "line": null}]}),
+            ),
         };
         let b = &self.batches[i];
         let terminal = openai_batch_json(b, status, out_id, err_id, (n, completed, failed), errors);
@@ -697,7 +754,7 @@ impl Fake {
         let n = self.batches[i].lines.len();
         let fate = self.batches[i].fate;
         let run: Vec<usize> = match fate {
-            Fate::Complete => (0..n).collect(),
+            Fate::Complete | Fate::TokenLimit => (0..n).collect(), // (refused at create)
             Fate::Missing => (0..n.saturating_sub(1)).collect(),
             Fate::Expire | Fate::Cancel => (0..n / 2).collect(),
             Fate::Fail => Vec::new(),
@@ -752,7 +809,8 @@ impl Fake {
         let fate = self.batches[i].fate;
         let b = &self.batches[i];
         let terminal = match fate {
-            Fate::Complete | Fate::Missing => {
+            // (A refused Gemini batch is never created.)
+            Fate::Complete | Fate::Missing | Fate::TokenLimit => {
                 let all: Vec<usize> = match fate {
                     Fate::Missing => (0..n.saturating_sub(1)).collect(),
                     _ => (0..n).collect(),

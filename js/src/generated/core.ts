@@ -6,7 +6,11 @@ export type JsonValue = number | string | boolean | Array<JsonValue> | { [key in
 
 export type ProviderId = "openai" | "anthropic" | "gemini" | "groq" | "doubleword" | "azure" | "mistral" | "together" | "xai";
 
-export type HostSpec = { baseUrl: string, provider: ProviderId, completionWindow?: string, maxRequests?: number, maxFileBytes?: number, };
+export type HostSpec = { baseUrl: string, provider: ProviderId, completionWindow?: string, maxRequests?: number, maxFileBytes?: number, 
+/**
+ * Gemini hosts only: see [`HostSettings::max_inline_bytes`].
+ */
+maxInlineBytes?: number, };
 
 export type InterceptorOptions = { batchSize?: number, batchWindowMs?: number, pollIntervalMs?: number, dryRun?: boolean, cache?: boolean, retryAttempts?: number, retryBackoffMs?: number, retryMaxBackoffMs?: number, jitterSeed?: number, tagSeed?: number, 
 /**
@@ -14,10 +18,10 @@ export type InterceptorOptions = { batchSize?: number, batchWindowMs?: number, p
  * state file does not (answers go to its results): the cache then indexes none, so a run's
  * memory does not grow with its answers.
  */
-keepAnswers?: boolean, maxConcurrentBatches?: number, costLimitUsd?: number, lineAttempts?: number, resubmit?: boolean, 
+keepAnswers?: boolean, maxConcurrentBatches?: number, costLimitUsd?: number, lineAttempts?: number, resubmit?: boolean, maxEnqueuedTokens?: number, 
 /**
  * Hosts the user declared (`[{baseUrl, provider, completionWindow?, maxRequests?,
- * maxFileBytes?}]`).
+ * maxFileBytes?, maxInlineBytes?}]`; `maxInlineBytes` for Gemini hosts only).
  */
 hosts: Array<HostSpec>, };
 
@@ -47,7 +51,15 @@ export type LifecycleEvent = { "kind": "requestQueued", provider: ProviderId, en
 /**
  * At batch prices; `None` for a model with no known price.
  */
-estimatedUsd: number | null, } | { "kind": "batchSubmitted", job: number, provider: ProviderId, batchId: string, requests: number, } | { "kind": "batchPolled", job: number, batchId: string, state: string, total: number, completed: number, failed: number, } | { "kind": "batchFinished", job: number, batchId: string, state: string, } | { "kind": "resultsReceived", job: number, batchId: string, results: number, } | { "kind": "linesResubmitted", job: number, batchId: string, state: string, requests: number, } | { "kind": "retry", job: number, step: string, attempt: number, delayMs: number, reason: string, } | { "kind": "warning", message: string, };
+estimatedUsd: number | null, } | { "kind": "batchSubmitted", job: number, provider: ProviderId, batchId: string, requests: number, } | { "kind": "batchPolled", job: number, batchId: string, state: string, total: number, completed: number, failed: number, } | { "kind": "batchFinished", job: number, batchId: string, state: string, } | { "kind": "resultsReceived", job: number, batchId: string, results: number, } | { "kind": "linesResubmitted", job: number, batchId: string, state: string, requests: number, } | { "kind": "retry", job: number, step: string, attempt: number, delayMs: number, reason: string, } | { "kind": "enqueuedLimit", provider: ProviderId, model: string, 
+/**
+ * Requests waiting, and their estimated input tokens.
+ */
+requests: number, tokens: number, limitTokens: number | null, 
+/**
+ * This queue's batches still in flight.
+ */
+batchesInFlight: number, reason: string, } | { "kind": "warning", message: string, };
 
 export type AnswerPlace = { line: number, offset: number, length: number, };
 
@@ -60,7 +72,13 @@ export type QueueReport = { provider: ProviderId, endpoint: string, model: strin
  * Estimated from the request bodies (input ≈ JSON chars / 4, output = the max tokens asked
  * for); `None` when the model's price is unknown.
  */
-estimatedSyncUsd: number | null, estimatedBatchUsd: number | null, priceNote: string, };
+estimatedSyncUsd: number | null, estimatedBatchUsd: number | null, priceNote: string, 
+/**
+ * Requests waiting for headroom under their queue's enqueued-token limit now (a provider's
+ * refusal, or `maxEnqueuedTokens`); in a dry run, the requests that would have waited under
+ * `maxEnqueuedTokens`.
+ */
+waitingForHeadroom: number, };
 
 export type EngineStatus = { 
 /**

@@ -108,6 +108,95 @@ fn build_create_inline() {
 }
 
 #[test]
+fn file_flavour_requests() {
+    let mut route = sample_route();
+    // Split under the file limit; a declared host's settings lower it.
+    assert_eq!(
+        Gemini.limits(&route),
+        BatchLimits {
+            max_requests: 10_000,
+            max_bytes: 2_000_000_000
+        }
+    );
+    route.settings.max_file_bytes = Some(5_000);
+    assert_eq!(Gemini.limits(&route).max_bytes, 5_000);
+    route.settings.max_inline_bytes = Some(100);
+    let ctx = ctx_for(&route, "batchling-g2");
+    let items = vec![BatchItem {
+        custom_id: "req-1".into(),
+        body: route.body.clone(),
+    }];
+    let start = Gemini
+        .build_upload(&ctx, &items)
+        .expect("over the inline cap");
+    assert_eq!(
+        (start.method.as_str(), start.url.as_str()),
+        (
+            "POST",
+            "https://generativelanguage.googleapis.com/upload/v1beta/files"
+        )
+    );
+    assert_eq!(start.header("x-goog-upload-protocol"), Some("resumable"));
+    assert_eq!(start.header("x-goog-upload-command"), Some("start"));
+    assert_eq!(start.header("x-goog-api-key"), Some("AIzaTEST"));
+    let line = format!("{{\"key\":\"req-1\",\"request\":{BODY}}}\n");
+    let length = line.len().to_string();
+    assert_eq!(
+        start.header("x-goog-upload-header-content-length"),
+        Some(length.as_str())
+    );
+    assert_eq!(start.body, r#"{"file":{"displayName":"batchling-g2"}}"#);
+
+    let missing = HttpResponse::json(200, String::new());
+    assert!(Gemini.parse_upload(&missing).is_err());
+    let mut started = HttpResponse::json(200, String::new());
+    started.headers.push((
+        "X-Goog-Upload-URL".into(),
+        "https://upload.example:8443/upload/v1beta/files?upload_id=U1".into(),
+    ));
+    assert!(Gemini.parse_upload(&started).is_ok());
+    let finish = Gemini.build_upload_finish(&ctx, &items, &started).unwrap();
+    assert_eq!(
+        finish.url,
+        "https://generativelanguage.googleapis.com/upload/v1beta/files?upload_id=U1"
+    );
+    assert_eq!(
+        finish.header("x-goog-upload-command"),
+        Some("upload, finalize")
+    );
+    assert_eq!(finish.header("x-goog-upload-offset"), Some("0"));
+    assert_eq!(finish.body, line);
+
+    let mut done = HttpResponse::json(200, r#"{"file":{"name":"files/abc"}}"#.into());
+    done.headers
+        .push(("x-goog-upload-status".into(), "final".into()));
+    assert_eq!(
+        Gemini.parse_upload_finish(&done).unwrap().as_deref(),
+        Some("files/abc")
+    );
+    let no_name = HttpResponse::json(200, r#"{"file":{}}"#.into());
+    assert!(Gemini.parse_upload_finish(&no_name).is_err());
+
+    let create = Gemini.build_create(&ctx, &items, Some("files/abc"));
+    assert_eq!(
+        create.body,
+        r#"{"batch":{"displayName":"batchling-g2","inputConfig":{"fileName":"files/abc"}}}"#
+    );
+}
+
+#[test]
+fn upload_url_keeps_a_proxy_path() {
+    assert_eq!(
+        Gemini::upload_start_url("http://127.0.0.1:9/proxy/gemini/v1"),
+        "http://127.0.0.1:9/proxy/gemini/upload/v1/files"
+    );
+    assert_eq!(
+        Gemini::upload_start_url("http://127.0.0.1:9"),
+        "http://127.0.0.1:9/upload/files"
+    );
+}
+
+#[test]
 fn find_poll_download_requests() {
     let route = sample_route();
     let ctx = ctx_for(&route, "t");

@@ -69,6 +69,7 @@ fn recognised_on_its_host_only() {
         completion_window: None,
         max_requests: None,
         max_file_bytes: None,
+        max_inline_bytes: None,
     }])
     .unwrap();
     let r = classify_with(

@@ -962,16 +962,54 @@ fn azure_quota_failure_is_named() {
         "failed",
         r#","errors":{"object":"list","data":[{"code":"token_limit_exceeded","message":"Enqueued token limit reached for gpt4o-batch.","param":null,"line":null}]}"#,
     );
-    let PollState::Ended { kind, message } = failed.state else {
+    let PollState::OverEnqueuedLimit {
+        message,
+        limit_tokens,
+    } = failed.state
+    else {
         panic!("{failed:?}")
     };
-    assert_eq!(kind, EndKind::Failed);
+    assert_eq!(limit_tokens, None);
     assert_eq!(
         message,
         "token_limit_exceeded: Enqueued token limit reached for gpt4o-batch."
     );
-    let r = OpenAi.ended_response("batch_9", kind, &message);
-    assert!(r.body.contains("token_limit_exceeded"), "{}", r.body);
+}
+
+#[test]
+fn enqueued_limit_failure_states_its_limit() {
+    let failed = poll(
+        "failed",
+        r#","errors":{"object":"list","data":[{"code":"token_limit_exceeded","message":"Enqueued token limit reached for gpt-4o-mini in organization org-x. Limit: 2,000,000 enqueued tokens. Please try again once some in_progress batches have been completed.","param":null,"line":null}]}"#,
+    );
+    assert!(
+        matches!(
+            failed.state,
+            PollState::OverEnqueuedLimit {
+                limit_tokens: Some(2_000_000),
+                ..
+            }
+        ),
+        "{failed:?}"
+    );
+    // Any other failure still ends the batch.
+    let other = poll(
+        "failed",
+        r#","errors":{"object":"list","data":[{"code":"invalid_json_line","message":"bad","line":3}]}"#,
+    );
+    assert!(
+        matches!(
+            other.state,
+            PollState::Ended {
+                kind: EndKind::Failed,
+                ..
+            }
+        ),
+        "{other:?}"
+    );
+    assert!(OpenAi.may_refuse_enqueued(None));
+    assert!(OpenAi.may_refuse_enqueued(Some("validating")));
+    assert!(!OpenAi.may_refuse_enqueued(Some("in_progress")));
 }
 
 fn valid_line(id: &str, n: u32) -> String {

@@ -79,6 +79,7 @@ fn recognised_only_under_its_hosts() {
         completion_window: Some("48h".into()),
         max_requests: Some(7),
         max_file_bytes: None,
+        max_inline_bytes: None,
     }])
     .unwrap();
     let r = classify_with(&elsewhere, &hosts).unwrap();

@@ -100,6 +100,7 @@ fn recognized_only_under_its_host() {
         completion_window: None,
         max_requests: Some(7),
         max_file_bytes: None,
+        max_inline_bytes: None,
     }])
     .unwrap();
     let local = classify_with(
