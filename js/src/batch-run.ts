@@ -48,6 +48,7 @@ export class BatchRun {
   #batchesCompleted = 0;
   /** Each live batch's last ETA (the core's, from the provider's counts) and when it came. */
   readonly #etas = new Map<string, { etaMs: number; at: number }>();
+  #resubmitted = 0;
   #estimatedUsd = 0;
   /** The engine, once started: its report counts the requests waiting for headroom. */
   #engine: InterceptorEngine | null = null;
@@ -85,6 +86,7 @@ export class BatchRun {
       waitingForHeadroom: this.#waitingForHeadroom(),
       batches: this.#batchesSubmitted,
       batchesCompleted: this.#batchesCompleted,
+      resubmitted: this.#resubmitted,
       costUsd: this.#costUsd,
       estimatedCostUsd: this.#estimatedUsd,
       costLimitUsd: this.#costLimitUsd,
@@ -201,6 +203,7 @@ export class BatchRun {
     if (event.kind === "batchPolled" && event.etaMs != null) this.#etas.set(event.batchId, { etaMs: event.etaMs, at: Date.now() });
     if (event.kind === "batchPolled" && event.etaMs == null) this.#etas.delete(event.batchId);
     if (event.kind === "batchFinished") this.#etas.delete(event.batchId);
+    if (event.kind === "linesResubmitted") this.#resubmitted += event.requests;
     if (event.kind === "batchSubmitting" && !event.dryRun) {
       this.#estimatedUsd += event.estimatedUsd ?? 0;
     }
@@ -244,6 +247,7 @@ export class BatchRun {
       batchWindowMs: 24 * 3600 * 1000,
       pollIntervalMs: this.#options.pollIntervalMs ?? 30_000,
       retry: this.#options.retry,
+      lineAttempts: this.#options.lineAttempts,
       onEvent: (event: BatchlingEvent) => this.#emit(event),
     };
     const engine = newEngine(loadInterceptorBackend().NativeInterceptor, options, true, randomInt(0, 2 ** 47), {
@@ -399,7 +403,7 @@ export class BatchRun {
 }
 
 /** The events after which the statistics may have changed. */
-const PROGRESS_KINDS = new Set<BatchEvent["kind"]>(["batchSubmitting", "batchSubmitted", "batchPolled", "batchFinished", "enqueuedLimit", "jobFinished"]);
+const PROGRESS_KINDS = new Set<BatchEvent["kind"]>(["batchSubmitting", "batchSubmitted", "batchPolled", "batchFinished", "linesResubmitted", "enqueuedLimit", "jobFinished"]);
 
 function emptyResult(jobId: string, error: string): JobResult {
   return { jobId, ok: false, response: null, parsedResponse: null, citations: [], inputTokens: null, outputTokens: null, costUsd: null, error };

@@ -18,7 +18,7 @@ export type InterceptorOptions = { batchSize?: number, batchWindowMs?: number, p
  * state file does not (answers go to its results): the cache then indexes none, so a run's
  * memory does not grow with its answers.
  */
-keepAnswers?: boolean, maxConcurrentBatches?: number, costLimitUsd?: number, maxEnqueuedTokens?: number, 
+keepAnswers?: boolean, maxConcurrentBatches?: number, costLimitUsd?: number, lineAttempts?: number, resubmit?: boolean, maxEnqueuedTokens?: number, 
 /**
  * Hosts the user declared (`[{baseUrl, provider, completionWindow?, maxRequests?,
  * maxFileBytes?, maxInlineBytes?}]`; `maxInlineBytes` for Gemini hosts only).
@@ -37,7 +37,7 @@ option: string,
  */
 message: string, };
 
-export type FailCode = "ERR_BATCHLING_CLOSED" | "ERR_BATCHLING_CANCELLED" | "ERR_BATCHLING_AMBIGUOUS_CREATE" | "ERR_BATCHLING_PROTOCOL" | "ERR_BATCHLING_PROVIDER_UNAVAILABLE" | "ERR_BATCHLING_COST_LIMIT";
+export type FailCode = "ERR_BATCHLING_CLOSED" | "ERR_BATCHLING_CANCELLED" | "ERR_BATCHLING_AMBIGUOUS_CREATE" | "ERR_BATCHLING_PROTOCOL" | "ERR_BATCHLING_PROVIDER_UNAVAILABLE" | "ERR_BATCHLING_COST_LIMIT" | "ERR_BATCHLING_LINES_NOT_RUN";
 
 export type SerializableRequest = { method: string, url: string, headers: Array<[string, string]>, body: string, 
 /**
@@ -56,7 +56,7 @@ estimatedUsd: number | null, } | { "kind": "batchSubmitted", job: number, provid
  * Estimated time left, from the provider's counts: the requests still to finish at the
  * rate they finished since this run first saw the batch. `None` until progress is seen.
  */
-etaMs: number | null, } | { "kind": "batchFinished", job: number, batchId: string, state: string, } | { "kind": "resultsReceived", job: number, batchId: string, results: number, } | { "kind": "retry", job: number, step: string, 
+etaMs: number | null, } | { "kind": "batchFinished", job: number, batchId: string, state: string, } | { "kind": "resultsReceived", job: number, batchId: string, results: number, } | { "kind": "linesResubmitted", job: number, batchId: string, state: string, requests: number, } | { "kind": "retry", job: number, step: string, 
 /**
  * This retry's number, and how many the budget allows before the call gives up.
  */
