@@ -159,6 +159,15 @@ pub enum CacheRecord {
     /// These requests' batch ended without running them (expired, cancelled, failed): a re-run
     /// submits them again instead of resuming that batch.
     Released { fingerprints: Vec<String> },
+    /// A request whose deadline passed went to the provider's normal endpoint. `batch_id`: the
+    /// batch it was also in, once that batch existed (`None`: it was in none, or its create had
+    /// not been answered yet). Written again with `line_came_back: true` when that batch's line
+    /// for it came back: the request was then paid twice.
+    SyncFallback {
+        fingerprint: String,
+        batch_id: Option<String>,
+        line_came_back: bool,
+    },
     /// The answer for one request, as its caller received it.
     Result {
         fingerprint: String,
@@ -220,6 +229,8 @@ pub struct Cache {
     submitted: HashMap<Fingerprint, Arc<Recorded<(BatchPlace, String)>>>,
     /// fingerprint -> place of a create whose outcome is unknown
     intents: HashMap<Fingerprint, Arc<Recorded<BatchPlace>>>,
+    /// fingerprint -> (batch id, line came back) of a request sent to the normal endpoint.
+    sync_fallbacks: HashMap<Fingerprint, (Option<String>, bool)>,
     /// Whether answers are indexed: a store that drops result lines (the job runner's state
     /// file) has none to read back, so the cache keeps nothing for them.
     keep_answers: bool,
@@ -242,6 +253,7 @@ impl Cache {
             results: HashMap::new(),
             submitted: HashMap::new(),
             intents: HashMap::new(),
+            sync_fallbacks: HashMap::new(),
             keep_answers,
             end_line: 0,
             end_offset: 0,
@@ -356,9 +368,25 @@ impl Cache {
                     self.submitted.remove(&fp);
                 }
             }
+            CacheRecord::SyncFallback {
+                fingerprint,
+                batch_id,
+                line_came_back,
+            } => {
+                let fp = parse_fingerprint(fingerprint)?;
+                let known = self.sync_fallbacks.entry(fp).or_insert((None, false));
+                known.0 = batch_id.clone().or(known.0.take());
+                known.1 |= line_came_back;
+            }
             CacheRecord::Result { .. } => {}
         }
         Ok(())
+    }
+
+    /// A journalled sync fallback of this fingerprint: (its batch id, whether that batch's line
+    /// came back too).
+    pub fn sync_fallback(&self, fingerprint: &Fingerprint) -> Option<&(Option<String>, bool)> {
+        self.sync_fallbacks.get(fingerprint)
     }
 
     /// Where the answer for this fingerprint is, if the journal holds one.

@@ -533,13 +533,15 @@ impl Interceptor {
         // A line for a request this run has not asked about (yet) is kept with the job.
         let mut answers: Vec<(String, HttpResponse)> = Vec::new();
         let mut early = Vec::new();
+        let mut late = Vec::new();
         for item in parsed.items {
             match by_custom_id.get(item.custom_id.as_str()) {
                 Some(fp) if self.entries.contains_key(*fp) => {
                     answers.push((fp.to_string(), item.response))
                 }
-                // Already answered by an earlier download (page) of this batch: the first wins.
-                Some(_) => {}
+                // Already answered by an earlier download (page) of this batch (the first wins),
+                // or by the normal endpoint after its deadline (see `deadline`).
+                Some(fp) => late.push((fp.to_string(), item.response.status)),
                 None => early.push((item.custom_id, item.response)),
             }
         }
@@ -549,6 +551,9 @@ impl Interceptor {
             for (custom_id, response) in early {
                 unclaimed.entry(custom_id).or_insert(response);
             }
+        }
+        for (fp, status) in late {
+            self.line_after_fallback(&fp, &batch_id, status);
         }
         self.outputs.push(Output::Event {
             event: LifecycleEvent::ResultsReceived {
@@ -707,7 +712,7 @@ impl Interceptor {
 }
 
 /// `Retry-After` in seconds (the form the providers send), as milliseconds.
-fn retry_after_ms(response: &HttpResponse) -> Option<u64> {
+pub(super) fn retry_after_ms(response: &HttpResponse) -> Option<u64> {
     let value = response.header("retry-after")?.trim();
     let seconds: f64 = value.parse().ok()?;
     (seconds.is_finite() && seconds >= 0.0).then(|| (seconds * 1000.0).round() as u64)
