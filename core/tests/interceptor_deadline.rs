@@ -268,3 +268,47 @@ fn a_crash_before_the_batch_ended_reports_maybe_paid_twice() {
         (1, 0, 1)
     );
 }
+
+#[test]
+fn compacting_the_journal_keeps_the_sync_fallback_records_a_rerun_reads() {
+    // A fallback answered, then its batch's line came back: the journal holds its intent, its
+    // batch, two sync_fallback records and its answer; more than half of that is superseded.
+    let mut h = harness(slow(Some(20_000)));
+    h.submit(request(P, 0, 0, "a"));
+    h.close_and_drain();
+    let (fake, journal) = h.crash();
+    let (again, compacted) =
+        Harness::restart_compacted(slow(Some(20_000)), fake, &journal, 100_000);
+    let compacted = compacted.expect("the journal is compacted");
+    assert!(compacted.len() < journal.len());
+    let fallbacks: Vec<&String> = compacted
+        .iter()
+        .filter(|l| l.contains("\"sync_fallback\""))
+        .collect();
+    assert_eq!(fallbacks.len(), 1, "folded into one: {compacted:?}");
+    assert!(fallbacks[0].contains("\"line_came_back\":true") && fallbacks[0].contains("batch_"));
+
+    // A run on the compacted journal answers from it and still knows it was paid twice, and
+    // its journal is not compacted again.
+    let (fake, _) = again.crash();
+    let (mut third, none) =
+        Harness::restart_compacted(slow(Some(20_000)), fake, &compacted, 200_000);
+    assert!(none.is_none(), "nothing left to drop");
+    let id = third.submit(request(P, 0, 0, "a"));
+    third.run();
+    assert!(third.answers.contains_key(&id));
+    assert_eq!(
+        third.fake.served(Step::Sync),
+        1,
+        "answered from the journal"
+    );
+    let report = &third.eng.report()[0];
+    assert_eq!(
+        (
+            report.cache_hits,
+            report.paid_twice,
+            report.maybe_paid_twice
+        ),
+        (1, 1, 0)
+    );
+}
