@@ -258,7 +258,10 @@ export class BatchifyHost implements BatchifyContext {
     const contentType = request.headers.get("content-type") ?? "";
     // Only JSON POSTs can be batched; everything else goes out untouched, body unread.
     if (request.method !== "POST" || !contentType.includes("json") || this.#closed) {
-      return this.#platform.realFetch(request);
+      if (!request.headers.has(DEADLINE_HEADER)) return this.#platform.realFetch(request);
+      const headers = new Headers(request.headers);
+      headers.delete(DEADLINE_HEADER);
+      return this.#platform.realFetch(new Request(request, { headers }));
     }
     if (request.signal.aborted) throw request.signal.reason;
     const arrived = now();
@@ -286,7 +289,7 @@ export class BatchifyHost implements BatchifyContext {
     const headers = init.headers instanceof Headers ? init.headers : new Headers(init.headers);
     const contentType = headers.get("content-type") ?? "";
     if ((init.method ?? "GET").toUpperCase() !== "POST" || !contentType.includes("json") || this.#closed) {
-      return this.#platform.realFetch(input, init);
+      return this.#platform.realFetch(input, withoutDeadline(init, headers));
     }
     const url = new URL(input instanceof URL ? input.href : input).href;
     const signal = init.signal ?? undefined;
