@@ -107,9 +107,9 @@ describe("OpenAI through batchify", () => {
   });
 
   for (const fate of ["failed", "expired", "cancelled"]) {
-    test(`a ${fate} batch gives each caller an error naming the batch and state`, async () => {
+    test(`without resubmission, a ${fate} batch gives each caller an error naming the batch and state`, async () => {
       fake.faults.nextBatchFate("openai", fate);
-      const ctx = batchify(FAST);
+      const ctx = batchify({ ...FAST, resubmit: false });
       const client = openaiWith(ctx.fetch);
       const results = await Promise.allSettled([1, 2, 3, 4].map((i) => client.chat.completions.create(chat(`fate ${i}`))));
       await ctx.close();

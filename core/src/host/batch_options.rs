@@ -20,6 +20,7 @@ pub const OPTION_KEYS: &[&str] = &[
     "pollIntervalMs",
     "providers",
     "retry",
+    "lineAttempts",
 ];
 
 /// The values of `resultFiles`: `results.jsonl` only, or also one file per job.
@@ -136,7 +137,12 @@ fn check_options(value: Js<'_>) -> Checked {
             return Err(OptionError::new(name, "must be a non-empty path string"));
         }
     }
-    for name in ["maxConcurrent", "itemsPerBatch", "pollIntervalMs"] {
+    for name in [
+        "maxConcurrent",
+        "itemsPerBatch",
+        "pollIntervalMs",
+        "lineAttempts",
+    ] {
         count(name, options.get(name), 1, false)?;
     }
     match options.get("resultFiles") {

@@ -40,7 +40,7 @@ pub const BATCHER_KEYS: [&str; 10] = [
 ];
 
 /// `batchify()`'s options.
-pub const BATCHIFY_KEYS: [&str; 11] = [
+pub const BATCHIFY_KEYS: [&str; 13] = [
     "batchSize",
     "batchWindowMs",
     "pollIntervalMs",
@@ -49,6 +49,8 @@ pub const BATCHIFY_KEYS: [&str; 11] = [
     "retry",
     "onEvent",
     "hosts",
+    "lineAttempts",
+    "resubmit",
     "maxEnqueuedTokens",
     "deadlineMs",
     "maxSyncFallbacks",
@@ -368,6 +370,19 @@ pub fn interceptor_options(
         Js::Undefined => None,
         declared => Some(hosts(declared)?),
     };
+    let line_attempts = count("lineAttempts", o.get("lineAttempts"), 1, false)?
+        .map(|n| fit("lineAttempts", n, u32::MAX.into()))
+        .transpose()?;
+    let resubmit = match o.get("resubmit") {
+        Js::Undefined => None,
+        Js::Bool(b) => Some(b),
+        other => {
+            return Err(OptionError::new(
+                "resubmit",
+                format!("must be a boolean, got {}", js_string(other)),
+            ))
+        }
+    };
     let retry = retry.unwrap_or(Retry {
         attempts: None,
         backoff_ms: None,
@@ -415,6 +430,8 @@ pub fn interceptor_options(
             .transpose()?
             .or(host.max_sync_fallbacks),
         hosts: hosts.or(host.hosts),
+        line_attempts: line_attempts.or(host.line_attempts),
+        resubmit: resubmit.or(host.resubmit),
         ..host
     };
     options.to_config()?;

@@ -35,6 +35,7 @@ mod headroom;
 mod intake;
 pub mod io;
 mod job;
+mod lines;
 pub mod options;
 pub mod report;
 
@@ -122,6 +123,9 @@ pub struct Interceptor {
     tag_seed: u64,
     /// The abort kinds already warned about.
     warned_aborts: HashSet<AbortKind>,
+    /// Requests resubmitted because their batches ended without running them: the ids of
+    /// those batches, oldest first (see `lines`).
+    not_run: HashMap<String, Vec<String>>,
 }
 
 impl Interceptor {
@@ -170,6 +174,7 @@ impl Interceptor {
             jitter,
             tag_seed,
             warned_aborts: HashSet::new(),
+            not_run: HashMap::new(),
         })
     }
 
@@ -303,6 +308,7 @@ impl Interceptor {
                 body: response.body.clone(),
             });
         }
+        self.not_run.remove(fingerprint);
         let Some(entry) = self.entries.remove(fingerprint) else {
             return;
         };
@@ -324,6 +330,7 @@ impl Interceptor {
 
     fn fail_entries(&mut self, fingerprints: &[String], code: FailCode, message: &str) {
         for fp in fingerprints {
+            self.not_run.remove(fp);
             if let Some(entry) = self.entries.remove(fp) {
                 for request in entry.waiters {
                     if self.request_entry.remove(&request).is_some() {
