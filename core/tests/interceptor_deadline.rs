@@ -312,3 +312,29 @@ fn compacting_the_journal_keeps_the_sync_fallback_records_a_rerun_reads() {
         (1, 1, 0)
     );
 }
+
+#[test]
+fn a_fallback_whose_batch_runs_nothing_is_not_resubmitted_nor_paid_twice() {
+    // The batch fails without running a line: the request that went sync stays answered from
+    // there; the other is resubmitted in a new batch (lines that never came back).
+    let mut h = harness(slow(None));
+    h.fake.fates.push_back(Fate::Fail);
+    let hurried = h.submit(with_header(request(P, 0, 0, "a"), "20000"));
+    let patient = h.submit(request(P, 0, 0, "b"));
+    h.close_and_drain();
+    assert!(sync_answer(&h, hurried, "a"));
+    assert!(h.only(patient).is_echo(model_of(P, 0), "b"));
+    assert_eq!(h.fake.batches.len(), 2, "the failed batch, then one for b");
+    assert_eq!(h.fake.batches[1].lines.len(), 1, "a is not resubmitted");
+    assert_eq!(h.fake.served(Step::Sync), 1);
+    let report = &h.eng.report()[0];
+    assert_eq!(
+        (
+            report.sync_fallbacks,
+            report.paid_twice,
+            report.maybe_paid_twice
+        ),
+        (1, 0, 0)
+    );
+    assert!(h.fake.violations.is_empty(), "{:?}", h.fake.violations);
+}
