@@ -540,6 +540,10 @@ describe('faults and counters', () => {
     await an.messages.create(params);
     assert.ok(Date.now() - start >= 55);
     assert.equal(fake.counters.syncCalls, 1);
+    await an.messages.create(params, { headers: { 'X-Probe-Header': 'v' } });
+    assert.equal(fake.counters.headerNames['x-probe-header'], 1, 'every received header name is counted');
+    const anthropicRequests = Object.entries(fake.counters.requests).filter(([route]) => route.startsWith('anthropic.'));
+    assert.equal(fake.counters.headerNames['anthropic-version'], anthropicRequests.reduce((sum, [, n]) => sum + n, 0));
 
     const counters = fake.counters;
     fake.reset();

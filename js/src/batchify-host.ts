@@ -66,6 +66,24 @@ export interface BatchifyOptions {
    * that would pass it waits until a batch of its model ends; one above it alone is split.
    * Without it, batchling still waits and resubmits when a provider refuses a batch for its limit. */
   maxEnqueuedTokens?: number;
+  /** Milliseconds a request may wait for its batch: past it, the request is sent to the
+   * provider's normal endpoint (with its caller's headers) and answered from there; its batch
+   * line is discarded. Shorter than the batch window plus one poll interval: sent there at once.
+   * Per call: the `x-batchling-deadline-ms` request header (never sent to the provider). */
+  deadlineMs?: number;
+  /** Sync fallbacks (see `deadlineMs`) in flight at once; default 8. */
+  maxSyncFallbacks?: number;
+}
+
+/** The per-call deadline header: read by the core, never forwarded. */
+const DEADLINE_HEADER = "x-batchling-deadline-ms";
+
+/** `init` without the deadline header (a copy, only when it has one). */
+function withoutDeadline(init: RequestInit, headers: Headers): RequestInit {
+  if (!headers.has(DEADLINE_HEADER)) return init;
+  const copy = new Headers(headers);
+  copy.delete(DEADLINE_HEADER);
+  return { ...init, headers: copy };
 }
 
 
@@ -248,7 +266,10 @@ export class BatchifyHost implements BatchifyContext {
     const contentType = request.headers.get("content-type") ?? "";
     // Only JSON POSTs can be batched; everything else goes out untouched, body unread.
     if (request.method !== "POST" || !contentType.includes("json") || this.#closed) {
-      return this.#platform.realFetch(request);
+      if (!request.headers.has(DEADLINE_HEADER)) return this.#platform.realFetch(request);
+      const headers = new Headers(request.headers);
+      headers.delete(DEADLINE_HEADER);
+      return this.#platform.realFetch(new Request(request, { headers }));
     }
     if (request.signal.aborted) throw request.signal.reason;
     const arrived = now();
@@ -263,7 +284,11 @@ export class BatchifyHost implements BatchifyContext {
     }
     // The caller's own signal (the Request's follows it), so the Request is not kept alive.
     const signal = init?.signal ? init.signal : input instanceof Request ? request.signal : undefined;
-    const send = () => this.#platform.realFetch(new Request(request, { body }));
+    const send = () => {
+      const headers = new Headers(request.headers);
+      headers.delete(DEADLINE_HEADER);
+      return this.#platform.realFetch(new Request(request, { body, headers }));
+    };
     return this.#submit(request.url, request.headers, body, signal, arrived, send);
   }
 
@@ -272,7 +297,7 @@ export class BatchifyHost implements BatchifyContext {
     const headers = init.headers instanceof Headers ? init.headers : new Headers(init.headers);
     const contentType = headers.get("content-type") ?? "";
     if ((init.method ?? "GET").toUpperCase() !== "POST" || !contentType.includes("json") || this.#closed) {
-      return this.#platform.realFetch(input, init);
+      return this.#platform.realFetch(input, withoutDeadline(init, headers));
     }
     const url = new URL(input instanceof URL ? input.href : input).href;
     const signal = init.signal ?? undefined;
@@ -284,7 +309,7 @@ export class BatchifyHost implements BatchifyContext {
     } finally {
       this.#intake--;
     }
-    return this.#submit(url, headers, body, signal, arrived, () => this.#platform.realFetch(input, init));
+    return this.#submit(url, headers, body, signal, arrived, () => this.#platform.realFetch(input, withoutDeadline(init, headers)));
   }
 
   /** Hand a read call to the core. Only `pending` (no request, no body) outlives this call;

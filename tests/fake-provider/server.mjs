@@ -258,6 +258,9 @@ export async function startFakeProvider(options = {}) {
     const name = selected?.route.name ?? 'unknown';
     counters.requests[name] = (counters.requests[name] ?? 0) + 1;
     counters.lastHeaders[name] = ctx.headers;
+    for (const header of Object.keys(ctx.headers)) {
+      counters.headerNames[header] = (counters.headerNames[header] ?? 0) + 1;
+    }
     counters.lastPaths[name] = `${req.method} ${req.url}`;
     if (config.delayMs > 0) await sleep(config.delayMs);
 

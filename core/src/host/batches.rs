@@ -93,7 +93,7 @@ fn fold(journal: &str) -> Folded {
             CacheRecord::Cancelled { batch_id, .. } => {
                 folded.cancelled.insert(batch_id);
             }
-            CacheRecord::Intent { .. } => {}
+            CacheRecord::Intent { .. } | CacheRecord::SyncFallback { .. } => {}
         }
     }
     folded

@@ -40,7 +40,7 @@ pub const BATCHER_KEYS: [&str; 10] = [
 ];
 
 /// `batchify()`'s options.
-pub const BATCHIFY_KEYS: [&str; 11] = [
+pub const BATCHIFY_KEYS: [&str; 13] = [
     "batchSize",
     "batchWindowMs",
     "pollIntervalMs",
@@ -52,6 +52,8 @@ pub const BATCHIFY_KEYS: [&str; 11] = [
     "lineAttempts",
     "resubmit",
     "maxEnqueuedTokens",
+    "deadlineMs",
+    "maxSyncFallbacks",
 ];
 
 /// The keys of a `retry` object (both hosts).
@@ -339,6 +341,8 @@ pub fn interceptor_options(
     let batch_window_ms = count("batchWindowMs", o.get("batchWindowMs"), 0, false)?;
     let poll_interval_ms = count("pollIntervalMs", o.get("pollIntervalMs"), 1, false)?;
     let max_enqueued_tokens = count("maxEnqueuedTokens", o.get("maxEnqueuedTokens"), 1, false)?;
+    let deadline_ms = count("deadlineMs", o.get("deadlineMs"), 1, false)?;
+    let max_sync_fallbacks = count("maxSyncFallbacks", o.get("maxSyncFallbacks"), 1, false)?;
     let dry_run = match o.get("dryRun") {
         Js::Undefined => None,
         Js::Bool(b) => Some(b),
@@ -417,6 +421,14 @@ pub fn interceptor_options(
             .map(|n| fit("maxEnqueuedTokens", n, u64::MAX))
             .transpose()?
             .or(host.max_enqueued_tokens),
+        deadline_ms: deadline_ms
+            .map(|n| fit("deadlineMs", n, u64::MAX))
+            .transpose()?
+            .or(host.deadline_ms),
+        max_sync_fallbacks: max_sync_fallbacks
+            .map(|n| fit("maxSyncFallbacks", n, usize::MAX as u64))
+            .transpose()?
+            .or(host.max_sync_fallbacks),
         hosts: hosts.or(host.hosts),
         line_attempts: line_attempts.or(host.line_attempts),
         resubmit: resubmit.or(host.resubmit),

@@ -589,6 +589,7 @@ impl Interceptor {
         let mut answers: Vec<(String, HttpResponse)> = Vec::new();
         let mut held: Vec<(String, Option<HttpResponse>)> = Vec::new();
         let mut early = Vec::new();
+        let mut late = Vec::new();
         let mut skipped = Skipped::default();
         let job = self.jobs.get_mut(&job_id).expect("job exists");
         let JobState::Downloading {
@@ -623,8 +624,9 @@ impl Interceptor {
                         answers.push((fp, item.response));
                     }
                 }
-                // Answered already (a request a resumed job was asked about again).
-                Some(_) => {}
+                // Answered already: a request a resumed job was asked about again, or one the
+                // normal endpoint answered after its deadline (see `deadline`).
+                Some((fp, false, _)) => late.push((fp, item.response.status)),
                 None => early.push((item.custom_id, item.response)),
             }
         }
@@ -634,6 +636,9 @@ impl Interceptor {
             unclaimed.entry(custom_id).or_insert(response);
         }
         self.warn_skipped(&batch_id, skipped);
+        for (fp, status) in late {
+            self.line_after_fallback(&fp, &batch_id, status);
+        }
         self.outputs.push(Output::Event {
             event: LifecycleEvent::ResultsReceived {
                 job: job_id,
@@ -833,7 +838,7 @@ pub(crate) fn eta_ms(origin: (u64, u64), now: (u64, u64), total: u64) -> Option<
 }
 
 /// `api.openai.com` of `https://api.openai.com/v1`.
-fn url_host(url: &str) -> &str {
+pub(super) fn url_host(url: &str) -> &str {
     let rest = url.split_once("://").map_or(url, |(_, r)| r);
     let end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
     &rest[..end]
@@ -843,7 +848,7 @@ fn url_host(url: &str) -> &str {
 type LineOf = (String, bool, bool);
 
 /// `Retry-After` in seconds (the form the providers send), as milliseconds.
-fn retry_after_ms(response: &HttpResponse) -> Option<u64> {
+pub(super) fn retry_after_ms(response: &HttpResponse) -> Option<u64> {
     let value = response.header("retry-after")?.trim();
     let seconds: f64 = value.parse().ok()?;
     (seconds.is_finite() && seconds >= 0.0).then(|| (seconds * 1000.0).round() as u64)

@@ -12,6 +12,7 @@ use crate::http::HttpRequest;
 use crate::providers::{self, adapter, EndKind, PassThrough, Route};
 
 use super::abort::ClientTimer;
+use super::deadline;
 use super::io::{FailCode, LifecycleEvent, Output, RequestId};
 use super::job::{BatchJob, Call, CreateOrigin, JobState};
 use super::{Entry, Interceptor, Queue, Waiting};
@@ -21,7 +22,7 @@ impl Interceptor {
         &mut self,
         now_ms: u64,
         request: RequestId,
-        http: HttpRequest,
+        mut http: HttpRequest,
         arrived_ms: u64,
     ) {
         if self.closing {
@@ -32,6 +33,18 @@ impl Interceptor {
             });
             return;
         }
+        // The deadline header is ours: taken off before the request is read, never sent on.
+        let header_deadline = match deadline::take_deadline_header(&mut http) {
+            Ok(ms) => ms,
+            Err(message) => {
+                let code = FailCode::InvalidDeadline;
+                return self.outputs.push(Output::Fail {
+                    request,
+                    code,
+                    message,
+                });
+            }
+        };
         let timer = ClientTimer::of(&http, arrived_ms.min(now_ms));
         let route = match providers::classify_with(&http, &self.config.hosts) {
             Ok(route) => route,
@@ -45,6 +58,16 @@ impl Interceptor {
         };
         self.request_entry.insert(request, waiting);
         self.report.count_request(&route);
+        if self.deadlines.join(&fingerprint, request) {
+            return; // an identical request is on its way to the normal endpoint
+        }
+        let answered = self.caching && self.cache.result(&fp).is_some();
+        let too_close = match header_deadline.or(self.config.deadline_ms) {
+            Some(ms) if !self.config.dry_run && !answered => {
+                self.arm_deadline(request, &http, &route, arrived_ms.min(now_ms), ms)
+            }
+            _ => false,
+        };
 
         if let Some(entry) = self.entries.get_mut(&fingerprint) {
             entry.waiters.push(request); // an identical request is already on its way
@@ -53,6 +76,7 @@ impl Interceptor {
         if self.caching && !self.config.dry_run {
             if let Some(place) = self.cache.result(&fp) {
                 self.report.count_cache_hit(&route);
+                self.count_journalled_fallback(&fp, &route);
                 self.event(LifecycleEvent::CacheHit {
                     provider: route.provider,
                     model: route.model.clone(),
@@ -88,6 +112,9 @@ impl Interceptor {
                 self.request_entry.remove(&request);
                 return self.respond(request, response);
             }
+        }
+        if too_close {
+            return; // straight to the normal endpoint (see `deadline`), never in a batch
         }
         self.enqueue(now_ms, request, fingerprint, route);
     }

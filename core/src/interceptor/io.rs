@@ -98,6 +98,9 @@ pub enum FailCode {
     /// The batch would pass the cost limit (or its price is unknown).
     #[serde(rename = "ERR_BATCHLING_COST_LIMIT")]
     CostLimit,
+    /// The request's `x-batchling-deadline-ms` header is not a whole number of milliseconds >= 1.
+    #[serde(rename = "ERR_BATCHLING_INVALID_DEADLINE")]
+    InvalidDeadline,
     /// The request went through `lineAttempts` batches and none ran it (its line was missing,
     /// or its batch expired or was cancelled first); the message names the batches.
     #[serde(rename = "ERR_BATCHLING_LINES_NOT_RUN")]
@@ -113,6 +116,7 @@ impl FailCode {
             FailCode::Protocol => "ERR_BATCHLING_PROTOCOL",
             FailCode::ProviderUnavailable => "ERR_BATCHLING_PROVIDER_UNAVAILABLE",
             FailCode::CostLimit => "ERR_BATCHLING_COST_LIMIT",
+            FailCode::InvalidDeadline => "ERR_BATCHLING_INVALID_DEADLINE",
             FailCode::LinesNotRun => "ERR_BATCHLING_LINES_NOT_RUN",
         }
     }
@@ -249,6 +253,19 @@ pub enum LifecycleEvent {
         limit_tokens: Option<u64>,
         /// This queue's batches still in flight.
         batches_in_flight: usize,
+        reason: String,
+    },
+    /// A request's deadline (`deadlineMs` or its `x-batchling-deadline-ms` header) passed, or is
+    /// shorter than a batch's turnaround (`tooClose`): it is sent to the provider's normal
+    /// endpoint (`sent`), or, when the cost limit would be passed at sync prices, not (`sent:
+    /// false`: it waits for its batch). `batchId`: the batch it was in, whose line is discarded.
+    #[serde(rename_all = "camelCase")]
+    DeadlineFallback {
+        provider: ProviderId,
+        model: String,
+        sent: bool,
+        too_close: bool,
+        batch_id: Option<String>,
         reason: String,
     },
     #[serde(rename_all = "camelCase")]

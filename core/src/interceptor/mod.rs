@@ -23,11 +23,13 @@
 //! - `job`: one provider batch and its explicit state machine;
 //! - `flow`: the provider calls that move a job along, and their retries;
 //! - `headroom`: batches wait for room under the providers' enqueued-token limits;
+//! - `deadline`: requests not answered by their deadline go to the normal endpoint;
 //! - [`report`]: the per-queue report.
 
 mod abort;
 mod admission;
 mod bulk;
+mod deadline;
 mod flow;
 mod headroom;
 mod intake;
@@ -50,6 +52,7 @@ use crate::http::HttpResponse;
 use crate::options::OptionError;
 use crate::providers::Route;
 
+pub use deadline::DEADLINE_HEADER;
 pub use io::{
     CallId, FailCode, Input, JobSubmission, LifecycleEvent, Output, RequestId, SerializableRequest,
 };
@@ -115,6 +118,7 @@ pub struct Interceptor {
     drained_sent: bool,
     admission: Admission,
     headroom: Headroom,
+    deadlines: deadline::Deadlines,
     jitter: Jitter,
     tag_seed: u64,
     /// The abort kinds already warned about.
@@ -166,6 +170,7 @@ impl Interceptor {
             drained_sent: false,
             admission: Admission::default(),
             headroom: Headroom::default(),
+            deadlines: deadline::Deadlines::default(),
             jitter,
             tag_seed,
             warned_aborts: HashSet::new(),
@@ -204,6 +209,13 @@ impl Interceptor {
                 arrived_ms,
             } => self.submit(now_ms, request, http, arrived_ms),
             Input::SubmitJobs { jobs } => self.submit_jobs(now_ms, jobs),
+            Input::Response { call, response } if self.deadlines.owns(call) => {
+                let reason = format!("HTTP {}", response.status);
+                self.on_fallback_answer(now_ms, call, Some(response), reason)
+            }
+            Input::TransportError { call, message } if self.deadlines.owns(call) => {
+                self.on_fallback_answer(now_ms, call, None, message)
+            }
             Input::Response { call, response } => self.on_response(now_ms, call, response),
             Input::ResponseChunk { call, text } => self.on_response_chunk(call, &text),
             Input::TransportError { call, message } => {
@@ -223,6 +235,7 @@ impl Interceptor {
         }
         self.batcher.handle(now_ms, BatcherEvent::Tick); // windows that elapsed cut now
         self.run_timers(now_ms);
+        self.run_deadlines(now_ms);
         self.absorb_batcher(now_ms);
         self.admit_jobs(now_ms);
         if self.closing && self.request_entry.is_empty() && !self.drained_sent {
@@ -244,6 +257,7 @@ impl Interceptor {
             .into_iter()
             .chain(jobs)
             .chain(holds)
+            .chain(self.deadlines.next_deadline())
             .min()
     }
 
@@ -254,7 +268,10 @@ impl Interceptor {
                 .is_waiting(route)
                 .then_some((route, fps.len() as u64))
         });
-        self.report.rows_with_waits(waiting)
+        let pending = self
+            .deadlines
+            .pending_paid_twice(|job| self.jobs.contains_key(&job));
+        self.report.rows_with_waits(waiting, pending)
     }
 
     /// Requests not yet answered.

@@ -38,6 +38,12 @@ pub struct InterceptorConfig {
     /// credential), as the providers' enqueued-token limits count them: a batch that would pass
     /// it waits until a batch of its queue ends; one above it alone is split.
     pub max_enqueued_tokens: Option<u64>,
+    /// A request not answered this long after it arrived is sent to the provider's normal
+    /// endpoint and answered from there (see `deadline`); per call, the header
+    /// `x-batchling-deadline-ms` sets it.
+    pub deadline_ms: Option<u64>,
+    /// Sync fallbacks in flight at once; further ones wait for one to end.
+    pub max_sync_fallbacks: usize,
     /// Where requests are looked up before recognition by path shape: the user's declared hosts,
     /// then the built-in ones (Groq, Azure, …).
     pub hosts: providers::HostTable,
@@ -59,6 +65,8 @@ impl Default for InterceptorConfig {
             line_attempts: 3,
             resubmit: true,
             max_enqueued_tokens: None,
+            deadline_ms: None,
+            max_sync_fallbacks: 8,
             hosts: providers::HostTable::builtin(),
         }
     }
@@ -85,6 +93,12 @@ impl InterceptorConfig {
         }
         if self.max_enqueued_tokens == Some(0) {
             return Err(at_least_one("maxEnqueuedTokens"));
+        }
+        if self.deadline_ms == Some(0) {
+            return Err(at_least_one("deadlineMs"));
+        }
+        if self.max_sync_fallbacks == 0 {
+            return Err(at_least_one("maxSyncFallbacks"));
         }
         if self.call_attempts == 0 {
             return Err(at_least_one("retry.attempts"));
@@ -139,6 +153,10 @@ pub struct InterceptorOptions {
     pub resubmit: Option<bool>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub max_enqueued_tokens: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub deadline_ms: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub max_sync_fallbacks: Option<usize>,
     /// Hosts the user declared (`[{baseUrl, provider, completionWindow?, maxRequests?,
     /// maxFileBytes?, maxInlineBytes?}]`; `maxInlineBytes` for Gemini hosts only).
     #[cfg_attr(test, ts(type = "Array<HostSpec>"))]
@@ -168,6 +186,10 @@ impl InterceptorOptions {
             line_attempts: self.line_attempts.unwrap_or(defaults.line_attempts),
             resubmit: self.resubmit.unwrap_or(defaults.resubmit),
             max_enqueued_tokens: self.max_enqueued_tokens,
+            deadline_ms: self.deadline_ms,
+            max_sync_fallbacks: self
+                .max_sync_fallbacks
+                .unwrap_or(defaults.max_sync_fallbacks),
             hosts,
         };
         config.validate()?;

@@ -27,6 +27,16 @@ pub struct QueueReport {
     /// refusal, or `maxEnqueuedTokens`); in a dry run, the requests that would have waited under
     /// `maxEnqueuedTokens`.
     pub waiting_for_headroom: u64,
+    /// Requests sent to the normal endpoint after (or, too close, instead of) waiting for a
+    /// batch (`deadlineMs`), and their estimated cost at sync prices (`None`: unknown price).
+    pub sync_fallbacks: u64,
+    pub sync_fallback_usd: Option<f64>,
+    /// Requests paid twice: sent sync while in a batch whose line for them then came back
+    /// (this run's, and journalled ones answered from the cache).
+    pub paid_twice: u64,
+    /// Requests sent sync while in a batch that has not ended yet (or, from the journal, whose
+    /// end was not seen): they may still be paid twice.
+    pub maybe_paid_twice: u64,
 }
 
 /// The rows, one per (provider, endpoint, model), in that order.
@@ -63,16 +73,42 @@ impl Report {
         self.row(route).waiting_for_headroom += requests;
     }
 
-    /// The rows with `waiting` (route, requests) added to their `waiting_for_headroom`.
+    /// A request went to the normal endpoint, at `sync_usd` (`None`: unknown price).
+    pub(super) fn count_sync_fallback(&mut self, route: &Route, sync_usd: Option<f64>) {
+        let row = self.row(route);
+        row.sync_fallbacks += 1;
+        if let Some(usd) = sync_usd {
+            row.sync_fallback_usd = Some(row.sync_fallback_usd.unwrap_or(0.0) + usd);
+        } else {
+            row.price_note = "unknown price".into();
+        }
+    }
+
+    pub(super) fn count_paid_twice(&mut self, route: &Route, requests: u64) {
+        self.row(route).paid_twice += requests;
+    }
+
+    pub(super) fn count_maybe_paid_twice(&mut self, route: &Route) {
+        self.row(route).maybe_paid_twice += 1;
+    }
+
+    /// The rows with `waiting` (route, requests) added to their `waiting_for_headroom`, and
+    /// `pending` (a sync fallback's route whose batch is still live) to `maybe_paid_twice`.
     pub(super) fn rows_with_waits<'a>(
         &self,
         waiting: impl Iterator<Item = (&'a Route, u64)>,
+        pending: impl Iterator<Item = &'a Route>,
     ) -> Vec<QueueReport> {
         let mut rows = self.rows.clone();
+        let key = |route: &Route| (route.provider, route.endpoint.clone(), route.model.clone());
         for (route, requests) in waiting {
-            let key = (route.provider, route.endpoint.clone(), route.model.clone());
-            if let Some(row) = rows.get_mut(&key) {
+            if let Some(row) = rows.get_mut(&key(route)) {
                 row.waiting_for_headroom += requests;
+            }
+        }
+        for route in pending {
+            if let Some(row) = rows.get_mut(&key(route)) {
+                row.maybe_paid_twice += 1;
             }
         }
         rows.into_values().collect()
@@ -92,6 +128,10 @@ impl Report {
                 estimated_batch_usd: None,
                 price_note: String::new(),
                 waiting_for_headroom: 0,
+                sync_fallbacks: 0,
+                sync_fallback_usd: None,
+                paid_twice: 0,
+                maybe_paid_twice: 0,
             })
     }
 }

@@ -16,6 +16,8 @@ pub enum Step {
     Find,
     Poll,
     Download,
+    /// A call to the normal (sync) endpoint: a deadline's fallback.
+    Sync,
 }
 
 /// How a created batch ends.
@@ -231,6 +233,19 @@ impl Fake {
             (_, Step::Poll) => self.poll(provider, target, &auth),
             (ProviderId::OpenAi, Step::Download) => self.openai_download(target, &auth),
             (ProviderId::Anthropic, Step::Download) => self.anthropic_download(target, &auth),
+            (ProviderId::OpenAi, Step::Sync) => {
+                // Answered at once, its content marked so tests tell it from a batch line's.
+                let body: Value = serde_json::from_str(&req.body).unwrap_or_default();
+                let model = body["model"].as_str().unwrap_or_default().to_string();
+                let text = line_text(provider, &body);
+                ok(
+                    json!({"id": "chatcmpl-sync", "object": "chat.completion", "model": model,
+                          "choices": [{"index": 0, "message": {"role": "assistant",
+                                       "content": format!("sync:{}", echo(&model, &text))},
+                                       "finish_reason": "stop"}],
+                          "usage": {"prompt_tokens": 12, "completion_tokens": 1, "total_tokens": 13}}),
+                )
+            }
             _ => {
                 self.violations.push(format!(
                     "{provider} has no {step:?} call: {} {}",
@@ -922,6 +937,7 @@ pub fn classify_call(req: &SerializableRequest) -> Option<(ProviderId, Step, Str
         return match method {
             "POST" if path == "/files" => Some((p, Step::Upload, String::new())),
             "POST" if path == "/batches" => Some((p, Step::Create, String::new())),
+            "POST" if path == "/chat/completions" => Some((p, Step::Sync, String::new())),
             "GET" if path.starts_with("/batches?") => Some((p, Step::Find, String::new())),
             "GET" if path.starts_with("/batches/") => {
                 Some((p, Step::Poll, path["/batches/".len()..].to_string()))

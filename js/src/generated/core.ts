@@ -18,7 +18,7 @@ export type InterceptorOptions = { batchSize?: number, batchWindowMs?: number, p
  * state file does not (answers go to its results): the cache then indexes none, so a run's
  * memory does not grow with its answers.
  */
-keepAnswers?: boolean, maxConcurrentBatches?: number, costLimitUsd?: number, lineAttempts?: number, resubmit?: boolean, maxEnqueuedTokens?: number, 
+keepAnswers?: boolean, maxConcurrentBatches?: number, costLimitUsd?: number, lineAttempts?: number, resubmit?: boolean, maxEnqueuedTokens?: number, deadlineMs?: number, maxSyncFallbacks?: number, 
 /**
  * Hosts the user declared (`[{baseUrl, provider, completionWindow?, maxRequests?,
  * maxFileBytes?, maxInlineBytes?}]`; `maxInlineBytes` for Gemini hosts only).
@@ -37,7 +37,7 @@ option: string,
  */
 message: string, };
 
-export type FailCode = "ERR_BATCHLING_CLOSED" | "ERR_BATCHLING_CANCELLED" | "ERR_BATCHLING_AMBIGUOUS_CREATE" | "ERR_BATCHLING_PROTOCOL" | "ERR_BATCHLING_PROVIDER_UNAVAILABLE" | "ERR_BATCHLING_COST_LIMIT" | "ERR_BATCHLING_LINES_NOT_RUN";
+export type FailCode = "ERR_BATCHLING_CLOSED" | "ERR_BATCHLING_CANCELLED" | "ERR_BATCHLING_AMBIGUOUS_CREATE" | "ERR_BATCHLING_PROTOCOL" | "ERR_BATCHLING_PROVIDER_UNAVAILABLE" | "ERR_BATCHLING_COST_LIMIT" | "ERR_BATCHLING_INVALID_DEADLINE" | "ERR_BATCHLING_LINES_NOT_RUN";
 
 export type SerializableRequest = { method: string, url: string, headers: Array<[string, string]>, body: string, 
 /**
@@ -76,7 +76,7 @@ requests: number, tokens: number, limitTokens: number | null,
 /**
  * This queue's batches still in flight.
  */
-batchesInFlight: number, reason: string, } | { "kind": "warning", message: string, };
+batchesInFlight: number, reason: string, } | { "kind": "deadlineFallback", provider: ProviderId, model: string, sent: boolean, tooClose: boolean, batchId: string | null, reason: string, } | { "kind": "warning", message: string, };
 
 export type AnswerPlace = { line: number, offset: number, length: number, };
 
@@ -95,7 +95,22 @@ estimatedSyncUsd: number | null, estimatedBatchUsd: number | null, priceNote: st
  * refusal, or `maxEnqueuedTokens`); in a dry run, the requests that would have waited under
  * `maxEnqueuedTokens`.
  */
-waitingForHeadroom: number, };
+waitingForHeadroom: number, 
+/**
+ * Requests sent to the normal endpoint after (or, too close, instead of) waiting for a
+ * batch (`deadlineMs`), and their estimated cost at sync prices (`None`: unknown price).
+ */
+syncFallbacks: number, syncFallbackUsd: number | null, 
+/**
+ * Requests paid twice: sent sync while in a batch whose line for them then came back
+ * (this run's, and journalled ones answered from the cache).
+ */
+paidTwice: number, 
+/**
+ * Requests sent sync while in a batch that has not ended yet (or, from the journal, whose
+ * end was not seen): they may still be paid twice.
+ */
+maybePaidTwice: number, };
 
 export type EngineStatus = { 
 /**
