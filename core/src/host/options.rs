@@ -22,7 +22,9 @@
 use serde_json::{json, Map, Number, Value};
 
 use crate::batcher::HostBatcherOptions;
+use crate::catalog::pricing::{PriceOverride, PriceOverrides};
 use crate::interceptor::InterceptorOptions;
+use crate::provider_id::ProviderId;
 use crate::options::OptionError;
 
 /// `RequestBatcher`'s options, in the order an unknown key's message lists them.
@@ -40,7 +42,7 @@ pub const BATCHER_KEYS: [&str; 10] = [
 ];
 
 /// `batchify()`'s options.
-pub const BATCHIFY_KEYS: [&str; 9] = [
+pub const BATCHIFY_KEYS: [&str; 10] = [
     "batchSize",
     "batchWindowMs",
     "pollIntervalMs",
@@ -50,6 +52,17 @@ pub const BATCHIFY_KEYS: [&str; 9] = [
     "onEvent",
     "hosts",
     "maxEnqueuedTokens",
+    "prices",
+];
+
+/// The keys of one model's price (`prices: { "<model>": { … } }`, both `batchify()` and `Batch`).
+pub const PRICE_KEYS: [&str; 6] = [
+    "provider",
+    "inputPerMTok",
+    "outputPerMTok",
+    "cachedInputPerMTok",
+    "cacheWritePerMTok",
+    "cacheReadPerMTok",
 ];
 
 /// The keys of a `retry` object (both hosts).
@@ -364,6 +377,7 @@ pub fn interceptor_options(
         Js::Undefined => None,
         declared => Some(hosts(declared)?),
     };
+    let prices = prices(o.get("prices"))?;
     let retry = retry.unwrap_or(Retry {
         attempts: None,
         backoff_ms: None,
@@ -403,6 +417,7 @@ pub fn interceptor_options(
             .transpose()?
             .or(host.max_enqueued_tokens),
         hosts: hosts.or(host.hosts),
+        prices: prices.or(host.prices),
         ..host
     };
     options.to_config()?;
@@ -500,6 +515,76 @@ fn hosts(value: Js<'_>) -> Result<Vec<Value>, OptionError> {
         out.push(Value::Object(spec));
     }
     Ok(out)
+}
+
+/// The `prices` option: `{ "<model>": { provider?, inputPerMTok, outputPerMTok,
+/// cachedInputPerMTok?, cacheWritePerMTok?, cacheReadPerMTok? } }`, every price a finite number
+/// >= 0 and `provider` a provider's name; messages name the model and the field.
+pub(super) fn prices(value: Js<'_>) -> Result<Option<PriceOverrides>, OptionError> {
+    const SHAPE: &str = "must be an object { \"<model>\": { provider?, inputPerMTok, outputPerMTok, cachedInputPerMTok?, cacheWritePerMTok?, cacheReadPerMTok? } } (list USD per million tokens)";
+    let map = match value {
+        Js::Undefined => return Ok(None),
+        Js::Object(map) => map,
+        _ => return Err(OptionError::new("prices", SHAPE)),
+    };
+    let mut out = PriceOverrides::new();
+    for (model, entry) in map {
+        let name = format!("prices.{model}");
+        let fields = match js(Some(entry)) {
+            Js::Object(fields) => Fields::Map(fields),
+            other => {
+                return Err(OptionError::new(
+                    name,
+                    format!(
+                        "must be an object {{ provider?, inputPerMTok, outputPerMTok, cachedInputPerMTok?, cacheWritePerMTok?, cacheReadPerMTok? }}, got {}",
+                        js_string(other)
+                    ),
+                ))
+            }
+        };
+        known_keys(&fields, &PRICE_KEYS, &format!("{name}."))?;
+        let number = |key: &str, required: bool| -> Result<Option<f64>, OptionError> {
+            match fields.get(key) {
+                Js::Undefined if !required => Ok(None),
+                Js::Number(n) if n.as_f64().is_some() => Ok(n.as_f64()),
+                other => Err(OptionError::new(
+                    format!("{name}.{key}"),
+                    format!(
+                        "must be a number >= 0 (list USD per million tokens){}, got {}",
+                        if required { ", and is required" } else { "" },
+                        js_string(other)
+                    ),
+                )),
+            }
+        };
+        let provider = match fields.get("provider") {
+            Js::Undefined => None,
+            other => {
+                let named = match other {
+                    Js::String(s) => serde_json::from_value::<ProviderId>(Value::String(s.into())).ok(),
+                    _ => None,
+                };
+                Some(named.ok_or_else(|| {
+                    let names: Vec<&str> = crate::providers::PROVIDERS.iter().map(|d| d.name).collect();
+                    OptionError::new(
+                        format!("{name}.provider"),
+                        format!("must be one of {}, got {}", names.join(", "), js_string(other)),
+                    )
+                })?)
+            }
+        };
+        let price = PriceOverride {
+            provider,
+            input_per_mtok: number("inputPerMTok", true)?.unwrap_or_default(),
+            output_per_mtok: number("outputPerMTok", true)?.unwrap_or_default(),
+            cached_input_per_mtok: number("cachedInputPerMTok", false)?,
+            cache_write_per_mtok: number("cacheWritePerMTok", false)?,
+            cache_read_per_mtok: number("cacheReadPerMTok", false)?,
+        };
+        price.check(model)?;
+        out.insert(model.clone(), price);
+    }
+    Ok(Some(out))
 }
 
 /// `String(value)` in JS (a function as "a function").

@@ -10,6 +10,7 @@ mod tests {
 
     use crate::batcher::{HostBatcherOptions, Status};
     use crate::cache::{AnswerPlace, CompactLine};
+    use crate::catalog::pricing::PriceOverride;
     use crate::host::jobs::{FileType, JobProvider};
     use crate::host::run_state::{JobSource, RunState, RunSummary, SourceKind};
     use crate::host::wire;
@@ -33,6 +34,7 @@ mod tests {
         let decls = [
             <serde_json::Value as TS>::decl(&cfg),
             ProviderId::decl(&cfg),
+            PriceOverride::decl(&cfg),
             HostSpec::decl(&cfg),
             InterceptorOptions::decl(&cfg),
             HostBatcherOptions::decl(&cfg),

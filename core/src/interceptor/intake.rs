@@ -44,7 +44,7 @@ impl Interceptor {
             timer,
         };
         self.request_entry.insert(request, waiting);
-        self.report.count_request(&route);
+        self.report.count_request(&route, &self.config.prices);
 
         if let Some(entry) = self.entries.get_mut(&fingerprint) {
             entry.waiters.push(request); // an identical request is already on its way

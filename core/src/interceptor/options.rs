@@ -4,6 +4,7 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::catalog::pricing::PriceOverrides;
 use crate::options::OptionError;
 use crate::providers;
 
@@ -33,6 +34,9 @@ pub struct InterceptorConfig {
     /// Where requests are looked up before recognition by path shape: the user's declared hosts,
     /// then the built-in ones (Groq, Azure, …).
     pub hosts: providers::HostTable,
+    /// The user's prices by model id (`prices`), over the catalog's, for estimates, the cost
+    /// limit and the reported cost.
+    pub prices: PriceOverrides,
 }
 
 impl Default for InterceptorConfig {
@@ -50,6 +54,7 @@ impl Default for InterceptorConfig {
             cost_limit_usd: None,
             max_enqueued_tokens: None,
             hosts: providers::HostTable::builtin(),
+            prices: PriceOverrides::new(),
         }
     }
 }
@@ -75,6 +80,9 @@ impl InterceptorConfig {
         }
         if self.max_enqueued_tokens == Some(0) {
             return Err(at_least_one("maxEnqueuedTokens"));
+        }
+        for (model, price) in &self.prices {
+            price.check(model)?;
         }
         if self.call_attempts == 0 {
             return Err(at_least_one("retry.attempts"));
@@ -127,6 +135,9 @@ pub struct InterceptorOptions {
     #[cfg_attr(test, ts(type = "Array<HostSpec>"))]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub hosts: Option<Vec<serde_json::Value>>,
+    /// The user's prices by model id (`{ "<model>": { provider?, inputPerMTok, … } }`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub prices: Option<PriceOverrides>,
 }
 
 impl InterceptorOptions {
@@ -150,6 +161,7 @@ impl InterceptorOptions {
             cost_limit_usd: self.cost_limit_usd,
             max_enqueued_tokens: self.max_enqueued_tokens,
             hosts,
+            prices: self.prices.clone().unwrap_or_default(),
         };
         config.validate()?;
         Ok(config)

@@ -37,10 +37,11 @@ pub(super) struct Report {
 
 impl Report {
     /// A request arrived for `route`: count it and add its estimated cost.
-    pub(super) fn count_request(&mut self, route: &Route) {
+    pub(super) fn count_request(&mut self, route: &Route, prices: &pricing::PriceOverrides) {
         let row = self.row(route);
         row.requests += 1;
-        let estimate = pricing::estimate(route.provider, &route.model, &route.body);
+        let rates = pricing::rates(route.provider, &route.model, prices);
+        let estimate = pricing::estimate_with(rates, &route.model, &route.body);
         match (estimate.sync_usd, estimate.batch_usd) {
             (Some(sync), Some(batch)) => {
                 row.estimated_sync_usd = Some(row.estimated_sync_usd.unwrap_or(0.0) + sync);

@@ -117,12 +117,34 @@ pub(crate) struct Output {
     /// Anthropic tool input.
     pub(crate) structured: Option<Value>,
     pub(crate) citations: Vec<Citation>,
+    /// All prompt tokens (cache reads and writes included).
     pub(crate) input_tokens: Option<u64>,
+    /// Reasoning and thinking included.
     pub(crate) output_tokens: Option<u64>,
+    /// Of `input_tokens`: read from a prompt cache, written to a 5-minute / 1-hour one.
+    pub(crate) cache_read_tokens: u64,
+    pub(crate) cache_write_5m_tokens: u64,
+    pub(crate) cache_write_1h_tokens: u64,
     pub(crate) finish_reason: Option<String>,
     pub(crate) truncated: bool,
     /// A refusal, a block, a missing answer.
     pub(crate) problem: Option<String>,
+}
+
+impl Output {
+    /// The usage to bill, `None` when the answer reports none.
+    pub(crate) fn usage(&self) -> Option<crate::catalog::pricing::Usage> {
+        if self.input_tokens.is_none() && self.output_tokens.is_none() {
+            return None;
+        }
+        Some(crate::catalog::pricing::Usage {
+            input_tokens: self.input_tokens.unwrap_or(0),
+            cache_read_tokens: self.cache_read_tokens,
+            cache_write_5m_tokens: self.cache_write_5m_tokens,
+            cache_write_1h_tokens: self.cache_write_1h_tokens,
+            output_tokens: self.output_tokens.unwrap_or(0),
+        })
+    }
 }
 
 /// The unsigned integer at `pointer` in `v`, if any.

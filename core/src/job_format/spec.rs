@@ -39,6 +39,11 @@ pub struct JobSpec {
     /// Provider-specific body fields, deep-merged into the request body last.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub extra: Option<Map<String, Value>>,
+    /// The user's price for this job's model (the host sets it from the `prices` option): its
+    /// cost is computed at it, and with a `provider` a model the registry does not know (a
+    /// fine-tune id) is accepted as that provider's.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub price: Option<crate::catalog::pricing::PriceOverride>,
 }
 
 #[cfg_attr(test, derive(ts_rs::TS))]
@@ -141,7 +146,8 @@ pub struct JobResult {
     pub input_tokens: Option<u64>,
     #[serde(default)]
     pub output_tokens: Option<u64>,
-    /// Reported usage × the model's batch price. `None` without usage or a known price.
+    /// The reported usage at the model's batch price (the user's override, else the catalog's),
+    /// prompt-cache reads and writes at their own rates. `None` without usage or a known price.
     #[serde(default)]
     pub cost_usd: Option<f64>,
     /// The provider's own stop reason ("stop", "end_turn", "MAX_TOKENS", ...).

@@ -5,9 +5,9 @@ use serde_json::Value;
 
 use crate::catalog::models::ModelInfo;
 
-use super::prepare::effective_max_tokens;
-use super::{JobResult, JobSpec};
-use crate::catalog::models;
+use super::prepare::{effective_max_tokens, resolve_model};
+use super::{JobError, JobResult, JobSpec};
+use crate::catalog::pricing::{self, Rates};
 use crate::http::HttpResponse;
 use crate::json_schema::{drop_introduced_nulls, validate_json};
 use crate::providers;
@@ -29,8 +29,12 @@ pub fn extract_result(job: &JobSpec, status: u16, body: &str) -> JobResult {
         truncated: false,
         error: None,
     };
-    let info = match models::resolve(&job.model) {
+    let info = match resolve_model(job) {
         Ok(info) => info,
+        Err(JobError::UnknownModel { error, .. }) => {
+            r.error = Some(error.to_string());
+            return r;
+        }
         Err(e) => {
             r.error = Some(e.to_string());
             return r;
@@ -62,7 +66,10 @@ pub fn extract_result(job: &JobSpec, status: u16, body: &str) -> JobResult {
     let out = format.output(&v);
     r.input_tokens = out.input_tokens;
     r.output_tokens = out.output_tokens;
-    r.cost_usd = usage_cost(info, out.input_tokens, out.output_tokens);
+    r.cost_usd = out
+        .usage()
+        .zip(job_rates(job, info))
+        .map(|(usage, rates)| pricing::usage_cost(&rates, &usage));
     r.citations = out.citations;
     r.finish_reason = out.finish_reason;
     r.truncated = out.truncated;
@@ -124,15 +131,12 @@ pub fn extract_result(job: &JobSpec, status: u16, body: &str) -> JobResult {
     r
 }
 
-pub(super) fn usage_cost(info: &ModelInfo, input: Option<u64>, output: Option<u64>) -> Option<f64> {
-    if input.is_none() && output.is_none() {
-        return None;
+/// The rates `job` is billed at: its price override, else the catalog's row for its model.
+pub(super) fn job_rates(job: &JobSpec, info: &ModelInfo) -> Option<Rates> {
+    match &job.price {
+        Some(o) => Some(Rates::of_override(info.provider, o)),
+        None => info.price().map(Rates::of_row),
     }
-    let p = info.price()?;
-    let sync = (input.unwrap_or(0) as f64 * p.input_usd_per_mtok
-        + output.unwrap_or(0) as f64 * p.output_usd_per_mtok)
-        / 1_000_000.0;
-    Some(sync * p.batch_multiplier)
 }
 
 /// Parses a JSON answer, tolerating surrounding whitespace and a Markdown code fence.

@@ -13,10 +13,18 @@ use super::{FileInput, JobError, JobSpec};
 use crate::job_format::JobFormat;
 use crate::job_format::{Part, Prepared, Turn};
 
+/// The job's model in the registry, else (a model the registry does not know, e.g. a fine-tune
+/// id) what [`models::unlisted`] assumes of its priced provider's models.
 pub(super) fn resolve_model(job: &JobSpec) -> Result<&'static ModelInfo, JobError> {
-    models::resolve(&job.model).map_err(|error| JobError::UnknownModel {
-        id: job.id.clone(),
-        error,
+    models::resolve(&job.model).or_else(|error| {
+        job.price
+            .and_then(|p| p.provider)
+            .filter(|_| !job.model.trim().is_empty())
+            .and_then(models::unlisted)
+            .ok_or_else(|| JobError::UnknownModel {
+                id: job.id.clone(),
+                error,
+            })
     })
 }
 

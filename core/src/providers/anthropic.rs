@@ -511,13 +511,19 @@ fn job_body(p: &Prepared, placeholder: bool) -> Value {
 
 fn job_output(v: &Value) -> Output {
     let usage = |k: &str| u64_at(v, &format!("/usage/{k}"));
-    let input = usage("input_tokens").map(|n| {
-        n + usage("cache_creation_input_tokens").unwrap_or(0)
-            + usage("cache_read_input_tokens").unwrap_or(0)
-    });
+    let written = usage("cache_creation_input_tokens").unwrap_or(0);
+    let read = usage("cache_read_input_tokens").unwrap_or(0);
+    // The 1-hour share of the writes, when the answer breaks them down.
+    let hour = usage("cache_creation/ephemeral_1h_input_tokens")
+        .unwrap_or(0)
+        .min(written);
+    let input = usage("input_tokens").map(|n| n + written + read);
     let mut out = Output {
         input_tokens: input,
         output_tokens: usage("output_tokens"),
+        cache_read_tokens: read,
+        cache_write_5m_tokens: written - hour,
+        cache_write_1h_tokens: hour,
         finish_reason: v
             .get("stop_reason")
             .and_then(Value::as_str)
