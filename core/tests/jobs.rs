@@ -60,6 +60,7 @@ fn chat(id: &str, model: &str) -> JobSpec {
         max_tokens: None,
         response_schema: None,
         extra: None,
+        price: None,
     }
 }
 

@@ -267,7 +267,8 @@ pub fn rates(provider: ProviderId, model: &str, overrides: &PriceOverrides) -> O
 /// the long-context tier when the prompt is above its threshold.
 pub fn usage_cost(rates: &Rates, usage: &Usage) -> f64 {
     let r = rates.for_prompt(usage.input_tokens);
-    let cached = usage.cache_read_tokens + usage.cache_write_5m_tokens + usage.cache_write_1h_tokens;
+    let cached =
+        usage.cache_read_tokens + usage.cache_write_5m_tokens + usage.cache_write_1h_tokens;
     let uncached = usage.input_tokens.saturating_sub(cached);
     let sync = uncached as f64 * r.input
         + usage.cache_read_tokens as f64 * r.cache_read
@@ -587,11 +588,7 @@ pub fn estimate(provider: ProviderId, model: &str, body: &serde_json::Value) -> 
 /// is an upper bound: every input token is charged at the highest rate it could be billed at (a
 /// body with `cache_control` blocks at the cache-write rate, as if nothing were cached yet), at
 /// the long-context tier when the estimate is above its threshold.
-pub fn estimate_with(
-    rates: Option<Rates>,
-    model: &str,
-    body: &serde_json::Value,
-) -> CostEstimate {
+pub fn estimate_with(rates: Option<Rates>, model: &str, body: &serde_json::Value) -> CostEstimate {
     let input_tokens_est = input_tokens_est(body);
     let is_embedding = model.contains("embedding") || rates.is_some_and(|r| r.output == 0.0);
     let output_tokens_est = if is_embedding {
@@ -847,5 +844,203 @@ mod tests {
         assert_eq!((e.sync_usd, e.batch_usd), (None, None));
         assert_eq!(e.output_tokens_est, 5);
         assert!(e.input_tokens_est > 0);
+    }
+
+    fn close(a: f64, b: f64) -> bool {
+        (a - b).abs() < 1e-12
+    }
+
+    #[test]
+    fn anthropic_cache_writes_and_reads_at_their_multipliers() {
+        // Haiku 4.5: $1 in, $5 out; 5-minute writes $1.25, 1-hour writes $2, reads $0.10.
+        let r = rates(A, "claude-haiku-4-5", &PriceOverrides::new()).unwrap();
+        let usage = Usage {
+            input_tokens: 100 + 2_000 + 3_000 + 10_000,
+            cache_read_tokens: 10_000,
+            cache_write_5m_tokens: 2_000,
+            cache_write_1h_tokens: 3_000,
+            output_tokens: 400,
+        };
+        let sync = 100.0 * 1.0 + 2_000.0 * 1.25 + 3_000.0 * 2.0 + 10_000.0 * 0.10 + 400.0 * 5.0;
+        assert!(close(usage_cost(&r, &usage), sync / 1e6 * 0.5));
+        // The same tokens all billed as plain input cost far more.
+        let flat = Usage {
+            cache_read_tokens: 0,
+            cache_write_5m_tokens: 0,
+            cache_write_1h_tokens: 0,
+            ..usage
+        };
+        assert!(usage_cost(&r, &flat) > usage_cost(&r, &usage));
+    }
+
+    #[test]
+    fn openai_and_gemini_cached_input_at_the_listed_price() {
+        let none = PriceOverrides::new();
+        // gpt-4o-mini: $0.15 in, $0.075 cached, $0.60 out (reasoning is in the output count).
+        let r = rates(O, "gpt-4o-mini-2024-07-18", &none).unwrap();
+        let usage = Usage {
+            input_tokens: 5_000,
+            cache_read_tokens: 3_968,
+            output_tokens: 700,
+            ..Usage::default()
+        };
+        let sync = 1_032.0 * 0.15 + 3_968.0 * 0.075 + 700.0 * 0.60;
+        assert!(close(usage_cost(&r, &usage), sync / 1e6 * 0.5));
+        // gpt-5: cached input is a tenth of the input price.
+        let r = rates(O, "gpt-5", &none).unwrap();
+        assert!(close(r.cache_read, 0.125));
+        // Gemini 2.5 Flash: $0.30 in, $0.03 cached, $2.50 out.
+        let r = rates(G, "gemini-2.5-flash", &none).unwrap();
+        let usage = Usage {
+            input_tokens: 1_000,
+            cache_read_tokens: 600,
+            output_tokens: 10,
+            ..Usage::default()
+        };
+        let sync = 400.0 * 0.30 + 600.0 * 0.03 + 10.0 * 2.50;
+        assert!(close(usage_cost(&r, &usage), sync / 1e6 * 0.5));
+        // Every OpenAI and Gemini chat row lists its cached price, below the input price.
+        for p in PRICES
+            .iter()
+            .filter(|p| p.provider != A && p.output_usd_per_mtok > 0.0)
+        {
+            let cached = p.cached_input_usd_per_mtok.expect(p.model);
+            assert!(cached < p.input_usd_per_mtok, "{}", p.model);
+        }
+    }
+
+    #[test]
+    fn long_context_tier_above_its_threshold() {
+        let none = PriceOverrides::new();
+        // Gemini 2.5 Pro: $1.25 / $10 up to 200K prompt tokens, $2.50 / $15 above; cached
+        // input $0.125, doubled above.
+        let r = rates(G, "gemini-2.5-pro", &none).unwrap();
+        let short = Usage {
+            input_tokens: 200_000,
+            output_tokens: 1_000,
+            ..Usage::default()
+        };
+        assert!(close(
+            usage_cost(&r, &short),
+            (200_000.0 * 1.25 + 1_000.0 * 10.0) / 1e6 * 0.5
+        ));
+        let long = Usage {
+            input_tokens: 300_000,
+            cache_read_tokens: 100_000,
+            output_tokens: 1_000,
+            ..Usage::default()
+        };
+        assert!(close(
+            usage_cost(&r, &long),
+            (200_000.0 * 2.50 + 100_000.0 * 0.25 + 1_000.0 * 15.0) / 1e6 * 0.5
+        ));
+        // Claude Sonnet 4.5 above 200K: $6 / $22.50, cache rates from $6.
+        let r = rates(A, "claude-sonnet-4-5-20250929", &none).unwrap();
+        let long = Usage {
+            input_tokens: 250_000,
+            cache_read_tokens: 200_000,
+            output_tokens: 100,
+            ..Usage::default()
+        };
+        assert!(close(
+            usage_cost(&r, &long),
+            (50_000.0 * 6.0 + 200_000.0 * 0.6 + 100.0 * 22.5) / 1e6 * 0.5
+        ));
+    }
+
+    #[test]
+    fn overrides_win_and_fill_in_the_provider_rules() {
+        let mut prices = PriceOverrides::new();
+        prices.insert(
+            "ft:gpt-4o-mini:acme::abc".into(),
+            PriceOverride {
+                provider: Some(O),
+                input_per_mtok: 0.30,
+                output_per_mtok: 1.20,
+                cached_input_per_mtok: Some(0.15),
+                cache_write_per_mtok: None,
+                cache_read_per_mtok: None,
+            },
+        );
+        prices.insert(
+            "claude-haiku-4-5".into(),
+            PriceOverride {
+                provider: None,
+                input_per_mtok: 2.0,
+                output_per_mtok: 10.0,
+                cached_input_per_mtok: None,
+                cache_write_per_mtok: None,
+                cache_read_per_mtok: None,
+            },
+        );
+        assert!(price(O, "ft:gpt-4o-mini:acme::abc").is_none());
+        let r = rates(O, "ft:gpt-4o-mini:acme::abc", &prices).unwrap();
+        assert_eq!((r.input, r.output, r.cache_read), (0.30, 1.20, 0.15));
+        assert_eq!(r.batch_multiplier, 0.5);
+        // Anthropic's multipliers apply to the user's input price.
+        let r = rates(A, "claude-haiku-4-5", &prices).unwrap();
+        assert!(close(r.cache_write_5m, 2.5) && close(r.cache_write_1h, 4.0));
+        assert!(close(r.cache_read, 0.2));
+        // Without a cached price, cached OpenAI input costs the input price (never understated).
+        let plain = PriceOverride {
+            provider: None,
+            input_per_mtok: 1.0,
+            output_per_mtok: 2.0,
+            cached_input_per_mtok: None,
+            cache_write_per_mtok: None,
+            cache_read_per_mtok: None,
+        };
+        assert_eq!(Rates::of_override(O, &plain).cache_read, 1.0);
+        // Checks name the model and the field.
+        let bad = PriceOverride {
+            output_per_mtok: -1.0,
+            ..plain
+        };
+        let e = bad.check("my-model").unwrap_err();
+        assert_eq!(e.option, "prices.my-model.outputPerMTok");
+        assert!(e.message.contains("-1"), "{}", e.message);
+        let nan = PriceOverride {
+            input_per_mtok: f64::NAN,
+            ..plain
+        };
+        assert_eq!(nan.check("m").unwrap_err().option, "prices.m.inputPerMTok");
+    }
+
+    #[test]
+    fn estimate_stays_an_upper_bound_with_cache_control() {
+        let text = "x".repeat(8_000);
+        let plain = json!({"model":"claude-haiku-4-5","max_tokens":100,
+            "system":[{"type":"text","text":text}],
+            "messages":[{"role":"user","content":"hi"}]});
+        let mut cached = plain.clone();
+        cached["system"][0]["cache_control"] = json!({"type":"ephemeral"});
+        let mut hour = plain.clone();
+        hour["system"][0]["cache_control"] = json!({"type":"ephemeral","ttl":"1h"});
+        let e = |b: &serde_json::Value| estimate(A, "claude-haiku-4-5", b);
+        let (p, c, h) = (e(&plain), e(&cached), e(&hour));
+        let expect = |body: &serde_json::Value, rate: f64| {
+            let input = e(body).input_tokens_est as f64;
+            (input * rate + 100.0 * 5.0) / 1e6 * 0.5
+        };
+        assert!(close(p.batch_usd.unwrap(), expect(&plain, 1.0)));
+        assert!(close(c.batch_usd.unwrap(), expect(&cached, 1.25)));
+        assert!(close(h.batch_usd.unwrap(), expect(&hour, 2.0)));
+        // Whatever the provider then reports for that body costs no more than the estimate.
+        let r = rates(A, "claude-haiku-4-5", &PriceOverrides::new()).unwrap();
+        let worst = Usage {
+            input_tokens: c.input_tokens_est,
+            cache_write_5m_tokens: c.input_tokens_est,
+            output_tokens: 100,
+            ..Usage::default()
+        };
+        assert!(usage_cost(&r, &worst) <= c.batch_usd.unwrap() + 1e-15);
+        // A long prompt is estimated at its long-context tier.
+        let long = json!({"contents":[{"parts":[{"text":"y".repeat(1_000_000)}]}],
+            "generationConfig":{"maxOutputTokens":10}});
+        let g = estimate(G, "gemini-2.5-pro", &long);
+        assert!(close(
+            g.batch_usd.unwrap(),
+            (g.input_tokens_est as f64 * 2.50 + 10.0 * 15.0) / 1e6 * 0.5
+        ));
     }
 }

@@ -24,8 +24,8 @@ use serde_json::{json, Map, Number, Value};
 use crate::batcher::HostBatcherOptions;
 use crate::catalog::pricing::{PriceOverride, PriceOverrides};
 use crate::interceptor::InterceptorOptions;
-use crate::provider_id::ProviderId;
 use crate::options::OptionError;
+use crate::provider_id::ProviderId;
 
 /// `RequestBatcher`'s options, in the order an unknown key's message lists them.
 pub const BATCHER_KEYS: [&str; 10] = [
@@ -561,14 +561,21 @@ pub(super) fn prices(value: Js<'_>) -> Result<Option<PriceOverrides>, OptionErro
             Js::Undefined => None,
             other => {
                 let named = match other {
-                    Js::String(s) => serde_json::from_value::<ProviderId>(Value::String(s.into())).ok(),
+                    Js::String(s) => {
+                        serde_json::from_value::<ProviderId>(Value::String(s.into())).ok()
+                    }
                     _ => None,
                 };
                 Some(named.ok_or_else(|| {
-                    let names: Vec<&str> = crate::providers::PROVIDERS.iter().map(|d| d.name).collect();
+                    let names: Vec<&str> =
+                        crate::providers::PROVIDERS.iter().map(|d| d.name).collect();
                     OptionError::new(
                         format!("{name}.provider"),
-                        format!("must be one of {}, got {}", names.join(", "), js_string(other)),
+                        format!(
+                            "must be one of {}, got {}",
+                            names.join(", "),
+                            js_string(other)
+                        ),
                     )
                 })?)
             }

@@ -17,7 +17,9 @@ mod tests {
     use crate::interceptor::{
         FailCode, InterceptorOptions, LifecycleEvent, Output, QueueReport, SerializableRequest,
     };
-    use crate::jobs::{Citation, FileInput, JobResult, JobSpec, Message, ProviderEndpoint};
+    use crate::jobs::{
+        Citation, Content, FileInput, JobResult, JobSpec, Message, ProviderEndpoint,
+    };
     use crate::options::OptionError;
     use crate::providers::{HostSpec, ProviderId};
 
@@ -47,6 +49,7 @@ mod tests {
             Output::decl(&cfg),
             QueueReport::decl(&cfg),
             Status::decl(&cfg),
+            Content::decl(&cfg),
             Message::decl(&cfg),
             FileInput::decl(&cfg),
             JobSpec::decl(&cfg),

@@ -289,6 +289,10 @@ impl Interceptor {
         let Some(entry) = self.entries.remove(fingerprint) else {
             return;
         };
+        if durable && (200..300).contains(&response.status) {
+            self.report
+                .count_answer(&entry.route, &response.body, &self.config.prices);
+        }
         for request in entry.waiters {
             if self.request_entry.remove(&request).is_some() {
                 self.respond(request, response.clone());

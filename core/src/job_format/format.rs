@@ -40,6 +40,12 @@ pub(crate) trait JobFormat: Sync {
         false
     }
 
+    /// Whether the provider gets a job's content blocks (system prompt, messages) unchanged
+    /// (Anthropic: `cache_control` marks prompt-cache breakpoints), rather than their text.
+    fn takes_content_blocks(&self) -> bool {
+        false
+    }
+
     /// JSON pointers of the body fields structured output relies on, which `extra` may not set
     /// when the job has a schema.
     fn schema_fields(&self) -> &'static [&'static str];
@@ -77,6 +83,9 @@ pub(crate) struct Prepared<'a> {
     /// The model name as sent (Gemini without a `models/` prefix).
     pub(crate) model: &'a str,
     pub(crate) system: Option<String>,
+    /// The system prompt as content blocks, for a format that [takes them](JobFormat::takes_content_blocks)
+    /// and a job that gives blocks (its text turned into a `text` block where it gives text).
+    pub(crate) system_blocks: Option<Vec<Value>>,
     pub(crate) turns: Vec<Turn<'a>>,
     pub(crate) max_tokens: Option<u64>,
     /// The response schema as sent: OpenAI's strict form of the job's (see
@@ -87,6 +96,8 @@ pub(crate) struct Prepared<'a> {
 pub(crate) struct Turn<'a> {
     pub(crate) assistant: bool,
     pub(crate) parts: Vec<Part<'a>>,
+    /// The message's content blocks as given, for a format that takes them.
+    pub(crate) blocks: Option<&'a [Value]>,
 }
 
 pub(crate) enum Part<'a> {

@@ -357,6 +357,10 @@ fn route(req: &HttpRequest, base: &str) -> Result<Route, PassThrough> {
 struct AnthropicJobs;
 
 impl JobFormat for AnthropicJobs {
+    fn takes_content_blocks(&self) -> bool {
+        true
+    }
+
     fn image_types(&self) -> &'static [&'static str] {
         &["image/png", "image/jpeg", "image/gif", "image/webp"]
     }
@@ -437,6 +441,10 @@ fn job_body(p: &Prepared, placeholder: bool) -> Value {
         .map(|turn| {
             let role = if turn.assistant { "assistant" } else { "user" };
             let content = match turn.parts.as_slice() {
+                // Content blocks as the job gave them (`cache_control` and all).
+                _ if turn.blocks.is_some() => {
+                    Value::Array(turn.blocks.unwrap_or_default().to_vec())
+                }
                 [Part::Text(t)] => json!(t),
                 parts => Value::Array(
                     parts
@@ -482,7 +490,9 @@ fn job_body(p: &Prepared, placeholder: bool) -> Value {
         "max_tokens".into(),
         json!(p.max_tokens.unwrap_or(DEFAULT_ANTHROPIC_MAX_TOKENS)),
     );
-    if let Some(system) = &p.system {
+    if let Some(blocks) = &p.system_blocks {
+        body.insert("system".into(), Value::Array(blocks.clone()));
+    } else if let Some(system) = &p.system {
         body.insert("system".into(), json!(system));
     }
     body.insert("messages".into(), Value::Array(messages));
