@@ -145,7 +145,23 @@ impl fmt::Display for JobError {
             JobError::InvalidMessage { id, index, reason } => {
                 write!(f, "job `{id}`: messages[{index}] {reason}")
             }
-            JobError::UnknownModel { id, error } => write!(f, "job `{id}`: {error}"),
+            // A typo gets its suggestions; a name that looks like no typo (a fine-tune's
+            // `ft:…` / `…/…` id, or nothing close) the option that makes it usable.
+            JobError::UnknownModel { id, error }
+                if error.model.trim().is_empty()
+                    || !(error.suggestions.is_empty()
+                        || error.model.contains(':')
+                        || error.model.contains('/')) =>
+            {
+                write!(f, "job `{id}`: {error}")
+            }
+            JobError::UnknownModel { id, error } => write!(
+                f,
+                "job `{id}`: {error}; for a model batchling does not know (e.g. a fine-tune), give \
+                 its provider and price with the `prices` option: {{ \"{}\": {{ provider, \
+                 inputPerMTok, outputPerMTok }} }}",
+                error.model
+            ),
             JobError::UnsupportedFile { id, file, reason } => {
                 write!(f, "job `{id}`: file `{file}`: {reason}")
             }
