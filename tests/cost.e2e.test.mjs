@@ -110,6 +110,18 @@ describe("job builder: cost from the reported usage", () => {
     const stats = run.status();
     close(stats.costUsd, total, "status().costUsd");
     assert.ok(stats.estimatedCostUsd >= stats.costUsd, "the estimate stays an upper bound");
+    // The printed line says both, and how much of the estimate was spent.
+    const write = process.stdout.write;
+    let printed = "";
+    process.stdout.write = (text) => ((printed += text), true);
+    try {
+      run.status({ print: true });
+    } finally {
+      process.stdout.write = write;
+    }
+    const share = Math.round((100 * stats.costUsd) / stats.estimatedCostUsd);
+    assert.match(printed, new RegExp(`cost \\$${stats.costUsd.toFixed(4).replace(".", "\\.")} actual`));
+    assert.match(printed, new RegExp(`an upper bound: actual ${share}% of it`));
   });
 
   test("Anthropic: 1-hour cache writes at 2× input; blocks in a message pass through", async () => {
