@@ -144,28 +144,6 @@ impl PriceOverride {
             ("cacheReadPerMTok", self.cache_read_per_mtok),
         ]
     }
-
-    /// Every price a finite number >= 0; the message names the model and the field.
-    pub fn check(&self, model: &str) -> Result<(), crate::options::OptionError> {
-        if model.trim().is_empty() {
-            return Err(crate::options::OptionError::new(
-                "prices",
-                "a model id must not be empty",
-            ));
-        }
-        for (field, value) in self.fields() {
-            if let Some(v) = value.filter(|v| !v.is_finite() || *v < 0.0) {
-                return Err(crate::options::OptionError::new(
-                    format!("prices.{model}.{field}"),
-                    format!(
-                        "must be a finite number >= 0 (USD per million tokens), got {}",
-                        crate::host::options::js_number(v)
-                    ),
-                ));
-            }
-        }
-        Ok(())
-    }
 }
 
 impl Rates {
@@ -991,19 +969,6 @@ mod tests {
             cache_read_per_mtok: None,
         };
         assert_eq!(Rates::of_override(O, &plain).cache_read, 1.0);
-        // Checks name the model and the field.
-        let bad = PriceOverride {
-            output_per_mtok: -1.0,
-            ..plain
-        };
-        let e = bad.check("my-model").unwrap_err();
-        assert_eq!(e.option, "prices.my-model.outputPerMTok");
-        assert!(e.message.contains("-1"), "{}", e.message);
-        let nan = PriceOverride {
-            input_per_mtok: f64::NAN,
-            ..plain
-        };
-        assert_eq!(nan.check("m").unwrap_err().option, "prices.m.inputPerMTok");
     }
 
     #[test]

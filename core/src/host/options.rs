@@ -588,7 +588,7 @@ pub(super) fn prices(value: Js<'_>) -> Result<Option<PriceOverrides>, OptionErro
             cache_write_per_mtok: number("cacheWritePerMTok", false)?,
             cache_read_per_mtok: number("cacheReadPerMTok", false)?,
         };
-        price.check(model)?;
+        crate::interceptor::check_price(model, &price)?;
         out.insert(model.clone(), price);
     }
     Ok(Some(out))

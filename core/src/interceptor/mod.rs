@@ -52,7 +52,7 @@ use crate::providers::Route;
 pub use io::{
     CallId, FailCode, Input, JobSubmission, LifecycleEvent, Output, RequestId, SerializableRequest,
 };
-pub use options::{InterceptorConfig, InterceptorOptions};
+pub use options::{check_price, InterceptorConfig, InterceptorOptions};
 pub use report::QueueReport;
 
 use abort::{AbortKind, ClientTimer};

@@ -4,7 +4,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::catalog::pricing::PriceOverrides;
+use crate::catalog::pricing::{PriceOverride, PriceOverrides};
 use crate::options::OptionError;
 use crate::providers;
 
@@ -82,7 +82,7 @@ impl InterceptorConfig {
             return Err(at_least_one("maxEnqueuedTokens"));
         }
         for (model, price) in &self.prices {
-            price.check(model)?;
+            check_price(model, price)?;
         }
         if self.call_attempts == 0 {
             return Err(at_least_one("retry.attempts"));
@@ -92,6 +92,26 @@ impl InterceptorConfig {
         }
         Ok(())
     }
+}
+
+/// A model's price (`prices`): a model id, every price a finite number >= 0; the error names the
+/// model and the field.
+pub fn check_price(model: &str, price: &PriceOverride) -> Result<(), OptionError> {
+    if model.trim().is_empty() {
+        return Err(OptionError::new("prices", "a model id must not be empty"));
+    }
+    for (field, value) in price.fields() {
+        if let Some(v) = value.filter(|v| !v.is_finite() || *v < 0.0) {
+            return Err(OptionError::new(
+                format!("prices.{model}.{field}"),
+                format!(
+                    "must be a finite number >= 0 (USD per million tokens), got {}",
+                    crate::host::options::js_number(v)
+                ),
+            ));
+        }
+    }
+    Ok(())
 }
 
 /// Options as JSON from the host (camelCase), with the defaults of [`InterceptorConfig`].
