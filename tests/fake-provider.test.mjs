@@ -475,14 +475,38 @@ describe('faults and counters', () => {
 
     const an = anthropicClient();
     const params = { model: 'm', max_tokens: 5, messages: [{ role: 'user', content: 'x' }] };
-    for (const [fate, type] of [['expired', 'expired'], ['cancelled', 'canceled'], ['failed', 'errored']]) {
+    // Expired: the first half ran, the rest expired.
+    for (const [fate, types] of [['expired', ['succeeded', 'expired']], ['cancelled', ['canceled', 'canceled']], ['failed', ['errored', 'errored']]]) {
       fake.faults.nextBatchFate('anthropic', fate);
       const b = await an.messages.batches.create({ requests: [{ custom_id: 'a', params }, { custom_id: 'b', params }] });
       const ended = await an.messages.batches.retrieve(b.id);
       assert.equal(ended.processing_status, 'ended');
-      assert.equal(ended.request_counts[type], 2, fate);
-      for await (const r of await an.messages.batches.results(b.id)) assert.equal(r.result.type, type);
+      for (const type of new Set(types)) assert.equal(ended.request_counts[type], types.filter((t) => t === type).length, fate);
+      const byId = {};
+      for await (const r of await an.messages.batches.results(b.id)) byId[r.custom_id] = r.result.type;
+      assert.deepEqual(byId, { a: types[0], b: types[1] }, fate);
     }
+
+    // Missing: the last request has no line, and the counts leave it out.
+    fake.faults.nextBatchFate('openai', 'missing');
+    const missing = await oa.batches.retrieve((await upload(3)).id);
+    assert.equal(missing.status, 'completed');
+    assert.deepEqual(missing.request_counts, { total: 3, completed: 2, failed: 0 });
+    const missingLines = parseJsonl(await (await oa.files.content(missing.output_file_id)).text());
+    assert.deepEqual(missingLines.map((l) => l.custom_id).sort(), ['r0', 'r1']);
+    fake.faults.nextBatchFate('anthropic', 'missing');
+    const am = await an.messages.batches.create({ requests: [{ custom_id: 'a', params }, { custom_id: 'b', params }] });
+    const amEnded = await an.messages.batches.retrieve(am.id);
+    assert.equal(amEnded.request_counts.succeeded, 1);
+    const amIds = [];
+    for await (const r of await an.messages.batches.results(am.id)) amIds.push(r.custom_id);
+    assert.deepEqual(amIds, ['a']);
+
+    // A flaky download: served once without its first line, then whole.
+    fake.faults.add({ route: 'openai.files.content', dropFirstLine: true });
+    const flaky = parseJsonl(await (await oa.files.content(missing.output_file_id)).text());
+    assert.equal(flaky.length, 1);
+    assert.equal(parseJsonl(await (await oa.files.content(missing.output_file_id)).text()).length, 2);
 
     const ai = geminiClient();
     for (const [fate, state] of [['failed', 'JOB_STATE_FAILED'], ['expired', 'JOB_STATE_EXPIRED'], ['cancelled', 'JOB_STATE_CANCELLED']]) {

@@ -123,6 +123,8 @@ fn batchify_options_become_the_engine_options_over_the_hosts_own() {
         "retry": { "attempts": 3, "backoffMs": undefined() },
         "onEvent": function(),
         "hosts": [{ "baseUrl": "https://x.example/v1", "provider": "openai", "maxRequests": 3, "maxFileBytes": undefined() }],
+        "lineAttempts": 2,
+        "resubmit": false,
     });
     let host = InterceptorOptions {
         cache: Some(false),
@@ -143,6 +145,8 @@ fn batchify_options_become_the_engine_options_over_the_hosts_own() {
             hosts: Some(vec![
                 json!({ "baseUrl": "https://x.example/v1", "provider": "openai", "maxRequests": 3 })
             ]),
+            line_attempts: Some(2),
+            resubmit: Some(false),
             ..InterceptorOptions::default()
         }
     );
@@ -162,10 +166,13 @@ fn batchify_option_errors_name_the_option_and_the_rule() {
         (json!({ "onEvent": 1 }), "onEvent", "must be a function (event) => void"),
         (json!({ "retry": { "attempts": 0 } }), "retry.attempts", "must be an integer >= 1, got 0"),
         (json!({ "retry": null }), "retry", "must be an object { attempts?, backoffMs?, maxBackoffMs? }"),
+        (json!({ "batchsize": 10 }), "batchsize", "unknown option; known options: batchSize, batchWindowMs, pollIntervalMs, dryRun, cache, retry, onEvent, hosts, lineAttempts, resubmit, maxEnqueuedTokens, prices"),
+        (json!({ "lineAttempts": 0 }), "lineAttempts", "must be an integer >= 1, got 0"),
+        (json!({ "lineAttempts": 1.5 }), "lineAttempts", "must be an integer >= 1, got 1.5"),
+        (json!({ "resubmit": "no" }), "resubmit", "must be a boolean, got no"),
         (json!({ "maxEnqueuedTokens": 0 }), "maxEnqueuedTokens", "must be an integer >= 1, got 0"),
         (json!({ "maxEnqueuedTokens": 1.5 }), "maxEnqueuedTokens", "must be an integer >= 1, got 1.5"),
         (json!({ "maxEnqueuedTokens": "2000000" }), "maxEnqueuedTokens", "must be an integer >= 1, got 2000000"),
-        (json!({ "batchsize": 10 }), "batchsize", "unknown option; known options: batchSize, batchWindowMs, pollIntervalMs, dryRun, cache, retry, onEvent, hosts, maxEnqueuedTokens, prices"),
         (json!({ "prices": [] }), "prices", "must be an object { \"<model>\": { provider?, inputPerMTok, outputPerMTok, cachedInputPerMTok?, cacheWritePerMTok?, cacheReadPerMTok? } } (list USD per million tokens)"),
         (json!({ "prices": { "ft:x": 1 } }), "prices.ft:x", "must be an object { provider?, inputPerMTok, outputPerMTok, cachedInputPerMTok?, cacheWritePerMTok?, cacheReadPerMTok? }, got 1"),
         (json!({ "prices": { "ft:x": { "outputPerMTok": 1 } } }), "prices.ft:x.inputPerMTok", "must be a number >= 0 (list USD per million tokens), and is required, got undefined"),

@@ -46,6 +46,7 @@ export class BatchRun {
   #costUsd = 0;
   #batchesSubmitted = 0;
   #batchesCompleted = 0;
+  #resubmitted = 0;
   #estimatedUsd = 0;
   /** The engine, once started: its report counts the requests waiting for headroom. */
   #engine: InterceptorEngine | null = null;
@@ -83,6 +84,7 @@ export class BatchRun {
       waitingForHeadroom: this.#waitingForHeadroom(),
       batches: this.#batchesSubmitted,
       batchesCompleted: this.#batchesCompleted,
+      resubmitted: this.#resubmitted,
       costUsd: this.#costUsd,
       estimatedCostUsd: this.#estimatedUsd,
       costLimitUsd: this.#costLimitUsd,
@@ -196,6 +198,7 @@ export class BatchRun {
   #emit(event: BatchEvent): void {
     if (event.kind === "batchSubmitted") this.#batchesSubmitted++;
     if (event.kind === "batchFinished") this.#batchesCompleted++;
+    if (event.kind === "linesResubmitted") this.#resubmitted += event.requests;
     if (event.kind === "batchSubmitting" && !event.dryRun) {
       this.#estimatedUsd += event.estimatedUsd ?? 0;
     }
@@ -231,6 +234,7 @@ export class BatchRun {
       batchWindowMs: 24 * 3600 * 1000,
       pollIntervalMs: this.#options.pollIntervalMs ?? 30_000,
       retry: this.#options.retry,
+      lineAttempts: this.#options.lineAttempts,
       prices: this.#options.prices,
       onEvent: (event: BatchlingEvent) => this.#emit(event),
     };
@@ -387,7 +391,7 @@ export class BatchRun {
 }
 
 /** The events after which the statistics may have changed. */
-const PROGRESS_KINDS = new Set<BatchEvent["kind"]>(["batchSubmitting", "batchSubmitted", "batchPolled", "batchFinished", "enqueuedLimit", "jobFinished"]);
+const PROGRESS_KINDS = new Set<BatchEvent["kind"]>(["batchSubmitting", "batchSubmitted", "batchPolled", "batchFinished", "linesResubmitted", "enqueuedLimit", "jobFinished"]);
 
 function emptyResult(jobId: string, error: string): JobResult {
   return { jobId, ok: false, response: null, parsedResponse: null, citations: [], inputTokens: null, outputTokens: null, costUsd: null, error };

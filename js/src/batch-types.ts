@@ -32,6 +32,10 @@ export interface BatchOptions {
   providers?: Partial<Record<ProviderName, ProviderSettings>>;
   /** Retries of provider calls on 429 / 5xx / transport errors. */
   retry?: { attempts?: number; backoffMs?: number; maxBackoffMs?: number };
+  /** Batches a job may go through without a usable line, counting the first (default 3): a job
+   * its batch did not run (missing line, expired or cancelled batch), or whose line came back
+   * with a retryable error (429, 5xx, overloaded), goes into a new batch; `1` turns this off. */
+  lineAttempts?: number;
   /** Your prices by model id, list (synchronous) USD per million tokens, over the built-in
    * table; batchling applies the provider's batch discount. With `provider`, a model the
    * registry does not know (a fine-tune id) is accepted as that provider's. */
@@ -84,6 +88,10 @@ export interface BatchStats {
   batches: number;
   /** Of those, the ones that ended (completed, failed, expired or cancelled at the provider). */
   batchesCompleted: number;
+  /** Jobs put into a new batch because theirs did not run them (missing line, expired or
+   * cancelled batch) or their line came back with a retryable error (429, 5xx, overloaded);
+   * a job counts once per resubmission. */
+  resubmitted: number;
   /** Actual cost so far, from the reported token usage at batch prices (prompt-cache reads and
    * writes at their own rates, reasoning as output). */
   costUsd: number;

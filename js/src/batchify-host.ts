@@ -54,6 +54,14 @@ export interface BatchifyOptions {
    * (`{ baseUrl: "https://api.novita.ai/openai/v1", provider: "openai", completionWindow: "48h" }`),
    * a proxy, or a local server. */
   hosts?: HostDeclaration[];
+  /** Batches a request may go through without running, counting the first (default 3): a
+   * request missing from its batch's results, or whose batch expired or was cancelled before
+   * it ran, goes into a new batch; after this many, its caller gets `ERR_BATCHLING_LINES_NOT_RUN`
+   * naming the batches. */
+  lineAttempts?: number;
+  /** `false`: requests a batch did not run are not resubmitted; their callers get the batch's
+   * end as an error response (504 expired, 499 cancelled, 500 otherwise). Default `true`. */
+  resubmit?: boolean;
   /** Estimated input tokens (JSON chars / 4, as the cost estimate counts them) allowed in flight
    * at once per provider, host, model and API key: the providers' enqueued-token limits. A batch
    * that would pass it waits until a batch of its model ends; one above it alone is split.

@@ -109,8 +109,9 @@ export function anthropicAnswer(rawBody) {
 // ---------------------------------------------------------------------------
 // Batches
 
-function executeRequest(state, request, fate) {
-  if (fate === 'expired') return { type: 'expired' };
+function executeRequest(state, request, fate, index = 0, count = 1) {
+  // Expired: the first half ran before the 24 h ran out; the rest did not.
+  if (fate === 'expired' && index >= Math.floor(count / 2)) return { type: 'expired' };
   if (fate === 'cancelled') return { type: 'canceled' };
   if (fate === 'failed') {
     return { type: 'errored', error: anthropicErrorBody(500, 'The batch failed (injected fault).') };
@@ -129,9 +130,11 @@ function executeRequest(state, request, fate) {
 const COUNT_KEY = { succeeded: 'succeeded', errored: 'errored', canceled: 'canceled', expired: 'expired' };
 
 function finish(state, record, fate) {
-  record.results = record.requests.map((request) => ({
+  // Fate `missing`: the last request did not run and has no result line (nor a count).
+  const ran = fate === 'missing' ? record.requests.slice(0, -1) : record.requests;
+  record.results = ran.map((request, index) => ({
     custom_id: request.customId,
-    result: executeRequest(state, request, fate),
+    result: executeRequest(state, request, fate, index, ran.length),
   }));
   record.requestCounts = { processing: 0, succeeded: 0, errored: 0, canceled: 0, expired: 0 };
   for (const { result } of record.results) record.requestCounts[COUNT_KEY[result.type]] += 1;

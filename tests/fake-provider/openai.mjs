@@ -403,7 +403,9 @@ function writeResults(state, record, { expireFrom = Infinity } = {}) {
   const outputs = [];
   const errors = [];
   const usage = emptyUsage();
-  record.requests.forEach((request, index) => {
+  // Fate `missing`: the last request did not run and has no line (the counts leave it out).
+  const ran = record.fate === 'missing' ? record.requests.slice(0, -1) : record.requests;
+  ran.forEach((request, index) => {
     const lineId = `batch_req_${sha256Hex(`${record.id}:${request.customId}`).slice(0, 24)}`;
     const result = index >= expireFrom
       ? notExecutedLine(lineId, request, 'batch_expired')

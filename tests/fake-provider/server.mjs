@@ -36,7 +36,7 @@ const DEFAULT_CONFIG = {
   enqueuedTokenLimit: null, // per (API key, model): tokens (chars / 4) of live batches; null = none
 };
 
-const FATES = ['failed', 'expired', 'cancelled'];
+const FATES = ['failed', 'expired', 'cancelled', 'missing'];
 
 // One entry per provider the fake speaks: its routes and its auth check. Providers added after
 // the first three serve under their own path prefix (e.g. /mistral/v1/...).
@@ -79,7 +79,9 @@ function createFaults() {
      */
     add(spec) {
       if (!spec || typeof spec.route !== 'string') throw new TypeError('faults.add: route is required');
-      if (!spec.drop && !Number.isInteger(spec.status)) throw new TypeError('faults.add: status or drop is required');
+      if (!spec.drop && !spec.dropFirstLine && !Number.isInteger(spec.status)) {
+        throw new TypeError('faults.add: status, drop or dropFirstLine is required');
+      }
       const rule = {
         route: spec.route,
         matches: routeMatcher(spec.route),
@@ -89,6 +91,7 @@ function createFaults() {
         body: spec.body,
         drop: Boolean(spec.drop),
         afterHandling: Boolean(spec.afterHandling),
+        dropFirstLine: Boolean(spec.dropFirstLine),
       };
       rules.push(rule);
       return rule;
@@ -268,7 +271,7 @@ export async function startFakeProvider(options = {}) {
     const fault = faults.take(name);
     if (fault) counters.faultsTriggered += 1;
     if (fault?.drop && !fault.afterHandling) return req.socket.destroy();
-    if (fault && !fault.drop) return writeResponse(res, faultResponse(route.provider, fault));
+    if (fault && !fault.drop && !fault.dropFirstLine) return writeResponse(res, faultResponse(route.provider, fault));
 
     let out = route.auth === false ? null : AUTH[route.provider](ctx.headers, url);
     if (!out) {
@@ -283,6 +286,11 @@ export async function startFakeProvider(options = {}) {
       }
     }
     if (fault?.drop) return req.socket.destroy(); // afterHandling: the action happened, the answer is lost
+    if (fault?.dropFirstLine && out?.raw) {
+      // A flaky download: the body as served lacks its first line.
+      const cut = out.raw.indexOf(0x0a);
+      out = { ...out, raw: cut === -1 ? Buffer.alloc(0) : out.raw.subarray(cut + 1) };
+    }
     writeResponse(res, out);
   }
 

@@ -20,6 +20,7 @@ pub const OPTION_KEYS: &[&str] = &[
     "pollIntervalMs",
     "providers",
     "retry",
+    "lineAttempts",
     "prices",
 ];
 
@@ -141,7 +142,12 @@ fn check_options(value: Js<'_>) -> Checked {
             return Err(OptionError::new(name, "must be a non-empty path string"));
         }
     }
-    for name in ["maxConcurrent", "itemsPerBatch", "pollIntervalMs"] {
+    for name in [
+        "maxConcurrent",
+        "itemsPerBatch",
+        "pollIntervalMs",
+        "lineAttempts",
+    ] {
         count(name, options.get(name), 1, false)?;
     }
     match options.get("resultFiles") {

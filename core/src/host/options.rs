@@ -42,7 +42,7 @@ pub const BATCHER_KEYS: [&str; 10] = [
 ];
 
 /// `batchify()`'s options.
-pub const BATCHIFY_KEYS: [&str; 10] = [
+pub const BATCHIFY_KEYS: [&str; 12] = [
     "batchSize",
     "batchWindowMs",
     "pollIntervalMs",
@@ -51,6 +51,8 @@ pub const BATCHIFY_KEYS: [&str; 10] = [
     "retry",
     "onEvent",
     "hosts",
+    "lineAttempts",
+    "resubmit",
     "maxEnqueuedTokens",
     "prices",
 ];
@@ -377,6 +379,19 @@ pub fn interceptor_options(
         Js::Undefined => None,
         declared => Some(hosts(declared)?),
     };
+    let line_attempts = count("lineAttempts", o.get("lineAttempts"), 1, false)?
+        .map(|n| fit("lineAttempts", n, u32::MAX.into()))
+        .transpose()?;
+    let resubmit = match o.get("resubmit") {
+        Js::Undefined => None,
+        Js::Bool(b) => Some(b),
+        other => {
+            return Err(OptionError::new(
+                "resubmit",
+                format!("must be a boolean, got {}", js_string(other)),
+            ))
+        }
+    };
     let prices = prices(o.get("prices"))?;
     let retry = retry.unwrap_or(Retry {
         attempts: None,
@@ -417,6 +432,8 @@ pub fn interceptor_options(
             .transpose()?
             .or(host.max_enqueued_tokens),
         hosts: hosts.or(host.hosts),
+        line_attempts: line_attempts.or(host.line_attempts),
+        resubmit: resubmit.or(host.resubmit),
         prices: prices.or(host.prices),
         ..host
     };

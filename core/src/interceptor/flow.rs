@@ -10,7 +10,8 @@ use crate::providers::{
 };
 
 use super::io::{CallId, FailCode, LifecycleEvent, Output};
-use super::job::{BatchJob, Call, CreateOrigin, JobId, JobState, Retry};
+use super::job::{BatchJob, Call, CreateOrigin, JobId, JobState, Reading, Retry, REDOWNLOADS};
+use super::lines::{self, Skipped};
 use super::Interceptor;
 
 impl Interceptor {
@@ -24,7 +25,9 @@ impl Interceptor {
         let estimated_usd = self.estimate_batch_usd(&route, &fingerprints);
         let tokens = self.request_tokens(&route, &fingerprints).iter().sum();
         // The body moves from the entry to the job: one copy per request, dropped once the
-        // provider has it (a journalled job that must be queued again gives it back).
+        // provider has it (a journalled job that must be queued again gives it back). Where a
+        // request that does not run may be resubmitted, the entry keeps it too.
+        let keep = self.keeps_bodies();
         let items: Vec<BatchItem> = fingerprints
             .iter()
             .map(|fp| BatchItem {
@@ -32,7 +35,10 @@ impl Interceptor {
                 body: self
                     .entries
                     .get_mut(fp)
-                    .map(|entry| std::mem::take(&mut entry.body))
+                    .map(|entry| match keep {
+                        true => entry.body.clone(),
+                        false => std::mem::take(&mut entry.body),
+                    })
                     .unwrap_or_default(),
             })
             .collect();
@@ -210,7 +216,7 @@ impl Interceptor {
             bad.line_number += *lines_before;
         }
         *lines_before += text.bytes().filter(|&b| b == b'\n').count();
-        self.absorb_results(job_id, parsed);
+        self.absorb_results(job_id, Some(call), parsed);
     }
 
     pub(super) fn on_response(&mut self, now_ms: u64, call: CallId, response: HttpResponse) {
@@ -228,6 +234,7 @@ impl Interceptor {
         }
         // The lines of this call's earlier chunks, if it came in chunks.
         let lines_before = self.streamed_lines.remove(&call).unwrap_or(0);
+        let call_id = call;
         let Some((job_id, call)) = self.calls.remove(&call) else {
             return;
         };
@@ -292,7 +299,8 @@ impl Interceptor {
                     bad.line_number += lines_before;
                 }
                 let next = adapter.next_download(&batch_id, &response.body);
-                self.absorb_results(job_id, parsed);
+                self.absorb_results(job_id, Some(call_id), parsed);
+                self.download_call_done(job_id, call_id);
                 if let Some(next) = next {
                     // A paged listing: this download goes on with its next page.
                     return self.send_call(now_ms, job_id, Call::Download(next));
@@ -303,7 +311,7 @@ impl Interceptor {
                 };
                 *downloads_left = downloads_left.saturating_sub(1);
                 if *downloads_left == 0 {
-                    self.finish_job(job_id);
+                    self.downloads_done(now_ms, job_id);
                 }
             }
         }
@@ -333,12 +341,14 @@ impl Interceptor {
     /// The batch exists (created, or found by its key): make the adapter's after-create calls,
     /// with the bodies the job still holds, then start polling.
     fn created(&mut self, now_ms: u64, job_id: JobId, batch_id: String) {
+        let entries_keep = self.keeps_bodies();
         let job = self.jobs.get_mut(&job_id).expect("job exists");
         let adapter = adapter(job.route.provider);
         let calls = adapter.build_after_create(&job.context(), job.items(), &batch_id);
         // The provider has the bodies now, or the calls above do; they are kept only while it
-        // may still refuse the batch for its enqueued-token limit.
-        if adapter.may_refuse_enqueued(None) {
+        // may still refuse the batch for its enqueued-token limit, and then by the job only
+        // where the entries do not keep them anyway (to resubmit lines that did not run).
+        if adapter.may_refuse_enqueued(None) && !entries_keep {
             job.held = job.take_items();
         }
         job.state = JobState::AddingRequests {
@@ -467,6 +477,12 @@ impl Interceptor {
                     downloads_left: downloads.len(),
                     end_kind: report.end_kind_if_partial,
                     unclaimed: HashMap::new(),
+                    reading: Box::new(Reading {
+                        downloads: downloads.clone(),
+                        lines_ran: report.completed + report.failed,
+                        redownloads_left: REDOWNLOADS,
+                        ..Reading::default()
+                    }),
                 };
                 self.event(LifecycleEvent::BatchFinished {
                     job: job_id,
@@ -474,16 +490,18 @@ impl Interceptor {
                     state: report.state_label,
                 });
                 if let Some(parsed) = inline {
-                    self.absorb_results(job_id, parsed);
+                    self.absorb_results(job_id, None, parsed);
                 }
                 if downloads.is_empty() {
-                    self.finish_job(job_id);
+                    self.downloads_done(now_ms, job_id);
                 } else {
                     for download in downloads {
                         self.send_call(now_ms, job_id, Call::Download(download));
                     }
                 }
             }
+            // A failed batch, but not one of `lines`'s: a refusal for the enqueued-token limit
+            // goes back to admission to wait for headroom, and does not count as a line attempt.
             PollState::OverEnqueuedLimit {
                 message,
                 limit_tokens,
@@ -500,10 +518,16 @@ impl Interceptor {
                     adapter(job.route.provider).ended_response(&batch_id, kind, &message);
                 self.event(LifecycleEvent::BatchFinished {
                     job: job_id,
-                    batch_id,
+                    batch_id: batch_id.clone(),
                     state: report.state_label,
                 });
                 let job = self.jobs.remove(&job_id).expect("job exists");
+                if report.completed == 0 {
+                    // Nothing ran: the requests may go into a new batch.
+                    let lines = job.fingerprints.into_iter().map(|fp| (fp, None)).collect();
+                    let state = kind.as_str();
+                    return self.lines_not_run(now_ms, job_id, &batch_id, state, lines, response);
+                }
                 self.persist_released(job.fingerprints.clone());
                 for fp in job.fingerprints {
                     self.answer_entry(&fp, response.clone(), false);
@@ -512,7 +536,16 @@ impl Interceptor {
         }
     }
 
-    fn absorb_results(&mut self, job_id: JobId, parsed: providers::ParsedResults) {
+    /// Answer the callers of result lines (read by download `call`, or inline with the poll).
+    /// A line for an unknown custom id, or a second line for one, is skipped with a warning; a
+    /// line a retried download delivers again is skipped quietly. Lines for requests that did
+    /// not run are held back to be resubmitted (see `lines`).
+    fn absorb_results(
+        &mut self,
+        job_id: JobId,
+        call: Option<CallId>,
+        parsed: providers::ParsedResults,
+    ) {
         let batch_id = self.jobs[&job_id]
             .batch_id()
             .unwrap_or_default()
@@ -524,32 +557,78 @@ impl Interceptor {
             ));
         }
         let job = &self.jobs[&job_id];
+        let resumed = job.resumed;
         let by_custom_id: HashMap<&str, &str> = job
             .custom_ids
             .iter()
             .map(String::as_str)
             .zip(job.fingerprints.iter().map(String::as_str))
             .collect();
+        let items: Vec<(providers::ItemResult, Option<LineOf>)> = parsed
+            .items
+            .into_iter()
+            .map(|item| {
+                let known = by_custom_id.get(item.custom_id.as_str()).map(|fp| {
+                    let entry = self.entries.get(*fp);
+                    let for_jobs = entry.is_some_and(|e| {
+                        !e.waiters.is_empty()
+                            && e.waiters.iter().all(|r| self.job_specs.contains_key(r))
+                    });
+                    (fp.to_string(), entry.is_some(), for_jobs)
+                });
+                (item, known)
+            })
+            .collect();
+        let resubmit = self.config.resubmit;
         // A line for a request this run has not asked about (yet) is kept with the job.
         let mut answers: Vec<(String, HttpResponse)> = Vec::new();
+        let mut held: Vec<(String, Option<HttpResponse>)> = Vec::new();
         let mut early = Vec::new();
-        for item in parsed.items {
-            match by_custom_id.get(item.custom_id.as_str()) {
-                Some(fp) if self.entries.contains_key(*fp) => {
-                    answers.push((fp.to_string(), item.response))
+        let mut skipped = Skipped::default();
+        let job = self.jobs.get_mut(&job_id).expect("job exists");
+        let JobState::Downloading {
+            unclaimed, reading, ..
+        } = &mut job.state
+        else {
+            return debug_assert!(false, "results outside Downloading");
+        };
+        reading.count(call, items.len());
+        for (item, known) in items {
+            if known.is_none() && !resumed {
+                skipped.unknown.push(item.custom_id);
+                continue;
+            }
+            if !reading.see(call, &item.custom_id) {
+                skipped.duplicate.push(item.custom_id);
+                continue;
+            }
+            // Read by an earlier attempt (a retried download, or a download made again): its
+            // first line was used.
+            if !reading.read.insert(item.custom_id.clone()) {
+                continue;
+            }
+            match known {
+                Some((fp, true, for_jobs)) => {
+                    if resubmit && lines::not_run(&item.response) {
+                        reading.held_state = Some(lines::not_run_state(&item.response));
+                        held.push((fp, None));
+                    } else if resubmit && for_jobs && lines::retryable(&item.response) {
+                        held.push((fp, Some(item.response)));
+                    } else {
+                        answers.push((fp, item.response));
+                    }
                 }
-                // Already answered by an earlier download (page) of this batch: the first wins.
+                // Answered already (a request a resumed job was asked about again).
                 Some(_) => {}
                 None => early.push((item.custom_id, item.response)),
             }
         }
-        let job = self.jobs.get_mut(&job_id).expect("job exists");
-        if let JobState::Downloading { unclaimed, .. } = &mut job.state {
-            // The first line for a custom id wins, as within one download.
-            for (custom_id, response) in early {
-                unclaimed.entry(custom_id).or_insert(response);
-            }
+        reading.held.extend(held);
+        // The first line for a custom id wins, as within one download.
+        for (custom_id, response) in early {
+            unclaimed.entry(custom_id).or_insert(response);
         }
+        self.warn_skipped(&batch_id, skipped);
         self.outputs.push(Output::Event {
             event: LifecycleEvent::ResultsReceived {
                 job: job_id,
@@ -562,33 +641,47 @@ impl Interceptor {
         }
     }
 
-    /// All results are in: requests without a line did not run.
-    fn finish_job(&mut self, job_id: JobId) {
+    /// All results are in: requests without a line (or with a line held back) did not run.
+    pub(super) fn finish_job(&mut self, now_ms: u64, job_id: JobId) {
         let Some(job) = self.jobs.remove(&job_id) else {
             return;
         };
         let JobState::Downloading {
-            batch_id, end_kind, ..
+            batch_id,
+            end_kind,
+            mut reading,
+            ..
         } = job.state
         else {
             return debug_assert!(false, "finished outside Downloading");
         };
         let kind = end_kind.unwrap_or(EndKind::Failed);
-        let adapter = adapter(job.route.provider);
         let message = match end_kind {
             Some(kind) => format!("the batch {kind} before this request ran"),
             None => "the batch completed without a result line for this request".to_string(),
         };
-        let missing: Vec<String> = job
-            .fingerprints
-            .into_iter()
-            .filter(|fp| self.entries.contains_key(fp))
-            .collect();
-        self.persist_released(missing.clone());
-        for fp in missing {
-            let response = adapter.ended_response(&batch_id, kind, &message);
-            self.answer_entry(&fp, response, false);
+        let response = adapter(job.route.provider).ended_response(&batch_id, kind, &message);
+        // Lines the provider counts as run that were not read even downloading again: which
+        // requests they were is unknown, so none without a line is resubmitted.
+        let unaccounted = reading.lines_ran.saturating_sub(reading.best_read);
+        let mut not_run = Vec::new();
+        let mut unsure = Vec::new();
+        for fp in job.fingerprints {
+            if !self.entries.contains_key(&fp) {
+                continue;
+            }
+            match reading.held.remove(&fp) {
+                Some(line) => not_run.push((fp, line)),
+                None if unaccounted > 0 => unsure.push(fp),
+                None => not_run.push((fp, None)),
+            }
         }
+        self.lines_unaccounted(&batch_id, unaccounted, unsure, response.clone());
+        let state = end_kind
+            .map(EndKind::as_str)
+            .or(reading.held_state)
+            .unwrap_or("completed");
+        self.lines_not_run(now_ms, job_id, &batch_id, state, not_run, response);
     }
 
     fn fail_job(&mut self, job_id: JobId, code: FailCode, message: String) {
@@ -623,9 +716,15 @@ impl Interceptor {
         // A download cut off mid-stream is retried from the start: its lines count anew (the
         // callers its chunks answered stay answered; the retry's lines for them are skipped).
         self.streamed_lines.remove(&call);
+        let call_id = call;
         let Some((job_id, call)) = self.calls.remove(&call) else {
             return;
         };
+        if let Some(JobState::Downloading { reading, .. }) =
+            self.jobs.get_mut(&job_id).map(|j| &mut j.state)
+        {
+            reading.call_failed(call_id);
+        }
         if !self.jobs.contains_key(&job_id) {
             return;
         }
@@ -705,6 +804,9 @@ impl Interceptor {
         self.jitter.backoff_ms(attempt, base_ms, max_ms)
     }
 }
+
+/// A result line's request, if the job has it: (fingerprint, still open, answered as a job).
+type LineOf = (String, bool, bool);
 
 /// `Retry-After` in seconds (the form the providers send), as milliseconds.
 fn retry_after_ms(response: &HttpResponse) -> Option<u64> {

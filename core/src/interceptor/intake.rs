@@ -207,13 +207,24 @@ impl Interceptor {
     // ---- resuming what a previous run journalled ------------------------------------------
 
     /// Register `request` as waiting on a batch that is (or was) already created: the provider
-    /// has (or its job holds) the body, so the entry keeps none.
-    fn await_in_batch(&mut self, request: RequestId, fingerprint: &str, route: &Route) {
+    /// has (or its job holds) the body, so the entry keeps none, unless a line that does not
+    /// run may be resubmitted (see `keeps_bodies`).
+    fn await_in_batch(
+        &mut self,
+        request: RequestId,
+        fingerprint: &str,
+        route: &Route,
+        body: &serde_json::Value,
+    ) {
         let mut route = route.clone();
         route.body = serde_json::Value::Null;
         let entry = Entry {
             route: Arc::new(route),
-            body: serde_json::Value::Null,
+            body: if self.keeps_bodies() {
+                body.clone()
+            } else {
+                serde_json::Value::Null
+            },
             waiters: vec![request],
             item: None,
         };
@@ -231,9 +242,9 @@ impl Interceptor {
         batch_id: String,
     ) {
         let custom_id = cache::custom_id(&fingerprint);
-        self.await_in_batch(request, &fingerprint, &route);
         let mut route = route;
         let body = std::mem::take(&mut route.body);
+        self.await_in_batch(request, &fingerprint, &route, &body);
         if let Some(job) = self
             .jobs
             .values_mut()
@@ -260,13 +271,14 @@ impl Interceptor {
             batch_id,
             next_poll_ms: Some(now_ms),
         };
-        let job = BatchJob::new(
+        let mut job = BatchJob::new(
             id,
             route.clone(),
             place.tag,
             vec![fingerprint.clone()],
             state,
         );
+        job.resumed = true;
         self.jobs.insert(id, job);
         self.hold_for_refusal(id, &route, &fingerprint, body);
     }
@@ -284,7 +296,7 @@ impl Interceptor {
         // The body goes to the job's items; the entry keeps the route without it.
         let mut route = route;
         let body = std::mem::take(&mut route.body);
-        self.await_in_batch(request, &fingerprint, &route);
+        self.await_in_batch(request, &fingerprint, &route, &body);
         if let Some(job) = self
             .jobs
             .values_mut()
@@ -304,7 +316,8 @@ impl Interceptor {
             file: place.uploaded_file,
             origin: CreateOrigin::Journal,
         };
-        let job = BatchJob::new(id, route, place.tag, vec![fingerprint], state);
+        let mut job = BatchJob::new(id, route, place.tag, vec![fingerprint], state);
+        job.resumed = true;
         self.jobs.insert(id, job);
         self.send_call(now_ms, id, Call::Find);
     }

@@ -98,6 +98,10 @@ pub enum FailCode {
     /// The batch would pass the cost limit (or its price is unknown).
     #[serde(rename = "ERR_BATCHLING_COST_LIMIT")]
     CostLimit,
+    /// The request went through `lineAttempts` batches and none ran it (its line was missing,
+    /// or its batch expired or was cancelled first); the message names the batches.
+    #[serde(rename = "ERR_BATCHLING_LINES_NOT_RUN")]
+    LinesNotRun,
 }
 
 impl FailCode {
@@ -109,6 +113,7 @@ impl FailCode {
             FailCode::Protocol => "ERR_BATCHLING_PROTOCOL",
             FailCode::ProviderUnavailable => "ERR_BATCHLING_PROVIDER_UNAVAILABLE",
             FailCode::CostLimit => "ERR_BATCHLING_COST_LIMIT",
+            FailCode::LinesNotRun => "ERR_BATCHLING_LINES_NOT_RUN",
         }
     }
 }
@@ -203,6 +208,16 @@ pub enum LifecycleEvent {
         job: u64,
         batch_id: String,
         results: usize,
+    },
+    /// Requests of a batch that ended without running them (or, for the job builder, whose
+    /// lines came back with a retryable error) go into a new batch: `state` is how the batch
+    /// ended ("completed" with lines missing, "expired", "cancelled", "failed").
+    #[serde(rename_all = "camelCase")]
+    LinesResubmitted {
+        job: u64,
+        batch_id: String,
+        state: String,
+        requests: usize,
     },
     #[serde(rename_all = "camelCase")]
     Retry {

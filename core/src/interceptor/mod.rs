@@ -33,6 +33,7 @@ mod headroom;
 mod intake;
 pub mod io;
 mod job;
+mod lines;
 pub mod options;
 pub mod report;
 
@@ -118,6 +119,9 @@ pub struct Interceptor {
     tag_seed: u64,
     /// The abort kinds already warned about.
     warned_aborts: HashSet<AbortKind>,
+    /// Requests resubmitted because their batches ended without running them: the ids of
+    /// those batches, oldest first (see `lines`).
+    not_run: HashMap<String, Vec<String>>,
 }
 
 impl Interceptor {
@@ -165,6 +169,7 @@ impl Interceptor {
             jitter,
             tag_seed,
             warned_aborts: HashSet::new(),
+            not_run: HashMap::new(),
         })
     }
 
@@ -286,6 +291,7 @@ impl Interceptor {
                 body: response.body.clone(),
             });
         }
+        self.not_run.remove(fingerprint);
         let Some(entry) = self.entries.remove(fingerprint) else {
             return;
         };
@@ -311,6 +317,7 @@ impl Interceptor {
 
     fn fail_entries(&mut self, fingerprints: &[String], code: FailCode, message: &str) {
         for fp in fingerprints {
+            self.not_run.remove(fp);
             if let Some(entry) = self.entries.remove(fp) {
                 for request in entry.waiters {
                     if self.request_entry.remove(&request).is_some() {

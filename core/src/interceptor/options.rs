@@ -27,6 +27,14 @@ pub struct InterceptorConfig {
     /// estimate would pass it is not submitted, nor is any batch after it: their requests fail
     /// with `ERR_BATCHLING_COST_LIMIT`. Batches already submitted finish.
     pub cost_limit_usd: Option<f64>,
+    /// Batches a request may go through without running (missing from the results, or its
+    /// batch expired or was cancelled first), counting the first, before its caller gets
+    /// `ERR_BATCHLING_LINES_NOT_RUN`. The job builder's lines that came back with a retryable
+    /// error (429, 5xx, overloaded) count the same way.
+    pub line_attempts: u32,
+    /// Whether such requests are resubmitted at all; `false`: their callers get the batch's
+    /// end as an error response at once.
+    pub resubmit: bool,
     /// Estimated input tokens allowed in flight at once per (provider, host, model,
     /// credential), as the providers' enqueued-token limits count them: a batch that would pass
     /// it waits until a batch of its queue ends; one above it alone is split.
@@ -52,6 +60,8 @@ impl Default for InterceptorConfig {
             jitter_seed: 0x5eed,
             max_concurrent_batches: usize::MAX,
             cost_limit_usd: None,
+            line_attempts: 3,
+            resubmit: true,
             max_enqueued_tokens: None,
             hosts: providers::HostTable::builtin(),
             prices: PriceOverrides::new(),
@@ -89,6 +99,9 @@ impl InterceptorConfig {
         }
         if self.batch_size == 0 {
             return Err(at_least_one("batchSize"));
+        }
+        if self.line_attempts == 0 {
+            return Err(at_least_one("lineAttempts"));
         }
         Ok(())
     }
@@ -149,6 +162,10 @@ pub struct InterceptorOptions {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub cost_limit_usd: Option<f64>,
     #[serde(skip_serializing_if = "Option::is_none")]
+    pub line_attempts: Option<u32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub resubmit: Option<bool>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub max_enqueued_tokens: Option<u64>,
     /// Hosts the user declared (`[{baseUrl, provider, completionWindow?, maxRequests?,
     /// maxFileBytes?, maxInlineBytes?}]`; `maxInlineBytes` for Gemini hosts only).
@@ -179,6 +196,8 @@ impl InterceptorOptions {
                 .max_concurrent_batches
                 .unwrap_or(defaults.max_concurrent_batches),
             cost_limit_usd: self.cost_limit_usd,
+            line_attempts: self.line_attempts.unwrap_or(defaults.line_attempts),
+            resubmit: self.resubmit.unwrap_or(defaults.resubmit),
             max_enqueued_tokens: self.max_enqueued_tokens,
             hosts,
             prices: self.prices.clone().unwrap_or_default(),

@@ -367,11 +367,18 @@ impl ProviderAdapter for Mistral {
                 None,
             ),
         };
+        // Mistral's `completed_requests` counts the failed ones too: `completed` here is the
+        // succeeded ones, so that completed + failed is the number of result lines.
+        let failed = common::count_field(&v, "/failed_requests");
+        let completed = match v.get("succeeded_requests").and_then(Value::as_u64) {
+            Some(succeeded) => succeeded,
+            None => common::count_field(&v, "/completed_requests").saturating_sub(failed),
+        };
         Ok(PollReport {
             state_label: status.to_string(),
             total: common::count_field(&v, "/total_requests"),
-            completed: common::count_field(&v, "/completed_requests"),
-            failed: common::count_field(&v, "/failed_requests"),
+            completed,
+            failed,
             state,
             end_kind_if_partial,
         })

@@ -350,6 +350,9 @@ pub struct PollReport {
     /// The provider's raw state, e.g. "in_progress", "ended", "BATCH_STATE_RUNNING".
     pub state_label: String,
     pub total: u64,
+    /// Requests that ran and succeeded, and those that ran into an error (Anthropic: also the
+    /// expired and cancelled ones, which have a result line each): `completed + failed` is the
+    /// number of result lines the batch's results hold, checked against the lines read.
     pub completed: u64,
     pub failed: u64,
     pub state: PollState,

@@ -25,6 +25,9 @@ pub enum Fate {
     Expire,
     Cancel,
     Fail,
+    /// Completed, but the last request has no result line: it did not run, and the counts say
+    /// so (it is counted neither completed nor failed).
+    Missing,
     /// Refused for the enqueued-token limit before any line ran: an OpenAI batch validates, then
     /// fails with `token_limit_exceeded`; an Anthropic or Gemini create is answered 429.
     TokenLimit,
@@ -33,7 +36,7 @@ pub enum Fate {
 impl Fate {
     pub fn end_kind(self) -> Option<EndKind> {
         match self {
-            Fate::Complete => None,
+            Fate::Complete | Fate::Missing => None,
             Fate::Expire => Some(EndKind::Expired),
             Fate::Cancel => Some(EndKind::Cancelled),
             Fate::Fail | Fate::TokenLimit => Some(EndKind::Failed),
@@ -142,6 +145,11 @@ pub struct Fake {
     pub token_cap: Option<u64>,
     pub expected: HashMap<String, Expected>,
     pub violations: Vec<String>,
+    /// The next this many results downloads drop their first line (a flaky download: the
+    /// batch's counts still count it).
+    pub flaky_downloads: u32,
+    /// Lines served by results downloads, in all.
+    pub lines_downloaded: usize,
     pub log: Vec<(ProviderId, Step, SerializableRequest)>,
 }
 
@@ -158,6 +166,8 @@ impl Fake {
             token_cap: None,
             expected: HashMap::new(),
             violations: Vec::new(),
+            flaky_downloads: 0,
+            lines_downloaded: 0,
             log: Vec::new(),
         }
     }
@@ -683,6 +693,7 @@ impl Fake {
         let fate = self.batches[i].fate;
         let run: Vec<usize> = match fate {
             Fate::Complete => (0..n).collect(),
+            Fate::Missing => (0..n.saturating_sub(1)).collect(),
             Fate::Expire => (0..n / 2).collect(), // the rest has no line: it did not run
             Fate::Cancel | Fate::Fail | Fate::TokenLimit => Vec::new(),
         };
@@ -719,7 +730,7 @@ impl Fake {
         let out_id = file(&mut self.files, out, "out");
         let err_id = file(&mut self.files, err, "err");
         let (status, errors) = match fate {
-            Fate::Complete => ("completed", Value::Null),
+            Fate::Complete | Fate::Missing => ("completed", Value::Null),
             Fate::Expire => ("expired", Value::Null),
             Fate::Cancel => ("cancelled", Value::Null),
             Fate::Fail => (
@@ -744,13 +755,14 @@ impl Fake {
         let fate = self.batches[i].fate;
         let run: Vec<usize> = match fate {
             Fate::Complete | Fate::TokenLimit => (0..n).collect(), // (refused at create)
+            Fate::Missing => (0..n.saturating_sub(1)).collect(),
             Fate::Expire | Fate::Cancel => (0..n / 2).collect(),
             Fate::Fail => Vec::new(),
         };
-        let all: Vec<usize> = if fate == Fate::Fail {
-            Vec::new()
-        } else {
-            (0..n).collect()
+        let all: Vec<usize> = match fate {
+            Fate::Fail => Vec::new(),
+            Fate::Missing => run.clone(),
+            _ => (0..n).collect(),
         };
         let order = self.result_order(i, &all);
         let b = &self.batches[i];
@@ -798,8 +810,11 @@ impl Fake {
         let b = &self.batches[i];
         let terminal = match fate {
             // (A refused Gemini batch is never created.)
-            Fate::Complete | Fate::TokenLimit => {
-                let all: Vec<usize> = (0..n).collect();
+            Fate::Complete | Fate::Missing | Fate::TokenLimit => {
+                let all: Vec<usize> = match fate {
+                    Fate::Missing => (0..n.saturating_sub(1)).collect(),
+                    _ => (0..n).collect(),
+                };
                 let order = self.result_order(i, &all);
                 let mut entries = Vec::new();
                 let mut failed = 0;
@@ -813,16 +828,17 @@ impl Fake {
                 }
                 let order_ids: Vec<String> = order.iter().map(|&k| b.lines[k].0.clone()).collect();
                 let output = json!({"inlinedResponses": {"inlinedResponses": entries}});
+                let ran = order.len();
                 let op = gemini_operation(
                     b,
                     "BATCH_STATE_SUCCEEDED",
                     true,
                     Some(output),
                     None,
-                    (n, n - failed, failed),
+                    (n, ran - failed, failed),
                 );
                 let b = &mut self.batches[i];
-                b.answered = b.lines.iter().map(|(c, _)| c.clone()).collect();
+                b.answered = order_ids.iter().cloned().collect();
                 b.result_order = order_ids;
                 op
             }
@@ -853,10 +869,11 @@ impl Fake {
                 "download of {file_id} carries other headers than its batch"
             ));
         }
+        let body = file.content.clone();
         HttpResponse {
             status: 200,
             headers: vec![("content-type".into(), "application/octet-stream".into())],
-            body: file.content.clone(),
+            body: self.flaky(body),
         }
     }
 
@@ -879,8 +896,21 @@ impl Fake {
         HttpResponse {
             status: 200,
             headers: vec![("content-type".into(), "application/binary".into())],
-            body: results,
+            body: self.flaky(results),
         }
+    }
+
+    /// A results file as served: without its first line while downloads are flaky.
+    fn flaky(&mut self, body: String) -> String {
+        let body = if self.flaky_downloads > 0 && !body.is_empty() {
+            self.flaky_downloads -= 1;
+            body.split_once('\n')
+                .map_or(String::new(), |(_, rest)| rest.to_string())
+        } else {
+            body
+        };
+        self.lines_downloaded += body.lines().count();
+        body
     }
 }
 

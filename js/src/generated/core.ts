@@ -28,7 +28,7 @@ export type InterceptorOptions = { batchSize?: number, batchWindowMs?: number, p
  * state file does not (answers go to its results): the cache then indexes none, so a run's
  * memory does not grow with its answers.
  */
-keepAnswers?: boolean, maxConcurrentBatches?: number, costLimitUsd?: number, maxEnqueuedTokens?: number, 
+keepAnswers?: boolean, maxConcurrentBatches?: number, costLimitUsd?: number, lineAttempts?: number, resubmit?: boolean, maxEnqueuedTokens?: number, 
 /**
  * Hosts the user declared (`[{baseUrl, provider, completionWindow?, maxRequests?,
  * maxFileBytes?, maxInlineBytes?}]`; `maxInlineBytes` for Gemini hosts only).
@@ -51,7 +51,7 @@ option: string,
  */
 message: string, };
 
-export type FailCode = "ERR_BATCHLING_CLOSED" | "ERR_BATCHLING_CANCELLED" | "ERR_BATCHLING_AMBIGUOUS_CREATE" | "ERR_BATCHLING_PROTOCOL" | "ERR_BATCHLING_PROVIDER_UNAVAILABLE" | "ERR_BATCHLING_COST_LIMIT";
+export type FailCode = "ERR_BATCHLING_CLOSED" | "ERR_BATCHLING_CANCELLED" | "ERR_BATCHLING_AMBIGUOUS_CREATE" | "ERR_BATCHLING_PROTOCOL" | "ERR_BATCHLING_PROVIDER_UNAVAILABLE" | "ERR_BATCHLING_COST_LIMIT" | "ERR_BATCHLING_LINES_NOT_RUN";
 
 export type SerializableRequest = { method: string, url: string, headers: Array<[string, string]>, body: string, 
 /**
@@ -65,7 +65,7 @@ export type LifecycleEvent = { "kind": "requestQueued", provider: ProviderId, en
 /**
  * At batch prices; `None` for a model with no known price.
  */
-estimatedUsd: number | null, } | { "kind": "batchSubmitted", job: number, provider: ProviderId, batchId: string, requests: number, } | { "kind": "batchPolled", job: number, batchId: string, state: string, total: number, completed: number, failed: number, } | { "kind": "batchFinished", job: number, batchId: string, state: string, } | { "kind": "resultsReceived", job: number, batchId: string, results: number, } | { "kind": "retry", job: number, step: string, attempt: number, delayMs: number, reason: string, } | { "kind": "enqueuedLimit", provider: ProviderId, model: string, 
+estimatedUsd: number | null, } | { "kind": "batchSubmitted", job: number, provider: ProviderId, batchId: string, requests: number, } | { "kind": "batchPolled", job: number, batchId: string, state: string, total: number, completed: number, failed: number, } | { "kind": "batchFinished", job: number, batchId: string, state: string, } | { "kind": "resultsReceived", job: number, batchId: string, results: number, } | { "kind": "linesResubmitted", job: number, batchId: string, state: string, requests: number, } | { "kind": "retry", job: number, step: string, attempt: number, delayMs: number, reason: string, } | { "kind": "enqueuedLimit", provider: ProviderId, model: string, 
 /**
  * Requests waiting, and their estimated input tokens.
  */
