@@ -554,3 +554,50 @@ describe('faults and counters', () => {
     assert.equal(fake.config.delayMs, 0);
   });
 });
+
+describe('prompt caching', () => {
+  const LONG = 'Shared instructions for every request in this run. '.repeat(120);
+
+  test('Anthropic: the first request with a cache_control prefix writes it, later ones read it; reset() forgets', async () => {
+    const client = anthropicClient();
+    const ask = (question, ttl) => client.messages.create({
+      model: 'claude-haiku-4-5',
+      max_tokens: 20,
+      system: [{ type: 'text', text: LONG, cache_control: { type: 'ephemeral', ...(ttl ? { ttl } : {}) } }],
+      messages: [{ role: 'user', content: question }],
+    });
+    const first = (await ask('one')).usage;
+    const second = (await ask('two')).usage;
+    assert.ok(first.cache_creation_input_tokens >= 1024, JSON.stringify(first));
+    assert.equal(first.cache_read_input_tokens, 0);
+    assert.equal(first.cache_creation.ephemeral_5m_input_tokens, first.cache_creation_input_tokens);
+    assert.equal(second.cache_creation_input_tokens, 0);
+    assert.equal(second.cache_read_input_tokens, first.cache_creation_input_tokens);
+    assert.ok(second.input_tokens > 0, 'the question after the breakpoint is plain input');
+    // Another model has its own cache; a short prefix is not cached; reset() forgets.
+    const other = await client.messages.create({ model: 'claude-sonnet-4-6', max_tokens: 5, system: [{ type: 'text', text: LONG, cache_control: { type: 'ephemeral' } }], messages: [{ role: 'user', content: 'x' }] });
+    assert.ok(other.usage.cache_creation_input_tokens > 0);
+    const short = await client.messages.create({ model: 'claude-haiku-4-5', max_tokens: 5, system: [{ type: 'text', text: 'short', cache_control: { type: 'ephemeral' } }], messages: [{ role: 'user', content: 'x' }] });
+    assert.equal(short.usage.cache_creation_input_tokens, 0);
+    fake.reset();
+    const hour = (await ask('three', '1h')).usage;
+    assert.equal(hour.cache_creation.ephemeral_1h_input_tokens, hour.cache_creation_input_tokens);
+    assert.ok(hour.cache_creation_input_tokens > 0);
+  });
+
+  test('OpenAI: a shared prefix of 1024+ tokens is reported as cached tokens from the second request on', async () => {
+    const client = openaiClient();
+    const ask = (question) => client.chat.completions.create({
+      model: 'gpt-4o-mini',
+      messages: [{ role: 'system', content: LONG }, { role: 'user', content: question }],
+    });
+    const first = (await ask('one')).usage;
+    const second = (await ask('two')).usage;
+    assert.equal(first.prompt_tokens_details.cached_tokens, 0);
+    const cached = second.prompt_tokens_details.cached_tokens;
+    assert.ok(cached >= 1024 && cached % 128 === 0 && cached <= second.prompt_tokens, JSON.stringify(second));
+    // No shared prefix, no cache hit.
+    const alone = await client.chat.completions.create({ model: 'gpt-4o-mini', messages: [{ role: 'user', content: LONG }] });
+    assert.equal(alone.usage.prompt_tokens_details.cached_tokens, 0);
+  });
+});

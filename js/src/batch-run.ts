@@ -99,7 +99,8 @@ export class BatchRun {
       process.stdout.write(
         `jobs ${stats.total}: ${stats.completed} completed, ${stats.failed} failed (${stats.notRun} not run: cost limit), ${stats.pending} pending` +
           `${stats.waitingForHeadroom > 0 ? ` (${stats.waitingForHeadroom} waiting for headroom under an enqueued-token limit)` : ""}; ` +
-          `batches ${stats.batches} (${stats.batchesCompleted} ended); cost $${stats.costUsd.toFixed(4)} (est. $${stats.estimatedCostUsd.toFixed(4)}${limit})\n`,
+          `batches ${stats.batches} (${stats.batchesCompleted} ended); cost $${stats.costUsd.toFixed(4)} actual, from the reported usage ` +
+          `(est. $${stats.estimatedCostUsd.toFixed(4)}, an upper bound${stats.estimatedCostUsd > 0 && stats.isComplete ? `: actual ${((100 * stats.costUsd) / stats.estimatedCostUsd).toFixed(0)}% of it` : ""}${limit})\n`,
       );
     }
     return stats;
@@ -248,6 +249,7 @@ export class BatchRun {
       pollIntervalMs: this.#options.pollIntervalMs ?? 30_000,
       retry: this.#options.retry,
       lineAttempts: this.#options.lineAttempts,
+      prices: this.#options.prices,
       onEvent: (event: BatchlingEvent) => this.#emit(event),
     };
     const engine = newEngine(loadInterceptorBackend().NativeInterceptor, options, true, randomInt(0, 2 ** 47), {

@@ -14,6 +14,7 @@ import type {
   InterceptorOptions,
   LifecycleEvent,
   Output,
+  PriceOverride,
   QueueReport,
   SerializableRequest,
 } from "./generated/core.js";
@@ -66,6 +67,11 @@ export interface BatchifyOptions {
    * that would pass it waits until a batch of its model ends; one above it alone is split.
    * Without it, batchling still waits and resubmits when a provider refuses a batch for its limit. */
   maxEnqueuedTokens?: number;
+  /** Your prices by model id (`{ "<model>": { provider?, inputPerMTok, outputPerMTok,
+   * cachedInputPerMTok?, cacheWritePerMTok?, cacheReadPerMTok? } }`), list USD per million
+   * tokens, over the built-in table, for the report's estimate and the cost limit; batchling
+   * applies the provider's batch discount. */
+  prices?: Record<string, PriceOverride>;
   /** Milliseconds a request may wait for its batch: past it, the request is sent to the
    * provider's normal endpoint (with its caller's headers) and answered from there; its batch
    * line is discarded. Shorter than the batch window plus one poll interval: sent there at once.

@@ -1,6 +1,7 @@
 // Fake Anthropic API: Messages (sync) and Message Batches.
 // Wire formats follow providers.md §3 and the `@anthropic-ai/sdk` npm SDK.
 
+import { anthropicPromptCache } from './prompt-cache.mjs';
 import {
   anthropicErrorBody,
   answerSeed,
@@ -120,6 +121,7 @@ function executeRequest(state, request, fate, index = 0, count = 1) {
     return { type: 'errored', error: anthropicErrorBody(400, 'stream: Streaming is not supported in message batches.') };
   }
   const answer = anthropicAnswer(request.body);
+  anthropicPromptCache(state, request.body, answer);
   return answer.status >= 200 && answer.status < 300
     ? { type: 'succeeded', message: answer.body }
     : { type: 'errored', error: answer.body };
@@ -202,6 +204,7 @@ export function anthropicRoutes() {
         return errorResponse('anthropic', 400, 'The fake provider does not implement streaming responses.');
       }
       const answer = anthropicAnswer(ctx.json);
+      anthropicPromptCache(ctx.state, ctx.json, answer);
       return { status: answer.status, json: answer.body, headers: { 'request-id': answer.requestId } };
     }, { sync: true }),
 

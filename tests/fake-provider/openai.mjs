@@ -6,6 +6,7 @@
 // under its own path prefix with its own route names (`groq.batches.create`, …):
 // see FLAVOURS below.
 
+import { openaiPromptCache } from './prompt-cache.mjs';
 import {
   FIXED_CREATED,
   answerSeed,
@@ -377,6 +378,7 @@ function executeLine(state, record, request) {
     };
   }
   const answer = openaiAnswer(endpoint, request.body);
+  if (record.provider === 'openai') openaiPromptCache(state, endpoint, request.body, answer);
   return {
     ok: answer.status >= 200 && answer.status < 300,
     body: answer.body,
@@ -534,6 +536,7 @@ export function openaiRoutes(flavour = FLAVOURS.openai) {
       // Azure runs the deployment named in the path, whatever the body's model says.
       const body = deployment !== undefined && isPlainObject(ctx.json) ? { ...ctx.json, model: deployment } : ctx.json;
       const answer = openaiAnswer(endpoint, body);
+      if (provider === 'openai') openaiPromptCache(ctx.state, endpoint, body, answer);
       return { status: answer.status, json: answer.body, headers: { 'x-request-id': answer.requestId } };
     }, { sync: true });
   };

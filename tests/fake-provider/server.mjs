@@ -231,6 +231,8 @@ export async function startFakeProvider(options = {}) {
     batches: new Map(),
     files: new Map(),
     uploads: new Map(),
+    /** Prompt-cache prefixes seen (prompt-cache.mjs). */
+    promptCache: new Map(),
     nextId: () => String(++idSeq).padStart(6, '0'),
     nextSeq: () => ++orderSeq,
     takeBatchFate: (provider) => faults.takeFate(provider),
@@ -336,6 +338,7 @@ export async function startFakeProvider(options = {}) {
       state.batches.clear();
       state.files.clear();
       state.uploads.clear();
+      state.promptCache.clear();
       faults.clear();
       assignInPlace(config, initialConfig);
     },

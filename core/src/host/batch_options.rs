@@ -21,6 +21,7 @@ pub const OPTION_KEYS: &[&str] = &[
     "providers",
     "retry",
     "lineAttempts",
+    "prices",
 ];
 
 /// The values of `resultFiles`: `results.jsonl` only, or also one file per job.
@@ -56,6 +57,8 @@ pub enum BatchCall {
     CostLimit,
     /// `addJob(job)`, with the id it gets (the caller's or a generated one).
     Job,
+    /// The `prices` option of `new Batch(options)`.
+    Prices,
 }
 
 impl BatchCall {
@@ -65,6 +68,7 @@ impl BatchCall {
             "defaults" => Self::Defaults,
             "costLimit" => Self::CostLimit,
             "job" => Self::Job,
+            "prices" => Self::Prices,
             _ => return None,
         })
     }
@@ -97,6 +101,7 @@ pub fn check(call: BatchCall, value_json: &str, job_id: &str) -> Checked {
             }
         }
         BatchCall::Job => check_job(value, job_id),
+        BatchCall::Prices => super::options::prices(value).map(|_| ()),
     }
 }
 
@@ -157,6 +162,10 @@ fn check_options(value: Js<'_>) -> Checked {
                 ),
             ))
         }
+    }
+    // Its entries sit past the depth this check is sent; the `prices` call checks them.
+    if !matches!(options.get("prices"), Js::Undefined | Js::Object(_)) {
+        super::options::prices(options.get("prices"))?;
     }
     match options.get("providers") {
         Js::Undefined => {}

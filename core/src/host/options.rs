@@ -22,8 +22,10 @@
 use serde_json::{json, Map, Number, Value};
 
 use crate::batcher::HostBatcherOptions;
+use crate::catalog::pricing::{PriceOverride, PriceOverrides};
 use crate::interceptor::InterceptorOptions;
 use crate::options::OptionError;
+use crate::provider_id::ProviderId;
 
 /// `RequestBatcher`'s options, in the order an unknown key's message lists them.
 pub const BATCHER_KEYS: [&str; 10] = [
@@ -40,7 +42,7 @@ pub const BATCHER_KEYS: [&str; 10] = [
 ];
 
 /// `batchify()`'s options.
-pub const BATCHIFY_KEYS: [&str; 13] = [
+pub const BATCHIFY_KEYS: [&str; 14] = [
     "batchSize",
     "batchWindowMs",
     "pollIntervalMs",
@@ -54,6 +56,17 @@ pub const BATCHIFY_KEYS: [&str; 13] = [
     "maxEnqueuedTokens",
     "deadlineMs",
     "maxSyncFallbacks",
+    "prices",
+];
+
+/// The keys of one model's price (`prices: { "<model>": { … } }`, both `batchify()` and `Batch`).
+pub const PRICE_KEYS: [&str; 6] = [
+    "provider",
+    "inputPerMTok",
+    "outputPerMTok",
+    "cachedInputPerMTok",
+    "cacheWritePerMTok",
+    "cacheReadPerMTok",
 ];
 
 /// The keys of a `retry` object (both hosts).
@@ -383,6 +396,7 @@ pub fn interceptor_options(
             ))
         }
     };
+    let prices = prices(o.get("prices"))?;
     let retry = retry.unwrap_or(Retry {
         attempts: None,
         backoff_ms: None,
@@ -432,6 +446,7 @@ pub fn interceptor_options(
         hosts: hosts.or(host.hosts),
         line_attempts: line_attempts.or(host.line_attempts),
         resubmit: resubmit.or(host.resubmit),
+        prices: prices.or(host.prices),
         ..host
     };
     options.to_config()?;
@@ -529,6 +544,83 @@ fn hosts(value: Js<'_>) -> Result<Vec<Value>, OptionError> {
         out.push(Value::Object(spec));
     }
     Ok(out)
+}
+
+/// The `prices` option: `{ "<model>": { provider?, inputPerMTok, outputPerMTok,
+/// cachedInputPerMTok?, cacheWritePerMTok?, cacheReadPerMTok? } }`, every price a finite number
+/// >= 0 and `provider` a provider's name; messages name the model and the field.
+pub(super) fn prices(value: Js<'_>) -> Result<Option<PriceOverrides>, OptionError> {
+    const SHAPE: &str = "must be an object { \"<model>\": { provider?, inputPerMTok, outputPerMTok, cachedInputPerMTok?, cacheWritePerMTok?, cacheReadPerMTok? } } (list USD per million tokens)";
+    let map = match value {
+        Js::Undefined => return Ok(None),
+        Js::Object(map) => map,
+        _ => return Err(OptionError::new("prices", SHAPE)),
+    };
+    let mut out = PriceOverrides::new();
+    for (model, entry) in map {
+        let name = format!("prices.{model}");
+        let fields = match js(Some(entry)) {
+            Js::Object(fields) => Fields::Map(fields),
+            other => {
+                return Err(OptionError::new(
+                    name,
+                    format!(
+                        "must be an object {{ provider?, inputPerMTok, outputPerMTok, cachedInputPerMTok?, cacheWritePerMTok?, cacheReadPerMTok? }}, got {}",
+                        js_string(other)
+                    ),
+                ))
+            }
+        };
+        known_keys(&fields, &PRICE_KEYS, &format!("{name}."))?;
+        let number = |key: &str, required: bool| -> Result<Option<f64>, OptionError> {
+            match fields.get(key) {
+                Js::Undefined if !required => Ok(None),
+                Js::Number(n) if n.as_f64().is_some() => Ok(n.as_f64()),
+                other => Err(OptionError::new(
+                    format!("{name}.{key}"),
+                    format!(
+                        "must be a number >= 0 (list USD per million tokens){}, got {}",
+                        if required { ", and is required" } else { "" },
+                        js_string(other)
+                    ),
+                )),
+            }
+        };
+        let provider = match fields.get("provider") {
+            Js::Undefined => None,
+            other => {
+                let named = match other {
+                    Js::String(s) => {
+                        serde_json::from_value::<ProviderId>(Value::String(s.into())).ok()
+                    }
+                    _ => None,
+                };
+                Some(named.ok_or_else(|| {
+                    let names: Vec<&str> =
+                        crate::providers::PROVIDERS.iter().map(|d| d.name).collect();
+                    OptionError::new(
+                        format!("{name}.provider"),
+                        format!(
+                            "must be one of {}, got {}",
+                            names.join(", "),
+                            js_string(other)
+                        ),
+                    )
+                })?)
+            }
+        };
+        let price = PriceOverride {
+            provider,
+            input_per_mtok: number("inputPerMTok", true)?.unwrap_or_default(),
+            output_per_mtok: number("outputPerMTok", true)?.unwrap_or_default(),
+            cached_input_per_mtok: number("cachedInputPerMTok", false)?,
+            cache_write_per_mtok: number("cacheWritePerMTok", false)?,
+            cache_read_per_mtok: number("cacheReadPerMTok", false)?,
+        };
+        crate::interceptor::check_price(model, &price)?;
+        out.insert(model.clone(), price);
+    }
+    Ok(Some(out))
 }
 
 /// `String(value)` in JS (a function as "a function").

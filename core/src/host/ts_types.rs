@@ -10,6 +10,7 @@ mod tests {
 
     use crate::batcher::{HostBatcherOptions, Status};
     use crate::cache::{AnswerPlace, CompactLine};
+    use crate::catalog::pricing::PriceOverride;
     use crate::host::batches::{BatchProgress, LiveBatch};
     use crate::host::jobs::{FileType, JobProvider};
     use crate::host::run_state::{JobSource, RunState, RunSummary, SourceKind};
@@ -17,7 +18,9 @@ mod tests {
     use crate::interceptor::{
         FailCode, InterceptorOptions, LifecycleEvent, Output, QueueReport, SerializableRequest,
     };
-    use crate::jobs::{Citation, FileInput, JobResult, JobSpec, Message, ProviderEndpoint};
+    use crate::jobs::{
+        Citation, Content, FileInput, JobResult, JobSpec, Message, ProviderEndpoint,
+    };
     use crate::options::OptionError;
     use crate::providers::{HostSpec, ProviderId};
 
@@ -34,6 +37,7 @@ mod tests {
         let decls = [
             <serde_json::Value as TS>::decl(&cfg),
             ProviderId::decl(&cfg),
+            PriceOverride::decl(&cfg),
             HostSpec::decl(&cfg),
             InterceptorOptions::decl(&cfg),
             HostBatcherOptions::decl(&cfg),
@@ -46,6 +50,7 @@ mod tests {
             Output::decl(&cfg),
             QueueReport::decl(&cfg),
             Status::decl(&cfg),
+            Content::decl(&cfg),
             Message::decl(&cfg),
             FileInput::decl(&cfg),
             JobSpec::decl(&cfg),

@@ -57,7 +57,7 @@ impl Interceptor {
             timer,
         };
         self.request_entry.insert(request, waiting);
-        self.report.count_request(&route);
+        self.report.count_request(&route, &self.config.prices);
         if self.deadlines.join(&fingerprint, request) {
             return; // an identical request is on its way to the normal endpoint
         }

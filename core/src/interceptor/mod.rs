@@ -56,7 +56,7 @@ pub use deadline::DEADLINE_HEADER;
 pub use io::{
     CallId, FailCode, Input, JobSubmission, LifecycleEvent, Output, RequestId, SerializableRequest,
 };
-pub use options::{InterceptorConfig, InterceptorOptions};
+pub use options::{check_price, InterceptorConfig, InterceptorOptions};
 pub use report::QueueReport;
 
 use abort::{AbortKind, ClientTimer};
@@ -312,6 +312,10 @@ impl Interceptor {
         let Some(entry) = self.entries.remove(fingerprint) else {
             return;
         };
+        if durable && (200..300).contains(&response.status) {
+            self.report
+                .count_answer(&entry.route, &response.body, &self.config.prices);
+        }
         for request in entry.waiters {
             if self.request_entry.remove(&request).is_some() {
                 self.respond(request, response.clone());

@@ -4,6 +4,7 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::catalog::pricing::{PriceOverride, PriceOverrides};
 use crate::options::OptionError;
 use crate::providers;
 
@@ -47,6 +48,9 @@ pub struct InterceptorConfig {
     /// Where requests are looked up before recognition by path shape: the user's declared hosts,
     /// then the built-in ones (Groq, Azure, …).
     pub hosts: providers::HostTable,
+    /// The user's prices by model id (`prices`), over the catalog's, for estimates, the cost
+    /// limit and the reported cost.
+    pub prices: PriceOverrides,
 }
 
 impl Default for InterceptorConfig {
@@ -68,6 +72,7 @@ impl Default for InterceptorConfig {
             deadline_ms: None,
             max_sync_fallbacks: 8,
             hosts: providers::HostTable::builtin(),
+            prices: PriceOverrides::new(),
         }
     }
 }
@@ -100,6 +105,9 @@ impl InterceptorConfig {
         if self.max_sync_fallbacks == 0 {
             return Err(at_least_one("maxSyncFallbacks"));
         }
+        for (model, price) in &self.prices {
+            check_price(model, price)?;
+        }
         if self.call_attempts == 0 {
             return Err(at_least_one("retry.attempts"));
         }
@@ -111,6 +119,26 @@ impl InterceptorConfig {
         }
         Ok(())
     }
+}
+
+/// A model's price (`prices`): a model id, every price a finite number >= 0; the error names the
+/// model and the field.
+pub fn check_price(model: &str, price: &PriceOverride) -> Result<(), OptionError> {
+    if model.trim().is_empty() {
+        return Err(OptionError::new("prices", "a model id must not be empty"));
+    }
+    for (field, value) in price.fields() {
+        if let Some(v) = value.filter(|v| !v.is_finite() || *v < 0.0) {
+            return Err(OptionError::new(
+                format!("prices.{model}.{field}"),
+                format!(
+                    "must be a finite number >= 0 (USD per million tokens), got {}",
+                    crate::host::options::js_number(v)
+                ),
+            ));
+        }
+    }
+    Ok(())
 }
 
 /// Options as JSON from the host (camelCase), with the defaults of [`InterceptorConfig`].
@@ -162,6 +190,9 @@ pub struct InterceptorOptions {
     #[cfg_attr(test, ts(type = "Array<HostSpec>"))]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub hosts: Option<Vec<serde_json::Value>>,
+    /// The user's prices by model id (`{ "<model>": { provider?, inputPerMTok, … } }`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub prices: Option<PriceOverrides>,
 }
 
 impl InterceptorOptions {
@@ -191,6 +222,7 @@ impl InterceptorOptions {
                 .max_sync_fallbacks
                 .unwrap_or(defaults.max_sync_fallbacks),
             hosts,
+            prices: self.prices.clone().unwrap_or_default(),
         };
         config.validate()?;
         Ok(config)

@@ -22,6 +22,12 @@ pub struct QueueReport {
     /// for); `None` when the model's price is unknown.
     pub estimated_sync_usd: Option<f64>,
     pub estimated_batch_usd: Option<f64>,
+    /// What the answers received so far cost, from the usage each reported, at the batch price
+    /// (prompt-cache reads and writes, cached input and long-context tiers at their rates);
+    /// `None` before any priced answer. The estimate is an upper bound of it.
+    pub actual_batch_usd: Option<f64>,
+    /// The answers `actual_batch_usd` covers.
+    pub answers_costed: u64,
     pub price_note: String,
     /// Requests waiting for headroom under their queue's enqueued-token limit now (a provider's
     /// refusal, or `maxEnqueuedTokens`); in a dry run, the requests that would have waited under
@@ -47,10 +53,11 @@ pub(super) struct Report {
 
 impl Report {
     /// A request arrived for `route`: count it and add its estimated cost.
-    pub(super) fn count_request(&mut self, route: &Route) {
+    pub(super) fn count_request(&mut self, route: &Route, prices: &pricing::PriceOverrides) {
         let row = self.row(route);
         row.requests += 1;
-        let estimate = pricing::estimate(route.provider, &route.model, &route.body);
+        let rates = pricing::rates(route.provider, &route.model, prices);
+        let estimate = pricing::estimate_with(rates, &route.model, &route.body);
         match (estimate.sync_usd, estimate.batch_usd) {
             (Some(sync), Some(batch)) => {
                 row.estimated_sync_usd = Some(row.estimated_sync_usd.unwrap_or(0.0) + sync);
@@ -58,6 +65,25 @@ impl Report {
             }
             _ => row.price_note = "unknown price".into(),
         }
+    }
+
+    /// A batch's answer for `route` arrived: add what its reported usage cost.
+    pub(super) fn count_answer(
+        &mut self,
+        route: &Route,
+        body: &str,
+        prices: &pricing::PriceOverrides,
+    ) {
+        let Some(rates) = pricing::rates(route.provider, &route.model, prices) else {
+            return;
+        };
+        let Some(usage) = reported_usage(route.provider, body) else {
+            return;
+        };
+        let row = self.row(route);
+        row.actual_batch_usd =
+            Some(row.actual_batch_usd.unwrap_or(0.0) + pricing::usage_cost(&rates, &usage));
+        row.answers_costed += 1;
     }
 
     pub(super) fn count_cache_hit(&mut self, route: &Route) {
@@ -126,6 +152,8 @@ impl Report {
                 cache_hits: 0,
                 estimated_sync_usd: None,
                 estimated_batch_usd: None,
+                actual_batch_usd: None,
+                answers_costed: 0,
                 price_note: String::new(),
                 waiting_for_headroom: 0,
                 sync_fallbacks: 0,
@@ -134,4 +162,15 @@ impl Report {
                 maybe_paid_twice: 0,
             })
     }
+}
+
+/// The usage an answer body reports, read as the provider's job format reads it (the
+/// OpenAI-compatible providers' chat answers as OpenAI's).
+fn reported_usage(provider: ProviderId, body: &str) -> Option<pricing::Usage> {
+    let format = provider
+        .descriptor()
+        .jobs
+        .or(ProviderId::OpenAi.descriptor().jobs)?;
+    let v: serde_json::Value = serde_json::from_str(body).ok()?;
+    format.output(&v).usage()
 }

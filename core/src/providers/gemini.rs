@@ -736,6 +736,8 @@ fn job_output(v: &Value) -> Output {
             (None, None) => None,
             (c, t) => Some(c.unwrap_or(0) + t.unwrap_or(0)),
         },
+        // Part of promptTokenCount.
+        cache_read_tokens: u64_at(v, "/usageMetadata/cachedContentTokenCount").unwrap_or(0),
         ..Output::default()
     };
     let Some(candidate) = v.pointer("/candidates/0") else {

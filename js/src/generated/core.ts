@@ -6,6 +6,16 @@ export type JsonValue = number | string | boolean | Array<JsonValue> | { [key in
 
 export type ProviderId = "openai" | "anthropic" | "gemini" | "groq" | "doubleword" | "azure" | "mistral" | "together" | "xai";
 
+export type PriceOverride = { provider?: ProviderId, inputPerMTok: number, outputPerMTok: number, 
+/**
+ * OpenAI / Gemini cached input; also Anthropic cache reads when `cacheReadPerMTok` is unset.
+ */
+cachedInputPerMTok?: number, 
+/**
+ * Anthropic 5-minute cache writes (1-hour writes stay 2× input).
+ */
+cacheWritePerMTok?: number, cacheReadPerMTok?: number, };
+
 export type HostSpec = { baseUrl: string, provider: ProviderId, completionWindow?: string, maxRequests?: number, maxFileBytes?: number, 
 /**
  * Gemini hosts only: see [`HostSettings::max_inline_bytes`].
@@ -23,7 +33,11 @@ keepAnswers?: boolean, maxConcurrentBatches?: number, costLimitUsd?: number, lin
  * Hosts the user declared (`[{baseUrl, provider, completionWindow?, maxRequests?,
  * maxFileBytes?, maxInlineBytes?}]`; `maxInlineBytes` for Gemini hosts only).
  */
-hosts: Array<HostSpec>, };
+hosts: Array<HostSpec>, 
+/**
+ * The user's prices by model id (`{ "<model>": { provider?, inputPerMTok, … } }`).
+ */
+prices?: { [key in string]: PriceOverride }, };
 
 export type HostBatcherOptions = { maxBatchSize: number, maxDelayMs: number, maxQueueSize?: number, maxConcurrentBatches?: number, retryAttempts?: number, retryBackoffMs?: number, retryMaxBackoffMs?: number, timeoutMs?: number, jitterSeed?: number, };
 
@@ -89,7 +103,17 @@ export type QueueReport = { provider: ProviderId, endpoint: string, model: strin
  * Estimated from the request bodies (input ≈ JSON chars / 4, output = the max tokens asked
  * for); `None` when the model's price is unknown.
  */
-estimatedSyncUsd: number | null, estimatedBatchUsd: number | null, priceNote: string, 
+estimatedSyncUsd: number | null, estimatedBatchUsd: number | null, 
+/**
+ * What the answers received so far cost, from the usage each reported, at the batch price
+ * (prompt-cache reads and writes, cached input and long-context tiers at their rates);
+ * `None` before any priced answer. The estimate is an upper bound of it.
+ */
+actualBatchUsd: number | null, 
+/**
+ * The answers `actual_batch_usd` covers.
+ */
+answersCosted: number, priceNote: string, 
 /**
  * Requests waiting for headroom under their queue's enqueued-token limit now (a provider's
  * refusal, or `maxEnqueuedTokens`); in a dry run, the requests that would have waited under
@@ -163,11 +187,13 @@ maxQueueSize: number | null,
  */
 isQueueFull: boolean, isQueueEmpty: boolean, };
 
+export type Content = string | Array<JsonValue>;
+
 export type Message = { 
 /**
  * "system", "user" or "assistant".
  */
-role: string, content: string, };
+role: string, content: Content, };
 
 export type FileInput = { name: string, 
 /**
@@ -191,7 +217,12 @@ file?: FileInput | null,
 /**
  * The question or instruction. On its own it is a one-message conversation.
  */
-prompt?: string | null, system?: string | null, temperature?: number | null, maxTokens?: number | null, 
+prompt?: string | null, 
+/**
+ * Text, or content blocks (Anthropic's `{type: "text", text, cache_control}`), which
+ * Anthropic gets unchanged and other providers as their text.
+ */
+system?: Content | null, temperature?: number | null, maxTokens?: number | null, 
 /**
  * A JSON Schema the answer must follow.
  */
@@ -199,7 +230,13 @@ responseSchema?: JsonValue | null,
 /**
  * Provider-specific body fields, deep-merged into the request body last.
  */
-extra?: { [key in string]: JsonValue } | null, };
+extra?: { [key in string]: JsonValue } | null, 
+/**
+ * The user's price for this job's model (the host sets it from the `prices` option): its
+ * cost is computed at it, and with a `provider` a model the registry does not know (a
+ * fine-tune id) is accepted as that provider's.
+ */
+price?: PriceOverride | null, };
 
 export type ProviderEndpoint = { 
 /**
@@ -255,7 +292,8 @@ parsedResponse: JsonValue | null, citations: Array<Citation>,
  */
 inputTokens: number | null, outputTokens: number | null, 
 /**
- * Reported usage × the model's batch price. `None` without usage or a known price.
+ * The reported usage at the model's batch price (the user's override, else the catalog's),
+ * prompt-cache reads and writes at their own rates. `None` without usage or a known price.
  */
 costUsd: number | null, 
 /**
