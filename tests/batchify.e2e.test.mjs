@@ -107,9 +107,9 @@ describe("OpenAI through batchify", () => {
   });
 
   for (const fate of ["failed", "expired", "cancelled"]) {
-    test(`a ${fate} batch gives each caller an error naming the batch and state`, async () => {
+    test(`without resubmission, a ${fate} batch gives each caller an error naming the batch and state`, async () => {
       fake.faults.nextBatchFate("openai", fate);
-      const ctx = batchify(FAST);
+      const ctx = batchify({ ...FAST, resubmit: false });
       const client = openaiWith(ctx.fetch);
       const results = await Promise.allSettled([1, 2, 3, 4].map((i) => client.chat.completions.create(chat(`fate ${i}`))));
       await ctx.close();
@@ -386,7 +386,7 @@ describe("persistent cache", () => {
       script,
       `import OpenAI from ${JSON.stringify(openaiUrl)};
        import { batchify } from ${JSON.stringify(dist)};
-       const ctx = batchify({ batchWindowMs: 20, pollIntervalMs: 20, cache: { path: process.env.CACHE } });
+       const ctx = batchify({ batchSize: 20, batchWindowMs: 60_000, pollIntervalMs: 20, cache: { path: process.env.CACHE } });
        const client = new OpenAI({ apiKey: "sk-crash", baseURL: process.env.BASE, fetch: ctx.fetch, maxRetries: 0 });
        const out = await Promise.all(Array.from({ length: 20 }, (_, i) => client.chat.completions.create({ model: "gpt-4o-mini", messages: [{ role: "user", content: "crash " + i }] })));
        await ctx.close();

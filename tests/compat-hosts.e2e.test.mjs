@@ -80,9 +80,10 @@ describe("Azure OpenAI", () => {
     assert.doesNotMatch(fake.counters.lastPaths["azure.batches.create"], /api-version/);
   });
 
-  test("a quota failure (token_limit_exceeded) sends the request again, in a new batch, and answers it", async () => {
+  test("a quota failure (token_limit_exceeded) sends the request again, in a new batch, and answers it, even with resubmit: false", async () => {
     const events = [];
-    const ctx = batchify({ ...FAST, hosts: azureHosts(), onEvent: (e) => events.push(e) });
+    // `resubmit` is about requests a batch did not run; a refusal for the quota is not one.
+    const ctx = batchify({ ...FAST, hosts: azureHosts(), resubmit: false, onEvent: (e) => events.push(e) });
     const client = azure(ctx.fetch);
     // The first poll answers a failed batch as Azure does when the enqueued-token quota is
     // exceeded: the batch ran nothing, so its request goes back to its queue.
@@ -101,6 +102,7 @@ describe("Azure OpenAI", () => {
     assert.match(result.value.choices[0].message.content, /q/);
     assert.ok(events.some((e) => e.kind === "enqueuedLimit"), "the refusal is reported");
     assert.equal(events.filter((e) => e.kind === "batchSubmitted").length, 2, "one batch refused, one that ran");
+    assert.ok(!events.some((e) => e.kind === "linesResubmitted"), "not a line that did not run");
   });
 
   test("the fake refuses calls without api-version or api-key, as Azure does", async () => {

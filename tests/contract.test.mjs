@@ -98,9 +98,9 @@ for (const row of rows) {
     // this checks the request that did not. Expired and cancelled answers are batchling's own and
     // name the batch; a failed batch may come back as the provider's own per-line errors.
     for (const [fate, status] of [["failed", 500], ["expired", 504], ["cancelled", 499]]) {
-      test(`a ${fate} batch answers its caller with ${status}, and it is not retried`, async () => {
+      test(`without resubmission, a ${fate} batch answers its caller with ${status}, and it is not retried`, async () => {
         fake.faults.nextBatchFate(provider, fate);
-        const [result] = await throughBatchify(row, {}, (c) => Promise.allSettled([row.ask(c, `${fate} batch`)]));
+        const [result] = await throughBatchify(row, { resubmit: false }, (c) => Promise.allSettled([row.ask(c, `${fate} batch`)]));
         assert.equal(result.status, "rejected");
         assert.equal(row.errorStatus(result.reason), status, String(result.reason));
         if (fate !== "failed") {

@@ -475,14 +475,38 @@ describe('faults and counters', () => {
 
     const an = anthropicClient();
     const params = { model: 'm', max_tokens: 5, messages: [{ role: 'user', content: 'x' }] };
-    for (const [fate, type] of [['expired', 'expired'], ['cancelled', 'canceled'], ['failed', 'errored']]) {
+    // Expired: the first half ran, the rest expired.
+    for (const [fate, types] of [['expired', ['succeeded', 'expired']], ['cancelled', ['canceled', 'canceled']], ['failed', ['errored', 'errored']]]) {
       fake.faults.nextBatchFate('anthropic', fate);
       const b = await an.messages.batches.create({ requests: [{ custom_id: 'a', params }, { custom_id: 'b', params }] });
       const ended = await an.messages.batches.retrieve(b.id);
       assert.equal(ended.processing_status, 'ended');
-      assert.equal(ended.request_counts[type], 2, fate);
-      for await (const r of await an.messages.batches.results(b.id)) assert.equal(r.result.type, type);
+      for (const type of new Set(types)) assert.equal(ended.request_counts[type], types.filter((t) => t === type).length, fate);
+      const byId = {};
+      for await (const r of await an.messages.batches.results(b.id)) byId[r.custom_id] = r.result.type;
+      assert.deepEqual(byId, { a: types[0], b: types[1] }, fate);
     }
+
+    // Missing: the last request has no line, and the counts leave it out.
+    fake.faults.nextBatchFate('openai', 'missing');
+    const missing = await oa.batches.retrieve((await upload(3)).id);
+    assert.equal(missing.status, 'completed');
+    assert.deepEqual(missing.request_counts, { total: 3, completed: 2, failed: 0 });
+    const missingLines = parseJsonl(await (await oa.files.content(missing.output_file_id)).text());
+    assert.deepEqual(missingLines.map((l) => l.custom_id).sort(), ['r0', 'r1']);
+    fake.faults.nextBatchFate('anthropic', 'missing');
+    const am = await an.messages.batches.create({ requests: [{ custom_id: 'a', params }, { custom_id: 'b', params }] });
+    const amEnded = await an.messages.batches.retrieve(am.id);
+    assert.equal(amEnded.request_counts.succeeded, 1);
+    const amIds = [];
+    for await (const r of await an.messages.batches.results(am.id)) amIds.push(r.custom_id);
+    assert.deepEqual(amIds, ['a']);
+
+    // A flaky download: served once without its first line, then whole.
+    fake.faults.add({ route: 'openai.files.content', dropFirstLine: true });
+    const flaky = parseJsonl(await (await oa.files.content(missing.output_file_id)).text());
+    assert.equal(flaky.length, 1);
+    assert.equal(parseJsonl(await (await oa.files.content(missing.output_file_id)).text()).length, 2);
 
     const ai = geminiClient();
     for (const [fate, state] of [['failed', 'JOB_STATE_FAILED'], ['expired', 'JOB_STATE_EXPIRED'], ['cancelled', 'JOB_STATE_CANCELLED']]) {
@@ -516,6 +540,10 @@ describe('faults and counters', () => {
     await an.messages.create(params);
     assert.ok(Date.now() - start >= 55);
     assert.equal(fake.counters.syncCalls, 1);
+    await an.messages.create(params, { headers: { 'X-Probe-Header': 'v' } });
+    assert.equal(fake.counters.headerNames['x-probe-header'], 1, 'every received header name is counted');
+    const anthropicRequests = Object.entries(fake.counters.requests).filter(([route]) => route.startsWith('anthropic.'));
+    assert.equal(fake.counters.headerNames['anthropic-version'], anthropicRequests.reduce((sum, [, n]) => sum + n, 0));
 
     const counters = fake.counters;
     fake.reset();
@@ -524,5 +552,52 @@ describe('faults and counters', () => {
     assert.deepEqual(counters.requests, {});
     assert.equal(fake.batches.size, 0);
     assert.equal(fake.config.delayMs, 0);
+  });
+});
+
+describe('prompt caching', () => {
+  const LONG = 'Shared instructions for every request in this run. '.repeat(120);
+
+  test('Anthropic: the first request with a cache_control prefix writes it, later ones read it; reset() forgets', async () => {
+    const client = anthropicClient();
+    const ask = (question, ttl) => client.messages.create({
+      model: 'claude-haiku-4-5',
+      max_tokens: 20,
+      system: [{ type: 'text', text: LONG, cache_control: { type: 'ephemeral', ...(ttl ? { ttl } : {}) } }],
+      messages: [{ role: 'user', content: question }],
+    });
+    const first = (await ask('one')).usage;
+    const second = (await ask('two')).usage;
+    assert.ok(first.cache_creation_input_tokens >= 1024, JSON.stringify(first));
+    assert.equal(first.cache_read_input_tokens, 0);
+    assert.equal(first.cache_creation.ephemeral_5m_input_tokens, first.cache_creation_input_tokens);
+    assert.equal(second.cache_creation_input_tokens, 0);
+    assert.equal(second.cache_read_input_tokens, first.cache_creation_input_tokens);
+    assert.ok(second.input_tokens > 0, 'the question after the breakpoint is plain input');
+    // Another model has its own cache; a short prefix is not cached; reset() forgets.
+    const other = await client.messages.create({ model: 'claude-sonnet-4-6', max_tokens: 5, system: [{ type: 'text', text: LONG, cache_control: { type: 'ephemeral' } }], messages: [{ role: 'user', content: 'x' }] });
+    assert.ok(other.usage.cache_creation_input_tokens > 0);
+    const short = await client.messages.create({ model: 'claude-haiku-4-5', max_tokens: 5, system: [{ type: 'text', text: 'short', cache_control: { type: 'ephemeral' } }], messages: [{ role: 'user', content: 'x' }] });
+    assert.equal(short.usage.cache_creation_input_tokens, 0);
+    fake.reset();
+    const hour = (await ask('three', '1h')).usage;
+    assert.equal(hour.cache_creation.ephemeral_1h_input_tokens, hour.cache_creation_input_tokens);
+    assert.ok(hour.cache_creation_input_tokens > 0);
+  });
+
+  test('OpenAI: a shared prefix of 1024+ tokens is reported as cached tokens from the second request on', async () => {
+    const client = openaiClient();
+    const ask = (question) => client.chat.completions.create({
+      model: 'gpt-4o-mini',
+      messages: [{ role: 'system', content: LONG }, { role: 'user', content: question }],
+    });
+    const first = (await ask('one')).usage;
+    const second = (await ask('two')).usage;
+    assert.equal(first.prompt_tokens_details.cached_tokens, 0);
+    const cached = second.prompt_tokens_details.cached_tokens;
+    assert.ok(cached >= 1024 && cached % 128 === 0 && cached <= second.prompt_tokens, JSON.stringify(second));
+    // No shared prefix, no cache hit.
+    const alone = await client.chat.completions.create({ model: 'gpt-4o-mini', messages: [{ role: 'user', content: LONG }] });
+    assert.equal(alone.usage.prompt_tokens_details.cached_tokens, 0);
   });
 });

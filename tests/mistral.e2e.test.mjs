@@ -121,9 +121,9 @@ describe("Mistral through batchify", () => {
   });
 
   for (const [fate, status, state] of [["failed", 500, "FAILED"], ["expired", 504, "TIMEOUT_EXCEEDED"], ["cancelled", 499, "CANCELLED"]]) {
-    test(`a ${state} job rejects its calls with ${status} naming the job`, async () => {
+    test(`without resubmission, a ${state} job rejects its calls with ${status} naming the job`, async () => {
       fake.faults.nextBatchFate("mistral", fate);
-      const ctx = ctxFor();
+      const ctx = ctxFor({ resubmit: false });
       const error = await rejection(row.ask(row.client(fake, ctx.fetch), "doomed"));
       await ctx.close();
       const [job] = mistralJobs();
@@ -134,10 +134,10 @@ describe("Mistral through batchify", () => {
     });
   }
 
-  test("a timed-out job answers the requests that ran; the rest get 504", async () => {
+  test("without resubmission, a timed-out job answers the requests that ran; the rest get 504", async () => {
     fake.faults.nextBatchFate("mistral", "expired");
     fake.config.shuffleResults = false;
-    const ctx = ctxFor({ batchSize: 4, batchWindowMs: 10_000 });
+    const ctx = ctxFor({ batchSize: 4, batchWindowMs: 10_000, resubmit: false });
     const client = row.client(fake, ctx.fetch);
     const results = await Promise.allSettled(["a", "b", "c", "d"].map((t) => row.ask(client, t)));
     await ctx.close();
@@ -150,8 +150,8 @@ describe("Mistral through batchify", () => {
     }
   });
 
-  test("an EXPIRE_LINE line gets 504 while the job succeeds", async () => {
-    const ctx = ctxFor();
+  test("without resubmission, an EXPIRE_LINE line gets 504 while the job succeeds", async () => {
+    const ctx = ctxFor({ resubmit: false });
     const client = row.client(fake, ctx.fetch);
     const [ok, expired] = await Promise.allSettled([row.ask(client, "ok"), row.ask(client, "EXPIRE_LINE")]);
     await ctx.close();

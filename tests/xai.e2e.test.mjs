@@ -77,9 +77,9 @@ describe("xAI through batchify", () => {
     assert.deepEqual(fake.counters.batchSizes.map((b) => b.size), [2]);
   });
 
-  test("an expired batch answers the requests that ran, and 504 for the others", async () => {
+  test("without resubmission, an expired batch answers the requests that ran, and 504 for the others", async () => {
     fake.faults.nextBatchFate("xai", "expired");
-    const results = await batched({}, (c) => Promise.allSettled(["e1", "e2", "e3", "e4"].map((t) => ask(c, t))));
+    const results = await batched({ resubmit: false }, (c) => Promise.allSettled(["e1", "e2", "e3", "e4"].map((t) => ask(c, t))));
     const ran = results.filter((r) => r.status === "fulfilled");
     const expired = results.filter((r) => r.status === "rejected");
     assert.equal(ran.length, 2);
@@ -91,9 +91,9 @@ describe("xAI through batchify", () => {
     }
   });
 
-  test("a batch cancelled on xAI's side answers 499", async () => {
+  test("without resubmission, a batch cancelled on xAI's side answers 499", async () => {
     fake.config.pollsUntilDone = 1_000;
-    const settled = batched({ pollIntervalMs: 20 }, (c) => Promise.allSettled([ask(c, "c1"), ask(c, "c2")]));
+    const settled = batched({ pollIntervalMs: 20, resubmit: false }, (c) => Promise.allSettled([ask(c, "c1"), ask(c, "c2")]));
     while (!fake.counters.requests["xai.batches.retrieve"]) await new Promise((r) => setTimeout(r, 5));
     const id = fake.counters.batchSizes[0].id;
     const cancel = await fetch(`${fake.url}/xai/v1/batches/${id}:cancel`, { method: "POST", headers: { authorization: "Bearer xai-test" } });

@@ -6,7 +6,9 @@
 //! and delete a napi reference (a V8 global handle) on every call.
 
 use batchling_core::batcher::{HostBatcherOptions, Status};
-use batchling_core::host::{batch_options, jobs, options, run_state, BatcherHost, InterceptorHost};
+use batchling_core::host::{
+    batch_options, batches, jobs, options, run_state, BatcherHost, InterceptorHost,
+};
 use napi::bindgen_prelude::{Either, Float64Array, Float64ArraySlice, Null, Uint32ArraySlice};
 use napi::{Error, Result, Status as NapiStatus};
 use napi_derive::napi;
@@ -441,4 +443,40 @@ pub fn job_result_file_name(id: String) -> String {
 #[napi]
 pub fn job_summarize_results(texts_json: String) -> String {
     run_state::summarize_results_json(&texts_json)
+}
+
+/// The live provider batches of a journal (`batchling_core::host::batches::live_batches_json`).
+#[napi]
+pub fn batches_live(journal: String) -> String {
+    batches::live_batches_json(&journal)
+}
+
+/// The call that polls or cancels a journal's batch (`batches::batch_call_json`).
+#[napi]
+pub fn batches_call(journal: String, batch_id: String, action: String, api_key: String) -> String {
+    batches::batch_call_json(&journal, &batch_id, &action, &api_key)
+}
+
+/// A batch's progress from its poll answer (`batches::batch_progress_json`).
+#[napi]
+pub fn batches_progress(
+    journal: String,
+    batch_id: String,
+    status: u32,
+    headers_json: String,
+    body: String,
+) -> String {
+    batches::batch_progress_json(&journal, &batch_id, status as u16, &headers_json, &body)
+}
+
+/// The journal record of an accepted cancel (`batches::cancel_record_json`).
+#[napi]
+pub fn batches_cancel_record(
+    journal: String,
+    batch_id: String,
+    status: u32,
+    headers_json: String,
+    body: String,
+) -> String {
+    batches::cancel_record_json(&journal, &batch_id, status as u16, &headers_json, &body)
 }

@@ -9,7 +9,9 @@
 //! outcome's length is copied, never the whole scratch buffer.
 
 use batchling_core::batcher::{HostBatcherOptions, Status};
-use batchling_core::host::{batch_options, jobs, options, run_state, BatcherHost, InterceptorHost};
+use batchling_core::host::{
+    batch_options, batches, jobs, options, run_state, BatcherHost, InterceptorHost,
+};
 use js_sys::{Float64Array, Reflect};
 use wasm_bindgen::prelude::*;
 
@@ -472,3 +474,39 @@ pub fn job_summarize_results(texts_json: &str) -> String {
 
 #[cfg(all(test, target_arch = "wasm32"))]
 mod tests;
+
+/// The live provider batches of a journal (`batchling_core::host::batches::live_batches_json`).
+#[wasm_bindgen(js_name = batchesLive)]
+pub fn batches_live(journal: &str) -> String {
+    batches::live_batches_json(journal)
+}
+
+/// The call that polls or cancels a journal's batch (`batches::batch_call_json`).
+#[wasm_bindgen(js_name = batchesCall)]
+pub fn batches_call(journal: &str, batch_id: &str, action: &str, api_key: &str) -> String {
+    batches::batch_call_json(journal, batch_id, action, api_key)
+}
+
+/// A batch's progress from its poll answer (`batches::batch_progress_json`).
+#[wasm_bindgen(js_name = batchesProgress)]
+pub fn batches_progress(
+    journal: &str,
+    batch_id: &str,
+    status: u32,
+    headers_json: &str,
+    body: &str,
+) -> String {
+    batches::batch_progress_json(journal, batch_id, status as u16, headers_json, body)
+}
+
+/// The journal record of an accepted cancel (`batches::cancel_record_json`).
+#[wasm_bindgen(js_name = batchesCancelRecord)]
+pub fn batches_cancel_record(
+    journal: &str,
+    batch_id: &str,
+    status: u32,
+    headers_json: &str,
+    body: &str,
+) -> String {
+    batches::cancel_record_json(journal, batch_id, status as u16, headers_json, body)
+}

@@ -163,6 +163,23 @@ pub enum CacheRecord {
     /// These requests' batch ended without running them (expired, cancelled, failed): a re-run
     /// submits them again instead of resuming that batch.
     Released { fingerprints: Vec<String> },
+    /// The user cancelled this batch (`batchling batches cancel`): requests of it that did not
+    /// run get the cancelled answer (499), now and in every later run; they are never submitted
+    /// again (a batch that ends cancelled without this record is taken as the provider's doing,
+    /// and its requests are released).
+    Cancelled {
+        batch_id: String,
+        fingerprints: Vec<String>,
+    },
+    /// A request whose deadline passed went to the provider's normal endpoint. `batch_id`: the
+    /// batch it was also in, once that batch existed (`None`: it was in none, or its create had
+    /// not been answered yet). Written again with `line_came_back: true` when that batch's line
+    /// for it came back: the request was then paid twice.
+    SyncFallback {
+        fingerprint: String,
+        batch_id: Option<String>,
+        line_came_back: bool,
+    },
     /// The answer for one request, as its caller received it.
     Result {
         fingerprint: String,
@@ -280,6 +297,11 @@ pub struct Cache {
     submitted: HashMap<Fingerprint, Arc<Recorded<(BatchPlace, String)>>>,
     /// fingerprint -> place of a create whose outcome is unknown
     intents: HashMap<Fingerprint, Arc<Recorded<BatchPlace>>>,
+    /// fingerprint -> batch id, for requests of a batch the user cancelled that have no answer.
+    cancelled: HashMap<Fingerprint, Arc<Recorded<String>>>,
+    /// fingerprint -> (batch id, line came back) of a request sent to the normal endpoint,
+    /// folded over its records (the line: the last one's).
+    sync_fallbacks: HashMap<Fingerprint, Recorded<(Option<String>, bool)>>,
     /// Whether answers are indexed: a store that drops result lines (the job runner's state
     /// file) has none to read back, so the cache keeps nothing for them.
     keep_answers: bool,
@@ -309,6 +331,8 @@ impl Cache {
             results: HashMap::new(),
             submitted: HashMap::new(),
             intents: HashMap::new(),
+            cancelled: HashMap::new(),
+            sync_fallbacks: HashMap::new(),
             keep_answers,
             end_line: 0,
             end_offset: 0,
@@ -393,6 +417,7 @@ impl Cache {
     fn answered(&mut self, fp: Fingerprint, place: AnswerPlace, at_ms: Option<u64>) {
         self.intents.remove(&fp);
         self.submitted.remove(&fp);
+        self.cancelled.remove(&fp);
         let expired =
             matches!((self.age_limit, at_ms), (Some(limit), Some(at)) if limit.expired(at));
         if expired {
@@ -454,9 +479,59 @@ impl Cache {
                     self.submitted.remove(&fp);
                 }
             }
+            CacheRecord::Cancelled {
+                batch_id,
+                fingerprints,
+            } => {
+                let fps = parse_all(fingerprints)?;
+                let batch = Arc::new(Recorded {
+                    line,
+                    value: batch_id.clone(),
+                    at_ms: None,
+                });
+                for fp in fps {
+                    if !self.results.contains_key(&fp) {
+                        self.cancelled.insert(fp, Arc::clone(&batch));
+                    }
+                }
+            }
+            CacheRecord::SyncFallback {
+                fingerprint,
+                batch_id,
+                line_came_back,
+            } => {
+                let fp = parse_fingerprint(fingerprint)?;
+                let known = self.sync_fallbacks.entry(fp).or_insert(Recorded {
+                    line,
+                    value: (None, false),
+                    at_ms: None,
+                });
+                known.line = line;
+                known.value.0 = batch_id.clone().or(known.value.0.take());
+                known.value.1 |= line_came_back;
+            }
             CacheRecord::Result { .. } => {}
         }
         Ok(())
+    }
+
+    /// A journalled sync fallback of this fingerprint: (its batch id, whether that batch's line
+    /// came back too).
+    pub fn sync_fallback(&self, fingerprint: &Fingerprint) -> Option<&(Option<String>, bool)> {
+        self.sync_fallbacks.get(fingerprint).map(|rec| &rec.value)
+    }
+
+    /// The sync fallbacks a fold still needs: those of a fingerprint with an answer (a re-run
+    /// answered from it counts whether it was paid twice) or still in an intent or a batch. The
+    /// others are read by nothing.
+    fn live_sync_fallbacks(
+        &self,
+    ) -> impl Iterator<Item = (&Fingerprint, &Recorded<(Option<String>, bool)>)> {
+        self.sync_fallbacks.iter().filter(|(fp, _)| {
+            self.results.contains_key(fp)
+                || self.submitted.contains_key(fp)
+                || self.intents.contains_key(fp)
+        })
     }
 
     /// Where the answer for this fingerprint is, if the journal holds one.
@@ -488,6 +563,13 @@ impl Cache {
         self.intents.get(fingerprint).map(|place| &place.value)
     }
 
+    /// The batch the user cancelled this request with, while it has no answer.
+    pub fn cancelled(&self, fingerprint: &Fingerprint) -> Option<&str> {
+        self.cancelled
+            .get(fingerprint)
+            .map(|batch| batch.value.as_str())
+    }
+
     pub fn forget_intent(&mut self, fingerprint: &str) {
         if let Some(fp) = Fingerprint::parse(fingerprint) {
             self.intents.remove(&fp);
@@ -495,13 +577,16 @@ impl Cache {
     }
 
     /// The lines a fold of the journal still needs: one per answer, one per intent or
-    /// submitted record that some fingerprint still points at.
+    /// submitted record that some fingerprint still points at, one per live sync fallback.
     pub fn live_lines(&self) -> u64 {
         let intents: HashSet<*const Recorded<BatchPlace>> =
             self.intents.values().map(Arc::as_ptr).collect();
         let submitted: HashSet<*const Recorded<(BatchPlace, String)>> =
             self.submitted.values().map(Arc::as_ptr).collect();
-        (self.results.len() + intents.len() + submitted.len()) as u64
+        let cancelled: HashSet<*const Recorded<String>> =
+            self.cancelled.values().map(Arc::as_ptr).collect();
+        let fallbacks = self.live_sync_fallbacks().count();
+        (self.results.len() + intents.len() + submitted.len() + cancelled.len() + fallbacks) as u64
     }
 
     /// The journal's lines (blank and damaged ones included).
@@ -579,6 +664,33 @@ impl Cache {
                 batch_id: rec.value.1.clone(),
                 fingerprints,
                 at_ms: rec.at_ms,
+            }
+            .to_line();
+            live.push((rec.line, CompactLine::Write(line), None));
+        }
+        let mut cancels: HashMap<*const Recorded<String>, (&Recorded<String>, Vec<String>)> =
+            HashMap::new();
+        for (fp, rec) in &self.cancelled {
+            cancels
+                .entry(Arc::as_ptr(rec))
+                .or_insert_with(|| (&**rec, Vec::new()))
+                .1
+                .push(fp.to_string());
+        }
+        for (rec, mut fingerprints) in cancels.into_values() {
+            fingerprints.sort();
+            let line = CacheRecord::Cancelled {
+                batch_id: rec.value.clone(),
+                fingerprints,
+            }
+            .to_line();
+            live.push((rec.line, CompactLine::Write(line), None));
+        }
+        for (fp, rec) in self.live_sync_fallbacks() {
+            let line = CacheRecord::SyncFallback {
+                fingerprint: fp.to_string(),
+                batch_id: rec.value.0.clone(),
+                line_came_back: rec.value.1,
             }
             .to_line();
             live.push((rec.line, CompactLine::Write(line), None));
@@ -915,6 +1027,57 @@ mod tests {
         cache.append(&serde_json::from_str(&nine).unwrap(), &nine);
         let grown = format!("{new}{nine}\n");
         assert_eq!(read(&grown, cache.result(&key(9)).unwrap()), nine);
+    }
+
+    fn sync_fallback(n: u8, batch: Option<&str>, came_back: bool) -> String {
+        CacheRecord::SyncFallback {
+            fingerprint: fp(n),
+            batch_id: batch.map(str::to_string),
+            line_came_back: came_back,
+        }
+        .to_line()
+    }
+
+    #[test]
+    fn compaction_folds_the_sync_fallbacks_still_read_and_drops_the_others() {
+        let text = journal(&[
+            intent(&[1, 2, 3]),
+            submitted("batch_1", &[1, 2, 3]),
+            sync_fallback(1, Some("batch_1"), false),
+            result(1, "{}"),
+            sync_fallback(1, Some("batch_1"), true),
+            sync_fallback(2, Some("batch_1"), false),
+            sync_fallback(4, None, false),
+            result(3, "{}"),
+            intent(&[5, 6]),
+            released(&[5]),
+            released(&[6]),
+        ]);
+        let mut cache = Cache::default();
+        assert!(cache.load(&text).is_empty());
+        // 1: answered, paid twice; 2: still in its batch; 4: neither answer nor batch.
+        assert_eq!(cache.live_lines(), 2 + 1 + 2);
+        assert!(cache.should_compact());
+        let lines = cache.compaction();
+        let new = write_compacted(&text, &lines);
+        assert!(cache.compacted());
+        assert!(new.contains(&sync_fallback(1, Some("batch_1"), true)));
+        assert!(new.contains(&sync_fallback(2, Some("batch_1"), false)));
+        assert!(!new.contains(&fp(4)), "read by nothing: dropped");
+        let mut again = Cache::default();
+        assert!(again.load(&new).is_empty());
+        for n in 1..=4 {
+            assert_eq!(
+                again.sync_fallback(&key(n)),
+                cache.sync_fallback(&key(n)).filter(|_| n != 4)
+            );
+        }
+        assert_eq!(
+            again.sync_fallback(&key(1)),
+            Some(&(Some("batch_1".into()), true))
+        );
+        assert_eq!(again.submitted(&key(2)).unwrap().1, "batch_1");
+        assert!(!again.should_compact());
     }
 
     #[test]

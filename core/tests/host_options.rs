@@ -123,6 +123,8 @@ fn batchify_options_become_the_engine_options_over_the_hosts_own() {
         "retry": { "attempts": 3, "backoffMs": undefined() },
         "onEvent": function(),
         "hosts": [{ "baseUrl": "https://x.example/v1", "provider": "openai", "maxRequests": 3, "maxFileBytes": undefined() }],
+        "lineAttempts": 2,
+        "resubmit": false,
     });
     let host = InterceptorOptions {
         cache: Some(false),
@@ -143,6 +145,8 @@ fn batchify_options_become_the_engine_options_over_the_hosts_own() {
             hosts: Some(vec![
                 json!({ "baseUrl": "https://x.example/v1", "provider": "openai", "maxRequests": 3 })
             ]),
+            line_attempts: Some(2),
+            resubmit: Some(false),
             ..InterceptorOptions::default()
         }
     );
@@ -166,10 +170,24 @@ fn batchify_option_errors_name_the_option_and_the_rule() {
         (json!({ "onEvent": 1 }), "onEvent", "must be a function (event) => void"),
         (json!({ "retry": { "attempts": 0 } }), "retry.attempts", "must be an integer >= 1, got 0"),
         (json!({ "retry": null }), "retry", "must be an object { attempts?, backoffMs?, maxBackoffMs? }"),
+        (json!({ "lineAttempts": 0 }), "lineAttempts", "must be an integer >= 1, got 0"),
+        (json!({ "lineAttempts": 1.5 }), "lineAttempts", "must be an integer >= 1, got 1.5"),
+        (json!({ "resubmit": "no" }), "resubmit", "must be a boolean, got no"),
         (json!({ "maxEnqueuedTokens": 0 }), "maxEnqueuedTokens", "must be an integer >= 1, got 0"),
         (json!({ "maxEnqueuedTokens": 1.5 }), "maxEnqueuedTokens", "must be an integer >= 1, got 1.5"),
         (json!({ "maxEnqueuedTokens": "2000000" }), "maxEnqueuedTokens", "must be an integer >= 1, got 2000000"),
-        (json!({ "batchsize": 10 }), "batchsize", "unknown option; known options: batchSize, batchWindowMs, pollIntervalMs, dryRun, cache, retry, onEvent, hosts, maxEnqueuedTokens, deleteProviderFiles"),
+        (json!({ "batchsize": 10 }), "batchsize", "unknown option; known options: batchSize, batchWindowMs, pollIntervalMs, dryRun, cache, retry, onEvent, hosts, lineAttempts, resubmit, maxEnqueuedTokens, deadlineMs, maxSyncFallbacks, prices, deleteProviderFiles"),
+        (json!({ "deadlineMs": 0 }), "deadlineMs", "must be an integer >= 1, got 0"),
+        (json!({ "maxSyncFallbacks": 0 }), "maxSyncFallbacks", "must be an integer >= 1, got 0"),
+        (json!({ "deadlineMs": "5s" }), "deadlineMs", "must be an integer >= 1, got 5s"),
+        (json!({ "prices": [] }), "prices", "must be an object { \"<model>\": { provider?, inputPerMTok, outputPerMTok, cachedInputPerMTok?, cacheWritePerMTok?, cacheReadPerMTok? } } (list USD per million tokens)"),
+        (json!({ "prices": { "ft:x": 1 } }), "prices.ft:x", "must be an object { provider?, inputPerMTok, outputPerMTok, cachedInputPerMTok?, cacheWritePerMTok?, cacheReadPerMTok? }, got 1"),
+        (json!({ "prices": { "ft:x": { "outputPerMTok": 1 } } }), "prices.ft:x.inputPerMTok", "must be a number >= 0 (list USD per million tokens), and is required, got undefined"),
+        (json!({ "prices": { "ft:x": { "inputPerMTok": 1, "outputPerMTok": -2 } } }), "prices.ft:x.outputPerMTok", "must be a finite number >= 0 (USD per million tokens), got -2"),
+        (json!({ "prices": { "ft:x": { "inputPerMTok": 1, "outputPerMTok": 2, "cacheReadPerMTok": "0.1" } } }), "prices.ft:x.cacheReadPerMTok", "must be a number >= 0 (list USD per million tokens), got 0.1"),
+        (json!({ "prices": { "ft:x": { "inputPerMTok": { "$type": "number", "text": "NaN" }, "outputPerMTok": 2 } } }), "prices.ft:x.inputPerMTok", "must be a number >= 0 (list USD per million tokens), and is required, got NaN"),
+        (json!({ "prices": { "ft:x": { "inputPerMTok": 1, "outputPerMTok": 2, "provider": "openia" } } }), "prices.ft:x.provider", "must be one of openai, anthropic, gemini, groq, doubleword, azure, mistral, together, xai, got openia"),
+        (json!({ "prices": { "ft:x": { "inputPerMTok": 1, "outputPerMTok": 2, "cachedInput": 1 } } }), "prices.ft:x.cachedInput", "unknown option; known options: provider, inputPerMTok, outputPerMTok, cachedInputPerMTok, cacheWritePerMTok, cacheReadPerMTok"),
         (json!({ "hosts": {} }), "hosts", "must be an array like [{ baseUrl: \"https://host/v1\", provider: \"openai\" }]"),
         (json!({ "hosts": [null] }), "hosts[0]", "must be an object { baseUrl, provider, completionWindow?, maxRequests?, maxFileBytes?, maxInlineBytes? }"),
         (json!({ "hosts": [{ "baseUrl": "https://x.example/v1" }] }), "hosts[0].provider", "must be a non-empty string, got undefined"),
@@ -302,4 +320,56 @@ fn a_count_the_engine_option_cannot_hold_is_refused_not_wrapped() {
             "must be at most 4294967295, got 4294967296"
         )
     );
+}
+
+#[test]
+fn prices_become_engine_options_and_batch_checks_them() {
+    let options = interceptor_options(
+        &json!({ "prices": {
+            "ft:gpt-4o-mini:acme::x": { "provider": "openai", "inputPerMTok": 0.3, "outputPerMTok": 1.2, "cachedInputPerMTok": 0.15 },
+            "claude-haiku-4-5": { "inputPerMTok": 1, "outputPerMTok": 5, "cacheWritePerMTok": 1.25, "cacheReadPerMTok": 0.1, "provider": { "$type": "undefined" } },
+        } }),
+        InterceptorOptions::default(),
+    )
+    .unwrap();
+    let prices = options.prices.clone().unwrap();
+    let ft = prices["ft:gpt-4o-mini:acme::x"];
+    assert_eq!(ft.provider, Some(batchling_core::ProviderId::OpenAi));
+    assert_eq!(
+        (
+            ft.input_per_mtok,
+            ft.output_per_mtok,
+            ft.cached_input_per_mtok
+        ),
+        (0.3, 1.2, Some(0.15))
+    );
+    assert_eq!(prices["claude-haiku-4-5"].provider, None);
+    assert_eq!(prices["claude-haiku-4-5"].cache_write_per_mtok, Some(1.25));
+    // The engine takes them as JSON and checks them again.
+    let json = serde_json::to_string(&options).unwrap();
+    assert!(batchling_core::interceptor::Interceptor::from_options_json(&json).is_ok());
+    let bad = json.replace("0.15", "-0.15");
+    let e = batchling_core::interceptor::Interceptor::from_options_json(&bad)
+        .err()
+        .unwrap();
+    assert_eq!(e.option, "prices.ft:gpt-4o-mini:acme::x.cachedInputPerMTok");
+
+    // `new Batch({ prices })`: the same rules, through the builder's `prices` call.
+    use batchling_core::host::batch_options::{check, BatchCall};
+    let call = BatchCall::parse("prices").unwrap();
+    assert!(check(call, r#"{"m":{"inputPerMTok":1,"outputPerMTok":2}}"#, "").is_ok());
+    let e = check(
+        call,
+        r#"{"m":{"inputPerMTok":1,"outputPerMTok":"NaN"}}"#,
+        "",
+    )
+    .unwrap_err();
+    assert_eq!(e.option, "prices.m.outputPerMTok");
+    let e = check(
+        BatchCall::Options,
+        r#"{"stateFile":"s","resultsDir":"r","prices":5}"#,
+        "",
+    )
+    .unwrap_err();
+    assert_eq!(e.option, "prices");
 }

@@ -95,3 +95,51 @@ fn live_batches_counts_batches_in_flight_and_waiting_until_they_end() {
     assert_eq!(h.eng.live_batches(), 0);
     h.close_and_drain();
 }
+
+/// A cost limit cannot be checked for a model without a price: its batch is refused, naming the
+/// model and the `prices` option; with a price given, the batch runs, the report's estimate is
+/// at that price, and the report's actual cost is the answer's usage at it.
+#[test]
+fn a_cost_limit_refuses_an_unpriced_model_unless_prices_give_it() {
+    use batchling_core::catalog::pricing::PriceOverride;
+    let ft = "ft:gpt-4o-mini:acme::x1";
+    let key = key_of(ProviderId::OpenAi, 0);
+    let mut cfg = config(1);
+    cfg.cost_limit_usd = Some(1.0);
+    let mut h = Harness::new(cfg.clone());
+    let a = h.submit(openai_chat(key, ft, "hello"));
+    match h.only(a) {
+        Answer::Fail { code, message } => {
+            assert_eq!(code, "ERR_BATCHLING_COST_LIMIT");
+            assert!(message.contains(ft), "{message}");
+            assert!(message.contains("`prices`"), "{message}");
+        }
+        other => panic!("not refused: {other:?}"),
+    }
+    assert_eq!(h.sent(Step::Create), 0);
+
+    let price = PriceOverride {
+        provider: Some(ProviderId::OpenAi),
+        input_per_mtok: 0.30,
+        output_per_mtok: 1.20,
+        cached_input_per_mtok: None,
+        cache_write_per_mtok: None,
+        cache_read_per_mtok: None,
+    };
+    cfg.prices.insert(ft.into(), price);
+    let mut h = Harness::new(cfg);
+    let b = h.submit(openai_chat(key, ft, "hello"));
+    h.close_and_drain();
+    assert!(h.only(b).is_echo(ft, "hello"));
+    let usage = h.only(b).json()["usage"].clone();
+    let (input, output) = (
+        usage["prompt_tokens"].as_u64().unwrap() as f64,
+        usage["completion_tokens"].as_u64().unwrap() as f64,
+    );
+    let report = h.eng.report();
+    let row = report.iter().find(|r| r.model == ft).unwrap();
+    let actual = (input * 0.30 + output * 1.20) / 1e6 * 0.5;
+    assert!((row.actual_batch_usd.unwrap() - actual).abs() < 1e-15);
+    assert_eq!(row.answers_costed, 1);
+    assert!(row.estimated_batch_usd.unwrap() >= actual);
+}

@@ -1,7 +1,8 @@
 //! Exactly once, under random traffic: property tests over random submits, cancels, time, call
-//! orders, faults, batch fates (with refusals for the enqueued-token limit), concurrency, cost
-//! and enqueued-token limits, with and without a crash. The fake also checks that no request is
-//! sent in a new batch while a live one holds it.
+//! orders, faults, batch fates (with refusals for the enqueued-token limit, and batches missing a
+//! line), flaky result downloads, resubmission of lines that did not run, concurrency, cost and
+//! enqueued-token limits, with and without a crash. The fake also checks that no request is sent
+//! in a new batch while a live one holds it.
 
 mod support;
 
@@ -133,7 +134,7 @@ struct Traffic {
 fn traffic() -> impl Strategy<Value = Traffic> {
     (
         prop::collection::vec(op_strategy(), 1..60),
-        prop::collection::vec(0..5u8, 0..8),
+        prop::collection::vec(0..6u8, 0..8),
         1..5usize,
         2..6u32,
         50..1_500u64,
@@ -189,6 +190,7 @@ fn traffic_config(t: &Traffic) -> InterceptorConfig {
     c.jitter_seed = t.fault_seed ^ 1;
     c.max_concurrent_batches = t.max_concurrent_batches;
     c.cost_limit_usd = t.cost_limit_usd;
+    c.line_attempts = 1 + (t.shuffle_seed % 3) as u32;
     c.max_enqueued_tokens = t.max_enqueued_tokens;
     c
 }
@@ -211,10 +213,12 @@ fn start_traffic(t: &Traffic) -> (Harness, Vec<(RequestId, Spec)>) {
                 Fate::Expire,
                 Fate::Cancel,
                 Fate::Fail,
+                Fate::Missing,
                 Fate::TokenLimit,
             ][*f as usize]
         })
         .collect();
+    fake.flaky_downloads = (t.fault_seed % 4) as u32;
     fake.polls_before_done = t.polls_before_done;
     fake.token_cap = t.token_cap;
     fake.shuffle_seed = t.shuffle_seed;

@@ -24,6 +24,7 @@ fn job(id: &str, text: &str) -> JobSpec {
         max_tokens: None,
         response_schema: None,
         extra: None,
+        price: None,
     }
 }
 

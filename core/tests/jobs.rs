@@ -60,6 +60,7 @@ fn chat(id: &str, model: &str) -> JobSpec {
         max_tokens: None,
         response_schema: None,
         extra: None,
+        price: None,
     }
 }
 
@@ -1544,4 +1545,75 @@ fn job_spec_json() {
     let ep: ProviderEndpoint =
         serde_json::from_value(json!({"baseUrl": "", "apiKey": "k"})).unwrap();
     assert!(ep.headers.is_empty());
+}
+
+#[test]
+fn content_blocks_reach_anthropic_unchanged_and_others_as_text() {
+    let long = "You are a careful analyst. ".repeat(200);
+    let system: Value = json!([
+        {"type": "text", "text": "Rules:"},
+        {"type": "text", "text": long, "cache_control": {"type": "ephemeral", "ttl": "1h"}},
+    ]);
+    let user: Value = json!([
+        {"type": "text", "text": "Shared context", "cache_control": {"type": "ephemeral"}},
+        {"type": "text", "text": "Question 1"},
+    ]);
+    let mut job = chat("blocks", "claude-haiku-4-5");
+    job.system = Some(Content::Blocks(system.as_array().unwrap().clone()));
+    job.messages = Some(vec![Message {
+        role: "user".into(),
+        content: Content::Blocks(user.as_array().unwrap().clone()),
+    }]);
+    let body = body_of(&build(&job));
+    assert_eq!(body["system"], system);
+    assert_eq!(body["messages"][0]["content"], user);
+    // The estimate charges the cached prefix at the 1-hour write rate: an upper bound.
+    let estimate = estimate_job(&job).unwrap();
+    let flat = pricing::estimate(ProviderId::Anthropic, "claude-haiku-4-5", &body);
+    assert!(estimate.batch_usd.unwrap() >= flat.batch_usd.unwrap());
+
+    // A string system prompt beside block messages stays a string.
+    let mut plain = job.clone();
+    plain.system = Some("Be brief.".into());
+    assert_eq!(body_of(&build(&plain))["system"], json!("Be brief."));
+
+    // OpenAI gets the blocks' text.
+    let mut openai = job.clone();
+    openai.model = "gpt-4o-mini".into();
+    let body = body_of(&build(&openai));
+    assert_eq!(
+        body["messages"][0],
+        json!({"role": "system", "content": format!("Rules:\n\n{long}")})
+    );
+    assert_eq!(
+        body["messages"][1]["content"],
+        json!("Shared context\n\nQuestion 1")
+    );
+
+    // Bad blocks are refused, naming the job and where.
+    let mut bad = openai.clone();
+    bad.messages = Some(vec![Message {
+        role: "user".into(),
+        content: Content::Blocks(vec![json!({"type": "image", "source": {}})]),
+    }]);
+    let e = build_request(&bad, &endpoint(ProviderId::OpenAi)).unwrap_err();
+    assert_eq!(e.code(), "ERR_BATCHLING_INVALID_MESSAGE");
+    assert!(
+        e.to_string()
+            .contains("job `blocks`: messages[0] `content`: content block 0 has type `image`"),
+        "{e}"
+    );
+    let mut bad = job.clone();
+    bad.system = Some(Content::Blocks(vec![json!("text")]));
+    let e = validate(&bad).unwrap_err();
+    assert!(
+        e.to_string()
+            .contains("job `blocks`: `system` content block 0 must be an object with a `type`"),
+        "{e}"
+    );
+    bad.system = Some(Content::Blocks(vec![]));
+    assert!(validate(&bad)
+        .unwrap_err()
+        .to_string()
+        .contains("has no content blocks"));
 }

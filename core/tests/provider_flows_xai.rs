@@ -217,7 +217,16 @@ fn config() -> InterceptorConfig {
 
 /// Submit `texts` (request ids 1..), then serve every call until all are answered.
 fn run(fake: &mut FakeXai, journal: &[String], texts: &[&str]) -> Run {
-    let mut ic = Interceptor::new(config(), true, true, 7).unwrap();
+    run_with(fake, config(), journal, texts)
+}
+
+fn run_with(
+    fake: &mut FakeXai,
+    config: InterceptorConfig,
+    journal: &[String],
+    texts: &[&str],
+) -> Run {
+    let mut ic = Interceptor::new(config, true, true, 7).unwrap();
     ic.load_cache(
         &journal
             .iter()
@@ -448,11 +457,39 @@ fn a_crash_between_create_and_add_resumes_by_finding_the_batch() {
 }
 
 #[test]
-fn an_expired_batch_answers_what_ran_and_504_for_the_rest() {
+fn an_expired_batch_resubmits_what_did_not_run_or_without_resubmission_answers_504() {
     let mut fake = FakeXai::new();
     fake.polls_until_done = 1;
     fake.stuck_from = Some(1);
     let run = run(&mut fake, &[], &["a", "b", "c"]);
+    let mut statuses: Vec<u16> = run.answers.values().map(|a| a.0).collect();
+    statuses.sort();
+    // Every batch of this fake runs only its first request before it expires: what did not
+    // run went into a second batch, and its rest into a third (lineAttempts 3).
+    assert_eq!(statuses, [200, 200, 200]);
+    assert_eq!(fake.batches.len(), 3);
+    assert_eq!(fake.batches["batch-2"].requests.len(), 2);
+    assert_eq!(fake.batches["batch-3"].requests.len(), 1);
+    for (i, text) in ["a", "b", "c"].iter().enumerate() {
+        assert_eq!(
+            text_of(&run.answers[&(i as u64 + 1)]),
+            format!("echo:{text}")
+        );
+    }
+
+    // Without resubmission, they get the batch's end.
+    let mut fake = FakeXai::new();
+    fake.polls_until_done = 1;
+    fake.stuck_from = Some(1);
+    let run = run_with(
+        &mut fake,
+        InterceptorConfig {
+            resubmit: false,
+            ..config()
+        },
+        &[],
+        &["a", "b", "c"],
+    );
     let mut statuses: Vec<u16> = run.answers.values().map(|a| a.0).collect();
     statuses.sort();
     assert_eq!(statuses, [200, 504, 504]);

@@ -46,6 +46,9 @@ export class BatchRun {
   #costUsd = 0;
   #batchesSubmitted = 0;
   #batchesCompleted = 0;
+  /** Each live batch's last ETA (the core's, from the provider's counts) and when it came. */
+  readonly #etas = new Map<string, { etaMs: number; at: number }>();
+  #resubmitted = 0;
   #estimatedUsd = 0;
   /** The engine, once started: its report counts the requests waiting for headroom. */
   #engine: InterceptorEngine | null = null;
@@ -83,18 +86,21 @@ export class BatchRun {
       waitingForHeadroom: this.#waitingForHeadroom(),
       batches: this.#batchesSubmitted,
       batchesCompleted: this.#batchesCompleted,
+      resubmitted: this.#resubmitted,
       costUsd: this.#costUsd,
       estimatedCostUsd: this.#estimatedUsd,
       costLimitUsd: this.#costLimitUsd,
       isComplete: this.isComplete,
       elapsedMs: Date.now() - this.#startedAt,
+      etaMs: this.#etaMs(),
     };
     if (options?.print) {
       const limit = stats.costLimitUsd === null ? "" : ` / limit $${stats.costLimitUsd.toFixed(4)}`;
       process.stdout.write(
         `jobs ${stats.total}: ${stats.completed} completed, ${stats.failed} failed (${stats.notRun} not run: cost limit), ${stats.pending} pending` +
           `${stats.waitingForHeadroom > 0 ? ` (${stats.waitingForHeadroom} waiting for headroom under an enqueued-token limit)` : ""}; ` +
-          `batches ${stats.batches} (${stats.batchesCompleted} ended); cost $${stats.costUsd.toFixed(4)} (est. $${stats.estimatedCostUsd.toFixed(4)}${limit})\n`,
+          `batches ${stats.batches} (${stats.batchesCompleted} ended); cost $${stats.costUsd.toFixed(4)} actual, from the reported usage ` +
+          `(est. $${stats.estimatedCostUsd.toFixed(4)}, an upper bound${stats.estimatedCostUsd > 0 && stats.isComplete ? `: actual ${((100 * stats.costUsd) / stats.estimatedCostUsd).toFixed(0)}% of it` : ""}${limit})\n`,
       );
     }
     return stats;
@@ -195,6 +201,10 @@ export class BatchRun {
   #emit(event: BatchEvent): void {
     if (event.kind === "batchSubmitted") this.#batchesSubmitted++;
     if (event.kind === "batchFinished") this.#batchesCompleted++;
+    if (event.kind === "batchPolled" && event.etaMs != null) this.#etas.set(event.batchId, { etaMs: event.etaMs, at: Date.now() });
+    if (event.kind === "batchPolled" && event.etaMs == null) this.#etas.delete(event.batchId);
+    if (event.kind === "batchFinished") this.#etas.delete(event.batchId);
+    if (event.kind === "linesResubmitted") this.#resubmitted += event.requests;
     if (event.kind === "batchSubmitting" && !event.dryRun) {
       this.#estimatedUsd += event.estimatedUsd ?? 0;
     }
@@ -206,6 +216,14 @@ export class BatchRun {
       }
     }
     if (PROGRESS_KINDS.has(event.kind)) this.#progress();
+  }
+
+  /** The run's ETA: the latest of its live batches' (each counted down since its poll). */
+  #etaMs(): number | null {
+    let eta: number | null = null;
+    const now = Date.now();
+    for (const { etaMs, at } of this.#etas.values()) eta = Math.max(eta ?? 0, etaMs - (now - at));
+    return eta === null ? null : Math.max(0, eta);
   }
 
   #progress(): void {
@@ -230,6 +248,8 @@ export class BatchRun {
       batchWindowMs: 24 * 3600 * 1000,
       pollIntervalMs: this.#options.pollIntervalMs ?? 30_000,
       retry: this.#options.retry,
+      lineAttempts: this.#options.lineAttempts,
+      prices: this.#options.prices,
       onEvent: (event: BatchlingEvent) => this.#emit(event),
     };
     const engine = newEngine(loadInterceptorBackend().NativeInterceptor, options, true, randomInt(0, 2 ** 47), {
@@ -385,7 +405,7 @@ export class BatchRun {
 }
 
 /** The events after which the statistics may have changed. */
-const PROGRESS_KINDS = new Set<BatchEvent["kind"]>(["batchSubmitting", "batchSubmitted", "batchPolled", "batchFinished", "enqueuedLimit", "jobFinished"]);
+const PROGRESS_KINDS = new Set<BatchEvent["kind"]>(["batchSubmitting", "batchSubmitted", "batchPolled", "batchFinished", "linesResubmitted", "enqueuedLimit", "jobFinished"]);
 
 function emptyResult(jobId: string, error: string): JobResult {
   return { jobId, ok: false, response: null, parsedResponse: null, citations: [], inputTokens: null, outputTokens: null, costUsd: null, error };

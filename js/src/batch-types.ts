@@ -4,7 +4,7 @@ import { once } from "node:events";
 import { join } from "node:path";
 import { type BatchlingEvent } from "./batchify-host.js";
 import { BatchlingError } from "./errors.js";
-import type { JobResult as CoreJobResult, JobSource, JobSpec, Message as CoreMessage, ProviderId, SerializableRequest } from "./generated/core.js";
+import type { JobResult as CoreJobResult, JobSource, JobSpec, Message as CoreMessage, PriceOverride, ProviderId, SerializableRequest } from "./generated/core.js";
 
 /** A provider the job builder serves (the core's `jobProviders()` lists them: openai, anthropic, gemini). */
 export type ProviderName = ProviderId;
@@ -32,7 +32,18 @@ export interface BatchOptions {
   providers?: Partial<Record<ProviderName, ProviderSettings>>;
   /** Retries of provider calls on 429 / 5xx / transport errors. */
   retry?: { attempts?: number; backoffMs?: number; maxBackoffMs?: number };
+  /** Batches a job may go through without a usable line, counting the first (default 3): a job
+   * its batch did not run (missing line, expired or cancelled batch), or whose line came back
+   * with a retryable error (429, 5xx, overloaded), goes into a new batch; `1` turns this off. */
+  lineAttempts?: number;
+  /** Your prices by model id, list (synchronous) USD per million tokens, over the built-in
+   * table; batchling applies the provider's batch discount. With `provider`, a model the
+   * registry does not know (a fine-tune id) is accepted as that provider's. */
+  prices?: Prices;
 }
+
+/** The `prices` option of `Batch` and `batchify()`. */
+export type Prices = Record<string, PriceOverride>;
 
 /** What every job may set and `defaults()` sets for all (the core's `JobSpec` fields). */
 export type JobDefaults = { [K in "model" | "temperature" | "maxTokens" | "system" | "extra"]?: NonNullable<JobSpec[K]> };
@@ -77,14 +88,24 @@ export interface BatchStats {
   batches: number;
   /** Of those, the ones that ended (completed, failed, expired or cancelled at the provider). */
   batchesCompleted: number;
-  /** Actual cost so far, from the reported token usage at batch prices. */
+  /** Jobs put into a new batch because theirs did not run them (missing line, expired or
+   * cancelled batch) or their line came back with a retryable error (429, 5xx, overloaded);
+   * a job counts once per resubmission. */
+  resubmitted: number;
+  /** Actual cost so far, from the reported token usage at batch prices (prompt-cache reads and
+   * writes at their own rates, reasoning as output). */
   costUsd: number;
-  /** The estimate of what this run submitted (what the cost limit is checked against). */
+  /** The estimate of what this run submitted (what the cost limit is checked against): an
+   * upper bound, all input uncached (at the cache-write rate where the request asks for caching)
+   * and every output cap used. */
   estimatedCostUsd: number;
   costLimitUsd: number | null;
   isComplete: boolean;
   /** Since the run started. */
   elapsedMs: number;
+  /** Estimated time until the live batches end, from the providers' counts (the requests still
+   * to finish at the rate they finished so far); `null` before any progress was reported. */
+  etaMs: number | null;
 }
 
 /** A lifecycle event (`onEvent`): the batching engine's, plus one per finished job. */

@@ -34,7 +34,7 @@ function facts(): { providers: JobProvider[]; fileTypes: FileType[] } {
 }
 
 /** `call`'s argument checked by the core's rules; a refusal throws `InvalidOptionError`. */
-function checkOptions(call: "options" | "defaults" | "costLimit" | "job", value: unknown, depth: number, jobId = ""): void {
+function checkOptions(call: "options" | "defaults" | "costLimit" | "job" | "prices", value: unknown, depth: number, jobId = ""): void {
   coreAnswer<object>(loadJobsBackend().batchCheck(call, optionsJson(value, { depth }), jobId));
 }
 
@@ -50,6 +50,7 @@ export class Batch {
   constructor(options: BatchOptions) {
     // Keys, paths, counts and provider names: the core's rules (core/src/host/batch_options.rs).
     checkOptions("options", options, 2);
+    if (options.prices !== undefined) checkOptions("prices", options.prices, 3);
     this.#options = options;
   }
 
@@ -307,6 +308,8 @@ export class Batch {
       maxTokens: merged.maxTokens,
       responseSchema: schema?.jsonSchema as JsonValue | undefined,
       extra: merged.extra,
+      // The user's price for the model, if any (the core costs the job at it).
+      price: Object.hasOwn(this.#options.prices ?? {}, model) ? this.#options.prices![model] : undefined,
     };
     return { id: job.id!, specJson: JSON.stringify(spec), validate: schema?.validate };
   }

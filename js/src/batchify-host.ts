@@ -14,6 +14,7 @@ import type {
   InterceptorOptions,
   LifecycleEvent,
   Output,
+  PriceOverride,
   QueueReport,
   SerializableRequest,
 } from "./generated/core.js";
@@ -63,11 +64,42 @@ export interface BatchifyOptions {
    * (`{ baseUrl: "https://api.novita.ai/openai/v1", provider: "openai", completionWindow: "48h" }`),
    * a proxy, or a local server. */
   hosts?: HostDeclaration[];
+  /** Batches a request may go through without running, counting the first (default 3): a
+   * request missing from its batch's results, or whose batch expired or was cancelled before
+   * it ran, goes into a new batch; after this many, its caller gets `ERR_BATCHLING_LINES_NOT_RUN`
+   * naming the batches. */
+  lineAttempts?: number;
+  /** `false`: requests a batch did not run are not resubmitted; their callers get the batch's
+   * end as an error response (504 expired, 499 cancelled, 500 otherwise). Default `true`. */
+  resubmit?: boolean;
   /** Estimated input tokens (JSON chars / 4, as the cost estimate counts them) allowed in flight
    * at once per provider, host, model and API key: the providers' enqueued-token limits. A batch
    * that would pass it waits until a batch of its model ends; one above it alone is split.
    * Without it, batchling still waits and resubmits when a provider refuses a batch for its limit. */
   maxEnqueuedTokens?: number;
+  /** Your prices by model id (`{ "<model>": { provider?, inputPerMTok, outputPerMTok,
+   * cachedInputPerMTok?, cacheWritePerMTok?, cacheReadPerMTok? } }`), list USD per million
+   * tokens, over the built-in table, for the report's estimate and the cost limit; batchling
+   * applies the provider's batch discount. */
+  prices?: Record<string, PriceOverride>;
+  /** Milliseconds a request may wait for its batch: past it, the request is sent to the
+   * provider's normal endpoint (with its caller's headers) and answered from there; its batch
+   * line is discarded. Shorter than the batch window plus one poll interval: sent there at once.
+   * Per call: the `x-batchling-deadline-ms` request header (never sent to the provider). */
+  deadlineMs?: number;
+  /** Sync fallbacks (see `deadlineMs`) in flight at once; default 8. */
+  maxSyncFallbacks?: number;
+}
+
+/** The per-call deadline header: read by the core, never forwarded. */
+const DEADLINE_HEADER = "x-batchling-deadline-ms";
+
+/** `init` without the deadline header (a copy, only when it has one). */
+function withoutDeadline(init: RequestInit, headers: Headers): RequestInit {
+  if (!headers.has(DEADLINE_HEADER)) return init;
+  const copy = new Headers(headers);
+  copy.delete(DEADLINE_HEADER);
+  return { ...init, headers: copy };
 }
 
 
@@ -250,7 +282,10 @@ export class BatchifyHost implements BatchifyContext {
     const contentType = request.headers.get("content-type") ?? "";
     // Only JSON POSTs can be batched; everything else goes out untouched, body unread.
     if (request.method !== "POST" || !contentType.includes("json") || this.#closed) {
-      return this.#platform.realFetch(request);
+      if (!request.headers.has(DEADLINE_HEADER)) return this.#platform.realFetch(request);
+      const headers = new Headers(request.headers);
+      headers.delete(DEADLINE_HEADER);
+      return this.#platform.realFetch(new Request(request, { headers }));
     }
     if (request.signal.aborted) throw request.signal.reason;
     const arrived = now();
@@ -265,7 +300,11 @@ export class BatchifyHost implements BatchifyContext {
     }
     // The caller's own signal (the Request's follows it), so the Request is not kept alive.
     const signal = init?.signal ? init.signal : input instanceof Request ? request.signal : undefined;
-    const send = () => this.#platform.realFetch(new Request(request, { body }));
+    const send = () => {
+      const headers = new Headers(request.headers);
+      headers.delete(DEADLINE_HEADER);
+      return this.#platform.realFetch(new Request(request, { body, headers }));
+    };
     return this.#submit(request.url, request.headers, body, signal, arrived, send);
   }
 
@@ -274,7 +313,7 @@ export class BatchifyHost implements BatchifyContext {
     const headers = init.headers instanceof Headers ? init.headers : new Headers(init.headers);
     const contentType = headers.get("content-type") ?? "";
     if ((init.method ?? "GET").toUpperCase() !== "POST" || !contentType.includes("json") || this.#closed) {
-      return this.#platform.realFetch(input, init);
+      return this.#platform.realFetch(input, withoutDeadline(init, headers));
     }
     const url = new URL(input instanceof URL ? input.href : input).href;
     const signal = init.signal ?? undefined;
@@ -286,7 +325,7 @@ export class BatchifyHost implements BatchifyContext {
     } finally {
       this.#intake--;
     }
-    return this.#submit(url, headers, body, signal, arrived, () => this.#platform.realFetch(input, init));
+    return this.#submit(url, headers, body, signal, arrived, () => this.#platform.realFetch(input, withoutDeadline(init, headers)));
   }
 
   /** Hand a read call to the core. Only `pending` (no request, no body) outlives this call;

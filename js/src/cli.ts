@@ -9,6 +9,7 @@ import { batchify, type BatchifyReport, type BatchlingEvent, type QueueReport } 
 import { BatchlingError } from "./errors.js";
 import { CliUsageError, HELP_TEXT, parseCliArgs, type CliArgs } from "./cli-args.js";
 import { runJobsCommand } from "./cli-jobs.js";
+import { runBatchesCommand } from "./cli-batches.js";
 import { runCacheCommand } from "./cli-cache.js";
 
 /** A problem the user can fix without a stack trace (missing script, missing export): exit 1. */
@@ -20,7 +21,8 @@ class CliError extends Error {
 }
 
 // ---------------------------------------------------------------------------------------------
-// Progress on stderr: one line rewritten in place on a terminal; only warnings otherwise.
+// Progress on stderr: one line rewritten in place on a terminal; without one, one line per retry
+// and per warning.
 
 const RENDER_EVERY_MS = 100;
 
@@ -33,6 +35,8 @@ class Progress {
   #results = 0;
   #retries = 0;
   #state = "";
+  /** Why it waits: the last retry's cause and delay, until the next provider progress. */
+  #waiting = "";
   #shown = false;
   #stopped = false;
   #lastRender = 0;
@@ -58,9 +62,12 @@ class Progress {
         this.#batches++;
         this.#state = `${event.provider} ${event.batchId}: submitted`;
         break;
-      case "batchPolled":
-        this.#state = `${event.batchId}: ${event.state} ${event.completed + event.failed}/${event.total}`;
+      case "batchPolled": {
+        const eta = event.etaMs == null ? "" : `, about ${formatDuration(event.etaMs)} left`;
+        this.#state = `${event.batchId}: ${event.state} ${event.completed + event.failed}/${event.total}${eta}`;
+        this.#waiting = "";
         break;
+      }
       case "batchFinished":
         this.#finished++;
         this.#state = `${event.batchId}: ${event.state}`;
@@ -68,9 +75,12 @@ class Progress {
       case "resultsReceived":
         this.#results += event.results;
         break;
-      case "retry":
+      case "retry": {
         this.#retries++;
+        this.#waiting = `${retryCause(event.reason, event.host)}, retry ${event.attempt}/${event.maxAttempts} in ${formatDuration(event.delayMs)}`;
+        if (!this.live) this.stream.write(`batchling: ${event.step}: ${this.#waiting}\n`);
         break;
+      }
       case "warning":
         this.warn(event.message);
         return;
@@ -107,6 +117,7 @@ class Progress {
     }
     parts.push(`${this.#results} ${plural(this.#results, "result")}`);
     if (this.#retries) parts.push(`${this.#retries} ${plural(this.#retries, "retry", "retries")}`);
+    if (this.#waiting) parts.push(this.#waiting);
     // Last: the latest provider state, the part cut first on a narrow terminal.
     if (this.#state) parts.push(this.#state);
     return `batchling: ${parts.join(" · ")}`;
@@ -142,6 +153,28 @@ class Progress {
     this.stream.write("\r\x1b[K");
     this.#shown = false;
   }
+}
+
+/** `8 s`, `2 min 5 s`, `1 h 3 min`. */
+function formatDuration(ms: number): string {
+  const s = Math.round(ms / 1000);
+  if (s < 60) return ms < 1000 && ms > 0 ? `${(ms / 1000).toFixed(1)} s` : `${s} s`;
+  if (s < 3600) return `${Math.floor(s / 60)} min${s % 60 ? ` ${s % 60} s` : ""}`;
+  return `${Math.floor(s / 3600)} h${Math.floor((s % 3600) / 60) ? ` ${Math.floor((s % 3600) / 60)} min` : ""}`;
+}
+
+/** The retry's cause in a few words: `connection refused: api.openai.com`, `429 from api.openai.com: …`. */
+function retryCause(reason: string, host: string): string {
+  const http = /^HTTP (\d{3}): ?(.*)$/s.exec(reason);
+  if (http) return `${http[1]} from ${host}${http[2] ? `: ${http[2].slice(0, 80)}` : ""}`;
+  const codes: [RegExp, string][] = [
+    [/ECONNREFUSED/, "connection refused"],
+    [/ENOTFOUND|EAI_AGAIN/, "host not found"],
+    [/ECONNRESET|socket hang up|other side closed/i, "connection reset"],
+    [/ETIMEDOUT|timeout/i, "timed out"],
+  ];
+  for (const [pattern, cause] of codes) if (pattern.test(reason)) return `${cause}: ${host}`;
+  return `${reason.slice(0, 80)} (${host})`;
 }
 
 function plural(n: number, one: string, many = `${one}s`): string {
@@ -271,6 +304,8 @@ async function runCli(argv: readonly string[]): Promise<number> {
   if (argv[0] === "jobs") return runJobsCommand(argv.slice(1));
   // `batchling cache stats|prune`: the request cache's journal (cli-cache.ts).
   if (argv[0] === "cache") return runCacheCommand(argv.slice(1));
+  // `batchling batches list|status|cancel`: live provider batches of a journal (cli-batches.ts).
+  if (argv[0] === "batches") return runBatchesCommand(argv.slice(1));
   let args: CliArgs;
   try {
     args = parseCliArgs(argv);

@@ -119,6 +119,14 @@ export interface JobsBackend {
   jobResultFileName(id: string): string;
   /** `textsJson`: each job's result file text or null; `{ ok, summary: RunSummary, results }`. */
   jobSummarizeResults(textsJson: string): string;
+  /** `batchling batches` (core/src/host/batches.rs): `{ ok, batches: LiveBatch[] }`. */
+  batchesLive(journal: string): string;
+  /** `action`: "poll" | "cancel"; `{ ok, request }` (the call, carrying `apiKey`). */
+  batchesCall(journal: string, batchId: string, action: string, apiKey: string): string;
+  /** `{ ok, progress: BatchProgress }` from the poll's answer. */
+  batchesProgress(journal: string, batchId: string, status: number, headersJson: string, body: string): string;
+  /** `{ ok, line }`: the journal record of an accepted cancel. */
+  batchesCancelRecord(journal: string, batchId: string, status: number, headersJson: string, body: string): string;
 }
 
 const JOBS_FUNCTIONS = [
@@ -134,6 +142,10 @@ const JOBS_FUNCTIONS = [
   "jobStateKeeps",
   "jobResultFileName",
   "jobSummarizeResults",
+  "batchesLive",
+  "batchesCall",
+  "batchesProgress",
+  "batchesCancelRecord",
 ] as const satisfies readonly (keyof JobsBackend)[];
 
 

@@ -8,4 +8,4 @@ export { BatchRun } from "./batch-run.js";
 export { exportResults, readStateFile } from "./batch-files.js";
 export type { StateFile } from "./batch-files.js";
 export { InvalidJobsError, SourceChangedError, MAX_JOB_PROBLEMS } from "./batch-types.js";
-export type { BatchOptions, BatchStats, BatchEvent, JobDefaults, JobInput, JobResult, ResponseModel, JobsSource, JobSource, JobProblem } from "./batch-types.js";
+export type { BatchOptions, Prices, BatchStats, BatchEvent, JobDefaults, JobInput, JobResult, ResponseModel, JobsSource, JobSource, JobProblem } from "./batch-types.js";

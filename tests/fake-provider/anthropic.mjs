@@ -1,6 +1,7 @@
 // Fake Anthropic API: Messages (sync) and Message Batches.
 // Wire formats follow providers.md §3 and the `@anthropic-ai/sdk` npm SDK.
 
+import { anthropicPromptCache } from './prompt-cache.mjs';
 import {
   anthropicErrorBody,
   answerSeed,
@@ -108,8 +109,9 @@ export function anthropicAnswer(rawBody) {
 // ---------------------------------------------------------------------------
 // Batches
 
-function executeRequest(state, request, fate) {
-  if (fate === 'expired') return { type: 'expired' };
+function executeRequest(state, request, fate, index = 0, count = 1) {
+  // Expired: the first half ran before the 24 h ran out; the rest did not.
+  if (fate === 'expired' && index >= Math.floor(count / 2)) return { type: 'expired' };
   if (fate === 'cancelled') return { type: 'canceled' };
   if (fate === 'failed') {
     return { type: 'errored', error: anthropicErrorBody(500, 'The batch failed (injected fault).') };
@@ -119,6 +121,7 @@ function executeRequest(state, request, fate) {
     return { type: 'errored', error: anthropicErrorBody(400, 'stream: Streaming is not supported in message batches.') };
   }
   const answer = anthropicAnswer(request.body);
+  anthropicPromptCache(state, request.body, answer);
   return answer.status >= 200 && answer.status < 300
     ? { type: 'succeeded', message: answer.body }
     : { type: 'errored', error: answer.body };
@@ -127,9 +130,11 @@ function executeRequest(state, request, fate) {
 const COUNT_KEY = { succeeded: 'succeeded', errored: 'errored', canceled: 'canceled', expired: 'expired' };
 
 function finish(state, record, fate) {
-  record.results = record.requests.map((request) => ({
+  // Fate `missing`: the last request did not run and has no result line (nor a count).
+  const ran = fate === 'missing' ? record.requests.slice(0, -1) : record.requests;
+  record.results = ran.map((request, index) => ({
     custom_id: request.customId,
-    result: executeRequest(state, request, fate),
+    result: executeRequest(state, request, fate, index, ran.length),
   }));
   record.requestCounts = { processing: 0, succeeded: 0, errored: 0, canceled: 0, expired: 0 };
   for (const { result } of record.results) record.requestCounts[COUNT_KEY[result.type]] += 1;
@@ -199,6 +204,7 @@ export function anthropicRoutes() {
         return errorResponse('anthropic', 400, 'The fake provider does not implement streaming responses.');
       }
       const answer = anthropicAnswer(ctx.json);
+      anthropicPromptCache(ctx.state, ctx.json, answer);
       return { status: answer.status, json: answer.body, headers: { 'request-id': answer.requestId } };
     }, { sync: true }),
 

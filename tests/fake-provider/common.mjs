@@ -423,6 +423,7 @@ export function emptyCounters() {
   return {
     requests: {},
     lastHeaders: {},
+    headerNames: {},
     lastPaths: {},
     batchesCreated: perProvider(),
     batchSizes: [],

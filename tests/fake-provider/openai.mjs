@@ -6,6 +6,7 @@
 // under its own path prefix with its own route names (`groq.batches.create`, …):
 // see FLAVOURS below.
 
+import { openaiPromptCache } from './prompt-cache.mjs';
 import {
   FIXED_CREATED,
   answerSeed,
@@ -377,6 +378,7 @@ function executeLine(state, record, request) {
     };
   }
   const answer = openaiAnswer(endpoint, request.body);
+  if (record.provider === 'openai') openaiPromptCache(state, endpoint, request.body, answer);
   return {
     ok: answer.status >= 200 && answer.status < 300,
     body: answer.body,
@@ -401,7 +403,9 @@ function writeResults(state, record, { expireFrom = Infinity } = {}) {
   const outputs = [];
   const errors = [];
   const usage = emptyUsage();
-  record.requests.forEach((request, index) => {
+  // Fate `missing`: the last request did not run and has no line (the counts leave it out).
+  const ran = record.fate === 'missing' ? record.requests.slice(0, -1) : record.requests;
+  ran.forEach((request, index) => {
     const lineId = `batch_req_${sha256Hex(`${record.id}:${request.customId}`).slice(0, 24)}`;
     const result = index >= expireFrom
       ? notExecutedLine(lineId, request, 'batch_expired')
@@ -532,6 +536,7 @@ export function openaiRoutes(flavour = FLAVOURS.openai) {
       // Azure runs the deployment named in the path, whatever the body's model says.
       const body = deployment !== undefined && isPlainObject(ctx.json) ? { ...ctx.json, model: deployment } : ctx.json;
       const answer = openaiAnswer(endpoint, body);
+      if (provider === 'openai') openaiPromptCache(ctx.state, endpoint, body, answer);
       return { status: answer.status, json: answer.body, headers: { 'x-request-id': answer.requestId } };
     }, { sync: true });
   };

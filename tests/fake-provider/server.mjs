@@ -36,7 +36,7 @@ const DEFAULT_CONFIG = {
   enqueuedTokenLimit: null, // per (API key, model): tokens (chars / 4) of live batches; null = none
 };
 
-const FATES = ['failed', 'expired', 'cancelled'];
+const FATES = ['failed', 'expired', 'cancelled', 'missing'];
 
 // One entry per provider the fake speaks: its routes and its auth check. Providers added after
 // the first three serve under their own path prefix (e.g. /mistral/v1/...).
@@ -79,7 +79,9 @@ function createFaults() {
      */
     add(spec) {
       if (!spec || typeof spec.route !== 'string') throw new TypeError('faults.add: route is required');
-      if (!spec.drop && !Number.isInteger(spec.status)) throw new TypeError('faults.add: status or drop is required');
+      if (!spec.drop && !spec.dropFirstLine && !Number.isInteger(spec.status)) {
+        throw new TypeError('faults.add: status, drop or dropFirstLine is required');
+      }
       const rule = {
         route: spec.route,
         matches: routeMatcher(spec.route),
@@ -89,6 +91,7 @@ function createFaults() {
         body: spec.body,
         drop: Boolean(spec.drop),
         afterHandling: Boolean(spec.afterHandling),
+        dropFirstLine: Boolean(spec.dropFirstLine),
       };
       rules.push(rule);
       return rule;
@@ -228,6 +231,8 @@ export async function startFakeProvider(options = {}) {
     batches: new Map(),
     files: new Map(),
     uploads: new Map(),
+    /** Prompt-cache prefixes seen (prompt-cache.mjs). */
+    promptCache: new Map(),
     nextId: () => String(++idSeq).padStart(6, '0'),
     nextSeq: () => ++orderSeq,
     takeBatchFate: (provider) => faults.takeFate(provider),
@@ -255,6 +260,9 @@ export async function startFakeProvider(options = {}) {
     const name = selected?.route.name ?? 'unknown';
     counters.requests[name] = (counters.requests[name] ?? 0) + 1;
     counters.lastHeaders[name] = ctx.headers;
+    for (const header of Object.keys(ctx.headers)) {
+      counters.headerNames[header] = (counters.headerNames[header] ?? 0) + 1;
+    }
     counters.lastPaths[name] = `${req.method} ${req.url}`;
     if (config.delayMs > 0) await sleep(config.delayMs);
 
@@ -266,7 +274,7 @@ export async function startFakeProvider(options = {}) {
     const fault = faults.take(name);
     if (fault) counters.faultsTriggered += 1;
     if (fault?.drop && !fault.afterHandling) return req.socket.destroy();
-    if (fault && !fault.drop) return writeResponse(res, faultResponse(route.provider, fault));
+    if (fault && !fault.drop && !fault.dropFirstLine) return writeResponse(res, faultResponse(route.provider, fault));
 
     let out = route.auth === false ? null : AUTH[route.provider](ctx.headers, url);
     if (!out) {
@@ -281,6 +289,11 @@ export async function startFakeProvider(options = {}) {
       }
     }
     if (fault?.drop) return req.socket.destroy(); // afterHandling: the action happened, the answer is lost
+    if (fault?.dropFirstLine && out?.raw) {
+      // A flaky download: the body as served lacks its first line.
+      const cut = out.raw.indexOf(0x0a);
+      out = { ...out, raw: cut === -1 ? Buffer.alloc(0) : out.raw.subarray(cut + 1) };
+    }
     writeResponse(res, out);
   }
 
@@ -325,6 +338,7 @@ export async function startFakeProvider(options = {}) {
       state.batches.clear();
       state.files.clear();
       state.uploads.clear();
+      state.promptCache.clear();
       faults.clear();
       assignInPlace(config, initialConfig);
     },

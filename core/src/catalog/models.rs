@@ -196,6 +196,21 @@ pub fn resolve(model: &str) -> Result<&'static ModelInfo, UnknownModel> {
         })
 }
 
+/// What the job builder assumes of a model the registry does not know but the user priced and
+/// gave a provider for (a fine-tune id): the provider's widest limits and capabilities, so that
+/// the provider, not batchling, decides what the model accepts.
+pub fn unlisted(provider: ProviderId) -> Option<&'static ModelInfo> {
+    static OPENAI: ModelInfo = m("", O, 1_050_000, 128_000, Y, Y, N, Y, N);
+    static ANTHROPIC: ModelInfo = m("", A, 1_000_000, 128_000, Y, Y, Y, Y, N);
+    static GEMINI: ModelInfo = m("", G, 1_048_576, 65_536, Y, Y, N, Y, N);
+    match provider {
+        O => Some(&OPENAI),
+        A => Some(&ANTHROPIC),
+        G => Some(&GEMINI),
+        _ => None,
+    }
+}
+
 /// All known models.
 pub fn all() -> &'static [ModelInfo] {
     MODELS

@@ -20,6 +20,8 @@ pub const OPTION_KEYS: &[&str] = &[
     "pollIntervalMs",
     "providers",
     "retry",
+    "lineAttempts",
+    "prices",
 ];
 
 /// The values of `resultFiles`: `results.jsonl` only, or also one file per job.
@@ -55,6 +57,8 @@ pub enum BatchCall {
     CostLimit,
     /// `addJob(job)`, with the id it gets (the caller's or a generated one).
     Job,
+    /// The `prices` option of `new Batch(options)`.
+    Prices,
 }
 
 impl BatchCall {
@@ -64,6 +68,7 @@ impl BatchCall {
             "defaults" => Self::Defaults,
             "costLimit" => Self::CostLimit,
             "job" => Self::Job,
+            "prices" => Self::Prices,
             _ => return None,
         })
     }
@@ -96,6 +101,7 @@ pub fn check(call: BatchCall, value_json: &str, job_id: &str) -> Checked {
             }
         }
         BatchCall::Job => check_job(value, job_id),
+        BatchCall::Prices => super::options::prices(value).map(|_| ()),
     }
 }
 
@@ -136,7 +142,12 @@ fn check_options(value: Js<'_>) -> Checked {
             return Err(OptionError::new(name, "must be a non-empty path string"));
         }
     }
-    for name in ["maxConcurrent", "itemsPerBatch", "pollIntervalMs"] {
+    for name in [
+        "maxConcurrent",
+        "itemsPerBatch",
+        "pollIntervalMs",
+        "lineAttempts",
+    ] {
         count(name, options.get(name), 1, false)?;
     }
     match options.get("resultFiles") {
@@ -151,6 +162,10 @@ fn check_options(value: Js<'_>) -> Checked {
                 ),
             ))
         }
+    }
+    // Its entries sit past the depth this check is sent; the `prices` call checks them.
+    if !matches!(options.get("prices"), Js::Undefined | Js::Object(_)) {
+        super::options::prices(options.get("prices"))?;
     }
     match options.get("providers") {
         Js::Undefined => {}

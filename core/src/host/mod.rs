@@ -6,6 +6,7 @@
 //!   ([`wire`]) into the host's scratch buffer.
 //! - [`InterceptorHost`]: the provider batching engine, its outputs as one JSON string per call.
 //! - [`jobs`]: the job builder's functions, JSON in and JSON out.
+//! - [`batches`]: the live batches of a journal, and the calls that poll or cancel one.
 //! - [`batch_options`]: the job builder's option rules (keys, ranges), refusals as data.
 //! - [`run_state`]: what a job run leaves on disk (state file, result files) and its summary.
 //! - [`options`]: the options as users write them, checked before an engine is built, answered
@@ -13,6 +14,7 @@
 
 pub mod batch_options;
 mod batcher;
+pub mod batches;
 mod interceptor;
 pub mod jobs;
 mod json_entries;

@@ -22,8 +22,10 @@
 use serde_json::{json, Map, Number, Value};
 
 use crate::batcher::HostBatcherOptions;
+use crate::catalog::pricing::{PriceOverride, PriceOverrides};
 use crate::interceptor::InterceptorOptions;
 use crate::options::OptionError;
+use crate::provider_id::ProviderId;
 
 /// `RequestBatcher`'s options, in the order an unknown key's message lists them.
 pub const BATCHER_KEYS: [&str; 10] = [
@@ -40,7 +42,7 @@ pub const BATCHER_KEYS: [&str; 10] = [
 ];
 
 /// `batchify()`'s options.
-pub const BATCHIFY_KEYS: [&str; 10] = [
+pub const BATCHIFY_KEYS: [&str; 15] = [
     "batchSize",
     "batchWindowMs",
     "pollIntervalMs",
@@ -49,8 +51,23 @@ pub const BATCHIFY_KEYS: [&str; 10] = [
     "retry",
     "onEvent",
     "hosts",
+    "lineAttempts",
+    "resubmit",
     "maxEnqueuedTokens",
+    "deadlineMs",
+    "maxSyncFallbacks",
+    "prices",
     "deleteProviderFiles",
+];
+
+/// The keys of one model's price (`prices: { "<model>": { … } }`, both `batchify()` and `Batch`).
+pub const PRICE_KEYS: [&str; 6] = [
+    "provider",
+    "inputPerMTok",
+    "outputPerMTok",
+    "cachedInputPerMTok",
+    "cacheWritePerMTok",
+    "cacheReadPerMTok",
 ];
 
 /// The keys of a `retry` object (both hosts).
@@ -338,6 +355,8 @@ pub fn interceptor_options(
     let batch_window_ms = count("batchWindowMs", o.get("batchWindowMs"), 0, false)?;
     let poll_interval_ms = count("pollIntervalMs", o.get("pollIntervalMs"), 1, false)?;
     let max_enqueued_tokens = count("maxEnqueuedTokens", o.get("maxEnqueuedTokens"), 1, false)?;
+    let deadline_ms = count("deadlineMs", o.get("deadlineMs"), 1, false)?;
+    let max_sync_fallbacks = count("maxSyncFallbacks", o.get("maxSyncFallbacks"), 1, false)?;
     let dry_run = match o.get("dryRun") {
         Js::Undefined => None,
         Js::Bool(b) => Some(b),
@@ -375,6 +394,20 @@ pub fn interceptor_options(
         Js::Undefined => None,
         declared => Some(hosts(declared)?),
     };
+    let line_attempts = count("lineAttempts", o.get("lineAttempts"), 1, false)?
+        .map(|n| fit("lineAttempts", n, u32::MAX.into()))
+        .transpose()?;
+    let resubmit = match o.get("resubmit") {
+        Js::Undefined => None,
+        Js::Bool(b) => Some(b),
+        other => {
+            return Err(OptionError::new(
+                "resubmit",
+                format!("must be a boolean, got {}", js_string(other)),
+            ))
+        }
+    };
+    let prices = prices(o.get("prices"))?;
     let retry = retry.unwrap_or(Retry {
         attempts: None,
         backoff_ms: None,
@@ -413,7 +446,18 @@ pub fn interceptor_options(
             .map(|n| fit("maxEnqueuedTokens", n, u64::MAX))
             .transpose()?
             .or(host.max_enqueued_tokens),
+        deadline_ms: deadline_ms
+            .map(|n| fit("deadlineMs", n, u64::MAX))
+            .transpose()?
+            .or(host.deadline_ms),
+        max_sync_fallbacks: max_sync_fallbacks
+            .map(|n| fit("maxSyncFallbacks", n, usize::MAX as u64))
+            .transpose()?
+            .or(host.max_sync_fallbacks),
         hosts: hosts.or(host.hosts),
+        line_attempts: line_attempts.or(host.line_attempts),
+        resubmit: resubmit.or(host.resubmit),
+        prices: prices.or(host.prices),
         cache_max_age_days: cache_max_age_days.or(host.cache_max_age_days),
         delete_provider_files: delete_provider_files.or(host.delete_provider_files),
         ..host
@@ -531,6 +575,83 @@ fn hosts(value: Js<'_>) -> Result<Vec<Value>, OptionError> {
         out.push(Value::Object(spec));
     }
     Ok(out)
+}
+
+/// The `prices` option: `{ "<model>": { provider?, inputPerMTok, outputPerMTok,
+/// cachedInputPerMTok?, cacheWritePerMTok?, cacheReadPerMTok? } }`, every price a finite number
+/// >= 0 and `provider` a provider's name; messages name the model and the field.
+pub(super) fn prices(value: Js<'_>) -> Result<Option<PriceOverrides>, OptionError> {
+    const SHAPE: &str = "must be an object { \"<model>\": { provider?, inputPerMTok, outputPerMTok, cachedInputPerMTok?, cacheWritePerMTok?, cacheReadPerMTok? } } (list USD per million tokens)";
+    let map = match value {
+        Js::Undefined => return Ok(None),
+        Js::Object(map) => map,
+        _ => return Err(OptionError::new("prices", SHAPE)),
+    };
+    let mut out = PriceOverrides::new();
+    for (model, entry) in map {
+        let name = format!("prices.{model}");
+        let fields = match js(Some(entry)) {
+            Js::Object(fields) => Fields::Map(fields),
+            other => {
+                return Err(OptionError::new(
+                    name,
+                    format!(
+                        "must be an object {{ provider?, inputPerMTok, outputPerMTok, cachedInputPerMTok?, cacheWritePerMTok?, cacheReadPerMTok? }}, got {}",
+                        js_string(other)
+                    ),
+                ))
+            }
+        };
+        known_keys(&fields, &PRICE_KEYS, &format!("{name}."))?;
+        let number = |key: &str, required: bool| -> Result<Option<f64>, OptionError> {
+            match fields.get(key) {
+                Js::Undefined if !required => Ok(None),
+                Js::Number(n) if n.as_f64().is_some() => Ok(n.as_f64()),
+                other => Err(OptionError::new(
+                    format!("{name}.{key}"),
+                    format!(
+                        "must be a number >= 0 (list USD per million tokens){}, got {}",
+                        if required { ", and is required" } else { "" },
+                        js_string(other)
+                    ),
+                )),
+            }
+        };
+        let provider = match fields.get("provider") {
+            Js::Undefined => None,
+            other => {
+                let named = match other {
+                    Js::String(s) => {
+                        serde_json::from_value::<ProviderId>(Value::String(s.into())).ok()
+                    }
+                    _ => None,
+                };
+                Some(named.ok_or_else(|| {
+                    let names: Vec<&str> =
+                        crate::providers::PROVIDERS.iter().map(|d| d.name).collect();
+                    OptionError::new(
+                        format!("{name}.provider"),
+                        format!(
+                            "must be one of {}, got {}",
+                            names.join(", "),
+                            js_string(other)
+                        ),
+                    )
+                })?)
+            }
+        };
+        let price = PriceOverride {
+            provider,
+            input_per_mtok: number("inputPerMTok", true)?.unwrap_or_default(),
+            output_per_mtok: number("outputPerMTok", true)?.unwrap_or_default(),
+            cached_input_per_mtok: number("cachedInputPerMTok", false)?,
+            cache_write_per_mtok: number("cacheWritePerMTok", false)?,
+            cache_read_per_mtok: number("cacheReadPerMTok", false)?,
+        };
+        crate::interceptor::check_price(model, &price)?;
+        out.insert(model.clone(), price);
+    }
+    Ok(Some(out))
 }
 
 /// `String(value)` in JS (a function as "a function").

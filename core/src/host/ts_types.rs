@@ -10,13 +10,17 @@ mod tests {
 
     use crate::batcher::{HostBatcherOptions, Status};
     use crate::cache::{AnswerPlace, CacheStats, CompactLine};
+    use crate::catalog::pricing::PriceOverride;
+    use crate::host::batches::{BatchProgress, LiveBatch};
     use crate::host::jobs::{FileType, JobProvider};
     use crate::host::run_state::{JobSource, RunState, RunSummary, SourceKind};
     use crate::host::wire;
     use crate::interceptor::{
         FailCode, InterceptorOptions, LifecycleEvent, Output, QueueReport, SerializableRequest,
     };
-    use crate::jobs::{Citation, FileInput, JobResult, JobSpec, Message, ProviderEndpoint};
+    use crate::jobs::{
+        Citation, Content, FileInput, JobResult, JobSpec, Message, ProviderEndpoint,
+    };
     use crate::options::OptionError;
     use crate::providers::{HostSpec, ProviderId};
 
@@ -33,6 +37,7 @@ mod tests {
         let decls = [
             <serde_json::Value as TS>::decl(&cfg),
             ProviderId::decl(&cfg),
+            PriceOverride::decl(&cfg),
             HostSpec::decl(&cfg),
             InterceptorOptions::decl(&cfg),
             HostBatcherOptions::decl(&cfg),
@@ -46,6 +51,7 @@ mod tests {
             Output::decl(&cfg),
             QueueReport::decl(&cfg),
             Status::decl(&cfg),
+            Content::decl(&cfg),
             Message::decl(&cfg),
             FileInput::decl(&cfg),
             JobSpec::decl(&cfg),
@@ -58,6 +64,8 @@ mod tests {
             JobSource::decl(&cfg),
             RunState::decl(&cfg),
             RunSummary::decl(&cfg),
+            LiveBatch::decl(&cfg),
+            BatchProgress::decl(&cfg),
         ];
         for decl in decls {
             out.push_str("export ");

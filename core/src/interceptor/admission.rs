@@ -132,8 +132,8 @@ impl Interceptor {
                         "not run: the cost limit of ${limit} was reached before this batch"
                     )),
                     None => Some(format!(
-                        "not run: the price of model {} is unknown, so the cost limit of ${limit} cannot be enforced",
-                        route.model
+                        "not run: the price of model {} is unknown, so the cost limit of ${limit} cannot be enforced; give it with the `prices` option: {{ \"{}\": {{ inputPerMTok, outputPerMTok }} }}",
+                        route.model, route.model
                     )),
                     Some(usd) if self.admission.committed_usd + usd > limit => Some(format!(
                         "not run: this batch (~${usd:.6}) would pass the cost limit of ${limit} (${:.6} already committed)",
@@ -158,7 +158,8 @@ impl Interceptor {
     pub(super) fn estimate_batch_usd(&self, route: &Route, fingerprints: &[String]) -> Option<f64> {
         fingerprints.iter().try_fold(0.0, |sum, fp| {
             let body = &self.entries.get(fp)?.body;
-            Some(sum + pricing::estimate(route.provider, &route.model, body).batch_usd?)
+            let rates = pricing::rates(route.provider, &route.model, &self.config.prices);
+            Some(sum + pricing::estimate_with(rates, &route.model, body).batch_usd?)
         })
     }
 }

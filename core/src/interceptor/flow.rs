@@ -11,7 +11,8 @@ use crate::providers::{
 };
 
 use super::io::{CallId, FailCode, LifecycleEvent, Output};
-use super::job::{BatchJob, Call, CreateOrigin, JobId, JobState, Retry};
+use super::job::{BatchJob, Call, CreateOrigin, JobId, JobState, Reading, Retry, REDOWNLOADS};
+use super::lines::{self, Skipped};
 use super::Interceptor;
 
 impl Interceptor {
@@ -25,7 +26,9 @@ impl Interceptor {
         let estimated_usd = self.estimate_batch_usd(&route, &fingerprints);
         let tokens = self.request_tokens(&route, &fingerprints).iter().sum();
         // The body moves from the entry to the job: one copy per request, dropped once the
-        // provider has it (a journalled job that must be queued again gives it back).
+        // provider has it (a journalled job that must be queued again gives it back). Where a
+        // request that does not run may be resubmitted, the entry keeps it too.
+        let keep = self.keeps_bodies();
         let items: Vec<BatchItem> = fingerprints
             .iter()
             .map(|fp| BatchItem {
@@ -33,7 +36,10 @@ impl Interceptor {
                 body: self
                     .entries
                     .get_mut(fp)
-                    .map(|entry| std::mem::take(&mut entry.body))
+                    .map(|entry| match keep {
+                        true => entry.body.clone(),
+                        false => std::mem::take(&mut entry.body),
+                    })
                     .unwrap_or_default(),
             })
             .collect();
@@ -211,7 +217,7 @@ impl Interceptor {
             bad.line_number += *lines_before;
         }
         *lines_before += text.bytes().filter(|&b| b == b'\n').count();
-        self.absorb_results(job_id, parsed);
+        self.absorb_results(job_id, Some(call), parsed);
     }
 
     pub(super) fn on_response(&mut self, now_ms: u64, call: CallId, response: HttpResponse) {
@@ -234,6 +240,7 @@ impl Interceptor {
         }
         // The lines of this call's earlier chunks, if it came in chunks.
         let lines_before = self.streamed_lines.remove(&call).unwrap_or(0);
+        let call_id = call;
         let Some((job_id, call)) = self.calls.remove(&call) else {
             return;
         };
@@ -298,7 +305,8 @@ impl Interceptor {
                     bad.line_number += lines_before;
                 }
                 let next = adapter.next_download(&batch_id, &response.body);
-                self.absorb_results(job_id, parsed);
+                self.absorb_results(job_id, Some(call_id), parsed);
+                self.download_call_done(job_id, call_id);
                 if let Some(next) = next {
                     // A paged listing: this download goes on with its next page.
                     return self.send_call(now_ms, job_id, Call::Download(next));
@@ -309,7 +317,7 @@ impl Interceptor {
                 };
                 *downloads_left = downloads_left.saturating_sub(1);
                 if *downloads_left == 0 {
-                    self.finish_job(job_id);
+                    self.downloads_done(now_ms, job_id);
                 }
             }
         }
@@ -345,12 +353,14 @@ impl Interceptor {
     /// The batch exists (created, or found by its key): make the adapter's after-create calls,
     /// with the bodies the job still holds, then start polling.
     fn created(&mut self, now_ms: u64, job_id: JobId, batch_id: String) {
+        let entries_keep = self.keeps_bodies();
         let job = self.jobs.get_mut(&job_id).expect("job exists");
         let adapter = adapter(job.route.provider);
         let calls = adapter.build_after_create(&job.context(), job.items(), &batch_id);
         // The provider has the bodies now, or the calls above do; they are kept only while it
-        // may still refuse the batch for its enqueued-token limit.
-        if adapter.may_refuse_enqueued(None) {
+        // may still refuse the batch for its enqueued-token limit, and then by the job only
+        // where the entries do not keep them anyway (to resubmit lines that did not run).
+        if adapter.may_refuse_enqueued(None) && !entries_keep {
             job.held = job.take_items();
         }
         job.state = JobState::AddingRequests {
@@ -385,6 +395,7 @@ impl Interceptor {
             batch_id: batch_id.clone(),
             next_poll_ms: Some(now_ms + self.config.poll_interval_ms),
         };
+        job.progress_origin = Some((now_ms, 0));
         let event = LifecycleEvent::BatchSubmitted {
             job: job_id,
             provider: job.route.provider,
@@ -451,6 +462,9 @@ impl Interceptor {
     fn polled(&mut self, now_ms: u64, job_id: JobId, report: PollReport) {
         let job = self.jobs.get_mut(&job_id).expect("job exists");
         let batch_id = job.batch_id().unwrap_or_default().to_string();
+        let done = report.completed + report.failed;
+        let origin = *job.progress_origin.get_or_insert((now_ms, done));
+        let eta_ms = eta_ms(origin, (now_ms, done), report.total);
         self.outputs.push(Output::Event {
             event: LifecycleEvent::BatchPolled {
                 job: job_id,
@@ -459,6 +473,7 @@ impl Interceptor {
                 total: report.total,
                 completed: report.completed,
                 failed: report.failed,
+                eta_ms,
             },
         });
         if !job.held.is_empty()
@@ -481,6 +496,12 @@ impl Interceptor {
                     downloads_left: downloads.len(),
                     end_kind: report.end_kind_if_partial,
                     unclaimed: HashMap::new(),
+                    reading: Box::new(Reading {
+                        downloads: downloads.clone(),
+                        lines_ran: report.completed + report.failed,
+                        redownloads_left: REDOWNLOADS,
+                        ..Reading::default()
+                    }),
                 };
                 self.event(LifecycleEvent::BatchFinished {
                     job: job_id,
@@ -488,16 +509,18 @@ impl Interceptor {
                     state: report.state_label,
                 });
                 if let Some(parsed) = inline {
-                    self.absorb_results(job_id, parsed);
+                    self.absorb_results(job_id, None, parsed);
                 }
                 if downloads.is_empty() {
-                    self.finish_job(job_id);
+                    self.downloads_done(now_ms, job_id);
                 } else {
                     for download in downloads {
                         self.send_call(now_ms, job_id, Call::Download(download));
                     }
                 }
             }
+            // A failed batch, but not one of `lines`'s: a refusal for the enqueued-token limit
+            // goes back to admission to wait for headroom, and does not count as a line attempt.
             PollState::OverEnqueuedLimit {
                 message,
                 limit_tokens,
@@ -518,16 +541,32 @@ impl Interceptor {
                     state: report.state_label,
                 });
                 let job = self.jobs.remove(&job_id).expect("job exists");
-                self.persist_released(job.fingerprints.clone());
-                for fp in &job.fingerprints {
-                    self.answer_entry(fp, response.clone(), false);
+                if report.completed == 0 {
+                    // Nothing ran: the requests may go into a new batch.
+                    let lines = job.fingerprints.into_iter().map(|fp| (fp, None)).collect();
+                    let state = kind.as_str();
+                    self.lines_not_run(now_ms, job_id, &batch_id, state, lines, response);
+                } else {
+                    self.persist_released(job.fingerprints.clone());
+                    for fp in &job.fingerprints {
+                        self.answer_entry(fp, response.clone(), false);
+                    }
                 }
                 self.delete_provider_files(&job.route, &batch_id, &job.tag, job.provider_files);
             }
         }
     }
 
-    fn absorb_results(&mut self, job_id: JobId, parsed: providers::ParsedResults) {
+    /// Answer the callers of result lines (read by download `call`, or inline with the poll).
+    /// A line for an unknown custom id, or a second line for one, is skipped with a warning; a
+    /// line a retried download delivers again is skipped quietly. Lines for requests that did
+    /// not run are held back to be resubmitted (see `lines`).
+    fn absorb_results(
+        &mut self,
+        job_id: JobId,
+        call: Option<CallId>,
+        parsed: providers::ParsedResults,
+    ) {
         let batch_id = self.jobs[&job_id]
             .batch_id()
             .unwrap_or_default()
@@ -539,31 +578,82 @@ impl Interceptor {
             ));
         }
         let job = &self.jobs[&job_id];
+        let resumed = job.resumed;
         let by_custom_id: HashMap<&str, &str> = job
             .custom_ids
             .iter()
             .map(String::as_str)
             .zip(job.fingerprints.iter().map(String::as_str))
             .collect();
+        let items: Vec<(providers::ItemResult, Option<LineOf>)> = parsed
+            .items
+            .into_iter()
+            .map(|item| {
+                let known = by_custom_id.get(item.custom_id.as_str()).map(|fp| {
+                    let entry = self.entries.get(*fp);
+                    let for_jobs = entry.is_some_and(|e| {
+                        !e.waiters.is_empty()
+                            && e.waiters.iter().all(|r| self.job_specs.contains_key(r))
+                    });
+                    (fp.to_string(), entry.is_some(), for_jobs)
+                });
+                (item, known)
+            })
+            .collect();
+        let resubmit = self.config.resubmit;
         // A line for a request this run has not asked about (yet) is kept with the job.
         let mut answers: Vec<(String, HttpResponse)> = Vec::new();
+        let mut held: Vec<(String, Option<HttpResponse>)> = Vec::new();
         let mut early = Vec::new();
-        for item in parsed.items {
-            match by_custom_id.get(item.custom_id.as_str()) {
-                Some(fp) if self.entries.contains_key(*fp) => {
-                    answers.push((fp.to_string(), item.response))
+        let mut late = Vec::new();
+        let mut skipped = Skipped::default();
+        let job = self.jobs.get_mut(&job_id).expect("job exists");
+        let JobState::Downloading {
+            unclaimed, reading, ..
+        } = &mut job.state
+        else {
+            return debug_assert!(false, "results outside Downloading");
+        };
+        reading.count(call, items.len());
+        for (item, known) in items {
+            if known.is_none() && !resumed {
+                skipped.unknown.push(item.custom_id);
+                continue;
+            }
+            if !reading.see(call, &item.custom_id) {
+                skipped.duplicate.push(item.custom_id);
+                continue;
+            }
+            // Read by an earlier attempt (a retried download, or a download made again): its
+            // first line was used.
+            if !reading.read.insert(item.custom_id.clone()) {
+                continue;
+            }
+            match known {
+                Some((fp, true, for_jobs)) => {
+                    if resubmit && lines::not_run(&item.response) {
+                        reading.held_state = Some(lines::not_run_state(&item.response));
+                        held.push((fp, None));
+                    } else if resubmit && for_jobs && lines::retryable(&item.response) {
+                        held.push((fp, Some(item.response)));
+                    } else {
+                        answers.push((fp, item.response));
+                    }
                 }
-                // Already answered by an earlier download (page) of this batch: the first wins.
-                Some(_) => {}
+                // Answered already: a request a resumed job was asked about again, or one the
+                // normal endpoint answered after its deadline (see `deadline`).
+                Some((fp, false, _)) => late.push((fp, item.response.status)),
                 None => early.push((item.custom_id, item.response)),
             }
         }
-        let job = self.jobs.get_mut(&job_id).expect("job exists");
-        if let JobState::Downloading { unclaimed, .. } = &mut job.state {
-            // The first line for a custom id wins, as within one download.
-            for (custom_id, response) in early {
-                unclaimed.entry(custom_id).or_insert(response);
-            }
+        reading.held.extend(held);
+        // The first line for a custom id wins, as within one download.
+        for (custom_id, response) in early {
+            unclaimed.entry(custom_id).or_insert(response);
+        }
+        self.warn_skipped(&batch_id, skipped);
+        for (fp, status) in late {
+            self.line_after_fallback(&fp, &batch_id, status);
         }
         self.outputs.push(Output::Event {
             event: LifecycleEvent::ResultsReceived {
@@ -577,33 +667,47 @@ impl Interceptor {
         }
     }
 
-    /// All results are in: requests without a line did not run.
-    fn finish_job(&mut self, job_id: JobId) {
+    /// All results are in: requests without a line (or with a line held back) did not run.
+    pub(super) fn finish_job(&mut self, now_ms: u64, job_id: JobId) {
         let Some(job) = self.jobs.remove(&job_id) else {
             return;
         };
         let JobState::Downloading {
-            batch_id, end_kind, ..
+            batch_id,
+            end_kind,
+            mut reading,
+            ..
         } = job.state
         else {
             return debug_assert!(false, "finished outside Downloading");
         };
         let kind = end_kind.unwrap_or(EndKind::Failed);
-        let adapter = adapter(job.route.provider);
         let message = match end_kind {
             Some(kind) => format!("the batch {kind} before this request ran"),
             None => "the batch completed without a result line for this request".to_string(),
         };
-        let missing: Vec<String> = job
-            .fingerprints
-            .into_iter()
-            .filter(|fp| self.entries.contains_key(fp))
-            .collect();
-        self.persist_released(missing.clone());
-        for fp in missing {
-            let response = adapter.ended_response(&batch_id, kind, &message);
-            self.answer_entry(&fp, response, false);
+        let response = adapter(job.route.provider).ended_response(&batch_id, kind, &message);
+        // Lines the provider counts as run that were not read even downloading again: which
+        // requests they were is unknown, so none without a line is resubmitted.
+        let unaccounted = reading.lines_ran.saturating_sub(reading.best_read);
+        let mut not_run = Vec::new();
+        let mut unsure = Vec::new();
+        for fp in job.fingerprints {
+            if !self.entries.contains_key(&fp) {
+                continue;
+            }
+            match reading.held.remove(&fp) {
+                Some(line) => not_run.push((fp, line)),
+                None if unaccounted > 0 => unsure.push(fp),
+                None => not_run.push((fp, None)),
+            }
         }
+        self.lines_unaccounted(&batch_id, unaccounted, unsure, response.clone());
+        let state = end_kind
+            .map(EndKind::as_str)
+            .or(reading.held_state)
+            .unwrap_or("completed");
+        self.lines_not_run(now_ms, job_id, &batch_id, state, not_run, response);
         self.delete_provider_files(&job.route, &batch_id, &job.tag, job.provider_files);
     }
 
@@ -700,9 +804,15 @@ impl Interceptor {
         // A download cut off mid-stream is retried from the start: its lines count anew (the
         // callers its chunks answered stay answered; the retry's lines for them are skipped).
         self.streamed_lines.remove(&call);
+        let call_id = call;
         let Some((job_id, call)) = self.calls.remove(&call) else {
             return;
         };
+        if let Some(JobState::Downloading { reading, .. }) =
+            self.jobs.get_mut(&job_id).map(|j| &mut j.state)
+        {
+            reading.call_failed(call_id);
+        }
         if !self.jobs.contains_key(&job_id) {
             return;
         }
@@ -768,7 +878,9 @@ impl Interceptor {
         let backoff = self.backoff_ms(attempt);
         let delay_ms = retry_after_ms.map_or(backoff, |r| r.max(backoff / 2));
         let step = next_call.as_str();
+        let max_attempts = self.config.call_attempts.saturating_sub(1);
         let job = self.jobs.get_mut(&job_id).expect("job exists");
+        let host = url_host(&job.route.base_url).to_string();
         job.retries.push(Retry {
             at_ms: now_ms + delay_ms,
             call: next_call,
@@ -777,8 +889,10 @@ impl Interceptor {
             job: job_id,
             step: step.into(),
             attempt,
+            max_attempts,
             delay_ms,
             reason,
+            host,
         });
     }
 
@@ -825,9 +939,59 @@ fn describe_age(ms: u64) -> String {
     }
 }
 
+/// Time left for a batch at the rate its requests finished between `origin` and `now` (each a
+/// time and a count of finished requests); `None` before any progress was seen. The rate is
+/// this run's observation: a batch resumed half done counts from where this run found it.
+pub(crate) fn eta_ms(origin: (u64, u64), now: (u64, u64), total: u64) -> Option<u64> {
+    let (t0, done0) = origin;
+    let (t1, done1) = now;
+    if done1 >= total && total > 0 {
+        return Some(0);
+    }
+    if done1 <= done0 || t1 <= t0 {
+        return None;
+    }
+    let remaining = total.saturating_sub(done1) as u128;
+    let per = (t1 - t0) as u128;
+    let eta = remaining * per / (done1 - done0) as u128;
+    Some(eta.min(u64::MAX as u128) as u64)
+}
+
+/// `api.openai.com` of `https://api.openai.com/v1`.
+pub(super) fn url_host(url: &str) -> &str {
+    let rest = url.split_once("://").map_or(url, |(_, r)| r);
+    let end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+    &rest[..end]
+}
+
+/// A result line's request, if the job has it: (fingerprint, still open, answered as a job).
+type LineOf = (String, bool, bool);
+
 /// `Retry-After` in seconds (the form the providers send), as milliseconds.
-fn retry_after_ms(response: &HttpResponse) -> Option<u64> {
+pub(super) fn retry_after_ms(response: &HttpResponse) -> Option<u64> {
     let value = response.header("retry-after")?.trim();
     let seconds: f64 = value.parse().ok()?;
     (seconds.is_finite() && seconds >= 0.0).then(|| (seconds * 1000.0).round() as u64)
+}
+
+#[cfg(test)]
+mod eta_tests {
+    use super::{eta_ms, url_host};
+
+    #[test]
+    fn eta_is_the_remaining_requests_at_the_observed_rate() {
+        // 40 of 100 done in 60 s since submission: 60 left at 1.5 s each.
+        assert_eq!(eta_ms((1_000, 0), (61_000, 40), 100), Some(90_000));
+        // Counted from where this run first saw a resumed batch.
+        assert_eq!(eta_ms((0, 50), (10_000, 60), 100), Some(40_000));
+        assert_eq!(eta_ms((0, 0), (10_000, 0), 100), None, "no progress yet");
+        assert_eq!(eta_ms((0, 0), (0, 0), 0), None);
+        assert_eq!(eta_ms((0, 0), (5_000, 100), 100), Some(0), "all done");
+    }
+
+    #[test]
+    fn the_host_of_a_base_url() {
+        assert_eq!(url_host("https://api.openai.com/v1"), "api.openai.com");
+        assert_eq!(url_host("http://127.0.0.1:9/x?y"), "127.0.0.1:9");
+    }
 }

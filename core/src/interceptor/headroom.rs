@@ -329,8 +329,8 @@ impl Interceptor {
     }
 
     /// A request joined a batch a previous run created: while the provider may still refuse
-    /// that batch for its enqueued-token limit, its job keeps the body (to submit it again) and
-    /// counts its tokens.
+    /// that batch for its enqueued-token limit, its job keeps the body (to submit it again;
+    /// unless its entry keeps it anyway, see `keeps_bodies`) and counts its tokens.
     pub(super) fn hold_for_refusal(
         &mut self,
         job_id: JobId,
@@ -342,8 +342,12 @@ impl Interceptor {
             return;
         }
         let tokens = pricing::estimate(route.provider, &route.model, &body).input_tokens_est;
+        let entry_keeps = self.keeps_bodies();
         if let Some(job) = self.jobs.get_mut(&job_id) {
             job.tokens += tokens;
+            if entry_keeps {
+                return;
+            }
             job.held.push(BatchItem {
                 custom_id: cache::custom_id(fingerprint),
                 body,

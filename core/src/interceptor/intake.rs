@@ -9,9 +9,10 @@ use std::sync::Arc;
 use crate::batcher::{Action as BatcherAction, Event as BatcherEvent};
 use crate::cache::{self, BatchPlace};
 use crate::http::HttpRequest;
-use crate::providers::{self, PassThrough, Route};
+use crate::providers::{self, adapter, EndKind, PassThrough, Route};
 
 use super::abort::ClientTimer;
+use super::deadline;
 use super::io::{FailCode, LifecycleEvent, Output, RequestId};
 use super::job::{BatchJob, Call, CreateOrigin, JobState};
 use super::{Entry, Interceptor, Queue, Waiting};
@@ -21,7 +22,7 @@ impl Interceptor {
         &mut self,
         now_ms: u64,
         request: RequestId,
-        http: HttpRequest,
+        mut http: HttpRequest,
         arrived_ms: u64,
     ) {
         if self.closing {
@@ -32,6 +33,18 @@ impl Interceptor {
             });
             return;
         }
+        // The deadline header is ours: taken off before the request is read, never sent on.
+        let header_deadline = match deadline::take_deadline_header(&mut http) {
+            Ok(ms) => ms,
+            Err(message) => {
+                let code = FailCode::InvalidDeadline;
+                return self.outputs.push(Output::Fail {
+                    request,
+                    code,
+                    message,
+                });
+            }
+        };
         let timer = ClientTimer::of(&http, arrived_ms.min(now_ms));
         let route = match providers::classify_with(&http, &self.config.hosts) {
             Ok(route) => route,
@@ -44,7 +57,17 @@ impl Interceptor {
             timer,
         };
         self.request_entry.insert(request, waiting);
-        self.report.count_request(&route);
+        self.report.count_request(&route, &self.config.prices);
+        if self.deadlines.join(&fingerprint, request) {
+            return; // an identical request is on its way to the normal endpoint
+        }
+        let answered = self.caching && self.cache.result(&fp).is_some();
+        let too_close = match header_deadline.or(self.config.deadline_ms) {
+            Some(ms) if !self.config.dry_run && !answered => {
+                self.arm_deadline(request, &http, &route, arrived_ms.min(now_ms), ms)
+            }
+            _ => false,
+        };
 
         if let Some(entry) = self.entries.get_mut(&fingerprint) {
             entry.waiters.push(request); // an identical request is already on its way
@@ -53,6 +76,7 @@ impl Interceptor {
         if self.caching && !self.config.dry_run {
             if let Some(place) = self.cache.result(&fp) {
                 self.report.count_cache_hit(&route);
+                self.count_journalled_fallback(&fp, &route);
                 self.event(LifecycleEvent::CacheHit {
                     provider: route.provider,
                     model: route.model.clone(),
@@ -78,6 +102,19 @@ impl Interceptor {
             if let Some(place) = self.cache.intent(&fp).cloned() {
                 return self.find_then_resume(now_ms, request, fingerprint, route, place);
             }
+            if let Some(batch_id) = self.cache.cancelled(&fp) {
+                // The user cancelled its batch (`batchling batches cancel`): never submitted again.
+                let response = adapter(route.provider).ended_response(
+                    batch_id,
+                    EndKind::Cancelled,
+                    "the batch was cancelled (batchling batches cancel) before this request ran",
+                );
+                self.request_entry.remove(&request);
+                return self.respond(request, response);
+            }
+        }
+        if too_close {
+            return; // straight to the normal endpoint (see `deadline`), never in a batch
         }
         self.enqueue(now_ms, request, fingerprint, route);
     }
@@ -207,13 +244,24 @@ impl Interceptor {
     // ---- resuming what a previous run journalled ------------------------------------------
 
     /// Register `request` as waiting on a batch that is (or was) already created: the provider
-    /// has (or its job holds) the body, so the entry keeps none.
-    fn await_in_batch(&mut self, request: RequestId, fingerprint: &str, route: &Route) {
+    /// has (or its job holds) the body, so the entry keeps none, unless a line that does not
+    /// run may be resubmitted (see `keeps_bodies`).
+    fn await_in_batch(
+        &mut self,
+        request: RequestId,
+        fingerprint: &str,
+        route: &Route,
+        body: &serde_json::Value,
+    ) {
         let mut route = route.clone();
         route.body = serde_json::Value::Null;
         let entry = Entry {
             route: Arc::new(route),
-            body: serde_json::Value::Null,
+            body: if self.keeps_bodies() {
+                body.clone()
+            } else {
+                serde_json::Value::Null
+            },
             waiters: vec![request],
             item: None,
         };
@@ -231,9 +279,9 @@ impl Interceptor {
         batch_id: String,
     ) {
         let custom_id = cache::custom_id(&fingerprint);
-        self.await_in_batch(request, &fingerprint, &route);
         let mut route = route;
         let body = std::mem::take(&mut route.body);
+        self.await_in_batch(request, &fingerprint, &route, &body);
         if let Some(job) = self
             .jobs
             .values_mut()
@@ -270,6 +318,7 @@ impl Interceptor {
         job.resumed_from = Some(
             cache::Fingerprint::parse(&fingerprint).and_then(|fp| self.cache.submitted_at(&fp)),
         );
+        job.resumed = true;
         self.jobs.insert(id, job);
         self.hold_for_refusal(id, &route, &fingerprint, body);
     }
@@ -287,7 +336,7 @@ impl Interceptor {
         // The body goes to the job's items; the entry keeps the route without it.
         let mut route = route;
         let body = std::mem::take(&mut route.body);
-        self.await_in_batch(request, &fingerprint, &route);
+        self.await_in_batch(request, &fingerprint, &route, &body);
         if let Some(job) = self
             .jobs
             .values_mut()
@@ -307,7 +356,8 @@ impl Interceptor {
             file: place.uploaded_file,
             origin: CreateOrigin::Journal,
         };
-        let job = BatchJob::new(id, route, place.tag, vec![fingerprint], state);
+        let mut job = BatchJob::new(id, route, place.tag, vec![fingerprint], state);
+        job.resumed = true;
         self.jobs.insert(id, job);
         self.send_call(now_ms, id, Call::Find);
     }

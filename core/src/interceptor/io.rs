@@ -98,6 +98,13 @@ pub enum FailCode {
     /// The batch would pass the cost limit (or its price is unknown).
     #[serde(rename = "ERR_BATCHLING_COST_LIMIT")]
     CostLimit,
+    /// The request's `x-batchling-deadline-ms` header is not a whole number of milliseconds >= 1.
+    #[serde(rename = "ERR_BATCHLING_INVALID_DEADLINE")]
+    InvalidDeadline,
+    /// The request went through `lineAttempts` batches and none ran it (its line was missing,
+    /// or its batch expired or was cancelled first); the message names the batches.
+    #[serde(rename = "ERR_BATCHLING_LINES_NOT_RUN")]
+    LinesNotRun,
     /// A batch a previous run journalled is gone at the provider (404/410 on the batch or its
     /// results): providers keep a batch's results about 30 days. Its requests are released, so
     /// the next run submits them again.
@@ -114,6 +121,8 @@ impl FailCode {
             FailCode::Protocol => "ERR_BATCHLING_PROTOCOL",
             FailCode::ProviderUnavailable => "ERR_BATCHLING_PROVIDER_UNAVAILABLE",
             FailCode::CostLimit => "ERR_BATCHLING_COST_LIMIT",
+            FailCode::InvalidDeadline => "ERR_BATCHLING_INVALID_DEADLINE",
+            FailCode::LinesNotRun => "ERR_BATCHLING_LINES_NOT_RUN",
             FailCode::BatchGone => "ERR_BATCHLING_BATCH_GONE",
         }
     }
@@ -197,6 +206,9 @@ pub enum LifecycleEvent {
         total: u64,
         completed: u64,
         failed: u64,
+        /// Estimated time left, from the provider's counts: the requests still to finish at the
+        /// rate they finished since this run first saw the batch. `None` until progress is seen.
+        eta_ms: Option<u64>,
     },
     #[serde(rename_all = "camelCase")]
     BatchFinished {
@@ -210,13 +222,28 @@ pub enum LifecycleEvent {
         batch_id: String,
         results: usize,
     },
+    /// Requests of a batch that ended without running them (or, for the job builder, whose
+    /// lines came back with a retryable error) go into a new batch: `state` is how the batch
+    /// ended ("completed" with lines missing, "expired", "cancelled", "failed").
+    #[serde(rename_all = "camelCase")]
+    LinesResubmitted {
+        job: u64,
+        batch_id: String,
+        state: String,
+        requests: usize,
+    },
     #[serde(rename_all = "camelCase")]
     Retry {
         job: u64,
         step: String,
+        /// This retry's number, and how many the budget allows before the call gives up.
         attempt: u32,
+        max_attempts: u32,
         delay_ms: u64,
+        /// Why: `HTTP 429: …`, or the transport error (`fetch failed (… ECONNREFUSED …)`).
         reason: String,
+        /// The host the failed call went to (`api.openai.com`).
+        host: String,
     },
     /// Batches of one (provider, host, model, credential) wait for headroom under its
     /// enqueued-token limit: the provider refused one (`limitTokens` is the limit it stated, if
@@ -232,6 +259,19 @@ pub enum LifecycleEvent {
         limit_tokens: Option<u64>,
         /// This queue's batches still in flight.
         batches_in_flight: usize,
+        reason: String,
+    },
+    /// A request's deadline (`deadlineMs` or its `x-batchling-deadline-ms` header) passed, or is
+    /// shorter than a batch's turnaround (`tooClose`): it is sent to the provider's normal
+    /// endpoint (`sent`), or, when the cost limit would be passed at sync prices, not (`sent:
+    /// false`: it waits for its batch). `batchId`: the batch it was in, whose line is discarded.
+    #[serde(rename_all = "camelCase")]
+    DeadlineFallback {
+        provider: ProviderId,
+        model: String,
+        sent: bool,
+        too_close: bool,
+        batch_id: Option<String>,
         reason: String,
     },
     #[serde(rename_all = "camelCase")]

@@ -12,7 +12,7 @@
 //! A job made from a previous run's journal starts in `Finding` (an intent: the create may or
 //! may not have reached the provider) or in `Polling` (the batch is known to exist).
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::{HashMap, HashSet, VecDeque};
 
 use crate::cache;
 use crate::http::{HttpRequest, HttpResponse};
@@ -100,7 +100,44 @@ pub(super) enum JobState {
         /// Result lines for custom ids not (yet) asked for in this run, kept until the batch is
         /// done: a resumed request may attach while the results are being downloaded.
         unclaimed: HashMap<String, HttpResponse>,
+        /// What was read, checked against the provider's counts when the files are done.
+        reading: Box<Reading>,
     },
+}
+
+/// How many more times a batch's results are downloaded when the provider's counts say more
+/// lines ran than were read (a bug of ours in downloading or paging looks like a missing line,
+/// and resubmitting such a line would pay for it twice).
+pub(super) const REDOWNLOADS: u32 = 2;
+
+/// The lines of a batch read so far, across its downloads and their retries.
+#[derive(Debug, Default)]
+pub(super) struct Reading {
+    /// The result files (or first pages), to download again.
+    pub(super) downloads: Vec<String>,
+    /// Lines that ran by the provider's counts (completed + failed); 0 when it gives none.
+    pub(super) lines_ran: u64,
+    pub(super) redownloads_left: u32,
+    /// Custom ids with a line, in any download attempt.
+    pub(super) read: HashSet<String>,
+    /// Lines read (duplicates too) by the downloads of this attempt that are done, by those
+    /// still open, and by the best attempt so far: what is checked against `lines_ran`.
+    pub(super) lines_read: u64,
+    pub(super) call_lines: HashMap<u64, u64>,
+    pub(super) best_read: u64,
+    /// Custom ids read by the downloads of this attempt that are done: a second line for one
+    /// of them is a duplicate. A download retried from the start re-delivers its lines, so
+    /// a call's ids join this set only when the call is done.
+    pub(super) this_attempt: HashSet<String>,
+    /// Custom ids read by each download call still open.
+    pub(super) in_call: HashMap<u64, HashSet<String>>,
+    /// Requests whose line says they did not run (expired or cancelled before they ran), or,
+    /// for the job builder, ran into a retryable error (`Some` with that line): held back
+    /// from their callers to be resubmitted when the batch is done.
+    pub(super) held: HashMap<String, Option<HttpResponse>>,
+    /// How the held lines that did not run say the batch ended ("expired", "cancelled"), where
+    /// the poll did not say (an Anthropic batch "ended" with expired lines).
+    pub(super) held_state: Option<&'static str>,
 }
 
 /// A call waiting for its retry time.
@@ -125,12 +162,19 @@ pub(super) struct BatchJob {
     pub(super) attempts: u32,
     /// Calls waiting for their retry time; several downloads of one batch can wait at once.
     pub(super) retries: Vec<Retry>,
+    /// Made from a previous run's journal: it lists only the requests asked about in this run,
+    /// so a line for another custom id is not unknown (see `unclaimed`).
+    pub(super) resumed: bool,
     /// Estimated input tokens of its requests, as enqueued-token limits count them (0 for a
     /// batch resumed from the journal, whose bodies this run may not have).
     pub(super) tokens: u64,
     /// The bodies kept after the create while the provider may still refuse the batch for its
-    /// enqueued-token limit (see `ProviderAdapter::may_refuse_enqueued`), to submit them again.
+    /// enqueued-token limit (see `ProviderAdapter::may_refuse_enqueued`), to submit them again;
+    /// empty where the entries keep the bodies anyway (to resubmit lines that did not run).
     pub(super) held: Vec<BatchItem>,
+    /// When this run first polled the batch, and how many of its requests were done then: the
+    /// origin of the ETA's rate.
+    pub(super) progress_origin: Option<(u64, u64)>,
     /// The batch's files at the provider (uploaded input, output and error files), deleted
     /// once its results are journalled.
     pub(super) provider_files: Vec<String>,
@@ -157,8 +201,10 @@ impl BatchJob {
             state,
             attempts: 0,
             retries: Vec::new(),
+            resumed: false,
             tokens: 0,
             held: Vec::new(),
+            progress_origin: None,
             provider_files: Vec::new(),
             resumed_from: None,
         }

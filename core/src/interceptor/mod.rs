@@ -23,16 +23,19 @@
 //! - `job`: one provider batch and its explicit state machine;
 //! - `flow`: the provider calls that move a job along, and their retries;
 //! - `headroom`: batches wait for room under the providers' enqueued-token limits;
+//! - `deadline`: requests not answered by their deadline go to the normal endpoint;
 //! - [`report`]: the per-queue report.
 
 mod abort;
 mod admission;
 mod bulk;
+mod deadline;
 mod flow;
 mod headroom;
 mod intake;
 pub mod io;
 mod job;
+mod lines;
 pub mod options;
 pub mod report;
 
@@ -49,10 +52,11 @@ use crate::http::HttpResponse;
 use crate::options::OptionError;
 use crate::providers::Route;
 
+pub use deadline::DEADLINE_HEADER;
 pub use io::{
     CallId, FailCode, Input, JobSubmission, LifecycleEvent, Output, RequestId, SerializableRequest,
 };
-pub use options::{InterceptorConfig, InterceptorOptions};
+pub use options::{check_price, InterceptorConfig, InterceptorOptions};
 pub use report::QueueReport;
 
 use abort::{AbortKind, ClientTimer};
@@ -119,10 +123,14 @@ pub struct Interceptor {
     drained_sent: bool,
     admission: Admission,
     headroom: Headroom,
+    deadlines: deadline::Deadlines,
     jitter: Jitter,
     tag_seed: u64,
     /// The abort kinds already warned about.
     warned_aborts: HashSet<AbortKind>,
+    /// Requests resubmitted because their batches ended without running them: the ids of
+    /// those batches, oldest first (see `lines`).
+    not_run: HashMap<String, Vec<String>>,
 }
 
 impl Interceptor {
@@ -177,9 +185,11 @@ impl Interceptor {
             drained_sent: false,
             admission: Admission::default(),
             headroom: Headroom::default(),
+            deadlines: deadline::Deadlines::default(),
             jitter,
             tag_seed,
             warned_aborts: HashSet::new(),
+            not_run: HashMap::new(),
         })
     }
 
@@ -231,6 +241,13 @@ impl Interceptor {
                 arrived_ms,
             } => self.submit(now_ms, request, http, arrived_ms),
             Input::SubmitJobs { jobs } => self.submit_jobs(now_ms, jobs),
+            Input::Response { call, response } if self.deadlines.owns(call) => {
+                let reason = format!("HTTP {}", response.status);
+                self.on_fallback_answer(now_ms, call, Some(response), reason)
+            }
+            Input::TransportError { call, message } if self.deadlines.owns(call) => {
+                self.on_fallback_answer(now_ms, call, None, message)
+            }
             Input::Response { call, response } => self.on_response(now_ms, call, response),
             Input::ResponseChunk { call, text } => self.on_response_chunk(call, &text),
             Input::TransportError { call, message } => {
@@ -250,6 +267,7 @@ impl Interceptor {
         }
         self.batcher.handle(now_ms, BatcherEvent::Tick); // windows that elapsed cut now
         self.run_timers(now_ms);
+        self.run_deadlines(now_ms);
         self.absorb_batcher(now_ms);
         self.admit_jobs(now_ms);
         // Drained once every caller is answered and the provider-file deletes are done (a
@@ -277,6 +295,7 @@ impl Interceptor {
             .into_iter()
             .chain(jobs)
             .chain(holds)
+            .chain(self.deadlines.next_deadline())
             .min()
     }
 
@@ -287,7 +306,10 @@ impl Interceptor {
                 .is_waiting(route)
                 .then_some((route, fps.len() as u64))
         });
-        self.report.rows_with_waits(waiting)
+        let pending = self
+            .deadlines
+            .pending_paid_twice(|job| self.jobs.contains_key(&job));
+        self.report.rows_with_waits(waiting, pending)
     }
 
     /// Requests not yet answered.
@@ -325,9 +347,14 @@ impl Interceptor {
                 at_ms: self.wall_ms(),
             });
         }
+        self.not_run.remove(fingerprint);
         let Some(entry) = self.entries.remove(fingerprint) else {
             return;
         };
+        if durable && (200..300).contains(&response.status) {
+            self.report
+                .count_answer(&entry.route, &response.body, &self.config.prices);
+        }
         for request in entry.waiters {
             if self.request_entry.remove(&request).is_some() {
                 self.respond(request, response.clone());
@@ -346,6 +373,7 @@ impl Interceptor {
 
     fn fail_entries(&mut self, fingerprints: &[String], code: FailCode, message: &str) {
         for fp in fingerprints {
+            self.not_run.remove(fp);
             if let Some(entry) = self.entries.remove(fp) {
                 for request in entry.waiters {
                     if self.request_entry.remove(&request).is_some() {

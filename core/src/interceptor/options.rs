@@ -4,6 +4,7 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::catalog::pricing::{PriceOverride, PriceOverrides};
 use crate::options::OptionError;
 use crate::providers;
 
@@ -26,13 +27,30 @@ pub struct InterceptorConfig {
     /// estimate would pass it is not submitted, nor is any batch after it: their requests fail
     /// with `ERR_BATCHLING_COST_LIMIT`. Batches already submitted finish.
     pub cost_limit_usd: Option<f64>,
+    /// Batches a request may go through without running (missing from the results, or its
+    /// batch expired or was cancelled first), counting the first, before its caller gets
+    /// `ERR_BATCHLING_LINES_NOT_RUN`. The job builder's lines that came back with a retryable
+    /// error (429, 5xx, overloaded) count the same way.
+    pub line_attempts: u32,
+    /// Whether such requests are resubmitted at all; `false`: their callers get the batch's
+    /// end as an error response at once.
+    pub resubmit: bool,
     /// Estimated input tokens allowed in flight at once per (provider, host, model,
     /// credential), as the providers' enqueued-token limits count them: a batch that would pass
     /// it waits until a batch of its queue ends; one above it alone is split.
     pub max_enqueued_tokens: Option<u64>,
+    /// A request not answered this long after it arrived is sent to the provider's normal
+    /// endpoint and answered from there (see `deadline`); per call, the header
+    /// `x-batchling-deadline-ms` sets it.
+    pub deadline_ms: Option<u64>,
+    /// Sync fallbacks in flight at once; further ones wait for one to end.
+    pub max_sync_fallbacks: usize,
     /// Where requests are looked up before recognition by path shape: the user's declared hosts,
     /// then the built-in ones (Groq, Azure, …).
     pub hosts: providers::HostTable,
+    /// The user's prices by model id (`prices`), over the catalog's, for estimates, the cost
+    /// limit and the reported cost.
+    pub prices: PriceOverrides,
     /// How long journalled answers are kept (see [`crate::cache::AgeLimit`]); `None`: for ever.
     /// Applied only with a wall clock.
     pub cache_max_age_ms: Option<u64>,
@@ -71,8 +89,13 @@ impl Default for InterceptorConfig {
             jitter_seed: 0x5eed,
             max_concurrent_batches: usize::MAX,
             cost_limit_usd: None,
+            line_attempts: 3,
+            resubmit: true,
             max_enqueued_tokens: None,
+            deadline_ms: None,
+            max_sync_fallbacks: 8,
             hosts: providers::HostTable::builtin(),
+            prices: PriceOverrides::new(),
             cache_max_age_ms: None,
             wall_clock: None,
             delete_provider_files: true,
@@ -102,14 +125,46 @@ impl InterceptorConfig {
         if self.max_enqueued_tokens == Some(0) {
             return Err(at_least_one("maxEnqueuedTokens"));
         }
+        if self.deadline_ms == Some(0) {
+            return Err(at_least_one("deadlineMs"));
+        }
+        if self.max_sync_fallbacks == 0 {
+            return Err(at_least_one("maxSyncFallbacks"));
+        }
+        for (model, price) in &self.prices {
+            check_price(model, price)?;
+        }
         if self.call_attempts == 0 {
             return Err(at_least_one("retry.attempts"));
         }
         if self.batch_size == 0 {
             return Err(at_least_one("batchSize"));
         }
+        if self.line_attempts == 0 {
+            return Err(at_least_one("lineAttempts"));
+        }
         Ok(())
     }
+}
+
+/// A model's price (`prices`): a model id, every price a finite number >= 0; the error names the
+/// model and the field.
+pub fn check_price(model: &str, price: &PriceOverride) -> Result<(), OptionError> {
+    if model.trim().is_empty() {
+        return Err(OptionError::new("prices", "a model id must not be empty"));
+    }
+    for (field, value) in price.fields() {
+        if let Some(v) = value.filter(|v| !v.is_finite() || *v < 0.0) {
+            return Err(OptionError::new(
+                format!("prices.{model}.{field}"),
+                format!(
+                    "must be a finite number >= 0 (USD per million tokens), got {}",
+                    crate::host::options::js_number(v)
+                ),
+            ));
+        }
+    }
+    Ok(())
 }
 
 /// Options as JSON from the host (camelCase), with the defaults of [`InterceptorConfig`].
@@ -147,12 +202,23 @@ pub struct InterceptorOptions {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub cost_limit_usd: Option<f64>,
     #[serde(skip_serializing_if = "Option::is_none")]
+    pub line_attempts: Option<u32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub resubmit: Option<bool>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub max_enqueued_tokens: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub deadline_ms: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub max_sync_fallbacks: Option<usize>,
     /// Hosts the user declared (`[{baseUrl, provider, completionWindow?, maxRequests?,
     /// maxFileBytes?, maxInlineBytes?}]`; `maxInlineBytes` for Gemini hosts only).
     #[cfg_attr(test, ts(type = "Array<HostSpec>"))]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub hosts: Option<Vec<serde_json::Value>>,
+    /// The user's prices by model id (`{ "<model>": { provider?, inputPerMTok, … } }`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub prices: Option<PriceOverrides>,
     /// Days a journalled answer is kept (`cache: { maxAgeDays }`; default 30, the providers'
     /// result retention).
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -187,8 +253,15 @@ impl InterceptorOptions {
                 .max_concurrent_batches
                 .unwrap_or(defaults.max_concurrent_batches),
             cost_limit_usd: self.cost_limit_usd,
+            line_attempts: self.line_attempts.unwrap_or(defaults.line_attempts),
+            resubmit: self.resubmit.unwrap_or(defaults.resubmit),
             max_enqueued_tokens: self.max_enqueued_tokens,
+            deadline_ms: self.deadline_ms,
+            max_sync_fallbacks: self
+                .max_sync_fallbacks
+                .unwrap_or(defaults.max_sync_fallbacks),
             hosts,
+            prices: self.prices.clone().unwrap_or_default(),
             cache_max_age_ms: max_age_ms(self.cache_max_age_days)?,
             wall_clock: self.clock_wall_ms.map(|wall_ms| WallClock {
                 wall_ms,

@@ -40,6 +40,12 @@ pub(crate) trait JobFormat: Sync {
         false
     }
 
+    /// Whether the provider gets a job's content blocks (system prompt, messages) unchanged
+    /// (Anthropic: `cache_control` marks prompt-cache breakpoints), rather than their text.
+    fn takes_content_blocks(&self) -> bool {
+        false
+    }
+
     /// JSON pointers of the body fields structured output relies on, which `extra` may not set
     /// when the job has a schema.
     fn schema_fields(&self) -> &'static [&'static str];
@@ -77,6 +83,9 @@ pub(crate) struct Prepared<'a> {
     /// The model name as sent (Gemini without a `models/` prefix).
     pub(crate) model: &'a str,
     pub(crate) system: Option<String>,
+    /// The system prompt as content blocks, for a format that [takes them](JobFormat::takes_content_blocks)
+    /// and a job that gives blocks (its text turned into a `text` block where it gives text).
+    pub(crate) system_blocks: Option<Vec<Value>>,
     pub(crate) turns: Vec<Turn<'a>>,
     pub(crate) max_tokens: Option<u64>,
     /// The response schema as sent: OpenAI's strict form of the job's (see
@@ -87,6 +96,8 @@ pub(crate) struct Prepared<'a> {
 pub(crate) struct Turn<'a> {
     pub(crate) assistant: bool,
     pub(crate) parts: Vec<Part<'a>>,
+    /// The message's content blocks as given, for a format that takes them.
+    pub(crate) blocks: Option<&'a [Value]>,
 }
 
 pub(crate) enum Part<'a> {
@@ -117,12 +128,34 @@ pub(crate) struct Output {
     /// Anthropic tool input.
     pub(crate) structured: Option<Value>,
     pub(crate) citations: Vec<Citation>,
+    /// All prompt tokens (cache reads and writes included).
     pub(crate) input_tokens: Option<u64>,
+    /// Reasoning and thinking included.
     pub(crate) output_tokens: Option<u64>,
+    /// Of `input_tokens`: read from a prompt cache, written to a 5-minute / 1-hour one.
+    pub(crate) cache_read_tokens: u64,
+    pub(crate) cache_write_5m_tokens: u64,
+    pub(crate) cache_write_1h_tokens: u64,
     pub(crate) finish_reason: Option<String>,
     pub(crate) truncated: bool,
     /// A refusal, a block, a missing answer.
     pub(crate) problem: Option<String>,
+}
+
+impl Output {
+    /// The usage to bill, `None` when the answer reports none.
+    pub(crate) fn usage(&self) -> Option<crate::catalog::pricing::Usage> {
+        if self.input_tokens.is_none() && self.output_tokens.is_none() {
+            return None;
+        }
+        Some(crate::catalog::pricing::Usage {
+            input_tokens: self.input_tokens.unwrap_or(0),
+            cache_read_tokens: self.cache_read_tokens,
+            cache_write_5m_tokens: self.cache_write_5m_tokens,
+            cache_write_1h_tokens: self.cache_write_1h_tokens,
+            output_tokens: self.output_tokens.unwrap_or(0),
+        })
+    }
 }
 
 /// The unsigned integer at `pointer` in `v`, if any.

@@ -27,8 +27,10 @@ pub struct JobSpec {
     /// The question or instruction. On its own it is a one-message conversation.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub prompt: Option<String>,
+    /// Text, or content blocks (Anthropic's `{type: "text", text, cache_control}`), which
+    /// Anthropic gets unchanged and other providers as their text.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub system: Option<String>,
+    pub system: Option<Content>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub temperature: Option<f64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -39,6 +41,11 @@ pub struct JobSpec {
     /// Provider-specific body fields, deep-merged into the request body last.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub extra: Option<Map<String, Value>>,
+    /// The user's price for this job's model (the host sets it from the `prices` option): its
+    /// cost is computed at it, and with a `provider` a model the registry does not know (a
+    /// fine-tune id) is accepted as that provider's.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub price: Option<crate::catalog::pricing::PriceOverride>,
 }
 
 #[cfg_attr(test, derive(ts_rs::TS))]
@@ -47,7 +54,64 @@ pub struct JobSpec {
 pub struct Message {
     /// "system", "user" or "assistant".
     pub role: String,
-    pub content: String,
+    pub content: Content,
+}
+
+/// A message's (or the system prompt's) content: text, or content blocks as Anthropic's
+/// Messages API takes them (`[{ type: "text", text, cache_control: { type: "ephemeral" } }]`),
+/// sent to Anthropic unchanged (so prompt caching works) and to other providers as the text of
+/// their `text` blocks.
+#[cfg_attr(test, derive(ts_rs::TS))]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum Content {
+    Text(String),
+    Blocks(Vec<Value>),
+}
+
+impl From<&str> for Content {
+    fn from(text: &str) -> Self {
+        Content::Text(text.to_string())
+    }
+}
+
+impl From<String> for Content {
+    fn from(text: String) -> Self {
+        Content::Text(text)
+    }
+}
+
+impl Content {
+    /// The text: the string, or the `text` blocks' texts joined by a blank line. Refused: an
+    /// empty one, a block that is not an object with a `type`, and (unless `any_block`) a block
+    /// other than a non-empty `text` block.
+    pub(crate) fn text(&self, any_block: bool) -> Result<String, String> {
+        let blocks = match self {
+            Content::Text(t) if t.trim().is_empty() => return Err("is empty".into()),
+            Content::Text(t) => return Ok(t.clone()),
+            Content::Blocks(b) if b.is_empty() => return Err("has no content blocks".into()),
+            Content::Blocks(b) => b,
+        };
+        let mut texts = Vec::new();
+        for (i, block) in blocks.iter().enumerate() {
+            let kind = block.get("type").and_then(Value::as_str).ok_or_else(|| {
+                format!("content block {i} must be an object with a `type`, e.g. {{ \"type\": \"text\", \"text\": \"…\" }}")
+            })?;
+            match block.get("text").and_then(Value::as_str) {
+                Some(t) if kind == "text" && !t.trim().is_empty() => texts.push(t),
+                _ if any_block && kind != "text" => {}
+                _ if kind == "text" => {
+                    return Err(format!("content block {i} needs a non-empty `text`"))
+                }
+                _ => {
+                    return Err(format!(
+                        "content block {i} has type `{kind}`; only Anthropic models take blocks other than `text`"
+                    ))
+                }
+            }
+        }
+        Ok(texts.join("\n\n"))
+    }
 }
 
 /// A file the host read and base64-encoded (standard alphabet, padded).
@@ -141,7 +205,8 @@ pub struct JobResult {
     pub input_tokens: Option<u64>,
     #[serde(default)]
     pub output_tokens: Option<u64>,
-    /// Reported usage × the model's batch price. `None` without usage or a known price.
+    /// The reported usage at the model's batch price (the user's override, else the catalog's),
+    /// prompt-cache reads and writes at their own rates. `None` without usage or a known price.
     #[serde(default)]
     pub cost_usd: Option<f64>,
     /// The provider's own stop reason ("stop", "end_turn", "MAX_TOKENS", ...).

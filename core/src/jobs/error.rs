@@ -23,6 +23,11 @@ pub enum JobError {
         index: usize,
         reason: String,
     },
+    /// The `system` field's content blocks.
+    InvalidSystem {
+        id: String,
+        reason: String,
+    },
     UnknownModel {
         id: String,
         error: UnknownModel,
@@ -97,7 +102,9 @@ impl JobError {
             JobError::BothInputs { .. } => "ERR_BATCHLING_BOTH_INPUTS",
             JobError::NoInput { .. } => "ERR_BATCHLING_NO_INPUT",
             JobError::FileWithoutPrompt { .. } => "ERR_BATCHLING_FILE_WITHOUT_PROMPT",
-            JobError::InvalidMessage { .. } => "ERR_BATCHLING_INVALID_MESSAGE",
+            JobError::InvalidMessage { .. } | JobError::InvalidSystem { .. } => {
+                "ERR_BATCHLING_INVALID_MESSAGE"
+            }
             JobError::UnknownModel { .. } => "ERR_BATCHLING_UNKNOWN_MODEL",
             JobError::UnsupportedFile { .. } => "ERR_BATCHLING_UNSUPPORTED_FILE",
             JobError::InvalidFile { .. } => "ERR_BATCHLING_INVALID_FILE",
@@ -134,10 +141,27 @@ impl fmt::Display for JobError {
                 f,
                 "job `{id}`: `file` needs a `prompt` saying what to do with it"
             ),
+            JobError::InvalidSystem { id, reason } => write!(f, "job `{id}`: `system` {reason}"),
             JobError::InvalidMessage { id, index, reason } => {
                 write!(f, "job `{id}`: messages[{index}] {reason}")
             }
-            JobError::UnknownModel { id, error } => write!(f, "job `{id}`: {error}"),
+            // A typo gets its suggestions; a name that looks like no typo (a fine-tune's
+            // `ft:…` / `…/…` id, or nothing close) the option that makes it usable.
+            JobError::UnknownModel { id, error }
+                if error.model.trim().is_empty()
+                    || !(error.suggestions.is_empty()
+                        || error.model.contains(':')
+                        || error.model.contains('/')) =>
+            {
+                write!(f, "job `{id}`: {error}")
+            }
+            JobError::UnknownModel { id, error } => write!(
+                f,
+                "job `{id}`: {error}; for a model batchling does not know (e.g. a fine-tune), give \
+                 its provider and price with the `prices` option: {{ \"{}\": {{ provider, \
+                 inputPerMTok, outputPerMTok }} }}",
+                error.model
+            ),
             JobError::UnsupportedFile { id, file, reason } => {
                 write!(f, "job `{id}`: file `{file}`: {reason}")
             }

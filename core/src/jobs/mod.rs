@@ -121,18 +121,21 @@ pub fn estimate_job(job: &JobSpec) -> Result<CostEstimate, JobError> {
     let info = resolve_checked(job)?;
     let prepared = prepare(job, info)?;
     let body = build_body(&prepared, true);
-    let mut estimate = pricing::estimate(info.provider, info.name, &body);
+    let rates = extract::job_rates(job, info);
+    let mut estimate = pricing::estimate_with(rates, &job.model, &body);
     estimate.input_tokens_est += file_tokens_est(&prepared);
-    let price = info.price();
-    estimate.sync_usd = price.map(|p| {
-        (estimate.input_tokens_est as f64 * p.input_usd_per_mtok
-            + estimate.output_tokens_est as f64 * p.output_usd_per_mtok)
-            / 1_000_000.0
+    estimate.sync_usd = rates.map(|r| {
+        pricing::input_output_usd(
+            &r,
+            &body,
+            estimate.input_tokens_est,
+            estimate.output_tokens_est,
+        )
     });
     estimate.batch_usd = estimate
         .sync_usd
-        .zip(price)
-        .map(|(usd, p)| usd * p.batch_multiplier);
+        .zip(rates)
+        .map(|(usd, r)| usd * r.batch_multiplier);
     Ok(estimate)
 }
 

@@ -1,7 +1,7 @@
 //! Validation and the provider-neutral plan: a job is checked against its model's capabilities
 //! and turned into turns of parts (text, PDF, image) ready to render for its provider.
 
-use serde_json::{Map, Value};
+use serde_json::{json, Map, Value};
 
 use crate::attachments::{
     base64_check, base64_decode_prefix, classify_media, contains, pdf_pages, sniff_image, FileKind,
@@ -9,14 +9,22 @@ use crate::attachments::{
 };
 use crate::catalog::models::{self, ModelInfo};
 
-use super::{FileInput, JobError, JobSpec};
+use super::{Content, FileInput, JobError, JobSpec};
 use crate::job_format::JobFormat;
 use crate::job_format::{Part, Prepared, Turn};
 
+/// The job's model in the registry, else (a model the registry does not know, e.g. a fine-tune
+/// id) what [`models::unlisted`] assumes of its priced provider's models.
 pub(super) fn resolve_model(job: &JobSpec) -> Result<&'static ModelInfo, JobError> {
-    models::resolve(&job.model).map_err(|error| JobError::UnknownModel {
-        id: job.id.clone(),
-        error,
+    models::resolve(&job.model).or_else(|error| {
+        job.price
+            .and_then(|p| p.provider)
+            .filter(|_| !job.model.trim().is_empty())
+            .and_then(models::unlisted)
+            .ok_or_else(|| JobError::UnknownModel {
+                id: job.id.clone(),
+                error,
+            })
     })
 }
 
@@ -57,13 +65,30 @@ pub(super) fn prepare<'a>(
     let id = || job.id.clone();
     let format = job_format(job, info)?;
 
-    // Conversation.
-    let mut system: Vec<&str> = job
-        .system
-        .as_deref()
-        .filter(|s| !s.trim().is_empty())
-        .into_iter()
-        .collect();
+    // Conversation. Content blocks reach a format that takes them unchanged; others get their text.
+    let keep_blocks = format.takes_content_blocks();
+    let mut system: Vec<String> = Vec::new();
+    let mut system_blocks: Vec<Value> = Vec::new();
+    let mut any_system_blocks = false;
+    let mut add_system = |content: &Content, system: &mut Vec<String>| {
+        let text = content.text(keep_blocks)?;
+        match content {
+            Content::Blocks(blocks) => {
+                any_system_blocks = true;
+                system_blocks.extend(blocks.iter().cloned());
+            }
+            Content::Text(_) => system_blocks.push(json!({"type": "text", "text": text})),
+        }
+        system.push(text);
+        Ok::<(), String>(())
+    };
+    if let Some(content) = &job.system {
+        let blank = matches!(content, Content::Text(t) if t.trim().is_empty());
+        if !blank {
+            add_system(content, &mut system)
+                .map_err(|reason| JobError::InvalidSystem { id: id(), reason })?;
+        }
+    }
     let mut turns = Vec::new();
     if let Some(messages) = &job.messages {
         for (index, m) in messages.iter().enumerate() {
@@ -72,15 +97,26 @@ pub(super) fn prepare<'a>(
                 index,
                 reason: reason.to_string(),
             };
-            if m.content.trim().is_empty() {
+            if matches!(&m.content, Content::Text(t) if t.trim().is_empty()) {
                 return Err(bad("has empty `content`"));
             }
             match m.role.as_str() {
-                "system" => system.push(&m.content),
-                "user" | "assistant" => turns.push(Turn {
-                    assistant: m.role == "assistant",
-                    parts: vec![Part::Text(m.content.clone())],
-                }),
+                "system" => add_system(&m.content, &mut system)
+                    .map_err(|reason| bad(&format!("`content`: {reason}")))?,
+                "user" | "assistant" => {
+                    let text = m
+                        .content
+                        .text(keep_blocks)
+                        .map_err(|reason| bad(&format!("`content`: {reason}")))?;
+                    turns.push(Turn {
+                        assistant: m.role == "assistant",
+                        parts: vec![Part::Text(text)],
+                        blocks: match &m.content {
+                            Content::Blocks(b) if keep_blocks => Some(b.as_slice()),
+                            _ => None,
+                        },
+                    })
+                }
                 other => {
                     return Err(bad(&format!(
                         "has role `{other}`; use \"system\", \"user\" or \"assistant\""
@@ -109,9 +145,11 @@ pub(super) fn prepare<'a>(
         turns.push(Turn {
             assistant: false,
             parts,
+            blocks: None,
         });
     }
     let system = (!system.is_empty()).then(|| system.join("\n\n"));
+    let system_blocks = (keep_blocks && any_system_blocks).then_some(system_blocks);
 
     // Structured output.
     let wire_schema = match &job.response_schema {
@@ -182,6 +220,7 @@ pub(super) fn prepare<'a>(
         format,
         model: format.model_name(&job.model),
         system,
+        system_blocks,
         turns,
         max_tokens: effective_max_tokens(job, info, format),
         schema: wire_schema,

@@ -220,6 +220,13 @@ impl ProviderAdapter for Anthropic {
         common::get(ctx, &format!("{BATCHES_PATH}/{batch_id}"))
     }
 
+    /// `POST /v1/messages/batches/{id}/cancel` (no body).
+    fn build_cancel(&self, ctx: &BatchContext, batch_id: &str) -> Option<HttpRequest> {
+        let mut req = common::get(ctx, &format!("{BATCHES_PATH}/{batch_id}/cancel"));
+        req.method = "POST".into();
+        Some(req)
+    }
+
     fn parse_poll(
         &self,
         resp: &HttpResponse,
@@ -357,6 +364,10 @@ fn route(req: &HttpRequest, base: &str) -> Result<Route, PassThrough> {
 struct AnthropicJobs;
 
 impl JobFormat for AnthropicJobs {
+    fn takes_content_blocks(&self) -> bool {
+        true
+    }
+
     fn image_types(&self) -> &'static [&'static str] {
         &["image/png", "image/jpeg", "image/gif", "image/webp"]
     }
@@ -437,6 +448,10 @@ fn job_body(p: &Prepared, placeholder: bool) -> Value {
         .map(|turn| {
             let role = if turn.assistant { "assistant" } else { "user" };
             let content = match turn.parts.as_slice() {
+                // Content blocks as the job gave them (`cache_control` and all).
+                _ if turn.blocks.is_some() => {
+                    Value::Array(turn.blocks.unwrap_or_default().to_vec())
+                }
                 [Part::Text(t)] => json!(t),
                 parts => Value::Array(
                     parts
@@ -482,7 +497,9 @@ fn job_body(p: &Prepared, placeholder: bool) -> Value {
         "max_tokens".into(),
         json!(p.max_tokens.unwrap_or(DEFAULT_ANTHROPIC_MAX_TOKENS)),
     );
-    if let Some(system) = &p.system {
+    if let Some(blocks) = &p.system_blocks {
+        body.insert("system".into(), Value::Array(blocks.clone()));
+    } else if let Some(system) = &p.system {
         body.insert("system".into(), json!(system));
     }
     body.insert("messages".into(), Value::Array(messages));
@@ -511,13 +528,19 @@ fn job_body(p: &Prepared, placeholder: bool) -> Value {
 
 fn job_output(v: &Value) -> Output {
     let usage = |k: &str| u64_at(v, &format!("/usage/{k}"));
-    let input = usage("input_tokens").map(|n| {
-        n + usage("cache_creation_input_tokens").unwrap_or(0)
-            + usage("cache_read_input_tokens").unwrap_or(0)
-    });
+    let written = usage("cache_creation_input_tokens").unwrap_or(0);
+    let read = usage("cache_read_input_tokens").unwrap_or(0);
+    // The 1-hour share of the writes, when the answer breaks them down.
+    let hour = usage("cache_creation/ephemeral_1h_input_tokens")
+        .unwrap_or(0)
+        .min(written);
+    let input = usage("input_tokens").map(|n| n + written + read);
     let mut out = Output {
         input_tokens: input,
         output_tokens: usage("output_tokens"),
+        cache_read_tokens: read,
+        cache_write_5m_tokens: written - hour,
+        cache_write_1h_tokens: hour,
         finish_reason: v
             .get("stop_reason")
             .and_then(Value::as_str)

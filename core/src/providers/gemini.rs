@@ -450,6 +450,18 @@ impl ProviderAdapter for Gemini {
         common::get(ctx, &format!("/{name}"))
     }
 
+    /// `POST {base}/batches/{id}:cancel` (no body).
+    fn build_cancel(&self, ctx: &BatchContext, batch_id: &str) -> Option<HttpRequest> {
+        let name = if batch_id.starts_with("batches/") {
+            batch_id.to_string()
+        } else {
+            format!("batches/{batch_id}")
+        };
+        let mut req = common::get(ctx, &format!("/{name}:cancel"));
+        req.method = "POST".into();
+        Some(req)
+    }
+
     fn parse_poll(
         &self,
         resp: &HttpResponse,
@@ -733,6 +745,8 @@ fn job_output(v: &Value) -> Output {
             (None, None) => None,
             (c, t) => Some(c.unwrap_or(0) + t.unwrap_or(0)),
         },
+        // Part of promptTokenCount.
+        cache_read_tokens: u64_at(v, "/usageMetadata/cachedContentTokenCount").unwrap_or(0),
         ..Output::default()
     };
     let Some(candidate) = v.pointer("/candidates/0") else {

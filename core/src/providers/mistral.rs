@@ -316,6 +316,13 @@ impl ProviderAdapter for Mistral {
         common::get(ctx, &format!("/batch/jobs/{batch_id}"))
     }
 
+    /// `POST {base}/batch/jobs/{id}/cancel` (no body).
+    fn build_cancel(&self, ctx: &BatchContext, batch_id: &str) -> Option<HttpRequest> {
+        let mut req = common::get(ctx, &format!("/batch/jobs/{batch_id}/cancel"));
+        req.method = "POST".into();
+        Some(req)
+    }
+
     fn parse_poll(
         &self,
         resp: &HttpResponse,
@@ -367,11 +374,18 @@ impl ProviderAdapter for Mistral {
                 None,
             ),
         };
+        // Mistral's `completed_requests` counts the failed ones too: `completed` here is the
+        // succeeded ones, so that completed + failed is the number of result lines.
+        let failed = common::count_field(&v, "/failed_requests");
+        let completed = match v.get("succeeded_requests").and_then(Value::as_u64) {
+            Some(succeeded) => succeeded,
+            None => common::count_field(&v, "/completed_requests").saturating_sub(failed),
+        };
         Ok(PollReport {
             state_label: status.to_string(),
             total: common::count_field(&v, "/total_requests"),
-            completed: common::count_field(&v, "/completed_requests"),
-            failed: common::count_field(&v, "/failed_requests"),
+            completed,
+            failed,
             state,
             end_kind_if_partial,
         })

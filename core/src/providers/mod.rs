@@ -350,6 +350,9 @@ pub struct PollReport {
     /// The provider's raw state, e.g. "in_progress", "ended", "BATCH_STATE_RUNNING".
     pub state_label: String,
     pub total: u64,
+    /// Requests that ran and succeeded, and those that ran into an error (Anthropic: also the
+    /// expired and cancelled ones, which have a result line each): `completed + failed` is the
+    /// number of result lines the batch's results hold, checked against the lines read.
     pub completed: u64,
     pub failed: u64,
     pub state: PollState,
@@ -507,6 +510,12 @@ pub trait ProviderAdapter: Sync {
     ) -> Result<Option<RemoteBatch>, ProtocolError>;
 
     fn build_poll(&self, ctx: &BatchContext, batch_id: &str) -> HttpRequest;
+
+    /// The provider's cancel call for a batch (`batchling batches cancel`), or `None` where the
+    /// provider offers none. The batch then ends as cancelled, with what ran before it.
+    fn build_cancel(&self, _ctx: &BatchContext, _batch_id: &str) -> Option<HttpRequest> {
+        None
+    }
 
     /// `custom_ids_in_order` are the batch's items in submission order; Gemini inline results
     /// without a key are matched by position.

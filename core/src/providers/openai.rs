@@ -142,7 +142,9 @@ fn body(p: &Prepared, placeholder: bool) -> Value {
 fn output(v: &Value) -> Output {
     let mut out = Output {
         input_tokens: u64_at(v, "/usage/prompt_tokens"),
+        // Reasoning tokens are part of completion_tokens, cached tokens of prompt_tokens.
         output_tokens: u64_at(v, "/usage/completion_tokens"),
+        cache_read_tokens: u64_at(v, "/usage/prompt_tokens_details/cached_tokens").unwrap_or(0),
         ..Output::default()
     };
     let Some(choice) = v.pointer("/choices/0") else {

@@ -367,6 +367,16 @@ impl ProviderAdapter for OpenAi {
         )
     }
 
+    /// `POST {base}/batches/{id}/cancel` (no body).
+    fn build_cancel(&self, ctx: &BatchContext, batch_id: &str) -> Option<HttpRequest> {
+        Some(json_request(
+            "POST",
+            batch_url(ctx.route, &format!("/batches/{batch_id}/cancel")),
+            &ctx.route.forward_headers,
+            None,
+        ))
+    }
+
     fn parse_poll(
         &self,
         resp: &HttpResponse,

@@ -251,6 +251,11 @@ impl ProviderAdapter for Together {
         OpenAi.build_poll(ctx, batch_id)
     }
 
+    /// `POST {base}/batches/{id}/cancel`, as OpenAI's.
+    fn build_cancel(&self, ctx: &BatchContext, batch_id: &str) -> Option<HttpRequest> {
+        OpenAi.build_cancel(ctx, batch_id)
+    }
+
     fn parse_poll(
         &self,
         resp: &HttpResponse,

@@ -17,6 +17,8 @@ pub enum Step {
     Poll,
     Download,
     DeleteFile,
+    /// A call to the normal (sync) endpoint: a deadline's fallback.
+    Sync,
 }
 
 /// How a created batch ends.
@@ -26,6 +28,9 @@ pub enum Fate {
     Expire,
     Cancel,
     Fail,
+    /// Completed, but the last request has no result line: it did not run, and the counts say
+    /// so (it is counted neither completed nor failed).
+    Missing,
     /// Refused for the enqueued-token limit before any line ran: an OpenAI batch validates, then
     /// fails with `token_limit_exceeded`; an Anthropic or Gemini create is answered 429.
     TokenLimit,
@@ -34,7 +39,7 @@ pub enum Fate {
 impl Fate {
     pub fn end_kind(self) -> Option<EndKind> {
         match self {
-            Fate::Complete => None,
+            Fate::Complete | Fate::Missing => None,
             Fate::Expire => Some(EndKind::Expired),
             Fate::Cancel => Some(EndKind::Cancelled),
             Fate::Fail | Fate::TokenLimit => Some(EndKind::Failed),
@@ -143,6 +148,11 @@ pub struct Fake {
     pub token_cap: Option<u64>,
     pub expected: HashMap<String, Expected>,
     pub violations: Vec<String>,
+    /// The next this many results downloads drop their first line (a flaky download: the
+    /// batch's counts still count it).
+    pub flaky_downloads: u32,
+    /// Lines served by results downloads, in all.
+    pub lines_downloaded: usize,
     pub log: Vec<(ProviderId, Step, SerializableRequest)>,
     /// The files deleted, in order.
     pub deleted: Vec<String>,
@@ -161,6 +171,8 @@ impl Fake {
             token_cap: None,
             expected: HashMap::new(),
             violations: Vec::new(),
+            flaky_downloads: 0,
+            lines_downloaded: 0,
             log: Vec::new(),
             deleted: Vec::new(),
         }
@@ -226,6 +238,19 @@ impl Fake {
             (ProviderId::OpenAi, Step::Download) => self.openai_download(target, &auth),
             (ProviderId::Anthropic, Step::Download) => self.anthropic_download(target, &auth),
             (ProviderId::OpenAi, Step::DeleteFile) => self.openai_delete(target, &auth),
+            (ProviderId::OpenAi, Step::Sync) => {
+                // Answered at once, its content marked so tests tell it from a batch line's.
+                let body: Value = serde_json::from_str(&req.body).unwrap_or_default();
+                let model = body["model"].as_str().unwrap_or_default().to_string();
+                let text = line_text(provider, &body);
+                ok(
+                    json!({"id": "chatcmpl-sync", "object": "chat.completion", "model": model,
+                          "choices": [{"index": 0, "message": {"role": "assistant",
+                                       "content": format!("sync:{}", echo(&model, &text))},
+                                       "finish_reason": "stop"}],
+                          "usage": {"prompt_tokens": 12, "completion_tokens": 1, "total_tokens": 13}}),
+                )
+            }
             _ => {
                 self.violations.push(format!(
                     "{provider} has no {step:?} call: {} {}",
@@ -688,6 +713,7 @@ impl Fake {
         let fate = self.batches[i].fate;
         let run: Vec<usize> = match fate {
             Fate::Complete => (0..n).collect(),
+            Fate::Missing => (0..n.saturating_sub(1)).collect(),
             Fate::Expire => (0..n / 2).collect(), // the rest has no line: it did not run
             Fate::Cancel | Fate::Fail | Fate::TokenLimit => Vec::new(),
         };
@@ -726,7 +752,7 @@ impl Fake {
         let out_id = file(&mut self.files, out, "out");
         let err_id = file(&mut self.files, err, "err");
         let (status, errors) = match fate {
-            Fate::Complete => ("completed", Value::Null),
+            Fate::Complete | Fate::Missing => ("completed", Value::Null),
             Fate::Expire => ("expired", Value::Null),
             Fate::Cancel => ("cancelled", Value::Null),
             Fate::Fail => (
@@ -751,13 +777,14 @@ impl Fake {
         let fate = self.batches[i].fate;
         let run: Vec<usize> = match fate {
             Fate::Complete | Fate::TokenLimit => (0..n).collect(), // (refused at create)
+            Fate::Missing => (0..n.saturating_sub(1)).collect(),
             Fate::Expire | Fate::Cancel => (0..n / 2).collect(),
             Fate::Fail => Vec::new(),
         };
-        let all: Vec<usize> = if fate == Fate::Fail {
-            Vec::new()
-        } else {
-            (0..n).collect()
+        let all: Vec<usize> = match fate {
+            Fate::Fail => Vec::new(),
+            Fate::Missing => run.clone(),
+            _ => (0..n).collect(),
         };
         let order = self.result_order(i, &all);
         let b = &self.batches[i];
@@ -805,8 +832,11 @@ impl Fake {
         let b = &self.batches[i];
         let terminal = match fate {
             // (A refused Gemini batch is never created.)
-            Fate::Complete | Fate::TokenLimit => {
-                let all: Vec<usize> = (0..n).collect();
+            Fate::Complete | Fate::Missing | Fate::TokenLimit => {
+                let all: Vec<usize> = match fate {
+                    Fate::Missing => (0..n.saturating_sub(1)).collect(),
+                    _ => (0..n).collect(),
+                };
                 let order = self.result_order(i, &all);
                 let mut entries = Vec::new();
                 let mut failed = 0;
@@ -820,16 +850,17 @@ impl Fake {
                 }
                 let order_ids: Vec<String> = order.iter().map(|&k| b.lines[k].0.clone()).collect();
                 let output = json!({"inlinedResponses": {"inlinedResponses": entries}});
+                let ran = order.len();
                 let op = gemini_operation(
                     b,
                     "BATCH_STATE_SUCCEEDED",
                     true,
                     Some(output),
                     None,
-                    (n, n - failed, failed),
+                    (n, ran - failed, failed),
                 );
                 let b = &mut self.batches[i];
-                b.answered = b.lines.iter().map(|(c, _)| c.clone()).collect();
+                b.answered = order_ids.iter().cloned().collect();
                 b.result_order = order_ids;
                 op
             }
@@ -860,10 +891,11 @@ impl Fake {
                 "download of {file_id} carries other headers than its batch"
             ));
         }
+        let body = file.content.clone();
         HttpResponse {
             status: 200,
             headers: vec![("content-type".into(), "application/octet-stream".into())],
-            body: file.content.clone(),
+            body: self.flaky(body),
         }
     }
 
@@ -901,8 +933,21 @@ impl Fake {
         HttpResponse {
             status: 200,
             headers: vec![("content-type".into(), "application/binary".into())],
-            body: results,
+            body: self.flaky(results),
         }
+    }
+
+    /// A results file as served: without its first line while downloads are flaky.
+    fn flaky(&mut self, body: String) -> String {
+        let body = if self.flaky_downloads > 0 && !body.is_empty() {
+            self.flaky_downloads -= 1;
+            body.split_once('\n')
+                .map_or(String::new(), |(_, rest)| rest.to_string())
+        } else {
+            body
+        };
+        self.lines_downloaded += body.lines().count();
+        body
     }
 }
 
@@ -914,6 +959,7 @@ pub fn classify_call(req: &SerializableRequest) -> Option<(ProviderId, Step, Str
         return match method {
             "POST" if path == "/files" => Some((p, Step::Upload, String::new())),
             "POST" if path == "/batches" => Some((p, Step::Create, String::new())),
+            "POST" if path == "/chat/completions" => Some((p, Step::Sync, String::new())),
             "GET" if path.starts_with("/batches?") => Some((p, Step::Find, String::new())),
             "GET" if path.starts_with("/batches/") => {
                 Some((p, Step::Poll, path["/batches/".len()..].to_string()))

@@ -6,6 +6,16 @@ export type JsonValue = number | string | boolean | Array<JsonValue> | { [key in
 
 export type ProviderId = "openai" | "anthropic" | "gemini" | "groq" | "doubleword" | "azure" | "mistral" | "together" | "xai";
 
+export type PriceOverride = { provider?: ProviderId, inputPerMTok: number, outputPerMTok: number, 
+/**
+ * OpenAI / Gemini cached input; also Anthropic cache reads when `cacheReadPerMTok` is unset.
+ */
+cachedInputPerMTok?: number, 
+/**
+ * Anthropic 5-minute cache writes (1-hour writes stay 2× input).
+ */
+cacheWritePerMTok?: number, cacheReadPerMTok?: number, };
+
 export type HostSpec = { baseUrl: string, provider: ProviderId, completionWindow?: string, maxRequests?: number, maxFileBytes?: number, 
 /**
  * Gemini hosts only: see [`HostSettings::max_inline_bytes`].
@@ -18,12 +28,16 @@ export type InterceptorOptions = { batchSize?: number, batchWindowMs?: number, p
  * state file does not (answers go to its results): the cache then indexes none, so a run's
  * memory does not grow with its answers.
  */
-keepAnswers?: boolean, maxConcurrentBatches?: number, costLimitUsd?: number, maxEnqueuedTokens?: number, 
+keepAnswers?: boolean, maxConcurrentBatches?: number, costLimitUsd?: number, lineAttempts?: number, resubmit?: boolean, maxEnqueuedTokens?: number, deadlineMs?: number, maxSyncFallbacks?: number, 
 /**
  * Hosts the user declared (`[{baseUrl, provider, completionWindow?, maxRequests?,
  * maxFileBytes?, maxInlineBytes?}]`; `maxInlineBytes` for Gemini hosts only).
  */
 hosts: Array<HostSpec>, 
+/**
+ * The user's prices by model id (`{ "<model>": { provider?, inputPerMTok, … } }`).
+ */
+prices?: { [key in string]: PriceOverride }, 
 /**
  * Days a journalled answer is kept (`cache: { maxAgeDays }`; default 30, the providers'
  * result retention).
@@ -51,7 +65,7 @@ option: string,
  */
 message: string, };
 
-export type FailCode = "ERR_BATCHLING_CLOSED" | "ERR_BATCHLING_CANCELLED" | "ERR_BATCHLING_AMBIGUOUS_CREATE" | "ERR_BATCHLING_PROTOCOL" | "ERR_BATCHLING_PROVIDER_UNAVAILABLE" | "ERR_BATCHLING_COST_LIMIT" | "ERR_BATCHLING_BATCH_GONE";
+export type FailCode = "ERR_BATCHLING_CLOSED" | "ERR_BATCHLING_CANCELLED" | "ERR_BATCHLING_AMBIGUOUS_CREATE" | "ERR_BATCHLING_PROTOCOL" | "ERR_BATCHLING_PROVIDER_UNAVAILABLE" | "ERR_BATCHLING_COST_LIMIT" | "ERR_BATCHLING_INVALID_DEADLINE" | "ERR_BATCHLING_LINES_NOT_RUN" | "ERR_BATCHLING_BATCH_GONE";
 
 export type SerializableRequest = { method: string, url: string, headers: Array<[string, string]>, body: string, 
 /**
@@ -65,7 +79,24 @@ export type LifecycleEvent = { "kind": "requestQueued", provider: ProviderId, en
 /**
  * At batch prices; `None` for a model with no known price.
  */
-estimatedUsd: number | null, } | { "kind": "batchSubmitted", job: number, provider: ProviderId, batchId: string, requests: number, } | { "kind": "batchPolled", job: number, batchId: string, state: string, total: number, completed: number, failed: number, } | { "kind": "batchFinished", job: number, batchId: string, state: string, } | { "kind": "resultsReceived", job: number, batchId: string, results: number, } | { "kind": "retry", job: number, step: string, attempt: number, delayMs: number, reason: string, } | { "kind": "enqueuedLimit", provider: ProviderId, model: string, 
+estimatedUsd: number | null, } | { "kind": "batchSubmitted", job: number, provider: ProviderId, batchId: string, requests: number, } | { "kind": "batchPolled", job: number, batchId: string, state: string, total: number, completed: number, failed: number, 
+/**
+ * Estimated time left, from the provider's counts: the requests still to finish at the
+ * rate they finished since this run first saw the batch. `None` until progress is seen.
+ */
+etaMs: number | null, } | { "kind": "batchFinished", job: number, batchId: string, state: string, } | { "kind": "resultsReceived", job: number, batchId: string, results: number, } | { "kind": "linesResubmitted", job: number, batchId: string, state: string, requests: number, } | { "kind": "retry", job: number, step: string, 
+/**
+ * This retry's number, and how many the budget allows before the call gives up.
+ */
+attempt: number, maxAttempts: number, delayMs: number, 
+/**
+ * Why: `HTTP 429: …`, or the transport error (`fetch failed (… ECONNREFUSED …)`).
+ */
+reason: string, 
+/**
+ * The host the failed call went to (`api.openai.com`).
+ */
+host: string, } | { "kind": "enqueuedLimit", provider: ProviderId, model: string, 
 /**
  * Requests waiting, and their estimated input tokens.
  */
@@ -73,7 +104,7 @@ requests: number, tokens: number, limitTokens: number | null,
 /**
  * This queue's batches still in flight.
  */
-batchesInFlight: number, reason: string, } | { "kind": "warning", message: string, };
+batchesInFlight: number, reason: string, } | { "kind": "deadlineFallback", provider: ProviderId, model: string, sent: boolean, tooClose: boolean, batchId: string | null, reason: string, } | { "kind": "warning", message: string, };
 
 export type AnswerPlace = { line: number, offset: number, length: number, };
 
@@ -124,13 +155,38 @@ export type QueueReport = { provider: ProviderId, endpoint: string, model: strin
  * Estimated from the request bodies (input ≈ JSON chars / 4, output = the max tokens asked
  * for); `None` when the model's price is unknown.
  */
-estimatedSyncUsd: number | null, estimatedBatchUsd: number | null, priceNote: string, 
+estimatedSyncUsd: number | null, estimatedBatchUsd: number | null, 
+/**
+ * What the answers received so far cost, from the usage each reported, at the batch price
+ * (prompt-cache reads and writes, cached input and long-context tiers at their rates);
+ * `None` before any priced answer. The estimate is an upper bound of it.
+ */
+actualBatchUsd: number | null, 
+/**
+ * The answers `actual_batch_usd` covers.
+ */
+answersCosted: number, priceNote: string, 
 /**
  * Requests waiting for headroom under their queue's enqueued-token limit now (a provider's
  * refusal, or `maxEnqueuedTokens`); in a dry run, the requests that would have waited under
  * `maxEnqueuedTokens`.
  */
 waitingForHeadroom: number, 
+/**
+ * Requests sent to the normal endpoint after (or, too close, instead of) waiting for a
+ * batch (`deadlineMs`), and their estimated cost at sync prices (`None`: unknown price).
+ */
+syncFallbacks: number, syncFallbackUsd: number | null, 
+/**
+ * Requests paid twice: sent sync while in a batch whose line for them then came back
+ * (this run's, and journalled ones answered from the cache).
+ */
+paidTwice: number, 
+/**
+ * Requests sent sync while in a batch that has not ended yet (or, from the journal, whose
+ * end was not seen): they may still be paid twice.
+ */
+maybePaidTwice: number, 
 /**
  * Provider-side files (uploaded inputs, output and error files) deleted once their
  * batch's results were journalled, and deletes that failed (each also a warning).
@@ -188,11 +244,13 @@ maxQueueSize: number | null,
  */
 isQueueFull: boolean, isQueueEmpty: boolean, };
 
+export type Content = string | Array<JsonValue>;
+
 export type Message = { 
 /**
  * "system", "user" or "assistant".
  */
-role: string, content: string, };
+role: string, content: Content, };
 
 export type FileInput = { name: string, 
 /**
@@ -216,7 +274,12 @@ file?: FileInput | null,
 /**
  * The question or instruction. On its own it is a one-message conversation.
  */
-prompt?: string | null, system?: string | null, temperature?: number | null, maxTokens?: number | null, 
+prompt?: string | null, 
+/**
+ * Text, or content blocks (Anthropic's `{type: "text", text, cache_control}`), which
+ * Anthropic gets unchanged and other providers as their text.
+ */
+system?: Content | null, temperature?: number | null, maxTokens?: number | null, 
 /**
  * A JSON Schema the answer must follow.
  */
@@ -224,7 +287,13 @@ responseSchema?: JsonValue | null,
 /**
  * Provider-specific body fields, deep-merged into the request body last.
  */
-extra?: { [key in string]: JsonValue } | null, };
+extra?: { [key in string]: JsonValue } | null, 
+/**
+ * The user's price for this job's model (the host sets it from the `prices` option): its
+ * cost is computed at it, and with a `provider` a model the registry does not know (a
+ * fine-tune id) is accepted as that provider's.
+ */
+price?: PriceOverride | null, };
 
 export type ProviderEndpoint = { 
 /**
@@ -280,7 +349,8 @@ parsedResponse: JsonValue | null, citations: Array<Citation>,
  */
 inputTokens: number | null, outputTokens: number | null, 
 /**
- * Reported usage × the model's batch price. `None` without usage or a known price.
+ * The reported usage at the model's batch price (the user's override, else the catalog's),
+ * prompt-cache reads and writes at their own rates. `None` without usage or a known price.
  */
 costUsd: number | null, 
 /**
@@ -372,6 +442,32 @@ costUsd: number,
  * `ok` results without a `costUsd` (a model with no known price).
  */
 unpriced: number, complete: boolean, };
+
+export type LiveBatch = { batchId: string, provider: ProviderId, baseUrl: string, endpoint: string, model: string, 
+/**
+ * The batch's requests, and those of them with no answer in the journal; `None` in a job
+ * run's state file, which keeps its answers in the results directory (a batch there is
+ * listed until its requests are released; the provider says whether it ended).
+ */
+requests: number, pending: number | null, 
+/**
+ * A `batchling batches cancel` of it is journalled.
+ */
+cancelled: boolean, 
+/**
+ * The environment variable the provider's API key is read from, if the host knows one.
+ */
+apiKeyEnv: string | null, };
+
+export type BatchProgress = { 
+/**
+ * The provider's own state ("in_progress", "ended", "BATCH_STATE_RUNNING", …).
+ */
+state: string, total: number, completed: number, failed: number, 
+/**
+ * The provider holds no more work for it (completed, cancelled, expired, failed).
+ */
+ended: boolean, };
 
 // The batcher's numeric outcome encoding (core/src/host/wire.rs).
 export const RUN_BATCH = 1;
