@@ -45,6 +45,12 @@ function anthropicAnswers() {
   return byReply;
 }
 
+/** The output files are read back below (`openaiAnswers`): their deletes after the run fail,
+ *  so the fake keeps them. */
+function keepOpenAiFiles() {
+  fake.faults.add({ route: "openai.files.delete", status: 500, count: 10 });
+}
+
 function openaiAnswers() {
   const byReply = new Map();
   for (const record of fake.batches.values()) {
@@ -155,6 +161,7 @@ describe("job builder: cost from the reported usage", () => {
     for (let i = 0; i < 4; i++) {
       batch.addJob({ id: `o${i}`, messages: [{ role: "system", content: LONG }, { role: "user", content: `Item ${i}` }] });
     }
+    keepOpenAiFiles();
     const run = await batch.run({ wait: true });
     const answers = openaiAnswers();
     const cachedCounts = [...answers.values()].map((u) => u.prompt_tokens_details.cached_tokens).sort((a, b) => a - b);
@@ -174,6 +181,7 @@ describe("job builder: cost from the reported usage", () => {
     const prices = { [ft]: { provider: "openai", inputPerMTok: 0.3, outputPerMTok: 1.2, cachedInputPerMTok: 0.15 } };
     const batch = newBatch({ prices }).addCostLimit({ usd: 1 });
     batch.addJob({ id: "ft1", model: ft, messages: [{ role: "user", content: "Hello" }] });
+    keepOpenAiFiles();
     const run = await batch.run({ wait: true });
     const result = run.results().ft1;
     assert.equal(result.ok, true, result.error);
