@@ -1164,6 +1164,50 @@ mod tests {
     }
 
     #[test]
+    fn compaction_drops_old_answers_and_keeps_user_cancels_and_sync_fallbacks() {
+        const DAY: u64 = AgeLimit::DAY_MS;
+        let now = 100 * DAY;
+        let cancelled = CacheRecord::Cancelled {
+            batch_id: "batch_1".into(),
+            fingerprints: vec![fp(2)],
+        }
+        .to_line();
+        let text = journal(&[
+            intent(&[1, 2, 3]),
+            submitted("batch_1", &[1, 2, 3]),
+            dated_result(1, Some(now - 40 * DAY)),
+            cancelled.clone(),
+            sync_fallback(3, Some("batch_1"), false),
+            dated_result(3, Some(now - DAY)),
+            sync_fallback(3, Some("batch_1"), true),
+        ]);
+        let limit = AgeLimit {
+            now_ms: now,
+            max_age_ms: 30 * DAY,
+        };
+        let mut cache = Cache::default().with_age_limit(Some(limit));
+        assert!(cache.load(&text).is_empty());
+        assert!(cache.result(&key(1)).is_none(), "40 days old");
+        assert_eq!(cache.cancelled(&key(2)), Some("batch_1"));
+        assert!(cache.should_compact(), "an expired answer");
+        let new = write_compacted(&text, &cache.compaction());
+        assert!(cache.compacted());
+        assert!(!new.contains(&dated_result(1, Some(now - 40 * DAY))));
+        assert!(new.contains(&cancelled));
+        assert!(new.contains(&sync_fallback(3, Some("batch_1"), true)));
+        let mut again = Cache::default().with_age_limit(Some(limit));
+        assert!(again.load(&new).is_empty());
+        assert!(again.result(&key(1)).is_none() && again.submitted(&key(1)).is_none());
+        assert_eq!(again.cancelled(&key(2)), Some("batch_1"));
+        assert!(again.result(&key(3)).is_some());
+        assert_eq!(
+            again.sync_fallback(&key(3)),
+            Some(&(Some("batch_1".into()), true))
+        );
+        assert!(!again.should_compact());
+    }
+
+    #[test]
     fn a_batchs_time_survives_compaction_and_old_lines_without_one_load() {
         let line = CacheRecord::Submitted {
             place: place(),
