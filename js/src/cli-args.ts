@@ -87,6 +87,11 @@ The request cache (its journal; nothing is sent):
   batchling cache stats [--path P] [--max-age-days N] [--json]   answers kept and expired, batches to resume
   batchling cache prune [--path P] [--max-age-days N]            drop expired answers and superseded lines
 
+Live provider batches of a journal (list reads it; status and cancel call the provider):
+  batchling batches list [--cache-path P | --state-file S]        batches with requests still unanswered
+  batchling batches status [batchId] [--cache-path P | --state-file S]   their state and progress
+  batchling batches cancel <batchId> [--cache-path P | --state-file S]   cancel one at the provider
+
 Example:
   batchling examples/summarize.mjs:main --count=2 --dry-run`;
 
