@@ -18,6 +18,11 @@ export default defineConfig([
     sourcemap: false,
     clean: true,
     shims: true,
+    // prom-client (for `batchling serve`'s /metrics) is bundled, so the package installs with no
+    // dependencies; it is CommonJS and requires Node built-ins, which an ES module can only do
+    // through a `require` made here.
+    banner: ({ format }) =>
+      format === "esm" ? { js: 'import { createRequire as __batchlingCreateRequire } from "node:module";\nconst require = __batchlingCreateRequire(import.meta.url);' } : {},
   },
   {
     // Browsers and edge runtimes (package.json `exports` conditions browser / worker / workerd):

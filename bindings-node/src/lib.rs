@@ -7,7 +7,7 @@
 
 use batchling_core::batcher::{HostBatcherOptions, Status};
 use batchling_core::host::{
-    batch_options, batches, jobs, options, run_state, BatcherHost, InterceptorHost,
+    batch_options, batches, jobs, options, run_state, serve, BatcherHost, InterceptorHost,
 };
 use napi::bindgen_prelude::{Either, Float64Array, Float64ArraySlice, Null, Uint32ArraySlice};
 use napi::{Error, Result, Status as NapiStatus};
@@ -479,4 +479,31 @@ pub fn batches_cancel_record(
     body: String,
 ) -> String {
     batches::cancel_record_json(&journal, &batch_id, status as u16, &headers_json, &body)
+}
+
+/// `batchling serve`'s configuration checked (`batchling_core::host::serve::check_json`).
+#[napi]
+pub fn serve_check(config_json: String) -> String {
+    serve::check_json(&config_json)
+}
+
+/// `batchling serve`'s router (`batchling_core::host::serve::ServeHost`).
+#[napi]
+pub struct NativeServeRouter {
+    host: serve::ServeHost,
+}
+
+#[napi]
+impl NativeServeRouter {
+    #[napi(constructor)]
+    pub fn new(config_json: String) -> Result<Self> {
+        let host = serve::ServeHost::new(&config_json).map_err(invalid)?;
+        Ok(NativeServeRouter { host })
+    }
+
+    /// A `ServeDecision` as JSON; "" for an absent header.
+    #[napi]
+    pub fn decide(&self, method: String, path: String, host: String, token: String) -> String {
+        self.host.decide(&method, &path, &host, &token)
+    }
 }

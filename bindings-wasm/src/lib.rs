@@ -10,7 +10,7 @@
 
 use batchling_core::batcher::{HostBatcherOptions, Status};
 use batchling_core::host::{
-    batch_options, batches, jobs, options, run_state, BatcherHost, InterceptorHost,
+    batch_options, batches, jobs, options, run_state, serve, BatcherHost, InterceptorHost,
 };
 use js_sys::{Float64Array, Reflect};
 use wasm_bindgen::prelude::*;
@@ -509,4 +509,31 @@ pub fn batches_cancel_record(
     body: &str,
 ) -> String {
     batches::cancel_record_json(journal, batch_id, status as u16, headers_json, body)
+}
+
+/// `batchling serve`'s configuration checked (`batchling_core::host::serve::check_json`).
+#[wasm_bindgen(js_name = serveCheck)]
+pub fn serve_check(config_json: &str) -> String {
+    serve::check_json(config_json)
+}
+
+/// `batchling serve`'s router (`batchling_core::host::serve::ServeHost`).
+#[wasm_bindgen]
+pub struct NativeServeRouter {
+    host: serve::ServeHost,
+}
+
+#[wasm_bindgen]
+impl NativeServeRouter {
+    #[wasm_bindgen(constructor)]
+    pub fn new(config_json: &str) -> Result<NativeServeRouter, JsValue> {
+        install_panic_hook();
+        let host = serve::ServeHost::new(config_json).map_err(invalid)?;
+        Ok(NativeServeRouter { host })
+    }
+
+    /// A `ServeDecision` as JSON; "" for an absent header.
+    pub fn decide(&self, method: &str, path: &str, host: &str, token: &str) -> String {
+        self.host.decide(method, path, host, token)
+    }
 }

@@ -9,12 +9,13 @@
 //! Around them: [`providers`] (one file per provider: descriptor, batch adapter, job format,
 //! listed in one registry), [`jobs`] (the `Batch` job builder: a job spec becomes the request
 //! its provider's SDK would send, an answer becomes a result), [`catalog`] (models and prices),
+//! [`serve`] (the rules of `batchling serve`: routes, who may call it),
 //! and [`host`] (what the Node and wasm bindings share: the engines as numbers and strings in,
 //! encoded outcomes out).
 //!
 //! Layers, bottom up (no module imports one above it): [`http`], [`provider_id`], [`backoff`],
 //! [`attachments`], [`json_schema`] → [`catalog`] → [`job_format`] → [`providers`] →
-//! [`batcher`], [`cache`], [`jobs`] → [`interceptor`] → [`host`].
+//! [`batcher`], [`cache`], [`jobs`], [`serve`] → [`interceptor`] → [`host`].
 
 pub mod attachments;
 pub mod backoff;
@@ -30,6 +31,7 @@ pub mod json_schema;
 pub mod options;
 pub mod provider_id;
 pub mod providers;
+pub mod serve;
 
 pub use batcher::{Batcher, BatcherConfig};
 pub use host::{BatcherHost, InterceptorHost};

@@ -87,6 +87,9 @@ The request cache (its journal; nothing is sent):
   batchling cache stats [--path P] [--max-age-days N] [--json]   answers kept and expired, batches to resume
   batchling cache prune [--path P] [--max-age-days N]            drop expired answers and superseded lines
 
+The batching HTTP server, for clients in any language (see batchling serve --help):
+  batchling serve [--port N] [--listen ADDR] [--token T] [batching options]
+
 Live provider batches of a journal (list reads it; status and cancel call the provider):
   batchling batches list [--cache-path P | --state-file S]        batches with requests still unanswered
   batchling batches status [batchId] [--cache-path P | --state-file S]   their state and progress
@@ -151,6 +154,67 @@ function parseInteger(flag: IntegerFlag, value: string): number {
   return n;
 }
 
+/** `--no-cache` and `--cache-path` as given, checked together once the line is read. */
+interface CacheChoice {
+  noCache: boolean;
+  cachePath?: string;
+}
+
+function applyCacheChoice(choice: CacheChoice, batchify: CliBatchifyOptions): void {
+  if (choice.noCache && choice.cachePath !== undefined) {
+    throw new CliUsageError("--cache-path and --no-cache cannot be used together");
+  }
+  if (choice.noCache) batchify.cache = false;
+  if (choice.cachePath !== undefined) batchify.cache = { path: choice.cachePath };
+}
+
+/**
+ * A batching flag (`--batch-size`, `--host`, `--dry-run`, …) into `batchify`: how many tokens
+ * after this one it used (0 or 1), or `undefined` when `flag` is not a batching flag.
+ */
+function takeBatchingFlag(
+  flag: string,
+  token: string,
+  inlineValue: string | undefined,
+  next: string | undefined,
+  batchify: CliBatchifyOptions,
+  cache: CacheChoice,
+): number | undefined {
+  if (flag in INTEGER_FLAGS || flag === "--cache-path" || flag === "--host") {
+    let value = inlineValue;
+    let used = 0;
+    if (value === undefined) {
+      if (next === undefined) throw new CliUsageError(`${flag} needs a value, e.g. ${flag} ${VALUE_EXAMPLES[flag] ?? "100"}`);
+      value = next;
+      used = 1;
+    }
+    if (flag === "--host") {
+      const sep = value.indexOf("=");
+      const provider = value.slice(0, sep);
+      const baseUrl = value.slice(sep + 1);
+      if (sep <= 0 || baseUrl === "") {
+        throw new CliUsageError(`--host needs provider=baseUrl, e.g. --host ${VALUE_EXAMPLES["--host"]}; got "${value}"`);
+      }
+      // The engine checks the name when batchify() builds it, listing the providers it knows.
+      (batchify.hosts ??= []).push({ provider: provider as ProviderId, baseUrl });
+    } else if (flag === "--cache-path") {
+      if (value === "") throw new CliUsageError("--cache-path needs a non-empty path");
+      cache.cachePath = value;
+    } else {
+      const f = flag as IntegerFlag;
+      batchify[INTEGER_FLAGS[f].key] = parseInteger(f, value);
+    }
+    return used;
+  }
+  if (SWITCHES.has(flag)) {
+    if (inlineValue !== undefined) throw new CliUsageError(`${flag} takes no value, got "${token}"`);
+    if (flag === "--dry-run") batchify.dryRun = true;
+    else cache.noCache = true;
+    return 0;
+  }
+  return undefined;
+}
+
 /**
  * Parse the arguments after `batchling` (i.e. `process.argv.slice(2)`). Throws CliUsageError.
  * `-h` / `--help` wins over any other problem on the line: `help` is then true.
@@ -174,8 +238,7 @@ function parse(argv: readonly string[]): CliArgs {
   const keywords: Record<string, string | true> = {};
   const batchify: CliBatchifyOptions = {};
   let help = false;
-  let noCache = false;
-  let cachePath: string | undefined;
+  const cacheChoice: CacheChoice = { noCache: false };
   let optionsEnded = false;
 
   const addPositional = (token: string): void => {
@@ -209,35 +272,9 @@ function parse(argv: readonly string[]): CliArgs {
     const next = argv[i + 1];
     const nextIsValue = next !== undefined && !next.startsWith("--");
 
-    if (flag in INTEGER_FLAGS || flag === "--cache-path" || flag === "--host") {
-      let value = inlineValue;
-      if (value === undefined) {
-        if (!nextIsValue) throw new CliUsageError(`${flag} needs a value, e.g. ${flag} ${VALUE_EXAMPLES[flag] ?? "100"}`);
-        value = next;
-        i++;
-      }
-      if (flag === "--host") {
-        const sep = value.indexOf("=");
-        const provider = value.slice(0, sep);
-        const baseUrl = value.slice(sep + 1);
-        if (sep <= 0 || baseUrl === "") {
-          throw new CliUsageError(`--host needs provider=baseUrl, e.g. --host ${VALUE_EXAMPLES["--host"]}; got "${value}"`);
-        }
-        // The engine checks the name when batchify() builds it, listing the providers it knows.
-        (batchify.hosts ??= []).push({ provider: provider as ProviderId, baseUrl });
-      } else if (flag === "--cache-path") {
-        if (value === "") throw new CliUsageError("--cache-path needs a non-empty path");
-        cachePath = value;
-      } else {
-        const f = flag as IntegerFlag;
-        batchify[INTEGER_FLAGS[f].key] = parseInteger(f, value);
-      }
-      continue;
-    }
-    if (SWITCHES.has(flag)) {
-      if (inlineValue !== undefined) throw new CliUsageError(`${flag} takes no value, got "${token}"`);
-      if (flag === "--dry-run") batchify.dryRun = true;
-      else noCache = true;
+    const taken = takeBatchingFlag(flag, token, inlineValue, nextIsValue ? next : undefined, batchify, cacheChoice);
+    if (taken !== undefined) {
+      i += taken;
       continue;
     }
 
@@ -259,11 +296,7 @@ function parse(argv: readonly string[]): CliArgs {
     }
   }
 
-  if (noCache && cachePath !== undefined) {
-    throw new CliUsageError("--cache-path and --no-cache cannot be used together");
-  }
-  if (noCache) batchify.cache = false;
-  if (cachePath !== undefined) batchify.cache = { path: cachePath };
+  applyCacheChoice(cacheChoice, batchify);
 
   if (targetToken === undefined) {
     if (help) return { target: { file: "", exportName: "main" }, positional, keywords, batchify, help };
@@ -271,4 +304,86 @@ function parse(argv: readonly string[]): CliArgs {
   }
   if (targetToken === "") throw new CliUsageError("the script path is empty");
   return { target: parseTarget(targetToken), positional, keywords, batchify, help };
+}
+
+export interface ServeArgs {
+  port: number;
+  listen: string;
+  /** `--token`, else the `BATCHLING_SERVE_TOKEN` environment variable (kept out of `ps`). */
+  token?: string;
+  batchify: CliBatchifyOptions;
+  help: boolean;
+}
+
+export const SERVE_HELP_TEXT = `usage: batchling serve [--port N] [--listen ADDR] [--token T] [batching options]
+
+An HTTP server that batches what clients in any language send: point an SDK's base URL at
+http://127.0.0.1:8787/<provider>/… (e.g. /openai/v1, /anthropic, /gemini) and its calls become
+provider batch jobs; what cannot be batched (streaming, GETs, files) passes through unchanged.
+
+Server options:
+  --port N                  port to listen on (0-65535, default 8787; 0 picks a free one)
+  --listen ADDR             address to listen on (default 127.0.0.1); any non-loopback address needs --token
+  --token T                 clients must send it in the x-batchling-token header (never sent upstream);
+                            also read from BATCHLING_SERVE_TOKEN
+
+Batching options:
+  --batch-size N            requests per provider batch (default 100)
+  --batch-window-ms N       how long a queue's first request waits for others (default 2000)
+  --poll-interval-ms N      time between two polls of a provider batch (default 10000)
+  --dry-run                 send nothing: callers get synthetic 200s
+  --no-cache | --cache-path P   the request cache (default .batchling/cache.jsonl)
+  --host provider=baseUrl   replace a provider's upstream (repeatable), e.g. --host openai=http://127.0.0.1:9000/v1
+
+Endpoints: GET /healthz, GET /metrics (Prometheus text). SIGINT / SIGTERM stop it; requests in
+batches stay in the journal, and a client's retry after a restart is answered from it.`;
+
+/** `batchling serve …` (the arguments after `serve`). Throws CliUsageError. */
+export function parseServeArgs(argv: readonly string[], env: Record<string, string | undefined> = {}): ServeArgs {
+  const batchify: CliBatchifyOptions = {};
+  const cacheChoice: CacheChoice = { noCache: false };
+  const args: ServeArgs = { port: 8787, listen: "127.0.0.1", batchify, help: false };
+  const envToken = env.BATCHLING_SERVE_TOKEN;
+  if (envToken !== undefined && envToken !== "") args.token = envToken;
+  for (let i = 0; i < argv.length; i++) {
+    const token = argv[i]!;
+    if (token === "-h" || token === "--help") {
+      args.help = true;
+      continue;
+    }
+    if (!token.startsWith("--")) throw new CliUsageError(`batchling serve takes no positional argument, got "${token}"`);
+    const eq = token.indexOf("=");
+    const flag = eq === -1 ? token : token.slice(0, eq);
+    const inlineValue = eq === -1 ? undefined : token.slice(eq + 1);
+    const next = argv[i + 1];
+    const value = (): string => {
+      if (inlineValue !== undefined) return inlineValue;
+      if (next === undefined || next.startsWith("--")) throw new CliUsageError(`${flag} needs a value`);
+      i++;
+      return next;
+    };
+    if (flag === "--port") {
+      const raw = value();
+      const port = /^\d+$/.test(raw) ? Number(raw) : NaN;
+      if (!(port >= 0 && port <= 65535)) throw new CliUsageError(`--port must be an integer from 0 to 65535, got "${raw}"`);
+      args.port = port;
+      continue;
+    }
+    if (flag === "--listen") {
+      const listen = value();
+      if (listen === "") throw new CliUsageError("--listen needs an address, e.g. --listen 127.0.0.1");
+      args.listen = listen;
+      continue;
+    }
+    if (flag === "--token") {
+      // An empty token is the core's to refuse, with the other start-up checks.
+      args.token = value();
+      continue;
+    }
+    const taken = takeBatchingFlag(flag, token, inlineValue, next !== undefined && !next.startsWith("--") ? next : undefined, batchify, cacheChoice);
+    if (taken === undefined) throw new CliUsageError(`unknown option "${flag}" for batchling serve (see batchling serve --help)`);
+    i += taken;
+  }
+  applyCacheChoice(cacheChoice, batchify);
+  return args;
 }

@@ -11,6 +11,7 @@ import { CliUsageError, HELP_TEXT, parseCliArgs, type CliArgs } from "./cli-args
 import { runJobsCommand } from "./cli-jobs.js";
 import { runBatchesCommand } from "./cli-batches.js";
 import { runCacheCommand } from "./cli-cache.js";
+import { runServeCommand } from "./cli-serve.js";
 
 /** A problem the user can fix without a stack trace (missing script, missing export): exit 1. */
 class CliError extends Error {
@@ -306,6 +307,8 @@ async function runCli(argv: readonly string[]): Promise<number> {
   if (argv[0] === "cache") return runCacheCommand(argv.slice(1));
   // `batchling batches list|status|cancel`: live provider batches of a journal (cli-batches.ts).
   if (argv[0] === "batches") return runBatchesCommand(argv.slice(1));
+  // `batchling serve`: the batching HTTP server for clients in any language (cli-serve.ts).
+  if (argv[0] === "serve") return runServeCommand(argv.slice(1));
   let args: CliArgs;
   try {
     args = parseCliArgs(argv);

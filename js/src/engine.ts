@@ -127,6 +127,14 @@ export interface JobsBackend {
   batchesProgress(journal: string, batchId: string, status: number, headersJson: string, body: string): string;
   /** `{ ok, line }`: the journal record of an accepted cancel. */
   batchesCancelRecord(journal: string, batchId: string, status: number, headersJson: string, body: string): string;
+  /** `batchling serve` (core/src/host/serve.rs): `{ ok, routes: ServeRoute[], strippedHeaders, tokenHeader }`
+   * or a refusal (`ERR_BATCHLING_SERVE_CONFIG`). */
+  serveCheck(configJson: string): string;
+}
+
+/** `batchling serve`'s router: each request's `ServeDecision` as JSON ("" for an absent header). */
+export interface ServeRouterEngine {
+  decide(method: string, path: string, host: string, token: string): string;
 }
 
 const JOBS_FUNCTIONS = [
@@ -146,6 +154,7 @@ const JOBS_FUNCTIONS = [
   "batchesCall",
   "batchesProgress",
   "batchesCancelRecord",
+  "serveCheck",
 ] as const satisfies readonly (keyof JobsBackend)[];
 
 
@@ -156,6 +165,7 @@ export interface EngineModule extends JobsBackend {
   checkBatcherOptions: Backend["checkBatcherOptions"];
   NativeInterceptor: InterceptorBackend["NativeInterceptor"];
   checkInterceptorOptions: InterceptorBackend["checkInterceptorOptions"];
+  NativeServeRouter: new (configJson: string) => ServeRouterEngine;
 }
 
 /** The engine module of a loaded binding (the napi addon or the wasm glue), which both export
@@ -167,6 +177,7 @@ export function engineModuleOf(name: EngineModule["name"], binding: Omit<EngineM
     checkBatcherOptions: binding.checkBatcherOptions,
     NativeInterceptor: binding.NativeInterceptor,
     checkInterceptorOptions: binding.checkInterceptorOptions,
+    NativeServeRouter: binding.NativeServeRouter,
     ...(Object.fromEntries(JOBS_FUNCTIONS.map((fn) => [fn, binding[fn]])) as unknown as JobsBackend),
   };
 }

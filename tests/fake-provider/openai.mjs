@@ -118,6 +118,25 @@ export function openaiUserText(endpoint, body) {
   return '';
 }
 
+/**
+ * A chat completion as the server-sent events of `stream: true`: the same message in four
+ * `chat.completion.chunk` deltas, then the finish reason (and the usage when asked), then `[DONE]`.
+ */
+function chatChunks(completion, includeUsage) {
+  const choice = completion.choices[0];
+  const text = choice.message.content ?? '';
+  const size = Math.max(1, Math.ceil(text.length / 4));
+  const chunk = (delta, finishReason, extra = {}) => ({
+    id: completion.id, object: 'chat.completion.chunk', created: completion.created, model: completion.model,
+    choices: [{ index: 0, delta, logprobs: null, finish_reason: finishReason }], ...extra,
+  });
+  const events = [chunk({ role: 'assistant', content: '' }, null)];
+  for (let i = 0; i < text.length; i += size) events.push(chunk({ content: text.slice(i, i + size) }, null));
+  events.push(chunk({}, choice.finish_reason));
+  if (includeUsage) events.push({ ...chunk({}, null), choices: [], usage: completion.usage });
+  return [...events.map((e) => JSON.stringify(e)), '[DONE]'];
+}
+
 function validate(endpoint, body) {
   if (!isPlainObject(body)) return { param: null, message: 'The request body must be a JSON object.' };
   if (typeof body.model !== 'string' || body.model === '') {
@@ -530,13 +549,16 @@ export function openaiRoutes(flavour = FLAVOURS.openai) {
     const tail = escapeRegExp(endpoint.slice('/v1'.length));
     return route(name, 'POST', flavour.deployments ? `/deployments/([^/]+)${tail}` : tail, (ctx, [deployment]) => {
       if (ctx.jsonError) return errorResponse(provider, 400, ctx.jsonError);
-      if (ctx.json?.stream === true) {
-        return errorResponse(provider, 400, 'The fake provider does not implement streaming responses.');
+      if (ctx.json?.stream === true && endpoint !== CHAT) {
+        return errorResponse(provider, 400, 'The fake provider streams chat completions only.');
       }
       // Azure runs the deployment named in the path, whatever the body's model says.
       const body = deployment !== undefined && isPlainObject(ctx.json) ? { ...ctx.json, model: deployment } : ctx.json;
       const answer = openaiAnswer(endpoint, body);
       if (provider === 'openai') openaiPromptCache(ctx.state, endpoint, body, answer);
+      if (ctx.json?.stream === true && answer.status === 200) {
+        return { status: 200, events: chatChunks(answer.body, ctx.json.stream_options?.include_usage === true), headers: { 'x-request-id': answer.requestId } };
+      }
       return { status: answer.status, json: answer.body, headers: { 'x-request-id': answer.requestId } };
     }, { sync: true });
   };

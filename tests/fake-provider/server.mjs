@@ -34,6 +34,7 @@ const DEFAULT_CONFIG = {
   rejectStreamInBatch: true, // a batch line with `stream: true` fails
   shuffleResults: true, // OpenAI/Anthropic results come back in reversed order
   enqueuedTokenLimit: null, // per (API key, model): tokens (chars / 4) of live batches; null = none
+  streamIntervalMs: 20, // between two server-sent events of a streamed chat completion
 };
 
 const FATES = ['failed', 'expired', 'cancelled', 'missing'];
@@ -151,6 +152,18 @@ function selectRoute(ctx) {
     }
   }
   return null;
+}
+
+/** Server-sent events, one `data:` event every `streamIntervalMs` (so a client sees them arrive
+ * one by one). */
+async function writeEvents(res, out, intervalMs) {
+  res.writeHead(out.status, { ...out.headers, 'content-type': 'text/event-stream', 'cache-control': 'no-cache' });
+  for (const data of out.events) {
+    if (res.destroyed) return;
+    res.write(`data: ${data}\n\n`);
+    if (intervalMs > 0) await sleep(intervalMs);
+  }
+  res.end();
 }
 
 function writeResponse(res, out) {
@@ -294,6 +307,7 @@ export async function startFakeProvider(options = {}) {
       const cut = out.raw.indexOf(0x0a);
       out = { ...out, raw: cut === -1 ? Buffer.alloc(0) : out.raw.subarray(cut + 1) };
     }
+    if (out?.events) return writeEvents(res, out, config.streamIntervalMs);
     writeResponse(res, out);
   }
 

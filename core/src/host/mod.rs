@@ -8,6 +8,7 @@
 //! - [`jobs`]: the job builder's functions, JSON in and JSON out.
 //! - [`batches`]: the live batches of a journal, and the calls that poll or cancel one.
 //! - [`batch_options`]: the job builder's option rules (keys, ranges), refusals as data.
+//! - [`serve`]: `batchling serve`'s router, built from JSON, deciding each request as JSON.
 //! - [`run_state`]: what a job run leaves on disk (state file, result files) and its summary.
 //! - [`options`]: the options as users write them, checked before an engine is built, answered
 //!   as data (the engine options, or the [`crate::options::OptionError`]).
@@ -20,6 +21,7 @@ pub mod jobs;
 mod json_entries;
 pub mod options;
 pub mod run_state;
+pub mod serve;
 mod ts_types;
 pub mod wire;
 

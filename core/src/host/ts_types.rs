@@ -23,6 +23,7 @@ mod tests {
     };
     use crate::options::OptionError;
     use crate::providers::{HostSpec, ProviderId};
+    use crate::serve::{ServeConfig, ServeDecision, ServeRefusal, ServeRoute};
 
     const GENERATED: &str = "../js/src/generated/core.ts";
 
@@ -66,6 +67,10 @@ mod tests {
             RunSummary::decl(&cfg),
             LiveBatch::decl(&cfg),
             BatchProgress::decl(&cfg),
+            ServeConfig::decl(&cfg),
+            ServeRoute::decl(&cfg),
+            ServeRefusal::decl(&cfg),
+            ServeDecision::decl(&cfg),
         ];
         for decl in decls {
             out.push_str("export ");

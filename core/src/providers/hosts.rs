@@ -345,24 +345,32 @@ impl HostTable {
     /// The entry `url` falls under: among matches, a declared entry before a built-in, then the
     /// longest path prefix.
     pub fn lookup<'a>(&'a self, url: &'a str) -> Option<HostMatch<'a>> {
-        let parts = split_url(url)?;
-        let mut best: Option<(&HostEntry, &str)> = None;
-        for entry in &self.entries {
-            if let Some(rest) = entry.pattern.matches(&parts) {
-                // Declared entries come first, so a later entry replaces an earlier one only
-                // with a strictly longer prefix.
-                if best.is_none_or(|(b, _)| entry.pattern.path.len() > b.pattern.path.len()) {
-                    best = Some((entry, rest));
-                }
-            }
-        }
-        let (entry, rest_path) = best?;
-        Some(HostMatch {
-            provider: entry.provider,
-            base_url: format!("{}{}", parts.origin, entry.pattern.path),
-            rest_path,
-            query: parts.query,
-            settings: &entry.settings,
-        })
+        self.lookup_all(url).into_iter().next()
+    }
+
+    /// Every entry `url` falls under, best first (as [`HostTable::lookup`] ranks them): one host
+    /// may serve several providers under nested base URLs (a gateway's `/v1` for OpenAI and its
+    /// root for Anthropic).
+    pub fn lookup_all<'a>(&'a self, url: &'a str) -> Vec<HostMatch<'a>> {
+        let Some(parts) = split_url(url) else {
+            return Vec::new();
+        };
+        let mut found: Vec<(&HostEntry, &str)> = self
+            .entries
+            .iter()
+            .filter_map(|entry| entry.pattern.matches(&parts).map(|rest| (entry, rest)))
+            .collect();
+        // Stable: among equally long prefixes the earlier entry (declared before built-in) wins.
+        found.sort_by_key(|(entry, _)| std::cmp::Reverse(entry.pattern.path.len()));
+        found
+            .into_iter()
+            .map(|(entry, rest_path)| HostMatch {
+                provider: entry.provider,
+                base_url: format!("{}{}", parts.origin, entry.pattern.path),
+                rest_path,
+                query: parts.query,
+                settings: &entry.settings,
+            })
+            .collect()
     }
 }

@@ -646,10 +646,21 @@ pub fn classify(req: &HttpRequest) -> Result<Route, PassThrough> {
 }
 
 /// [`classify`] with the hosts of `hosts` (declared ones first): a URL under a host is that
-/// host's provider's or nobody's; any other URL is recognised by path shape.
+/// host's provider's or nobody's; any other URL is recognised by path shape. Under nested hosts
+/// (one gateway serving OpenAI at `/v1` and Anthropic at its root), the best match that batches
+/// the request takes it; when none does, the best match's reason to pass it through stands.
 pub fn classify_with(req: &HttpRequest, hosts: &HostTable) -> Result<Route, PassThrough> {
-    if let Some(host) = hosts.lookup(&req.url) {
-        return adapter(host.provider).recognize_at(req, &host);
+    let mut refused = None;
+    for host in hosts.lookup_all(&req.url) {
+        match adapter(host.provider).recognize_at(req, &host) {
+            Ok(route) => return Ok(route),
+            Err(reason) => {
+                refused.get_or_insert(reason);
+            }
+        }
+    }
+    if let Some(reason) = refused {
+        return Err(reason);
     }
     ADAPTERS
         .iter()

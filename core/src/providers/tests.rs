@@ -212,6 +212,61 @@ fn classify_custom_local_base_urls() {
 }
 
 #[test]
+fn classify_under_nested_declared_hosts_finds_the_provider_that_batches_the_path() {
+    // One gateway: OpenAI under /v1, Anthropic at its root (a prefix of OpenAI's base).
+    let spec = |provider, base_url: &str| HostSpec {
+        base_url: base_url.into(),
+        provider,
+        completion_window: None,
+        max_requests: None,
+        max_file_bytes: None,
+        max_inline_bytes: None,
+    };
+    let hosts = HostTable::with_declared(&[
+        spec(ProviderId::OpenAi, "http://gw.local/v1"),
+        spec(ProviderId::Anthropic, "http://gw.local"),
+    ])
+    .unwrap();
+    let anthropic = classify_with(
+        &req(
+            "POST",
+            "http://gw.local/v1/messages",
+            &[("x-api-key", "k"), ("anthropic-version", "2023-06-01")],
+            r#"{"model":"claude-haiku-4-5","max_tokens":5,"messages":[]}"#,
+        ),
+        &hosts,
+    )
+    .unwrap();
+    assert_eq!(
+        (anthropic.provider, anthropic.base_url.as_str()),
+        (ProviderId::Anthropic, "http://gw.local")
+    );
+    let openai = classify_with(
+        &req(
+            "POST",
+            "http://gw.local/v1/chat/completions",
+            &[("authorization", "Bearer k")],
+            r#"{"model":"gpt-4o-mini","messages":[]}"#,
+        ),
+        &hosts,
+    )
+    .unwrap();
+    assert_eq!(
+        (openai.provider, openai.base_url.as_str()),
+        (ProviderId::OpenAi, "http://gw.local/v1")
+    );
+    // Neither batches it: the best match's reason stands.
+    assert_eq!(
+        classify_with(
+            &req("GET", "http://gw.local/v1/chat/completions", &[], ""),
+            &hosts
+        )
+        .unwrap_err(),
+        PassThrough::NotPost
+    );
+}
+
+#[test]
 fn classify_pass_through() {
     let cases: &[(HttpRequest, PassThrough)] = &[
         (req("POST", "https://example.com/v1/whatever", &[], r#"{"model":"m"}"#), PassThrough::UnknownUrl),

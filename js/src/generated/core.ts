@@ -469,6 +469,39 @@ state: string, total: number, completed: number, failed: number,
  */
 ended: boolean, };
 
+export type ServeConfig = { 
+/**
+ * The address to listen on: "127.0.0.1" (the default), "::1", "localhost", or any other
+ * address (which needs a token).
+ */
+listen: string, 
+/**
+ * The port actually bound (the host binds first when asked for port 0).
+ */
+port: number, 
+/**
+ * Clients must send it in [`TOKEN_HEADER`]; required unless `listen` is a loopback address.
+ */
+token?: string, 
+/**
+ * `--host provider=baseUrl`: replaces the provider's upstream (the last one per provider).
+ */
+hosts: Array<HostSpec>, };
+
+export type ServeRoute = { provider: ProviderId, 
+/**
+ * "/openai/v1": no trailing slash.
+ */
+prefix: string, 
+/**
+ * "https://api.openai.com/v1": no trailing slash.
+ */
+upstream: string, };
+
+export type ServeRefusal = "ERR_BATCHLING_SERVE_HOST" | "ERR_BATCHLING_SERVE_TOKEN" | "ERR_BATCHLING_SERVE_ROUTE";
+
+export type ServeDecision = { "kind": "health" } | { "kind": "metrics" } | { "kind": "forward", provider: ProviderId, url: string, } | { "kind": "refuse", status: number, code: ServeRefusal, message: string, };
+
 // The batcher's numeric outcome encoding (core/src/host/wire.rs).
 export const RUN_BATCH = 1;
 export const RESOLVE = 2;
