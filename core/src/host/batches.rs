@@ -13,9 +13,9 @@ use serde_json::json;
 use super::refusal;
 use crate::cache::{BatchPlace, CacheRecord};
 use crate::catalog::pricing;
-use crate::interceptor::report::answer_cost;
 use crate::http::{HttpRequest, HttpResponse};
 use crate::interceptor::io::SerializableRequest;
+use crate::interceptor::report::answer_cost;
 use crate::providers::{adapter, BatchContext, PollState, ProviderId, Route};
 
 /// A provider batch of the journal with requests that have no answer yet.
@@ -138,9 +138,9 @@ fn fold(journal: &str) -> Folded {
                 // The last answer of a request counts: an earlier one's cost goes.
                 let cost = holder.get(&fingerprint).and_then(|&i| {
                     let place = &folded.batches[i].place;
-                    let usd = (200..300).contains(&status).then(|| {
-                        answer_cost(place.provider, &place.model, &body, &no_overrides)
-                    });
+                    let usd = (200..300)
+                        .contains(&status)
+                        .then(|| answer_cost(place.provider, &place.model, &body, &no_overrides));
                     usd.flatten().map(|usd| (i, usd))
                 });
                 match cost {
@@ -183,7 +183,8 @@ pub fn live_batches(journal: &str, now_ms: u64) -> Vec<LiveBatch> {
                 .filter(|(holder, _)| *holder == i)
                 .map(|(_, usd)| *usd)
                 .collect();
-            let priced = pricing::rates(place.provider, &place.model, &Default::default()).is_some();
+            let priced =
+                pricing::rates(place.provider, &place.model, &Default::default()).is_some();
             let cost_so_far_usd = (priced && !folded.state_file).then(|| costs.iter().sum());
             Some(LiveBatch {
                 batch_id: batch.batch_id.clone(),
@@ -537,7 +538,10 @@ mod tests {
             submitted("m", "batch_1", &[FP_A], Some(SUBMITTED_AT + 10)),
             submitted("m", "batch_1", &[FP_B], Some(SUBMITTED_AT)),
         ]);
-        assert_eq!(live_batches(&twice, NOW)[0].submitted_at_ms, Some(SUBMITTED_AT));
+        assert_eq!(
+            live_batches(&twice, NOW)[0].submitted_at_ms,
+            Some(SUBMITTED_AT)
+        );
     }
 
     #[test]
@@ -572,7 +576,10 @@ mod tests {
         // Nothing answered yet: $0, none costed.
         let fresh = lines(&[submitted(model, "batch_1", &[FP_A], Some(SUBMITTED_AT))]);
         let live = live_batches(&fresh, NOW);
-        assert_eq!((live[0].cost_so_far_usd, live[0].answers_costed), (Some(0.0), 0));
+        assert_eq!(
+            (live[0].cost_so_far_usd, live[0].answers_costed),
+            (Some(0.0), 0)
+        );
     }
 
     #[test]
@@ -594,7 +601,10 @@ mod tests {
         assert_eq!(live[0].batch_id, "batch_1");
         assert_eq!(live[0].pending, Some(1));
         // FP_A's answer came while batch_0 held it: not batch_1's cost.
-        assert_eq!((live[0].cost_so_far_usd, live[0].answers_costed), (Some(0.0), 0));
+        assert_eq!(
+            (live[0].cost_so_far_usd, live[0].answers_costed),
+            (Some(0.0), 0)
+        );
 
         // A model without a price: unknown, not zero.
         let unpriced = lines(&[
@@ -672,7 +682,10 @@ mod tests {
         // Providers the job builder does not serve: their own key header.
         let j = journal(ProviderId::Groq, "https://api.groq.com/openai/v1", &[]);
         let r = request(&batch_call_json(&j, "batch_1", "cancel", "gsk"));
-        assert_eq!(r["url"], "https://api.groq.com/openai/v1/batches/batch_1/cancel");
+        assert_eq!(
+            r["url"],
+            "https://api.groq.com/openai/v1/batches/batch_1/cancel"
+        );
         assert_eq!(header(&r, "authorization"), Some("Bearer gsk"));
 
         let base = "https://res.openai.azure.com/openai/v1";
@@ -685,7 +698,10 @@ mod tests {
         let j = journal(ProviderId::Mistral, "https://api.mistral.ai/v1", &[]);
         let r = request(&batch_call_json(&j, "batch_1", "cancel", "mk"));
         assert_eq!(r["method"], "POST");
-        assert_eq!(r["url"], "https://api.mistral.ai/v1/batch/jobs/batch_1/cancel");
+        assert_eq!(
+            r["url"],
+            "https://api.mistral.ai/v1/batch/jobs/batch_1/cancel"
+        );
         assert_eq!(header(&r, "authorization"), Some("Bearer mk"));
         let (code, error) = {
             let v: Value =
@@ -694,6 +710,15 @@ mod tests {
         };
         assert_eq!(code, "ERR_BATCHLING_NO_API_KEY");
         assert!(error.contains("MISTRAL_API_KEY"), "{error}");
+
+        // xAI: polled with its bearer key; no cancel call is built for it.
+        let j = journal(ProviderId::Xai, "https://api.x.ai/v1", &[]);
+        let r = request(&batch_call_json(&j, "batch_1", "poll", "xk"));
+        assert_eq!(r["url"], "https://api.x.ai/v1/batches/batch_1");
+        assert_eq!(header(&r, "authorization"), Some("Bearer xk"));
+        let v: Value =
+            serde_json::from_str(&batch_call_json(&j, "batch_1", "cancel", "xk")).unwrap();
+        assert_eq!(v["code"], "ERR_BATCHLING_UNSUPPORTED_PROVIDER");
     }
 
     #[test]
