@@ -41,6 +41,20 @@ function runCli(args, { env = {}, until, timeoutMs = 20_000 } = {}) {
   });
 }
 
+/** A duration as the CLI prints it (`8 s`, `1.5 s`, `2 min 5 s`, `1 h 3 min`), in ms. */
+function parseAge(text) {
+  let ms = 0;
+  for (const [, n, unit] of text.matchAll(/([\d.]+) (h|min|s)/g)) ms += Number(n) * { h: 3_600_000, min: 60_000, s: 1_000 }[unit];
+  return ms;
+}
+
+/** What an OpenAI gpt-4o-mini answer's usage costs at the batch price ($0.15 / $0.075 cached /
+ * $0.60 per million tokens, half for batches). */
+function gpt4oMiniBatchUsd(u) {
+  const cached = u.prompt_tokens_details?.cached_tokens ?? 0;
+  return ((u.prompt_tokens - cached) * 0.15 + cached * 0.075 + u.completion_tokens * 0.6) / 1e6 * 0.5;
+}
+
 // The script batchify runs: two chat calls through the (intercepted) global fetch; each caller's
 // status and content.
 const SCRIPT = `
@@ -64,7 +78,9 @@ describe("batchling batches", () => {
   let batchId;
   const run = (extra = []) => runCli([`${script}:main`, fake.url, "--cache-path", journal, "--batch-size", "2", "--batch-window-ms", "5000", ...extra]);
 
+  let startedAt;
   before(async () => {
+    startedAt = Date.now();
     dir = mkdtempSync(join(tmpdir(), "batchling-cli-batches-"));
     script = join(dir, "ask.mjs");
     journal = join(dir, "cache.jsonl");
@@ -83,12 +99,19 @@ describe("batchling batches", () => {
     rmSync(dir, { recursive: true, force: true });
   });
 
-  test("list shows the live batch a killed run left, with its waiting requests", async () => {
+  test("list shows the live batch a killed run left, with its waiting requests, age and cost so far", async () => {
     const { code, stdout, stderr } = await runCli(["batches", "list", "--cache-path", journal]);
+    const listedAt = Date.now();
     assert.equal(code, 0, stderr);
     const lines = stdout.trim().split("\n");
     assert.equal(lines.length, 1, stdout);
-    assert.match(lines[0], new RegExp(`^${batchId}\\s+openai gpt-4o-mini \\(${fake.url}/v1\\)\\s+2/2 requests waiting$`));
+    const m = lines[0].match(new RegExp(`^${batchId}\\s+openai gpt-4o-mini \\(${fake.url}/v1\\)\\s+2/2 requests waiting · age (.+) · cost so far \\$0\\.00 \\(0 answers\\)$`));
+    assert.ok(m, stdout);
+    // The age counts from the time the submitted record carries, up to the listing.
+    const submitted = readFileSync(journal, "utf8").split("\n").filter(Boolean).map((l) => JSON.parse(l)).find((r) => r.type === "submitted");
+    assert.ok(submitted.at_ms > startedAt - 1_000 && submitted.at_ms <= listedAt, JSON.stringify(submitted));
+    const age = parseAge(m[1]);
+    assert.ok(age >= 0 && Math.abs(age - (listedAt - submitted.at_ms)) <= 2_000, `${m[1]} vs ${listedAt - submitted.at_ms} ms`);
   });
 
   test("status polls the provider with the key from the environment; without one it names the variable", async () => {
@@ -126,7 +149,7 @@ describe("batchling batches", () => {
     assert.equal(fake.batches.get(batchId).cancelRequested, true);
     assert.match(readFileSync(journal, "utf8"), new RegExp(`"type":"cancelled","batch_id":"${batchId}"`));
     const listed = await runCli(["batches", "list", "--cache-path", journal]);
-    assert.match(listed.stdout, /2\/2 requests waiting · cancelled/);
+    assert.match(listed.stdout, /2\/2 requests waiting · age .* · cancelled\n$/);
 
     // The re-run resumes the batch, finds it cancelled, and answers its callers 499.
     const second = await run(["--poll-interval-ms", "10"]);
@@ -179,7 +202,7 @@ await run;
     const batchId = [...fake.batches.keys()][0];
     const listed = await runCli(["batches", "list", "--state-file", stateFile]);
     assert.equal(listed.code, 0, listed.stderr);
-    assert.match(listed.stdout, new RegExp(`^${batchId}\\s+openai gpt-4o-mini .*2 requests \\(answers are in the run's results directory\\)\n$`));
+    assert.match(listed.stdout, new RegExp(`^${batchId}\\s+openai gpt-4o-mini .*2 requests \\(answers are in the run's results directory\\) · age [\\d.]+ s · cost so far — \\(answers are not in the state file\\)\n$`));
     const cancelled = await runCli(["batches", "cancel", batchId, "--state-file", stateFile], { env: { OPENAI_API_KEY: "sk-test" } });
     assert.equal(cancelled.code, 0, cancelled.stderr);
     assert.equal(fake.batches.get(batchId).cancelRequested, true);
@@ -194,6 +217,103 @@ await run;
       assert.equal(r.status, 499);
       assert.match(r.error, new RegExp(`batch ${batchId} was cancelled`));
     }
+  } finally {
+    await fake.close();
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+test("a partially answered batch: list shows the cost of its journalled answers, as the run's own report counts it", async () => {
+  const dir = mkdtempSync(join(tmpdir(), "batchling-cli-batches-cost-"));
+  const journal = join(dir, "cache.jsonl");
+  const fake = await startFakeProvider({ pollsUntilDone: 1 });
+  let ctx;
+  try {
+    // The output file (two answers) downloads; the error file (the FAIL line) then fails until
+    // the faults are cleared: the batch stays live with two of its three requests answered.
+    ctx = batchify({
+      batchSize: 3,
+      batchWindowMs: 5_000,
+      pollIntervalMs: 10,
+      retry: { attempts: 1_000, backoffMs: 50, maxBackoffMs: 50 },
+      cache: { path: journal },
+      onEvent: (event) => {
+        if (event.kind === "resultsReceived" && event.results > 0) {
+          fake.faults.add({ route: "openai.files.content", status: 500, count: 1_000_000 });
+        }
+      },
+    });
+    const body = (text) => ({ model: "gpt-4o-mini", messages: [{ role: "user", content: text }] });
+    const texts = ["first question", "a second, longer question about costs", "FAIL:400 third"];
+    const ask = (text) =>
+      fetch(`${fake.url}/v1/chat/completions`, {
+        method: "POST",
+        headers: { "content-type": "application/json", authorization: "Bearer sk-test" },
+        body: JSON.stringify(body(text)),
+      }).then((r) => r.status);
+    const answered = ctx.run(() => Promise.all(texts.map(ask)));
+    const results = () => readFileSync(journal, "utf8").split("\n").filter(Boolean).map((l) => JSON.parse(l)).filter((r) => r.type === "result");
+    const deadline = Date.now() + 15_000;
+    while (!(existsSync(journal) && results().length === 2)) {
+      assert.ok(Date.now() < deadline, "the output file's answers were never journalled");
+      await new Promise((r) => setTimeout(r, 20));
+    }
+    const batchId = [...fake.batches.keys()][0];
+    const listed = await runCli(["batches", "list", "--cache-path", journal]);
+    assert.equal(listed.code, 0, listed.stderr);
+    const m = listed.stdout.match(new RegExp(`^${batchId}\\s+openai gpt-4o-mini .*1/3 requests waiting · age [\\d.]+ s · cost so far \\$([\\d.]+) \\(2 answers\\)\n$`));
+    assert.ok(m, listed.stdout);
+    // The formula over the answers' usage, as journalled.
+    const expected = results().reduce((usd, r) => usd + gpt4oMiniBatchUsd(JSON.parse(r.body).usage), 0);
+    assert.ok(expected > 0);
+    const shown = Number(m[1]);
+    assert.ok(Math.abs(shown - expected) / expected < 0.006, `${m[1]} vs ${expected}`);
+    // And the run's own report, at this moment, counts the same answers at the same cost.
+    const row = ctx.report().queues[0];
+    assert.equal(row.answersCosted, 2);
+    assert.ok(Math.abs(row.actualBatchUsd - expected) < 1e-12, `${row.actualBatchUsd} vs ${expected}`);
+
+    fake.faults.clear();
+    assert.deepEqual(await answered, [200, 200, 400]);
+    await ctx.close();
+    ctx = undefined;
+    const after = await runCli(["batches", "list", "--cache-path", journal]);
+    assert.equal(after.stdout, "no live batches\n");
+  } finally {
+    fake.faults.clear();
+    await ctx?.close();
+    await fake.close();
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+test("the CLI's summary after a run shows the actual batch cost next to the estimate, and the provider files deleted", async () => {
+  const dir = mkdtempSync(join(tmpdir(), "batchling-cli-summary-"));
+  const fake = await startFakeProvider({ pollsUntilDone: 1 });
+  try {
+    const script = join(dir, "ask.mjs");
+    writeFileSync(script, SCRIPT);
+    const { code, stdout, stderr } = await runCli([`${script}:main`, fake.url, "--no-cache", "--batch-size", "2", "--poll-interval-ms", "10"]);
+    assert.equal(code, 0, stderr);
+    assert.equal(JSON.parse(stdout).length, 2);
+    const m = stderr.match(/^batchling: 2 requests in 1 new batch; cost: \$([\d.]+) for 2 answers \(estimated \$([\d.]+)\) at batch prices; provider files: (\d+) deleted$/m);
+    assert.ok(m, stderr);
+    // The same bodies at the sync endpoint report the usage the batch lines did (the fake's
+    // answers are a function of the body).
+    let expected = 0;
+    for (const text of ["one", "two"]) {
+      const r = await fetch(`${fake.url}/v1/chat/completions`, {
+        method: "POST",
+        headers: { "content-type": "application/json", authorization: "Bearer sk-test" },
+        body: JSON.stringify({ model: "gpt-4o-mini", messages: [{ role: "user", content: text }] }),
+      });
+      expected += gpt4oMiniBatchUsd((await r.json()).usage);
+    }
+    assert.ok(Math.abs(Number(m[1]) - expected) / expected < 0.006, `${m[1]} vs ${expected}`);
+    assert.ok(Number(m[2]) >= Number(m[1]), "the estimate is an upper bound");
+    // The input and output files, both deleted at the fake.
+    assert.equal(Number(m[3]), fake.counters.requests["openai.files.delete"]);
+    assert.ok(Number(m[3]) >= 2, stderr);
   } finally {
     await fake.close();
     rmSync(dir, { recursive: true, force: true });

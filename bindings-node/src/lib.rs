@@ -445,10 +445,11 @@ pub fn job_summarize_results(texts_json: String) -> String {
     run_state::summarize_results_json(&texts_json)
 }
 
-/// The live provider batches of a journal (`batchling_core::host::batches::live_batches_json`).
+/// The live provider batches of a journal (`batchling_core::host::batches::live_batches_json`),
+/// aged to `now_ms` (wall clock, ms since the epoch).
 #[napi]
-pub fn batches_live(journal: String) -> String {
-    batches::live_batches_json(&journal)
+pub fn batches_live(journal: String, now_ms: f64) -> String {
+    batches::live_batches_json(&journal, now_ms.max(0.0) as u64)
 }
 
 /// The call that polls or cancels a journal's batch (`batches::batch_call_json`).

@@ -475,10 +475,11 @@ pub fn job_summarize_results(texts_json: &str) -> String {
 #[cfg(all(test, target_arch = "wasm32"))]
 mod tests;
 
-/// The live provider batches of a journal (`batchling_core::host::batches::live_batches_json`).
+/// The live provider batches of a journal (`batchling_core::host::batches::live_batches_json`),
+/// aged to `now_ms` (wall clock, ms since the epoch).
 #[wasm_bindgen(js_name = batchesLive)]
-pub fn batches_live(journal: &str) -> String {
-    batches::live_batches_json(journal)
+pub fn batches_live(journal: &str, now_ms: f64) -> String {
+    batches::live_batches_json(journal, now_ms.max(0.0) as u64)
 }
 
 /// The call that polls or cancels a journal's batch (`batches::batch_call_json`).

@@ -6,6 +6,7 @@
 import { appendFileSync, existsSync, readFileSync, statSync } from "node:fs";
 import { resolve as resolvePath } from "node:path";
 import { coreAnswer } from "./core-errors.js";
+import { formatDuration, formatUsd } from "./cli-format.js";
 import { loadJobsBackend } from "./engine.js";
 import { BatchlingError } from "./errors.js";
 import type { BatchProgress, LiveBatch, SerializableRequest as ProviderCall } from "./generated/core.js";
@@ -18,13 +19,15 @@ export const BATCHES_HELP_TEXT = `${BATCHES_USAGE}
 The provider batches a run submitted whose answers are not all in (live batches), from the
 request cache journal (default .batchling/cache.jsonl) or a Batch run's state file.
 
-  list                 the live batches: provider, model, requests still waiting, whether cancelled
+  list                 the live batches: provider, model, requests still waiting, age, cost so
+                       far (the answers in the journal at batch prices), whether cancelled
   status [batchId]     each live batch's (or one batch's) state and progress at the provider
   cancel <batchId>     cancel the batch at the provider and journal it: its requests that did not
                        run get the cancelled answer (499) and are never submitted again
 
 status and cancel read the provider's API key from the environment (OPENAI_API_KEY,
-ANTHROPIC_API_KEY, GEMINI_API_KEY).
+ANTHROPIC_API_KEY, GEMINI_API_KEY, GROQ_API_KEY, DOUBLEWORD_API_KEY, AZURE_OPENAI_API_KEY,
+MISTRAL_API_KEY, TOGETHER_API_KEY, XAI_API_KEY).
 
 Exit status: 0 success, 1 a batch or provider problem, 2 usage error.`;
 
@@ -104,7 +107,13 @@ function apiKey(batch: LiveBatch): string {
 function describeBatch(b: LiveBatch): string {
   const cancelled = b.cancelled ? " · cancelled" : "";
   const waiting = b.pending === null ? `${b.requests} requests (answers are in the run's results directory)` : `${b.pending}/${b.requests} requests waiting`;
-  return `${b.batchId}  ${b.provider} ${b.model} (${b.baseUrl})  ${waiting}${cancelled}`;
+  // Journal lines from before batchling dated batches have no age.
+  const age = b.ageMs === null ? "age —" : `age ${formatDuration(b.ageMs)}`;
+  // A state file keeps no answers, and a model of unknown price has no cost.
+  const cost = b.costSoFarUsd === null
+    ? `cost so far — (${b.pending === null ? "answers are not in the state file" : `unknown price for ${b.model}`})`
+    : `cost so far ${formatUsd(b.costSoFarUsd)} (${b.answersCosted} ${b.answersCosted === 1 ? "answer" : "answers"})`;
+  return `${b.batchId}  ${b.provider} ${b.model} (${b.baseUrl})  ${waiting} · ${age} · ${cost}${cancelled}`;
 }
 
 function formatEta(progress: BatchProgress): string {
@@ -132,7 +141,7 @@ export async function runBatchesCommand(argv: readonly string[]): Promise<number
   try {
     const core = loadJobsBackend();
     const journal = readJournal(command.journal);
-    const live = answer<{ batches: LiveBatch[] }>(core.batchesLive(journal)).batches;
+    const live = answer<{ batches: LiveBatch[] }>(core.batchesLive(journal, Date.now())).batches;
     if (command.action === "list") {
       const text = live.length === 0 ? "no live batches\n" : live.map(describeBatch).join("\n") + "\n";
       await write(process.stdout, text);

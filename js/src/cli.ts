@@ -12,6 +12,7 @@ import { runJobsCommand } from "./cli-jobs.js";
 import { runBatchesCommand } from "./cli-batches.js";
 import { runCacheCommand } from "./cli-cache.js";
 import { runServeCommand } from "./cli-serve.js";
+import { formatDuration, formatUsd } from "./cli-format.js";
 
 /** A problem the user can fix without a stack trace (missing script, missing export): exit 1. */
 class CliError extends Error {
@@ -156,14 +157,6 @@ class Progress {
   }
 }
 
-/** `8 s`, `2 min 5 s`, `1 h 3 min`. */
-function formatDuration(ms: number): string {
-  const s = Math.round(ms / 1000);
-  if (s < 60) return ms < 1000 && ms > 0 ? `${(ms / 1000).toFixed(1)} s` : `${s} s`;
-  if (s < 3600) return `${Math.floor(s / 60)} min${s % 60 ? ` ${s % 60} s` : ""}`;
-  return `${Math.floor(s / 3600)} h${Math.floor((s % 3600) / 60) ? ` ${Math.floor((s % 3600) / 60)} min` : ""}`;
-}
-
 /** The retry's cause in a few words: `connection refused: api.openai.com`, `429 from api.openai.com: …`. */
 function retryCause(reason: string, host: string): string {
   const http = /^HTTP (\d{3}): ?(.*)$/s.exec(reason);
@@ -184,13 +177,6 @@ function plural(n: number, one: string, many = `${one}s`): string {
 
 // ---------------------------------------------------------------------------------------------
 // Dry-run report.
-
-function formatUsd(value: number): string {
-  if (value === 0) return "$0.00";
-  if (value >= 1) return `$${value.toFixed(2)}`;
-  if (value < 0.000001) return "<$0.000001";
-  return `$${Number(value.toPrecision(3)).toFixed(Math.min(8, Math.max(2, 2 - Math.floor(Math.log10(value)))))}`;
-}
 
 /** The dry-run report as a table: one row per queue (provider, endpoint, model) and a total. */
 function formatReport(report: BatchifyReport): string {
@@ -228,6 +214,28 @@ function formatReport(report: BatchifyReport): string {
   if (unpriced) lines.push(`* ${unpriced} ${plural(unpriced, "queue")} with an unknown price ${unpriced === 1 ? "is" : "are"} not included`);
   for (const note of notes) lines.push(`note: ${note}`);
   return lines.join("\n") + "\n";
+}
+
+/** After a run that sent requests: their batches, what the answers cost next to the estimate
+ * (both at batch prices), and the provider files deleted once their answers were journalled. */
+function formatRunSummary(report: BatchifyReport): string {
+  const sum = (pick: (q: QueueReport) => number): number => report.queues.reduce((total, q) => total + pick(q), 0);
+  const requests = sum((q) => q.requests);
+  if (requests === 0) return "";
+  const batches = sum((q) => q.batches);
+  const hits = sum((q) => q.cacheHits);
+  const costed = sum((q) => q.answersCosted);
+  const priced = report.queues.filter((q) => q.estimatedBatchUsd !== null);
+  const unpriced = report.queues.length - priced.length;
+  const actual = report.queues.some((q) => q.actualBatchUsd !== null) ? sum((q) => q.actualBatchUsd ?? 0) : null;
+  const estimate = priced.length ? formatUsd(sum((q) => q.estimatedBatchUsd ?? 0)) + (unpriced ? ` without ${unpriced} ${plural(unpriced, "queue")} of unknown price` : "") : "unknown price";
+  let cost = `cost: ${formatUsd(actual ?? 0)} for ${costed} ${plural(costed, "answer")} (estimated ${estimate}) at batch prices`;
+  if (actual === null) cost = batches === 0 ? "no batch cost" : `cost: unknown, no answer reported usage at a known price (estimated ${estimate} at batch prices)`;
+  const deleted = sum((q) => q.filesDeleted);
+  const kept = sum((q) => q.fileDeletesFailed);
+  const files = deleted + kept > 0 ? `; provider files: ${deleted} deleted${kept ? `, ${kept} kept (delete failed)` : ""}` : "";
+  const cache = hits ? `, ${hits} from the cache` : "";
+  return `batchling: ${requests} ${plural(requests, "request")} in ${batches} new ${plural(batches, "batch", "batches")}${cache}; ${cost}${files}\n`;
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -342,7 +350,7 @@ async function runCli(argv: readonly string[]): Promise<number> {
     const result = await ctx.run(() => fn(...callArgs));
     const report = await ctx.close();
     progress.stop();
-    if (report.dryRun) await write(process.stderr, formatReport(report));
+    await write(process.stderr, report.dryRun ? formatReport(report) : formatRunSummary(report));
     if (result !== undefined) await write(process.stdout, formatResult(result) + "\n");
     return 0;
   } catch (error) {

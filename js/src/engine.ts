@@ -119,8 +119,9 @@ export interface JobsBackend {
   jobResultFileName(id: string): string;
   /** `textsJson`: each job's result file text or null; `{ ok, summary: RunSummary, results }`. */
   jobSummarizeResults(textsJson: string): string;
-  /** `batchling batches` (core/src/host/batches.rs): `{ ok, batches: LiveBatch[] }`. */
-  batchesLive(journal: string): string;
+  /** `batchling batches` (core/src/host/batches.rs): `{ ok, batches: LiveBatch[] }`, aged to
+   * `nowMs` (wall clock). */
+  batchesLive(journal: string, nowMs: number): string;
   /** `action`: "poll" | "cancel"; `{ ok, request }` (the call, carrying `apiKey`). */
   batchesCall(journal: string, batchId: string, action: string, apiKey: string): string;
   /** `{ ok, progress: BatchProgress }` from the poll's answer. */

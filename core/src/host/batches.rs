@@ -12,9 +12,11 @@ use serde_json::json;
 
 use super::refusal;
 use crate::cache::{BatchPlace, CacheRecord};
+use crate::catalog::pricing;
 use crate::http::{HttpRequest, HttpResponse};
 use crate::interceptor::io::SerializableRequest;
-use crate::providers::{adapter, BatchContext, PollState, Route};
+use crate::interceptor::report::answer_cost;
+use crate::providers::{adapter, BatchContext, PollState, ProviderId, Route};
 
 /// A provider batch of the journal with requests that have no answer yet.
 #[cfg_attr(test, derive(ts_rs::TS))]
@@ -33,14 +35,37 @@ pub struct LiveBatch {
     pub pending: Option<u64>,
     /// A `batchling batches cancel` of it is journalled.
     pub cancelled: bool,
+    /// When the provider accepted it (wall clock, ms since the epoch), and how long before the
+    /// `now_ms` the host passed in; `None` for lines written before batchling recorded the time.
+    pub submitted_at_ms: Option<u64>,
+    pub age_ms: Option<u64>,
+    /// What its requests answered in the journal cost, at the batch price of the pricing table
+    /// (the rule of the close report's `actualBatchUsd`, without a run's `prices` overrides),
+    /// from the usage each answer reports. `None` in a job run's state file (its answers are in
+    /// the results directory) and for a model of unknown price; `0` before any answer.
+    pub cost_so_far_usd: Option<f64>,
+    /// The answers `cost_so_far_usd` covers (2xx answers reporting usage).
+    pub answers_costed: u64,
     /// The environment variable the provider's API key is read from, if the host knows one.
     pub api_key_env: Option<String>,
 }
 
+/// A submitted batch of the journal, folded.
+struct Submitted {
+    batch_id: String,
+    place: BatchPlace,
+    fingerprints: Vec<String>,
+    /// The earliest time a record of it names.
+    at_ms: Option<u64>,
+}
+
 struct Folded {
-    /// Submitted batches in journal order: batch id, place, fingerprints.
-    batches: Vec<(String, BatchPlace, Vec<String>)>,
+    /// Submitted batches in journal order.
+    batches: Vec<Submitted>,
     answered: HashSet<String>,
+    /// The batch (an index of `batches`) that held a request when its last answer came, and
+    /// what that answer cost: 2xx answers reporting usage, of a model with a known price.
+    costs: HashMap<String, (usize, f64)>,
     released: HashSet<String>,
     cancelled: HashSet<String>,
     /// A job run's state file: answers are not in it.
@@ -53,6 +78,7 @@ fn fold(journal: &str) -> Folded {
     let mut folded = Folded {
         batches: Vec::new(),
         answered: HashSet::new(),
+        costs: HashMap::new(),
         released: HashSet::new(),
         cancelled: HashSet::new(),
         state_file: journal
@@ -64,6 +90,9 @@ fn fold(journal: &str) -> Folded {
             }),
     };
     let mut index: HashMap<String, usize> = HashMap::new();
+    // The batch each request was last submitted in.
+    let mut holder: HashMap<String, usize> = HashMap::new();
+    let no_overrides = pricing::PriceOverrides::new();
     for line in journal.lines() {
         let Ok(record) = serde_json::from_str::<CacheRecord>(line) else {
             continue;
@@ -73,21 +102,51 @@ fn fold(journal: &str) -> Folded {
                 place,
                 batch_id,
                 fingerprints,
-                ..
+                at_ms,
             } => {
-                for fp in &fingerprints {
-                    folded.released.remove(fp);
-                }
-                match index.get(&batch_id) {
-                    // A compacted journal may name one batch twice: its fingerprints add up.
-                    Some(&i) => folded.batches[i].2.extend(fingerprints),
+                let i = match index.get(&batch_id) {
+                    Some(&i) => i,
                     None => {
                         index.insert(batch_id.clone(), folded.batches.len());
-                        folded.batches.push((batch_id, place, fingerprints));
+                        folded.batches.push(Submitted {
+                            batch_id,
+                            place,
+                            fingerprints: Vec::new(),
+                            at_ms: None,
+                        });
+                        folded.batches.len() - 1
                     }
+                };
+                for fp in &fingerprints {
+                    folded.released.remove(fp);
+                    holder.insert(fp.clone(), i);
                 }
+                // A compacted journal may name one batch twice: its fingerprints add up.
+                let batch = &mut folded.batches[i];
+                batch.fingerprints.extend(fingerprints);
+                batch.at_ms = match (batch.at_ms, at_ms) {
+                    (Some(a), Some(b)) => Some(a.min(b)),
+                    (a, b) => a.or(b),
+                };
             }
-            CacheRecord::Result { fingerprint, .. } => {
+            CacheRecord::Result {
+                fingerprint,
+                status,
+                body,
+                ..
+            } => {
+                // The last answer of a request counts: an earlier one's cost goes.
+                let cost = holder.get(&fingerprint).and_then(|&i| {
+                    let place = &folded.batches[i].place;
+                    let usd = (200..300)
+                        .contains(&status)
+                        .then(|| answer_cost(place.provider, &place.model, &body, &no_overrides));
+                    usd.flatten().map(|usd| (i, usd))
+                });
+                match cost {
+                    Some(cost) => folded.costs.insert(fingerprint.clone(), cost),
+                    None => folded.costs.remove(&fingerprint),
+                };
                 folded.answered.insert(fingerprint);
             }
             CacheRecord::Released { fingerprints } => folded.released.extend(fingerprints),
@@ -100,27 +159,46 @@ fn fold(journal: &str) -> Folded {
     folded
 }
 
-/// The live batches of a journal, in the order they were submitted.
-pub fn live_batches(journal: &str) -> Vec<LiveBatch> {
+/// The live batches of a journal, in the order they were submitted; `now_ms` (wall clock, ms
+/// since the epoch) is the time their ages count to.
+pub fn live_batches(journal: &str, now_ms: u64) -> Vec<LiveBatch> {
     let folded = fold(journal);
     folded
         .batches
         .iter()
-        .filter_map(|(batch_id, place, fps)| {
-            let unique: HashSet<&String> = fps.iter().collect();
+        .enumerate()
+        .filter_map(|(i, batch)| {
+            let place = &batch.place;
+            let unique: HashSet<&String> = batch.fingerprints.iter().collect();
             let pending = unique
                 .iter()
                 .filter(|fp| !folded.answered.contains(**fp) && !folded.released.contains(**fp))
                 .count() as u64;
-            (pending > 0).then(|| LiveBatch {
-                batch_id: batch_id.clone(),
+            if pending == 0 {
+                return None;
+            }
+            let costs: Vec<f64> = unique
+                .iter()
+                .filter_map(|fp| folded.costs.get(*fp))
+                .filter(|(holder, _)| *holder == i)
+                .map(|(_, usd)| *usd)
+                .collect();
+            let priced =
+                pricing::rates(place.provider, &place.model, &Default::default()).is_some();
+            let cost_so_far_usd = (priced && !folded.state_file).then(|| costs.iter().sum());
+            Some(LiveBatch {
+                batch_id: batch.batch_id.clone(),
                 provider: place.provider,
                 base_url: place.base_url.clone(),
                 endpoint: place.endpoint.clone(),
                 model: place.model.clone(),
                 requests: unique.len() as u64,
                 pending: (!folded.state_file).then_some(pending),
-                cancelled: folded.cancelled.contains(batch_id),
+                cancelled: folded.cancelled.contains(&batch.batch_id),
+                submitted_at_ms: batch.at_ms,
+                age_ms: batch.at_ms.map(|at| now_ms.saturating_sub(at)),
+                cost_so_far_usd,
+                answers_costed: costs.len() as u64,
                 api_key_env: place.provider.descriptor().api_key_env.map(str::to_string),
             })
         })
@@ -128,14 +206,19 @@ pub fn live_batches(journal: &str) -> Vec<LiveBatch> {
 }
 
 /// `{"ok":true,"batches":[LiveBatch, …]}`.
-pub fn live_batches_json(journal: &str) -> String {
-    json!({ "ok": true, "batches": live_batches(journal) }).to_string()
+pub fn live_batches_json(journal: &str, now_ms: u64) -> String {
+    json!({ "ok": true, "batches": live_batches(journal, now_ms) }).to_string()
 }
 
 fn find(journal: &str, batch_id: &str) -> Result<(BatchPlace, Vec<String>), String> {
     let folded = fold(journal);
-    let known: Vec<String> = folded.batches.iter().map(|b| b.0.clone()).collect();
-    let Some((_, place, fps)) = folded.batches.into_iter().find(|b| b.0 == batch_id) else {
+    let known: Vec<String> = folded.batches.iter().map(|b| b.batch_id.clone()).collect();
+    let Some(Submitted {
+        place,
+        fingerprints: fps,
+        ..
+    }) = folded.batches.into_iter().find(|b| b.batch_id == batch_id)
+    else {
         let listed = if known.is_empty() {
             "the journal names no batch".to_string()
         } else {
@@ -159,15 +242,6 @@ fn find(journal: &str, batch_id: &str) -> Result<(BatchPlace, Vec<String>), Stri
 /// header the provider's SDK sends it in.
 fn route(place: &BatchPlace, api_key: &str) -> Result<Route, String> {
     let descriptor = place.provider.descriptor();
-    let Some(format) = descriptor.jobs else {
-        return Err(refusal(
-            "ERR_BATCHLING_UNSUPPORTED_PROVIDER",
-            format!(
-                "batchling batches cannot reach {} batches yet (only providers with a known API key variable)",
-                descriptor.name
-            ),
-        ));
-    };
     if api_key.is_empty() {
         return Err(refusal(
             "ERR_BATCHLING_NO_API_KEY",
@@ -178,7 +252,13 @@ fn route(place: &BatchPlace, api_key: &str) -> Result<Route, String> {
             ),
         ));
     }
-    let (_, forward_headers) = format.target(&place.base_url, &place.model, api_key);
+    let forward_headers = match descriptor.jobs {
+        Some(format) => format.target(&place.base_url, &place.model, api_key).1,
+        // Azure OpenAI takes a key in `api-key` (a bearer token is an Entra token); the
+        // OpenAI-compatible hosts and Mistral a bearer key (providers.md).
+        None if place.provider == ProviderId::Azure => vec![("api-key".into(), api_key.into())],
+        None => vec![("authorization".into(), format!("Bearer {api_key}"))],
+    };
     Ok(Route {
         provider: place.provider,
         endpoint: place.endpoint.clone(),
@@ -344,11 +424,14 @@ fn answer(status: u16, headers_json: &str, body: &str) -> Result<HttpResponse, S
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::providers::ProviderId;
     use serde_json::Value;
 
     const FP_A: &str = "aa00000000000000000000000000000000000000000000000000000000000000";
     const FP_B: &str = "bb00000000000000000000000000000000000000000000000000000000000000";
+    const FP_C: &str = "cc00000000000000000000000000000000000000000000000000000000000000";
+    /// When the test journals' batch was submitted, and the virtual "now" ages count to.
+    const SUBMITTED_AT: u64 = 1_700_000_000_000;
+    const NOW: u64 = SUBMITTED_AT + 90 * 60_000;
 
     fn place(provider: ProviderId, base_url: &str, model: &str) -> BatchPlace {
         BatchPlace {
@@ -366,8 +449,7 @@ mod tests {
             place: place(provider, base_url, "m"),
             batch_id: "batch_1".into(),
             fingerprints: vec![FP_A.into(), FP_B.into()],
-            // A dated record (as this version writes them) folds as an undated one.
-            at_ms: Some(1_700_000_000_000),
+            at_ms: Some(SUBMITTED_AT),
         }
         .to_line()];
         lines.extend(extra.iter().map(CacheRecord::to_line));
@@ -391,7 +473,7 @@ mod tests {
             "https://api.openai.com/v1",
             &[result(FP_A)],
         );
-        let live = live_batches(&j);
+        let live = live_batches(&j, NOW);
         assert_eq!(live.len(), 1);
         assert_eq!((live[0].requests, live[0].pending), (2, Some(1)));
         assert_eq!(live[0].api_key_env.as_deref(), Some("OPENAI_API_KEY"));
@@ -404,7 +486,142 @@ mod tests {
             "https://api.openai.com/v1",
             &[result(FP_A), released],
         );
-        assert!(live_batches(&j).is_empty());
+        assert!(live_batches(&j, NOW).is_empty());
+    }
+
+    fn submitted(model: &str, batch_id: &str, fps: &[&str], at_ms: Option<u64>) -> CacheRecord {
+        CacheRecord::Submitted {
+            place: place(ProviderId::OpenAi, "https://api.openai.com/v1", model),
+            batch_id: batch_id.into(),
+            fingerprints: fps.iter().map(|fp| fp.to_string()).collect(),
+            at_ms,
+        }
+    }
+
+    /// An OpenAI chat answer reporting `input` prompt tokens (`cached` of them cached) and
+    /// `output` completion tokens.
+    fn answer(fp: &str, status: u16, input: u64, cached: u64, output: u64) -> CacheRecord {
+        let body = json!({
+            "object": "chat.completion",
+            "choices": [{"index": 0, "message": {"role": "assistant", "content": "hi"}}],
+            "usage": {"prompt_tokens": input, "completion_tokens": output,
+                      "prompt_tokens_details": {"cached_tokens": cached}},
+        });
+        CacheRecord::Result {
+            fingerprint: fp.into(),
+            status,
+            headers: vec![],
+            body: body.to_string(),
+            at_ms: None,
+        }
+    }
+
+    fn lines(records: &[CacheRecord]) -> String {
+        records.iter().map(|r| r.to_line() + "\n").collect()
+    }
+
+    #[test]
+    fn a_batch_is_as_old_as_the_now_passed_in_says() {
+        let j = journal(ProviderId::OpenAi, "https://api.openai.com/v1", &[]);
+        let live = live_batches(&j, NOW);
+        assert_eq!(live[0].submitted_at_ms, Some(SUBMITTED_AT));
+        assert_eq!(live[0].age_ms, Some(90 * 60_000));
+        // Virtual time: a later now, an older batch; a clock behind the journal, age 0.
+        assert_eq!(live_batches(&j, NOW + 5)[0].age_ms, Some(90 * 60_000 + 5));
+        assert_eq!(live_batches(&j, SUBMITTED_AT - 1)[0].age_ms, Some(0));
+        // A line from before batchling dated batches has no age.
+        let undated = lines(&[submitted("m", "batch_1", &[FP_A], None)]);
+        let live = live_batches(&undated, NOW);
+        assert_eq!((live[0].submitted_at_ms, live[0].age_ms), (None, None));
+        // A compacted journal naming the batch twice: the earliest time.
+        let twice = lines(&[
+            submitted("m", "batch_1", &[FP_A], Some(SUBMITTED_AT + 10)),
+            submitted("m", "batch_1", &[FP_B], Some(SUBMITTED_AT)),
+        ]);
+        assert_eq!(
+            live_batches(&twice, NOW)[0].submitted_at_ms,
+            Some(SUBMITTED_AT)
+        );
+    }
+
+    #[test]
+    fn cost_so_far_adds_up_the_answered_requests_at_the_batch_price() {
+        let model = "gpt-4o-mini";
+        let j = lines(&[
+            submitted(model, "batch_1", &[FP_A, FP_B, FP_C], Some(SUBMITTED_AT)),
+            answer(FP_A, 200, 1_000, 0, 200),
+            answer(FP_B, 200, 2_000, 1_024, 50),
+        ]);
+        let live = live_batches(&j, NOW);
+        assert_eq!(live[0].pending, Some(1));
+        assert_eq!(live[0].answers_costed, 2);
+        // gpt-4o-mini: $0.15 in, $0.075 cached, $0.60 out per million tokens; batches half.
+        let expected = ((1_000.0 * 0.15 + 200.0 * 0.6)
+            + ((2_000.0 - 1_024.0) * 0.15 + 1_024.0 * 0.075 + 50.0 * 0.6))
+            / 1e6
+            * 0.5;
+        let cost = live[0].cost_so_far_usd.unwrap();
+        assert!((cost - expected).abs() < 1e-12, "{cost} vs {expected}");
+        // The close report's rule, answer by answer.
+        let engine = |record: &CacheRecord| match record {
+            CacheRecord::Result { body, .. } => {
+                answer_cost(ProviderId::OpenAi, model, body, &Default::default()).unwrap()
+            }
+            _ => unreachable!(),
+        };
+        let report = engine(&answer(FP_A, 200, 1_000, 0, 200))
+            + engine(&answer(FP_B, 200, 2_000, 1_024, 50));
+        assert!((cost - report).abs() < 1e-15);
+
+        // Nothing answered yet: $0, none costed.
+        let fresh = lines(&[submitted(model, "batch_1", &[FP_A], Some(SUBMITTED_AT))]);
+        let live = live_batches(&fresh, NOW);
+        assert_eq!(
+            (live[0].cost_so_far_usd, live[0].answers_costed),
+            (Some(0.0), 0)
+        );
+    }
+
+    #[test]
+    fn cost_so_far_leaves_out_errors_other_batches_answers_and_unknown_prices() {
+        let model = "gpt-4o-mini";
+        let j = lines(&[
+            // batch_0 ran FP_A; FP_B's line did not run and went into batch_1 with FP_C.
+            submitted(model, "batch_0", &[FP_A, FP_B], Some(SUBMITTED_AT)),
+            answer(FP_A, 200, 1_000, 0, 100),
+            CacheRecord::Released {
+                fingerprints: vec![FP_B.into()],
+            },
+            submitted(model, "batch_1", &[FP_B, FP_C, FP_A], Some(SUBMITTED_AT)),
+            // A per-line error (not billed) and a later answer with no usage.
+            answer(FP_B, 400, 1_000, 0, 100),
+        ]);
+        let live = live_batches(&j, NOW);
+        assert_eq!(live.len(), 1);
+        assert_eq!(live[0].batch_id, "batch_1");
+        assert_eq!(live[0].pending, Some(1));
+        // FP_A's answer came while batch_0 held it: not batch_1's cost.
+        assert_eq!(
+            (live[0].cost_so_far_usd, live[0].answers_costed),
+            (Some(0.0), 0)
+        );
+
+        // A model without a price: unknown, not zero.
+        let unpriced = lines(&[
+            submitted("my-fine-tune", "batch_1", &[FP_A, FP_B], Some(SUBMITTED_AT)),
+            answer(FP_A, 200, 1_000, 0, 100),
+        ]);
+        let live = live_batches(&unpriced, NOW);
+        assert_eq!((live[0].cost_so_far_usd, live[0].answers_costed), (None, 0));
+        // A state file keeps no answers: unknown.
+        let header = crate::host::run_state::header_line("out", &["a".into()], &[]);
+        let state = format!(
+            "{header}\n{}",
+            lines(&[submitted(model, "batch_1", &[FP_A], Some(SUBMITTED_AT))])
+        );
+        let live = live_batches(&state, NOW);
+        assert_eq!(live[0].cost_so_far_usd, None);
+        assert_eq!(live[0].age_ms, Some(NOW - SUBMITTED_AT));
     }
 
     #[test]
@@ -414,7 +631,7 @@ mod tests {
             "{header}\n{}",
             journal(ProviderId::OpenAi, "https://api.openai.com/v1", &[])
         );
-        let live = live_batches(&j);
+        let live = live_batches(&j, NOW);
         assert_eq!(live.len(), 1);
         assert_eq!((live[0].requests, live[0].pending), (2, None));
     }
@@ -461,6 +678,47 @@ mod tests {
         let r = request(&batch_call_json(&j, "batch_1", "poll", "g-key"));
         assert_eq!(r["method"], "GET");
         assert_eq!(r["url"], format!("{base}/batches/batch_1"));
+
+        // Providers the job builder does not serve: their own key header.
+        let j = journal(ProviderId::Groq, "https://api.groq.com/openai/v1", &[]);
+        let r = request(&batch_call_json(&j, "batch_1", "cancel", "gsk"));
+        assert_eq!(
+            r["url"],
+            "https://api.groq.com/openai/v1/batches/batch_1/cancel"
+        );
+        assert_eq!(header(&r, "authorization"), Some("Bearer gsk"));
+
+        let base = "https://res.openai.azure.com/openai/v1";
+        let j = journal(ProviderId::Azure, base, &[]);
+        let r = request(&batch_call_json(&j, "batch_1", "poll", "az"));
+        assert_eq!(r["url"], format!("{base}/batches/batch_1"));
+        assert_eq!(header(&r, "api-key"), Some("az"));
+        assert_eq!(header(&r, "authorization"), None);
+
+        let j = journal(ProviderId::Mistral, "https://api.mistral.ai/v1", &[]);
+        let r = request(&batch_call_json(&j, "batch_1", "cancel", "mk"));
+        assert_eq!(r["method"], "POST");
+        assert_eq!(
+            r["url"],
+            "https://api.mistral.ai/v1/batch/jobs/batch_1/cancel"
+        );
+        assert_eq!(header(&r, "authorization"), Some("Bearer mk"));
+        let (code, error) = {
+            let v: Value =
+                serde_json::from_str(&batch_call_json(&j, "batch_1", "cancel", "")).unwrap();
+            (v["code"].clone(), v["error"].as_str().unwrap().to_string())
+        };
+        assert_eq!(code, "ERR_BATCHLING_NO_API_KEY");
+        assert!(error.contains("MISTRAL_API_KEY"), "{error}");
+
+        // xAI: polled with its bearer key; no cancel call is built for it.
+        let j = journal(ProviderId::Xai, "https://api.x.ai/v1", &[]);
+        let r = request(&batch_call_json(&j, "batch_1", "poll", "xk"));
+        assert_eq!(r["url"], "https://api.x.ai/v1/batches/batch_1");
+        assert_eq!(header(&r, "authorization"), Some("Bearer xk"));
+        let v: Value =
+            serde_json::from_str(&batch_call_json(&j, "batch_1", "cancel", "xk")).unwrap();
+        assert_eq!(v["code"], "ERR_BATCHLING_UNSUPPORTED_PROVIDER");
     }
 
     #[test]
@@ -515,7 +773,7 @@ mod tests {
             }
         );
         let j = format!("{j}{line}\n");
-        assert!(live_batches(&j)[0].cancelled);
+        assert!(live_batches(&j, NOW)[0].cancelled);
         // A fold of the journal answers the cancelled request's fingerprint as cancelled.
         let mut cache = crate::cache::Cache::new(true);
         assert!(cache.load(&j).is_empty());

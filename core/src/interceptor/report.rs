@@ -78,15 +78,11 @@ impl Report {
         body: &str,
         prices: &pricing::PriceOverrides,
     ) {
-        let Some(rates) = pricing::rates(route.provider, &route.model, prices) else {
-            return;
-        };
-        let Some(usage) = reported_usage(route.provider, body) else {
+        let Some(usd) = answer_cost(route.provider, &route.model, body, prices) else {
             return;
         };
         let row = self.row(route);
-        row.actual_batch_usd =
-            Some(row.actual_batch_usd.unwrap_or(0.0) + pricing::usage_cost(&rates, &usage));
+        row.actual_batch_usd = Some(row.actual_batch_usd.unwrap_or(0.0) + usd);
         row.answers_costed += 1;
     }
 
@@ -178,6 +174,20 @@ impl Report {
                 file_deletes_failed: 0,
             })
     }
+}
+
+/// What a batch answer (a 2xx body) of `model` cost at the batch price, from the usage it
+/// reports; `None` when the model's price is unknown or the body reports no usage. The close
+/// report's `actual_batch_usd` and `batchling batches`' cost so far both add these up.
+pub(crate) fn answer_cost(
+    provider: ProviderId,
+    model: &str,
+    body: &str,
+    prices: &pricing::PriceOverrides,
+) -> Option<f64> {
+    let rates = pricing::rates(provider, model, prices)?;
+    let usage = reported_usage(provider, body)?;
+    Some(pricing::usage_cost(&rates, &usage))
 }
 
 /// The usage an answer body reports, read as the provider's job format reads it (the

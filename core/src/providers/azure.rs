@@ -31,7 +31,7 @@ pub(super) const DESCRIPTOR: ProviderDescriptor = ProviderDescriptor {
     // No global endpoint: every resource has its own host.
     default_base_url: None,
     window_error,
-    api_key_env: None,
+    api_key_env: Some("AZURE_OPENAI_API_KEY"),
     base_url_env: None,
     jobs: None,
 };

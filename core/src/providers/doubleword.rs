@@ -22,7 +22,7 @@ pub(super) const DESCRIPTOR: ProviderDescriptor = ProviderDescriptor {
     hosts: &["https://api.doubleword.ai/v1"],
     default_base_url: Some("https://api.doubleword.ai/v1"),
     window_error: any_window,
-    api_key_env: None,
+    api_key_env: Some("DOUBLEWORD_API_KEY"),
     base_url_env: None,
     jobs: None,
 };

@@ -23,7 +23,7 @@ pub(super) const DESCRIPTOR: ProviderDescriptor = ProviderDescriptor {
     hosts: &["https://api.groq.com/openai/v1"],
     default_base_url: Some("https://api.groq.com/openai/v1"),
     window_error,
-    api_key_env: None,
+    api_key_env: Some("GROQ_API_KEY"),
     base_url_env: None,
     jobs: None,
 };

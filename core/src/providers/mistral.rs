@@ -71,7 +71,7 @@ pub(super) const DESCRIPTOR: ProviderDescriptor = ProviderDescriptor {
     hosts: &["https://api.mistral.ai/v1"],
     default_base_url: Some("https://api.mistral.ai/v1"),
     window_error,
-    api_key_env: None,
+    api_key_env: Some("MISTRAL_API_KEY"),
     base_url_env: None,
     jobs: None,
 };

@@ -127,10 +127,12 @@ pub struct ProviderDescriptor {
     /// Why a declared completion window is one the provider is documented to refuse, or `None`
     /// when it may be sent.
     pub window_error: fn(window: &str) -> Option<String>,
-    /// The environment variables a host reads the provider's API key and base URL from when the
-    /// caller gives none (the names the provider's own SDK reads); `None` for providers the job
-    /// builder does not serve.
+    /// The environment variable the provider's API key is read from when the caller gives none
+    /// (the name its own SDK or documentation reads): the job builder's providers and
+    /// `batchling batches status|cancel` read it. Every provider has one.
     pub api_key_env: Option<&'static str>,
+    /// The environment variable the job builder reads a base URL from; `None` for providers it
+    /// does not serve.
     pub base_url_env: Option<&'static str>,
     /// How the job builder ([`crate::jobs`]) renders a job for the provider and reads its
     /// answer; `None` for providers it does not serve.

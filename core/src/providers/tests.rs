@@ -533,7 +533,8 @@ fn every_catalog_model_has_a_job_format() {
 fn job_providers_name_their_env_keys_and_base_url() {
     for d in PROVIDERS {
         let served = d.jobs.is_some();
-        assert_eq!(d.api_key_env.is_some(), served, "{}", d.name);
+        // Every provider has a batch API, reached by `batchling batches` with this key.
+        assert!(d.api_key_env.is_some(), "{}", d.name);
         assert_eq!(d.base_url_env.is_some(), served, "{}", d.name);
         if served {
             assert!(d.default_base_url.is_some(), "{}", d.name);

@@ -55,7 +55,7 @@ pub(super) const DESCRIPTOR: ProviderDescriptor = ProviderDescriptor {
     hosts: &["https://api.together.ai/v1", "https://api.together.xyz/v1"],
     default_base_url: Some("https://api.together.ai/v1"),
     window_error: any_window,
-    api_key_env: None,
+    api_key_env: Some("TOGETHER_API_KEY"),
     base_url_env: None,
     jobs: None,
 };

@@ -63,7 +63,7 @@ pub(super) const DESCRIPTOR: ProviderDescriptor = ProviderDescriptor {
     hosts: &["https://api.x.ai/v1"],
     default_base_url: Some("https://api.x.ai/v1"),
     window_error: any_window,
-    api_key_env: None,
+    api_key_env: Some("XAI_API_KEY"),
     base_url_env: None,
     jobs: None,
 };

@@ -455,6 +455,22 @@ requests: number, pending: number | null,
  */
 cancelled: boolean, 
 /**
+ * When the provider accepted it (wall clock, ms since the epoch), and how long before the
+ * `now_ms` the host passed in; `None` for lines written before batchling recorded the time.
+ */
+submittedAtMs: number | null, ageMs: number | null, 
+/**
+ * What its requests answered in the journal cost, at the batch price of the pricing table
+ * (the rule of the close report's `actualBatchUsd`, without a run's `prices` overrides),
+ * from the usage each answer reports. `None` in a job run's state file (its answers are in
+ * the results directory) and for a model of unknown price; `0` before any answer.
+ */
+costSoFarUsd: number | null, 
+/**
+ * The answers `cost_so_far_usd` covers (2xx answers reporting usage).
+ */
+answersCosted: number, 
+/**
  * The environment variable the provider's API key is read from, if the host knows one.
  */
 apiKeyEnv: string | null, };
