@@ -65,6 +65,9 @@ pub struct ServeRoute {
     pub prefix: String,
     /// "https://api.openai.com/v1": no trailing slash.
     pub upstream: String,
+    /// "https://api.openai.com": where a path under `/<provider>` but outside `prefix` goes
+    /// (Gemini's `/gemini/v1/…` and `/gemini/upload/…` beside `/gemini/v1beta/…`).
+    pub origin: String,
 }
 
 /// What the host does with one request.
@@ -187,9 +190,13 @@ impl ServeRouter {
                 .map(|h| h.base_url.trim_end_matches('/').to_string())
                 .or(default.map(str::to_string));
             let Some(upstream) = upstream else { continue };
+            let Some((origin, _)) = split_base(&upstream) else {
+                continue;
+            };
             routes.push(ServeRoute {
                 provider,
                 prefix: format!("/{}{}", descriptor.name, shape_path),
+                origin: origin.to_string(),
                 upstream,
             });
         }
@@ -263,24 +270,26 @@ impl ServeRouter {
         if method == "GET" && bare_path == "/metrics" {
             return ServeDecision::Metrics;
         }
-        for route in &self.routes {
-            let Some(rest) = path.strip_prefix(route.prefix.as_str()) else {
+        // `..` segments would climb out of the upstream's base path.
+        let climbs = bare_path
+            .split('/')
+            .any(|segment| segment == ".." || segment.eq_ignore_ascii_case("%2e%2e"));
+        for route in self.routes.iter().filter(|_| !climbs) {
+            let name_end = route.prefix[1..]
+                .find('/')
+                .map_or(route.prefix.len(), |i| i + 1);
+            let Some(under_name) = under(path, &route.prefix[..name_end]) else {
                 continue;
             };
-            // The prefix ends at a segment boundary: `/openai/v10` is not under `/openai/v1`.
-            if !(rest.is_empty() || rest.starts_with('/') || rest.starts_with('?')) {
-                continue;
-            }
-            // `..` segments would climb out of the upstream's base path.
-            if rest
-                .split(['/', '?'])
-                .any(|segment| segment == ".." || segment == "%2e%2e")
-            {
-                break;
-            }
+            let url = match under(path, &route.prefix) {
+                Some(rest) => format!("{}{}", route.upstream, rest),
+                // Under `/<provider>` but outside its base path: the same upstream host.
+                None if under_name.starts_with('/') => format!("{}{}", route.origin, under_name),
+                None => continue,
+            };
             return ServeDecision::Forward {
                 provider: route.provider,
-                url: format!("{}{}", route.upstream, rest),
+                url,
             };
         }
         let known: Vec<&str> = self.routes.iter().map(|r| r.prefix.as_str()).collect();
@@ -293,6 +302,13 @@ impl ServeRouter {
             ),
         }
     }
+}
+
+/// What follows `prefix` in `path` when `prefix` ends there at a segment boundary
+/// (`/openai/v10` is not under `/openai/v1`).
+fn under<'a>(path: &'a str, prefix: &str) -> Option<&'a str> {
+    let rest = path.strip_prefix(prefix)?;
+    (rest.is_empty() || rest.starts_with('/') || rest.starts_with('?')).then_some(rest)
 }
 
 /// Compare without stopping at the first difference (the time taken does not tell how much of a
@@ -371,6 +387,28 @@ mod tests {
                 "https://api.groq.com/openai/v1/chat/completions".into()
             ))
         );
+        // Outside the base path, under the provider's name: the same upstream host, never another.
+        assert_eq!(
+            forward(&router, "/gemini/v1/models/gemini-2.5-flash:generateContent"),
+            Some((
+                ProviderId::Gemini,
+                "https://generativelanguage.googleapis.com/v1/models/gemini-2.5-flash:generateContent".into()
+            ))
+        );
+        assert_eq!(
+            forward(&router, "/gemini/upload/v1beta/files"),
+            Some((
+                ProviderId::Gemini,
+                "https://generativelanguage.googleapis.com/upload/v1beta/files".into()
+            ))
+        );
+        assert_eq!(
+            forward(&router, "/openai/v10/models"),
+            Some((
+                ProviderId::OpenAi,
+                "https://api.openai.com/v10/models".into()
+            ))
+        );
         // Azure has no global endpoint: no route until one is declared.
         assert!(!router
             .routes()
@@ -411,7 +449,8 @@ mod tests {
         for path in [
             "/",
             "/v1/chat/completions",
-            "/openai/v10/chat/completions",
+            "/openaiv1/chat/completions",
+            "/openai/v1/%2E%2E/x",
             "/openai",
             "/http://evil.example/v1/chat/completions",
             "/openai/v1/../../evil",

@@ -37,6 +37,9 @@ export interface ServeHandle {
 const TCP_KEEPALIVE_MS = 30_000;
 /** How long a kept-alive connection may sit idle between two requests. */
 const IDLE_KEEPALIVE_MS = 120_000;
+/** Answers relayed chunk by chunk as they arrive (server-sent events, JSON lines); any other
+ * answer is relayed whole. */
+const STREAMED = /^(text\/event-stream|application\/(x-)?ndjson|application\/jsonl)/i;
 /** Batches whose provider the metrics remember, to count results that arrive after their end. */
 const MAX_JOBS_REMEMBERED = 10_000;
 /** Response headers not relayed: the body is relayed decoded and re-framed by this server. */
@@ -261,11 +264,16 @@ export async function serve(options: ServeOptions = {}): Promise<ServeHandle> {
         await response.body?.cancel();
         return;
       }
-      res.writeHead(response.status, out);
-      if (!response.body) {
-        res.end();
+      if (!response.body || !STREAMED.test(response.headers.get("content-type") ?? "")) {
+        // A whole answer (every batched one): one write, with its length.
+        const body = Buffer.from(await response.arrayBuffer());
+        out["content-length"] = String(body.length);
+        if (res.destroyed) return;
+        res.writeHead(response.status, out);
+        res.end(body);
         return;
       }
+      res.writeHead(response.status, out);
       // Relayed chunk by chunk, so a streamed answer (server-sent events) reaches the client as
       // it comes; a client that goes away cancels the upstream stream.
       res.flushHeaders();
@@ -304,6 +312,8 @@ export async function serve(options: ServeOptions = {}): Promise<ServeHandle> {
   server.headersTimeout = 60_000;
   server.on("connection", (socket: Socket) => {
     socket.setKeepAlive(true, TCP_KEEPALIVE_MS);
+    // Each write goes out at once: a streamed event is not held back to fill a packet.
+    socket.setNoDelay(true);
     sockets.add(socket);
     socket.once("close", () => sockets.delete(socket));
   });

@@ -512,7 +512,12 @@ prefix: string,
 /**
  * "https://api.openai.com/v1": no trailing slash.
  */
-upstream: string, };
+upstream: string, 
+/**
+ * "https://api.openai.com": where a path under `/<provider>` but outside `prefix` goes
+ * (Gemini's `/gemini/v1/…` and `/gemini/upload/…` beside `/gemini/v1beta/…`).
+ */
+origin: string, };
 
 export type ServeRefusal = "ERR_BATCHLING_SERVE_HOST" | "ERR_BATCHLING_SERVE_TOKEN" | "ERR_BATCHLING_SERVE_ROUTE";
 
