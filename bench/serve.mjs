@@ -18,7 +18,7 @@
 //        straight to the fake: the proxy's own cost.
 //
 // Env: BENCH_REQUESTS (20000), BENCH_CONCURRENCY (2000), BENCH_ROUNDS (3 per mode),
-// BENCH_LATENCY_REQUESTS (1000).
+// BENCH_LATENCY_REQUESTS (1000), BENCH_CPU_PROF=dir (the server process writes a V8 CPU profile there).
 import { spawn } from "node:child_process";
 import { createServer } from "node:http";
 import { mkdtempSync, readFileSync, rmSync } from "node:fs";
@@ -62,7 +62,7 @@ async function startFake() {
 }
 
 async function startServe(fakeUrl, args) {
-  const child = spawn(process.execPath, [CLI, "serve", "--port", "0", "--host", `openai=${fakeUrl}/v1`, ...args], { stdio: ["ignore", "ignore", "pipe"] });
+  const child = spawn(process.execPath, [...(process.env.BENCH_CPU_PROF ? ["--cpu-prof", `--cpu-prof-dir=${process.env.BENCH_CPU_PROF}`] : []), CLI, "serve", "--port", "0", "--host", `openai=${fakeUrl}/v1`, ...args], { stdio: ["ignore", "ignore", "pipe"] });
   let stderr = "";
   const url = await new Promise((resolve, reject) => {
     child.stderr.on("data", (d) => {
