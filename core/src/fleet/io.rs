@@ -13,31 +13,38 @@ pub struct Record {
     pub value: String,
 }
 
+/// A claim as the store holds it: its key and its token (the value set by the `Claim` that took
+/// it: the owner id, a dot and the claim's action id, unique for every claim ever taken, so a
+/// late write or release of an older claim of the same member never passes for a newer one).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClaimRef {
+    pub key: String,
+    pub token: String,
+}
+
 /// One atomic store operation. Each is one command or one script in Redis.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum StoreAction {
-    /// Set `key` to `owner` with expiry `lease_ms` if it is absent (`SET key owner NX PX
+    /// Set `key` to `token` with expiry `lease_ms` if it is absent (`SET key token NX PX
     /// lease_ms`). → [`StoreOutcome::Claimed`] or [`StoreOutcome::HeldBy`] (its current value).
     Claim {
         key: String,
-        owner: String,
+        token: String,
         lease_ms: u64,
     },
-    /// For each key whose value is `owner`, set its expiry to `lease_ms` from now (a script:
-    /// `GET` = owner → `PEXPIRE`). A missing key is never recreated. →
-    /// [`StoreOutcome::Renewed`] with the keys that are still `owner`'s.
+    /// For each claim whose key still holds its token, set the key's expiry to `lease_ms` from
+    /// now (a script: `GET` = token → `PEXPIRE`). A missing key is never recreated. →
+    /// [`StoreOutcome::Renewed`] with the keys renewed.
     Renew {
-        keys: Vec<String>,
-        owner: String,
+        claims: Vec<ClaimRef>,
         lease_ms: u64,
     },
-    /// Fencing: if every key of `claim_keys` has the value `owner`, set every record (each with
-    /// expiry `ttl_ms`), all or nothing (a script). An empty `claim_keys` writes
-    /// unconditionally. → [`StoreOutcome::Written`] or [`StoreOutcome::NotOwner`] (the claim
-    /// keys that are not `owner`'s; nothing was written).
+    /// Fencing: if every claim's key still holds its token, set every record (each with expiry
+    /// `ttl_ms`), all or nothing (a script). Empty `claims`: write unconditionally. →
+    /// [`StoreOutcome::Written`] or [`StoreOutcome::NotOwner`] (the claim keys that do not
+    /// hold their token; nothing was written).
     WriteIfOwner {
-        claim_keys: Vec<String>,
-        owner: String,
+        claims: Vec<ClaimRef>,
         records: Vec<Record>,
         ttl_ms: u64,
     },
@@ -45,9 +52,9 @@ pub enum StoreAction {
     /// For an `answer:` key the core only asks whether it is there: the host keeps the value
     /// it read (the answer body) and may pass the core an empty string for it.
     Read { keys: Vec<String> },
-    /// Delete `key` if its value is `owner` (a script: compare-and-delete). →
+    /// Delete `key` if its value is `token` (a script: compare-and-delete). →
     /// [`StoreOutcome::Done`].
-    Release { key: String, owner: String },
+    Release { key: String, token: String },
     /// Store the answer the host holds for `fingerprint` (reported with
     /// [`Event::BatchAnswered`]) at `key` with expiry `ttl_ms` (`SET key body PX ttl_ms`). →
     /// [`StoreOutcome::Done`].

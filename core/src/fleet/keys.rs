@@ -36,8 +36,8 @@ pub fn claim_fingerprint(key: &str) -> Result<&str, FleetError> {
 
 /// 1 to 256 visible ASCII characters: a key part that needs no escaping in any store.
 pub fn check_fingerprint(fingerprint: &str) -> Result<(), FleetError> {
-    let ok = (1..=256).contains(&fingerprint.len())
-        && fingerprint.bytes().all(|b| b.is_ascii_graphic());
+    let ok =
+        (1..=256).contains(&fingerprint.len()) && fingerprint.bytes().all(|b| b.is_ascii_graphic());
     if ok {
         Ok(())
     } else {

@@ -45,6 +45,15 @@ impl Claims {
         self.held.remove(fingerprint).is_some()
     }
 
+    /// Forget the claim; the action that took it (its token's part), if it was held.
+    pub fn take(&mut self, fingerprint: &str) -> Option<ActionId> {
+        self.held.remove(fingerprint).map(|c| c.since)
+    }
+
+    pub fn since(&self, fingerprint: &str) -> Option<ActionId> {
+        self.held.get(fingerprint).map(|c| c.since)
+    }
+
     /// The earliest time one of these claims may lapse (`None`: one is not held).
     pub fn earliest_lapse(&self, fingerprints: &[String]) -> Option<u64> {
         fingerprints

@@ -59,7 +59,7 @@ use std::collections::{BTreeSet, HashMap, HashSet, VecDeque};
 use crate::options::OptionError;
 
 pub use error::FleetError;
-pub use io::{ActionId, Event, Output, Record, RequestId, StoreAction, StoreOutcome};
+pub use io::{ActionId, ClaimRef, Event, Output, Record, RequestId, StoreAction, StoreOutcome};
 pub use record::BatchRecord;
 
 use lease::Claims;
@@ -157,14 +157,31 @@ struct Entry {
 /// What an emitted store action was for.
 #[derive(Debug)]
 enum Pending {
-    Claim { fingerprint: String, sent_ms: u64 },
-    Check { fingerprint: String },
-    ReadBatch { fingerprint: String, tag: String },
-    Poll { fingerprint: String },
-    Renew { fingerprints: Vec<String>, sent_ms: u64 },
-    Fence { tag: String },
+    Claim {
+        fingerprint: String,
+        sent_ms: u64,
+    },
+    Check {
+        fingerprint: String,
+    },
+    ReadBatch {
+        fingerprint: String,
+        tag: String,
+    },
+    Poll {
+        fingerprint: String,
+    },
+    Renew {
+        fingerprints: Vec<String>,
+        sent_ms: u64,
+    },
+    Fence {
+        tag: String,
+    },
     Submitted,
-    Put { fingerprint: String },
+    Put {
+        fingerprint: String,
+    },
     Release,
 }
 
@@ -352,8 +369,8 @@ impl FleetMember {
                                 },
                             );
                             self.set_stage(&fingerprint, Stage::Checking { action: read });
-                        } else {
-                            self.release(&fingerprint);
+                        } else if let Some(since) = self.claims.take(&fingerprint) {
+                            self.release(&fingerprint, since);
                         }
                     }
                     StoreOutcome::HeldBy { .. } => {
@@ -373,8 +390,8 @@ impl FleetMember {
                 let answer = values.pop().flatten();
                 if answer.is_some() {
                     self.answer_from_store(&fingerprint);
-                    if self.claims.remove(&fingerprint) {
-                        self.release(&fingerprint);
+                    if let Some(since) = self.claims.take(&fingerprint) {
+                        self.release(&fingerprint, since);
                     }
                 } else if let Some(tag) = line {
                     let read = self.emit(
@@ -415,10 +432,12 @@ impl FleetMember {
             }
             Pending::Poll { fingerprint } => {
                 let answer = self.values(action, outcome, 1)?.pop().flatten();
-                let expected = |s: &Stage| {
-                    matches!(s, Stage::Waiting { reading: Some(a), .. } if *a == action)
-                };
-                if !self.entries.get(&fingerprint).is_some_and(|e| expected(&e.stage)) {
+                let expected = |s: &Stage| matches!(s, Stage::Waiting { reading: Some(a), .. } if *a == action);
+                if !self
+                    .entries
+                    .get(&fingerprint)
+                    .is_some_and(|e| expected(&e.stage))
+                {
                     return Ok(());
                 }
                 if answer.is_some() {
@@ -496,8 +515,8 @@ impl FleetMember {
                     return mismatch("Done", &outcome);
                 }
                 // The answer is stored: the claim can go.
-                if self.claims.remove(&fingerprint) {
-                    self.release(&fingerprint);
+                if let Some(since) = self.claims.take(&fingerprint) {
+                    self.release(&fingerprint, since);
                 }
             }
             Pending::Release => {
@@ -705,7 +724,7 @@ impl FleetMember {
         let action = self.emit(
             StoreAction::Claim {
                 key: keys::claim(fingerprint),
-                owner: self.config.owner.clone(),
+                token: self.token(self.next_action),
                 lease_ms: self.config.lease_ms,
             },
             Pending::Claim {
@@ -767,8 +786,7 @@ impl FleetMember {
         }));
         let action = self.emit(
             StoreAction::WriteIfOwner {
-                claim_keys: line.iter().map(|fp| keys::claim(fp)).collect(),
-                owner: self.config.owner.clone(),
+                claims: self.claim_refs(&line),
                 records,
                 ttl_ms: self.config.record_ttl_ms,
             },
@@ -835,8 +853,7 @@ impl FleetMember {
     fn renew(&mut self, fingerprints: Vec<String>) -> ActionId {
         self.emit(
             StoreAction::Renew {
-                keys: fingerprints.iter().map(|fp| keys::claim(fp)).collect(),
-                owner: self.config.owner.clone(),
+                claims: self.claim_refs(&fingerprints),
                 lease_ms: self.config.lease_ms,
             },
             Pending::Renew {
@@ -903,8 +920,7 @@ impl FleetMember {
         };
         self.emit(
             StoreAction::WriteIfOwner {
-                claim_keys: Vec::new(),
-                owner: self.config.owner.clone(),
+                claims: Vec::new(),
                 records: vec![Record {
                     key: keys::batch(tag),
                     value: record.to_json(),
@@ -954,14 +970,33 @@ impl FleetMember {
         }
     }
 
-    fn release(&mut self, fingerprint: &str) {
+    /// Release the claim `since` took (already out of `claims`).
+    fn release(&mut self, fingerprint: &str, since: ActionId) {
         self.emit(
             StoreAction::Release {
                 key: keys::claim(fingerprint),
-                owner: self.config.owner.clone(),
+                token: self.token(since),
             },
             Pending::Release,
         );
+    }
+
+    /// The value the `Claim` action `since` sets: unique for every claim ever taken.
+    fn token(&self, since: ActionId) -> String {
+        format!("{}.{since}", self.config.owner)
+    }
+
+    fn claim_refs(&self, fingerprints: &[String]) -> Vec<ClaimRef> {
+        fingerprints
+            .iter()
+            .filter_map(|fp| {
+                let since = self.claims.since(fp)?;
+                Some(ClaimRef {
+                    key: keys::claim(fp),
+                    token: self.token(since),
+                })
+            })
+            .collect()
     }
 
     fn run_timers(&mut self) {
