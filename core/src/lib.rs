@@ -9,19 +9,21 @@
 //! Around them: [`providers`] (one file per provider: descriptor, batch adapter, job format,
 //! listed in one registry), [`jobs`] (the `Batch` job builder: a job spec becomes the request
 //! its provider's SDK would send, an answer becomes a result), [`catalog`] (models and prices),
-//! [`serve`] (the rules of `batchling serve`: routes, who may call it),
+//! [`serve`] (the rules of `batchling serve`: routes, who may call it), [`fleet`] (the protocol
+//! that lets many processes share one store so a request is batched once across them all),
 //! and [`host`] (what the Node and wasm bindings share: the engines as numbers and strings in,
 //! encoded outcomes out).
 //!
 //! Layers, bottom up (no module imports one above it): [`http`], [`provider_id`], [`backoff`],
 //! [`attachments`], [`json_schema`] → [`catalog`] → [`job_format`] → [`providers`] →
-//! [`batcher`], [`cache`], [`jobs`], [`serve`] → [`interceptor`] → [`host`].
+//! [`batcher`], [`cache`], [`jobs`], [`serve`], [`fleet`] → [`interceptor`] → [`host`].
 
 pub mod attachments;
 pub mod backoff;
 pub mod batcher;
 pub mod cache;
 pub mod catalog;
+pub mod fleet;
 pub mod host;
 pub mod http;
 pub mod interceptor;
