@@ -50,6 +50,10 @@ async function startRedis(port, dir, { appendonly = "yes" } = {}) {
       clearTimeout(timer);
       reject(new Error(`redis-server exited (${code}):\n${out}`));
     });
+    proc.once("error", (error) => {
+      clearTimeout(timer);
+      reject(new Error(`cannot start redis-server (${error.message}): \`npm run setup:test\` installs it`));
+    });
   });
   return {
     pid: proc.pid,
