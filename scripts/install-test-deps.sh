@@ -3,6 +3,8 @@
 # already there (idempotent; run by `npm test` before anything else):
 #   - chromium: tests/browser.test.mjs runs the browser entry in headless Chromium
 #     (driven by playwright-core; no browser is ever downloaded).
+#   - redis-server: tests/fleet-redis.test.mjs starts its own on a free port (with append-only
+#     persistence, in a temporary directory) as the fleet's shared store.
 #   - python3 with venv: tests/serve.e2e.test.mjs drives `batchling serve` with the official
 #     Python SDKs, installed from PyPI into .venv-test/ (tests/serve/requirements.txt).
 # The wasm toolchain has its own script (scripts/install-wasm-toolchain.sh, run by
@@ -52,7 +54,7 @@ install_python_sdks() {
   say "installed: Python SDKs in $venv ($(grep -v '^#' "$req" | tr '\n' ' '))"
 }
 
-APT_PACKAGES=(chromium)
+APT_PACKAGES=(chromium redis-server)
 # A python3 that can make a virtual environment (pyenv's and most distributions' can); else
 # Debian's python3 and python3-venv.
 if ! python3 -c "import venv, ensurepip" >/dev/null 2>&1; then

@@ -7,7 +7,7 @@
 
 use batchling_core::batcher::{HostBatcherOptions, Status};
 use batchling_core::host::{
-    batch_options, batches, jobs, options, run_state, serve, BatcherHost, InterceptorHost,
+    batch_options, batches, fleet, jobs, options, run_state, serve, BatcherHost, InterceptorHost,
 };
 use napi::bindgen_prelude::{Either, Float64Array, Float64ArraySlice, Null, Uint32ArraySlice};
 use napi::{Error, Result, Status as NapiStatus};
@@ -506,5 +506,36 @@ impl NativeServeRouter {
     #[napi]
     pub fn decide(&self, method: String, path: String, host: String, token: String) -> String {
         self.host.decide(&method, &path, &host, &token)
+    }
+}
+
+/// A member of the fleet protocol (`batchling_core::host::fleet::FleetHost`): events as JSON in,
+/// the outputs it drained as JSON out.
+#[napi]
+pub struct NativeFleetMember {
+    host: fleet::FleetHost,
+}
+
+#[napi]
+impl NativeFleetMember {
+    #[napi(constructor)]
+    pub fn new(config_json: String) -> Result<Self> {
+        let host = fleet::FleetHost::new(&config_json).map_err(invalid)?;
+        Ok(NativeFleetMember { host })
+    }
+
+    /// `{"ok":true,"outputs":[…],"deadline":…}` or a refusal (with the outputs drained).
+    #[napi]
+    pub fn handle(&mut self, now_ms: f64, event_json: String) -> String {
+        self.host.handle(now_ms, &event_json)
+    }
+
+    /// When the member wants a `tick` (ms), or null.
+    #[napi]
+    pub fn next_deadline(&self) -> Either<f64, Null> {
+        match self.host.next_deadline() {
+            Some(at) => Either::A(at as f64),
+            None => Either::B(Null),
+        }
     }
 }

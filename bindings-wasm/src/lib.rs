@@ -10,7 +10,7 @@
 
 use batchling_core::batcher::{HostBatcherOptions, Status};
 use batchling_core::host::{
-    batch_options, batches, jobs, options, run_state, serve, BatcherHost, InterceptorHost,
+    batch_options, batches, fleet, jobs, options, run_state, serve, BatcherHost, InterceptorHost,
 };
 use js_sys::{Float64Array, Reflect};
 use wasm_bindgen::prelude::*;
@@ -536,5 +536,36 @@ impl NativeServeRouter {
     /// A `ServeDecision` as JSON; "" for an absent header.
     pub fn decide(&self, method: &str, path: &str, host: &str, token: &str) -> String {
         self.host.decide(method, path, host, token)
+    }
+}
+
+/// A member of the fleet protocol (`batchling_core::host::fleet::FleetHost`): events as JSON in,
+/// the outputs it drained as JSON out.
+#[wasm_bindgen]
+pub struct NativeFleetMember {
+    host: fleet::FleetHost,
+}
+
+#[wasm_bindgen]
+impl NativeFleetMember {
+    #[wasm_bindgen(constructor)]
+    pub fn new(config_json: &str) -> Result<NativeFleetMember, JsValue> {
+        install_panic_hook();
+        let host = fleet::FleetHost::new(config_json).map_err(invalid)?;
+        Ok(NativeFleetMember { host })
+    }
+
+    /// `{"ok":true,"outputs":[…],"deadline":…}` or a refusal (with the outputs drained).
+    pub fn handle(&mut self, now_ms: f64, event_json: &str) -> String {
+        self.host.handle(now_ms, event_json)
+    }
+
+    /// When the member wants a `tick` (ms), or null.
+    #[wasm_bindgen(js_name = nextDeadline)]
+    pub fn next_deadline(&self) -> JsValue {
+        match self.host.next_deadline() {
+            Some(at) => JsValue::from_f64(at as f64),
+            None => JsValue::NULL,
+        }
     }
 }

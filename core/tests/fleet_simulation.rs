@@ -117,9 +117,9 @@ impl Store {
                 }
                 StoreOutcome::Written
             }
-            StoreAction::Read { keys } => {
-                StoreOutcome::Values(keys.iter().map(|k| self.get(k, now)).collect())
-            }
+            StoreAction::Read { keys } => StoreOutcome::Values {
+                values: keys.iter().map(|k| self.get(k, now)).collect(),
+            },
             StoreAction::Release { key, token } => {
                 if self.get(key, now).as_ref() == Some(token) {
                     self.map.remove(key);
@@ -547,7 +547,7 @@ impl Sim {
             } => {
                 let outcome = self.store.exec(self.now, &op, put_value.as_ref());
                 if alive(self, slot, inc) {
-                    if let (StoreAction::Read { keys }, StoreOutcome::Values(values)) =
+                    if let (StoreAction::Read { keys }, StoreOutcome::Values { values }) =
                         (&op, &outcome)
                     {
                         // The host keeps the answers it reads (the core only needs to know they exist).

@@ -138,6 +138,14 @@ export interface ServeRouterEngine {
   decide(method: string, path: string, host: string, token: string): string;
 }
 
+/** A member of the fleet protocol (many processes sharing one store): a `FleetEvent` as JSON in,
+ * `{ ok, outputs: FleetOutput[], deadline }` (or a refusal `{ ok: false, code, error, outputs }`)
+ * out; `nextDeadline()` is when it wants a `tick`. */
+export interface FleetMemberEngine {
+  handle(nowMs: number, eventJson: string): string;
+  nextDeadline(): number | null;
+}
+
 const JOBS_FUNCTIONS = [
   "jobProvider",
   "jobBuildRequest",
@@ -167,6 +175,7 @@ export interface EngineModule extends JobsBackend {
   NativeInterceptor: InterceptorBackend["NativeInterceptor"];
   checkInterceptorOptions: InterceptorBackend["checkInterceptorOptions"];
   NativeServeRouter: new (configJson: string) => ServeRouterEngine;
+  NativeFleetMember: new (configJson: string) => FleetMemberEngine;
 }
 
 /** The engine module of a loaded binding (the napi addon or the wasm glue), which both export
@@ -179,6 +188,7 @@ export function engineModuleOf(name: EngineModule["name"], binding: Omit<EngineM
     NativeInterceptor: binding.NativeInterceptor,
     checkInterceptorOptions: binding.checkInterceptorOptions,
     NativeServeRouter: binding.NativeServeRouter,
+    NativeFleetMember: binding.NativeFleetMember,
     ...(Object.fromEntries(JOBS_FUNCTIONS.map((fn) => [fn, binding[fn]])) as unknown as JobsBackend),
   };
 }

@@ -40,3 +40,15 @@ pub enum FleetError {
     #[error("no batch with tag {0:?} is being created or looked up")]
     UnknownTag(String),
 }
+
+impl FleetError {
+    /// The stable code a host's refusal carries (an invalid option keeps its own).
+    pub const CODE: &'static str = "ERR_BATCHLING_FLEET";
+
+    pub fn code(&self) -> &'static str {
+        match self {
+            FleetError::InvalidOption(_) => OptionError::CODE,
+            _ => Self::CODE,
+        }
+    }
+}

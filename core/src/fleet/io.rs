@@ -1,5 +1,11 @@
 //! What crosses a fleet member's boundary: the host's [`Event`]s, the member's [`Output`]s, and
 //! the store actions a host executes atomically ([`StoreAction`], answered by [`StoreOutcome`]).
+//!
+//! A host that speaks JSON (the bindings, see `crate::host::fleet`) gets each as an object
+//! tagged by `kind`, camelCase: `{"kind":"claim","key":"req:…","token":"…","leaseMs":30000}`,
+//! `{"kind":"storeOutcome","action":3,"outcome":{"kind":"values","values":["…",null]}}`.
+
+use serde::{Deserialize, Serialize};
 
 /// A store action the member emitted; its outcome comes back with the same id.
 pub type ActionId = u64;
@@ -7,7 +13,10 @@ pub type ActionId = u64;
 pub type RequestId = u64;
 
 /// A key and the value to set at it.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[cfg_attr(test, derive(ts_rs::TS))]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+#[cfg_attr(test, ts(rename = "FleetRecord"))]
 pub struct Record {
     pub key: String,
     pub value: String,
@@ -16,14 +25,22 @@ pub struct Record {
 /// A claim as the store holds it: its key and its token (the value set by the `Claim` that took
 /// it: the owner id, a dot and the claim's action id, unique for every claim ever taken, so a
 /// late write or release of an older claim of the same member never passes for a newer one).
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[cfg_attr(test, derive(ts_rs::TS))]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
 pub struct ClaimRef {
     pub key: String,
     pub token: String,
 }
 
 /// One atomic store operation. Each is one command or one script in Redis.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[cfg_attr(test, derive(ts_rs::TS))]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(
+    tag = "kind",
+    rename_all = "camelCase",
+    rename_all_fields = "camelCase"
+)]
 pub enum StoreAction {
     /// Set `key` to `token` with expiry `lease_ms` if it is absent (`SET key token NX PX
     /// lease_ms`). → [`StoreOutcome::Claimed`] or [`StoreOutcome::HeldBy`] (its current value).
@@ -66,14 +83,29 @@ pub enum StoreAction {
 }
 
 /// How a store action went.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[cfg_attr(test, derive(ts_rs::TS))]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(
+    tag = "kind",
+    rename_all = "camelCase",
+    rename_all_fields = "camelCase"
+)]
 pub enum StoreOutcome {
     Claimed,
-    HeldBy { owner: String },
-    Renewed { keys: Vec<String> },
+    HeldBy {
+        owner: String,
+    },
+    Renewed {
+        keys: Vec<String>,
+    },
     Written,
-    NotOwner { lost: Vec<String> },
-    Values(Vec<Option<String>>),
+    NotOwner {
+        lost: Vec<String>,
+    },
+    /// One per key read, in order; `null` for an absent key.
+    Values {
+        values: Vec<Option<String>>,
+    },
     Done,
 }
 
@@ -85,14 +117,21 @@ impl StoreOutcome {
             StoreOutcome::Renewed { .. } => "Renewed",
             StoreOutcome::Written => "Written",
             StoreOutcome::NotOwner { .. } => "NotOwner",
-            StoreOutcome::Values(_) => "Values",
+            StoreOutcome::Values { .. } => "Values",
             StoreOutcome::Done => "Done",
         }
     }
 }
 
 /// What the host tells the member. Time comes with every call (`handle(now_ms, event)`).
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[cfg_attr(test, derive(ts_rs::TS))]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(
+    tag = "kind",
+    rename_all = "camelCase",
+    rename_all_fields = "camelCase"
+)]
+#[cfg_attr(test, ts(rename = "FleetEvent"))]
 pub enum Event {
     /// A caller waits for the answer to `fingerprint`.
     Arrive {
@@ -126,7 +165,14 @@ pub enum Event {
 }
 
 /// What the member tells the host.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[cfg_attr(test, derive(ts_rs::TS))]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(
+    tag = "kind",
+    rename_all = "camelCase",
+    rename_all_fields = "camelCase"
+)]
+#[cfg_attr(test, ts(rename = "FleetOutput"))]
 pub enum Output {
     /// Execute this store action atomically; answer with [`Event::StoreOutcome`].
     Store { action: ActionId, op: StoreAction },

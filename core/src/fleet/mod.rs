@@ -1077,8 +1077,8 @@ impl FleetMember {
         asked: usize,
     ) -> Result<Vec<Option<String>>, FleetError> {
         match outcome {
-            StoreOutcome::Values(values) if values.len() == asked => Ok(values),
-            StoreOutcome::Values(values) => Err(FleetError::ReadLength {
+            StoreOutcome::Values { values } if values.len() == asked => Ok(values),
+            StoreOutcome::Values { values } => Err(FleetError::ReadLength {
                 action,
                 asked,
                 got: values.len(),

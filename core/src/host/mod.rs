@@ -8,6 +8,7 @@
 //! - [`jobs`]: the job builder's functions, JSON in and JSON out.
 //! - [`batches`]: the live batches of a journal, and the calls that poll or cancel one.
 //! - [`batch_options`]: the job builder's option rules (keys, ranges), refusals as data.
+//! - [`fleet`]: a fleet member (the protocol many processes share a store by), JSON in and out.
 //! - [`serve`]: `batchling serve`'s router, built from JSON, deciding each request as JSON.
 //! - [`run_state`]: what a job run leaves on disk (state file, result files) and its summary.
 //! - [`options`]: the options as users write them, checked before an engine is built, answered
@@ -16,6 +17,7 @@
 pub mod batch_options;
 mod batcher;
 pub mod batches;
+pub mod fleet;
 mod interceptor;
 pub mod jobs;
 mod json_entries;

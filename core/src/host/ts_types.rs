@@ -11,7 +11,9 @@ mod tests {
     use crate::batcher::{HostBatcherOptions, Status};
     use crate::cache::{AnswerPlace, CacheStats, CompactLine};
     use crate::catalog::pricing::PriceOverride;
+    use crate::fleet;
     use crate::host::batches::{BatchProgress, LiveBatch};
+    use crate::host::fleet::FleetMemberConfig;
     use crate::host::jobs::{FileType, JobProvider};
     use crate::host::run_state::{JobSource, RunState, RunSummary, SourceKind};
     use crate::host::wire;
@@ -71,6 +73,13 @@ mod tests {
             ServeRoute::decl(&cfg),
             ServeRefusal::decl(&cfg),
             ServeDecision::decl(&cfg),
+            FleetMemberConfig::decl(&cfg),
+            fleet::ClaimRef::decl(&cfg),
+            fleet::Record::decl(&cfg),
+            fleet::StoreAction::decl(&cfg),
+            fleet::StoreOutcome::decl(&cfg),
+            fleet::Event::decl(&cfg),
+            fleet::Output::decl(&cfg),
         ];
         for decl in decls {
             out.push_str("export ");

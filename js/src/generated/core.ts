@@ -523,6 +523,20 @@ export type ServeRefusal = "ERR_BATCHLING_SERVE_HOST" | "ERR_BATCHLING_SERVE_TOK
 
 export type ServeDecision = { "kind": "health" } | { "kind": "metrics" } | { "kind": "forward", provider: ProviderId, url: string, } | { "kind": "refuse", status: number, code: ServeRefusal, message: string, };
 
+export type FleetMemberConfig = { owner: string, leaseMs?: number, graceMs?: number, pollMs?: number, answerTtlMs?: number, recordTtlMs?: number, };
+
+export type ClaimRef = { key: string, token: string, };
+
+export type FleetRecord = { key: string, value: string, };
+
+export type StoreAction = { "kind": "claim", key: string, token: string, leaseMs: number, } | { "kind": "renew", claims: Array<ClaimRef>, leaseMs: number, } | { "kind": "writeIfOwner", claims: Array<ClaimRef>, records: Array<FleetRecord>, ttlMs: number, } | { "kind": "read", keys: Array<string>, } | { "kind": "release", key: string, token: string, } | { "kind": "putAnswer", key: string, fingerprint: string, ttlMs: number, };
+
+export type StoreOutcome = { "kind": "claimed" } | { "kind": "heldBy", owner: string, } | { "kind": "renewed", keys: Array<string>, } | { "kind": "written" } | { "kind": "notOwner", lost: Array<string>, } | { "kind": "values", values: Array<string | null>, } | { "kind": "done" };
+
+export type FleetEvent = { "kind": "arrive", request: number, fingerprint: string, } | { "kind": "storeOutcome", action: number, outcome: StoreOutcome, } | { "kind": "tick" } | { "kind": "cut", fingerprints: Array<string>, } | { "kind": "batchCreated", tag: string, batchId: string, } | { "kind": "createUnknown", tag: string, } | { "kind": "batchFound", tag: string, batchId: string | null, } | { "kind": "batchAnswered", fingerprint: string, };
+
+export type FleetOutput = { "kind": "store", action: number, op: StoreAction, } | { "kind": "enqueue", fingerprint: string, } | { "kind": "waitForAnswer", fingerprint: string, } | { "kind": "createBatch", tag: string, fingerprints: Array<string>, sendByMs: number, } | { "kind": "findBatch", tag: string, } | { "kind": "resume", tag: string, batchId: string, } | { "kind": "answer", request: number, fingerprint: string, fromStore: boolean, } | { "kind": "scheduleTimer", atMs: number, };
+
 // The batcher's numeric outcome encoding (core/src/host/wire.rs).
 export const RUN_BATCH = 1;
 export const RESOLVE = 2;
