@@ -162,6 +162,15 @@ pub enum Event {
     /// A batch the host polls (created or resumed) answered this request's line; the host
     /// holds the answer.
     BatchAnswered { fingerprint: String },
+    /// The store could not execute `action` (unreachable past the host's retries): its outcome
+    /// is unknown. The requests whose progress hung on it are given up
+    /// ([`Output::Unavailable`]); nothing is created for them.
+    StoreFailed { action: ActionId },
+    /// The host no longer wants this request (its callers are gone, or its batch ended without
+    /// an answer for it): the member forgets it and releases its claim. Safe at any stage: a
+    /// create that may have gone out left its intent in the store, so whoever claims the
+    /// request next looks that batch up by its tag before batching it again.
+    Drop { fingerprint: String },
 }
 
 /// What the member tells the host.
@@ -203,4 +212,11 @@ pub enum Output {
     },
     /// Call back with [`Event::Tick`] at this time (the earliest the member waits for).
     ScheduleTimer { at_ms: u64 },
+    /// A store action this request depended on failed ([`Event::StoreFailed`]): the member gave
+    /// it up (nothing was created for it; a claim it may hold lapses with its lease). Fail
+    /// these callers.
+    Unavailable {
+        fingerprint: String,
+        requests: Vec<RequestId>,
+    },
 }

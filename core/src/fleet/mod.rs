@@ -287,6 +287,16 @@ impl FleetMember {
         self.entries.len()
     }
 
+    /// Whether it holds a claim: a request of its own still to batch, answer, or release.
+    pub fn holds_claims(&self) -> bool {
+        !self.claims.is_empty()
+    }
+
+    /// Whether it waits for the outcome of a store action.
+    pub fn store_busy(&self) -> bool {
+        !self.pending.is_empty()
+    }
+
     pub fn handle(&mut self, now_ms: u64, event: Event) -> Result<(), FleetError> {
         self.now_ms = self.now_ms.max(now_ms);
         let result = match event {
@@ -301,6 +311,11 @@ impl FleetMember {
             Event::CreateUnknown { tag } => self.on_create_unknown(tag),
             Event::BatchFound { tag, batch_id } => self.on_found(tag, batch_id),
             Event::BatchAnswered { fingerprint } => self.on_answered(fingerprint),
+            Event::StoreFailed { action } => self.on_store_failed(action),
+            Event::Drop { fingerprint } => {
+                self.on_drop(&fingerprint);
+                Ok(())
+            }
         };
         self.run_timers();
         if let Some(at_ms) = self.next_deadline() {
@@ -716,6 +731,114 @@ impl FleetMember {
             }
         }
         Ok(())
+    }
+
+    fn on_store_failed(&mut self, action: ActionId) -> Result<(), FleetError> {
+        let pending = self
+            .pending
+            .remove(&action)
+            .ok_or(FleetError::UnknownAction(action))?;
+        let mut given_up = Vec::new();
+        match pending {
+            Pending::Claim { fingerprint, .. } => {
+                if self.stage_is(&fingerprint, &Stage::Claiming { action }) {
+                    given_up.push(fingerprint);
+                }
+            }
+            Pending::Check { fingerprint } => {
+                if self.stage_is(&fingerprint, &Stage::Checking { action }) {
+                    given_up.push(fingerprint);
+                }
+            }
+            Pending::ReadBatch { fingerprint, tag } => {
+                if self.stage_is(&fingerprint, &Stage::ReadingBatch { action, tag }) {
+                    given_up.push(fingerprint);
+                }
+            }
+            Pending::Poll { fingerprint } => {
+                let reading = self.entries.get(&fingerprint).is_some_and(
+                    |e| matches!(e.stage, Stage::Waiting { reading: Some(a), .. } if a == action),
+                );
+                if reading {
+                    given_up.push(fingerprint);
+                }
+            }
+            // Its intent may or may not be written: the batch is never created (a member that
+            // claims one of its requests later finds the intent, looks it up, and batches anew).
+            Pending::Fence { tag } => {
+                if self
+                    .batches
+                    .get(&tag)
+                    .is_some_and(|b| b.state == BatchState::Fencing { action })
+                {
+                    given_up.extend(self.batches.remove(&tag).expect("checked").fingerprints);
+                }
+            }
+            // Claims keep what they were known to be valid until (a lapse is never later than
+            // believed); a batch that waited on this renew to be created is given up.
+            Pending::Renew { .. } => {
+                let regating: Vec<String> = self
+                    .batches
+                    .iter()
+                    .filter(|(_, b)| b.state == BatchState::Regating { action })
+                    .map(|(tag, _)| tag.clone())
+                    .collect();
+                for tag in regating {
+                    given_up.extend(self.batches.remove(&tag).expect("listed").fingerprints);
+                }
+            }
+            // The answer is not stored: the claim is left to lapse, and whoever claims the
+            // request next resumes its batch (its record is in the store) for the answer.
+            Pending::Put { fingerprint } => {
+                self.claims.take(&fingerprint);
+            }
+            Pending::Submitted | Pending::Release => {}
+        }
+        for fingerprint in given_up {
+            // Its claim (if any) lapses with its lease: the store is not answering releases.
+            self.claims.take(&fingerprint);
+            if let Some(entry) = self.entries.remove(&fingerprint) {
+                self.outputs.push_back(Output::Unavailable {
+                    fingerprint,
+                    requests: entry.waiters,
+                });
+            }
+        }
+        Ok(())
+    }
+
+    fn on_drop(&mut self, fingerprint: &str) {
+        let Some(entry) = self.entries.remove(fingerprint) else {
+            return;
+        };
+        match entry.stage {
+            Stage::Finding { tag } => {
+                if let Some(find) = self.finds.get_mut(&tag) {
+                    find.waiting.retain(|fp| fp != fingerprint);
+                }
+            }
+            Stage::InBatch { tag } => {
+                if let Some(batch) = self.batches.get_mut(&tag) {
+                    batch.fingerprints.retain(|fp| fp != fingerprint);
+                    if matches!(
+                        batch.state,
+                        BatchState::Fencing { .. } | BatchState::Regating { .. }
+                    ) {
+                        batch.changed = true;
+                    }
+                    if batch.fingerprints.is_empty() {
+                        self.batches.remove(&tag);
+                        if self.finds.get(&tag).is_some_and(|f| f.own) {
+                            self.finds.remove(&tag);
+                        }
+                    }
+                }
+            }
+            _ => {}
+        }
+        if let Some(since) = self.claims.take(fingerprint) {
+            self.release(fingerprint, since);
+        }
     }
 
     // --- rules ---

@@ -2,7 +2,7 @@
 //! [`Event`] as JSON in, the [`Output`]s it drained as JSON out. The host executes the store
 //! actions (in Redis, `js/src/fleet-redis.ts`) and answers each with a `storeOutcome` event.
 
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 use super::ms;
 use crate::fleet::{Event, FleetConfig, FleetError, FleetMember, Output};
@@ -11,14 +11,19 @@ use crate::options::OptionError;
 /// The configuration as a host writes it (camelCase); absent timings keep
 /// [`FleetConfig::new`]'s defaults.
 #[cfg_attr(test, derive(ts_rs::TS), ts(optional_fields))]
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct FleetMemberConfig {
     pub owner: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub lease_ms: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub grace_ms: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub poll_ms: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub answer_ttl_ms: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub record_ttl_ms: Option<u64>,
 }
 
@@ -26,6 +31,12 @@ impl FleetMemberConfig {
     pub fn parse(config_json: &str) -> Result<FleetConfig, OptionError> {
         let given: FleetMemberConfig = serde_json::from_str(config_json)
             .map_err(|e| OptionError::new("fleet", format!("the fleet configuration: {e}")))?;
+        given.to_config()
+    }
+
+    /// The member's configuration, every rule checked (errors name `fleet.<field>`).
+    pub fn to_config(&self) -> Result<FleetConfig, OptionError> {
+        let given = self.clone();
         let mut config = FleetConfig::new(given.owner);
         let keep = |field: &mut u64, value: Option<u64>| *field = value.unwrap_or(*field);
         keep(&mut config.lease_ms, given.lease_ms);

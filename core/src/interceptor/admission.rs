@@ -86,19 +86,26 @@ impl Interceptor {
         let mut waiting_queues: HashSet<String> = HashSet::new();
         let mut i = 0;
         while self.jobs.len() < self.config.max_concurrent_batches {
-            let Some((route, fingerprints)) = self.admission.waiting.get_mut(i) else {
+            let Some((_, fingerprints)) = self.admission.waiting.get_mut(i) else {
                 break;
             };
             // Requests cancelled while their batch waited are not sent: their entry is still there
             // (an identical request arriving meanwhile joins it), but with no one waiting on it.
             let entries = &mut self.entries;
+            let mut unwanted = Vec::new();
             fingerprints.retain(|fp| {
                 let wanted = entries.get(fp).is_some_and(|e| !e.waiters.is_empty());
-                if !wanted {
-                    entries.remove(fp);
+                if !wanted && entries.remove(fp).is_some() {
+                    unwanted.push(fp.clone());
                 }
                 wanted
             });
+            for fp in unwanted {
+                self.fleet_drop(now_ms, &fp);
+            }
+            let Some((route, fingerprints)) = self.admission.waiting.get_mut(i) else {
+                continue;
+            };
             if fingerprints.is_empty() {
                 self.admission.waiting.remove(i);
                 continue;

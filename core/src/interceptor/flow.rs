@@ -65,6 +65,10 @@ impl Interceptor {
         }
         let mut job = BatchJob::new(id, route, tag, fingerprints, JobState::Uploading { items });
         job.tokens = tokens;
+        if self.in_fleet() {
+            // The member writes the intent first, and gives the batch its tag.
+            return self.fleet_cut(now_ms, job);
+        }
         if let Some(record) = self.intent_record(&job) {
             self.persist(record);
         }
@@ -131,6 +135,12 @@ impl Interceptor {
                     ..
                 },
             ) => adapter.build_upload_finish(&ctx, items, upload_answer),
+            (Call::Create, JobState::Creating { .. })
+                if job.send_by_ms.is_some_and(|by| now_ms > by) =>
+            {
+                // Fleet mode: too late to be sure every claim is still ours; never sent.
+                return self.fleet_create_lost(now_ms, job_id);
+            }
             (Call::Create, JobState::Creating { items, file }) => {
                 Some(adapter.build_create(&ctx, items, file.as_deref()))
             }
@@ -278,9 +288,22 @@ impl Interceptor {
                 Err(e) => self.protocol_failure(job_id, &call, e.message),
             },
             Call::Create => match adapter.parse_create(&response) {
+                Ok(remote) if job.fleet => {
+                    let tag = job.tag.clone();
+                    let batch_id = remote.id.clone();
+                    self.created(now_ms, job_id, remote.id);
+                    let event = crate::fleet::Event::BatchCreated { tag, batch_id };
+                    self.fleet_event(now_ms, event);
+                }
                 Ok(remote) => self.created(now_ms, job_id, remote.id),
                 Err(e) => self.protocol_failure(job_id, &call, e.message),
             },
+            Call::Find if job.fleet => {
+                match adapter.parse_find(&response, Self::find_key(job).unwrap_or_default()) {
+                    Ok(found) => self.fleet_found(now_ms, job_id, found.map(|r| r.id)),
+                    Err(e) => self.protocol_failure(job_id, &call, e.message),
+                }
+            }
             Call::Find => {
                 match adapter.parse_find(&response, Self::find_key(job).unwrap_or_default()) {
                     Ok(Some(remote)) => self.created(now_ms, job_id, remote.id),
@@ -352,7 +375,7 @@ impl Interceptor {
 
     /// The batch exists (created, or found by its key): make the adapter's after-create calls,
     /// with the bodies the job still holds, then start polling.
-    fn created(&mut self, now_ms: u64, job_id: JobId, batch_id: String) {
+    pub(super) fn created(&mut self, now_ms: u64, job_id: JobId, batch_id: String) {
         let entries_keep = self.keeps_bodies();
         let job = self.jobs.get_mut(&job_id).expect("job exists");
         let adapter = adapter(job.route.provider);
@@ -482,7 +505,16 @@ impl Interceptor {
         {
             job.held = Vec::new(); // past the enqueued-token check: the bodies are not needed
         }
-        match report.state {
+        let state = match report.state {
+            // Fleet mode: a refusal for the enqueued-token limit is not waited out and created
+            // again (yet): the batch is answered as failed, and its requests released.
+            PollState::OverEnqueuedLimit { message, .. } if job.fleet => PollState::Ended {
+                kind: EndKind::Failed,
+                message,
+            },
+            state => state,
+        };
+        match state {
             PollState::Running => {
                 job.state = JobState::Polling {
                     batch_id,
@@ -579,6 +611,7 @@ impl Interceptor {
         }
         let job = &self.jobs[&job_id];
         let resumed = job.resumed;
+        let fleet = job.fleet;
         let by_custom_id: HashMap<&str, &str> = job
             .custom_ids
             .iter()
@@ -640,6 +673,8 @@ impl Interceptor {
                         answers.push((fp, item.response));
                     }
                 }
+                // Fleet mode: a line no caller here waits for still goes to the store.
+                Some((fp, false, _)) if fleet => answers.push((fp, item.response)),
                 // Answered already: a request a resumed job was asked about again, or one the
                 // normal endpoint answered after its deadline (see `deadline`).
                 Some((fp, false, _)) => late.push((fp, item.response.status)),
@@ -663,7 +698,11 @@ impl Interceptor {
             },
         });
         for (fp, response) in answers {
-            self.answer_entry(&fp, response, true);
+            if fleet {
+                self.fleet_line(self.now_ms, fp, response);
+            } else {
+                self.answer_entry(&fp, response, true);
+            }
         }
     }
 
@@ -771,7 +810,16 @@ impl Interceptor {
 
     fn fail_job(&mut self, job_id: JobId, code: FailCode, message: String) {
         if let Some(job) = self.jobs.remove(&job_id) {
-            self.fail_entries(&job.fingerprints, code, &message);
+            // Fleet mode: a look-up of another process's intent fails the callers waiting here
+            // on it (and the member lets their requests go).
+            let fingerprints = match job.state {
+                JobState::Finding {
+                    origin: CreateOrigin::Fleet { own: false },
+                    ..
+                } => self.fleet_record(&job.tag),
+                _ => job.fingerprints,
+            };
+            self.fail_entries(&fingerprints, code, &message);
         }
     }
 
@@ -817,7 +865,16 @@ impl Interceptor {
             return;
         }
         let failed_step = call.as_str();
-        if call == Call::Create
+        let fleet = self.jobs[&job_id].fleet;
+        if fleet
+            && call == Call::Create
+            && response.as_ref().is_none_or(|r| r.status >= 500)
+        {
+            // The create may have gone through: the member looks it up after the grace.
+            return self.fleet_create_lost(now_ms, job_id);
+        }
+        if !fleet
+            && call == Call::Create
             && response.as_ref().is_some_and(|r| r.status == 429)
             && self.create_refused_for_queue(job_id)
         {

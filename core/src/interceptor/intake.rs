@@ -35,6 +35,19 @@ impl Interceptor {
         }
         // The deadline header is ours: taken off before the request is read, never sent on.
         let header_deadline = match deadline::take_deadline_header(&mut http) {
+            Ok(Some(_)) if self.in_fleet() => {
+                let code = FailCode::InvalidDeadline;
+                let message = format!(
+                    "the {} header is not supported in fleet mode yet (a fallback to the normal \
+                     endpoint could pay twice across the fleet): leave it off",
+                    deadline::DEADLINE_HEADER
+                );
+                return self.outputs.push(Output::Fail {
+                    request,
+                    code,
+                    message,
+                });
+            }
             Ok(ms) => ms,
             Err(message) => {
                 let code = FailCode::InvalidDeadline;
@@ -116,6 +129,11 @@ impl Interceptor {
         if too_close {
             return; // straight to the normal endpoint (see `deadline`), never in a batch
         }
+        if self.in_fleet() {
+            // The fleet member decides: into a line here, or wait for another's answer.
+            self.new_entry(request, &fingerprint, route);
+            return self.fleet_arrive(now_ms, request, fingerprint);
+        }
         self.enqueue(now_ms, request, fingerprint, route);
     }
 
@@ -131,9 +149,29 @@ impl Interceptor {
         now_ms: u64,
         request: RequestId,
         fingerprint: String,
-        mut route: Route,
+        route: Route,
     ) {
+        self.new_entry(request, &fingerprint, route);
+        self.queue_entry(now_ms, &fingerprint);
+    }
+
+    /// An entry for a request no identical one is on its way for: its route without the body,
+    /// which the entry keeps. Not queued yet.
+    fn new_entry(&mut self, request: RequestId, fingerprint: &str, mut route: Route) {
         let body = std::mem::take(&mut route.body);
+        let route = Arc::new(route);
+        let entry = Entry {
+            route,
+            body,
+            waiters: vec![request],
+            item: None,
+        };
+        self.entries.insert(fingerprint.to_string(), entry);
+    }
+
+    /// Put an entry (not queued) in the batcher, under its route's group.
+    pub(super) fn queue_entry(&mut self, now_ms: u64, fingerprint: &str) {
+        let route = Arc::clone(&self.entries[fingerprint].route);
         let key = format!(
             "{}\n{}\n{}\n{}\n{}",
             route.provider,
@@ -148,7 +186,6 @@ impl Interceptor {
             None => {
                 let g = self.next_group;
                 self.next_group = self.next_group.wrapping_add(1);
-                let route = Arc::new(route);
                 self.groups.insert(key.clone(), g);
                 let queue = Queue {
                     key,
@@ -167,16 +204,10 @@ impl Interceptor {
             endpoint: shared.endpoint.clone(),
             model: shared.model.clone(),
         });
-        self.item_entry.insert(item, fingerprint.clone());
-        self.entries.insert(
-            fingerprint,
-            Entry {
-                route: shared,
-                body,
-                waiters: vec![request],
-                item: Some(item),
-            },
-        );
+        self.item_entry.insert(item, fingerprint.to_string());
+        let entry = self.entries.get_mut(fingerprint).expect("entry exists");
+        entry.route = shared;
+        entry.item = Some(item);
     }
 
     pub(super) fn cancel(&mut self, now_ms: u64, request: RequestId) {
@@ -200,6 +231,7 @@ impl Interceptor {
                 self.item_entry.remove(&item);
                 // Its Reject is ignored by `absorb_batcher`; a batch the call cuts is not.
                 self.batcher.handle(now_ms, BatcherEvent::Cancel { item });
+                self.fleet_drop(now_ms, &fingerprint);
             }
         }
     }

@@ -4,6 +4,7 @@
 use serde::Serialize;
 
 use crate::cache::AnswerPlace;
+use crate::fleet::{ActionId, StoreAction, StoreOutcome};
 use crate::http::{HttpRequest, HttpResponse};
 
 pub use super::bulk::JobSubmission;
@@ -70,6 +71,18 @@ pub enum Output {
     /// Append this line to the cache journal.
     #[serde(rename_all = "camelCase")]
     Persist { line: String },
+    /// Fleet mode: execute this store action atomically (e.g. `FleetRedisStore.execute(op, () =>
+    /// answer)`), then hand its outcome back with `Input::StoreOutcome` (or `Input::StoreFailed`
+    /// when the store could not be reached). `answer` is set only for a `putAnswer`: the answer
+    /// to store, as JSON `{"status", "headers", "body"}`.
+    #[serde(rename_all = "camelCase")]
+    Store {
+        action: ActionId,
+        op: StoreAction,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        #[cfg_attr(test, ts(optional))]
+        answer: Option<String>,
+    },
     /// A lifecycle event, for `onEvent` and the CLI's progress line.
     Event { event: LifecycleEvent },
     /// After `Close`: every request is answered.
@@ -110,6 +123,10 @@ pub enum FailCode {
     /// the next run submits them again.
     #[serde(rename = "ERR_BATCHLING_BATCH_GONE")]
     BatchGone,
+    /// Fleet mode: the fleet's store (Redis) could not be reached for a step this request
+    /// needed. Nothing was sent to the provider without its journal; retry once it is back.
+    #[serde(rename = "ERR_BATCHLING_STORE_UNAVAILABLE")]
+    StoreUnavailable,
 }
 
 impl FailCode {
@@ -124,6 +141,7 @@ impl FailCode {
             FailCode::InvalidDeadline => "ERR_BATCHLING_INVALID_DEADLINE",
             FailCode::LinesNotRun => "ERR_BATCHLING_LINES_NOT_RUN",
             FailCode::BatchGone => "ERR_BATCHLING_BATCH_GONE",
+            FailCode::StoreUnavailable => "ERR_BATCHLING_STORE_UNAVAILABLE",
         }
     }
 }
@@ -327,4 +345,13 @@ pub enum Input {
     Flush,
     /// Cut everything queued and answer every request; `Drained` follows.
     Close,
+    /// Fleet mode: how the store action `action` (an `Output::Store`) went. A `read`'s values
+    /// are the keys' full values (an `answer:` key's value is the answer the engine stored).
+    StoreOutcome {
+        action: ActionId,
+        outcome: StoreOutcome,
+    },
+    /// Fleet mode: the store could not execute `action` (unreachable past the host's retries).
+    /// The callers whose requests hung on it fail with `ERR_BATCHLING_STORE_UNAVAILABLE`.
+    StoreFailed { action: ActionId, error: String },
 }

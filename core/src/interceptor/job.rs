@@ -11,6 +11,15 @@
 //!
 //! A job made from a previous run's journal starts in `Finding` (an intent: the create may or
 //! may not have reached the provider) or in `Polling` (the batch is known to exist).
+//!
+//! In fleet mode (see `fleet`) a job starts in `Fencing`: its fleet member writes the batch's
+//! intent before it may upload and create. A create whose answer was lost (or that could not go
+//! by its `send_by_ms`) waits in `Lost` until the member asks for the look-up by tag (`Finding`
+//! with `CreateOrigin::Fleet`); a batch another process created starts in `Polling`.
+//!
+//! ```text
+//!  Fencing ──(CreateBatch)──> Uploading … Creating ──(lost / too late)──> Lost ──(FindBatch)──> Finding
+//! ```
 
 use std::collections::{HashMap, HashSet, VecDeque};
 
@@ -58,12 +67,26 @@ pub(super) enum CreateOrigin {
     ThisRun,
     /// A previous run's journalled intent: if not found, the requests are queued anew.
     Journal,
+    /// Fleet mode: the member's look-up (`FindBatch`), of this job's own lost create (`own`) or
+    /// of another process's intent; the member decides what follows from what is found.
+    Fleet { own: bool },
 }
 
 /// Where a job is in the provider's batch flow. The bodies (`items`) live here only until the
 /// provider has them.
 #[derive(Debug)]
 pub(super) enum JobState {
+    /// Fleet mode: cut, its fleet member writing the intent (`Event::Cut`); it goes on with the
+    /// member's `CreateBatch` (its tag, perhaps fewer requests).
+    Fencing {
+        items: Vec<BatchItem>,
+    },
+    /// Fleet mode: the create's answer was lost, or it was not sent by its `send_by_ms`; the
+    /// member asks for the look-up by tag after the grace (`FindBatch`).
+    Lost {
+        items: Vec<BatchItem>,
+        file: Option<String>,
+    },
     Uploading {
         items: Vec<BatchItem>,
     },
@@ -181,6 +204,10 @@ pub(super) struct BatchJob {
     /// When a previous run journalled this batch as submitted (wall clock, ms), for a job
     /// resumed from the journal: `Some(None)` when its record has no time.
     pub(super) resumed_from: Option<Option<u64>>,
+    /// Fleet mode: the batch is one of the fleet member's (its tag is the member's), and its
+    /// create must go no later than `send_by_ms` (set by `CreateBatch`).
+    pub(super) fleet: bool,
+    pub(super) send_by_ms: Option<u64>,
 }
 
 impl BatchJob {
@@ -207,6 +234,8 @@ impl BatchJob {
             progress_origin: None,
             provider_files: Vec::new(),
             resumed_from: None,
+            fleet: false,
+            send_by_ms: None,
         }
     }
 
@@ -230,7 +259,9 @@ impl BatchJob {
     /// The bodies, while the provider does not have them yet.
     pub(super) fn items(&self) -> &[BatchItem] {
         match &self.state {
-            JobState::Uploading { items }
+            JobState::Fencing { items }
+            | JobState::Lost { items, .. }
+            | JobState::Uploading { items }
             | JobState::FinishingUpload { items, .. }
             | JobState::Creating { items, .. }
             | JobState::Finding { items, .. } => items,
@@ -241,7 +272,9 @@ impl BatchJob {
     /// Take the bodies it still holds: those not sent yet, or those held after the create.
     pub(super) fn take_items(&mut self) -> Vec<BatchItem> {
         match &mut self.state {
-            JobState::Uploading { items }
+            JobState::Fencing { items }
+            | JobState::Lost { items, .. }
+            | JobState::Uploading { items }
             | JobState::FinishingUpload { items, .. }
             | JobState::Creating { items, .. }
             | JobState::Finding { items, .. } => std::mem::take(items),
@@ -253,7 +286,9 @@ impl BatchJob {
     pub(super) fn uploaded_file(&self) -> Option<&str> {
         match &self.state {
             JobState::FinishingUpload { file, .. } => Some(file),
-            JobState::Creating { file, .. } | JobState::Finding { file, .. } => file.as_deref(),
+            JobState::Creating { file, .. }
+            | JobState::Finding { file, .. }
+            | JobState::Lost { file, .. } => file.as_deref(),
             _ => None,
         }
     }

@@ -24,12 +24,14 @@
 //! - `flow`: the provider calls that move a job along, and their retries;
 //! - `headroom`: batches wait for room under the providers' enqueued-token limits;
 //! - `deadline`: requests not answered by their deadline go to the normal endpoint;
+//! - `fleet`: fleet mode, the requests going through a fleet member and a shared store;
 //! - [`report`]: the per-queue report.
 
 mod abort;
 mod admission;
 mod bulk;
 mod deadline;
+mod fleet;
 mod flow;
 mod headroom;
 mod intake;
@@ -131,6 +133,10 @@ pub struct Interceptor {
     /// Requests resubmitted because their batches ended without running them: the ids of
     /// those batches, oldest first (see `lines`).
     not_run: HashMap<String, Vec<String>>,
+    /// Fleet mode (not in a dry run): the fleet member and what the engine keeps beside it.
+    fleet: Option<fleet::FleetLink>,
+    /// While an `Input::StoreFailed` is handled: the host's reason, for the callers' errors.
+    store_error: Option<String>,
 }
 
 impl Interceptor {
@@ -141,7 +147,28 @@ impl Interceptor {
         keep_answers: bool,
         tag_seed: u64,
     ) -> Result<Self, OptionError> {
+        let mut config = config;
         config.validate()?;
+        if config.fleet.is_some() && caching {
+            return Err(OptionError::new(
+                "fleet",
+                "the fleet's store is the journal: leave `cache` out (or false) with `fleet`",
+            ));
+        }
+        // Dry runs touch no store.
+        let fleet = match &config.fleet {
+            Some(fleet) if !config.dry_run => {
+                let member = crate::fleet::FleetMember::new(fleet.clone()).map_err(|e| match e {
+                    crate::fleet::FleetError::InvalidOption(e) => e,
+                    other => OptionError::new("fleet", other.to_string()),
+                })?;
+                // Lines that did not run are not resubmitted in fleet mode (yet): they are
+                // answered with the batch's end, and released for the fleet.
+                config.resubmit = false;
+                Some(fleet::FleetLink::new(member))
+            }
+            _ => None,
+        };
         let batcher = Batcher::new(BatcherConfig {
             max_batch_size: config.batch_size,
             max_delay_ms: config.batch_window_ms,
@@ -190,6 +217,8 @@ impl Interceptor {
             tag_seed,
             warned_aborts: HashSet::new(),
             not_run: HashMap::new(),
+            fleet,
+            store_error: None,
         })
     }
 
@@ -253,7 +282,9 @@ impl Interceptor {
             Input::TransportError { call, message } => {
                 self.on_call_failure(now_ms, call, None, message)
             }
-            Input::Tick => {}
+            Input::Tick => self.fleet_event(now_ms, crate::fleet::Event::Tick),
+            Input::StoreOutcome { action, outcome } => self.fleet_outcome(now_ms, action, outcome),
+            Input::StoreFailed { action, error } => self.fleet_store_failed(now_ms, action, &error),
             Input::Cancel { request } => self.cancel(now_ms, request),
             Input::Abort {
                 request,
@@ -270,11 +301,13 @@ impl Interceptor {
         self.run_deadlines(now_ms);
         self.absorb_batcher(now_ms);
         self.admit_jobs(now_ms);
-        // Drained once every caller is answered and the provider-file deletes are done (a
-        // host may exit then).
+        // Drained once every caller is answered and the provider-file deletes are done, and in
+        // fleet mode every answer of this process's is stored and every claim released (a host
+        // may exit then).
         if self.closing
             && self.request_entry.is_empty()
             && self.file_deletes.is_empty()
+            && self.fleet.as_ref().is_none_or(fleet::FleetLink::idle)
             && !self.drained_sent
         {
             self.drained_sent = true;
@@ -296,6 +329,7 @@ impl Interceptor {
             .chain(jobs)
             .chain(holds)
             .chain(self.deadlines.next_deadline())
+            .chain(self.fleet.as_ref().and_then(|f| f.member.next_deadline()))
             .min()
     }
 
@@ -351,6 +385,8 @@ impl Interceptor {
         let Some(entry) = self.entries.remove(fingerprint) else {
             return;
         };
+        // Answered here without the fleet's store (the batch's end, a refusal): released.
+        self.fleet_drop(self.now_ms, fingerprint);
         if durable && (200..300).contains(&response.status) {
             self.report
                 .count_answer(&entry.route, &response.body, &self.config.prices);
@@ -375,6 +411,7 @@ impl Interceptor {
         for fp in fingerprints {
             self.not_run.remove(fp);
             if let Some(entry) = self.entries.remove(fp) {
+                self.fleet_drop(self.now_ms, fp);
                 for request in entry.waiters {
                     if self.request_entry.remove(&request).is_some() {
                         self.outputs.push(Output::Fail {

@@ -60,6 +60,9 @@ pub struct InterceptorConfig {
     /// Delete a batch's provider-side files (uploaded input, output and error files) once its
     /// results are journalled (best effort: a failed delete is a warning).
     pub delete_provider_files: bool,
+    /// Fleet mode: many processes share one store (Redis) through a [`crate::fleet::FleetMember`]
+    /// that this engine owns; the store is then the journal (the file cache is off).
+    pub fleet: Option<crate::fleet::FleetConfig>,
 }
 
 /// A wall-clock reading and the host's monotonic clock at the same instant.
@@ -99,6 +102,7 @@ impl Default for InterceptorConfig {
             cache_max_age_ms: None,
             wall_clock: None,
             delete_provider_files: true,
+            fleet: None,
         }
     }
 }
@@ -142,6 +146,17 @@ impl InterceptorConfig {
         }
         if self.line_attempts == 0 {
             return Err(at_least_one("lineAttempts"));
+        }
+        if let Some(fleet) = &self.fleet {
+            fleet.validate()?;
+            // A deadline's fallback sends the request to the normal endpoint while its line may
+            // run in a batch another process polls: the fleet could pay twice, unseen.
+            if self.deadline_ms.is_some() {
+                return Err(OptionError::new(
+                    "deadlineMs",
+                    "cannot be used with fleet yet: leave deadlineMs out in fleet mode",
+                ));
+            }
         }
         Ok(())
     }
@@ -232,6 +247,11 @@ pub struct InterceptorOptions {
     pub clock_wall_ms: Option<u64>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub clock_monotonic_ms: Option<u64>,
+    /// Fleet mode (`{ owner, leaseMs?, graceMs?, pollMs?, answerTtlMs?, recordTtlMs? }`): the
+    /// engine's requests go through a fleet member and the host's store; the store is the
+    /// journal, so `cache` must be left out (or `false`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub fleet: Option<crate::host::fleet::FleetMemberConfig>,
 }
 
 impl InterceptorOptions {
@@ -268,6 +288,11 @@ impl InterceptorOptions {
                 monotonic_ms: self.clock_monotonic_ms.unwrap_or(0),
             }),
             delete_provider_files: self.delete_provider_files.unwrap_or(true),
+            fleet: self
+                .fleet
+                .as_ref()
+                .map(crate::host::fleet::FleetMemberConfig::to_config)
+                .transpose()?,
         };
         config.validate()?;
         Ok(config)
@@ -293,9 +318,12 @@ impl Interceptor {
     pub fn from_options_json(json: &str) -> Result<Self, OptionError> {
         let options: InterceptorOptions =
             serde_json::from_str(json).map_err(|e| OptionError::new("options", e.to_string()))?;
+        // In fleet mode the store is the journal: the file cache is off unless asked for, and
+        // asking for both is refused (which journal would answer is ambiguous).
+        let caching = options.cache.unwrap_or(options.fleet.is_none());
         Interceptor::new(
             options.to_config()?,
-            options.cache.unwrap_or(true),
+            caching,
             options.keep_answers.unwrap_or(true),
             options.tag_seed.unwrap_or(0),
         )

@@ -326,6 +326,7 @@ impl Harness {
                     self.drained += 1;
                     None
                 }
+                Output::Store { .. } => panic!("a store action outside fleet mode: {out:?}"),
             };
             if let Some((request, answer)) = answered {
                 if self.drained > 0 {
