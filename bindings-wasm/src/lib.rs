@@ -356,6 +356,26 @@ impl NativeInterceptor {
         self.host.tick(now_ms)
     }
 
+    /// Fleet mode: a store action's outcome (JSON `StoreOutcome`); see the core's
+    /// `Input::StoreOutcome`.
+    #[wasm_bindgen(js_name = storeOutcome)]
+    pub fn store_outcome(
+        &mut self,
+        now_ms: f64,
+        action: f64,
+        outcome_json: &str,
+    ) -> Result<String, JsValue> {
+        self.host
+            .store_outcome(now_ms, action, outcome_json)
+            .map_err(invalid)
+    }
+
+    /// Fleet mode: the store could not execute the action; see the core's `Input::StoreFailed`.
+    #[wasm_bindgen(js_name = storeFailed)]
+    pub fn store_failed(&mut self, now_ms: f64, action: f64, error: String) -> String {
+        self.host.store_failed(now_ms, action, error)
+    }
+
     pub fn cancel(&mut self, now_ms: f64, request: f64) -> String {
         self.host.cancel(now_ms, request)
     }

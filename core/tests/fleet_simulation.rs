@@ -504,6 +504,10 @@ impl Sim {
                     },
                 );
             }
+            // The simulation's store never fails an action.
+            Output::Unavailable { fingerprint, .. } => {
+                return Err(format!("{fingerprint} given up without a store failure"));
+            }
         }
         Ok(())
     }

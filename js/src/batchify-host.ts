@@ -435,6 +435,10 @@ export class BatchifyHost implements BatchifyContext {
           this.#drained = true;
           this.#resolveClosed?.();
           break;
+        case "store":
+          // The core's fleet mode (a shared store such as Redis) is driven by the core's host API
+          // only so far; this host never turns it on.
+          throw new BatchlingError("ERR_BATCHLING_INTERNAL", "fleet mode is not supported by this host yet");
       }
     }
     if (lines) this.#persist(lines);

@@ -75,6 +75,10 @@ export interface InterceptorEngine {
   responseChunk(nowMs: number, call: number, text: string): string;
   transportError(nowMs: number, call: number, message: string): string;
   tick(nowMs: number): string;
+  /** Fleet mode (not used by this package's hosts yet): a store action's outcome (JSON
+   * `StoreOutcome`), or its failure (the store could not be reached). */
+  storeOutcome(nowMs: number, action: number, outcomeJson: string): string;
+  storeFailed(nowMs: number, action: number, error: string): string;
   cancel(nowMs: number, request: number): string;
   /** The caller's signal aborted (`timeoutReason`: its reason is a `TimeoutError`): the core
    * keeps the call if that was its client's own timer, else cancels it. */

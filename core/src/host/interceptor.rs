@@ -4,6 +4,7 @@
 
 use std::collections::BTreeMap;
 
+use crate::fleet::StoreOutcome;
 use crate::http::{HttpRequest, HttpResponse};
 use crate::interceptor::{outputs_json, Input, Interceptor, JobSubmission};
 use crate::jobs::{self, JobSpec, ProviderEndpoint};
@@ -182,6 +183,28 @@ impl InterceptorHost {
         self.input(now_ms, Input::Tick)
     }
 
+    /// Fleet mode: how the store action `action` (an `Output::Store`) went, as JSON
+    /// (`StoreOutcome`, e.g. `{"kind":"values","values":["…",null]}`: a read's values are the
+    /// keys' full values). JSON that is not an outcome is refused.
+    pub fn store_outcome(
+        &mut self,
+        now_ms: f64,
+        action: f64,
+        outcome_json: &str,
+    ) -> Result<String, HostArgError> {
+        let outcome: StoreOutcome = serde_json::from_str(outcome_json)
+            .map_err(|e| HostArgError(format!("storeOutcome: not a store outcome: {e}")))?;
+        let action = action as u64;
+        Ok(self.input(now_ms, Input::StoreOutcome { action, outcome }))
+    }
+
+    /// Fleet mode: the store could not execute `action` (unreachable past the host's retries);
+    /// `error` says why (no secret: it ends up in the callers' errors).
+    pub fn store_failed(&mut self, now_ms: f64, action: f64, error: String) -> String {
+        let action = action as u64;
+        self.input(now_ms, Input::StoreFailed { action, error })
+    }
+
     pub fn cancel(&mut self, now_ms: f64, request: f64) -> String {
         let request = request as u64;
         self.input(now_ms, Input::Cancel { request })
@@ -215,5 +238,70 @@ impl InterceptorHost {
     /// Per queue: provider, endpoint, model, requests, batches, cache hits, estimated cost.
     pub fn report(&self) -> String {
         serde_json::to_string(&self.inner.report()).expect("report serializes")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::Value;
+
+    fn outputs(json: &str) -> Vec<Value> {
+        let v: Value = serde_json::from_str(json).unwrap();
+        v["outputs"].as_array().unwrap().clone()
+    }
+
+    #[test]
+    fn fleet_store_actions_cross_as_json() {
+        let mut host = InterceptorHost::new(r#"{"fleet":{"owner":"w1","leaseMs":3000}}"#).unwrap();
+        let body = r#"{"model":"gpt-4o-mini","messages":[{"role":"user","content":"hi"}]}"#;
+        let out = host
+            .submit(
+                0.0,
+                1.0,
+                "POST".into(),
+                "https://api.openai.com/v1/chat/completions".into(),
+                r#"[["authorization","Bearer sk-proj-secret"],["content-type","application/json"]]"#,
+                body.into(),
+                None,
+            )
+            .unwrap();
+        let outs = outputs(&out);
+        let claim = outs
+            .iter()
+            .find(|o| o["type"] == "store")
+            .expect("a store action");
+        assert_eq!(claim["op"]["kind"], "claim");
+        assert!(claim["op"]["key"].as_str().unwrap().starts_with("req:"));
+        assert!(
+            claim.get("answer").is_none(),
+            "only a put carries an answer"
+        );
+        assert!(!out.contains("sk-proj-secret"));
+        let action = claim["action"].as_f64().unwrap();
+
+        let out = host
+            .store_outcome(1.0, action, r#"{"kind":"claimed"}"#)
+            .unwrap();
+        let read = outputs(&out)
+            .into_iter()
+            .find(|o| o["type"] == "store")
+            .unwrap();
+        assert_eq!(read["op"]["kind"], "read");
+
+        let e = host
+            .store_outcome(1.0, action, r#"{"kind":"nope"}"#)
+            .unwrap_err();
+        assert!(e.0.contains("storeOutcome"), "{e}");
+
+        let read_action = read["action"].as_f64().unwrap();
+        let out = host.store_failed(2.0, read_action, "connect ECONNREFUSED".into());
+        let fail = outputs(&out)
+            .into_iter()
+            .find(|o| o["type"] == "fail")
+            .unwrap();
+        assert_eq!(fail["request"], 1);
+        assert_eq!(fail["code"], "ERR_BATCHLING_STORE_UNAVAILABLE");
+        assert!(fail["message"].as_str().unwrap().contains("ECONNREFUSED"));
     }
 }

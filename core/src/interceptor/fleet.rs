@@ -32,8 +32,8 @@ use serde::{Deserialize, Serialize};
 
 use crate::cache;
 use crate::fleet::{
-    ActionId, BatchRecord, Event as FleetEvent, FleetMember, Output as FleetOutput,
-    StoreAction, StoreOutcome,
+    ActionId, BatchRecord, Event as FleetEvent, FleetMember, Output as FleetOutput, StoreAction,
+    StoreOutcome,
 };
 use crate::http::HttpResponse;
 use crate::providers::{BatchItem, Route};
@@ -148,7 +148,8 @@ impl Interceptor {
         let Some(link) = self.fleet.as_mut() else {
             return;
         };
-        if let (Some(keys), StoreOutcome::Values { values }) = (link.reads.remove(&action), &outcome)
+        if let (Some(keys), StoreOutcome::Values { values }) =
+            (link.reads.remove(&action), &outcome)
         {
             for (key, value) in keys.iter().zip(values) {
                 let Some(value) = value else { continue };
@@ -259,10 +260,8 @@ impl Interceptor {
         };
         if let Some(item) = entry.item.take() {
             self.item_entry.remove(&item);
-            self.batcher.handle(
-                now_ms,
-                crate::batcher::Event::Cancel { item },
-            );
+            self.batcher
+                .handle(now_ms, crate::batcher::Event::Cancel { item });
             return;
         }
         for (_, fps) in self.admission.waiting.iter_mut() {
@@ -271,7 +270,8 @@ impl Interceptor {
         self.admission.waiting.retain(|(_, fps)| !fps.is_empty());
         let custom_id = cache::custom_id(fingerprint);
         let fencing = self.jobs.values_mut().find(|j| {
-            matches!(j.state, JobState::Fencing { .. }) && j.fingerprints.iter().any(|f| f == fingerprint)
+            matches!(j.state, JobState::Fencing { .. })
+                && j.fingerprints.iter().any(|f| f == fingerprint)
         });
         if let Some(job) = fencing {
             let JobState::Fencing { items } = &mut job.state else {
@@ -298,7 +298,11 @@ impl Interceptor {
     fn fleet_answer(&mut self, fingerprint: &str, from_store: bool) {
         let link = self.fleet.as_mut().expect("fleet mode");
         let response = if from_store {
-            match link.read.remove(fingerprint).map(|text| StoredAnswer::decode(&text)) {
+            match link
+                .read
+                .remove(fingerprint)
+                .map(|text| StoredAnswer::decode(&text))
+            {
                 Some(Ok(response)) => Ok(response),
                 Some(Err(e)) => Err(format!("the fleet store's answer could not be read: {e}")),
                 None => Err("the fleet store's answer was not passed on by the host".to_string()),
@@ -368,7 +372,11 @@ impl Interceptor {
             .map(|j| j.id);
         let Some(job_id) = job_id else {
             // Its job ended meanwhile: the create is never sent.
-            self.fleet.as_mut().expect("fleet mode").unsent.insert(tag.clone());
+            self.fleet
+                .as_mut()
+                .expect("fleet mode")
+                .unsent
+                .insert(tag.clone());
             return self.fleet_event(now_ms, FleetEvent::CreateUnknown { tag });
         };
         let job = self.jobs.get_mut(&job_id).expect("found");
@@ -525,7 +533,13 @@ impl Interceptor {
                         entry.body = item.body;
                     }
                 }
-                self.fleet_event(now_ms, FleetEvent::BatchFound { tag, batch_id: None });
+                self.fleet_event(
+                    now_ms,
+                    FleetEvent::BatchFound {
+                        tag,
+                        batch_id: None,
+                    },
+                );
             }
             (false, batch_id) => {
                 // Another process's batch: the member resumes it (`Resume`) if it exists.

@@ -866,10 +866,7 @@ impl Interceptor {
         }
         let failed_step = call.as_str();
         let fleet = self.jobs[&job_id].fleet;
-        if fleet
-            && call == Call::Create
-            && response.as_ref().is_none_or(|r| r.status >= 500)
-        {
+        if fleet && call == Call::Create && response.as_ref().is_none_or(|r| r.status >= 500) {
             // The create may have gone through: the member looks it up after the grace.
             return self.fleet_create_lost(now_ms, job_id);
         }

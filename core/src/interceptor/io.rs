@@ -353,5 +353,8 @@ pub enum Input {
     },
     /// Fleet mode: the store could not execute `action` (unreachable past the host's retries).
     /// The callers whose requests hung on it fail with `ERR_BATCHLING_STORE_UNAVAILABLE`.
-    StoreFailed { action: ActionId, error: String },
+    StoreFailed {
+        action: ActionId,
+        error: String,
+    },
 }

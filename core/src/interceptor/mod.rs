@@ -158,13 +158,17 @@ impl Interceptor {
         // Dry runs touch no store.
         let fleet = match &config.fleet {
             Some(fleet) if !config.dry_run => {
-                let member = crate::fleet::FleetMember::new(fleet.clone()).map_err(|e| match e {
-                    crate::fleet::FleetError::InvalidOption(e) => e,
-                    other => OptionError::new("fleet", other.to_string()),
-                })?;
+                let member =
+                    crate::fleet::FleetMember::new(fleet.clone()).map_err(|e| match e {
+                        crate::fleet::FleetError::InvalidOption(e) => e,
+                        other => OptionError::new("fleet", other.to_string()),
+                    })?;
                 // Lines that did not run are not resubmitted in fleet mode (yet): they are
                 // answered with the batch's end, and released for the fleet.
                 config.resubmit = false;
+                // A batch's files stay at the provider (yet): a process that takes the batch
+                // over after a crash between its download and its answers' puts reads them.
+                config.delete_provider_files = false;
                 Some(fleet::FleetLink::new(member))
             }
             _ => None,

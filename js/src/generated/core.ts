@@ -51,7 +51,13 @@ deleteProviderFiles?: boolean,
  * The host's clocks at one instant (host options): wall (ms since the epoch) and the
  * monotonic `now` it passes the engine.
  */
-clockWallMs?: number, clockMonotonicMs?: number, };
+clockWallMs?: number, clockMonotonicMs?: number, 
+/**
+ * Fleet mode (`{ owner, leaseMs?, graceMs?, pollMs?, answerTtlMs?, recordTtlMs? }`): the
+ * engine's requests go through a fleet member and the host's store; the store is the
+ * journal, so `cache` must be left out (or `false`).
+ */
+fleet?: FleetMemberConfig, };
 
 export type HostBatcherOptions = { maxBatchSize: number, maxDelayMs: number, maxQueueSize?: number, maxConcurrentBatches?: number, retryAttempts?: number, retryBackoffMs?: number, retryMaxBackoffMs?: number, timeoutMs?: number, jitterSeed?: number, };
 
@@ -65,7 +71,7 @@ option: string,
  */
 message: string, };
 
-export type FailCode = "ERR_BATCHLING_CLOSED" | "ERR_BATCHLING_CANCELLED" | "ERR_BATCHLING_AMBIGUOUS_CREATE" | "ERR_BATCHLING_PROTOCOL" | "ERR_BATCHLING_PROVIDER_UNAVAILABLE" | "ERR_BATCHLING_COST_LIMIT" | "ERR_BATCHLING_INVALID_DEADLINE" | "ERR_BATCHLING_LINES_NOT_RUN" | "ERR_BATCHLING_BATCH_GONE";
+export type FailCode = "ERR_BATCHLING_CLOSED" | "ERR_BATCHLING_CANCELLED" | "ERR_BATCHLING_AMBIGUOUS_CREATE" | "ERR_BATCHLING_PROTOCOL" | "ERR_BATCHLING_PROVIDER_UNAVAILABLE" | "ERR_BATCHLING_COST_LIMIT" | "ERR_BATCHLING_INVALID_DEADLINE" | "ERR_BATCHLING_LINES_NOT_RUN" | "ERR_BATCHLING_BATCH_GONE" | "ERR_BATCHLING_STORE_UNAVAILABLE";
 
 export type SerializableRequest = { method: string, url: string, headers: Array<[string, string]>, body: string, 
 /**
@@ -148,7 +154,7 @@ oldestAnswerMs: number | null, newestAnswerMs: number | null,
  */
 maxAgeMs: number | null, };
 
-export type Output = { "type": "passThrough", request: number, reason: string, } | { "type": "send", call: number, http: SerializableRequest, stream?: "lines", } | { "type": "respond", request: number, status: number, headers: Array<[string, string]>, body: string, } | { "type": "respondStored", request: number, fingerprint: string, place: AnswerPlace, } | { "type": "jobResult", request: number, ok: boolean, costUsd: number | null, line: string, } | { "type": "fail", request: number, code: FailCode, message: string, } | { "type": "persist", line: string, } | { "type": "event", event: LifecycleEvent, } | { "type": "drained" };
+export type Output = { "type": "passThrough", request: number, reason: string, } | { "type": "send", call: number, http: SerializableRequest, stream?: "lines", } | { "type": "respond", request: number, status: number, headers: Array<[string, string]>, body: string, } | { "type": "respondStored", request: number, fingerprint: string, place: AnswerPlace, } | { "type": "jobResult", request: number, ok: boolean, costUsd: number | null, line: string, } | { "type": "fail", request: number, code: FailCode, message: string, } | { "type": "persist", line: string, } | { "type": "store", action: number, op: StoreAction, answer?: string, } | { "type": "event", event: LifecycleEvent, } | { "type": "drained" };
 
 export type QueueReport = { provider: ProviderId, endpoint: string, model: string, requests: number, batches: number, cacheHits: number, 
 /**
@@ -533,9 +539,9 @@ export type StoreAction = { "kind": "claim", key: string, token: string, leaseMs
 
 export type StoreOutcome = { "kind": "claimed" } | { "kind": "heldBy", owner: string, } | { "kind": "renewed", keys: Array<string>, } | { "kind": "written" } | { "kind": "notOwner", lost: Array<string>, } | { "kind": "values", values: Array<string | null>, } | { "kind": "done" };
 
-export type FleetEvent = { "kind": "arrive", request: number, fingerprint: string, } | { "kind": "storeOutcome", action: number, outcome: StoreOutcome, } | { "kind": "tick" } | { "kind": "cut", fingerprints: Array<string>, } | { "kind": "batchCreated", tag: string, batchId: string, } | { "kind": "createUnknown", tag: string, } | { "kind": "batchFound", tag: string, batchId: string | null, } | { "kind": "batchAnswered", fingerprint: string, };
+export type FleetEvent = { "kind": "arrive", request: number, fingerprint: string, } | { "kind": "storeOutcome", action: number, outcome: StoreOutcome, } | { "kind": "tick" } | { "kind": "cut", fingerprints: Array<string>, } | { "kind": "batchCreated", tag: string, batchId: string, } | { "kind": "createUnknown", tag: string, } | { "kind": "batchFound", tag: string, batchId: string | null, } | { "kind": "batchAnswered", fingerprint: string, } | { "kind": "storeFailed", action: number, } | { "kind": "drop", fingerprint: string, };
 
-export type FleetOutput = { "kind": "store", action: number, op: StoreAction, } | { "kind": "enqueue", fingerprint: string, } | { "kind": "waitForAnswer", fingerprint: string, } | { "kind": "createBatch", tag: string, fingerprints: Array<string>, sendByMs: number, } | { "kind": "findBatch", tag: string, } | { "kind": "resume", tag: string, batchId: string, } | { "kind": "answer", request: number, fingerprint: string, fromStore: boolean, } | { "kind": "scheduleTimer", atMs: number, };
+export type FleetOutput = { "kind": "store", action: number, op: StoreAction, } | { "kind": "enqueue", fingerprint: string, } | { "kind": "waitForAnswer", fingerprint: string, } | { "kind": "createBatch", tag: string, fingerprints: Array<string>, sendByMs: number, } | { "kind": "findBatch", tag: string, } | { "kind": "resume", tag: string, batchId: string, } | { "kind": "answer", request: number, fingerprint: string, fromStore: boolean, } | { "kind": "scheduleTimer", atMs: number, } | { "kind": "unavailable", fingerprint: string, requests: Array<number>, };
 
 // The batcher's numeric outcome encoding (core/src/host/wire.rs).
 export const RUN_BATCH = 1;
