@@ -589,6 +589,44 @@ fn a_create_lost_before_it_reached_the_provider_is_batched_again_once_the_look_u
     w.check();
 }
 
+#[test]
+fn a_create_that_cannot_go_by_its_send_by_time_is_not_sent_and_looked_up_instead() {
+    let mut w = World::new(&["w1"]);
+    let a = w.submit(0, chat("slow upload"));
+    w.step_until(|w| {
+        w.nodes[0]
+            .inflight
+            .iter()
+            .any(|(_, r)| classify_call(r).is_some_and(|(_, s, _)| s == Step::Upload))
+    });
+    // The upload's answer comes after the send-by time (the claims are renewed meanwhile, but
+    // the create was due while the claims it was fenced under were surely held).
+    let upload = w.nodes[0].inflight.pop_front().unwrap();
+    w.run_until(w.now + LEASE_MS + 1);
+    w.tick_to(w.now.max(LEASE_MS + 1));
+    w.nodes[0].inflight.push_back(upload);
+    w.deliver(0);
+    assert_eq!(w.fake.served(Step::Create), 0, "too late: not sent");
+    assert!(
+        !w.nodes[0]
+            .inflight
+            .iter()
+            .any(|(_, r)| classify_call(r).is_some_and(|(_, s, _)| s == Step::Create)),
+        "no create in flight"
+    );
+    w.run_until(u64::MAX);
+    assert!(echoed(w.nodes[0].only(a), "slow upload"));
+    let steps: Vec<_> = w.fake.log.iter().map(|(_, s, _)| *s).collect();
+    assert_eq!(
+        w.fake.served(Step::Find),
+        1,
+        "looked up by its tag first: {steps:?}"
+    );
+    assert_eq!(w.fake.served(Step::Create), 1, "then created once");
+    w.close_all();
+    w.check();
+}
+
 /// Fail every store action of `node` whose op matches, until none is left; others execute.
 fn fail_store_actions(w: &mut World, node: usize, fails: impl Fn(&StoreAction) -> bool) -> usize {
     let mut failed = 0;
