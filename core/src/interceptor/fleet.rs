@@ -568,11 +568,6 @@ impl Interceptor {
             .as_ref()
             .and_then(|l| l.records.get(&tag).cloned())
             .unwrap_or_default();
-        for fp in &fingerprints {
-            if let Some(entry) = self.entries.get_mut(fp) {
-                entry.body = serde_json::Value::Null; // the provider has it
-            }
-        }
         let id = self.next_job;
         self.next_job += 1;
         let state = JobState::Polling {
