@@ -528,6 +528,38 @@ fn a_process_killed_after_its_create_is_taken_over_by_one_with_a_waiting_caller(
 }
 
 #[test]
+fn a_taken_over_batch_stores_every_line_it_holds_not_only_the_waiting_ones() {
+    let mut w = World::new(&["w1", "w2"]);
+    w.submit(0, chat("first of two"));
+    w.submit(0, chat("second of two"));
+    w.run_while(|w| w.fake.batches.is_empty() || !w.nodes[0].stores.is_empty());
+    w.settle();
+    assert_eq!(w.fake.batches.len(), 1);
+    assert_eq!(w.fake.batches[0].lines.len(), 2, "one batch of both");
+    let waiting = w.submit(1, chat("first of two"));
+    w.settle();
+    w.kill(0);
+    w.run_until(u64::MAX);
+    assert!(echoed(w.nodes[1].only(waiting), "first of two"));
+    let stored = w
+        .store
+        .values()
+        .filter(|(k, v)| k.starts_with("answer:") && v.contains("of two"))
+        .count();
+    assert_eq!(
+        stored, 2,
+        "the line no caller here waited for is stored too"
+    );
+    // So a later caller of it is answered from the store, with no batch of its own.
+    let later = w.submit(1, chat("second of two"));
+    w.run_until(u64::MAX);
+    assert!(echoed(w.nodes[1].only(later), "second of two"));
+    assert_eq!(w.fake.served(Step::Create), 1);
+    w.close_all();
+    w.check();
+}
+
+#[test]
 fn a_process_killed_between_its_intent_and_the_create_answer_is_found_by_tag() {
     let mut w = World::new(&["w1", "w2"]);
     w.submit(0, chat("in doubt"));

@@ -544,7 +544,19 @@ impl Interceptor {
             (false, batch_id) => {
                 // Another process's batch: the member resumes it (`Resume`) if it exists.
                 self.jobs.remove(&job_id);
-                self.fleet_event(now_ms, FleetEvent::BatchFound { tag, batch_id });
+                let found = batch_id.is_some();
+                self.fleet_event(
+                    now_ms,
+                    FleetEvent::BatchFound {
+                        tag: tag.clone(),
+                        batch_id,
+                    },
+                );
+                if !found {
+                    if let Some(link) = self.fleet.as_mut() {
+                        link.records.remove(&tag);
+                    }
+                }
             }
         }
     }
@@ -563,10 +575,11 @@ impl Interceptor {
                 "fleet: batch {batch_id} (tag {tag}) is to be resumed, but no caller here waits on it"
             ));
         };
+        // The record has served: the job polls for all of its requests from here.
         let fingerprints = self
             .fleet
-            .as_ref()
-            .and_then(|l| l.records.get(&tag).cloned())
+            .as_mut()
+            .and_then(|l| l.records.remove(&tag))
             .unwrap_or_default();
         let id = self.next_job;
         self.next_job += 1;
