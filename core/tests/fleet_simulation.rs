@@ -1,13 +1,14 @@
 //! The fleet protocol under a deterministic simulation: 3 to 5 members against one simulated
 //! store (keys with expiry on virtual time, each action executed atomically), a simulated
 //! provider (creates by tag that may be delayed or lose their answer, look-ups by tag, batches
-//! that end after a while and answer every line), and a seed-driven scheduler that delivers
+//! that end after a while and answer every line but one in ten, which never runs and is
+//! batched anew), and a seed-driven scheduler that delivers
 //! everything after random delays, crashes members (their callers retry at another member, a
 //! restart is a new member with a new owner id), pauses them past their leases while alive (a
 //! "GC pause": everything for them arrives late), and sends the same request to several members.
 //!
-//! Checked throughout: no request is ever in two provider batches (so never in two live ones);
-//! every caller of a request gets the same answer. At the end (no more crashes or pauses, time
+//! Checked throughout: no request is ever in two live provider batches, nor run by two; every
+//! caller of a request gets the same answer. At the end (no more crashes or pauses, time
 //! runs on): every caller still waiting is answered.
 
 use std::cmp::Reverse;
@@ -139,14 +140,16 @@ impl Store {
 struct ProviderBatch {
     tag: String,
     fingerprints: Vec<String>,
+    /// Lines the batch ends without running (expired before it got to them).
+    not_run: HashSet<String>,
     ends_at: u64,
 }
 
 #[derive(Default)]
 struct Provider {
     batches: Vec<ProviderBatch>,
-    /// Lines per fingerprint over every batch ever created.
-    lines: HashMap<String, usize>,
+    /// Lines run per fingerprint over every batch ever created.
+    runs: HashMap<String, usize>,
 }
 
 impl Provider {
@@ -155,6 +158,7 @@ impl Provider {
         now: u64,
         tag: &str,
         fps: &[String],
+        not_run: HashSet<String>,
         ends_at: u64,
     ) -> Result<String, String> {
         for fp in fps {
@@ -168,15 +172,19 @@ impl Provider {
                     "{fp} would be in two live batches (create {tag} at {now})"
                 ));
             }
-            let lines = self.lines.entry(fp.clone()).or_default();
-            *lines += 1;
-            if *lines > 1 {
-                return Err(format!("{fp} batched twice (create {tag} at {now})"));
+            if not_run.contains(fp) {
+                continue;
+            }
+            let runs = self.runs.entry(fp.clone()).or_default();
+            *runs += 1;
+            if *runs > 1 {
+                return Err(format!("{fp} run twice (create {tag} at {now})"));
             }
         }
         self.batches.push(ProviderBatch {
             tag: tag.to_string(),
             fingerprints: fps.to_vec(),
+            not_run,
             ends_at,
         });
         Ok(format!("b{}", self.batches.len() - 1))
@@ -274,6 +282,7 @@ struct Stats {
     pauses: u64,
     from_store: u64,
     waits: u64,
+    not_run: u64,
 }
 
 struct Sim {
@@ -596,7 +605,16 @@ impl Sim {
                 lose_answer,
             } => {
                 let ends_at = self.now + 100 + self.rng.below(500);
-                let batch_id = self.provider.create(self.now, &tag, &fps, ends_at)?;
+                // One line in ten is never run (its batch expires first): it is batched anew.
+                let not_run: HashSet<String> = fps
+                    .iter()
+                    .filter(|_| self.rng.percent(10))
+                    .cloned()
+                    .collect();
+                self.stats.not_run += not_run.len() as u64;
+                let batch_id = self
+                    .provider
+                    .create(self.now, &tag, &fps, not_run, ends_at)?;
                 self.stats.creates += 1;
                 if alive(self, slot, inc) {
                     let (at, event) = if lose_answer {
@@ -661,14 +679,25 @@ impl Sim {
                         },
                     );
                 } else {
-                    let fps = batch.fingerprints.clone();
+                    let (run, not_run): (Vec<String>, Vec<String>) = batch
+                        .fingerprints
+                        .iter()
+                        .cloned()
+                        .partition(|fp| !batch.not_run.contains(fp));
                     let host = &mut self.slots[slot].live.as_mut().unwrap().host;
                     host.polling.remove(&tag);
-                    for fp in &fps {
+                    for fp in &run {
                         host.answers.insert(fp.clone(), format!("{batch_id}/{fp}"));
                     }
-                    for fp in fps {
+                    for fp in run {
                         self.deliver_to(slot, Event::BatchAnswered { fingerprint: fp })?;
+                    }
+                    for fingerprint in not_run {
+                        let event = Event::LineEnded {
+                            fingerprint,
+                            rebatch: true,
+                        };
+                        self.deliver_to(slot, event)?;
                     }
                 }
             }
@@ -794,10 +823,12 @@ fn the_simulation_reaches_takeovers_lost_creates_and_lapsed_leases() {
         total.pauses += s.pauses;
         total.from_store += s.from_store;
         total.waits += s.waits;
+        total.not_run += s.not_run;
     }
     println!("{total:?}");
     assert!(total.creates > 0 && total.lost_creates > 0, "{total:?}");
     assert!(total.resumes > 0, "no takeover happened: {total:?}");
+    assert!(total.not_run > 0, "no line ended unrun: {total:?}");
     assert!(total.finds_none > 0 && total.finds_some > 0, "{total:?}");
     assert!(
         total.crashes > 0 && total.pauses > 0 && total.from_store > 0,

@@ -139,8 +139,12 @@ fn fleet_config(owner: &str) -> InterceptorConfig {
 
 impl Node {
     fn new(owner: &str) -> Self {
+        Node::with_config(owner, fleet_config(owner))
+    }
+
+    fn with_config(owner: &str, config: InterceptorConfig) -> Self {
         Node {
-            eng: Interceptor::new(fleet_config(owner), false, true, owner.len() as u64)
+            eng: Interceptor::new(config, false, true, owner.len() as u64)
                 .expect("valid fleet config"),
             inflight: VecDeque::new(),
             stores: VecDeque::new(),
@@ -812,6 +816,89 @@ fn close_waits_until_every_answer_is_stored_and_every_claim_released() {
     );
     w.settle();
     assert!(w.nodes[0].drained);
+    assert!(!w.store.values().any(|(k, _)| k.starts_with("req:")));
+    w.check();
+}
+
+/// The request (of `texts`) with a line in two batches, and the one with a line in one.
+fn split_by_lines(w: &World, texts: [&str; 2]) -> (&'static str, &'static str) {
+    let lines = w.lines_per_request();
+    let lines_of = |text: &str| {
+        let route = providers::classify(&chat(text)).unwrap();
+        lines[&cache::custom_id(&cache::fingerprint(&route).to_string())]
+    };
+    let texts: [&'static str; 2] = texts.map(|t| &*Box::leak(t.to_string().into_boxed_str()));
+    match (lines_of(texts[0]), lines_of(texts[1])) {
+        (2, 1) => (texts[0], texts[1]),
+        (1, 2) => (texts[1], texts[0]),
+        other => panic!("expected one request in two batches, one in one: {other:?}"),
+    }
+}
+
+#[test]
+fn a_line_that_did_not_run_goes_into_a_new_batch_and_no_process_resumes_the_ended_one() {
+    let mut w = World::new(&["w1", "w2"]);
+    // The first batch expires with half its lines run; the one left goes into a second batch.
+    w.fake.fates.push_back(Fate::Expire);
+    let a = w.submit(0, chat("runs first"));
+    let b = w.submit(0, chat("runs second"));
+    w.run_until(u64::MAX);
+    assert!(echoed(w.nodes[0].only(a), "runs first"));
+    assert!(echoed(w.nodes[0].only(b), "runs second"));
+    assert_eq!(w.fake.served(Step::Create), 2);
+    let (resubmitted, _) = split_by_lines(&w, ["runs first", "runs second"]);
+    assert!(w.nodes[0]
+        .events
+        .iter()
+        .any(|e| matches!(e, LifecycleEvent::LinesResubmitted { requests: 1, .. })));
+
+    // Another process asking for it later gets the answer of the batch that ran it.
+    let c = w.submit(1, chat(resubmitted));
+    w.run_until(u64::MAX);
+    assert!(echoed(w.nodes[1].only(c), resubmitted));
+    assert_eq!(w.fake.served(Step::Create), 2, "answered from the store");
+    assert_eq!(cache_hits(&w.nodes[1]), 1);
+    w.close_all();
+    assert!(!w.store.values().any(|(k, _)| k.starts_with("req:")));
+    w.check();
+}
+
+#[test]
+fn without_resubmission_a_line_that_did_not_run_is_answered_with_the_batch_end_and_batched_anew_later(
+) {
+    let config = |owner: &str| InterceptorConfig {
+        resubmit: false,
+        ..fleet_config(owner)
+    };
+    let mut w = World::new(&[]);
+    w.nodes = vec![
+        Node::with_config("w1", config("w1")),
+        Node::with_config("w2", config("w2")),
+    ];
+    w.fake.fates.push_back(Fate::Expire);
+    let a = w.submit(0, chat("one"));
+    let b = w.submit(0, chat("two"));
+    w.run_until(u64::MAX);
+    let got = [w.nodes[0].only(a).clone(), w.nodes[0].only(b).clone()];
+    let expired: Vec<&Got> = got
+        .iter()
+        .filter(|g| matches!(g, Got::Respond { status: 504, .. }))
+        .collect();
+    assert_eq!(expired.len(), 1, "one caller gets the batch's end: {got:?}");
+    assert_eq!(w.fake.served(Step::Create), 1);
+    let not_run = if echoed(&got[0], "one") { "two" } else { "one" };
+
+    // The ended batch no longer holds it for the fleet: a later caller (an SDK's retry, at
+    // another process) gets it batched anew, not the expired batch's end again.
+    let c = w.submit(1, chat(not_run));
+    w.run_until(u64::MAX);
+    assert!(
+        echoed(w.nodes[1].only(c), not_run),
+        "{:?}",
+        w.nodes[1].only(c)
+    );
+    assert_eq!(w.fake.served(Step::Create), 2);
+    w.close_all();
     assert!(!w.store.values().any(|(k, _)| k.starts_with("req:")));
     w.check();
 }

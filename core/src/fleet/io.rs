@@ -166,11 +166,17 @@ pub enum Event {
     /// is unknown. The requests whose progress hung on it are given up
     /// ([`Output::Unavailable`]); nothing is created for them.
     StoreFailed { action: ActionId },
-    /// The host no longer wants this request (its callers are gone, or its batch ended without
-    /// an answer for it): the member forgets it and releases its claim. Safe at any stage: a
-    /// create that may have gone out left its intent in the store, so whoever claims the
-    /// request next looks that batch up by its tag before batching it again.
+    /// The host no longer wants this request (its callers are gone): the member forgets it and
+    /// releases its claim. Safe at any stage: a create that may have gone out left its intent
+    /// in the store, so whoever claims the request next looks that batch up by its tag before
+    /// batching it again.
     Drop { fingerprint: String },
+    /// The batch holding this request's line ended without an answer to store for it (the line
+    /// did not run, or came back with a transient error): the member clears the request's line
+    /// pointer under its claim, so no one resumes that ended batch for it again, then batches
+    /// it anew ([`Output::Enqueue`]) if callers still wait (`rebatch`: the host keeps them; or a
+    /// caller arrived meanwhile), else releases it (its callers were answered by the host).
+    LineEnded { fingerprint: String, rebatch: bool },
 }
 
 /// What the member tells the host.

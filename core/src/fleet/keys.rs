@@ -8,10 +8,15 @@ pub fn claim(fingerprint: &str) -> String {
     format!("req:{fingerprint}")
 }
 
-/// Which batch (by tag) holds the request's line: value = the tag. Written with the intent.
+/// Which batch (by tag) holds the request's line: value = the tag. Written with the intent;
+/// set to [`NO_LINE`] once that batch ended without an answer for it.
 pub fn line(fingerprint: &str) -> String {
     format!("line:{fingerprint}")
 }
+
+/// A line pointer's value once its batch ended without running the request's line (or with a
+/// transient error on it): no batch holds it, and it is batched anew. Tags are never empty.
+pub const NO_LINE: &str = "";
 
 /// A batch's record ([`super::record::BatchRecord`] as JSON).
 pub fn batch(tag: &str) -> String {

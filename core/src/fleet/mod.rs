@@ -141,6 +141,9 @@ enum Stage {
     Queued,
     /// In one of this member's batches (being fenced, created, or polled).
     InBatch { tag: String },
+    /// Its batch ended without an answer for it: its line pointer is being cleared under its
+    /// claim (`Event::LineEnded`); then it is batched anew or released.
+    Clearing { action: ActionId },
     /// Another member owns it: polling its answer at `poll_at_ms` (`reading`: the read in flight).
     Waiting {
         poll_at_ms: u64,
@@ -180,6 +183,9 @@ enum Pending {
     },
     Submitted,
     Put {
+        fingerprint: String,
+    },
+    Clear {
         fingerprint: String,
     },
     Release,
@@ -316,6 +322,10 @@ impl FleetMember {
                 self.on_drop(&fingerprint);
                 Ok(())
             }
+            Event::LineEnded {
+                fingerprint,
+                rebatch,
+            } => self.on_line_ended(fingerprint, rebatch),
         };
         self.run_timers();
         if let Some(at_ms) = self.next_deadline() {
@@ -408,7 +418,7 @@ impl FleetMember {
                     if let Some(since) = self.claims.take(&fingerprint) {
                         self.release(&fingerprint, since);
                     }
-                } else if let Some(tag) = line {
+                } else if let Some(tag) = line.filter(|tag| tag != keys::NO_LINE) {
                     let read = self.emit(
                         StoreAction::Read {
                             keys: vec![keys::batch(&tag)],
@@ -532,6 +542,22 @@ impl FleetMember {
                 // The answer is stored: the claim can go.
                 if let Some(since) = self.claims.take(&fingerprint) {
                     self.release(&fingerprint, since);
+                }
+            }
+            Pending::Clear { fingerprint } => {
+                let clearing = self.stage_is(&fingerprint, &Stage::Clearing { action });
+                match outcome {
+                    StoreOutcome::Written => {
+                        if clearing {
+                            self.after_clear(&fingerprint);
+                        }
+                    }
+                    StoreOutcome::NotOwner { .. } => {
+                        if self.claims.remove(&fingerprint) {
+                            self.lose(&fingerprint);
+                        }
+                    }
+                    other => return mismatch("Written or NotOwner", &other),
                 }
             }
             Pending::Release => {
@@ -692,24 +718,7 @@ impl FleetMember {
                 fingerprint: fingerprint.clone(),
             },
         );
-        let mut emptied = Vec::new();
-        for (tag, batch) in self.batches.iter_mut() {
-            if let Some(i) = batch.fingerprints.iter().position(|fp| *fp == fingerprint) {
-                batch.fingerprints.remove(i);
-                if matches!(
-                    batch.state,
-                    BatchState::Fencing { .. } | BatchState::Regating { .. }
-                ) {
-                    batch.changed = true;
-                }
-                if batch.fingerprints.is_empty() {
-                    emptied.push(tag.clone());
-                }
-            }
-        }
-        for tag in emptied {
-            self.batches.remove(&tag);
-        }
+        self.leave_batches(&fingerprint);
         if let Some(entry) = self.entries.remove(&fingerprint) {
             match entry.stage {
                 Stage::Finding { tag } => {
@@ -730,6 +739,38 @@ impl FleetMember {
                 });
             }
         }
+        Ok(())
+    }
+
+    fn on_line_ended(&mut self, fingerprint: String, rebatch: bool) -> Result<(), FleetError> {
+        keys::check_fingerprint(&fingerprint)?;
+        self.leave_batches(&fingerprint);
+        let Some(entry) = self.entries.get_mut(&fingerprint) else {
+            return Ok(());
+        };
+        if !rebatch {
+            // Its callers were answered by the host.
+            entry.waiters.clear();
+        }
+        if !self.claims.holds(&fingerprint) {
+            // Not this member's any more: whoever holds its claim now decides.
+            self.forget_or_wait(&fingerprint);
+            return Ok(());
+        }
+        let action = self.emit(
+            StoreAction::WriteIfOwner {
+                claims: self.claim_refs(std::slice::from_ref(&fingerprint)),
+                records: vec![Record {
+                    key: keys::line(&fingerprint),
+                    value: keys::NO_LINE.to_string(),
+                }],
+                ttl_ms: self.config.record_ttl_ms,
+            },
+            Pending::Clear {
+                fingerprint: fingerprint.clone(),
+            },
+        );
+        self.set_stage(&fingerprint, Stage::Clearing { action });
         Ok(())
     }
 
@@ -792,6 +833,13 @@ impl FleetMember {
             Pending::Put { fingerprint } => {
                 self.claims.take(&fingerprint);
             }
+            // The pointer may still name the ended batch: whoever claims the request next resumes
+            // it, finds the line did not run, and clears it.
+            Pending::Clear { fingerprint } => {
+                if self.stage_is(&fingerprint, &Stage::Clearing { action }) {
+                    given_up.push(fingerprint);
+                }
+            }
             Pending::Submitted | Pending::Release => {}
         }
         for fingerprint in given_up {
@@ -808,6 +856,13 @@ impl FleetMember {
     }
 
     fn on_drop(&mut self, fingerprint: &str) {
+        if let Some(entry) = self.entries.get_mut(fingerprint) {
+            if matches!(entry.stage, Stage::Clearing { .. }) {
+                // Released once its line pointer is cleared (unless a caller arrives meanwhile).
+                entry.waiters.clear();
+                return;
+            }
+        }
         let Some(entry) = self.entries.remove(fingerprint) else {
             return;
         };
@@ -841,6 +896,59 @@ impl FleetMember {
         }
     }
 
+    /// The line pointer is cleared: callers still waiting (kept by the host, or arrived
+    /// meanwhile) get the request batched anew; with none left, the claim goes.
+    fn after_clear(&mut self, fingerprint: &str) {
+        let waited = self
+            .entries
+            .get(fingerprint)
+            .is_some_and(|e| !e.waiters.is_empty());
+        if waited {
+            self.enqueue(fingerprint);
+        } else {
+            self.entries.remove(fingerprint);
+            if let Some(since) = self.claims.take(fingerprint) {
+                self.release(fingerprint, since);
+            }
+        }
+    }
+
+    /// A request without its claim: with callers here, they wait for its answer; without, it is
+    /// forgotten.
+    fn forget_or_wait(&mut self, fingerprint: &str) {
+        let waited = self
+            .entries
+            .get(fingerprint)
+            .is_some_and(|e| !e.waiters.is_empty());
+        if waited {
+            self.wait(fingerprint);
+        } else {
+            self.entries.remove(fingerprint);
+        }
+    }
+
+    /// The request leaves this member's batches (answered, or its batch ended without it).
+    fn leave_batches(&mut self, fingerprint: &str) {
+        let mut emptied = Vec::new();
+        for (tag, batch) in self.batches.iter_mut() {
+            if let Some(i) = batch.fingerprints.iter().position(|fp| fp == fingerprint) {
+                batch.fingerprints.remove(i);
+                if matches!(
+                    batch.state,
+                    BatchState::Fencing { .. } | BatchState::Regating { .. }
+                ) {
+                    batch.changed = true;
+                }
+                if batch.fingerprints.is_empty() {
+                    emptied.push(tag.clone());
+                }
+            }
+        }
+        for tag in emptied {
+            self.batches.remove(&tag);
+        }
+    }
+
     // --- rules ---
 
     fn claim(&mut self, fingerprint: &str) {
@@ -869,6 +977,7 @@ impl FleetMember {
             Stage::Checking { .. } | Stage::ReadingBatch { .. } | Stage::Queued => {
                 self.wait(fingerprint)
             }
+            Stage::Clearing { .. } => self.forget_or_wait(fingerprint),
             Stage::Finding { tag } => {
                 if let Some(find) = self.finds.get_mut(&tag) {
                     find.waiting.retain(|fp| fp != fingerprint);

@@ -20,10 +20,14 @@
 //!   hung on the action (`ERR_BATCHLING_STORE_UNAVAILABLE`): nothing is ever created without
 //!   its intent in the store.
 //!
+//! - a line that did not run (or came back with a transient error) is reported (`LineEnded`):
+//!   the member clears its line pointer under its claim, then hands it back for a new batch
+//!   (resubmission, up to `lineAttempts` batches in this process) or releases it once its
+//!   callers here got the line; so no process resumes an ended batch for it again.
+//!
 //! The store is the journal: no `Persist` outputs in fleet mode. Not covered yet, made safe:
-//! deadlines (refused as an option, the header fails its call), resubmitting lines that did not
-//! run (they are answered with the batch's end, and released for the fleet), and refusals for
-//! the enqueued-token limit after a create (answered as a failed batch).
+//! deadlines (refused as an option, the header fails its call), and refusals for the
+//! enqueued-token limit after a create (answered as a failed batch).
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
@@ -185,6 +189,22 @@ impl Interceptor {
         if self.in_fleet() {
             let fingerprint = fingerprint.to_string();
             self.fleet_event(now_ms, FleetEvent::Drop { fingerprint });
+        }
+    }
+
+    /// The batch holding `fingerprint`'s line ended without an answer to store for it: the
+    /// member clears its line pointer, then batches it anew (`rebatch`: its callers here still
+    /// wait) or releases it (they are answered here).
+    pub(super) fn fleet_line_ended(&mut self, now_ms: u64, fingerprint: &str, rebatch: bool) {
+        if self.in_fleet() {
+            let fingerprint = fingerprint.to_string();
+            self.fleet_event(
+                now_ms,
+                FleetEvent::LineEnded {
+                    fingerprint,
+                    rebatch,
+                },
+            );
         }
     }
 
@@ -599,6 +619,9 @@ impl Interceptor {
     pub(super) fn fleet_line(&mut self, now_ms: u64, fingerprint: String, response: HttpResponse) {
         let transient = matches!(response.status, 408 | 409 | 429) || response.status >= 500;
         if transient || super::lines::not_run(&response) {
+            // Its line pointer is cleared before the claim goes: a caller's retry, here or at
+            // another process, goes into a new batch instead of resuming this one.
+            self.fleet_line_ended(now_ms, &fingerprint, false);
             return self.answer_entry(&fingerprint, response, false);
         }
         if (200..300).contains(&response.status) {

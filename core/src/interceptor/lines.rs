@@ -199,6 +199,7 @@ impl Interceptor {
         self.persist_released(lines.iter().map(|(fp, _)| fp.clone()).collect());
         if !self.config.resubmit {
             for (fp, line) in lines {
+                self.fleet_line_ended(now_ms, &fp, false);
                 self.answer_entry(&fp, line.unwrap_or_else(|| ended.clone()), false);
             }
             return;
@@ -207,6 +208,7 @@ impl Interceptor {
         for (fp, line) in lines {
             if self.entries.get(&fp).is_none_or(|e| e.waiters.is_empty()) {
                 // No one waits for it any more (cancelled, closed): never resubmitted.
+                self.fleet_line_ended(now_ms, &fp, false);
                 self.entries.remove(&fp);
                 self.not_run.remove(&fp);
                 continue;
@@ -226,13 +228,13 @@ impl Interceptor {
                 again.push(fp);
                 continue;
             }
+            let (tried, tried_ids) = (batches.len(), batches.join(", "));
+            self.fleet_line_ended(now_ms, &fp, false);
             match line {
                 Some(response) => self.answer_entry(&fp, response, true),
                 None => {
                     let message = format!(
-                        "not run: this request went into {} batches ({}) and none ran it (the last ended {state}: {}); lineAttempts is {}",
-                        batches.len(),
-                        batches.join(", "),
+                        "not run: this request went into {tried} batches ({tried_ids}) and none ran it (the last ended {state}: {}); lineAttempts is {}",
                         crate::providers::describe_error(&ended),
                         self.config.line_attempts
                     );
@@ -249,6 +251,14 @@ impl Interceptor {
             state: state.to_string(),
             requests: again.len(),
         });
+        if self.in_fleet() {
+            // The member clears each line pointer under its claim, then hands the request back
+            // (`Enqueue`) for a new batch: no one resumes the ended batch for it again.
+            for fp in again {
+                self.fleet_line_ended(now_ms, &fp, true);
+            }
+            return;
+        }
         self.start_jobs(now_ms, again);
     }
 

@@ -163,9 +163,6 @@ impl Interceptor {
                         crate::fleet::FleetError::InvalidOption(e) => e,
                         other => OptionError::new("fleet", other.to_string()),
                     })?;
-                // Lines that did not run are not resubmitted in fleet mode (yet): they are
-                // answered with the batch's end, and released for the fleet.
-                config.resubmit = false;
                 // A batch's files stay at the provider (yet): a process that takes the batch
                 // over after a crash between its download and its answers' puts reads them.
                 config.delete_provider_files = false;
