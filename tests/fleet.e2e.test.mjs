@@ -297,6 +297,28 @@ describe("a fleet of batchify() processes sharing one Redis", () => {
     assert.equal(Object.values(fake.counters.requests).reduce((a, b) => a + b, 0), 0, "nothing reached the fake");
   });
 
+  test("option errors name cache.redis; a dry run touches no store", async () => {
+    assert.throws(() => batchify({ cache: { redis: "http://127.0.0.1:6379" } }), {
+      code: "ERR_BATCHLING_INVALID_OPTION",
+      option: "cache.redis",
+      message: /redis:\/\/ or rediss:\/\//,
+    });
+    assert.throws(() => batchify({ cache: { redis: { url: redisUrl, leaseMs: 0 } } }), { option: "cache.redis.leaseMs" });
+    assert.throws(() => batchify({ cache: { redis: redisUrl, path: "c.jsonl" } }), { option: "cache.redis" });
+    assert.throws(() => batchify({ deadlineMs: 1000, cache: { redis: redisUrl } }), { option: "deadlineMs" });
+    // A Redis nobody listens on: a dry run answers anyway, since it claims nothing.
+    const closed = await freePort();
+    const ctx = batchify({ dryRun: true, batchWindowMs: 10, cache: { redis: { url: `redis://127.0.0.1:${closed}`, connectTimeoutMs: 200 } } });
+    const response = await ctx.fetch(`${fake.url}/v1/chat/completions`, {
+      method: "POST",
+      headers: { "content-type": "application/json", authorization: `Bearer ${API_KEY}` },
+      body: JSON.stringify({ model: "gpt-4o-mini", messages: [{ role: "user", content: "dry" }] }),
+    });
+    assert.equal(response.status, 200);
+    assert.equal((await ctx.close()).dryRun, true);
+    assert.equal(Object.values(fake.counters.requests).reduce((a, b) => a + b, 0), 0);
+  });
+
   test("Redis gone after the start: the calls that hang on it fail with ERR_BATCHLING_STORE_UNAVAILABLE, nothing sent", async () => {
     const port = await freePort();
     const gone = await startRedis(port, mkdtempSync(join(tmp, "gone-")));

@@ -180,6 +180,14 @@ function applyCacheChoice(choice: CacheChoice, batchify: CliBatchifyOptions): vo
   if (choice.redis !== undefined) batchify.cache = { redis: choice.redis };
 }
 
+/** The core's refusal of `--redis`'s URL (it checks `cache.redis` when batchify() is built) as
+ * the flag's usage error; `undefined` for any other error. */
+export function redisFlagError(error: unknown): CliUsageError | undefined {
+  const refused = error as { code?: unknown; option?: unknown; message?: unknown } | null;
+  if (refused?.code !== "ERR_BATCHLING_INVALID_OPTION" || refused.option !== "cache.redis") return undefined;
+  return new CliUsageError(`--redis ${String(refused.message).replace(/^invalid option `cache\.redis`: /, "")}`);
+}
+
 /**
  * A batching flag (`--batch-size`, `--host`, `--dry-run`, …) into `batchify`: how many tokens
  * after this one it used (0 or 1), or `undefined` when `flag` is not a batching flag.
