@@ -14,7 +14,7 @@ import { fileURLToPath } from "node:url";
 import { Redis } from "ioredis";
 import { useFakeProvider } from "./support/fake.mjs";
 import { freePort, startRedis } from "./support/redis.mjs";
-import { batchify } from "../dist/index.js";
+import { batchify, RedisUnavailableError } from "../dist/index.js";
 
 const ROOT = join(dirname(fileURLToPath(import.meta.url)), "..");
 const WORKER = join(ROOT, "tests", "fleet", "worker.mjs");
@@ -288,6 +288,7 @@ describe("a fleet of batchify() processes sharing one Redis", () => {
     for (const prompt of ["first", "second"]) {
       // Each call tries to open the store again (Redis may be back by then), and fails typed.
       await assert.rejects(call(prompt), (error) => {
+        assert.ok(error instanceof RedisUnavailableError, String(error));
         assert.equal(error.code, "ERR_BATCHLING_REDIS_UNAVAILABLE");
         assert.match(error.message, /nothing was sent without the journal/);
         return true;

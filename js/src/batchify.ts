@@ -11,7 +11,7 @@ import type { AnswerPlace, CompactLine } from "./generated/core.js";
 import { openFleetRedis } from "./fleet-redis.js";
 import { KeyValueJournal, type JournalStore } from "./storage.js";
 
-export type { BatchifyContext, BatchifyOptions, BatchifyReport, BatchlingEvent, QueueReport, RedisCacheOptions } from "./batchify-host.js";
+export type { BatchifyContext, BatchifyOptions, BatchifyReport, BatchlingEvent, QueueReport } from "./batchify-host.js";
 
 const realFetch: typeof fetch = globalThis.fetch.bind(globalThis);
 const scope = new AsyncLocalStorage<BatchifyHost>();
