@@ -320,6 +320,34 @@ describe("a fleet of batchify() processes sharing one Redis", () => {
     assert.equal(Object.values(fake.counters.requests).reduce((a, b) => a + b, 0), 0);
   });
 
+  test("a Redis without append-only persistence: batchify warns at start-up, and still batches", async () => {
+    const port = await freePort();
+    const volatile = await startRedis(port, mkdtempSync(join(tmp, "volatile-")), { appendonly: "no" });
+    const warnings = [];
+    const onWarning = (warning) => warnings.push(warning);
+    process.on("warning", onWarning);
+    try {
+      fake.config.pollsUntilDone = 1;
+      const ctx = batchify({ batchWindowMs: 10, pollIntervalMs: 10, cache: { redis: `redis://127.0.0.1:${port}` } });
+      const response = await ctx.fetch(`${fake.url}/v1/chat/completions`, {
+        method: "POST",
+        headers: { "content-type": "application/json", authorization: `Bearer ${API_KEY}` },
+        body: JSON.stringify({ model: "gpt-4o-mini", messages: [{ role: "user", content: "volatile" }] }),
+      });
+      assert.equal((await response.json()).choices[0].message.content, "echo: volatile");
+      await ctx.close();
+      await sleep(0); // process warnings are emitted on the next tick
+      const warning = warnings.find((w) => w.code === "BATCHLING_REDIS_NOT_PERSISTENT");
+      assert.ok(warning, `warnings: ${warnings.map((w) => w.code)}`);
+      assert.equal(warning.name, "BatchlingWarning");
+      assert.match(warning.message, /appendonly no/);
+      assert.match(warning.message, /set appendonly yes/);
+    } finally {
+      process.off("warning", onWarning);
+      await volatile.stop();
+    }
+  });
+
   test("Redis gone after the start: the calls that hang on it fail with ERR_BATCHLING_STORE_UNAVAILABLE, nothing sent", async () => {
     const port = await freePort();
     const gone = await startRedis(port, mkdtempSync(join(tmp, "gone-")));
