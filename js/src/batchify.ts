@@ -1,5 +1,6 @@
 // batchify() for Node: the native engine (or wasm), the global fetch hook scoped with
-// AsyncLocalStorage, and the cache journal in a file.
+// AsyncLocalStorage, and the cache journal in a file (or, with `cache: { redis }`, the fleet's
+// journal in Redis: fleet-redis.ts runs the engine's store actions).
 import { AsyncLocalStorage } from "node:async_hooks";
 import { randomBytes, randomInt } from "node:crypto";
 import { appendFileSync, chmodSync, closeSync, existsSync, fsyncSync, mkdirSync, openSync, readSync, renameSync, rmSync, writeFileSync, writeSync } from "node:fs";
