@@ -9,8 +9,8 @@ export default defineConfig([
     // cli-args: its pure argument parser, built on its own so tests/cli.test.mjs can import it.
     // One config for these entries: the ESM builds share a chunk, so a script run by the CLI that
     // imports "batchling" gets the very module instance the CLI uses (one fetch hook, one scope).
-    // fleet-redis: the fleet protocol's Redis store, not wired into batchify / serve yet: built on
-    // its own for tests/fleet-redis.test.mjs, and not in the package's files.
+    // fleet-redis: the fleet protocol's Redis store (batchify's `cache: { redis }`), also built on
+    // its own for tests/fleet-redis.test.mjs (its own entry is not in the package's files).
     // Its declarations are left out, so the shipped ones keep their chunks (package.json `files`).
     entry: { index: "js/src/index.ts", cli: "js/src/cli.ts", "cli-args": "js/src/cli-args.ts", "fleet-redis": "js/src/fleet-redis.ts" },
     format: ["esm", "cjs"],

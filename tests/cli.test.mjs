@@ -192,6 +192,15 @@ describe("parseCliArgs", () => {
     usageError(["s.mjs", "--cache-path=c.jsonl", "--no-cache"], /--cache-path and --no-cache/);
   });
 
+  test("--redis URL gives cache: { redis }; with --no-cache or --cache-path, or without a URL, a usage error", () => {
+    assert.deepEqual(parseCliArgs(["s.mjs", "--redis", "redis://127.0.0.1:6379/0"]).batchify, { cache: { redis: "redis://127.0.0.1:6379/0" } });
+    assert.deepEqual(parseCliArgs(["s.mjs", "--redis=rediss://r.example:6380", "--dry-run"]).batchify, { cache: { redis: "rediss://r.example:6380" }, dryRun: true });
+    usageError(["s.mjs", "--redis"], /--redis needs a value, e.g. --redis redis:\/\/127\.0\.0\.1:6379\/0/);
+    usageError(["s.mjs", "--redis="], /--redis needs a URL/);
+    usageError(["s.mjs", "--redis", "redis://h", "--no-cache"], /--redis and --no-cache cannot be used together/);
+    usageError(["s.mjs", "--cache-path", "c.jsonl", "--redis=redis://h"], /--redis and --cache-path cannot be used together/);
+  });
+
   test("usage error: a value given to a switch", () => {
     usageError(["s.mjs", "--dry-run=yes"], /--dry-run takes no value/);
     usageError(["s.mjs", "--no-cache=1"], /--no-cache takes no value/);
@@ -270,12 +279,20 @@ describe("batchling bin", () => {
     assert.ok(statSync(CLI).mode & 0o111, "dist/cli.js is executable");
   });
 
+  test("--redis with a URL that is not Redis's: a usage error (exit 2) naming the flag, password hidden, nothing run", async () => {
+    const { code, stdout, stderr } = await runCli(["examples/summarize.mjs:main", "--redis", "http://app:hunter2@127.0.0.1:6379"]);
+    assert.equal(code, 2, stderr);
+    assert.match(stderr, /^batchling: --redis must be a URL like "redis:\/\/127\.0\.0\.1:6379\/0" \(redis:\/\/ or rediss:\/\/\), got "http:\/\/app:\*\*\*@127\.0\.0\.1:6379"/);
+    assert.ok(!stderr.includes("hunter2"), "the password is not printed");
+    assert.equal(stdout, "");
+  });
+
   test("--help prints usage, every flag and an example, and exits 0", async () => {
     for (const flag of ["--help", "-h"]) {
       const { code, stdout, stderr } = await runCli([flag]);
       assert.equal(code, 0, stderr);
       assert.match(stdout, /^usage: batchling /);
-      for (const f of ["--batch-size N", "--batch-window-ms N", "--poll-interval-ms N", "--dry-run", "--no-cache", "--cache-path P", "-h, --help", "--"]) {
+      for (const f of ["--batch-size N", "--batch-window-ms N", "--poll-interval-ms N", "--dry-run", "--no-cache", "--cache-path P", "--redis URL", "-h, --help", "--"]) {
         assert.ok(stdout.includes(f), `help mentions ${f}`);
       }
       assert.match(stdout, /Example:\n\s+batchling examples\/summarize\.mjs:main/);

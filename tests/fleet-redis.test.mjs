@@ -5,15 +5,15 @@
 // every line after some ms; the workers here are the hosts, with real timers.
 import { test, describe, before, after } from "node:test";
 import assert from "node:assert/strict";
-import { spawn, spawnSync } from "node:child_process";
+import { spawnSync } from "node:child_process";
 import { createHash } from "node:crypto";
 import { mkdtemp, rm } from "node:fs/promises";
-import { createServer } from "node:net";
 import { tmpdir } from "node:os";
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { Redis } from "ioredis";
 import { FleetMember, openFleetRedis, RedisUnavailableError } from "../dist/fleet-redis.js";
+import { freePort, startRedis } from "./support/redis.mjs";
 
 const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
 const DIST = join(dirname(fileURLToPath(import.meta.url)), "..", "dist", "fleet-redis.js");
@@ -21,48 +21,6 @@ const DIST = join(dirname(fileURLToPath(import.meta.url)), "..", "dist", "fleet-
 // The credential every simulated caller sends: it must never reach Redis.
 const API_KEY = "sk-test-FLEETSECRET0123456789";
 const AUTH_HEADER = `Authorization: Bearer ${API_KEY}`;
-
-async function freePort() {
-  const server = createServer();
-  await new Promise((resolve) => server.listen(0, "127.0.0.1", resolve));
-  const { port } = server.address();
-  await new Promise((resolve) => server.close(resolve));
-  return port;
-}
-
-/** A redis-server of its own; `stop()` ends it by its PID (SIGTERM: it flushes its AOF). */
-async function startRedis(port, dir, { appendonly = "yes" } = {}) {
-  const proc = spawn("redis-server", ["--port", String(port), "--bind", "127.0.0.1", "--appendonly", appendonly, "--dir", dir, "--save", ""], {
-    stdio: ["ignore", "pipe", "pipe"],
-  });
-  let out = "";
-  const exited = new Promise((resolve) => proc.once("exit", resolve));
-  await new Promise((resolve, reject) => {
-    const timer = setTimeout(() => reject(new Error(`redis-server did not start:\n${out}`)), 10_000);
-    proc.stdout.on("data", (chunk) => {
-      out += chunk;
-      if (out.includes("Ready to accept connections")) {
-        clearTimeout(timer);
-        resolve();
-      }
-    });
-    proc.once("exit", (code) => {
-      clearTimeout(timer);
-      reject(new Error(`redis-server exited (${code}):\n${out}`));
-    });
-    proc.once("error", (error) => {
-      clearTimeout(timer);
-      reject(new Error(`cannot start redis-server (${error.message}): \`npm run setup:test\` installs it`));
-    });
-  });
-  return {
-    pid: proc.pid,
-    async stop() {
-      if (proc.exitCode === null && proc.signalCode === null) process.kill(proc.pid, "SIGTERM");
-      await exited;
-    },
-  };
-}
 
 const fingerprint = (text) => createHash("sha256").update(`${API_KEY}\n${text}`).digest("hex");
 const answerFor = (fp) => JSON.stringify({ id: `resp_${fp.slice(0, 12)}`, choices: [{ message: { content: `the answer to ${fp}` } }] });

@@ -45,6 +45,9 @@ describe("parseServeArgs", () => {
     [["--no-cache", "--cache-path", "x"], /cannot be used together/],
     [["--host", "openai"], /--host needs provider=baseUrl/],
     [["--dry-run=yes"], /--dry-run takes no value/],
+    [["--redis"], /--redis needs a value/],
+    [["--redis", "redis://h", "--no-cache"], /--redis and --no-cache cannot be used together/],
+    [["--cache-path", "c.jsonl", "--redis", "redis://h"], /--redis and --cache-path cannot be used together/],
   ]) {
     test(`refuses ${argv.join(" ")}`, () => {
       assert.throws(() => parseServeArgs(argv), (e) => e instanceof CliUsageError && message.test(e.problem), String(message));
@@ -59,6 +62,20 @@ describe("batchling serve refuses to start", () => {
     const out = serve(["--port", "x"]);
     assert.equal(out.status, 2);
     assert.match(out.stderr, /--port must be an integer/);
+  });
+
+  test("--redis with a bad URL exits 2 naming the flag and the rule, before listening", () => {
+    for (const [url, rule] of [
+      ["localhost:6379", /redis:\/\/ or rediss:\/\//],
+      ["redis://127.0.0.1:70000", /a port from 1 to 65535/],
+      ["redis://127.0.0.1/x", /a database number/],
+    ]) {
+      const out = serve(["--port", "0", "--redis", url]);
+      assert.equal(out.status, 2, out.stderr);
+      assert.match(out.stderr, /^batchling serve: --redis must be a URL like/);
+      assert.match(out.stderr, rule);
+      assert.doesNotMatch(out.stderr, /listening/);
+    }
   });
 
   test("on a non-loopback address without a token (an open relay), naming the fix", () => {

@@ -204,7 +204,10 @@ describe("the worker entry under Node's `worker` condition", () => {
         body: JSON.stringify({ model: "gpt-4o-mini", messages: [{ role: "user", content: "hi" }] }),
       });
       await ctx.close();
-      console.log(JSON.stringify({ entry, early, out, batches, dry: res.headers.get("x-batchling-dry-run") }));
+      // No Redis client in these runtimes: the fleet journal is refused, naming the option.
+      let redis;
+      try { batchify({ cache: { redis: "redis://127.0.0.1:6379" } }); } catch (error) { redis = { code: error.code, option: error.option, message: error.message }; }
+      console.log(JSON.stringify({ entry, early, out, batches, dry: res.headers.get("x-batchling-dry-run"), redis }));
     `;
     const run = spawnSync(process.execPath, ["--conditions=worker", "--input-type=module", "-e", script], {
       cwd: ROOT,
@@ -219,5 +222,8 @@ describe("the worker entry under Node's `worker` condition", () => {
     assert.deepEqual(result.out, [2, 3, 4]);
     assert.deepEqual(result.batches, [3]);
     assert.equal(result.dry, "1");
+    assert.equal(result.redis?.code, "ERR_BATCHLING_INVALID_OPTION");
+    assert.equal(result.redis.option, "cache.redis");
+    assert.match(result.redis.message, /needs Node's batchify\(\) or batchling serve/);
   });
 });

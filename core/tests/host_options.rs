@@ -161,9 +161,9 @@ fn batchify_option_errors_name_the_option_and_the_rule() {
         (json!({ "batchWindowMs": -1 }), "batchWindowMs", "must be an integer >= 0, got -1"),
         (json!({ "pollIntervalMs": 0 }), "pollIntervalMs", "must be an integer >= 1, got 0"),
         (json!({ "dryRun": "yes" }), "dryRun", "must be a boolean, got yes"),
-        (json!({ "cache": { "path": "" } }), "cache", "must be true, false, { path: string } or { storage }, each with maxAgeDays? (a number of days)"),
-        (json!({ "cache": { "storage": function() } }), "cache", "must be true, false, { path: string } or { storage }, each with maxAgeDays? (a number of days)"),
-        (json!({ "cache": {} }), "cache", "must be true, false, { path: string } or { storage }, each with maxAgeDays? (a number of days)"),
+        (json!({ "cache": { "path": "" } }), "cache", "must be true, false, { path: string }, { storage } or { redis: \"redis://host:port/db\" }, each with maxAgeDays? (a number of days)"),
+        (json!({ "cache": { "storage": function() } }), "cache", "must be true, false, { path: string }, { storage } or { redis: \"redis://host:port/db\" }, each with maxAgeDays? (a number of days)"),
+        (json!({ "cache": {} }), "cache", "must be true, false, { path: string }, { storage } or { redis: \"redis://host:port/db\" }, each with maxAgeDays? (a number of days)"),
         (json!({ "cache": { "maxAgeDays": 0 } }), "cache.maxAgeDays", "must be a number of days above 0, got 0"),
         (json!({ "cache": { "path": "c.jsonl", "maxAgeDays": "seven" } }), "cache.maxAgeDays", "must be a number of days above 0, got seven"),
         (json!({ "deleteProviderFiles": "no" }), "deleteProviderFiles", "must be a boolean, got no"),
@@ -372,4 +372,160 @@ fn prices_become_engine_options_and_batch_checks_them() {
     )
     .unwrap_err();
     assert_eq!(e.option, "prices");
+}
+
+/// `cache: { redis }`: the core checks the store's options, turns them into the engine's fleet
+/// mode with the host's owner id, and hands the host the store to open.
+#[test]
+fn a_redis_cache_turns_on_fleet_mode_with_the_hosts_owner() {
+    let host = r#"{"cache":true,"tagSeed":1,"fleetOwner":"w_Ab-1"}"#;
+    let ok: Value = serde_json::from_str(&check_interceptor_options(
+        r#"{"cache":{"redis":"redis://127.0.0.1:6390/2"}}"#,
+        host,
+    ))
+    .unwrap();
+    let day_ms = 24 * 3600 * 1000u64;
+    assert_eq!(
+        ok,
+        json!({
+            "ok": true,
+            "options": {
+                "cache": false,
+                "tagSeed": 1,
+                "fleet": { "owner": "w_Ab-1", "answerTtlMs": 30 * day_ms, "recordTtlMs": 30 * day_ms },
+            },
+            "redis": { "url": "redis://127.0.0.1:6390/2" },
+        })
+    );
+    let ok: Value = serde_json::from_str(&check_interceptor_options(
+        &json!({ "cache": {
+            "redis": { "url": "rediss://user:pw@redis.internal", "prefix": "app:", "connectTimeoutMs": 500,
+                       "retryForMs": 3000, "leaseMs": 900, "graceMs": 300, "pollMs": 50 },
+            "maxAgeDays": 0.5,
+        }})
+        .to_string(),
+        host,
+    ))
+    .unwrap();
+    assert_eq!(
+        ok["options"]["fleet"],
+        json!({ "owner": "w_Ab-1", "leaseMs": 900, "graceMs": 300, "pollMs": 50,
+                "answerTtlMs": day_ms / 2, "recordTtlMs": day_ms / 2 })
+    );
+    assert_eq!(
+        ok["redis"],
+        json!({ "url": "rediss://user:pw@redis.internal", "prefix": "app:", "connectTimeoutMs": 500, "retryForMs": 3000 })
+    );
+    // Without a Redis store nothing of the fleet reaches the engine, the owner included.
+    let ok: Value =
+        serde_json::from_str(&check_interceptor_options(r#"{"batchSize":2}"#, host)).unwrap();
+    assert_eq!(
+        ok,
+        json!({ "ok": true, "options": { "batchSize": 2, "cache": true, "tagSeed": 1 } })
+    );
+    // A dry run sends nothing and touches no store.
+    let ok: Value = serde_json::from_str(&check_interceptor_options(
+        r#"{"cache":{"redis":"redis://localhost"},"dryRun":true}"#,
+        host,
+    ))
+    .unwrap();
+    assert_eq!(
+        ok,
+        json!({ "ok": true, "options": { "dryRun": true, "cache": false, "tagSeed": 1 } })
+    );
+}
+
+#[test]
+fn a_bad_redis_cache_is_refused_naming_the_option() {
+    let host = || InterceptorOptions {
+        fleet_owner: Some("w1".into()),
+        ..InterceptorOptions::default()
+    };
+    let refused = |cache: Value| {
+        interceptor_options(&json!({ "cache": cache }), host()).expect_err("refused")
+    };
+    for (url, why) in [
+        ("http://127.0.0.1:6379", "redis:// or rediss://"),
+        ("redis://", "a host name"),
+        ("redis://:pw@/0", "a host name"),
+        ("redis://host:0", "a port from 1 to 65535"),
+        ("redis://host:65536", "a port from 1 to 65535"),
+        ("redis://host:port", "a port from 1 to 65535"),
+        ("redis://host/db0", "a database number after the host"),
+        ("redis://[::1", "an IPv6 host in brackets"),
+    ] {
+        let e = refused(json!({ "redis": url }));
+        assert_eq!(e.option, "cache.redis", "{url}");
+        assert!(e.message.contains(why), "{url}: {}", e.message);
+    }
+    for url in [
+        "redis://h",
+        "redis://h:6379",
+        "redis://u:p@h:1/15",
+        "rediss://[::1]:6380/0",
+        "redis://h/?x=1",
+    ] {
+        interceptor_options(&json!({ "cache": { "redis": url } }), host())
+            .unwrap_or_else(|e| panic!("{url}: {e:?}"));
+    }
+    // A password is never echoed in a message.
+    let e = refused(json!({ "redis": { "url": "redis://app:s3cr3t@host:99999" } }));
+    assert_eq!(e.option, "cache.redis.url");
+    assert!(e.message.contains("app:***@host:99999"), "{}", e.message);
+    assert!(!e.message.contains("s3cr3t"), "{}", e.message);
+
+    let e = refused(json!({ "redis": 6379 }));
+    assert_eq!(e.option, "cache.redis");
+    assert!(e.message.contains("got 6379"), "{}", e.message);
+    assert_eq!(refused(json!({ "redis": {} })).option, "cache.redis.url");
+    let e = refused(json!({ "redis": { "url": "redis://h", "lease": 5 } }));
+    assert_eq!(e.option, "cache.redis.lease");
+    assert!(e
+        .message
+        .starts_with("unknown option; known options: url, prefix"));
+    assert_eq!(
+        refused(json!({ "redis": { "url": "redis://h", "prefix": "a b" } })),
+        OptionError::new(
+            "cache.redis.prefix",
+            "must be 0 to 64 visible ASCII characters, no spaces, got a b"
+        )
+    );
+    assert_eq!(
+        refused(json!({ "redis": { "url": "redis://h", "leaseMs": 2 } })),
+        OptionError::new("cache.redis.leaseMs", "must be an integer >= 3, got 2")
+    );
+    assert_eq!(
+        refused(json!({ "redis": { "url": "redis://h", "retryForMs": 0 } })).option,
+        "cache.redis.retryForMs"
+    );
+    assert_eq!(
+        refused(json!({ "redis": "redis://h", "path": "x.jsonl" })),
+        OptionError::new(
+            "cache.redis",
+            "cannot be combined with cache.path or cache.storage: pick one journal"
+        )
+    );
+    assert_eq!(
+        refused(json!({ "redis": "redis://h", "maxAgeDays": 0 })).option,
+        "cache.maxAgeDays"
+    );
+    // The fleet refuses deadlines (a fallback could pay twice across processes).
+    assert_eq!(
+        interceptor_options(
+            &json!({ "cache": { "redis": "redis://h" }, "deadlineMs": 1000 }),
+            host()
+        )
+        .unwrap_err()
+        .option,
+        "deadlineMs"
+    );
+    // A host without a Redis client passes no owner: refused there, saying where it works.
+    let e = batchify_err(json!({ "cache": { "redis": "redis://h" } }));
+    assert_eq!(e.option, "cache.redis");
+    assert!(
+        e.message
+            .contains("needs Node's batchify() or batchling serve"),
+        "{}",
+        e.message
+    );
 }

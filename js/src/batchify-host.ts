@@ -16,7 +16,10 @@ import type {
   Output,
   PriceOverride,
   QueueReport,
+  RedisStore,
   SerializableRequest,
+  StoreAction,
+  StoreOutcome,
 } from "./generated/core.js";
 import type { JournalStore } from "./storage.js";
 
@@ -44,11 +47,15 @@ export interface BatchifyOptions {
    * picks the file. Browsers and edge runtimes: `{ storage }`, any async get/put/delete store
    * (in memory by default). `false` turns it off. `maxAgeDays` (default 30, the providers' result
    * retention): answers journalled longer ago are dropped when the journal is loaded (and left
-   * out when it is compacted), so they are asked again. */
+   * out when it is compacted), so they are asked again.
+   * Node only: `{ redis: "redis://host:port/db" }` (or `{ redis: { url, … } }`) shares one journal
+   * in Redis across every process of a fleet, so a request is batched once whichever process
+   * gets it (see the README's Fleet section); `maxAgeDays` is then the answers' TTL there. */
   cache?:
     | boolean
     | { path: string; maxAgeDays?: number }
     | { storage: import("./storage.js").KeyValueStorage; prefix?: string; maxAgeDays?: number }
+    | { redis: string | RedisCacheOptions; maxAgeDays?: number }
     | { maxAgeDays: number };
   /** Delete a batch's files at the provider (uploaded input, output and error files) once its
    * answers are journalled (default true), so they do not fill your storage quota there. Best
@@ -89,6 +96,27 @@ export interface BatchifyOptions {
   deadlineMs?: number;
   /** Sync fallbacks (see `deadlineMs`) in flight at once; default 8. */
   maxSyncFallbacks?: number;
+}
+
+/** `cache: { redis: { … } }`: where the fleet's Redis is, and its timings. */
+export interface RedisCacheOptions {
+  /** `redis://[user:password@]host[:port][/db]` or `rediss://…` (TLS). */
+  url: string;
+  /** Put before every key (default `batchling:`): fleets sharing a Redis need different ones. */
+  prefix?: string;
+  /** How long the first connection may take (default 2 000 ms). */
+  connectTimeoutMs?: number;
+  /** How long a store action waits for Redis to come back before its callers fail with
+   * `ERR_BATCHLING_STORE_UNAVAILABLE` (default 10 000 ms). */
+  retryForMs?: number;
+  /** How long a process's claim on a request lasts unless renewed (default 30 000 ms): a killed
+   * process's requests are taken over this long (plus `graceMs`) after its last renew. */
+  leaseMs?: number;
+  /** How long a create may take to reach the provider (default 10 000 ms): a process taking over
+   * a request whose batch's create may have been sent waits this long, then looks it up by tag. */
+  graceMs?: number;
+  /** How often a process waiting on another's request polls Redis for its answer (default 1 000 ms). */
+  pollMs?: number;
 }
 
 /** The per-call deadline header: read by the core, never forwarded. */
@@ -143,8 +171,18 @@ interface Submitting {
 /** The answer to a job submitted with `submitJobs`: its result line, or why it has none. */
 export type JobAnswer = Extract<Output, { type: "jobResult" } | { type: "fail" }>;
 
+/** The fleet's shared store (Redis, `js/src/fleet-redis.ts`): runs the core's store actions. */
+export interface FleetStore {
+  /** `answerOf` gives the body a `putAnswer` stores (the core's output carries it). */
+  execute(op: StoreAction, answerOf: (fingerprint: string) => string | undefined): Promise<StoreOutcome>;
+  close(): Promise<void>;
+}
+
 /** What a runtime gives the host. */
 export interface Platform {
+  /** Fleet mode (`cache: { redis }`): opens the store. Submits wait for it; a store that cannot
+   * be opened fails them with its typed error (nothing is sent), and the next submit tries again. */
+  openStore?: () => Promise<FleetStore>;
   engine: InterceptorEngine;
   /** The runtime's own fetch, never the intercepting one. */
   realFetch: typeof fetch;
@@ -178,6 +216,9 @@ export class BatchifyHost implements BatchifyContext {
   #closed: Promise<BatchifyReport> | undefined;
   #resolveClosed: (() => void) | undefined;
   #drained = false;
+  /** Fleet mode: the store, once open, and its opening while under way. */
+  #store: FleetStore | undefined;
+  #storeOpening: Promise<void> | undefined;
 
   constructor(options: BatchifyOptions, platform: Platform) {
     this.#options = options;
@@ -185,7 +226,25 @@ export class BatchifyHost implements BatchifyContext {
     this.#engine = platform.engine;
     const journal = platform.journal;
     this.#ready = journal ? this.#load(journal) : Promise.resolve();
+    // Opened at once (a bad URL or a Redis that is down shows on the first call, not later).
+    if (platform.openStore) this.#whenReady().catch(() => {});
     this.fetch = this.fetch.bind(this) as typeof fetch;
+  }
+
+  /** The journal loaded, or in fleet mode the store open (opened again after a failure). */
+  #whenReady(): Promise<void> {
+    const open = this.#platform.openStore;
+    if (!open || this.#store) return this.#ready;
+    this.#storeOpening ??= open().then(
+      (store) => {
+        this.#store = store;
+      },
+      (error: unknown) => {
+        this.#storeOpening = undefined;
+        throw error;
+      },
+    );
+    return this.#storeOpening;
   }
 
   /** Stream the journal into the engine, then rewrite it if the engine finds most of it
@@ -231,8 +290,11 @@ export class BatchifyHost implements BatchifyContext {
       // still being written after close() would be lost.
       this.#closed = drained
         .then(() => this.#persisted)
-        .then(() => {
+        .then(async () => {
           this.#platform.journal?.close?.();
+          // Drained: every answer of this process's is in the store and every claim released.
+          await this.#storeOpening?.catch(() => {});
+          await this.#store?.close();
           return this.report();
         });
     }
@@ -253,7 +315,7 @@ export class BatchifyHost implements BatchifyContext {
   async submitJobs(first: number, specsJson: string, endpointsJson: string): Promise<void> {
     this.#intake++;
     try {
-      await this.#ready;
+      await this.#whenReady();
     } finally {
       this.#intake--;
     }
@@ -294,7 +356,7 @@ export class BatchifyHost implements BatchifyContext {
     try {
       // Read once, without a clone: a pass-through is rebuilt from the request and this text.
       body = await request.text();
-      await this.#ready;
+      await this.#whenReady();
     } finally {
       this.#intake--;
     }
@@ -321,7 +383,7 @@ export class BatchifyHost implements BatchifyContext {
     const arrived = now();
     this.#intake++;
     try {
-      await this.#ready;
+      await this.#whenReady();
     } finally {
       this.#intake--;
     }
@@ -436,9 +498,8 @@ export class BatchifyHost implements BatchifyContext {
           this.#resolveClosed?.();
           break;
         case "store":
-          // The core's fleet mode (a shared store such as Redis) is driven by the core's host API
-          // only so far; this host never turns it on.
-          throw new BatchlingError("ERR_BATCHLING_INTERNAL", "fleet mode is not supported by this host yet");
+          this.#storeAction(output.action, output.op, output.answer);
+          break;
       }
     }
     if (lines) this.#persist(lines);
@@ -469,6 +530,22 @@ export class BatchifyHost implements BatchifyContext {
           ),
         );
       });
+  }
+
+  /** Run one of the core's store actions (they run concurrently; the core sequences what
+   * depends on what) and hand back its outcome, or its failure (the core fails the callers
+   * that hung on it: nothing is sent without the store). */
+  #storeAction(action: number, op: StoreAction, answer: string | undefined): void {
+    const store = this.#store;
+    const run = store
+      ? store.execute(op, () => answer)
+      : Promise.reject(new BatchlingError("ERR_BATCHLING_INTERNAL", "a store action before the store was open"));
+    run
+      .then(
+        (outcome) => this.#engine.storeOutcome(now(), action, JSON.stringify(outcome)),
+        (error: unknown) => this.#engine.storeFailed(now(), action, error instanceof Error ? error.message : String(error)),
+      )
+      .then((json) => this.#apply(json));
   }
 
   #emit(event: BatchlingEvent): void {
@@ -575,10 +652,25 @@ export function newEngine(
   tagSeed: number,
   limits: { maxConcurrentBatches?: number; costLimitUsd?: number; keepAnswers?: boolean } = {},
 ): InterceptorEngine {
+  return newEngineAndStore(Engine, options, caching, tagSeed, limits).engine;
+}
+
+/**
+ * `newEngine`, for a host that can open a Redis store: with `fleetOwner` (this engine's fresh
+ * owner id), the core accepts `cache: { redis }`, turns fleet mode on with that owner, and
+ * answers with the store to open (`redis`, absent otherwise and in a dry run).
+ */
+export function newEngineAndStore(
+  Engine: new (optionsJson: string) => InterceptorEngine,
+  options: BatchifyOptions,
+  caching: boolean,
+  tagSeed: number,
+  limits: { maxConcurrentBatches?: number; costLimitUsd?: number; keepAnswers?: boolean; fleetOwner?: string } = {},
+): { engine: InterceptorEngine; redis?: RedisStore } {
   // Journal times are wall-clock times; the engine's `now` is monotonic: both at one instant.
   const host = JSON.stringify({ ...limits, cache: caching, tagSeed, clockWallMs: Date.now(), clockMonotonicMs: Math.floor(now()) });
   // A cache's storage is the host's object: the core only needs to know it is one.
   const user = optionsJson(options, { hostObjects: ["storage"] });
-  const engineOptions = coreAnswer<{ options: InterceptorOptions }>(loadInterceptorBackend().checkInterceptorOptions(user, host)).options;
-  return new Engine(JSON.stringify(engineOptions));
+  const checked = coreAnswer<{ options: InterceptorOptions; redis?: RedisStore }>(loadInterceptorBackend().checkInterceptorOptions(user, host));
+  return { engine: new Engine(JSON.stringify(checked.options)), redis: checked.redis };
 }

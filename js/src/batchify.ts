@@ -1,13 +1,15 @@
 // batchify() for Node: the native engine (or wasm), the global fetch hook scoped with
-// AsyncLocalStorage, and the cache journal in a file.
+// AsyncLocalStorage, and the cache journal in a file (or, with `cache: { redis }`, the fleet's
+// journal in Redis: fleet-redis.ts runs the engine's store actions).
 import { AsyncLocalStorage } from "node:async_hooks";
-import { randomInt } from "node:crypto";
+import { randomBytes, randomInt } from "node:crypto";
 import { appendFileSync, chmodSync, closeSync, existsSync, fsyncSync, mkdirSync, openSync, readSync, renameSync, rmSync, writeFileSync, writeSync } from "node:fs";
 import { dirname, join, resolve as resolvePath } from "node:path";
-import { BatchifyHost, newEngine, type BatchifyContext, type BatchifyOptions } from "./batchify-host.js";
+import { BatchifyHost, newEngineAndStore, type BatchifyContext, type BatchifyOptions } from "./batchify-host.js";
 import "./engine-node.js";
 import { loadInterceptorBackend } from "./engine.js";
 import type { AnswerPlace, CompactLine } from "./generated/core.js";
+import { openFleetRedis } from "./fleet-redis.js";
 import { KeyValueJournal, type JournalStore } from "./storage.js";
 
 export type { BatchifyContext, BatchifyOptions, BatchifyReport, BatchlingEvent, QueueReport } from "./batchify-host.js";
@@ -147,6 +149,8 @@ function decodeLines(bytes: Buffer): string {
 
 function journalFor(cache: BatchifyOptions["cache"]): JournalStore | undefined {
   if (cache === false) return undefined;
+  // The fleet's journal is Redis (the store the core named), never a file beside it.
+  if (cache && typeof cache === "object" && "redis" in cache) return undefined;
   if (cache && typeof cache === "object" && "storage" in cache) return new KeyValueJournal(cache.storage, cache.prefix);
   const path = cache && typeof cache === "object" && "path" in cache ? cache.path : DEFAULT_CACHE_PATH;
   return new FileJournal(resolvePath(path));
@@ -156,13 +160,16 @@ function journalFor(cache: BatchifyOptions["cache"]): JournalStore | undefined {
 export function batchify(options: BatchifyOptions = {}): BatchifyContext {
   // The engine is built first: the core checks the options before anything is set up.
   const caching = options?.cache !== false;
-  const engine = newEngine(loadInterceptorBackend().NativeInterceptor, options, caching, randomInt(0, 2 ** 47));
+  // A fresh owner id per engine (`cache: { redis }`): its claims in the fleet's store.
+  const fleetOwner = `n${randomBytes(12).toString("base64url")}`;
+  const { engine, redis } = newEngineAndStore(loadInterceptorBackend().NativeInterceptor, options, caching, randomInt(0, 2 ** 47), { fleetOwner });
   const journal = journalFor(options.cache);
   installHook();
   return new BatchifyHost(options, {
     engine,
     realFetch,
     journal,
+    openStore: redis ? () => openFleetRedis(redis) : undefined,
     runInScope: (ctx, fn) => scope.run(ctx, fn),
     warn: (message) => process.emitWarning(message, "BatchlingWarning"),
   });

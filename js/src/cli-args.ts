@@ -1,7 +1,7 @@
 // The `batchling` command line, parsed without side effects (no process, no fs): cli.ts runs it.
 //
 //   batchling path/to/script.mjs[:fn] [args...] [--batch-size N] [--batch-window-ms N]
-//             [--poll-interval-ms N] [--dry-run] [--no-cache] [--cache-path P]
+//             [--poll-interval-ms N] [--dry-run] [--no-cache] [--cache-path P] [--redis URL]
 //             [--host provider=baseUrl ...] [--name value ...]
 //
 // Rules:
@@ -29,8 +29,9 @@ export interface CliBatchifyOptions {
   batchWindowMs?: number;
   pollIntervalMs?: number;
   dryRun?: boolean;
-  /** `false` for `--no-cache`, `{ path }` for `--cache-path`; absent means batchify's default. */
-  cache?: false | { path: string };
+  /** `false` for `--no-cache`, `{ path }` for `--cache-path`, `{ redis }` for `--redis`; absent
+   * means batchify's default. */
+  cache?: false | { path: string } | { redis: string };
   /** `--host provider=baseUrl`, in command-line order. */
   hosts?: HostSpec[];
 }
@@ -47,7 +48,7 @@ export const USAGE_LINE = "usage: batchling <script.mjs>[:<export>] [args...] [-
 
 export const HELP_TEXT = `usage: batchling <script.mjs>[:<export>] [args...] [--<name> <value>...]
                  [--batch-size N] [--batch-window-ms N] [--poll-interval-ms N]
-                 [--dry-run] [--no-cache | --cache-path P] [--host provider=baseUrl ...]
+                 [--dry-run] [--no-cache | --cache-path P | --redis URL] [--host provider=baseUrl ...]
 
 Runs an exported function of a script inside batchify(): the LLM SDK calls it makes
 (OpenAI, Anthropic, Gemini) are collected into provider batch jobs, then answered as usual.
@@ -62,6 +63,9 @@ Batching options:
   --dry-run                 queue and group as usual but send nothing; print what would be sent and its cost
   --no-cache                do not read or write the request cache
   --cache-path P            request cache file (default .batchling/cache.jsonl)
+  --redis URL               share the request journal in Redis with every other process that uses it
+                            (redis://host:port/db; needs ioredis and a Redis with appendonly yes), so a
+                            request is batched once across them; replaces the cache file
   --host provider=baseUrl   a batch host besides the built-in ones (repeatable), e.g.
                             --host openai=https://api.novita.ai/openai/v1 for an OpenAI-compatible host
   -h, --help                show this help
@@ -119,6 +123,7 @@ const INTEGER_FLAGS: Record<IntegerFlag, { key: "batchSize" | "batchWindowMs" | 
 const SWITCHES = new Set(["--dry-run", "--no-cache"]);
 const VALUE_EXAMPLES: Record<string, string> = {
   "--cache-path": ".batchling/cache.jsonl",
+  "--redis": "redis://127.0.0.1:6379/0",
   "--host": "openai=https://api.novita.ai/openai/v1",
 };
 const IDENTIFIER = /^[A-Za-z_$][\w$]*$/;
@@ -154,18 +159,33 @@ function parseInteger(flag: IntegerFlag, value: string): number {
   return n;
 }
 
-/** `--no-cache` and `--cache-path` as given, checked together once the line is read. */
+/** `--no-cache`, `--cache-path` and `--redis` as given, checked together once the line is read. */
 interface CacheChoice {
   noCache: boolean;
   cachePath?: string;
+  redis?: string;
 }
 
 function applyCacheChoice(choice: CacheChoice, batchify: CliBatchifyOptions): void {
   if (choice.noCache && choice.cachePath !== undefined) {
     throw new CliUsageError("--cache-path and --no-cache cannot be used together");
   }
+  if (choice.redis !== undefined && (choice.noCache || choice.cachePath !== undefined)) {
+    const other = choice.noCache ? "--no-cache" : "--cache-path";
+    throw new CliUsageError(`--redis and ${other} cannot be used together: with --redis the journal is in Redis`);
+  }
   if (choice.noCache) batchify.cache = false;
   if (choice.cachePath !== undefined) batchify.cache = { path: choice.cachePath };
+  // The URL's rules are the core's (batchify() refuses a bad one, naming cache.redis).
+  if (choice.redis !== undefined) batchify.cache = { redis: choice.redis };
+}
+
+/** The core's refusal of `--redis`'s URL (it checks `cache.redis` when batchify() is built) as
+ * the flag's usage error; `undefined` for any other error. */
+export function redisFlagError(error: unknown): CliUsageError | undefined {
+  const refused = error as { code?: unknown; option?: unknown; message?: unknown } | null;
+  if (refused?.code !== "ERR_BATCHLING_INVALID_OPTION" || refused.option !== "cache.redis") return undefined;
+  return new CliUsageError(`--redis ${String(refused.message).replace(/^invalid option `cache\.redis`: /, "")}`);
 }
 
 /**
@@ -180,7 +200,7 @@ function takeBatchingFlag(
   batchify: CliBatchifyOptions,
   cache: CacheChoice,
 ): number | undefined {
-  if (flag in INTEGER_FLAGS || flag === "--cache-path" || flag === "--host") {
+  if (flag in INTEGER_FLAGS || flag === "--cache-path" || flag === "--host" || flag === "--redis") {
     let value = inlineValue;
     let used = 0;
     if (value === undefined) {
@@ -197,6 +217,9 @@ function takeBatchingFlag(
       }
       // The engine checks the name when batchify() builds it, listing the providers it knows.
       (batchify.hosts ??= []).push({ provider: provider as ProviderId, baseUrl });
+    } else if (flag === "--redis") {
+      if (value === "") throw new CliUsageError(`--redis needs a URL, e.g. --redis ${VALUE_EXAMPLES["--redis"]}`);
+      cache.redis = value;
     } else if (flag === "--cache-path") {
       if (value === "") throw new CliUsageError("--cache-path needs a non-empty path");
       cache.cachePath = value;
@@ -333,6 +356,8 @@ Batching options:
   --poll-interval-ms N      time between two polls of a provider batch (default 10000)
   --dry-run                 send nothing: callers get synthetic 200s
   --no-cache | --cache-path P   the request cache (default .batchling/cache.jsonl)
+  --redis URL               share the journal in Redis across replicas (redis://host:port/db; needs
+                            ioredis and appendonly yes): a request sent to two replicas is batched once
   --host provider=baseUrl   replace a provider's upstream (repeatable), e.g. --host openai=http://127.0.0.1:9000/v1
 
 Endpoints: GET /healthz, GET /metrics (Prometheus text). SIGINT / SIGTERM stop it; requests in

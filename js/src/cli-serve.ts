@@ -1,5 +1,5 @@
 // `batchling serve`: runs the batching HTTP server (serve.ts) until SIGINT or SIGTERM.
-import { CliUsageError, parseServeArgs, SERVE_HELP_TEXT, type ServeArgs } from "./cli-args.js";
+import { CliUsageError, parseServeArgs, redisFlagError, SERVE_HELP_TEXT, type ServeArgs } from "./cli-args.js";
 import { BatchlingError } from "./errors.js";
 import { serve } from "./serve.js";
 
@@ -41,6 +41,11 @@ export async function runServeCommand(argv: readonly string[]): Promise<number> 
       },
     });
   } catch (error) {
+    const flagError = redisFlagError(error);
+    if (flagError) {
+      await write(process.stderr, `batchling serve: ${flagError.problem}\nRun \`batchling serve --help\` for details.\n`);
+      return 2;
+    }
     if (error instanceof BatchlingError) {
       await write(process.stderr, `batchling serve: ${error.message} (${error.code})\n`);
       return 2;

@@ -7,7 +7,7 @@ import { fileURLToPath, pathToFileURL } from "node:url";
 import { inspect } from "node:util";
 import { batchify, type BatchifyReport, type BatchlingEvent, type QueueReport } from "./batchify.js";
 import { BatchlingError } from "./errors.js";
-import { CliUsageError, HELP_TEXT, parseCliArgs, type CliArgs } from "./cli-args.js";
+import { CliUsageError, HELP_TEXT, parseCliArgs, redisFlagError, type CliArgs } from "./cli-args.js";
 import { runJobsCommand } from "./cli-jobs.js";
 import { runBatchesCommand } from "./cli-batches.js";
 import { runCacheCommand } from "./cli-cache.js";
@@ -341,7 +341,12 @@ async function runCli(argv: readonly string[]): Promise<number> {
   try {
     // batchify() first: it installs the fetch hook, so SDK clients the script creates when it is
     // imported (which capture globalThis.fetch) still route through the batching scope.
-    const ctx = batchify({ ...args.batchify, onEvent: progress.onEvent });
+    let ctx;
+    try {
+      ctx = batchify({ ...args.batchify, onEvent: progress.onEvent });
+    } catch (error) {
+      throw redisFlagError(error) ?? error;
+    }
     const fn = await loadFunction(args);
     // The keywords object is one extra, last argument, given only when there are keywords, so a
     // function of plain positional parameters sees exactly the positional tokens.

@@ -75,7 +75,7 @@ export interface InterceptorEngine {
   responseChunk(nowMs: number, call: number, text: string): string;
   transportError(nowMs: number, call: number, message: string): string;
   tick(nowMs: number): string;
-  /** Fleet mode (not used by this package's hosts yet): a store action's outcome (JSON
+  /** Fleet mode (`cache: { redis }`): a store action's outcome (JSON
    * `StoreOutcome`), or its failure (the store could not be reached). */
   storeOutcome(nowMs: number, action: number, outcomeJson: string): string;
   storeFailed(nowMs: number, action: number, error: string): string;

@@ -9,7 +9,7 @@
 // after that it fails with ERR_BATCHLING_REDIS_UNAVAILABLE. There is no fallback without the
 // store: a request sent without its claim could be paid twice.
 //
-// Not wired into batchify / serve yet.
+// batchify({ cache: { redis } }) (batchify.ts) opens it and runs the engine's store outputs here.
 import "./engine-node.js";
 import { loadEngineModule, type FleetMemberEngine } from "./engine.js";
 import { refusalError, type CoreRefusal } from "./core-errors.js";
@@ -101,6 +101,7 @@ interface RedisClient {
   disconnect(): void;
   quit(): Promise<unknown>;
   on(event: "error", listener: (error: Error) => void): unknown;
+  once(event: "ready", listener: () => void): unknown;
   defineCommand(name: string, definition: { numberOfKeys?: number; lua: string }): void;
   call(command: string, ...args: (string | number)[]): Promise<unknown>;
   mget(...keys: string[]): Promise<(string | null)[]>;
@@ -157,13 +158,15 @@ export async function openFleetRedis(options: FleetRedisOptions = {}): Promise<F
   });
   const where = redactedUrl(url);
   try {
-    await withDeadline(client.connect(), connectTimeoutMs, () => `no connection to ${where} within ${connectTimeoutMs} ms`);
+    // A refused first attempt is tried again (every 100 ms, the retry strategy) until
+    // `connectTimeoutMs`: a Redis that is restarting is not unreachable yet.
+    const ready = new Promise<void>((resolve) => client.once("ready", () => resolve()));
+    client.connect().catch(() => {});
+    await withDeadline(ready, connectTimeoutMs, () => `no connection to ${where} within ${connectTimeoutMs} ms`);
   } catch (error) {
     client.disconnect();
-    throw new RedisUnavailableError(
-      error instanceof RedisUnavailableError ? `no connection to ${where} within ${connectTimeoutMs} ms` : `cannot connect to ${where} (${(error as Error).message})`,
-      lastError ?? error,
-    );
+    const why = lastError ? ` (${lastError.message})` : "";
+    throw new RedisUnavailableError(`cannot connect to ${where} within ${connectTimeoutMs} ms${why}`, lastError ?? error);
   }
   client.defineCommand("batchlingClaim", { numberOfKeys: 1, lua: CLAIM });
   client.defineCommand("batchlingRelease", { numberOfKeys: 1, lua: RELEASE });

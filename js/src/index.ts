@@ -2,6 +2,10 @@
 import "./engine-node.js";
 export * from "./shared-exports.js";
 export { batchify } from "./batchify.js";
+export type { RedisCacheOptions } from "./batchify-host.js";
+// The fleet journal's typed errors (`cache: { redis }`): Redis unreachable, ioredis not installed.
+export { RedisUnavailableError, RedisClientMissingError } from "./fleet-redis.js";
+export type { RedisWarning } from "./fleet-redis.js";
 export { loadEngineModule as backend } from "./engine.js";
 export { Batch } from "./batch.js";
 export { BatchRun } from "./batch-run.js";

@@ -19,10 +19,12 @@
 //! `{"ok":true,"options":{…}}` or `{"ok":false,"code":"ERR_BATCHLING_INVALID_OPTION",
 //! "option":"retry.attempts","message":"must be an integer >= 1, got 0"}`.
 
+use serde::Serialize;
 use serde_json::{json, Map, Number, Value};
 
 use crate::batcher::HostBatcherOptions;
 use crate::catalog::pricing::{PriceOverride, PriceOverrides};
+use crate::host::fleet::FleetMemberConfig;
 use crate::interceptor::InterceptorOptions;
 use crate::options::OptionError;
 use crate::provider_id::ProviderId;
@@ -344,6 +346,18 @@ pub fn interceptor_options(
     user: &Value,
     host: InterceptorOptions,
 ) -> Result<InterceptorOptions, OptionError> {
+    interceptor_options_and_store(user, host).map(|(options, _)| options)
+}
+
+/// [`interceptor_options`], and the Redis store the host opens when `cache: { redis }` turns
+/// fleet mode on (then `fleet` is set, with the host's `fleetOwner` as its owner and
+/// `cache.maxAgeDays` as the answers' and records' TTL, and the file cache is off). `cache.redis`
+/// is refused where the host passes no `fleetOwner` (a runtime without a Redis client); a dry
+/// run touches no store (no `fleet`, no store).
+pub fn interceptor_options_and_store(
+    user: &Value,
+    host: InterceptorOptions,
+) -> Result<(InterceptorOptions, Option<RedisStore>), OptionError> {
     let o = Fields::of(js(Some(user))).ok_or_else(|| {
         OptionError::new(
             "options",
@@ -367,7 +381,8 @@ pub fn interceptor_options(
             ))
         }
     };
-    let cache_max_age_days = cache(o.get("cache"))?;
+    let cache = cache(o.get("cache"))?;
+    let cache_max_age_days = cache.max_age_days;
     let delete_provider_files = match o.get("deleteProviderFiles") {
         Js::Undefined => None,
         Js::Bool(b) => Some(b),
@@ -413,7 +428,7 @@ pub fn interceptor_options(
         backoff_ms: None,
         max_backoff_ms: None,
     });
-    let options = InterceptorOptions {
+    let mut options = InterceptorOptions {
         batch_size: batch_size
             .map(|n| fit("batchSize", n, usize::MAX as u64))
             .transpose()?
@@ -462,21 +477,88 @@ pub fn interceptor_options(
         delete_provider_files: delete_provider_files.or(host.delete_provider_files),
         ..host
     };
+    let store = match cache.redis {
+        None => None,
+        Some(redis) => {
+            // Redis is the journal: no file or storage cache beside it.
+            options.cache = Some(false);
+            if options.dry_run == Some(true) {
+                // A dry run sends nothing, so it claims nothing: it touches no store.
+                None
+            } else {
+                let owner = options.fleet_owner.clone().ok_or_else(|| {
+                    OptionError::new(
+                        "cache.redis",
+                        "is not available here: the fleet journal in Redis needs Node's batchify() or batchling serve (browsers, Workers and Batch have no Redis client)",
+                    )
+                })?;
+                let days =
+                    cache_max_age_days.unwrap_or(crate::cache::AgeLimit::DEFAULT_MAX_AGE_DAYS);
+                let ttl_ms = (days * crate::cache::AgeLimit::DAY_MS as f64).round() as u64;
+                options.fleet = Some(FleetMemberConfig {
+                    owner,
+                    lease_ms: redis.lease_ms,
+                    grace_ms: redis.grace_ms,
+                    poll_ms: redis.poll_ms,
+                    answer_ttl_ms: Some(ttl_ms.max(1)),
+                    record_ttl_ms: Some(ttl_ms.max(1)),
+                });
+                Some(redis.store)
+            }
+        }
+    };
+    options.fleet_owner = None;
     options.to_config()?;
-    Ok(options)
+    Ok((options, store))
 }
 
-/// `true`, `false`, `{ path: string }` or `{ storage }` (an object; `prefix` is the store's),
-/// either with `maxAgeDays`, or `{ maxAgeDays }` alone: its `maxAgeDays`, if given.
-fn cache(value: Js<'_>) -> Result<Option<f64>, OptionError> {
+/// The `cache` option as checked: its `maxAgeDays`, if given, and the Redis store it names.
+struct CacheChoice {
+    max_age_days: Option<f64>,
+    redis: Option<RedisChoice>,
+}
+
+/// `cache.redis` as checked: where the store is, and the fleet timings asked for.
+struct RedisChoice {
+    store: RedisStore,
+    lease_ms: Option<u64>,
+    grace_ms: Option<u64>,
+    poll_ms: Option<u64>,
+}
+
+/// The Redis store a `cache: { redis }` names, checked, for the host to open
+/// (`openFleetRedis` in `js/src/fleet-redis.ts`); absent fields keep the host's defaults.
+#[cfg_attr(test, derive(ts_rs::TS), ts(optional_fields))]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RedisStore {
+    /// `redis://[user:password@]host[:port][/db]` or `rediss://…`.
+    pub url: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub prefix: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub connect_timeout_ms: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub retry_for_ms: Option<u64>,
+}
+
+/// `true`, `false`, `{ path: string }`, `{ storage }` (an object; `prefix` is the store's) or
+/// `{ redis }` (a URL, or `{ url, prefix?, connectTimeoutMs?, retryForMs?, leaseMs?, graceMs?,
+/// pollMs? }`), each with `maxAgeDays`, or `{ maxAgeDays }` alone.
+fn cache(value: Js<'_>) -> Result<CacheChoice, OptionError> {
     let refused = || {
         OptionError::new(
             "cache",
-            "must be true, false, { path: string } or { storage }, each with maxAgeDays? (a number of days)",
+            "must be true, false, { path: string }, { storage } or { redis: \"redis://host:port/db\" }, each with maxAgeDays? (a number of days)",
         )
     };
     let cache = match value {
-        Js::Undefined | Js::Bool(_) => return Ok(None),
+        Js::Undefined | Js::Bool(_) => {
+            return Ok(CacheChoice {
+                max_age_days: None,
+                redis: None,
+            })
+        }
         other => Fields::of(other).ok_or_else(refused)?,
     };
     let max_age_days = match cache.get("maxAgeDays") {
@@ -491,16 +573,190 @@ fn cache(value: Js<'_>) -> Result<Option<f64>, OptionError> {
             ))
         }
     };
+    let redis = match cache.get("redis") {
+        Js::Undefined => None,
+        given => {
+            if !matches!(
+                (cache.get("path"), cache.get("storage")),
+                (Js::Undefined, Js::Undefined)
+            ) {
+                return Err(OptionError::new(
+                    "cache.redis",
+                    "cannot be combined with cache.path or cache.storage: pick one journal",
+                ));
+            }
+            Some(redis(given)?)
+        }
+    };
     let located = match (cache.get("path"), cache.get("storage")) {
+        _ if redis.is_some() => true,
         (Js::String(path), _) => !path.is_empty(),
         (Js::Undefined, Js::Undefined) => max_age_days.is_some(),
         (_, storage) => Fields::of(storage).is_some(),
     };
     if located {
-        Ok(max_age_days)
+        Ok(CacheChoice {
+            max_age_days,
+            redis,
+        })
     } else {
         Err(refused())
     }
+}
+
+/// The keys of a `cache.redis` object.
+pub const REDIS_KEYS: [&str; 7] = [
+    "url",
+    "prefix",
+    "connectTimeoutMs",
+    "retryForMs",
+    "leaseMs",
+    "graceMs",
+    "pollMs",
+];
+
+/// `cache.redis`: a URL, or `{ url, prefix?, connectTimeoutMs?, retryForMs?, leaseMs?, graceMs?,
+/// pollMs? }`.
+fn redis(value: Js<'_>) -> Result<RedisChoice, OptionError> {
+    let (option, url, fields) = match value {
+        Js::String(url) => ("cache.redis", url, None),
+        other => {
+            let fields = match other {
+                Js::Object(_) => Fields::of(other),
+                _ => None,
+            }
+            .ok_or_else(|| {
+                OptionError::new(
+                    "cache.redis",
+                    format!(
+                        "must be a URL like \"redis://127.0.0.1:6379/0\" or an object {{ url, prefix?, connectTimeoutMs?, retryForMs?, leaseMs?, graceMs?, pollMs? }}, got {}",
+                        js_string(other)
+                    ),
+                )
+            })?;
+            known_keys(&fields, &REDIS_KEYS, "cache.redis.")?;
+            let url = match fields.get("url") {
+                Js::String(url) => url,
+                other => {
+                    return Err(OptionError::new(
+                        "cache.redis.url",
+                        format!(
+                            "must be a URL like \"redis://127.0.0.1:6379/0\", got {}",
+                            js_string(other)
+                        ),
+                    ))
+                }
+            };
+            ("cache.redis.url", url, Some(fields))
+        }
+    };
+    check_redis_url(url).map_err(|problem| OptionError::new(option, problem))?;
+    let Some(fields) = fields else {
+        return Ok(RedisChoice {
+            store: RedisStore {
+                url: url.to_string(),
+                prefix: None,
+                connect_timeout_ms: None,
+                retry_for_ms: None,
+            },
+            lease_ms: None,
+            grace_ms: None,
+            poll_ms: None,
+        });
+    };
+    let prefix = match fields.get("prefix") {
+        Js::Undefined => None,
+        Js::String(p) if p.len() <= 64 && p.bytes().all(|b| (0x21..=0x7e).contains(&b)) => {
+            Some(p.to_string())
+        }
+        other => {
+            return Err(OptionError::new(
+                "cache.redis.prefix",
+                format!(
+                    "must be 0 to 64 visible ASCII characters, no spaces, got {}",
+                    js_string(other)
+                ),
+            ))
+        }
+    };
+    let ms = |key: &str, min: u64| -> Result<Option<u64>, OptionError> {
+        let option = format!("cache.redis.{key}");
+        count(&option, fields.get(key), min, false)?
+            .map(|n| fit(&option, n, u64::MAX))
+            .transpose()
+    };
+    Ok(RedisChoice {
+        store: RedisStore {
+            url: url.to_string(),
+            prefix,
+            connect_timeout_ms: ms("connectTimeoutMs", 1)?,
+            retry_for_ms: ms("retryForMs", 1)?,
+        },
+        lease_ms: ms("leaseMs", 3)?,
+        grace_ms: ms("graceMs", 1)?,
+        poll_ms: ms("pollMs", 1)?,
+    })
+}
+
+/// A Redis URL: `redis://` or `rediss://`, a host, an optional port (1-65535) and an optional
+/// database number. The problem, quoting the URL with its password hidden, if it is not one.
+fn check_redis_url(url: &str) -> Result<(), String> {
+    let shown = || {
+        // Never echo a password: `user:secret@host` is shown as `user:***@host`.
+        match url.split_once("://") {
+            Some((scheme, rest)) => match rest.rsplit_once('@') {
+                Some((user, host)) => {
+                    let user = user.split_once(':').map_or(user, |(name, _)| name);
+                    format!("{scheme}://{user}:***@{host}")
+                }
+                None => url.to_string(),
+            },
+            None => url.to_string(),
+        }
+    };
+    let bad = |why: &str| {
+        Err(format!(
+            "must be a URL like \"redis://127.0.0.1:6379/0\" ({why}), got {:?}",
+            shown()
+        ))
+    };
+    let Some(rest) = url
+        .strip_prefix("redis://")
+        .or_else(|| url.strip_prefix("rediss://"))
+    else {
+        return bad("redis:// or rediss://");
+    };
+    let (authority, path) = rest.split_at(rest.find(['/', '?', '#']).unwrap_or(rest.len()));
+    let host_port = authority.rsplit_once('@').map_or(authority, |(_, h)| h);
+    let (host, port) = if let Some(v6) = host_port.strip_prefix('[') {
+        match v6.split_once(']') {
+            Some((host, after)) => (host, after.strip_prefix(':')),
+            None => return bad("an IPv6 host in brackets"),
+        }
+    } else {
+        match host_port.rsplit_once(':') {
+            Some((host, port)) => (host, Some(port)),
+            None => (host_port, None),
+        }
+    };
+    if host.is_empty()
+        || host
+            .bytes()
+            .any(|b| b.is_ascii_whitespace() || b"/?#@[]".contains(&b))
+    {
+        return bad("a host name");
+    }
+    if let Some(port) = port {
+        if !port.parse::<u16>().is_ok_and(|p| p >= 1) {
+            return bad("a port from 1 to 65535");
+        }
+    }
+    let db = path.split(['?', '#']).next().unwrap_or("");
+    let db = db.strip_prefix('/').unwrap_or(db);
+    if !db.is_empty() && db.parse::<u32>().is_err() {
+        return bad("a database number after the host");
+    }
+    Ok(())
 }
 
 /// The shape of the declared hosts, as the engine options carry them (keys whose value is
@@ -751,15 +1007,22 @@ pub fn check_batcher_options(user_json: &str) -> String {
 }
 
 /// [`interceptor_options`] for a binding: the user's options and the host's own engine options
-/// (`{"cache":true,"tagSeed":…,"maxConcurrentBatches"?,"costLimitUsd"?}`) as JSON in, the
-/// envelope out with the JSON options `NativeInterceptor`'s constructor takes.
+/// (`{"cache":true,"tagSeed":…,"maxConcurrentBatches"?,"costLimitUsd"?,"fleetOwner"?}`) as JSON
+/// in, the envelope out with the JSON options `NativeInterceptor`'s constructor takes, and with
+/// `cache: { redis }` the store to open (`"redis":{url,prefix?,connectTimeoutMs?,retryForMs?}`).
 pub fn check_interceptor_options(user_json: &str, host_json: &str) -> String {
-    envelope(parse(user_json).and_then(|user| {
+    let checked = parse(user_json).and_then(|user| {
         let host: InterceptorOptions = serde_json::from_str(host_json)
             .map_err(|e| OptionError::new("options", e.to_string()))?;
-        let options = interceptor_options(&user, host)?;
-        Ok(Some(
+        interceptor_options_and_store(&user, host)
+    });
+    match checked {
+        Ok((options, Some(redis))) => {
+            json!({ "ok": true, "options": options, "redis": redis }).to_string()
+        }
+        Ok((options, None)) => envelope(Ok(Some(
             serde_json::to_value(options).expect("options serialize"),
-        ))
-    }))
+        ))),
+        Err(e) => envelope(Err(e)),
+    }
 }

@@ -74,6 +74,7 @@ mod tests {
             ServeRefusal::decl(&cfg),
             ServeDecision::decl(&cfg),
             FleetMemberConfig::decl(&cfg),
+            crate::host::options::RedisStore::decl(&cfg),
             fleet::ClaimRef::decl(&cfg),
             fleet::Record::decl(&cfg),
             fleet::StoreAction::decl(&cfg),

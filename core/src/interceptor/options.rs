@@ -252,6 +252,12 @@ pub struct InterceptorOptions {
     /// journal, so `cache` must be left out (or `false`).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub fleet: Option<crate::host::fleet::FleetMemberConfig>,
+    /// A host option: the fleet owner id this engine would take (a fresh random id of
+    /// `A-Z a-z 0-9 _ -` per engine) if the user's `cache: { redis }` turns fleet mode on. A host
+    /// that cannot reach Redis passes none, and `cache.redis` is refused there. Consumed by the
+    /// option check ([`crate::host::options::interceptor_options`]); the engine ignores it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub fleet_owner: Option<String>,
 }
 
 impl InterceptorOptions {

@@ -57,7 +57,14 @@ clockWallMs?: number, clockMonotonicMs?: number,
  * engine's requests go through a fleet member and the host's store; the store is the
  * journal, so `cache` must be left out (or `false`).
  */
-fleet?: FleetMemberConfig, };
+fleet?: FleetMemberConfig, 
+/**
+ * A host option: the fleet owner id this engine would take (a fresh random id of
+ * `A-Z a-z 0-9 _ -` per engine) if the user's `cache: { redis }` turns fleet mode on. A host
+ * that cannot reach Redis passes none, and `cache.redis` is refused there. Consumed by the
+ * option check ([`crate::host::options::interceptor_options`]); the engine ignores it.
+ */
+fleetOwner?: string, };
 
 export type HostBatcherOptions = { maxBatchSize: number, maxDelayMs: number, maxQueueSize?: number, maxConcurrentBatches?: number, retryAttempts?: number, retryBackoffMs?: number, retryMaxBackoffMs?: number, timeoutMs?: number, jitterSeed?: number, };
 
@@ -530,6 +537,12 @@ export type ServeRefusal = "ERR_BATCHLING_SERVE_HOST" | "ERR_BATCHLING_SERVE_TOK
 export type ServeDecision = { "kind": "health" } | { "kind": "metrics" } | { "kind": "forward", provider: ProviderId, url: string, } | { "kind": "refuse", status: number, code: ServeRefusal, message: string, };
 
 export type FleetMemberConfig = { owner: string, leaseMs?: number, graceMs?: number, pollMs?: number, answerTtlMs?: number, recordTtlMs?: number, };
+
+export type RedisStore = { 
+/**
+ * `redis://[user:password@]host[:port][/db]` or `rediss://…`.
+ */
+url: string, prefix?: string, connectTimeoutMs?: number, retryForMs?: number, };
 
 export type ClaimRef = { key: string, token: string, };
 
