@@ -164,8 +164,8 @@ pub enum Event {
     BatchAnswered { fingerprint: String },
     /// The store could not execute `action` (unreachable past the host's retries): its outcome
     /// is unknown. The requests whose progress hung on it are given up
-    /// ([`Output::Unavailable`]); nothing is created for them.
-    StoreFailed { action: ActionId },
+    /// ([`Output::Unavailable`], with `error`, the host's reason); nothing is created for them.
+    StoreFailed { action: ActionId, error: String },
     /// The host no longer wants this request (its callers are gone): the member forgets it and
     /// releases its claim. Safe at any stage: a create that may have gone out left its intent
     /// in the store, so whoever claims the request next looks that batch up by its tag before
@@ -220,9 +220,10 @@ pub enum Output {
     ScheduleTimer { at_ms: u64 },
     /// A store action this request depended on failed ([`Event::StoreFailed`]): the member gave
     /// it up (nothing was created for it; a claim it may hold lapses with its lease). Fail
-    /// these callers.
+    /// these callers (`error`: the host's reason, from the `StoreFailed`).
     Unavailable {
         fingerprint: String,
         requests: Vec<RequestId>,
+        error: String,
     },
 }

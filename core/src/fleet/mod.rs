@@ -317,7 +317,7 @@ impl FleetMember {
             Event::CreateUnknown { tag } => self.on_create_unknown(tag),
             Event::BatchFound { tag, batch_id } => self.on_found(tag, batch_id),
             Event::BatchAnswered { fingerprint } => self.on_answered(fingerprint),
-            Event::StoreFailed { action } => self.on_store_failed(action),
+            Event::StoreFailed { action, error } => self.on_store_failed(action, error),
             Event::Drop { fingerprint } => {
                 self.on_drop(&fingerprint);
                 Ok(())
@@ -774,7 +774,7 @@ impl FleetMember {
         Ok(())
     }
 
-    fn on_store_failed(&mut self, action: ActionId) -> Result<(), FleetError> {
+    fn on_store_failed(&mut self, action: ActionId, error: String) -> Result<(), FleetError> {
         let pending = self
             .pending
             .remove(&action)
@@ -849,6 +849,7 @@ impl FleetMember {
                 self.outputs.push_back(Output::Unavailable {
                     fingerprint,
                     requests: entry.waiters,
+                    error: error.clone(),
                 });
             }
         }

@@ -173,14 +173,12 @@ impl Interceptor {
         self.fleet_event(now_ms, FleetEvent::StoreOutcome { action, outcome });
     }
 
-    pub(super) fn fleet_store_failed(&mut self, now_ms: u64, action: ActionId, error: &str) {
+    pub(super) fn fleet_store_failed(&mut self, now_ms: u64, action: ActionId, error: String) {
         let Some(link) = self.fleet.as_mut() else {
             return;
         };
         link.reads.remove(&action);
-        self.store_error = Some(error.to_string());
-        self.fleet_event(now_ms, FleetEvent::StoreFailed { action });
-        self.store_error = None;
+        self.fleet_event(now_ms, FleetEvent::StoreFailed { action, error });
     }
 
     /// The member gives a request up: a request the engine no longer wants (its callers gone,
@@ -237,23 +235,15 @@ impl Interceptor {
             } => self.fleet_create(now_ms, tag, fingerprints, send_by_ms),
             FleetOutput::FindBatch { tag } => self.fleet_find(now_ms, tag),
             FleetOutput::Resume { tag, batch_id } => self.fleet_resume(now_ms, tag, batch_id),
-            FleetOutput::Unavailable { fingerprint, .. } => {
+            FleetOutput::Unavailable {
+                fingerprint, error, ..
+            } => {
                 self.unplace(now_ms, &fingerprint);
-                let reason = self.store_error.clone().unwrap_or_default();
                 let message = format!(
-                    "the fleet's store (Redis) is unreachable ({reason}): nothing was sent to the \
+                    "the fleet's store (Redis) is unreachable ({error}): nothing was sent to the \
                      provider without its journal; retry once the store is back"
                 );
-                let entry = self.entries.remove(&fingerprint);
-                for request in entry.map(|e| e.waiters).unwrap_or_default() {
-                    if self.request_entry.remove(&request).is_some() {
-                        self.outputs.push(Output::Fail {
-                            request,
-                            code: FailCode::StoreUnavailable,
-                            message: message.clone(),
-                        });
-                    }
-                }
+                self.fail_entries(&[fingerprint], FailCode::StoreUnavailable, &message);
             }
             FleetOutput::ScheduleTimer { .. } => {} // `next_deadline` includes the member's
         }

@@ -135,8 +135,6 @@ pub struct Interceptor {
     not_run: HashMap<String, Vec<String>>,
     /// Fleet mode (not in a dry run): the fleet member and what the engine keeps beside it.
     fleet: Option<fleet::FleetLink>,
-    /// While an `Input::StoreFailed` is handled: the host's reason, for the callers' errors.
-    store_error: Option<String>,
 }
 
 impl Interceptor {
@@ -219,7 +217,6 @@ impl Interceptor {
             warned_aborts: HashSet::new(),
             not_run: HashMap::new(),
             fleet,
-            store_error: None,
         })
     }
 
@@ -285,7 +282,7 @@ impl Interceptor {
             }
             Input::Tick => self.fleet_event(now_ms, crate::fleet::Event::Tick),
             Input::StoreOutcome { action, outcome } => self.fleet_outcome(now_ms, action, outcome),
-            Input::StoreFailed { action, error } => self.fleet_store_failed(now_ms, action, &error),
+            Input::StoreFailed { action, error } => self.fleet_store_failed(now_ms, action, error),
             Input::Cancel { request } => self.cancel(now_ms, request),
             Input::Abort {
                 request,
