@@ -287,17 +287,32 @@ impl Interceptor {
             let JobState::Fencing { items } = &mut job.state else {
                 unreachable!("found in Fencing");
             };
-            let body = items
+            let taken: Vec<BatchItem> = items
                 .iter()
                 .position(|i| i.custom_id == custom_id)
-                .map(|i| items.remove(i).body);
+                .map(|i| items.remove(i))
+                .into_iter()
+                .collect();
             job.fingerprints.retain(|fp| fp != fingerprint);
             job.custom_ids.retain(|id| *id != custom_id);
             let (job_id, empty) = (job.id, job.fingerprints.is_empty());
             if empty {
                 self.jobs.remove(&job_id);
             }
-            if let (Some(body), Some(entry)) = (body, self.entries.get_mut(fingerprint)) {
+            self.give_bodies_back(&[fingerprint.to_string()], taken);
+        }
+    }
+
+    /// The bodies of requests taken off a job before its create go back to their entries (an
+    /// entry that still has its body keeps it).
+    fn give_bodies_back(&mut self, fingerprints: &[String], items: Vec<BatchItem>) {
+        let mut bodies: HashMap<String, serde_json::Value> = items
+            .into_iter()
+            .map(|item| (item.custom_id, item.body))
+            .collect();
+        for fp in fingerprints {
+            let body = bodies.remove(&cache::custom_id(fp));
+            if let (Some(body), Some(entry)) = (body, self.entries.get_mut(fp)) {
                 if entry.body.is_null() {
                     entry.body = body;
                 }
@@ -407,22 +422,16 @@ impl Interceptor {
         }
         // Requests the member did not name went back to waiting (`WaitForAnswer`) already; any
         // left give their bodies back.
-        let rest: Vec<(String, serde_json::Value)> = job
+        let left = std::mem::replace(&mut job.fingerprints, line);
+        job.custom_ids = job
             .fingerprints
             .iter()
-            .filter(|fp| !wanted.contains(fp.as_str()))
-            .filter_map(|fp| Some((fp.clone(), by_id.remove(&cache::custom_id(fp))?.body)))
+            .map(|fp| cache::custom_id(fp))
             .collect();
-        job.custom_ids = line.iter().map(|fp| cache::custom_id(fp)).collect();
-        job.fingerprints = line;
         job.tag = tag;
         job.send_by_ms = Some(send_by_ms);
         job.state = JobState::Uploading { items: kept };
-        for (fp, body) in rest {
-            if let Some(entry) = self.entries.get_mut(&fp) {
-                entry.body = body;
-            }
-        }
+        self.give_bodies_back(&left, by_id.into_values().collect());
         self.send_call(now_ms, job_id, Call::Upload);
     }
 
@@ -533,16 +542,8 @@ impl Interceptor {
                 // The create never reached the provider: the bodies go back to their entries,
                 // and the member queues the requests anew (or lets them wait).
                 let mut job = self.jobs.remove(&job_id).expect("job exists");
-                for item in job.take_items() {
-                    let fp = job
-                        .custom_ids
-                        .iter()
-                        .position(|id| *id == item.custom_id)
-                        .map(|i| job.fingerprints[i].clone());
-                    if let Some(entry) = fp.and_then(|fp| self.entries.get_mut(&fp)) {
-                        entry.body = item.body;
-                    }
-                }
+                let items = job.take_items();
+                self.give_bodies_back(&job.fingerprints, items);
                 self.fleet_event(
                     now_ms,
                     FleetEvent::BatchFound {
