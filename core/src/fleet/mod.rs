@@ -900,11 +900,7 @@ impl FleetMember {
     /// The line pointer is cleared: callers still waiting (kept by the host, or arrived
     /// meanwhile) get the request batched anew; with none left, the claim goes.
     fn after_clear(&mut self, fingerprint: &str) {
-        let waited = self
-            .entries
-            .get(fingerprint)
-            .is_some_and(|e| !e.waiters.is_empty());
-        if waited {
+        if self.has_waiters(fingerprint) {
             self.enqueue(fingerprint);
         } else {
             self.entries.remove(fingerprint);
@@ -917,15 +913,17 @@ impl FleetMember {
     /// A request without its claim: with callers here, they wait for its answer; without, it is
     /// forgotten.
     fn forget_or_wait(&mut self, fingerprint: &str) {
-        let waited = self
-            .entries
-            .get(fingerprint)
-            .is_some_and(|e| !e.waiters.is_empty());
-        if waited {
+        if self.has_waiters(fingerprint) {
             self.wait(fingerprint);
         } else {
             self.entries.remove(fingerprint);
         }
+    }
+
+    fn has_waiters(&self, fingerprint: &str) -> bool {
+        self.entries
+            .get(fingerprint)
+            .is_some_and(|e| !e.waiters.is_empty())
     }
 
     /// The request leaves this member's batches (answered, or its batch ended without it).
