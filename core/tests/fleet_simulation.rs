@@ -19,6 +19,10 @@ use batchling_core::fleet::{
 };
 use proptest::prelude::*;
 
+#[path = "support/fleet_store.rs"]
+mod fleet_store;
+use fleet_store::FleetStore;
+
 const LEASE_MS: u64 = 300;
 const GRACE_MS: u64 = 100;
 const POLL_MS: u64 = 40;
@@ -56,83 +60,6 @@ impl Rng {
             GRACE_MS - 1 - self.below(10)
         } else {
             self.below(GRACE_MS)
-        }
-    }
-}
-
-#[derive(Default)]
-struct Store {
-    map: HashMap<String, (String, Option<u64>)>,
-}
-
-impl Store {
-    fn get(&mut self, key: &str, now: u64) -> Option<String> {
-        if let Some((_, Some(expiry))) = self.map.get(key) {
-            if *expiry <= now {
-                self.map.remove(key);
-            }
-        }
-        self.map.get(key).map(|(v, _)| v.clone())
-    }
-
-    fn exec(&mut self, now: u64, op: &StoreAction, put_value: Option<&String>) -> StoreOutcome {
-        match op {
-            StoreAction::Claim {
-                key,
-                token,
-                lease_ms,
-            } => match self.get(key, now) {
-                Some(holder) => StoreOutcome::HeldBy { owner: holder },
-                None => {
-                    self.map
-                        .insert(key.clone(), (token.clone(), Some(now + lease_ms)));
-                    StoreOutcome::Claimed
-                }
-            },
-            StoreAction::Renew { claims, lease_ms } => {
-                let mut kept = Vec::new();
-                for c in claims {
-                    if self.get(&c.key, now).as_ref() == Some(&c.token) {
-                        self.map.get_mut(&c.key).unwrap().1 = Some(now + lease_ms);
-                        kept.push(c.key.clone());
-                    }
-                }
-                StoreOutcome::Renewed { keys: kept }
-            }
-            StoreAction::WriteIfOwner {
-                claims,
-                records,
-                ttl_ms,
-            } => {
-                let lost: Vec<String> = claims
-                    .iter()
-                    .filter(|c| self.get(&c.key, now).as_ref() != Some(&c.token))
-                    .map(|c| c.key.clone())
-                    .collect();
-                if !lost.is_empty() {
-                    return StoreOutcome::NotOwner { lost };
-                }
-                for r in records {
-                    self.map
-                        .insert(r.key.clone(), (r.value.clone(), Some(now + ttl_ms)));
-                }
-                StoreOutcome::Written
-            }
-            StoreAction::Read { keys } => StoreOutcome::Values {
-                values: keys.iter().map(|k| self.get(k, now)).collect(),
-            },
-            StoreAction::Release { key, token } => {
-                if self.get(key, now).as_ref() == Some(token) {
-                    self.map.remove(key);
-                }
-                StoreOutcome::Done
-            }
-            StoreAction::PutAnswer { key, ttl_ms, .. } => {
-                let value = put_value.expect("an answer put carries the host's answer");
-                self.map
-                    .insert(key.clone(), (value.clone(), Some(now + ttl_ms)));
-                StoreOutcome::Done
-            }
         }
     }
 }
@@ -291,7 +218,7 @@ struct Sim {
     seq: u64,
     queue: BinaryHeap<Reverse<(u64, u64)>>,
     deliveries: HashMap<u64, Delivery>,
-    store: Store,
+    store: FleetStore,
     provider: Provider,
     slots: Vec<Slot>,
     clients: Vec<Client>,
@@ -309,7 +236,7 @@ impl Sim {
             seq: 0,
             queue: BinaryHeap::new(),
             deliveries: HashMap::new(),
-            store: Store::default(),
+            store: FleetStore::default(),
             provider: Provider::default(),
             slots: Vec::new(),
             clients: Vec::new(),

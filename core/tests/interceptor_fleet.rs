@@ -8,7 +8,7 @@ mod support;
 use std::collections::{BTreeMap, HashMap, VecDeque};
 
 use batchling_core::cache;
-use batchling_core::fleet::{ActionId, FleetConfig, StoreAction, StoreOutcome};
+use batchling_core::fleet::{ActionId, FleetConfig, StoreAction};
 use batchling_core::http::HttpRequest;
 use batchling_core::interceptor::{
     CallId, Input, Interceptor, InterceptorConfig, LifecycleEvent, Output, RequestId,
@@ -22,89 +22,6 @@ use support::*;
 const LEASE_MS: u64 = 30_000;
 const GRACE_MS: u64 = 10_000;
 const POLL_MS: u64 = 1_000;
-
-// ---- the store ------------------------------------------------------------------------------
-
-#[derive(Default)]
-struct Store {
-    map: HashMap<String, (String, Option<u64>)>,
-}
-
-impl Store {
-    fn get(&mut self, key: &str, now: u64) -> Option<String> {
-        if let Some((_, Some(expiry))) = self.map.get(key) {
-            if *expiry <= now {
-                self.map.remove(key);
-            }
-        }
-        self.map.get(key).map(|(v, _)| v.clone())
-    }
-
-    fn exec(&mut self, now: u64, op: &StoreAction, answer: Option<&String>) -> StoreOutcome {
-        match op {
-            StoreAction::Claim {
-                key,
-                token,
-                lease_ms,
-            } => match self.get(key, now) {
-                Some(owner) => StoreOutcome::HeldBy { owner },
-                None => {
-                    self.map
-                        .insert(key.clone(), (token.clone(), Some(now + lease_ms)));
-                    StoreOutcome::Claimed
-                }
-            },
-            StoreAction::Renew { claims, lease_ms } => {
-                let mut keys = Vec::new();
-                for c in claims {
-                    if self.get(&c.key, now).as_ref() == Some(&c.token) {
-                        self.map.get_mut(&c.key).unwrap().1 = Some(now + lease_ms);
-                        keys.push(c.key.clone());
-                    }
-                }
-                StoreOutcome::Renewed { keys }
-            }
-            StoreAction::WriteIfOwner {
-                claims,
-                records,
-                ttl_ms,
-            } => {
-                let lost: Vec<String> = claims
-                    .iter()
-                    .filter(|c| self.get(&c.key, now).as_ref() != Some(&c.token))
-                    .map(|c| c.key.clone())
-                    .collect();
-                if !lost.is_empty() {
-                    return StoreOutcome::NotOwner { lost };
-                }
-                for r in records {
-                    self.map
-                        .insert(r.key.clone(), (r.value.clone(), Some(now + ttl_ms)));
-                }
-                StoreOutcome::Written
-            }
-            StoreAction::Read { keys } => StoreOutcome::Values {
-                values: keys.iter().map(|k| self.get(k, now)).collect(),
-            },
-            StoreAction::Release { key, token } => {
-                if self.get(key, now).as_ref() == Some(token) {
-                    self.map.remove(key);
-                }
-                StoreOutcome::Done
-            }
-            StoreAction::PutAnswer { key, ttl_ms, .. } => {
-                let value = answer.expect("a putAnswer carries the answer").clone();
-                self.map.insert(key.clone(), (value, Some(now + ttl_ms)));
-                StoreOutcome::Done
-            }
-        }
-    }
-
-    /// Every value in the store, for the secrets check.
-    fn values(&self) -> impl Iterator<Item = (&String, &String)> {
-        self.map.iter().map(|(k, (v, _))| (k, v))
-    }
-}
 
 // ---- the processes --------------------------------------------------------------------------
 
@@ -206,7 +123,7 @@ impl Node {
 struct World {
     now: u64,
     fake: Fake,
-    store: Store,
+    store: FleetStore,
     nodes: Vec<Node>,
     next_request: RequestId,
 }
@@ -216,7 +133,7 @@ impl World {
         World {
             now: 0,
             fake: Fake::new(),
-            store: Store::default(),
+            store: FleetStore::default(),
             nodes: owners.iter().map(|o| Node::new(o)).collect(),
             next_request: 1,
         }
@@ -225,25 +142,7 @@ impl World {
     fn submit(&mut self, node: usize, http: HttpRequest) -> RequestId {
         let request = self.next_request;
         self.next_request += 1;
-        let route = providers::classify(&http).expect("batchable");
-        let custom_id = cache::custom_id(&cache::fingerprint(&route).to_string());
-        let group = format!(
-            "{}|{}|{}|{}|{}",
-            route.provider,
-            route.base_url,
-            route.endpoint,
-            route.model,
-            route.credential_fingerprint
-        );
-        self.fake.expected.insert(
-            custom_id,
-            Expected {
-                group,
-                endpoint: route.endpoint.clone(),
-                model: route.model.clone(),
-                forward: route.forward_headers.clone(),
-            },
-        );
+        self.fake.expect(&http).expect("batchable");
         let n = &mut self.nodes[node];
         n.submitted.push(request);
         n.handle(

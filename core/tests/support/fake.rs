@@ -2,9 +2,10 @@
 
 use std::collections::{HashMap, HashSet, VecDeque};
 
-use batchling_core::http::HttpResponse;
+use batchling_core::cache;
+use batchling_core::http::{HttpRequest, HttpResponse};
 use batchling_core::interceptor::SerializableRequest;
-use batchling_core::providers::{EndKind, ProviderId};
+use batchling_core::providers::{self, EndKind, ProviderId};
 use serde_json::{json, Value};
 
 use super::*;
@@ -176,6 +177,31 @@ impl Fake {
             log: Vec::new(),
             deleted: Vec::new(),
         }
+    }
+
+    /// Expect the batch line of `http`, if it is batchable: the fake checks every batch holding
+    /// it against its group, endpoint, model and forwarded headers. Its custom id.
+    pub fn expect(&mut self, http: &HttpRequest) -> Option<String> {
+        let route = providers::classify(http).ok()?;
+        let custom_id = cache::custom_id(&cache::fingerprint(&route).to_string());
+        let group = format!(
+            "{}|{}|{}|{}|{}",
+            route.provider,
+            route.base_url,
+            route.endpoint,
+            route.model,
+            route.credential_fingerprint
+        );
+        self.expected.insert(
+            custom_id.clone(),
+            Expected {
+                group,
+                endpoint: route.endpoint.clone(),
+                model: route.model.clone(),
+                forward: route.forward_headers.clone(),
+            },
+        );
+        Some(custom_id)
     }
 
     pub fn fault(&mut self, provider: Option<ProviderId>, step: Step, fault: Fault) {

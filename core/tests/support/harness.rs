@@ -3,13 +3,12 @@
 
 use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 
-use batchling_core::cache::{self, CacheRecord, CompactLine};
+use batchling_core::cache::{CacheRecord, CompactLine};
 use batchling_core::http::{HttpRequest, HttpResponse};
 use batchling_core::interceptor::{
     CallId, Input, Interceptor, InterceptorConfig, LifecycleEvent, Output, RequestId,
     SerializableRequest,
 };
-use batchling_core::providers;
 use serde_json::Value;
 
 use super::*;
@@ -206,25 +205,7 @@ impl Harness {
     fn expect(&mut self, http: &HttpRequest) -> RequestId {
         let id = self.next_request;
         self.next_request += 1;
-        if let Ok(route) = providers::classify(http) {
-            let custom_id = cache::custom_id(&cache::fingerprint(&route).to_string());
-            let group = format!(
-                "{}|{}|{}|{}|{}",
-                route.provider,
-                route.base_url,
-                route.endpoint,
-                route.model,
-                route.credential_fingerprint
-            );
-            self.fake.expected.insert(
-                custom_id.clone(),
-                Expected {
-                    group,
-                    endpoint: route.endpoint.clone(),
-                    model: route.model.clone(),
-                    forward: route.forward_headers.clone(),
-                },
-            );
+        if let Some(custom_id) = self.fake.expect(http) {
             self.custom_ids.insert(id, custom_id);
         }
         self.submitted.push(id);

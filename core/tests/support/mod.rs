@@ -14,11 +14,14 @@
 #![allow(dead_code)]
 
 mod fake;
+mod fleet_store;
 mod harness;
 
 // (Re-exports too: a provider's own flow file uses only the request helpers.)
 #[allow(unused_imports)]
 pub use fake::*;
+#[allow(unused_imports)]
+pub use fleet_store::FleetStore;
 #[allow(unused_imports)]
 pub use harness::*;
 
