@@ -15,6 +15,7 @@ import { Redis } from "ioredis";
 import { useFakeProvider } from "./support/fake.mjs";
 import { freePort, startRedis } from "./support/redis.mjs";
 import { batchify, RedisUnavailableError } from "../dist/index.js";
+import { mulberry32 as random } from "./support/random.mjs";
 
 const ROOT = join(dirname(fileURLToPath(import.meta.url)), "..");
 const WORKER = join(ROOT, "tests", "fleet", "worker.mjs");
@@ -43,17 +44,6 @@ after(async () => {
   rmSync(tmp, { recursive: true, force: true });
 });
 
-/** A seeded PRNG (mulberry32), so a failing run can be replayed with its seed. */
-function random(seed) {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 const SEED = Number(process.env.BATCHLING_FLEET_SEED ?? Date.now() % 1e9);
 
 /** `count` distinct prompts out of `prompts`, at random. */

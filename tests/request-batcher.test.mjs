@@ -14,6 +14,7 @@ import {
   CancelledError,
   BatchResultError,
 } from "../dist/index.js";
+import { mulberry32 as prng } from "./support/random.mjs";
 
 // ---- helpers -------------------------------------------------------------------------------
 
@@ -51,17 +52,6 @@ function track(promise) {
   return state;
 }
 
-/** mulberry32: a tiny seeded PRNG so the randomized test is reproducible. */
-function prng(seed) {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 const double = (items) => items.map((x) => x * 2);
 
