@@ -619,7 +619,8 @@ pub const REDIS_KEYS: [&str; 7] = [
 /// pollMs? }`.
 fn redis(value: Js<'_>) -> Result<RedisChoice, OptionError> {
     let (option, url, fields) = match value {
-        Js::String(url) => ("cache.redis", url, None),
+        // A URL alone: no other field (every one absent).
+        Js::String(url) => ("cache.redis", url, Fields::None),
         other => {
             let fields = match other {
                 Js::Object(_) => Fields::of(other),
@@ -647,23 +648,10 @@ fn redis(value: Js<'_>) -> Result<RedisChoice, OptionError> {
                     ))
                 }
             };
-            ("cache.redis.url", url, Some(fields))
+            ("cache.redis.url", url, fields)
         }
     };
     check_redis_url(url).map_err(|problem| OptionError::new(option, problem))?;
-    let Some(fields) = fields else {
-        return Ok(RedisChoice {
-            store: RedisStore {
-                url: url.to_string(),
-                prefix: None,
-                connect_timeout_ms: None,
-                retry_for_ms: None,
-            },
-            lease_ms: None,
-            grace_ms: None,
-            poll_ms: None,
-        });
-    };
     let prefix = match fields.get("prefix") {
         Js::Undefined => None,
         Js::String(p) if p.len() <= 64 && p.bytes().all(|b| (0x21..=0x7e).contains(&b)) => {
