@@ -394,8 +394,8 @@ impl FleetMember {
                                 },
                             );
                             self.set_stage(&fingerprint, Stage::Checking { action: read });
-                        } else if let Some(since) = self.claims.take(&fingerprint) {
-                            self.release(&fingerprint, since);
+                        } else {
+                            self.release(&fingerprint);
                         }
                     }
                     StoreOutcome::HeldBy { .. } => {
@@ -415,9 +415,7 @@ impl FleetMember {
                 let answer = values.pop().flatten();
                 if answer.is_some() {
                     self.answer_from_store(&fingerprint);
-                    if let Some(since) = self.claims.take(&fingerprint) {
-                        self.release(&fingerprint, since);
-                    }
+                    self.release(&fingerprint);
                 } else if let Some(tag) = line.filter(|tag| tag != keys::NO_LINE) {
                     let read = self.emit(
                         StoreAction::Read {
@@ -540,9 +538,7 @@ impl FleetMember {
                     return mismatch("Done", &outcome);
                 }
                 // The answer is stored: the claim can go.
-                if let Some(since) = self.claims.take(&fingerprint) {
-                    self.release(&fingerprint, since);
-                }
+                self.release(&fingerprint);
             }
             Pending::Clear { fingerprint } => {
                 let clearing = self.stage_is(&fingerprint, &Stage::Clearing { action });
@@ -892,9 +888,7 @@ impl FleetMember {
             }
             _ => {}
         }
-        if let Some(since) = self.claims.take(fingerprint) {
-            self.release(fingerprint, since);
-        }
+        self.release(fingerprint);
     }
 
     /// The line pointer is cleared: callers still waiting (kept by the host, or arrived
@@ -904,9 +898,7 @@ impl FleetMember {
             self.enqueue(fingerprint);
         } else {
             self.entries.remove(fingerprint);
-            if let Some(since) = self.claims.take(fingerprint) {
-                self.release(fingerprint, since);
-            }
+            self.release(fingerprint);
         }
     }
 
@@ -1202,7 +1194,12 @@ impl FleetMember {
     }
 
     /// Release the claim `since` took (already out of `claims`).
-    fn release(&mut self, fingerprint: &str, since: ActionId) {
+    /// Let the claim on `fingerprint` go, if this member holds it (deleted in the store only
+    /// while it is still this claim).
+    fn release(&mut self, fingerprint: &str) {
+        let Some(since) = self.claims.take(fingerprint) else {
+            return;
+        };
         self.emit(
             StoreAction::Release {
                 key: keys::claim(fingerprint),
